@@ -1,0 +1,209 @@
+"""Self-describing checkpoints (safetensors weights + JSON card) and the workspace's model store.
+
+Layout of a workspace::
+
+    DIR/models/<dataset>/<model>/<training>/<arch>-w<width>-seed<seed>/{model.safetensors, card.json}
+    DIR/results.sqlite   (evaluation results, see robustbench_dc.store)
+
+A checkpoint is complete when its card exists: the weights are written first, the card last, each
+atomically (temporary file, then rename), so an interrupted write never leaves a half checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from robustbench_dc import __version__
+from robustbench_dc.errors import CheckpointError, UserError
+from robustbench_dc.models import ModelSpec, Network, build_model
+
+CARD_FORMAT = "robustbench-dc/checkpoint-v1"
+WEIGHTS_FILE = "model.safetensors"
+CARD_FILE = "card.json"
+DEFAULT_WORKSPACE = "dc-robust-workspace"
+
+
+def workspace_dir(workspace: str | os.PathLike | None = None) -> Path:
+    """``workspace``, else ``$DC_ROBUST_WORKSPACE``, else ``./dc-robust-workspace``."""
+    return Path(workspace or os.environ.get("DC_ROBUST_WORKSPACE") or DEFAULT_WORKSPACE)
+
+
+def run_dir(workspace: Path, *, dataset: str, model: str, training: str, arch: str, width: float, seed: int) -> Path:
+    return workspace / "models" / dataset / model / training / f"{arch}-w{width:g}-seed{seed}"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def environment() -> dict[str, str]:
+    """Versions and hardware, for cards and reports."""
+    return {
+        "robustbench_dc": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads",
+        "cpu": platform.processor() or platform.machine(),
+    }
+
+
+def save_checkpoint(model: Network, directory: Path, card: dict[str, Any]) -> Path:
+    """Write ``model.safetensors`` then ``card.json`` (with the model's spec and the weights' sha256)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    weights = directory / WEIGHTS_FILE
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".model.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(state, tmp)
+        os.replace(tmp, weights)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    full = {
+        "format": CARD_FORMAT,
+        "model": model.spec.to_dict(),
+        **card,
+        "weights": {"file": WEIGHTS_FILE, "sha256": sha256_file(weights)},
+        "versions": environment(),
+    }
+    atomic_write_bytes(directory / CARD_FILE, (json.dumps(full, indent=2, sort_keys=True) + "\n").encode())
+    return directory
+
+
+def read_card(path: Path) -> dict[str, Any]:
+    """The card of a checkpoint directory (or of ``card.json`` itself), validated."""
+    card_path = path / CARD_FILE if path.is_dir() else path
+    if not card_path.is_file():
+        raise CheckpointError(f"{card_path}: no checkpoint card here; a checkpoint directory holds {CARD_FILE} and {WEIGHTS_FILE}")
+    try:
+        card = json.loads(card_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{card_path}: corrupt checkpoint card ({exc}); retrain or restore the file") from exc
+    if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
+        raise CheckpointError(f"{card_path}: not a robustbench-dc checkpoint card (format {card.get('format') if isinstance(card, dict) else None!r}, expected {CARD_FORMAT!r})")
+    for key in ("model", "weights", "dataset"):
+        if key not in card:
+            raise CheckpointError(f"{card_path}: checkpoint card lacks {key!r}; retrain or restore the file")
+    return card
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[Network, dict[str, Any]]:
+    """Rebuild a model from its card alone and load its verified weights; returns ``(model in eval mode, card)``."""
+    path = Path(path)
+    card = read_card(path)
+    directory = path if path.is_dir() else path.parent
+    weights = directory / card["weights"]["file"]
+    if not weights.is_file():
+        raise CheckpointError(f"{weights}: weights file missing for card {directory / CARD_FILE}")
+    digest = sha256_file(weights)
+    if digest != card["weights"]["sha256"]:
+        raise CheckpointError(
+            f"{weights}: sha256 {digest[:16]}... does not match the card's {card['weights']['sha256'][:16]}...; "
+            "the file is corrupt, truncated or was replaced. Retrain (delete the directory) or restore it."
+        )
+    try:
+        spec = ModelSpec.from_dict(card["model"])
+        model = build_model(spec)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{directory / CARD_FILE}: cannot rebuild the model from the card: {exc}") from exc
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{weights}: unreadable safetensors file ({exc})") from exc
+    load_state_dict_checked(model, state, source=str(weights))
+    return model.eval(), card
+
+
+def load_state_dict_checked(model: nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:
+    """``load_state_dict(strict=True)`` with an error that lists the first missing and unexpected keys."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys (first: {', '.join(missing[:5])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys (first: {', '.join(unexpected[:5])})")
+        if wrong:
+            parts.append(f"{len(wrong)} shape mismatches (first: {'; '.join(wrong[:3])})")
+        raise CheckpointError(f"{source}: weights do not fit the model: " + "; ".join(parts))
+    model.load_state_dict(state, strict=True)
+
+
+def find_checkpoints(workspace: Path, *, dataset: str | None = None, model: str | None = None, training: str | None = None,
+                     arch: str | None = None, width: float | None = None, seed: int | None = None) -> list[Path]:  # fmt: skip
+    """Checkpoint directories in the store matching every given field."""
+    root = workspace / "models"
+    pattern = "/".join(
+        [dataset or "*", model or "*", training or "*", f"{arch or '*'}-w{'*' if width is None else f'{width:g}'}-seed{'*' if seed is None else seed}", CARD_FILE]
+    )
+    return sorted(p.parent for p in root.glob(pattern)) if root.is_dir() else []
+
+
+def resolve_checkpoint(name_or_path: str | os.PathLike, *, dataset: str | None, training: str = "natural", seed: int = 0,
+                       arch: str | None = None, width: float | None = None, workspace: str | os.PathLike | None = None) -> Path:  # fmt: skip
+    """A checkpoint directory: the path itself, or the one store entry for ``dataset + model + training + seed``."""
+    path = Path(name_or_path)
+    if path.exists():
+        return path
+    ws = workspace_dir(workspace)
+    if dataset is None:
+        raise UserError(f"{name_or_path!r} is not a file; to look it up in the model store, give the dataset too")
+    found = find_checkpoints(ws, dataset=dataset, model=str(name_or_path), training=training, arch=arch, width=width, seed=seed)
+    if not found:
+        hint = f"train it: dc-robust train --model {name_or_path} --dataset {dataset} --training {training.split('-eps')[0]} --seed {seed}"
+        raise CheckpointError(
+            f"no checkpoint for model={name_or_path} dataset={dataset} training={training} seed={seed}"
+            f"{'' if arch is None else f' arch={arch}'}{'' if width is None else f' width={width:g}'} in {ws / 'models'}; "
+            f"{hint} (or list the store: dc-robust models)"
+        )
+    if len(found) > 1:
+        listing = ", ".join(p.name for p in found)
+        raise UserError(f"several checkpoints match ({listing}); choose one with --arch and --width")
+    return found[0]
+
+
+def load_model(name_or_path: str | os.PathLike, *, dataset: str | None = None, training: str = "natural", seed: int = 0,
+               arch: str | None = None, width: float | None = None, workspace: str | os.PathLike | None = None) -> Network:  # fmt: skip
+    """A trained model, rebuilt from its checkpoint card, in eval mode.
+
+    ``load_model("tanhconv", dataset="cifar10", training="fgsm", seed=0)`` looks in the workspace's model store;
+    a path to a checkpoint directory or card loads that checkpoint.
+    """
+    directory = resolve_checkpoint(name_or_path, dataset=dataset, training=training, seed=seed, arch=arch, width=width, workspace=workspace)
+    model, card = load_checkpoint(directory)
+    if dataset is not None and card["dataset"] != dataset:
+        raise CheckpointError(f"{directory}: checkpoint was trained on {card['dataset']!r}, not {dataset!r}")
+    return model

@@ -1,0 +1,319 @@
+"""Datasets as uint8 image tensors in memory: ``load_dataset(name, split)``.
+
+Every dataset is small enough to hold decoded (CIFAR-10 is 180 MB as uint8), which makes training loops,
+seeded subsets and attacks simple and fast. Decoding an image folder is slow, so its arrays are cached.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from robustbench_dc.errors import DataNotFoundError, UserError
+from robustbench_dc.models.registry import CIFAR_MEAN, CIFAR_STD
+
+log = logging.getLogger(__name__)
+
+DATASETS = ("cifar10", "fashion-mnist", "mnist", "digits", "synthetic")
+SPLITS = ("train", "test")
+FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a model for this dataset needs to know: shape, classes and normalisation."""
+
+    name: str
+    num_classes: int
+    in_channels: int
+    input_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    augment: bool  # random crop + flip make sense (natural images)
+
+
+INFOS = {
+    "cifar10": DatasetInfo("cifar10", 10, 3, 32, CIFAR_MEAN, CIFAR_STD, True),
+    "fashion-mnist": DatasetInfo("fashion-mnist", 10, 1, 28, (0.2860,), (0.3530,), False),
+    "mnist": DatasetInfo("mnist", 10, 1, 28, (0.1307,), (0.3081,), False),
+    "digits": DatasetInfo("digits", 10, 1, 8, (0.3051,), (0.3765,), False),
+    "synthetic": DatasetInfo("synthetic", 4, 3, 8, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), False),
+}
+
+
+@dataclass(frozen=True)
+class ImageDataset:
+    """Images as uint8 ``(N, C, H, W)``, labels as int64 ``(N,)``; ``source`` says exactly what was read."""
+
+    info: DatasetInfo
+    split: str
+    images: Tensor
+    labels: Tensor
+    source: str
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def float_images(self, index: Tensor | slice | None = None) -> Tensor:
+        """Pixels in [0, 1] as float32."""
+        images = self.images if index is None else self.images[index]
+        return images.float().div_(255)
+
+    def subset(self, n: int | None, seed: int) -> "ImageDataset":
+        """A fixed, seeded subset of ``n`` examples (all when ``n`` is None or at least the size)."""
+        return self.select(subset_indices(len(self), n, seed))
+
+    def select(self, index: Tensor) -> "ImageDataset":
+        return ImageDataset(self.info, self.split, self.images[index], self.labels[index], self.source)
+
+
+def subset_indices(size: int, n: int | None, seed: int) -> Tensor:
+    """Sorted indices of a seeded random subset; the same for every model, run and machine."""
+    if n is None or n >= size:
+        return torch.arange(size)
+    if n < 1:
+        raise UserError(f"a subset needs at least one example, got n={n}")
+    g = torch.Generator().manual_seed(seed)
+    return torch.randperm(size, generator=g)[:n].sort().values
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    if name not in INFOS:
+        raise UserError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
+    return INFOS[name]
+
+
+def load_dataset(
+    name: str,
+    split: str,
+    data_dir: str | os.PathLike | None = None,
+    download: bool = False,
+    cache_dir: str | os.PathLike | None = None,
+) -> ImageDataset:
+    """Load a dataset split.
+
+    ``cifar10``: torchvision's format or an image-folder tree (``train/<class>/*``) under ``data_dir``;
+    downloads only with ``download=True``. ``fashion-mnist`` / ``mnist``: four IDX files (gz or not) in
+    ``data_dir``, torchvision's layout, or (Fashion-MNIST) Debian's ``/usr/share/datasets/fashion-mnist``.
+    ``digits``: scikit-learn's bundled 8x8 digits, split 80/20 deterministically (no download, ever).
+    ``synthetic``: a tiny generated set for unit tests, not a benchmark.
+    """
+    info = dataset_info(name)
+    if split not in SPLITS:
+        raise UserError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
+    if name == "digits":
+        return _digits(info, split)
+    if name == "synthetic":
+        return _synthetic(info, split)
+    if name == "cifar10":
+        return _cifar10(info, split, data_dir, download, cache_dir)
+    return _idx_dataset(info, split, data_dir, download)
+
+
+# --- digits and synthetic ----------------------------------------------------------------------------------
+
+
+def _digits(info: DatasetInfo, split: str) -> ImageDataset:
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None]
+    labels = bunch.target.astype(np.int64)
+    # Deterministic stratified split: every fifth example of each class (in file order) is a test example.
+    test = np.zeros(len(labels), dtype=bool)
+    for c in range(10):
+        idx = np.flatnonzero(labels == c)
+        test[idx[::5]] = True
+    keep = test if split == "test" else ~test
+    return ImageDataset(
+        info, split, torch.from_numpy(images[keep]), torch.from_numpy(labels[keep]),
+        "scikit-learn digits (8x8, 1,797 images; every 5th image of each class is test)",
+    )  # fmt: skip
+
+
+def _synthetic(info: DatasetInfo, split: str) -> ImageDataset:
+    """Four classes of 8x8 colour images: a bright quadrant per class, plus noise. Learnable in seconds."""
+    g = torch.Generator().manual_seed(0 if split == "train" else 1)
+    n = 256 if split == "train" else 128
+    labels = torch.arange(n) % info.num_classes
+    images = torch.rand(n, 3, 8, 8, generator=g) * 0.4
+    for c in range(info.num_classes):
+        r, q = divmod(c, 2)
+        images[labels == c, :, r * 4 : r * 4 + 4, q * 4 : q * 4 + 4] += 0.5
+    return ImageDataset(info, split, (images * 255).round().to(torch.uint8), labels, "synthetic (generated, for tests)")
+
+
+# --- IDX (MNIST, Fashion-MNIST) ------------------------------------------------------------------------------
+
+_IDX_STEMS = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"), "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+        zero, dtype, ndim = struct.unpack(">HBB", data[:4])
+        if zero != 0 or dtype != 0x08:
+            raise ValueError("not an unsigned-byte IDX file")
+        shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+        array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+        return array.reshape(shape)
+    except (OSError, ValueError, struct.error, EOFError) as exc:
+        raise UserError(f"{path}: cannot read this IDX file ({exc}); delete it and get the dataset again") from exc
+
+
+def _find_idx(stem: str, dirs: list[Path]) -> Path | None:
+    for d in dirs:
+        for name in (stem, stem + ".gz"):
+            if (d / name).is_file():
+                return d / name
+    return None
+
+
+def _idx_dataset(info: DatasetInfo, split: str, data_dir, download: bool) -> ImageDataset:
+    tv_name = {"fashion-mnist": "FashionMNIST", "mnist": "MNIST"}[info.name]
+    dirs: list[Path] = []
+    if data_dir is not None:
+        d = Path(data_dir)
+        dirs += [d, d / tv_name / "raw", d / info.name]
+    if info.name == "fashion-mnist":
+        dirs.append(FASHION_MNIST_SYSTEM_DIR)
+    if download:
+        if data_dir is None:
+            raise UserError("--download needs --data-dir: where to put the files")
+        import torchvision
+
+        getattr(torchvision.datasets, tv_name)(str(data_dir), train=split == "train", download=True)
+    image_stem, label_stem = _IDX_STEMS[split]
+    image_path, label_path = _find_idx(image_stem, dirs), _find_idx(label_stem, dirs)
+    if image_path is None or label_path is None:
+        looked = "\n  ".join(str(d) for d in dirs) or "(nowhere: no --data-dir given)"
+        hint = (
+            "install Debian's package: apt-get install -y dataset-fashion-mnist, or "
+            if info.name == "fashion-mnist"
+            else ""
+        )
+        raise DataNotFoundError(
+            f"{info.name} ({split}) not found; looked for {image_stem}[.gz] and {label_stem}[.gz] in:\n  {looked}\n"
+            f"To get it: {hint}put the four IDX files in a directory and pass --data-dir DIR, "
+            f"or pass --data-dir DIR --download."
+        )
+    images, labels = _read_idx(image_path), _read_idx(label_path)
+    if images.ndim != 3 or labels.shape[0] != images.shape[0]:
+        raise UserError(f"{image_path}: {images.shape[0]} images but {labels.shape[0]} labels; the files do not match")
+    return ImageDataset(
+        info, split, torch.from_numpy(images.copy())[:, None], torch.from_numpy(labels.astype(np.int64)),
+        f"{info.name} IDX files in {image_path.parent}",
+    )  # fmt: skip
+
+
+# --- CIFAR-10 ------------------------------------------------------------------------------------------------
+
+_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
+
+
+def _cifar10(info: DatasetInfo, split: str, data_dir, download: bool, cache_dir) -> ImageDataset:
+    if data_dir is None:
+        raise DataNotFoundError(
+            "cifar10 needs --data-dir DIR: a directory holding torchvision's cifar-10-batches-py/, or an image "
+            "tree DIR/train/<class>/*.png|jpg and DIR/test/<class>/...; add --download to fetch torchvision's copy"
+        )
+    root = Path(data_dir)
+    batches = root / "cifar-10-batches-py"
+    if download and not batches.is_dir():
+        import torchvision
+
+        torchvision.datasets.CIFAR10(str(root), train=split == "train", download=True)
+    if batches.is_dir():
+        import torchvision
+
+        ds = torchvision.datasets.CIFAR10(str(root), train=split == "train", download=False)
+        images = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
+        return ImageDataset(info, split, images, torch.tensor(ds.targets, dtype=torch.int64), f"CIFAR-10 (torchvision batches in {batches})")
+    folder = root / split
+    if folder.is_dir():
+        return _image_folder(info, split, folder, cache_dir)
+    raise DataNotFoundError(
+        f"cifar10 ({split}) not found: neither {batches} (torchvision's format) nor {folder} (an image tree "
+        f"{folder}/<class>/*.png|jpg) exists. Pass the right --data-dir, or add --download to fetch torchvision's copy."
+    )
+
+
+def _default_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "robustbench-dc"
+
+
+def _image_folder(info: DatasetInfo, split: str, folder: Path, cache_dir) -> ImageDataset:
+    classes = sorted(d.name for d in folder.iterdir() if d.is_dir())
+    if len(classes) != info.num_classes:
+        raise UserError(f"{folder}: expected {info.num_classes} class directories, found {len(classes)}: {classes[:12]}")
+    files = [sorted(p for p in (folder / c).iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES) for c in classes]
+    listing = "\n".join(f"{p.relative_to(folder)}:{p.stat().st_size}" for group in files for p in group)
+    key = hashlib.sha256(f"{folder.resolve()}\n{listing}".encode()).hexdigest()[:20]
+    cache = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
+    cache_file = cache / f"imagefolder-{info.name}-{split}-{key}.npz"
+    first = files[0][0] if files and files[0] else None
+    quality = _jpeg_quality(first) if first is not None and first.suffix.lower() in (".jpg", ".jpeg") else None
+    label = "CIFAR-10" + (f" (JPEG q{quality} copy)" if quality else " (JPEG copy)" if first and first.suffix.lower() in (".jpg", ".jpeg") else "")
+    source = f"{label}, image folder {folder}"
+    if cache_file.is_file():
+        try:
+            with np.load(cache_file) as z:
+                return ImageDataset(info, split, torch.from_numpy(z["images"]), torch.from_numpy(z["labels"]), source)
+        except (OSError, ValueError, KeyError):
+            log.warning("ignoring unreadable cache %s", cache_file)
+    from PIL import Image
+
+    images = np.empty((sum(len(g) for g in files), info.in_channels, info.input_size, info.input_size), np.uint8)
+    labels = np.empty(images.shape[0], np.int64)
+    i = 0
+    for c, group in enumerate(files):
+        for p in group:
+            with Image.open(p) as im:
+                arr = np.asarray(im.convert("RGB"))
+            if arr.shape != (info.input_size, info.input_size, 3):
+                raise UserError(f"{p}: image of shape {arr.shape}, expected {info.input_size}x{info.input_size} RGB")
+            images[i] = arr.transpose(2, 0, 1)
+            labels[i] = c
+            i += 1
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = cache_file.with_suffix(".tmp.npz")
+    np.savez(tmp, images=images, labels=labels)
+    os.replace(tmp, cache_file)
+    return ImageDataset(info, split, torch.from_numpy(images), torch.from_numpy(labels), source)
+
+
+# Standard JPEG luminance quantisation table (ITU T.81 Annex K), in zig-zag-free natural order.
+_STD_LUMA = [
+    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
+    14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99,
+]  # fmt: skip
+
+
+def _jpeg_quality(path: Path) -> int | None:
+    """The IJG quality whose scaled standard table matches the file's luminance table, if any does."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        tables = getattr(im, "quantization", None) or {}
+    if 0 not in tables:
+        return None
+    table = sorted(tables[0])
+    for q in range(1, 101):
+        scale = 5000 / q if q < 50 else 200 - 2 * q
+        scaled = sorted(min(255, max(1, (v * scale + 50) // 100)) for v in _STD_LUMA)
+        if scaled == table:
+            return q
+    return None

@@ -1,0 +1,73 @@
+"""Building blocks shared by the zoo architectures."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import torch
+from torch import Tensor, nn
+
+from robustbench_dc.models.registry import ConvFactory, ModelSpec, operator_config
+from robustbench_dc.ops.modules import DecoupledConv2d
+
+
+class Normalize(nn.Module):
+    """``(x - mean) / std`` per channel: models take pixels in [0, 1], so every epsilon is in pixel units."""
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        if len(mean) != len(std):
+            raise ValueError(f"mean and std need one value per channel, got {len(mean)} and {len(std)}")
+        if any(s <= 0 for s in std):
+            raise ValueError(f"std must be positive, got {std}")
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.mean) / self.std
+
+    def extra_repr(self) -> str:
+        return f"mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}"
+
+
+def conv_factory(spec: ModelSpec) -> ConvFactory:
+    """``nn.Conv2d`` for the baseline, else a ``DecoupledConv2d`` with the spec's operator."""
+    config = operator_config(spec)
+    if config is None:
+        return nn.Conv2d
+    return partial(DecoupledConv2d, **config.to_dict())
+
+
+def scaled_widths(spec: ModelSpec, base: tuple[int, ...]) -> list[int]:
+    """Channel counts of an architecture's stages times ``spec.width`` (at least 1)."""
+    return [max(1, round(b * spec.width)) for b in base]
+
+
+def conv_bn_relu(conv: ConvFactory, cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(conv(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class ClassifierHead(nn.Sequential):
+    """Global average pooling and an ordinary linear classifier (as in the reference code)."""
+
+    def __init__(self, features: int, num_classes: int) -> None:
+        super().__init__(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(features, num_classes))
+
+
+class Network(nn.Sequential):
+    """A zoo model: normalisation, features, head; ``spec`` describes it for checkpoints."""
+
+    def __init__(self, spec: ModelSpec, features: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.spec = spec
+        self.normalize = Normalize(spec.mean, spec.std)
+        self.features = features
+        self.head = head
+
+    def forward(self, x: Tensor) -> Tensor:
+        s = self.spec
+        if x.ndim != 4 or x.shape[1] != s.in_channels:
+            raise ValueError(
+                f"model {s.name!r} expects images of shape (N, {s.in_channels}, H, W) in [0, 1], got {tuple(x.shape)}"
+            )
+        return super().forward(x)

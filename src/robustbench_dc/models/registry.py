@@ -1,0 +1,132 @@
+"""Model zoo registry: operator names x architectures, and the description a checkpoint rebuilds from."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+from torch import nn
+
+from robustbench_dc.ops.functional import ANGULARS
+from robustbench_dc.ops.modules import OperatorConfig
+
+#: Operator names of the zoo and the magnitude function each stands for (``None``: ordinary convolution).
+OPERATORS: dict[str, str | None] = {
+    "baseline": None,
+    "sphereconv": "sphere",
+    "ballconv": "ball",
+    "tanhconv": "tanh",
+    "linearconv": "linear",
+    "segconv": "seg",
+    "logconv": "log",
+    "mixconv": "mix",
+}
+
+#: Defaults of zoo operators; see docs in README ("Model zoo"): the radius is relative to the running mean
+#: of each layer's patch norm, as in the public reference code.
+ZOO_OPERATOR_DEFAULTS: dict[str, Any] = {"relative_rho": True}
+
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a zoo model is: enough to rebuild it from a checkpoint card alone."""
+
+    name: str
+    arch: str = "cnn9"
+    num_classes: int = 10
+    in_channels: int = 3
+    width: float = 1.0
+    input_size: int = 32
+    mean: tuple[float, ...] = CIFAR_MEAN
+    std: tuple[float, ...] = CIFAR_STD
+    operator: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["mean"], d["std"] = list(self.mean), list(self.std)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelSpec":
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown model description keys {sorted(unknown)}; valid: {sorted(known)}")
+        d = dict(d)
+        d["mean"], d["std"] = tuple(d.get("mean", CIFAR_MEAN)), tuple(d.get("std", CIFAR_STD))
+        return cls(**d)
+
+
+ConvFactory = Callable[..., nn.Module]
+ArchBuilder = Callable[[ModelSpec, ConvFactory], nn.Module]
+
+
+class ArchRegistry:
+    """Architectures by name; ``register`` is used as a decorator in each architecture's module."""
+
+    def __init__(self) -> None:
+        self._builders: dict[str, ArchBuilder] = {}
+
+    def register(self, name: str) -> Callable[[ArchBuilder], ArchBuilder]:
+        def deco(fn: ArchBuilder) -> ArchBuilder:
+            if name in self._builders:
+                raise ValueError(f"architecture {name!r} registered twice")
+            self._builders[name] = fn
+            return fn
+
+        return deco
+
+    def get(self, name: str) -> ArchBuilder:
+        if name not in self._builders:
+            raise ValueError(f"unknown architecture {name!r}; valid: {', '.join(sorted(self._builders))}")
+        return self._builders[name]
+
+    def names(self) -> list[str]:
+        return sorted(self._builders)
+
+
+ARCHITECTURES = ArchRegistry()
+
+
+def parse_model_name(name: str) -> tuple[str, str | None, str]:
+    """``'tanhconv-sqcos'`` -> ``('tanhconv', 'tanh', 'sqcos')``; the angular suffix defaults to cos."""
+    base, _, angular = name.partition("-")
+    if base not in OPERATORS:
+        raise ValueError(f"unknown model {name!r}; valid: {', '.join(list_models())}")
+    if base == "baseline" and angular:
+        raise ValueError(f"unknown model {name!r}: the baseline has no angular function; use 'baseline'")
+    angular = angular or "cos"
+    if angular not in ANGULARS:
+        raise ValueError(f"unknown angular function {angular!r} in model {name!r}; valid suffixes: {', '.join(ANGULARS)}")
+    return base, OPERATORS[base], angular
+
+
+def list_models() -> list[str]:
+    """Every zoo model name: the baseline and each operator with each angular suffix."""
+    names = ["baseline"]
+    for base, magnitude in OPERATORS.items():
+        if magnitude is not None:
+            names.append(base)
+            names += [f"{base}-{a}" for a in ANGULARS if a != "cos"]
+    return names
+
+
+def operator_config(spec: ModelSpec) -> OperatorConfig | None:
+    """The decoupled operator of a spec, validated; ``None`` for the baseline."""
+    _, magnitude, angular = parse_model_name(spec.name)
+    if magnitude is None:
+        if spec.operator:
+            raise ValueError(f"the baseline takes no operator options, got {sorted(spec.operator)}")
+        return None
+    options = {**ZOO_OPERATOR_DEFAULTS, **spec.operator}
+    for key in ("magnitude", "angular"):
+        if key in options:
+            raise ValueError(f"{key!r} is set by the model name ({spec.name!r}), not as an option")
+    valid = set(OperatorConfig.__dataclass_fields__) - {"magnitude", "angular"}
+    unknown = set(options) - valid
+    if unknown:
+        raise ValueError(f"unknown operator options {sorted(unknown)}; valid: {', '.join(sorted(valid))}")
+    return OperatorConfig(magnitude=magnitude, angular=angular, **options)

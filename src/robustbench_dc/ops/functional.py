@@ -1,0 +1,338 @@
+"""Decoupled operators as pure functions (SPEC section 1).
+
+A decoupled operator replaces the inner product ``<w, x> = ||w|| ||x|| cos(theta)`` with
+``h(||x||) * g(theta)``: a magnitude function of the patch norm times an angular function of the
+kernel-patch angle. With the cosine as angular function the whole operator is a per-position rescaling
+of an ordinary convolution with the normalised kernel, ``conv(x, w_hat) * h(r) / r``; the functions below
+use that form whenever they can, because it keeps every full-size tensor operation but one out of the
+forward and backward pass.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+MAGNITUDES = ("sphere", "ball", "tanh", "linear", "seg", "log", "mix")
+ANGULARS = ("cos", "linear", "sqcos", "sigmoid")
+WEIGHTINGS = (None, "linear", "tanh-joint", "tanh-product")
+BOUNDED_MAGNITUDES = ("sphere", "ball", "tanh")
+
+#: Cosines are clamped to [-1 + COS_CLAMP, 1 - COS_CLAMP] before ``arccos``, whose gradient is infinite at +-1.
+COS_CLAMP = 1e-6
+#: Added under the square root of ``||w||`` so that an all-zero kernel has a finite gradient.
+WEIGHT_EPS = 1e-12
+
+RhoLike = float | Tensor
+#: A radius, or a function of the patch norm that returns one (layers whose radius follows the patch norms).
+RhoArg = RhoLike | Callable[[Tensor], RhoLike]
+
+
+def _check_choice(value: object, valid: tuple, what: str) -> None:
+    if value not in valid:
+        shown = ", ".join(repr(v) for v in valid)
+        raise ValueError(f"unknown {what} {value!r}; valid: {shown}")
+
+
+def check_operator(
+    magnitude: str,
+    angular: str,
+    *,
+    alpha: float = 1.0,
+    beta: float | None = None,
+    rho: RhoLike = 1.0,
+    k: float = 0.3,
+    eps: float = 1e-4,
+    weighted: str | None = None,
+) -> None:
+    """Raise ``ValueError`` naming the bad value for any invalid operator option."""
+    _check_choice(magnitude, MAGNITUDES, "magnitude function")
+    _check_choice(angular, ANGULARS, "angular function")
+    _check_choice(weighted, WEIGHTINGS, "weighting")
+    if weighted == "tanh-joint" and magnitude != "tanh":
+        raise ValueError("weighted='tanh-joint' (alpha*tanh(||x||*||w||/rho)) needs magnitude='tanh'")
+    if not alpha > 0:
+        raise ValueError(f"alpha must be > 0, got {alpha}")
+    if beta is not None and not beta >= 0:
+        raise ValueError(f"beta must be >= 0, got {beta}")
+    # A tensor radius comes from a layer that validated its configuration; checking it here would sync.
+    if not isinstance(rho, Tensor) and not rho > 0:
+        raise ValueError(f"rho must be > 0, got {rho}")
+    if not k > 0:
+        raise ValueError(f"k (sigmoid angular steepness) must be > 0, got {k}")
+    if not eps > 0:
+        raise ValueError(f"eps must be > 0, got {eps}")
+
+
+def default_beta(magnitude: str) -> float:
+    """Second scale of the seg and mix magnitudes; unused by the others."""
+    return {"seg": 0.5, "mix": 1.0}.get(magnitude, 0.0)
+
+
+def magnitude_fn(name: str, r: Tensor, *, alpha: float, beta: float, rho: RhoLike) -> Tensor:
+    """``h(r)`` of SPEC section 1, where ``r`` is the patch norm."""
+    if name == "sphere":
+        return torch.full_like(r, alpha)
+    if name == "ball":
+        return alpha * torch.clamp(r, max=rho) / rho if not isinstance(rho, Tensor) else alpha * torch.minimum(r, rho) / rho
+    if name == "tanh":
+        return alpha * torch.tanh(r / rho)
+    if name == "linear":
+        return alpha * r
+    if name == "seg":
+        return torch.where(r <= rho, alpha * r, beta * r + (alpha - beta) * rho)
+    if name == "log":
+        return alpha * torch.log1p(r)
+    if name == "mix":
+        return alpha * r + beta * torch.log1p(r)
+    _check_choice(name, MAGNITUDES, "magnitude function")
+    raise AssertionError("unreachable")
+
+
+def _sigmoid_scale(k: float) -> float:
+    e = math.exp(-math.pi / (2 * k))
+    return (1 + e) / (1 - e)
+
+
+def angular_fn(name: str, cos: Tensor, *, k: float = 0.3) -> Tensor:
+    """``g(theta)`` of SPEC section 1, taking ``cos(theta)``; arccos only where the formula needs the angle."""
+    if name == "cos":
+        return cos
+    if name == "sqcos":
+        return cos * cos.abs()
+    theta = torch.arccos(cos.clamp(-1 + COS_CLAMP, 1 - COS_CLAMP))
+    if name == "linear":
+        return 1 - 2 * theta / math.pi
+    if name == "sigmoid":
+        # (1 - e^u) / (1 + e^u) = -tanh(u / 2), u = theta/k - pi/(2k); equals 1 at theta=0 and -1 at pi.
+        return -_sigmoid_scale(k) * torch.tanh((theta / k - math.pi / (2 * k)) / 2)
+    _check_choice(name, ANGULARS, "angular function")
+    raise AssertionError("unreachable")
+
+
+def _magnitude_over_r(name: str, r: Tensor, *, alpha: float, beta: float, rho: RhoLike) -> Tensor:
+    """``h(r) / r``: the factor that turns ``<w_hat, x>`` into the cosine operator's output."""
+    if name == "linear":
+        return torch.full_like(r, alpha)
+    return magnitude_fn(name, r, alpha=alpha, beta=beta, rho=rho) / r
+
+
+def _kernel_factor(w_norm: Tensor, weighted: str | None, rho: RhoLike) -> Tensor | None:
+    if weighted == "linear":
+        return w_norm
+    if weighted == "tanh-product":
+        return torch.tanh(w_norm / rho)
+    return None
+
+
+def _decoupled(
+    projection: Tensor,
+    r: Tensor,
+    w_norm: Tensor,
+    *,
+    magnitude: str,
+    angular: str,
+    alpha: float,
+    beta: float,
+    rho: RhoLike,
+    k: float,
+    weighted: str | None,
+) -> Tensor:
+    """Combine ``<w_hat, x>`` (``projection``), the patch norm ``r`` and the kernel norm into ``f_d``."""
+    if weighted == "tanh-joint":
+        h = alpha * torch.tanh(r * w_norm / rho)
+        out = h * angular_fn(angular, projection / r, k=k)
+    elif angular == "cos":
+        out = projection * _magnitude_over_r(magnitude, r, alpha=alpha, beta=beta, rho=rho)
+    else:
+        h = magnitude_fn(magnitude, r, alpha=alpha, beta=beta, rho=rho)
+        out = h * angular_fn(angular, projection / r, k=k)
+    factor = _kernel_factor(w_norm, weighted, rho)
+    return out if factor is None else out * factor
+
+
+def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else tuple(v)  # type: ignore[return-value]
+
+
+def patch_norm2d(
+    x: Tensor,
+    kernel_size: tuple[int, int],
+    *,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] | str = 0,
+    dilation: int | tuple[int, int] = 1,
+    eps: float = 1e-4,
+) -> Tensor:
+    """L2 norm of every k*k*C_in input patch, shape ``(N, 1, H_out, W_out)``: ``sqrt(conv(sum_c x^2, 1) + eps)``."""
+    ones = x.new_ones(1, 1, *kernel_size)
+    sq = F.conv2d((x * x).sum(1, keepdim=True), ones, stride=stride, padding=padding, dilation=dilation)
+    return torch.sqrt(sq + eps)
+
+
+def _rho_view(rho: RhoLike, ndim: int) -> RhoLike:
+    """Per-output-channel rho broadcast over ``(N, C, ...)``."""
+    if isinstance(rho, Tensor) and rho.ndim == 1:
+        return rho.view(1, -1, *([1] * (ndim - 2)))
+    return rho
+
+
+def _weight_norm(weight: Tensor) -> Tensor:
+    return torch.sqrt(weight.flatten(1).pow(2).sum(1) + WEIGHT_EPS)
+
+
+def decoupled_conv2d(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    *,
+    magnitude: str,
+    angular: str = "cos",
+    alpha: float = 1.0,
+    beta: float | None = None,
+    rho: RhoArg = 1.0,
+    k: float = 0.3,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] | str = 0,
+    dilation: int | tuple[int, int] = 1,
+    eps: float = 1e-4,
+    weighted: str | None = None,
+) -> Tensor:
+    """Decoupled 2-D convolution ``h(||x||) * g(theta(w, x)) (+ bias)`` at every output position.
+
+    ``rho`` is a float, a tensor of one value per output channel, or a function of the patch norm
+    ``(N, 1, H_out, W_out)`` returning either. ``eps`` is added to the squared patch norm. With ``magnitude="linear", weighted="linear", angular="cos"`` this is exactly ``F.conv2d``.
+    """
+    beta = default_beta(magnitude) if beta is None else beta
+    check_operator(magnitude, angular, alpha=alpha, beta=beta, rho=1.0 if callable(rho) else rho, k=k, eps=eps, weighted=weighted)
+    if x.ndim != 4 or x.shape[1] != weight.shape[1]:
+        raise ValueError(
+            f"decoupled_conv2d expects input (N, {weight.shape[1]}, H, W) for a weight of shape "
+            f"{tuple(weight.shape)}, got {tuple(x.shape)}"
+        )
+    w_norm = _weight_norm(weight)
+    w_hat = weight / w_norm.view(-1, 1, 1, 1)
+    projection = F.conv2d(x, w_hat, None, stride, padding, dilation)
+    r = patch_norm2d(x, _pair(weight.shape[2:]), stride=stride, padding=padding, dilation=dilation, eps=eps)
+    if callable(rho):
+        rho = rho(r)
+    out = _decoupled(
+        projection,
+        r,
+        w_norm.view(1, -1, 1, 1),
+        magnitude=magnitude,
+        angular=angular,
+        alpha=alpha,
+        beta=beta,
+        rho=_rho_view(rho, 4),
+        k=k,
+        weighted=weighted,
+    )
+    return out if bias is None else out + bias.view(1, -1, 1, 1)
+
+
+def decoupled_linear(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    *,
+    magnitude: str,
+    angular: str = "cos",
+    alpha: float = 1.0,
+    beta: float | None = None,
+    rho: RhoArg = 1.0,
+    k: float = 0.3,
+    eps: float = 1e-4,
+    weighted: str | None = None,
+) -> Tensor:
+    """Decoupled fully connected layer: the whole input vector is the patch (``rho`` as for the conv)."""
+    beta = default_beta(magnitude) if beta is None else beta
+    check_operator(magnitude, angular, alpha=alpha, beta=beta, rho=1.0 if callable(rho) else rho, k=k, eps=eps, weighted=weighted)
+    if x.shape[-1] != weight.shape[1]:
+        raise ValueError(
+            f"decoupled_linear expects inputs with {weight.shape[1]} features, got shape {tuple(x.shape)}"
+        )
+    w_norm = _weight_norm(weight)
+    projection = F.linear(x, weight / w_norm.unsqueeze(1))
+    r = torch.sqrt(x.pow(2).sum(-1, keepdim=True) + eps)
+    if callable(rho):
+        rho = rho(r)
+    out = _decoupled(
+        projection,
+        r,
+        w_norm,
+        magnitude=magnitude,
+        angular=angular,
+        alpha=alpha,
+        beta=beta,
+        rho=rho,
+        k=k,
+        weighted=weighted,
+    )
+    return out if bias is None else out + bias
+
+
+# --- Lipschitz constants (SPEC section 1, "Lipschitz facts") ---------------------------------------------
+
+
+def _angular_sup(angular: str, k: float) -> tuple[float, float]:
+    """(max |g|, max |dg/dtheta|) over theta in [0, pi]."""
+    return {
+        "cos": (1.0, 1.0),
+        "linear": (1.0, 2 / math.pi),
+        "sqcos": (1.0, 1.0),
+        "sigmoid": (1.0, _sigmoid_scale(k) / (2 * k)),
+    }[angular]
+
+
+def channel_lipschitz(
+    *,
+    magnitude: str,
+    angular: str,
+    alpha: float,
+    beta: float,
+    rho: Tensor,
+    k: float,
+    eps: float,
+    w_norm: Tensor,
+    weighted: str | None,
+) -> Tensor:
+    """L2 Lipschitz constant of each output channel with respect to its input patch.
+
+    ``rho`` and ``w_norm`` have one value per output channel. Returns ``inf`` for operators with no useful
+    bound only where ``eps`` does not bound them either (sphere gives ``alpha / sqrt(eps)``, finite but huge).
+    """
+    r_min = math.sqrt(eps)
+    dh: Tensor
+    h_over_r: Tensor
+    if weighted == "tanh-joint":
+        dh = h_over_r = alpha * w_norm / rho
+    elif magnitude == "sphere":
+        dh, h_over_r = torch.zeros_like(rho), torch.full_like(rho, alpha / r_min)
+    elif magnitude in ("ball", "tanh"):
+        dh = h_over_r = alpha / rho
+    elif magnitude in ("linear", "log"):
+        dh = h_over_r = torch.full_like(rho, alpha)
+    elif magnitude == "seg":
+        dh = torch.full_like(rho, max(alpha, beta))
+        # h(r)/r for r > rho is beta + (alpha - beta) rho / r, largest at r = rho when alpha > beta.
+        h_over_r = torch.full_like(rho, max(alpha, beta))
+    elif magnitude == "mix":
+        dh = h_over_r = torch.full_like(rho, alpha + beta)
+    else:
+        _check_choice(magnitude, MAGNITUDES, "magnitude function")
+        raise AssertionError("unreachable")
+    g_max, dg_max = _angular_sup(angular, k)
+    if angular == "cos":
+        per_channel = torch.maximum(dh, h_over_r)
+    else:
+        per_channel = torch.sqrt((dh * g_max) ** 2 + (h_over_r * dg_max) ** 2)
+    if weighted == "linear":
+        per_channel = per_channel * w_norm
+    elif weighted == "tanh-product":
+        per_channel = per_channel * torch.tanh(w_norm / rho)
+    return per_channel
+

@@ -1,0 +1,283 @@
+"""Natural and adversarial training (SPEC section 2) into the workspace's model store, resumable per epoch.
+
+Determinism: all randomness of an epoch (order, augmentation, random starts) comes from a generator seeded
+by ``(seed, epoch)``, and the state after every epoch is saved atomically; so a run killed at any moment and
+started again with the same command ends with the same weights as one that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from robustbench_dc.checkpoint import atomic_write_bytes, load_checkpoint, read_card, run_dir, save_checkpoint, workspace_dir
+from robustbench_dc.data import ImageDataset, dataset_info, load_dataset
+from robustbench_dc.errors import UserError
+from robustbench_dc.inference import predict
+from robustbench_dc.models import Network, create_model
+from robustbench_dc.ops import project_weights
+from robustbench_dc.perturb import ascend_linf, cross_entropy_objective
+
+log = logging.getLogger(__name__)
+
+REGIMES = ("natural", "fgsm", "pgd", "fgsm-rs")
+SCHEDULES = ("onecycle", "cosine")
+RESUME_FILE = "resume.pt"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. ``training``: natural; fgsm (Kurakin: half clean, half FGSM at eps); pgd (Madry:
+    ``pgd_steps`` steps of ``pgd_step`` with random start); fgsm-rs (Wong et al.: random start, step 1.25 eps)."""
+
+    model: str
+    dataset: str
+    arch: str = "cnn9"
+    width: float = 1.0
+    training: str = "natural"
+    eps: float = 8 / 255
+    pgd_steps: int = 7
+    pgd_step: float = 2 / 255
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "onecycle"
+    seed: int = 0
+    train_subset: int | None = None
+    weight_projection: bool = False
+    augment: bool | None = None  # None: the dataset's default (crop + flip for CIFAR-10)
+    operator: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.training not in REGIMES:
+            raise UserError(f"unknown training regime {self.training!r}; valid: {', '.join(REGIMES)}")
+        if self.schedule not in SCHEDULES:
+            raise UserError(f"unknown schedule {self.schedule!r}; valid: {', '.join(SCHEDULES)}")
+        if not 0 <= self.eps <= 1:
+            raise UserError(f"eps must be in [0, 1] (pixel units), got {self.eps}")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.train_subset is not None and self.train_subset < 1:
+            raise UserError(f"train_subset must be >= 1, got {self.train_subset}")
+        dataset_info(self.dataset)
+
+    @property
+    def training_label(self) -> str:
+        """The store's name for the regime: ``fgsm``, or ``fgsm-eps4`` when eps is not 8/255."""
+        if self.training == "natural" or math.isclose(self.eps, 8 / 255):
+            return self.training
+        return f"{self.training}-eps{self.eps * 255:g}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class BatchStats:
+    epoch: int
+    batch: int
+    batches: int
+    loss: float
+    accuracy: float
+    images_per_s: float
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    epoch: int
+    epochs: int
+    loss: float
+    accuracy: float  # on the training batches (adversarial part included)
+    images_per_s: float
+    seconds: float
+
+
+def checkpoint_dir(config: TrainConfig, workspace: Path) -> Path:
+    return run_dir(workspace, dataset=config.dataset, model=config.model, training=config.training_label,
+                   arch=config.arch, width=config.width, seed=config.seed)  # fmt: skip
+
+
+def build(config: TrainConfig) -> Network:
+    info = dataset_info(config.dataset)
+    torch.manual_seed(config.seed)
+    return create_model(
+        config.model, arch=config.arch, num_classes=info.num_classes, in_channels=info.in_channels,
+        width=config.width, input_size=info.input_size, mean=info.mean, std=info.std, **config.operator,
+    )  # fmt: skip
+
+
+def augment_batch(x: Tensor, generator: torch.Generator, pad: int = 4) -> Tensor:
+    """Random crop with zero padding and random horizontal flip, per image, vectorised."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    flip = torch.rand(n, generator=generator) < 0.5
+    rows = (dy[:, None] + torch.arange(h)[None]).view(n, 1, h, 1)
+    cols = dx[:, None] + torch.arange(w)[None]
+    cols = torch.where(flip[:, None], cols.flip(1), cols).view(n, 1, 1, w)
+    idx_n = torch.arange(n).view(n, 1, 1, 1)
+    idx_c = torch.arange(x.shape[1]).view(1, -1, 1, 1)
+    return padded[idx_n, idx_c, rows, cols]
+
+
+def adversarial_batch(model: nn.Module, x: Tensor, y: Tensor, config: TrainConfig, generator: torch.Generator) -> Tensor:
+    """The inputs the model learns from in this batch, crafted with the model in eval mode."""
+    if config.training == "natural":
+        return x
+    model.eval()
+    objective = cross_entropy_objective(model, y)
+    if config.training == "fgsm":
+        half = x.shape[0] // 2
+        adv = ascend_linf(cross_entropy_objective(model, y[half:]), x[half:], eps=config.eps, step=config.eps, steps=1)
+        out = torch.cat([x[:half], adv])
+    elif config.training == "pgd":
+        out = ascend_linf(objective, x, eps=config.eps, step=config.pgd_step, steps=config.pgd_steps, random_start=True, generator=generator)
+    else:  # fgsm-rs
+        out = ascend_linf(objective, x, eps=config.eps, step=1.25 * config.eps, steps=1, random_start=True, generator=generator)
+    model.train()
+    return out
+
+
+def _optimizer_and_schedule(model: nn.Module, config: TrainConfig, steps_per_epoch: int):
+    opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=True)
+    total = config.epochs * steps_per_epoch
+    if config.schedule == "onecycle":
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total, pct_start=0.25)
+    else:
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+    return opt, sched
+
+
+def test_accuracy(model: nn.Module, test: ImageDataset) -> float:
+    return float((predict(model, test.float_images()) == test.labels).float().mean())
+
+
+def train(
+    config: TrainConfig,
+    *,
+    workspace: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    on_batch: Callable[[BatchStats], None] | None = None,
+    on_epoch: Callable[[EpochStats], None] | None = None,
+) -> Path:
+    """Train (or resume, or find already trained) and return the checkpoint directory."""
+    ws = workspace_dir(workspace)
+    out_dir = checkpoint_dir(config, ws)
+    wanted = config.to_dict()
+    if (out_dir / "card.json").exists():
+        card = read_card(out_dir)
+        if card.get("train_config") != json.loads(json.dumps(wanted)):
+            raise UserError(f"{out_dir} holds a model trained with other settings; use another --seed or --workspace, or delete it")
+        log.info("already trained: %s", out_dir)
+        return out_dir
+
+    train_set = load_dataset(config.dataset, "train", data_dir, cache_dir=ws / "cache")
+    test_set = load_dataset(config.dataset, "test", data_dir, cache_dir=ws / "cache")
+    train_set = train_set.subset(config.train_subset, seed=0)  # the same subset for every model and seed
+    augment = train_set.info.augment if config.augment is None else config.augment
+    model = build(config)
+    steps = math.ceil(len(train_set) / config.batch_size)
+    opt, sched = _optimizer_and_schedule(model, config, steps)
+    start_epoch, history, wall = 0, [], 0.0
+
+    resume_path = out_dir / RESUME_FILE
+    if resume_path.exists():
+        state = torch.load(resume_path, weights_only=True)
+        if state["config"] != json.dumps(wanted, sort_keys=True):
+            raise UserError(f"{resume_path} belongs to a run with other settings; delete it to start over")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start_epoch, history, wall = state["epoch"], json.loads(state["history"]), state["wall_time_s"]
+        log.info("resuming %s after epoch %d", out_dir, start_epoch)
+
+    for epoch in range(start_epoch, config.epochs):
+        t0 = time.perf_counter()
+        g = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
+        order = torch.randperm(len(train_set), generator=g)
+        model.train()
+        loss_sum = correct = seen = 0.0
+        for b in range(steps):
+            idx = order[b * config.batch_size : (b + 1) * config.batch_size]
+            x, y = train_set.float_images(idx), train_set.labels[idx]
+            if augment:
+                x = augment_batch(x, g)
+            x = adversarial_batch(model, x, y, config, g)
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            if config.weight_projection:
+                project_weights(model)
+            loss_sum += float(loss.detach()) * len(y)
+            correct += float((logits.argmax(1) == y).sum())
+            seen += len(y)
+            if on_batch is not None:
+                elapsed = time.perf_counter() - t0
+                on_batch(BatchStats(epoch, b, steps, loss_sum / seen, correct / seen, seen / max(elapsed, 1e-9)))
+        seconds = time.perf_counter() - t0
+        wall += seconds
+        stats = EpochStats(epoch + 1, config.epochs, loss_sum / seen, correct / seen, seen / seconds, seconds)
+        history.append(asdict(stats))
+        state = {
+            "config": json.dumps(wanted, sort_keys=True),
+            "epoch": epoch + 1,
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "history": json.dumps(history),
+            "wall_time_s": wall,
+        }
+        atomic_write_bytes(resume_path, _torch_bytes(state))
+        if on_epoch is not None:
+            on_epoch(stats)
+
+    model.eval()
+    acc = test_accuracy(model, test_set)
+    card = {
+        "dataset": config.dataset,
+        "data_source": train_set.source,
+        "input_shape": [train_set.info.in_channels, train_set.info.input_size, train_set.info.input_size],
+        "normalization": {"mean": list(train_set.info.mean), "std": list(train_set.info.std)},
+        "training": {"regime": config.training, "label": config.training_label, "eps": config.eps,
+                     **({"pgd_steps": config.pgd_steps, "pgd_step": config.pgd_step} if config.training == "pgd" else {})},
+        "train_config": wanted,
+        "train_images": len(train_set),
+        "epochs": config.epochs,
+        "seed": config.seed,
+        "clean_test_accuracy": acc,
+        "test_images": len(test_set),
+        "history": history,
+        "wall_time_s": wall,
+    }  # fmt: skip
+    save_checkpoint(model, out_dir, card)
+    resume_path.unlink(missing_ok=True)
+    return out_dir
+
+
+def _torch_bytes(obj: Any) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def ensure_trained(config: TrainConfig, **kwargs: Any) -> tuple[Network, dict[str, Any]]:
+    """The trained model for ``config``: from the store, or trained now."""
+    return load_checkpoint(train(config, **kwargs))

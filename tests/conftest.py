@@ -1,0 +1,36 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch):
+    ws = tmp_path / "ws"
+    monkeypatch.setenv("DC_ROBUST_WORKSPACE", str(ws))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return ws
+
+
+@pytest.fixture(scope="session")
+def digits_models(tmp_path_factory):
+    """Small models trained once on digits for the tests that need trained models: {(name, training): dir}."""
+    from robustbench_dc.train import TrainConfig, train
+
+    ws = tmp_path_factory.mktemp("digits-ws")
+    out = {}
+    for name, training, seed in [("baseline", "natural", 0), ("tanhconv", "natural", 0), ("baseline", "fgsm", 0), ("tanhconv", "fgsm", 0), ("baseline", "natural", 1)]:
+        config = TrainConfig(model=name, dataset="digits", width=0.25, epochs=4, batch_size=64, lr=0.05, training=training, seed=seed)
+        out[(name, training, seed)] = train(config, workspace=ws)
+    out["workspace"] = ws
+    return out
+
+
+def run_cli(*args: str, cwd=None, env=None, timeout=600):
+    import subprocess
+
+    return subprocess.run([sys.executable, "-m", "robustbench_dc.cli", *args], capture_output=True, text=True, cwd=cwd, env={**os.environ, **(env or {})}, timeout=timeout)

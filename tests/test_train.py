@@ -1,0 +1,131 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from robustbench_dc.checkpoint import load_checkpoint, load_model
+from robustbench_dc.data import FASHION_MNIST_SYSTEM_DIR, load_dataset
+from robustbench_dc.errors import CheckpointError, DataNotFoundError
+from robustbench_dc.train import TrainConfig, augment_batch, train
+
+
+@pytest.mark.parametrize("key", [("baseline", "natural", 0), ("tanhconv", "natural", 0), ("baseline", "fgsm", 0), ("tanhconv", "fgsm", 0)])
+def test_training_on_digits_reaches_real_accuracy(digits_models, key):
+    model, card = load_checkpoint(digits_models[key])
+    assert card["clean_test_accuracy"] > 0.8  # chance is 0.1
+    assert card["training"]["regime"] == key[1] and card["seed"] == key[2]
+    assert card["weights"]["sha256"] and card["versions"]["torch"] == torch.__version__
+    test = load_dataset("digits", "test")
+    acc = (model(test.float_images()).argmax(1) == test.labels).float().mean().item()
+    assert acc == pytest.approx(card["clean_test_accuracy"], abs=1e-6)  # rebuilt from the card alone
+
+
+def test_load_model_from_store(digits_models):
+    ws = digits_models["workspace"]
+    model = load_model("tanhconv", dataset="digits", training="fgsm", seed=0, workspace=ws)
+    assert not model.training and model.spec.name == "tanhconv"
+    with pytest.raises(CheckpointError, match="no checkpoint for model=ballconv.*dc-robust train --model ballconv"):
+        load_model("ballconv", dataset="digits", workspace=ws)
+    with pytest.raises(CheckpointError, match="trained on 'digits', not 'cifar10'"):
+        load_model(str(digits_models[("baseline", "natural", 0)]), dataset="cifar10")
+
+
+def test_same_seed_same_weights(tmp_path):
+    config = TrainConfig(model="tanhconv", dataset="synthetic", width=0.125, epochs=2, batch_size=32, training="fgsm", eps=0.05)
+    a = load_file(str(train(config, workspace=tmp_path / "a") / "model.safetensors"))
+    b = load_file(str(train(config, workspace=tmp_path / "b") / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_kill_and_resume_gives_the_same_weights(tmp_path):
+    args = ["train", "--model", "tanhconv", "--dataset", "digits", "--width", "0.25", "--epochs", "4", "--batch-size", "32", "--no-progress"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    ref = subprocess.run([sys.executable, "-m", "robustbench_dc.cli", *args, "--workspace", str(tmp_path / "ref")], env=env, capture_output=True, text=True)
+    assert ref.returncode == 0, ref.stderr
+    ws = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "robustbench_dc.cli", *args, "--workspace", str(ws)], env=env, stdout=subprocess.PIPE, text=True)
+    for line in proc.stdout:  # kill -9 right after the second epoch ends, mid-way through the third
+        if line.startswith("epoch 2/4"):
+            time.sleep(0.2)
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    run = ws / "models/digits/tanhconv/natural/cnn9-w0.25-seed0"
+    assert (run / "resume.pt").exists() and not (run / "card.json").exists()
+    again = subprocess.run([sys.executable, "-m", "robustbench_dc.cli", *args, "--workspace", str(ws)], env=env, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert "epoch 1/4" not in again.stdout and "epoch 3/4" in again.stdout  # resumed, not restarted
+    a = load_file(str(run / "model.safetensors"))
+    b = load_file(str(tmp_path / "ref/models/digits/tanhconv/natural/cnn9-w0.25-seed0/model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_corrupt_checkpoint_is_a_clear_error(digits_models, tmp_path):
+    import shutil
+
+    src = digits_models[("baseline", "natural", 0)]
+    bad = tmp_path / "bad"
+    shutil.copytree(src, bad)
+    data = (bad / "model.safetensors").read_bytes()
+    (bad / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match=r"model.safetensors: sha256 .* does not match the card"):
+        load_checkpoint(bad)
+    (bad / "card.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="corrupt checkpoint card"):
+        load_checkpoint(bad)
+    from tests.conftest import run_cli
+
+    r = run_cli("models", "--workspace", str(tmp_path))
+    assert r.returncode == 0
+
+
+def test_missing_dataset_says_where_it_looked(tmp_path):
+    with pytest.raises(DataNotFoundError, match=r"(?s)looked for train-images-idx3-ubyte.*" + str(tmp_path) + ".*--download"):
+        load_dataset("mnist", "train", data_dir=tmp_path)
+    with pytest.raises(DataNotFoundError, match="neither .*cifar-10-batches-py .* nor .*train"):
+        load_dataset("cifar10", "train", data_dir=tmp_path)
+    from tests.conftest import run_cli
+
+    r = run_cli("train", "--model", "baseline", "--dataset", "cifar10", "--data-dir", str(tmp_path), "--workspace", str(tmp_path / "ws"))
+    assert r.returncode == 2 and "error: cifar10 (train) not found" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_image_folder_reader_and_cache(tmp_path):
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for c in range(10):
+            d = tmp_path / split / f"class{c}"
+            d.mkdir(parents=True)
+            for i in range(2):
+                Image.new("RGB", (32, 32), (c * 20, i * 50, 7)).save(d / f"{i}.png")
+    cache = tmp_path / "cache"
+    ds = load_dataset("cifar10", "train", data_dir=tmp_path, cache_dir=cache)
+    assert ds.images.shape == (20, 3, 32, 32) and ds.labels.tolist() == [c for c in range(10) for _ in range(2)]
+    assert int(ds.images[3, 0, 0, 0]) == 20 and int(ds.images[3, 1, 0, 0]) == 50
+    assert len(list(cache.glob("*.npz"))) == 1
+    again = load_dataset("cifar10", "train", data_dir=tmp_path, cache_dir=cache)
+    assert torch.equal(again.images, ds.images)
+
+
+def test_augmentation_is_a_crop_or_flip_of_the_image():
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
+    out = augment_batch(x, torch.Generator().manual_seed(0), pad=0)
+    for i in range(2):
+        assert torch.equal(out[i], x[i]) or torch.equal(out[i], x[i].flip(-1))
+
+
+@pytest.mark.skipif(not (FASHION_MNIST_SYSTEM_DIR / "train-images-idx3-ubyte.gz").exists(), reason="Debian's dataset-fashion-mnist is not installed")
+def test_fashion_mnist_one_epoch_on_a_subset(tmp_path):
+    config = TrainConfig(model="baseline", dataset="fashion-mnist", width=0.25, epochs=1, batch_size=64, lr=0.05, train_subset=3000)
+    _, card = load_checkpoint(train(config, workspace=tmp_path))
+    assert card["test_images"] == 10000 and card["train_images"] == 3000
+    assert card["clean_test_accuracy"] > 0.6  # chance is 0.1
