@@ -27,6 +27,7 @@ from torch import nn
 from robustbench_dc import __version__
 from robustbench_dc.errors import CheckpointError, UserError
 from robustbench_dc.models import ModelSpec, Network, build_model
+from robustbench_dc.models.registry import parse_model_name
 
 CARD_FORMAT = "robustbench-dc/checkpoint-v1"
 WEIGHTS_FILE = "model.safetensors"
@@ -179,6 +180,7 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, *, dataset: str | None, 
     if path.exists():
         return path
     ws = workspace_dir(workspace)
+    parse_model_name(str(name_or_path))  # an unknown name fails here, listing the valid ones
     if dataset is None:
         raise UserError(f"{name_or_path!r} is not a file; to look it up in the model store, give the dataset too")
     found = find_checkpoints(ws, dataset=dataset, model=str(name_or_path), training=training, arch=arch, width=width, seed=seed)

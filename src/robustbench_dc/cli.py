@@ -79,6 +79,165 @@ def _add_models(sub) -> None:
     p.add_argument("--zoo", action="store_true", help="list the model names and architectures one can train")
 
 
+def _add_eval(sub) -> None:
+    from robustbench_dc.attacks import ATTACKS, BACKENDS
+
+    p = sub.add_parser("eval", help="attack a trained model (white-box and black-box) and estimate its Lipschitz constant")
+    _common(p)
+    p.add_argument("--model", help="zoo model name, looked up in the store with --dataset/--training/--seed")
+    p.add_argument("--checkpoint", help="a checkpoint directory or card.json of ours")
+    p.add_argument("--dataset", default="cifar10")
+    p.add_argument("--training", default="natural", help="training label in the store: natural, fgsm, pgd, fgsm-rs (default natural)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the model to look up")
+    p.add_argument("--arch", default=None)
+    p.add_argument("--width", type=float, default=None)
+    p.add_argument("--attacks", default="fgsm,bim", help=f"comma-separated, from: {', '.join(ATTACKS)}")
+    p.add_argument("--eps", type=parse_eps_list, default=[8 / 255], help="comma-separated epsilons, e.g. 2/255,4/255,8/255")
+    p.add_argument("--n", type=parse_n, default=1000, help="number of test images (a fixed seeded subset), or 'all'")
+    p.add_argument("--subset-seed", type=int, default=0)
+    p.add_argument("--backend", default="torchattacks", choices=list(BACKENDS))
+    p.add_argument("--source", default="default", help="black-box source: 'default' (natural baseline, seed+1), 'none', a zoo name or a checkpoint path")
+    p.add_argument("--no-lipschitz", action="store_true")
+    p.add_argument("--recompute", action="store_true", help="recompute cells already in the result store")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+
+
+def _add_lipschitz(sub) -> None:
+    p = sub.add_parser("lipschitz", help="Lipschitz estimates of a trained model (local, gradient norm, global bound)")
+    _common(p)
+    p.add_argument("--model", help="zoo model name, looked up in the store")
+    p.add_argument("--checkpoint")
+    p.add_argument("--dataset", default="cifar10")
+    p.add_argument("--training", default="natural")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--arch", default=None)
+    p.add_argument("--width", type=float, default=None)
+    p.add_argument("--eps", type=parse_fraction, default=8 / 255)
+    p.add_argument("--n", type=int, default=200, help="test images for the local and gradient estimates")
+    p.add_argument("--json", action="store_true")
+
+
+def _add_report(sub) -> None:
+    p = sub.add_parser("report", help="build the report (Tables 7 and 8 next to the paper's) from the result store")
+    p.add_argument("--workspace")
+    p.add_argument("--dataset", default="cifar10")
+    p.add_argument("--arch", default=None, help="only models of this architecture")
+    p.add_argument("--width", type=float, default=None, help="only models of this width")
+    p.add_argument("--eps", type=parse_fraction, default=8 / 255, help="epsilon of the tables (default 8/255)")
+    p.add_argument("--out", help="output directory (default WORKSPACE/reports/DATASET)")
+    p.add_argument("--format", default="markdown", choices=["markdown", "html"])
+
+
+def _add_reproduce(sub) -> None:
+    from robustbench_dc.reproduce import PRESETS
+
+    p = sub.add_parser("reproduce", help="train, attack and report everything Tables 7 and 8 need")
+    _common(p)
+    p.add_argument("--preset", default="smoke", choices=list(PRESETS), help="smoke: digits, minutes; quick: CIFAR-10, < 1 hour on 2 cores; paper: full, GPU")
+    p.add_argument("--seeds", default="0", help="comma-separated training seeds, e.g. 0,1,2")
+    p.add_argument("--out", help="report directory (default WORKSPACE/reports/PRESET)")
+    p.add_argument("--format", default="markdown", choices=["markdown", "html"])
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from robustbench_dc.checkpoint import workspace_dir
+    from robustbench_dc.reports.report import build_report
+
+    out = Path(args.out) if args.out else workspace_dir(args.workspace) / "reports" / args.dataset
+    command = " ".join(["dc-robust", "report", "--dataset", args.dataset] + (["--arch", args.arch] if args.arch else [])
+                       + (["--width", f"{args.width:g}"] if args.width else []) + (["--format", args.format] if args.format != "markdown" else []))  # fmt: skip
+    path = build_report(workspace=args.workspace, dataset=args.dataset, out_dir=out, eps=args.eps, arch=args.arch, width=args.width,
+                        command=command, fmt=args.format)  # fmt: skip
+    print(f"report: {path}")
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from robustbench_dc.checkpoint import workspace_dir
+    from robustbench_dc.reports.report import build_report
+    from robustbench_dc.reproduce import get_preset, plan, reproduce
+
+    preset = get_preset(args.preset)
+    try:
+        seeds = tuple(int(s) for s in args.seeds.split(",") if s.strip())
+    except ValueError as exc:
+        raise UserError(f"--seeds takes comma-separated integers, got {args.seeds!r}") from exc
+    if not seeds:
+        raise UserError("--seeds needs at least one seed")
+    if preset.dataset == "cifar10" and not args.data_dir:
+        raise UserError(f"preset {preset.name!r} needs CIFAR-10: pass --data-dir DIR (torchvision batches or train/ and test/ image folders)")
+    stages = plan(preset, seeds)
+    bar = _progress_bar(not args.no_progress, total=len(stages), unit="stage")
+    t0 = time.perf_counter()
+
+    def on_stage(i: int, total: int, stage) -> None:
+        bar.n = i
+        bar.set_description_str(stage.label)
+        bar.refresh()
+
+    def on_progress(message: str) -> None:
+        bar.set_postfix_str(message[-60:])
+
+    times = reproduce(preset, seeds=seeds, workspace=args.workspace, data_dir=args.data_dir, on_stage=on_stage, on_progress=on_progress)
+    bar.n = len(stages)
+    bar.close()
+    out = Path(args.out) if args.out else workspace_dir(args.workspace) / "reports" / preset.name
+    command = f"dc-robust reproduce --preset {preset.name}" + (f" --seeds {args.seeds}" if args.seeds != "0" else "") + (" --data-dir DIR" if args.data_dir else "")
+    times["total"] = time.perf_counter() - t0
+    path = build_report(workspace=args.workspace, dataset=preset.dataset, out_dir=out, eps=preset.table_eps, arch=preset.arch, width=preset.width,
+                        command=command, title=f"Robustness report: preset {preset.name} ({preset.dataset})",
+                        preset_note=preset.note, stage_times=times, fmt=args.format)  # fmt: skip
+    print(f"report: {path}")
+    return 0
+
+
+def _target(args: argparse.Namespace):
+    from robustbench_dc.checkpoint import resolve_checkpoint
+    from robustbench_dc.evaluate import from_checkpoint
+
+    if bool(args.model) == bool(args.checkpoint):
+        raise UserError("give exactly one of --model NAME (from the store) or --checkpoint PATH")
+    path = args.checkpoint or resolve_checkpoint(args.model, dataset=args.dataset, training=args.training, seed=args.seed,
+                                                 arch=args.arch, width=args.width, workspace=args.workspace)  # fmt: skip
+    return from_checkpoint(path)
+
+
+def cmd_eval(args: argparse.Namespace, *, lipschitz_only: bool = False) -> int:
+    import json
+
+    from robustbench_dc.evaluate import evaluate
+    from robustbench_dc.reports.tables import eval_tables
+
+    target = _target(args)
+    bar = _progress_bar(not args.no_progress, unit="cell", bar_format="{desc} [{elapsed}]")
+
+    def progress(message: str) -> None:
+        bar.set_description_str(message)
+        bar.update(1)
+
+    if lipschitz_only:
+        frame = evaluate(target, dataset=args.dataset, attacks=[], eps=[args.eps], n=args.n, source=None, workspace=args.workspace,
+                         data_dir=args.data_dir, lipschitz_n=args.n, progress=progress)  # fmt: skip
+    else:
+        source = None if args.source == "none" else args.source
+        frame = evaluate(
+            target, dataset=args.dataset, attacks=[a.strip() for a in args.attacks.split(",") if a.strip()], eps=args.eps,
+            n=args.n, subset_seed=args.subset_seed, source=source, backend=args.backend, workspace=args.workspace,
+            data_dir=args.data_dir, recompute=args.recompute, lipschitz=not args.no_lipschitz, progress=progress,
+        )  # fmt: skip
+    bar.close()
+    if args.json:
+        print(json.dumps(json.loads(frame.to_json(orient="records")), indent=2))
+    else:
+        print(eval_tables(frame, target.label))
+    return 0
+
+
 def _progress_bar(enabled: bool, **kwargs: Any):
     from tqdm import tqdm
 
@@ -151,6 +310,10 @@ def cmd_models(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], int]]] = {
     "train": (_add_train, cmd_train),
     "models": (_add_models, cmd_models),
+    "eval": (_add_eval, cmd_eval),
+    "lipschitz": (_add_lipschitz, lambda args: cmd_eval(args, lipschitz_only=True)),
+    "report": (_add_report, cmd_report),
+    "reproduce": (_add_reproduce, cmd_reproduce),
 }
 
 

@@ -1,0 +1,73 @@
+"""Attacks: our descriptions (:mod:`.specs`) and one adapter module per outside library.
+
+``run_attack`` is the one place that batches, seeds, keeps the caller's model mode and handles restarts.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from robustbench_dc.attacks.specs import ATTACKS, BIM, FGSM, PGD, Attack, Square, get_attack
+from robustbench_dc.errors import UserError
+from robustbench_dc.inference import predict
+
+BACKENDS = {"torchattacks": "robustbench_dc.attacks.torchattacks_backend", "foolbox": "robustbench_dc.attacks.foolbox_backend"}
+
+
+def _backend(name: str):
+    if name not in BACKENDS:
+        raise UserError(f"unknown attack backend {name!r}; valid: {', '.join(BACKENDS)}")
+    return importlib.import_module(BACKENDS[name])
+
+
+def run_attack(
+    attack: Attack,
+    model: nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    eps: float,
+    *,
+    backend: str = "torchattacks",
+    seed: int = 0,
+    batch_size: int = 250,
+    on_batch: Callable[[int], None] | None = None,
+) -> Tensor:
+    """Adversarial versions of ``images`` (float in [0, 1]); the model is attacked in eval mode and its mode restored.
+
+    ``eps == 0`` returns the images unchanged. Randomness (PGD starts, Square) is seeded by ``seed`` and
+    leaves the global generator as it was.
+    """
+    if not 0 <= eps <= 1:
+        raise UserError(f"eps must be in [0, 1] (pixel units), got {eps}")
+    if eps == 0:
+        return images.clone()
+    craft = _backend(backend).craft
+    was_training = model.training
+    model.eval()
+    restarts = attack.restarts if isinstance(attack, PGD) else 1
+    try:
+        out = []
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for i in range(0, images.shape[0], batch_size):
+                x, y = images[i : i + batch_size], labels[i : i + batch_size]
+                adv = craft(attack, model, x, y, eps)
+                for _ in range(restarts - 1):
+                    still_right = predict(model, adv) == y
+                    if not still_right.any():
+                        break
+                    again = craft(attack, model, x[still_right], y[still_right], eps)
+                    adv[still_right] = again
+                out.append(adv)
+                if on_batch is not None:
+                    on_batch(x.shape[0])
+        return torch.cat(out)
+    finally:
+        model.train(was_training)
+
+
+__all__ = ["ATTACKS", "BACKENDS", "BIM", "FGSM", "PGD", "Attack", "Square", "get_attack", "run_attack"]

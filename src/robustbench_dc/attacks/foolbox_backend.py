@@ -1,0 +1,26 @@
+"""Attacks carried out by Foolbox 3 (second backend, for cross-checks)."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from robustbench_dc.attacks.specs import BIM, FGSM, PGD, Attack
+from robustbench_dc.errors import UserError
+
+NAME = "foolbox"
+
+
+def craft(attack: Attack, model: nn.Module, images: Tensor, labels: Tensor, eps: float) -> Tensor:
+    import foolbox as fb
+
+    if isinstance(attack, FGSM):
+        atk = fb.attacks.LinfFastGradientAttack(random_start=False)
+    elif isinstance(attack, BIM):
+        atk = fb.attacks.LinfBasicIterativeAttack(abs_stepsize=attack.step, steps=attack.steps_at(eps), random_start=False)
+    elif isinstance(attack, PGD):
+        atk = fb.attacks.LinfProjectedGradientDescentAttack(abs_stepsize=attack.step, steps=attack.steps, random_start=True)
+    else:
+        raise UserError(f"the foolbox backend has no {attack.name!r} attack; use --backend torchattacks")
+    fmodel = fb.PyTorchModel(model, bounds=(0, 1))
+    _, clipped, _ = atk(fmodel, images, labels, epsilons=[eps])
+    return clipped[0].detach()

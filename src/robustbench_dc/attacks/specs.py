@@ -1,0 +1,83 @@
+"""The attacks we offer, as small frozen descriptions; backends (torchattacks, foolbox) carry them out.
+
+Parameters follow SPEC section 2; every one is stored with each result.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar
+
+from robustbench_dc.errors import UserError
+
+
+@dataclass(frozen=True)
+class Attack:
+    """An untargeted L-infinity attack in [0, 1] pixel space."""
+
+    name: ClassVar[str]
+    #: "white-box" attacks need the target's gradients; "query" attacks only its outputs (black-box).
+    access: ClassVar[str] = "white-box"
+
+    def params(self, eps: float) -> dict[str, Any]:
+        """The attack's parameters at ``eps`` (what is stored and printed)."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class FGSM(Attack):
+    """Goodfellow et al. 2015: ``x + eps * sign(grad CE)``, clipped to [0, 1]."""
+
+    name: ClassVar[str] = "fgsm"
+
+
+@dataclass(frozen=True)
+class BIM(Attack):
+    """Kurakin et al. 2017: steps of ``step`` (default 1/255), ``min(255 eps + 4, 1.25 * 255 eps)`` of them
+    unless ``steps`` is given, projecting after every step; no random start."""
+
+    name: ClassVar[str] = "bim"
+    step: float = 1 / 255
+    steps: int | None = None
+
+    def params(self, eps: float) -> dict[str, Any]:
+        return {"step": self.step, "steps": self.steps_at(eps)}
+
+    def steps_at(self, eps: float) -> int:
+        if self.steps is not None:
+            return self.steps
+        return int(math.floor(min(255 * eps + 4, 1.25 * 255 * eps) + 1e-9))
+
+
+@dataclass(frozen=True)
+class PGD(Attack):
+    """Madry et al. 2018: random start, ``steps`` steps of ``step``; ``restarts`` keeps, per example, the
+    first restart that fools the model."""
+
+    name: ClassVar[str] = "pgd"
+    step: float = 2 / 255
+    steps: int = 20
+    restarts: int = 1
+
+
+@dataclass(frozen=True)
+class Square(Attack):
+    """Andriushchenko et al. 2020: query-only random-search attack (black-box: needs no gradients)."""
+
+    name: ClassVar[str] = "square"
+    access: ClassVar[str] = "query"
+    n_queries: int = 1000
+    p_init: float = 0.8
+
+
+ATTACKS: dict[str, type[Attack]] = {a.name: a for a in (FGSM, BIM, PGD, Square)}
+
+
+def get_attack(name: str, **params: Any) -> Attack:
+    if name not in ATTACKS:
+        raise UserError(f"unknown attack {name!r}; valid: {', '.join(ATTACKS)}")
+    try:
+        return ATTACKS[name](**params)
+    except TypeError as exc:
+        raise UserError(f"bad parameters for attack {name!r}: {exc}") from exc

@@ -1,0 +1,28 @@
+"""Attacks carried out by torchattacks (the default backend)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from robustbench_dc.attacks.specs import BIM, FGSM, PGD, Attack, Square
+
+NAME = "torchattacks"
+
+
+def craft(attack: Attack, model: nn.Module, images: Tensor, labels: Tensor, eps: float) -> Tensor:
+    """Adversarial images for one batch; randomness comes from torch's global generator (seeded by the caller)."""
+    import torchattacks
+
+    if isinstance(attack, FGSM):
+        atk = torchattacks.FGSM(model, eps=eps)
+    elif isinstance(attack, BIM):
+        atk = torchattacks.BIM(model, eps=eps, alpha=attack.step, steps=attack.steps_at(eps))
+    elif isinstance(attack, PGD):
+        atk = torchattacks.PGD(model, eps=eps, alpha=attack.step, steps=attack.steps, random_start=True)
+    elif isinstance(attack, Square):
+        seed = int(torch.randint(0, 2**31 - 1, ()).item())
+        atk = torchattacks.Square(model, norm="Linf", eps=eps, n_queries=attack.n_queries, p_init=attack.p_init, seed=seed)
+    else:
+        raise NotImplementedError(type(attack).__name__)
+    return atk(images, labels).detach()

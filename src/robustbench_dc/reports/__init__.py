@@ -1,0 +1,1 @@
+"""Rendering results: tables for the terminal, and the Markdown/HTML report with plots."""

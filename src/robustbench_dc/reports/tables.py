@@ -1,0 +1,57 @@
+"""Plain tables of evaluation results (for the terminal and for reports)."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+from tabulate import tabulate
+
+
+def eps_label(eps: float) -> str:
+    """``8/255`` where eps is a whole number of 255ths, else the number."""
+    k = eps * 255
+    return f"{round(k)}/255" if abs(k - round(k)) < 1e-6 else f"{eps:g}"
+
+
+def pct_ci(row) -> str:
+    return f"{100 * row['accuracy']:.2f} [{100 * row['ci_low']:.1f}, {100 * row['ci_high']:.1f}]"
+
+
+def accuracy_table(frame: pd.DataFrame) -> str:
+    acc = frame[frame["threat"] != "lipschitz"]
+    rows = []
+    for _, r in acc.iterrows():
+        source = r.get("source") if isinstance(r.get("source"), str) else ""
+        rows.append([r["threat"], r["attack"], eps_label(r["eps"]) if r["attack"] != "none" else "-", pct_ci(r), int(r["n"]),
+                     source, f"{r['seconds']:.1f}s" + (" (stored)" if r.get("cached") else "")])  # fmt: skip
+    return tabulate(rows, headers=["threat", "attack", "eps", "accuracy % [95% CI]", "images", "source", "time"])
+
+
+def lipschitz_table(frame: pd.DataFrame) -> str:
+    lip = frame[frame["threat"] == "lipschitz"]
+    rows = []
+    for _, r in lip.iterrows():
+        if r["attack"] == "local":
+            rows.append(["empirical local (Yang et al. 2020), L-inf -> L1", f"mean {r['mean']:.3g}, max {r['max']:.3g}", f"eps {eps_label(r['eps'])}, PGD {int(r['steps'])} steps, {int(r['n'])} images"])
+        elif r["attack"] == "gradient-norm":
+            rows.append(["margin gradient L1 norm", f"mean {r['mean']:.3g}, max {r['max']:.3g}", f"{int(r['n'])} images; zero {100 * r['zero_fraction']:.1f}%, non-finite {100 * r['nonfinite_fraction']:.1f}%"])
+        elif r["attack"] == "global":
+            rows.append(["global upper bound, log10", global_bound_text(r), "layer-wise product (L2), converted to L-inf -> L1"])
+    return tabulate(rows, headers=["Lipschitz estimate", "value", "how"])
+
+
+def global_bound_text(r) -> str:
+    if not r.get("supported", True) or (isinstance(r.get("log10_l2"), float) and math.isnan(r["log10_l2"])):
+        return f"n/a (no bound for layer {r.get('unsupported', '?')})"
+    text = f"L2 {r['log10_l2']:.2f}; L-inf->L1 {r['log10_linf_l1']:.2f}"
+    if r.get("eps_dependent"):
+        text += " (eps-dependent: SphereConv is unbounded, only the patch-norm eps keeps it finite)"
+    return text
+
+
+def eval_tables(frame: pd.DataFrame, label: str) -> str:
+    parts = [f"model: {label}", accuracy_table(frame)]
+    if (frame["threat"] == "lipschitz").any():
+        parts.append(lipschitz_table(frame))
+    return "\n\n".join(parts)

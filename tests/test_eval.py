@@ -1,0 +1,172 @@
+import json
+
+import pytest
+import torch
+
+from robustbench_dc.attacks import BIM, FGSM, PGD, get_attack, run_attack
+from robustbench_dc.data import load_dataset
+from robustbench_dc.errors import CheckpointError, UserError
+from robustbench_dc.evaluate import evaluate, from_checkpoint, from_module
+from robustbench_dc.inference import predict
+from robustbench_dc.lipschitz import global_upper_bound, local_lipschitz
+from robustbench_dc.models import create_model, list_models
+from robustbench_dc.store import ResultStore
+from tests.conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def digits_test():
+    test = load_dataset("digits", "test")
+    return test.float_images(), test.labels
+
+
+@pytest.fixture(scope="module")
+def baseline(digits_models):
+    return from_checkpoint(digits_models[("baseline", "natural", 0)]).module
+
+
+def accuracy(model, x, y):
+    return float((predict(model, x) == y).float().mean())
+
+
+def test_torchattacks_and_foolbox_agree(baseline, digits_test):
+    x, y = digits_test
+    eps = 24 / 255
+    fgsm_ta = predict(baseline, run_attack(FGSM(), baseline, x, y, eps, backend="torchattacks"))
+    fgsm_fb = predict(baseline, run_attack(FGSM(), baseline, x, y, eps, backend="foolbox"))
+    assert torch.equal(fgsm_ta, fgsm_fb)  # identical predictions
+    bim_ta = predict(baseline, run_attack(BIM(), baseline, x, y, eps, backend="torchattacks"))
+    bim_fb = predict(baseline, run_attack(BIM(), baseline, x, y, eps, backend="foolbox"))
+    assert int(((bim_ta == y) != (bim_fb == y)).sum()) <= max(1, len(y) // 300)
+
+
+def test_eps_zero_is_clean_and_accuracy_falls_with_eps(baseline, digits_test):
+    x, y = digits_test
+    clean = accuracy(baseline, x, y)
+    for attack in (FGSM(), BIM(), PGD(steps=10)):
+        assert accuracy(baseline, run_attack(attack, baseline, x, y, 0.0), y) == clean
+    previous = clean
+    for eps in (4 / 255, 16 / 255, 48 / 255, 96 / 255):
+        acc = accuracy(baseline, run_attack(PGD(steps=10, step=eps / 4), baseline, x, y, eps), y)
+        assert acc <= previous + 1e-9
+        previous = acc
+    bim_prev = clean
+    for eps in (4 / 255, 16 / 255, 48 / 255):
+        acc = accuracy(baseline, run_attack(BIM(), baseline, x, y, eps), y)
+        assert acc <= bim_prev + 1e-9
+        bim_prev = acc
+    assert accuracy(baseline, run_attack(PGD(steps=20, step=0.05), baseline, x, y, 0.5), y) < 0.05
+
+
+def test_white_box_fgsm_lowers_accuracy(baseline, digits_test):
+    x, y = digits_test
+    clean = accuracy(baseline, x, y)
+    attacked = accuracy(baseline, run_attack(FGSM(), baseline, x, y, 32 / 255), y)
+    assert clean > 0.9 and attacked < clean - 0.2
+
+
+def test_attack_restores_mode_and_leaves_rng(baseline, digits_test):
+    x, y = digits_test
+    baseline.train()
+    state = torch.random.get_rng_state()
+    run_attack(PGD(steps=2), baseline, x[:10], y[:10], 8 / 255, seed=3)
+    assert baseline.training and torch.equal(state, torch.random.get_rng_state())
+    baseline.eval()
+
+
+def test_bim_step_count_follows_kurakin():
+    assert [BIM().steps_at(e / 255) for e in (1, 2, 4, 8, 16)] == [1, 2, 5, 10, 20]
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_global_bound_is_above_local_estimate(name):
+    torch.manual_seed(0)
+    model = create_model(name, width=0.125, input_size=8).eval()
+    x = torch.rand(16, 3, 8, 8)
+    local = local_lipschitz(model, x, eps=8 / 255, steps=5)
+    bound = global_upper_bound(model, (3, 8, 8), 10)
+    assert bound.supported
+    assert bound.log10_linf_l1 >= torch.log10(torch.tensor(local.max)).item()
+    if name.startswith("sphereconv"):
+        assert bound.eps_dependent  # reported as such, never as a small number
+    if name in ("ballconv", "tanhconv"):
+        assert torch.isfinite(torch.tensor(bound.log10_l2)) and not bound.eps_dependent
+
+
+def test_global_bound_on_resnet_and_trained_model(digits_models):
+    model = create_model("tanhconv", arch="resnet32", width=0.25, input_size=8).eval()
+    x = torch.rand(8, 3, 8, 8)
+    assert global_upper_bound(model, (3, 8, 8), 10).log10_linf_l1 >= torch.log10(torch.tensor(local_lipschitz(model, x, eps=0.03, steps=5).max)).item()
+
+
+def test_evaluate_stores_cells_and_reuses_them(digits_models, tmp_path):
+    target = from_checkpoint(digits_models[("tanhconv", "natural", 0)])
+    kw = dict(dataset="digits", attacks=["fgsm", "bim"], eps=[8 / 255, 32 / 255], n=100, workspace=tmp_path, lipschitz_n=20,
+              source=from_checkpoint(digits_models[("baseline", "natural", 1)]))
+    first = evaluate(target, **kw)
+    assert not first["cached"].any()
+    assert set(first["threat"]) == {"none", "white-box", "black-box", "lipschitz"}
+    again = evaluate(target, **kw)
+    assert again["cached"].all()
+    acc = again[again["threat"] != "lipschitz"]
+    assert list(acc["accuracy"]) == list(first[first["threat"] != "lipschitz"]["accuracy"])
+    # same transfer examples serve every target
+    assert len(list((tmp_path / "transfer").glob("*.safetensors"))) == 4
+    evaluate(from_checkpoint(digits_models[("baseline", "natural", 0)]), **kw)
+    assert len(list((tmp_path / "transfer").glob("*.safetensors"))) == 4
+
+
+def test_interrupted_evaluation_resumes_without_duplicates(digits_models, tmp_path):
+    target = from_checkpoint(digits_models[("baseline", "fgsm", 0)])
+    kw = dict(dataset="digits", attacks=["fgsm", "bim"], eps=[8 / 255, 16 / 255], n=60, workspace=tmp_path, source=None, lipschitz=False)
+    calls = []
+
+    def boom(message):
+        calls.append(message)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(target, progress=boom, **kw)
+    with ResultStore(tmp_path) as store:
+        assert store.count() == 2
+    rows = evaluate(target, **kw)
+    assert rows["cached"].sum() == 2 and len(rows) == 5
+    with ResultStore(tmp_path) as store:
+        assert store.count() == 5
+
+
+def test_evaluate_any_module_and_bad_input(digits_models, tmp_path):
+    module = from_checkpoint(digits_models[("baseline", "natural", 0)]).module
+    rows = evaluate(module, dataset="digits", attacks=["fgsm"], n=50, workspace=tmp_path, source=None, lipschitz=False)
+    assert rows.iloc[0]["model"] == "custom"
+    with pytest.raises(UserError, match="unknown attack 'cw'; valid: fgsm, bim, pgd, square"):
+        evaluate(module, dataset="digits", attacks=["cw"], workspace=tmp_path, source=None)
+    with pytest.raises(UserError, match=r"eps must be in \[0, 1\]"):
+        evaluate(module, dataset="digits", eps=[2.0], workspace=tmp_path, source=None)
+    with pytest.raises(UserError, match="needs an explicit source"):
+        evaluate(module, dataset="digits", n=20, workspace=tmp_path, lipschitz=False)
+    with pytest.raises(UserError, match="output has shape \\(2, 10\\); synthetic needs \\(N, 4\\)"):
+        evaluate(create_model("baseline", width=0.125, input_size=8), dataset="synthetic", workspace=tmp_path, source=None)
+
+
+def test_cli_eval_and_errors(digits_models, tmp_path):
+    ws = str(digits_models["workspace"])
+    r = run_cli("eval", "--model", "tanhconv", "--dataset", "digits", "--workspace", ws, "--eps", "8/255,0.1", "--n", "64", "--json", "--no-progress", "--source", "none")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)
+    assert {row["threat"] for row in rows} == {"none", "white-box", "lipschitz"}
+    r = run_cli("eval", "--model", "tanhconv", "--dataset", "digits", "--workspace", ws, "--n", "64", "--no-progress", "--no-lipschitz")
+    assert r.returncode == 0, r.stderr
+    assert "black-box" in r.stdout and "baseline natural seed 1" in r.stdout and "95% CI" in r.stdout
+    for args, message in [
+        (["--model", "nosuchconv"], "unknown model"),
+        (["--model", "tanhconv", "--attacks", "cw"], "unknown attack 'cw'"),
+        (["--model", "tanhconv", "--eps", "2"], "epsilons must be in [0, 1]"),
+        (["--checkpoint", str(digits_models[("baseline", "natural", 0)]), "--dataset", "synthetic"], "trained on 'digits', not 'synthetic'"),
+    ]:
+        r = run_cli("eval", "--dataset", "digits", "--workspace", ws, "--no-progress", *args) if "--dataset" not in args else run_cli("eval", "--workspace", ws, "--no-progress", *args)
+        assert r.returncode == 2, (args, r.stdout, r.stderr)
+        assert message in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("eval", "--model", "tanhconv", "--dataset", "digits", "--workspace", str(tmp_path / "empty"), "--no-progress")
+    assert r.returncode == 2 and "no checkpoint for model=tanhconv" in r.stderr
