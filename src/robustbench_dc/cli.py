@@ -32,6 +32,13 @@ def parse_eps_list(text: str) -> list[float]:
     return values
 
 
+def parse_float_list(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(t) for t in text.split(",") if t.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from exc
+
+
 def parse_n(text: str) -> int | None:
     if text == "all":
         return None
@@ -79,18 +86,32 @@ def _add_models(sub) -> None:
     p.add_argument("--zoo", action="store_true", help="list the model names and architectures one can train")
 
 
-def _add_eval(sub) -> None:
-    from robustbench_dc.attacks import ATTACKS, BACKENDS
-
-    p = sub.add_parser("eval", help="attack a trained model (white-box and black-box) and estimate its Lipschitz constant")
-    _common(p)
-    p.add_argument("--model", help="zoo model name, looked up in the store with --dataset/--training/--seed")
-    p.add_argument("--checkpoint", help="a checkpoint directory or card.json of ours")
+def _model_options(p: argparse.ArgumentParser) -> None:
+    """Which model: one from the store, or a file (ours or third-party)."""
+    p.add_argument("--model", help="zoo model name, looked up in the store with --dataset/--training/--seed "
+                   "(with --checkpoint FILE --arch: the zoo model to build for the state dict, default baseline)")
+    p.add_argument("--checkpoint", help="a checkpoint of ours (directory or card.json), a state dict (.pt/.pth) or safetensors file "
+                   "with --arch or --factory, or a TorchScript file")
+    p.add_argument("--factory", help="package.module:function that builds the module for a state dict")
+    p.add_argument("--mean", type=parse_float_list, help="per-channel mean the model expects inputs normalised with, e.g. 0.49,0.48,0.45")
+    p.add_argument("--std", type=parse_float_list, help="per-channel std, with --mean")
+    p.add_argument("--num-classes", type=int, help="checked against the dataset")
+    p.add_argument("--input-size", type=int, help="checked against the dataset")
+    p.add_argument("--trust-checkpoint", action="store_true", help="allow a full pickled module: this runs code from the file")
+    p.add_argument("--label", help="name of a third-party model in tables and reports (default: file name)")
     p.add_argument("--dataset", default="cifar10")
     p.add_argument("--training", default="natural", help="training label in the store: natural, fgsm, pgd, fgsm-rs (default natural)")
     p.add_argument("--seed", type=int, default=0, help="seed of the model to look up")
     p.add_argument("--arch", default=None)
     p.add_argument("--width", type=float, default=None)
+
+
+def _add_eval(sub) -> None:
+    from robustbench_dc.attacks import ATTACKS, BACKENDS
+
+    p = sub.add_parser("eval", help="attack a trained model (white-box and black-box) and estimate its Lipschitz constant")
+    _common(p)
+    _model_options(p)
     p.add_argument("--attacks", default="fgsm,bim", help=f"comma-separated, from: {', '.join(ATTACKS)}")
     p.add_argument("--eps", type=parse_eps_list, default=[8 / 255], help="comma-separated epsilons, e.g. 2/255,4/255,8/255")
     p.add_argument("--n", type=parse_n, default=1000, help="number of test images (a fixed seeded subset), or 'all'")
@@ -105,13 +126,7 @@ def _add_eval(sub) -> None:
 def _add_lipschitz(sub) -> None:
     p = sub.add_parser("lipschitz", help="Lipschitz estimates of a trained model (local, gradient norm, global bound)")
     _common(p)
-    p.add_argument("--model", help="zoo model name, looked up in the store")
-    p.add_argument("--checkpoint")
-    p.add_argument("--dataset", default="cifar10")
-    p.add_argument("--training", default="natural")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--arch", default=None)
-    p.add_argument("--width", type=float, default=None)
+    _model_options(p)
     p.add_argument("--eps", type=parse_fraction, default=8 / 255)
     p.add_argument("--n", type=int, default=200, help="test images for the local and gradient estimates")
     p.add_argument("--json", action="store_true")
@@ -198,12 +213,22 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 def _target(args: argparse.Namespace):
     from robustbench_dc.checkpoint import resolve_checkpoint
+    from robustbench_dc.data import dataset_info
     from robustbench_dc.evaluate import from_checkpoint
 
-    if bool(args.model) == bool(args.checkpoint):
-        raise UserError("give exactly one of --model NAME (from the store) or --checkpoint PATH")
-    path = args.checkpoint or resolve_checkpoint(args.model, dataset=args.dataset, training=args.training, seed=args.seed,
-                                                 arch=args.arch, width=args.width, workspace=args.workspace)  # fmt: skip
+    if args.checkpoint:
+        from robustbench_dc.external import TRUST_WARNING, load_external
+
+        if args.trust_checkpoint:
+            print(f"warning: {TRUST_WARNING}", file=sys.stderr)
+        return load_external(
+            args.checkpoint, dataset_info(args.dataset), arch=args.arch, model_name=args.model or "baseline", factory=args.factory,
+            mean=args.mean, std=args.std, num_classes=args.num_classes, input_size=args.input_size, trust=args.trust_checkpoint, label=args.label,
+        )  # fmt: skip
+    if not args.model:
+        raise UserError("give --model NAME (a model in the store) or --checkpoint PATH")
+    path = resolve_checkpoint(args.model, dataset=args.dataset, training=args.training, seed=args.seed,
+                              arch=args.arch, width=args.width, workspace=args.workspace)  # fmt: skip
     return from_checkpoint(path)
 
 
@@ -225,6 +250,9 @@ def cmd_eval(args: argparse.Namespace, *, lipschitz_only: bool = False) -> int:
                          data_dir=args.data_dir, lipschitz_n=args.n, progress=progress)  # fmt: skip
     else:
         source = None if args.source == "none" else args.source
+        if source == "default" and target.info.get("kind") != "zoo":
+            print("note: no black-box rows: a model from outside the zoo needs --source NAME|PATH (a zoo model or checkpoint)", file=sys.stderr)
+            source = None
         frame = evaluate(
             target, dataset=args.dataset, attacks=[a.strip() for a in args.attacks.split(",") if a.strip()], eps=args.eps,
             n=args.n, subset_seed=args.subset_seed, source=source, backend=args.backend, workspace=args.workspace,

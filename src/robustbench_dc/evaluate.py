@@ -25,6 +25,7 @@ from robustbench_dc.checkpoint import load_checkpoint, read_card, workspace_dir
 from robustbench_dc.data import ImageDataset, dataset_info, load_dataset
 from robustbench_dc.errors import UserError
 from robustbench_dc.inference import predict
+from robustbench_dc.models.layers import with_normalization
 from robustbench_dc.stats import wilson_interval
 from robustbench_dc.store import ResultStore, cell_key
 from robustbench_dc.train import TrainConfig, train
@@ -154,15 +155,18 @@ def evaluate(
     recompute: bool = False,
     lipschitz: bool = True,
     lipschitz_n: int = 200,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
     """Evaluate one model; returns one row per result cell (stored in the workspace, reused when present).
 
     ``source``: ``"default"`` (natural baseline, other seed, trained on demand for zoo models), a model or a
-    checkpoint path, or ``None`` for no black-box transfer rows.
+    checkpoint path, or ``None`` for no black-box transfer rows. ``mean``/``std``: normalisation for an
+    ``nn.Module`` that expects normalised input (applied in front of it, so attacks work in [0, 1] pixels).
     """
     ws = workspace_dir(workspace)
-    target = model if isinstance(model, EvalModel) else from_module(model)
+    target = model if isinstance(model, EvalModel) else from_module(with_normalization(model, mean, std))
     eps = list(eps)
     bad = [e for e in eps if not 0 <= e <= 1]
     if bad or not eps:

@@ -38,6 +38,15 @@ def conv_factory(spec: ModelSpec) -> ConvFactory:
     return partial(DecoupledConv2d, **config.to_dict())
 
 
+def with_normalization(module: nn.Module, mean: tuple[float, ...] | None, std: tuple[float, ...] | None) -> nn.Module:
+    """Put ``(x - mean) / std`` in front of a model that expects normalised input, so attacks stay in [0, 1]."""
+    if mean is None and std is None:
+        return module
+    if mean is None or std is None:
+        raise ValueError("give both mean and std (one value per channel), or neither")
+    return nn.Sequential(Normalize(tuple(mean), tuple(std)), module)
+
+
 def scaled_widths(spec: ModelSpec, base: tuple[int, ...]) -> list[int]:
     """Channel counts of an architecture's stages times ``spec.width`` (at least 1)."""
     return [max(1, round(b * spec.width)) for b in base]

@@ -1,0 +1,148 @@
+"""Models from elsewhere: state dicts, safetensors, TorchScript, and (only when trusted) pickled modules.
+
+Loading never runs code from the file unless the user passes ``trust=True``: state dicts are read with
+``torch.load(weights_only=True)``, whose unpickler refuses anything but tensors and plain containers.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from robustbench_dc.checkpoint import CARD_FILE, load_state_dict_checked, sha256_file
+from robustbench_dc.data import DatasetInfo
+from robustbench_dc.errors import CheckpointError, UserError
+from robustbench_dc.evaluate import EvalModel, from_checkpoint, state_sha256
+from robustbench_dc.models import create_model
+from robustbench_dc.models.layers import with_normalization
+
+log = logging.getLogger(__name__)
+
+TRUST_WARNING = (
+    "loading a pickled module with --trust-checkpoint runs whatever code the file's author put in it, with your "
+    "permissions; do this only for files you made or whose author you trust"
+)
+
+
+def load_factory(spec: str) -> Callable[[], nn.Module]:
+    """``package.module:function`` -> the function (the user named this code, so importing it is theirs to decide)."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise UserError(f"--factory takes package.module:function, got {spec!r}")
+    try:
+        fn = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise UserError(f"cannot import factory {spec!r}: {exc}") from exc
+    if not callable(fn):
+        raise UserError(f"factory {spec!r} is not callable")
+    return fn
+
+
+def _is_torchscript(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(n.endswith("/constants.pkl") or "/code/" in n for n in z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: the file is empty")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise CheckpointError(f"{path}: not a readable safetensors file (truncated or corrupt?): {exc}") from exc
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"{path}: refused to load: the file holds pickled Python objects beyond tensors (a full module, or "
+            f"something that would run code when unpickled). Save a state dict instead (torch.save(model.state_dict(), ...)), "
+            f"or pass --trust-checkpoint if you trust the file's author ({exc.__class__.__name__}: {str(exc).splitlines()[0][:200]})"
+        ) from exc
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: cannot read this checkpoint (truncated or corrupt?): {exc}") from exc
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path}: expected a state dict (names -> tensors), found {type(obj).__name__}")
+    return obj
+
+
+def load_external(
+    path: str | Path,
+    info: DatasetInfo,
+    *,
+    arch: str | None = None,
+    model_name: str = "baseline",
+    factory: str | None = None,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+    num_classes: int | None = None,
+    input_size: int | None = None,
+    trust: bool = False,
+    label: str | None = None,
+) -> EvalModel:
+    """An evaluation target from a file: our checkpoint, a state dict / safetensors (with ``arch`` or
+    ``factory``), TorchScript, or a pickled module (only with ``trust``)."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file")
+    if path.is_dir() or path.name == CARD_FILE:
+        return from_checkpoint(path)
+    if num_classes is not None and num_classes != info.num_classes:
+        raise UserError(f"--num-classes {num_classes} does not match {info.name}, which has {info.num_classes} classes")
+    if input_size is not None and input_size != info.input_size:
+        raise UserError(f"--input-size {input_size} does not match {info.name}, whose images are {info.input_size}x{info.input_size}")
+    digest = sha256_file(path)
+    kind: str
+    if _is_torchscript(path):
+        try:
+            module: nn.Module = torch.jit.load(str(path), map_location="cpu")
+        except RuntimeError as exc:
+            raise CheckpointError(f"{path}: cannot load this TorchScript file: {exc}") from exc
+        kind = "torchscript"
+    elif trust and path.suffix != ".safetensors" and not (arch or factory):
+        log.warning(TRUST_WARNING)
+        try:
+            module = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as exc:  # noqa: BLE001  (anything can come out of an arbitrary pickle)
+            raise CheckpointError(f"{path}: cannot unpickle: {exc}") from exc
+        if not isinstance(module, nn.Module):
+            raise CheckpointError(f"{path}: the pickle holds a {type(module).__name__}, not an nn.Module")
+        kind = "pickled-module"
+    else:
+        if not (arch or factory):
+            state = _read_state_dict(path)  # refuses code-carrying pickles even when no architecture is given
+            raise UserError(f"{path} holds a state dict ({len(state)} tensors): say what to build with --arch NAME (a zoo architecture) or --factory package.module:function")
+        if arch and factory:
+            raise UserError("give --arch or --factory, not both")
+        state = _read_state_dict(path)
+        if factory:
+            module = load_factory(factory)()
+        else:
+            module = create_model(model_name, arch=arch, num_classes=info.num_classes, in_channels=info.in_channels,
+                                  input_size=info.input_size, mean=info.mean, std=info.std)  # fmt: skip
+            # zoo architectures normalise inside: a state dict without the normalisation buffers gets the dataset's
+            for key in ("normalize.mean", "normalize.std"):
+                state.setdefault(key, module.state_dict()[key])
+        load_state_dict_checked(module, state, source=str(path))
+        kind = "state-dict"
+    module = with_normalization(module, mean, std).eval()
+    details: dict[str, Any] = {
+        "label": label or path.stem, "kind": "third-party", "format": kind, "file": str(path), "file_sha256": digest,
+        "arch": arch or factory or "", "dataset": None, "mean": list(mean) if mean else None, "std": list(std) if std else None,
+    }  # fmt: skip
+    return EvalModel(module, state_sha256(module), details)
