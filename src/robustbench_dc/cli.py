@@ -121,6 +121,8 @@ def _add_eval(sub) -> None:
     p.add_argument("--no-lipschitz", action="store_true")
     p.add_argument("--recompute", action="store_true", help="recompute cells already in the result store")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--diagnostics", action="store_true", help="run the gradient-masking diagnostics (stronger attacks, BPDA, eps sweep, gradient health)")
+    p.add_argument("--square-queries", type=int, default=300, help="queries of the Square attack in the diagnostics")
 
 
 def _add_lipschitz(sub) -> None:
@@ -234,6 +236,7 @@ def _target(args: argparse.Namespace):
 
 def cmd_eval(args: argparse.Namespace, *, lipschitz_only: bool = False) -> int:
     import json
+    from dataclasses import asdict
 
     from robustbench_dc.evaluate import evaluate
     from robustbench_dc.reports.tables import eval_tables
@@ -245,6 +248,7 @@ def cmd_eval(args: argparse.Namespace, *, lipschitz_only: bool = False) -> int:
         bar.set_description_str(message)
         bar.update(1)
 
+    diagnostics = []
     if lipschitz_only:
         frame = evaluate(target, dataset=args.dataset, attacks=[], eps=[args.eps], n=args.n, source=None, workspace=args.workspace,
                          data_dir=args.data_dir, lipschitz_n=args.n, progress=progress)  # fmt: skip
@@ -258,11 +262,26 @@ def cmd_eval(args: argparse.Namespace, *, lipschitz_only: bool = False) -> int:
             n=args.n, subset_seed=args.subset_seed, source=source, backend=args.backend, workspace=args.workspace,
             data_dir=args.data_dir, recompute=args.recompute, lipschitz=not args.no_lipschitz, progress=progress,
         )  # fmt: skip
+        if args.diagnostics:
+            from robustbench_dc.diagnostics import run_diagnostics
+
+            eps = 8 / 255 if any(abs(e - 8 / 255) < 1e-12 for e in args.eps) else max(args.eps)
+            diagnostics, _ = run_diagnostics(target, dataset=args.dataset, eps=eps, n=args.n, source=source, square_queries=args.square_queries,
+                                             workspace=args.workspace, data_dir=args.data_dir, progress=progress)  # fmt: skip
     bar.close()
+    results = json.loads(frame.drop(columns=["per_example"], errors="ignore").to_json(orient="records"))
     if args.json:
-        print(json.dumps(json.loads(frame.to_json(orient="records")), indent=2))
+        if diagnostics:
+            print(json.dumps({"results": results, "diagnostics": [asdict(d) for d in diagnostics]}, indent=2, default=str))
+        else:
+            print(json.dumps(results, indent=2))
     else:
         print(eval_tables(frame, target.label))
+        if diagnostics:
+            from tabulate import tabulate
+
+            print()
+            print(tabulate([[d.status.upper(), d.name, d.summary] for d in diagnostics], headers=["status", "gradient-masking diagnostic", "numbers"]))
     return 0
 
 

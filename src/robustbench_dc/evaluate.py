@@ -111,7 +111,7 @@ class _Context:
             cached = False
         else:
             cached = True
-        out = {"model": target.label, **row, **{k: v for k, v in stored.items() if k != "per_example"}, "cached": cached}
+        out = {"model": target.label, **row, **stored, "cached": cached}
         self.rows.append(out)
         return stored
 

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from robustbench_dc.models.layers import Normalize
 from robustbench_dc.ops.modules import DECOUPLED_LAYERS, layer_lipschitz, patch_overlap
-from robustbench_dc.perturb import ascend_linf
+from robustbench_dc.perturb import ascend_linf, input_gradient
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def margin_gradient_norms(model: nn.Module, images: Tensor, labels: Tensor, batc
         z = model(x)
         true = z.gather(1, y[:, None]).squeeze(1)
         other = z.masked_fill(torch.nn.functional.one_hot(y, z.shape[1]).bool(), float("-inf")).amax(1)
-        (g,) = torch.autograd.grad((true - other).sum(), x)
+        g = input_gradient((true - other).sum(), x)
         norms.append(g.flatten(1).abs().sum(1))
     n = torch.cat(norms)
     finite = torch.isfinite(n)

@@ -16,6 +16,14 @@ from torch import Tensor, nn
 Objective = Callable[[Tensor], Tensor]  # adversarial input -> per-example value to maximise
 
 
+def input_gradient(output: Tensor, x: Tensor) -> Tensor:
+    """``d output / d x``; zeros where the output does not depend on ``x`` through autograd (a cut graph)."""
+    if not output.requires_grad:
+        return torch.zeros_like(x)
+    (grad,) = torch.autograd.grad(output, x, allow_unused=True)
+    return torch.zeros_like(x) if grad is None else grad
+
+
 def project_linf(x_adv: Tensor, x: Tensor, eps: float) -> Tensor:
     """Project onto the eps-ball around ``x`` and onto [0, 1]."""
     return torch.clamp(torch.minimum(torch.maximum(x_adv, x - eps), x + eps), 0.0, 1.0)
@@ -41,7 +49,7 @@ def ascend_linf(
         x_adv = project_linf(x + eps * noise, x, eps)
     for _ in range(steps):
         x_adv.requires_grad_(True)
-        (grad,) = torch.autograd.grad(objective(x_adv).sum(), x_adv)
+        grad = input_gradient(objective(x_adv).sum(), x_adv)
         x_adv = project_linf(x_adv.detach() + step * grad.sign(), x, eps)
     return x_adv.detach()
 

@@ -11,9 +11,22 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from robustbench_dc.attacks.specs import ATTACKS, BIM, FGSM, PGD, Attack, Square, get_attack
+from robustbench_dc.attacks.bpda import bpda_surrogate
+from robustbench_dc.attacks.specs import ATTACKS, BIM, BPDA, FGSM, PGD, Attack, AutoAttack, Square, get_attack
 from robustbench_dc.errors import UserError
 from robustbench_dc.inference import predict
+
+class _InputConnected(nn.Module):
+    """``model(x) + 0 * sum(x)``: the same outputs, but a model whose graph ignores its input (all gradients
+    cut) gets zero gradients instead of an autograd error, as an attacker following gradients would."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x) + 0 * x.sum()
+
 
 BACKENDS = {"torchattacks": "robustbench_dc.attacks.torchattacks_backend", "foolbox": "robustbench_dc.attacks.foolbox_backend"}
 
@@ -48,6 +61,7 @@ def run_attack(
     craft = _backend(backend).craft
     was_training = model.training
     model.eval()
+    attacked = _InputConnected(bpda_surrogate(model) if isinstance(attack, BPDA) else model).eval()
     restarts = attack.restarts if isinstance(attack, PGD) else 1
     try:
         out = []
@@ -55,12 +69,12 @@ def run_attack(
             torch.manual_seed(seed)
             for i in range(0, images.shape[0], batch_size):
                 x, y = images[i : i + batch_size], labels[i : i + batch_size]
-                adv = craft(attack, model, x, y, eps)
+                adv = craft(attack, attacked, x, y, eps)
                 for _ in range(restarts - 1):
                     still_right = predict(model, adv) == y
                     if not still_right.any():
                         break
-                    again = craft(attack, model, x[still_right], y[still_right], eps)
+                    again = craft(attack, attacked, x[still_right], y[still_right], eps)
                     adv[still_right] = again
                 out.append(adv)
                 if on_batch is not None:
@@ -70,4 +84,4 @@ def run_attack(
         model.train(was_training)
 
 
-__all__ = ["ATTACKS", "BACKENDS", "BIM", "FGSM", "PGD", "Attack", "Square", "get_attack", "run_attack"]
+__all__ = ["ATTACKS", "BACKENDS", "BIM", "BPDA", "FGSM", "PGD", "Attack", "AutoAttack", "Square", "bpda_surrogate", "get_attack", "run_attack"]

@@ -17,8 +17,8 @@ def craft(attack: Attack, model: nn.Module, images: Tensor, labels: Tensor, eps:
         atk = fb.attacks.LinfFastGradientAttack(random_start=False)
     elif isinstance(attack, BIM):
         atk = fb.attacks.LinfBasicIterativeAttack(abs_stepsize=attack.step, steps=attack.steps_at(eps), random_start=False)
-    elif isinstance(attack, PGD):
-        atk = fb.attacks.LinfProjectedGradientDescentAttack(abs_stepsize=attack.step, steps=attack.steps, random_start=True)
+    elif isinstance(attack, PGD):  # BPDA is a PGD too: run_attack hands it the surrogate model
+        atk = fb.attacks.LinfProjectedGradientDescentAttack(abs_stepsize=attack.step_at(eps), steps=attack.steps, random_start=True)
     else:
         raise UserError(f"the foolbox backend has no {attack.name!r} attack; use --backend torchattacks")
     fmodel = fb.PyTorchModel(model, bounds=(0, 1))

@@ -59,6 +59,29 @@ class PGD(Attack):
     step: float = 2 / 255
     steps: int = 20
     restarts: int = 1
+    relative_step: float | None = None  # step = relative_step * eps when set (for sweeps over eps)
+
+    def step_at(self, eps: float) -> float:
+        return self.relative_step * eps if self.relative_step is not None else self.step
+
+    def params(self, eps: float) -> dict[str, Any]:
+        return {"step": self.step_at(eps), "steps": self.steps, "restarts": self.restarts}
+
+
+@dataclass(frozen=True)
+class BPDA(PGD):
+    """PGD whose gradients come from a surrogate: every decoupled operator's backward pass is replaced by that
+    of an ordinary convolution with the same normalised kernel (forward unchanged). If a DCNet's robustness
+    comes from masked gradients, this attack breaks it (Athalye et al. 2018)."""
+
+    name: ClassVar[str] = "bpda-pgd"
+
+
+@dataclass(frozen=True)
+class AutoAttack(Attack):
+    """Croce & Hein 2020, standard version (APGD-CE, APGD-T, FAB-T, Square) through torchattacks."""
+
+    name: ClassVar[str] = "autoattack"
 
 
 @dataclass(frozen=True)
@@ -71,7 +94,7 @@ class Square(Attack):
     p_init: float = 0.8
 
 
-ATTACKS: dict[str, type[Attack]] = {a.name: a for a in (FGSM, BIM, PGD, Square)}
+ATTACKS: dict[str, type[Attack]] = {a.name: a for a in (FGSM, BIM, PGD, BPDA, AutoAttack, Square)}
 
 
 def get_attack(name: str, **params: Any) -> Attack:

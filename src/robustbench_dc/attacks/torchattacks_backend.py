@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from robustbench_dc.attacks.specs import BIM, FGSM, PGD, Attack, Square
+from robustbench_dc.attacks.specs import BIM, FGSM, PGD, Attack, AutoAttack, Square
 
 NAME = "torchattacks"
 
@@ -19,7 +19,11 @@ def craft(attack: Attack, model: nn.Module, images: Tensor, labels: Tensor, eps:
     elif isinstance(attack, BIM):
         atk = torchattacks.BIM(model, eps=eps, alpha=attack.step, steps=attack.steps_at(eps))
     elif isinstance(attack, PGD):
-        atk = torchattacks.PGD(model, eps=eps, alpha=attack.step, steps=attack.steps, random_start=True)
+        atk = torchattacks.PGD(model, eps=eps, alpha=attack.step_at(eps), steps=attack.steps, random_start=True)
+    elif isinstance(attack, AutoAttack):
+        n_classes = int(model(images[:1]).shape[1])
+        seed = int(torch.randint(0, 2**31 - 1, ()).item())
+        atk = torchattacks.AutoAttack(model, norm="Linf", eps=eps, version="standard", n_classes=n_classes, seed=seed)
     elif isinstance(attack, Square):
         seed = int(torch.randint(0, 2**31 - 1, ()).item())
         atk = torchattacks.Square(model, norm="Linf", eps=eps, n_queries=attack.n_queries, p_init=attack.p_init, seed=seed)

@@ -1,0 +1,80 @@
+import pytest
+import torch
+from torch import nn
+
+from robustbench_dc.diagnostics import run_diagnostics
+from robustbench_dc.evaluate import from_checkpoint, from_module
+from robustbench_dc.ops import DecoupledConv2d
+
+FAST = dict(dataset="digits", n=100, square_queries=50, eps=32 / 255)  # 8x8 digits need a larger eps than CIFAR
+
+
+class LogitScaled(nn.Module):
+    """Multiplies the logits by a huge factor: cross-entropy gradients vanish (softmax saturates)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x) * 1e6
+
+
+class Quantised(nn.Module):
+    """A non-differentiable input quantiser in front of the model: input gradients are exactly zero."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(torch.round(x * 8) / 8)
+
+
+class MaskedDecoupledConv2d(DecoupledConv2d):
+    """A decoupled layer whose backward pass is cut: the forward is unchanged."""
+
+    def forward(self, x):
+        return super().forward(x.detach())
+
+
+def statuses(diagnostics):
+    return {d.name: d.status for d in diagnostics}
+
+
+@pytest.fixture(scope="module")
+def source(digits_models):
+    return from_checkpoint(digits_models[("baseline", "natural", 1)])
+
+
+def test_healthy_model_is_not_flagged(digits_models, source, tmp_path):
+    target = from_checkpoint(digits_models[("baseline", "natural", 0)])
+    diags, _ = run_diagnostics(target, source=source, workspace=tmp_path, **FAST)
+    s = statuses(diags)
+    assert s["BPDA does not beat true gradients"] == "n/a"  # no decoupled layers
+    assert [d for d in diags if d.status == "warn"] == [], [d.summary for d in diags]
+
+
+@pytest.mark.parametrize("wrapper", [LogitScaled, Quantised])
+def test_masked_models_are_flagged(digits_models, source, tmp_path, wrapper):
+    masked = from_module(wrapper(from_checkpoint(digits_models[("baseline", "natural", 0)]).module), label=wrapper.__name__)
+    diags, _ = run_diagnostics(masked, source=source, workspace=tmp_path, **FAST)
+    s = statuses(diags)
+    assert s["white-box >= black-box"] == "warn"
+    assert s["monotone in eps, near zero at large eps"] == "warn"
+    assert s["gradient health"] == "warn"
+
+
+def test_bpda_breaks_a_dcnet_with_cut_gradients(digits_models, source, tmp_path):
+    target = from_checkpoint(digits_models[("tanhconv", "natural", 0)])
+    healthy, _ = run_diagnostics(target, source=source, workspace=tmp_path, **FAST)
+    assert statuses(healthy)["BPDA does not beat true gradients"] == "pass"
+    model = from_checkpoint(digits_models[("tanhconv", "natural", 0)]).module
+    for m in model.modules():
+        if isinstance(m, DecoupledConv2d):
+            m.__class__ = MaskedDecoupledConv2d
+    masked = from_module(model, label="masked-tanhconv")
+    diags, _ = run_diagnostics(masked, source=source, workspace=tmp_path, **FAST)
+    s = statuses(diags)
+    assert s["BPDA does not beat true gradients"] == "warn"
+    assert s["gradient health"] == "warn"
