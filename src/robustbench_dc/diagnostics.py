@@ -24,7 +24,7 @@ from torch import nn
 from robustbench_dc.attacks import BIM, BPDA, FGSM, PGD, Square
 from robustbench_dc.checkpoint import workspace_dir
 from robustbench_dc.data import load_dataset
-from robustbench_dc.evaluate import EvalModel, evaluate
+from robustbench_dc.evaluate import EvalModel, evaluate, subset_identity
 from robustbench_dc.ops.functional import patch_norm2d
 from robustbench_dc.ops.modules import DecoupledConv2d
 from robustbench_dc.perturb import input_gradient
@@ -106,8 +106,10 @@ def run_diagnostics(
     rows = evaluate(target, attacks=diagnostic_attacks(eps, square_queries, decoupled), eps=[eps], source=source, **kw)
     sweep = evaluate(target, attacks=[PGD(relative_step=0.25)], eps=[eps * k for k in SWEEP] + [LARGE_EPS], source=None, lipschitz=False, **kw)
     ws = workspace_dir(workspace)
-    test = load_dataset(dataset, "test", data_dir, cache_dir=ws / "cache").subset(n, 0)
-    identity = {"model_sha256": target.sha256, "kind": "health", "dataset": dataset, "subset": {"n": len(test), "seed": 0}}
+    full = load_dataset(dataset, "test", data_dir, cache_dir=ws / "cache")
+    test = full.subset(n, 0)
+    identity = {"model_sha256": target.sha256, "kind": "health", "threat": "health", "attack": "saturation", "dataset": dataset,
+                "subset": subset_identity(len(test), len(full), 0)}  # fmt: skip
     with ResultStore(ws) as store:
         stored = store.get(identity)
         if stored is None:
@@ -139,6 +141,15 @@ def _broken(frame: pd.DataFrame, threat: str, eps: float) -> set[int] | None:
 
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def diagnose_stored(frame: pd.DataFrame, *, eps: float) -> list[Diagnostic]:
+    """Diagnostics of one model from its stored cells: those on the image subset the PGD checks ran on."""
+    pgd = frame[frame["attack"] == "pgd"]
+    if pgd.empty:
+        return diagnose(frame.iloc[0:0], eps=eps)
+    subset = pgd["subset"].iloc[0]
+    return diagnose(frame[frame["subset"].map(lambda s: s == subset)], eps=eps)
 
 
 def diagnose(frame: pd.DataFrame, *, eps: float = 8 / 255, tolerance: float = TOLERANCE) -> list[Diagnostic]:

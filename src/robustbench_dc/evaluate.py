@@ -124,6 +124,11 @@ def _accuracy_metrics(pred: Tensor, labels: Tensor) -> dict[str, Any]:
             "per_example": "".join("1" if r else "0" for r in right.tolist())}  # fmt: skip
 
 
+def subset_identity(n: int, of: int, seed: int) -> dict[str, Any]:
+    """How result cells name their test images: ``n`` of the ``of`` test images, chosen with ``seed``."""
+    return {"split": "test", "n": n, "seed": seed, "of": of}
+
+
 def check_model_fits(module: nn.Module, data: ImageDataset) -> None:
     """Fail clearly when a model cannot take this dataset's images or gives the wrong number of outputs."""
     x = data.float_images(slice(0, 2))
@@ -179,7 +184,7 @@ def evaluate(
     check_model_fits(target.module, test)
     sub = test.subset(n, subset_seed)
     images, labels = sub.float_images(), sub.labels
-    subset = {"split": "test", "n": len(sub), "seed": subset_seed, "of": len(test)}
+    subset = subset_identity(len(sub), len(test), subset_seed)
     with ResultStore(ws) as store:
         ctx = _Context(store, ws, dataset, images, labels, subset, backend, recompute, progress or (lambda _: None))
         store.put_model(target.sha256, {**target.info, "data_source": test.source})
@@ -206,6 +211,22 @@ def evaluate(
         if lipschitz:
             _lipschitz_cells(ctx, target, test, max(eps), lipschitz_n, subset_seed)
     return pd.DataFrame(ctx.rows)
+
+
+def transfer_matrix(
+    models: Sequence[EvalModel], *, dataset: str, attacks: Sequence[str | Attack] = DEFAULT_ATTACKS, eps: float = 8 / 255,
+    n: int | None = 1000, workspace: str | Path | None = None, data_dir: str | Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> pd.DataFrame:
+    """Every model as the black-box source for every other (and white-box on the diagonal), cell by cell."""
+    rows = []
+    for src in models:
+        for tgt in models:
+            if tgt.sha256 == src.sha256:
+                continue
+            rows.append(evaluate(tgt, dataset=dataset, attacks=attacks, eps=[eps], n=n, source=src, workspace=workspace,
+                                 data_dir=data_dir, lipschitz=False, progress=progress))  # fmt: skip
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
 
 def _resolve_source(source: Any, target: EvalModel, ws: Path, data_dir: Any, progress: Callable[[str], None]) -> EvalModel:

@@ -13,7 +13,8 @@ from typing import Callable
 
 from robustbench_dc.checkpoint import workspace_dir
 from robustbench_dc.errors import UserError
-from robustbench_dc.evaluate import evaluate, from_checkpoint
+from robustbench_dc.diagnostics import run_diagnostics
+from robustbench_dc.evaluate import evaluate, from_checkpoint, transfer_matrix
 from robustbench_dc.train import TrainConfig, train
 
 TABLE_MODELS = ("baseline", "sphereconv", "ballconv", "tanhconv")
@@ -38,6 +39,8 @@ class Preset:
     attacks: tuple[str, ...] = ("fgsm", "bim")
     lipschitz_n: int = 200
     table_eps: float = 8 / 255
+    diagnostics_n: int | None = 500
+    square_queries: int = 300
     note: str = ""
 
     def train_config(self, model: str, training: str, seed: int) -> TrainConfig:
@@ -47,13 +50,13 @@ class Preset:
 
 PRESETS = {
     "smoke": Preset("smoke", "digits", width=0.25, epochs=6, batch_size=64, lr=0.05, train_subset=None, n=None,
-                    eps=(2 / 255, 4 / 255, 8 / 255, 16 / 255, 32 / 255), lipschitz_n=100, table_eps=32 / 255,
+                    eps=(2 / 255, 4 / 255, 8 / 255, 16 / 255, 32 / 255), lipschitz_n=100, table_eps=32 / 255, diagnostics_n=None, square_queries=100,
                     note="scikit-learn's 8x8 digits, bundled: a functional check of the whole pipeline in minutes on 2 CPU cores, not a CIFAR-10 result; tables at eps 32/255 since 8/255 barely moves 8x8 digits"),
     "quick": Preset("quick", "cifar10", width=0.25, epochs=10, batch_size=128, lr=0.1, train_subset=10_000, n=1000,
-                    eps=(2 / 255, 4 / 255, 8 / 255), lipschitz_n=200,
+                    eps=(2 / 255, 4 / 255, 8 / 255), lipschitz_n=200, diagnostics_n=500, square_queries=300,
                     note="CIFAR-10 at reduced size (cnn9 at width 0.25, 10,000 training images, 10 epochs), under an hour on 2 CPU cores"),
     "paper": Preset("paper", "cifar10", width=1.0, epochs=60, batch_size=128, lr=0.1, train_subset=None, n=None,
-                    eps=(2 / 255, 4 / 255, 8 / 255), lipschitz_n=1000,
+                    eps=(2 / 255, 4 / 255, 8 / 255), lipschitz_n=1000, diagnostics_n=1000, square_queries=1000,
                     note="CIFAR-10, full protocol (cnn9 at full width, all 50,000 training images, 60 epochs, all 10,000 test images): for a GPU"),
 }  # fmt: skip
 
@@ -66,12 +69,14 @@ def get_preset(name: str) -> Preset:
 
 @dataclass(frozen=True)
 class Stage:
-    kind: str  # "train" or "eval"
+    kind: str  # "train", "eval" or "transfer"
     config: TrainConfig
 
     @property
     def label(self) -> str:
         c = self.config
+        if self.kind == "transfer":
+            return "transfer matrix (every natural model as source for every other)"
         return f"{self.kind} {c.model} {c.training_label} seed {c.seed}"
 
 
@@ -85,7 +90,7 @@ def plan(preset: Preset, seeds: tuple[int, ...]) -> list[Stage]:
         trainings.append(preset.train_config("baseline", "natural", seed + 1))  # black-box source
     unique = list({c.training_label + c.model + str(c.seed): c for c in trainings}.values())
     evals = [c for c in unique if not (c.model == "baseline" and c.training == "natural" and c.seed - 1 in seeds and c.seed not in seeds)]
-    return [Stage("train", c) for c in unique] + [Stage("eval", c) for c in evals]
+    return [Stage("train", c) for c in unique] + [Stage("eval", c) for c in evals] + [Stage("transfer", c) for c in evals if c.training == "natural"][:1]
 
 
 def reproduce(
@@ -100,16 +105,25 @@ def reproduce(
     """Run every stage not already done; returns the wall time of each stage kind (seconds, this run)."""
     ws = workspace_dir(workspace)
     stages = plan(preset, seeds)
-    times = {"train": 0.0, "eval": 0.0}
+    times = {"train": 0.0, "eval": 0.0, "transfer": 0.0}
     for i, stage in enumerate(stages):
         if on_stage is not None:
             on_stage(i, len(stages), stage)
         t0 = time.perf_counter()
-        directory = train(stage.config, workspace=ws, data_dir=data_dir)
+        if stage.kind == "transfer":
+            natural = [from_checkpoint(train(s.config, workspace=ws, data_dir=data_dir)) for s in stages
+                       if s.kind == "eval" and s.config.training == "natural" and s.config.seed == seeds[0]]  # fmt: skip
+            transfer_matrix(natural, dataset=preset.dataset, attacks=preset.attacks, eps=preset.table_eps, n=preset.n,
+                            workspace=ws, data_dir=data_dir, progress=on_progress)  # fmt: skip
+        else:
+            directory = train(stage.config, workspace=ws, data_dir=data_dir)
         if stage.kind == "eval":
             source = from_checkpoint(train(replace(stage.config, model="baseline", training="natural", seed=stage.config.seed + 1,
                                                    eps=8 / 255), workspace=ws, data_dir=data_dir))  # fmt: skip
-            evaluate(from_checkpoint(directory), dataset=preset.dataset, attacks=preset.attacks, eps=preset.eps, n=preset.n,
+            target = from_checkpoint(directory)
+            evaluate(target, dataset=preset.dataset, attacks=preset.attacks, eps=preset.eps, n=preset.n,
                      source=source, workspace=ws, data_dir=data_dir, lipschitz_n=preset.lipschitz_n, progress=on_progress)  # fmt: skip
+            run_diagnostics(target, dataset=preset.dataset, eps=preset.table_eps, n=preset.diagnostics_n, source=source,
+                            square_queries=preset.square_queries, workspace=ws, data_dir=data_dir, progress=on_progress)  # fmt: skip
         times[stage.kind] += time.perf_counter() - t0
     return times

@@ -123,28 +123,31 @@ class Claim:
     text: str
     verdict: str  # "reproduced", "not reproduced", "not measured"
     evidence: str
+    models: tuple[tuple[str, str], ...] = ()  # (model, training) whose robustness the claim is about
 
 
-def _diff_claim(text: str, a: Cell | None, b: Cell | None, min_gap: float, names: tuple[str, str]) -> Claim:
+def _evidence(a: Cell, b: Cell, names: tuple[str, str], overlap: bool) -> str:
+    spread = lambda c: f" ±{c.std:.1f} sd over {c.seeds} seeds" if c.seeds > 1 else ""  # noqa: E731
+    return (f"{names[0]} {a.mean:.1f}%{spread(a)} vs {names[1]} {b.mean:.1f}%{spread(b)} "
+            f"(gap {a.mean - b.mean:+.1f} points; intervals {'overlap' if overlap else 'do not overlap'})")  # fmt: skip
+
+
+def _diff_claim(text: str, a: Cell | None, b: Cell | None, min_gap: float, names: tuple[str, str], models=()) -> Claim:
     """``a`` exceeds ``b`` by at least ``min_gap`` points with non-overlapping intervals."""
     if a is None or b is None:
-        return Claim(text, "not measured", "")
-    gap = a.mean - b.mean
+        return Claim(text, "not measured", "", models)
     overlap = intervals_overlap((a.low, a.high), (b.low, b.high))
-    ok = gap >= min_gap and not overlap
-    return Claim(text, "reproduced" if ok else "not reproduced",
-                 f"{names[0]} {a.mean:.1f}% vs {names[1]} {b.mean:.1f}% (gap {gap:+.1f} points; intervals {'overlap' if overlap else 'do not overlap'})")  # fmt: skip
+    ok = a.mean - b.mean >= min_gap and not overlap
+    return Claim(text, "reproduced" if ok else "not reproduced", _evidence(a, b, names, overlap), models)
 
 
-def _close_claim(text: str, a: Cell | None, b: Cell | None, tolerance: float, names: tuple[str, str]) -> Claim:
+def _close_claim(text: str, a: Cell | None, b: Cell | None, tolerance: float, names: tuple[str, str], models=()) -> Claim:
     """``a`` and ``b`` within ``tolerance`` points, or their intervals overlap."""
     if a is None or b is None:
-        return Claim(text, "not measured", "")
-    gap = a.mean - b.mean
+        return Claim(text, "not measured", "", models)
     overlap = intervals_overlap((a.low, a.high), (b.low, b.high))
-    ok = abs(gap) <= tolerance or overlap
-    return Claim(text, "reproduced" if ok else "not reproduced",
-                 f"{names[0]} {a.mean:.1f}% vs {names[1]} {b.mean:.1f}% (gap {gap:+.1f} points; intervals {'overlap' if overlap else 'do not overlap'})")  # fmt: skip
+    ok = abs(a.mean - b.mean) <= tolerance or overlap
+    return Claim(text, "reproduced" if ok else "not reproduced", _evidence(a, b, names, overlap), models)
 
 
 def claims(r: Results) -> list[Claim]:
@@ -154,17 +157,17 @@ def claims(r: Results) -> list[Claim]:
     for m in ("sphereconv", "ballconv", "tanhconv"):
         d = DISPLAY[m]
         out.append(_diff_claim(f"Naturally trained {d} resists white-box FGSM far better than the baseline (>= 10 points)",
-                               r.cell(m, "natural", "white-box", "fgsm"), base("natural", "white-box", "fgsm"), 10, (d, "Baseline")))  # fmt: skip
+                               r.cell(m, "natural", "white-box", "fgsm"), base("natural", "white-box", "fgsm"), 10, (d, "Baseline"), ((m, "natural"),)))  # fmt: skip
         out.append(_close_claim(f"Under white-box BIM the natural {d}'s advantage disappears (within 5 points)",
                                 r.cell(m, "natural", "white-box", "bim"), base("natural", "white-box", "bim"), 5, (d, "Baseline")))  # fmt: skip
     out.append(_diff_claim("FGSM adversarial training helps the baseline against white-box FGSM (>= 10 points)",
-                           base("fgsm", "white-box", "fgsm"), base("natural", "white-box", "fgsm"), 10, ("adversarial", "natural")))  # fmt: skip
+                           base("fgsm", "white-box", "fgsm"), base("natural", "white-box", "fgsm"), 10, ("adversarial", "natural"), (("baseline", "fgsm"),)))  # fmt: skip
     out.append(_close_claim("... but not against white-box BIM (within 5 points)",
                             base("fgsm", "white-box", "bim"), base("natural", "white-box", "bim"), 5, ("adversarial", "natural")))  # fmt: skip
     for m in ("sphereconv", "ballconv", "tanhconv"):
         d = DISPLAY[m]
         out.append(_diff_claim(f"Adversarially trained {d} resists white-box BIM better than the adversarially trained baseline (>= 5 points)",
-                               r.cell(m, "fgsm", "white-box", "bim"), base("fgsm", "white-box", "bim"), 5, (d, "Baseline")))  # fmt: skip
+                               r.cell(m, "fgsm", "white-box", "bim"), base("fgsm", "white-box", "bim"), 5, (d, "Baseline"), ((m, "fgsm"),)))  # fmt: skip
     for m in PAPER_COLUMNS:
         d = DISPLAY[m]
         out.append(_diff_claim(f"For natural {d}, black-box (transfer) FGSM is weaker than white-box FGSM (>= 5 points)",
@@ -231,6 +234,71 @@ def lipschitz_rows(frame: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
         rows.append([DISPLAY.get(m, m), tr, str(g["seed"].nunique()), f"{local.mean():.3g}" if len(local) else "-",
                      f"{grad.mean():.3g}" if len(grad) else "-", "n/a" if math.isnan(bound) else f"{bound:.2f}", note])  # fmt: skip
     return headers, rows
+
+
+def model_diagnostics(frame: pd.DataFrame, eps: float) -> dict[tuple[str, str, int], list]:
+    """Diagnostics per (model, training, seed), judged from the stored cells."""
+    from robustbench_dc.diagnostics import diagnose_stored
+
+    out = {}
+    for (m, tr, seed), g in frame.groupby(["model_name", "training", "seed"], sort=False):
+        out[(m, tr, seed)] = diagnose_stored(g, eps=eps)
+    return out
+
+
+def diagnostics_blocks(diags: dict[tuple[str, str, int], list]) -> list[Block]:
+    measured = {k: v for k, v in diags.items() if any(d.status != "n/a" for d in v)}
+    if not measured:
+        return [("p", "No diagnostics in the store for these models: run dc-robust eval --diagnostics or dc-robust reproduce.")]
+    names = [d.name for d in next(iter(measured.values()))]
+    rows = [[DISPLAY.get(m, m), tr, seed] + [d.status.upper() for d in v] for (m, tr, seed), v in measured.items()]
+    details = [f"{DISPLAY.get(m, m)} ({tr}, seed {seed}), {d.name}: {d.status.upper()}: {d.summary}" for (m, tr, seed), v in measured.items() for d in v if d.status != "n/a"]
+    return [("table", (["model", "training", "seed", *names], rows)), ("p", "The numbers behind each verdict:"), ("list", details)]
+
+
+def surviving_claims(cl: list[Claim], diags: dict[tuple[str, str, int], list]) -> list[str]:
+    """Each reproduced robustness claim, and whether every model it credits passes every diagnostic."""
+    lines = []
+    for c in cl:
+        if c.verdict != "reproduced" or not c.models:
+            continue
+        warns = [f"{DISPLAY.get(m, m)} ({tr}): {d.name}" for (m, tr, _), v in diags.items() if (m, tr) in c.models for d in v if d.status == "warn"]
+        measured = any((m, tr) in c.models and any(d.status != "n/a" for d in v) for (m, tr, _), v in diags.items())
+        if not measured:
+            lines.append(f"{c.text}: reproduced, but not checked (no diagnostics for the model)")
+        elif warns:
+            lines.append(f"{c.text}: reproduced, but does NOT survive the diagnostics ({'; '.join(warns)})")
+        else:
+            lines.append(f"{c.text}: reproduced and survives the diagnostics")
+    return lines or ["None of the paper's robustness claims was reproduced, so none is left to check against the diagnostics."]
+
+
+def transfer_blocks(frame: pd.DataFrame, eps: float) -> list[Block]:
+    acc = frame[(frame["kind"] == "accuracy") & (frame["training"] == "natural")]
+    acc = acc[np.isclose(acc["eps"].astype(float), eps)]
+    black = acc[acc["threat"] == "black-box"]
+    if "source_sha256" not in black or black.empty:
+        return [("p", "No transfer matrix in the store.")]
+    names = {sha: n for sha, n in zip(frame["model_sha256"], frame["model_name"])}
+    natural = [sha for sha in dict.fromkeys(acc["model_sha256"]) if sha in set(black["source_sha256"])]
+    if len(natural) < 2:
+        return [("p", "No transfer matrix in the store (it needs two or more natural models used as sources).")]
+    blocks: list[Block] = []
+    for attack in ("fgsm", "bim"):
+        rows = []
+        for src in natural:
+            row = [DISPLAY.get(names[src], names[src])]
+            for tgt in natural:
+                if src == tgt:
+                    sel = acc[(acc["model_sha256"] == tgt) & (acc["threat"] == "white-box") & (acc["attack"] == attack)]
+                else:
+                    sel = black[(black["model_sha256"] == tgt) & (black["source_sha256"] == src) & (black["attack"] == attack)]
+                row.append(f"{100 * sel['accuracy'].mean():.1f}" if len(sel) else "-")
+            rows.append(row)
+        headers = [f"{attack.upper()} source \\ target"] + [DISPLAY.get(names[t], names[t]) for t in natural]
+        blocks += [("p", f"{attack.upper()} at {eps_label(eps)}: accuracy % of the target (columns) on examples crafted on the source (rows); the diagonal is white-box."),
+                   ("table", (headers, rows))]  # fmt: skip
+    return blocks
 
 
 def plot_accuracy(r: Results, path: Path) -> None:
@@ -378,6 +446,19 @@ def build_report(
     notes = masking_notes(r)
     blocks.append(("p", "Gradient masking check (FGSM gain that BIM removes):"))
     blocks.append(("list", notes or ["No model shows a white-box FGSM advantage of 10 points or more that BIM halves."]))
+    diags = model_diagnostics(frame, eps)
+    blocks.append(("h2", "Gradient-masking diagnostics"))
+    blocks.append(("p", "Per model, at eps = " + eps_label(eps) + " (Carlini et al. 2019; Athalye et al. 2018): 1. iterative attacks at least as "
+                        "strong as FGSM; 2. white-box at least as strong as black-box (transfer and Square); 3. accuracy falls with eps "
+                        "and is near zero (<= 5%) at eps 0.5; 4. PGD-20 has converged (PGD-40 and 3 restarts change accuracy by at most "
+                        "the tolerance: 2 points or 3 images, whichever is larger); 5. BPDA surrogate gradients do not beat the true "
+                        "gradients by more than the tolerance; 6. gradient health (<= 1% zero or non-finite input gradients, <= 90% "
+                        "saturated patches in any bounded layer)."))  # fmt: skip
+    blocks += diagnostics_blocks(diags)
+    blocks.append(("h2", "Which of the paper's robustness claims survive the diagnostics"))
+    blocks.append(("list", surviving_claims(cl, diags)))
+    blocks.append(("h2", "Transfer matrix (natural models)"))
+    blocks += transfer_blocks(frame, eps)
     blocks += _provenance(frame, r, command, preset_note, stage_times)
     blocks.append(("p", "Machine-readable: results.csv, results.json (one row per result cell, per seed)."))
 
