@@ -125,7 +125,7 @@ def _acc(frame: pd.DataFrame, threat: str, attack: str, eps: float, **params: An
     sel = frame[(frame["threat"] == threat) & (frame["attack"] == attack)]
     sel = sel[sel["eps"].astype(float).sub(eps).abs() < 1e-9]
     for key, value in params.items():
-        sel = sel[sel["params"].map(lambda p: isinstance(p, dict) and p.get(key) == value)]
+        sel = sel.loc[sel["params"].map(lambda p: isinstance(p, dict) and p.get(key) == value).astype(bool)]
     return float(sel["accuracy"].mean()) if len(sel) else None
 
 
@@ -157,6 +157,9 @@ def diagnose(frame: pd.DataFrame, *, eps: float = 8 / 255, tolerance: float = TO
 
     The tolerance is ``tolerance`` or three images, whichever is larger (two images of a hundred are noise).
     """
+    for col in ("threat", "attack", "eps", "params", "accuracy", "n", "per_example"):
+        if col not in frame:
+            frame = frame.assign(**{col: None})
     clean = frame[frame["threat"] == "none"]
     n_images = int(clean["n"].iloc[0]) if len(clean) else 0
     tol = max(tolerance, 3 / n_images if n_images else 0.0) + 1e-9
@@ -186,7 +189,7 @@ def diagnose(frame: pd.DataFrame, *, eps: float = 8 / 255, tolerance: float = TO
                               f"({', '.join(f'{k} {_pct(v)}' for k, v in black.items())}); broken only by black-box: {_pct(only_black)} of images",
                               {"white_box": best_white, **{f"black_box_{k}": v for k, v in black.items()}, "only_black_box": only_black}))  # fmt: skip
 
-    sweep = frame[(frame["attack"] == "pgd") & frame["params"].map(lambda p: isinstance(p, dict) and p.get("steps") == 20 and p.get("restarts") == 1)]
+    sweep = frame.loc[(frame["attack"] == "pgd") & frame["params"].map(lambda p: isinstance(p, dict) and p.get("steps") == 20 and p.get("restarts") == 1).astype(bool)]
     sweep = sweep[sweep["threat"] == "white-box"]
     sweep = sweep[[abs(p["step"] - 0.25 * e) < 1e-9 for p, e in zip(sweep["params"], sweep["eps"].astype(float))]]
     if len(sweep) < 3:
@@ -220,7 +223,7 @@ def diagnose(frame: pd.DataFrame, *, eps: float = 8 / 255, tolerance: float = TO
         out.append(Diagnostic("BPDA does not beat true gradients", "pass" if ok else "warn",
                               f"PGD-20 {_pct(pgd)} with true gradients, {_pct(bpda)} with BPDA surrogate gradients", {"pgd": pgd, "bpda": bpda}))  # fmt: skip
 
-    grad = frame[(frame["threat"] == "lipschitz") & (frame["attack"] == "gradient-norm")]
+    grad = frame[frame["attack"] == "gradient-norm"]
     sat = frame[frame["attack"] == "saturation"]
     if grad.empty:
         out.append(Diagnostic("gradient health", "n/a", "needs the gradient-norm cell"))

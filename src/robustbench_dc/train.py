@@ -154,7 +154,7 @@ def adversarial_batch(model: nn.Module, x: Tensor, y: Tensor, config: TrainConfi
 def _optimizer_and_schedule(model: nn.Module, config: TrainConfig, steps_per_epoch: int):
     opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=True)
     total = config.epochs * steps_per_epoch
-    if config.schedule == "onecycle":
+    if config.schedule == "onecycle" and total >= 8:  # one-cycle needs a few steps per phase; tiny runs use cosine
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total, pct_start=0.25)
     else:
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)

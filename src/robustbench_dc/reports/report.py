@@ -109,6 +109,9 @@ class Results:
             sel = sel[sel["threat"] == "none"]
         else:
             sel = sel[(sel["threat"] == threat) & np.isclose(sel["eps"].astype(float), self.eps if eps is None else eps)]
+            if threat == "black-box" and "source" in sel:
+                # Tables 8: the default source only (a natural baseline, another seed), not the transfer matrix
+                sel = sel[sel["source"].fillna("").str.startswith("baseline natural seed")]
         return _aggregate(sel)
 
     def eps_values(self) -> list[float]:
@@ -484,7 +487,7 @@ def render_markdown(blocks: Sequence[Block]) -> str:
             lines += [f"- {item}" for item in payload] + [""]
         elif kind == "table":
             headers, rows = payload
-            lines += [tabulate(rows, headers=headers, tablefmt="github"), ""]
+            lines += [tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True), ""]
         elif kind == "img":
             src, alt = payload
             lines += [f"![{alt}]({src})", ""]
@@ -502,7 +505,7 @@ def render_html(blocks: Sequence[Block], out: Path) -> str:
             body.append("<ul>" + "".join(f"<li>{html.escape(str(i))}</li>" for i in payload) + "</ul>")
         elif kind == "table":
             headers, rows = payload
-            body.append(tabulate(rows, headers=headers, tablefmt="html"))
+            body.append(tabulate(rows, headers=headers, tablefmt="html", disable_numparse=True))
         elif kind == "img":
             src, alt = payload
             data = base64.b64encode((out / src).read_bytes()).decode()

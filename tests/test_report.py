@@ -1,0 +1,56 @@
+import html
+from dataclasses import replace
+
+import pytest
+from PIL import Image
+
+from robustbench_dc.evaluate import evaluate, from_checkpoint
+from robustbench_dc.reports.report import build_report
+from robustbench_dc.reproduce import PRESETS, plan, reproduce
+
+
+@pytest.fixture(scope="module")
+def small_store(digits_models, tmp_path_factory):
+    ws = tmp_path_factory.mktemp("report-ws")
+    source = from_checkpoint(digits_models[("baseline", "natural", 1)])
+    for key in [("baseline", "natural", 0), ("tanhconv", "natural", 0), ("baseline", "fgsm", 0), ("tanhconv", "fgsm", 0)]:
+        evaluate(from_checkpoint(digits_models[key]), dataset="digits", eps=[8 / 255, 32 / 255], n=80, source=source, workspace=ws, lipschitz_n=20)
+    return ws
+
+
+@pytest.mark.parametrize("fmt", ["markdown", "html"])
+def test_report_has_tables_paper_numbers_claims_and_plots(small_store, tmp_path, fmt):
+    path = build_report(workspace=small_store, dataset="digits", out_dir=tmp_path, eps=32 / 255, fmt=fmt)
+    text = html.unescape(path.read_text())
+    for needle in ("Table 7: white-box attacks", "Table 8: black-box attacks", "85.35", "50.90", "The paper's claims, judged from our numbers",
+                   "Lipschitz estimates", "Provenance", "baseline natural seed 1", "Regenerate this report"):
+        assert needle in text, needle
+    assert "reproduced" in text
+    for png in ("accuracy_vs_eps.png", "lipschitz.png"):
+        with Image.open(tmp_path / png) as im:
+            im.verify()
+        if fmt == "markdown":
+            assert f"]({png})" in text
+        else:
+            assert "data:image/png;base64," in text
+    assert (tmp_path / "results.csv").stat().st_size > 0 and (tmp_path / "results.json").stat().st_size > 0
+
+
+def test_interrupted_reproduce_resumes(tmp_path):
+    preset = replace(PRESETS["smoke"], dataset="synthetic", models=("baseline", "tanhconv"), epochs=1, width=0.125, eps=(8 / 255,),
+                     table_eps=8 / 255, lipschitz_n=10, diagnostics_n=40, square_queries=10)
+    stages = plan(preset, (0,))
+    seen = []
+
+    def stop_at_fourth(i, total, stage):
+        seen.append(stage.label)
+        if i == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        reproduce(preset, workspace=tmp_path, on_stage=stop_at_fourth)
+    done = sorted(p.stat().st_mtime_ns for p in (tmp_path / "models").rglob("card.json"))
+    assert len(done) == 3
+    reproduce(preset, workspace=tmp_path)
+    cards = sorted(p.stat().st_mtime_ns for p in (tmp_path / "models").rglob("card.json"))
+    assert len(cards) == len([s for s in stages if s.kind == "train"]) and cards[:3] == done  # finished work was not redone
