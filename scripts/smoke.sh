@@ -6,4 +6,4 @@ python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1
 .venv/bin/python -m pip install -q -e .
-.venv/bin/dc-robust train --model tanhconv --dataset digits --width 0.25 --epochs 4 --batch-size 64 --lr 0.05 "$@"
+.venv/bin/dc-robust reproduce --preset smoke "$@"

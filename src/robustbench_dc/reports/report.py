@@ -94,7 +94,10 @@ class Results:
 
     def __init__(self, frame: pd.DataFrame, eps: float) -> None:
         self.frame = frame
-        self.acc = frame[frame["kind"] == "accuracy"]
+        acc = frame[frame["kind"] == "accuracy"]
+        # the tables use the main evaluation subset (the largest); diagnostics may run on a smaller one
+        sizes = acc["subset"].map(lambda s: s.get("n", 0) if isinstance(s, dict) else 0)
+        self.acc = acc[sizes == sizes.max()] if len(acc) else acc
         self.eps = eps
 
     def models(self) -> list[str]:
@@ -321,7 +324,7 @@ def plot_accuracy(r: Results, path: Path) -> None:
                 if len(pts) < 2:
                     continue
                 xs = [x for x, _ in pts]
-                ax.errorbar(xs, [c.mean for _, c in pts], yerr=[[c.mean - c.low for _, c in pts], [c.high - c.mean for _, c in pts]],
+                ax.errorbar(xs, [c.mean for _, c in pts], yerr=[[max(0.0, c.mean - c.low) for _, c in pts], [max(0.0, c.high - c.mean) for _, c in pts]],
                             marker="o", capsize=3, label=DISPLAY.get(m, m))  # fmt: skip
             ax.set_title(f"{PAPER_TRAINING[training]} training, white-box {attack.upper()}")
             ax.grid(alpha=0.3)
