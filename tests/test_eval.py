@@ -140,7 +140,7 @@ def test_evaluate_any_module_and_bad_input(digits_models, tmp_path):
     module = from_checkpoint(digits_models[("baseline", "natural", 0)]).module
     rows = evaluate(module, dataset="digits", attacks=["fgsm"], n=50, workspace=tmp_path, source=None, lipschitz=False)
     assert rows.iloc[0]["model"] == "custom"
-    with pytest.raises(UserError, match="unknown attack 'cw'; valid: fgsm, bim, pgd, square"):
+    with pytest.raises(UserError, match="unknown attack 'cw'; valid: fgsm, bim, pgd, bpda-pgd, autoattack, square"):
         evaluate(module, dataset="digits", attacks=["cw"], workspace=tmp_path, source=None)
     with pytest.raises(UserError, match=r"eps must be in \[0, 1\]"):
         evaluate(module, dataset="digits", eps=[2.0], workspace=tmp_path, source=None)
