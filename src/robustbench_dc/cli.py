@@ -300,11 +300,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         eps=args.eps, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, schedule=args.schedule,
         seed=args.seed, train_subset=args.train_subset, weight_projection=args.weight_projection,
     )  # fmt: skip
-    if args.download:
-        from robustbench_dc.data import load_dataset as _load
-
-        _load(args.dataset, "train", args.data_dir, download=True)
-        _load(args.dataset, "test", args.data_dir, download=True)
     bars: list = []
 
     def on_batch(s) -> None:
@@ -320,7 +315,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     def on_epoch(s) -> None:
         bars[0].write(f"epoch {s.epoch}/{s.epochs}: loss {s.loss:.4f}  train acc {100 * s.accuracy:.2f}%  {s.images_per_s:.0f} img/s  {s.seconds:.1f}s")
 
-    directory = train(config, workspace=args.workspace, data_dir=args.data_dir, on_batch=on_batch, on_epoch=on_epoch)
+    directory = train(config, workspace=args.workspace, data_dir=args.data_dir, download=args.download, on_batch=on_batch, on_epoch=on_epoch)
     for bar in bars:
         bar.close()
     card = read_card(directory)

@@ -264,8 +264,10 @@ def _image_folder(info: DatasetInfo, split: str, folder: Path, cache_dir) -> Ima
     cache = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
     cache_file = cache / f"imagefolder-{info.name}-{split}-{key}.npz"
     first = files[0][0] if files and files[0] else None
-    quality = _jpeg_quality(first) if first is not None and first.suffix.lower() in (".jpg", ".jpeg") else None
-    label = "CIFAR-10" + (f" (JPEG q{quality} copy)" if quality else " (JPEG copy)" if first and first.suffix.lower() in (".jpg", ".jpeg") else "")
+    label = "CIFAR-10"
+    if first is not None and first.suffix.lower() in (".jpg", ".jpeg"):
+        quality = _jpeg_quality(first)
+        label += f" (JPEG q{quality} copy)" if quality else " (JPEG copy)"
     source = f"{label}, image folder {folder}"
     if cache_file.is_file():
         try:

@@ -170,6 +170,7 @@ def train(
     *,
     workspace: str | Path | None = None,
     data_dir: str | Path | None = None,
+    download: bool = False,
     on_batch: Callable[[BatchStats], None] | None = None,
     on_epoch: Callable[[EpochStats], None] | None = None,
 ) -> Path:
@@ -184,8 +185,8 @@ def train(
         log.info("already trained: %s", out_dir)
         return out_dir
 
-    train_set = load_dataset(config.dataset, "train", data_dir, cache_dir=ws / "cache")
-    test_set = load_dataset(config.dataset, "test", data_dir, cache_dir=ws / "cache")
+    train_set = load_dataset(config.dataset, "train", data_dir, download=download, cache_dir=ws / "cache")
+    test_set = load_dataset(config.dataset, "test", data_dir, download=download, cache_dir=ws / "cache")
     train_set = train_set.subset(config.train_subset, seed=0)  # the same subset for every model and seed
     augment = train_set.info.augment if config.augment is None else config.augment
     model = build(config)
