@@ -3,10 +3,11 @@ import json
 import pytest
 import torch
 
+import robustbench_dc
 from robustbench_dc.attacks import BIM, FGSM, PGD, get_attack, run_attack
 from robustbench_dc.data import load_dataset
 from robustbench_dc.errors import CheckpointError, UserError
-from robustbench_dc.evaluate import evaluate, from_checkpoint, from_module
+from robustbench_dc.evaluation import evaluate, from_checkpoint, from_module
 from robustbench_dc.inference import predict
 from robustbench_dc.lipschitz import global_upper_bound, local_lipschitz
 from robustbench_dc.models import create_model, list_models
@@ -138,8 +139,8 @@ def test_interrupted_evaluation_resumes_without_duplicates(digits_models, tmp_pa
 
 def test_evaluate_any_module_and_bad_input(digits_models, tmp_path):
     module = from_checkpoint(digits_models[("baseline", "natural", 0)]).module
-    rows = evaluate(module, dataset="digits", attacks=["fgsm"], n=50, workspace=tmp_path, source=None, lipschitz=False)
-    assert rows.iloc[0]["model"] == "custom"
+    rows = robustbench_dc.evaluate(module, dataset="digits", attacks=["fgsm"], n=50, workspace=tmp_path, source=None, lipschitz=False)
+    assert rows.iloc[0]["model"] == "custom" and list(rows["attack"]) == ["none", "fgsm"]
     with pytest.raises(UserError, match="unknown attack 'cw'; valid: fgsm, bim, pgd, bpda-pgd, autoattack, square"):
         evaluate(module, dataset="digits", attacks=["cw"], workspace=tmp_path, source=None)
     with pytest.raises(UserError, match=r"eps must be in \[0, 1\]"):

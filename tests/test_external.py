@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 
 from robustbench_dc.data import dataset_info, load_dataset
 from robustbench_dc.errors import CheckpointError, UserError
-from robustbench_dc.evaluate import evaluate
+from robustbench_dc.evaluation import evaluate
 from robustbench_dc.external import load_external
 from tests.conftest import run_cli
 from tests.thirdparty import SmallNet

@@ -216,7 +216,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 def _target(args: argparse.Namespace):
     from robustbench_dc.checkpoint import resolve_checkpoint
     from robustbench_dc.data import dataset_info
-    from robustbench_dc.evaluate import from_checkpoint
+    from robustbench_dc.evaluation import from_checkpoint
 
     if args.checkpoint:
         from robustbench_dc.external import TRUST_WARNING, load_external
@@ -238,7 +238,7 @@ def cmd_eval(args: argparse.Namespace, *, lipschitz_only: bool = False) -> int:
     import json
     from dataclasses import asdict
 
-    from robustbench_dc.evaluate import evaluate
+    from robustbench_dc.evaluation import evaluate
     from robustbench_dc.reports.tables import eval_tables
 
     target = _target(args)

@@ -24,7 +24,7 @@ from torch import nn
 from robustbench_dc.attacks import BIM, BPDA, FGSM, PGD, Square
 from robustbench_dc.checkpoint import workspace_dir
 from robustbench_dc.data import load_dataset
-from robustbench_dc.evaluate import EvalModel, evaluate, subset_identity
+from robustbench_dc.evaluation import EvalModel, evaluate, subset_identity
 from robustbench_dc.ops.functional import patch_norm2d
 from robustbench_dc.ops.modules import DecoupledConv2d
 from robustbench_dc.perturb import input_gradient

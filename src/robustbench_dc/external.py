@@ -19,7 +19,7 @@ from torch import nn
 from robustbench_dc.checkpoint import CARD_FILE, load_state_dict_checked, sha256_file
 from robustbench_dc.data import DatasetInfo
 from robustbench_dc.errors import CheckpointError, UserError
-from robustbench_dc.evaluate import EvalModel, from_checkpoint, state_sha256
+from robustbench_dc.evaluation import EvalModel, from_checkpoint, state_sha256
 from robustbench_dc.models import create_model
 from robustbench_dc.models.layers import with_normalization
 

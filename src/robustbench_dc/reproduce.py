@@ -14,7 +14,7 @@ from typing import Callable
 from robustbench_dc.checkpoint import workspace_dir
 from robustbench_dc.errors import UserError
 from robustbench_dc.diagnostics import run_diagnostics
-from robustbench_dc.evaluate import evaluate, from_checkpoint, transfer_matrix
+from robustbench_dc.evaluation import evaluate, from_checkpoint, transfer_matrix
 from robustbench_dc.train import TrainConfig, train
 
 TABLE_MODELS = ("baseline", "sphereconv", "ballconv", "tanhconv")
