@@ -13,7 +13,9 @@ from safetensors.torch import load_file
 from robustbench_dc.checkpoint import load_checkpoint, load_model
 from robustbench_dc.data import FASHION_MNIST_SYSTEM_DIR, load_dataset
 from robustbench_dc.errors import CheckpointError, DataNotFoundError
-from robustbench_dc.train import TrainConfig, augment_batch, train
+from robustbench_dc.models import create_model
+from robustbench_dc.ops.functional import patch_norm2d
+from robustbench_dc.train import TrainConfig, augment_batch, recalibrate_statistics, train
 
 
 @pytest.mark.parametrize("key", [("baseline", "natural", 0), ("tanhconv", "natural", 0), ("baseline", "fgsm", 0), ("tanhconv", "fgsm", 0)])
@@ -35,6 +37,31 @@ def test_load_model_from_store(digits_models):
         load_model("ballconv", dataset="digits", workspace=ws)
     with pytest.raises(CheckpointError, match="trained on 'digits', not 'cifar10'"):
         load_model(str(digits_models[("baseline", "natural", 0)]), dataset="cifar10")
+
+
+def test_recalibration_gives_exact_averages_and_restores_momentum():
+    torch.manual_seed(0)
+    model = create_model("tanhconv", width=0.125, input_size=8, num_classes=4)
+    layer, bn = model.features[0][0], model.features[0][1]
+    seen_by_layer, seen_by_bn = [], []
+    layer.register_forward_hook(lambda m, i, o: seen_by_layer.append(i[0]))
+    bn.register_forward_hook(lambda m, i, o: seen_by_bn.append(i[0]))
+    batches = [torch.rand(16, 3, 8, 8) * (i + 1) for i in range(3)]
+    assert recalibrate_statistics(model, iter(batches)) == 3
+    assert bn.momentum == 0.1 and layer.rho_momentum == 0.1 and layer.config.relative_rho
+    norms = [patch_norm2d(x, layer.kernel_size, padding=layer.padding).mean() for x in seen_by_layer]
+    assert float(layer.patch_norm_mean) == pytest.approx(float(sum(norms)) / 3, rel=1e-5)
+    assert torch.allclose(bn.running_mean, torch.stack([x.mean((0, 2, 3)) for x in seen_by_bn]).mean(0), atol=1e-6)
+    with pytest.raises(ValueError, match="at least one batch"):
+        recalibrate_statistics(model, iter([]))
+
+
+def test_short_run_is_as_good_in_eval_mode_as_in_training_mode(tmp_path):
+    """Three epochs on digits: without recalibration BatchNorm's running averages still trail the weights."""
+    config = TrainConfig(model="tanhconv", dataset="digits", width=0.5, epochs=3, batch_size=128)
+    _, card = load_checkpoint(train(config, workspace=tmp_path))
+    assert card["recalibration"] == {"batches": 12, "images": 1433}
+    assert card["clean_test_accuracy"] > 0.9
 
 
 def test_same_seed_same_weights(tmp_path):

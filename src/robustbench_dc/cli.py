@@ -77,6 +77,8 @@ def _add_train(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--train-subset", type=int, default=None, help="train on this many images (a fixed seeded subset)")
     p.add_argument("--weight-projection", action="store_true", help="renormalise decoupled kernels after every step")
+    p.add_argument("--recalibration-batches", type=int, default=50,
+                   help="after training, recompute BatchNorm and radius statistics over this many training batches (0: off)")
     p.add_argument("--download", action="store_true", help="allow downloading the dataset")
 
 
@@ -288,7 +290,8 @@ def cmd_eval(args: argparse.Namespace, *, lipschitz_only: bool = False) -> int:
 def _progress_bar(enabled: bool, **kwargs: Any):
     from tqdm import tqdm
 
-    return tqdm(disable=not enabled, dynamic_ncols=True, file=sys.stderr, **kwargs)
+    # disable=None: no bar when stderr is not a terminal (logs, CI), where redraws would pile up as text
+    return tqdm(disable=None if enabled else True, dynamic_ncols=True, file=sys.stderr, **kwargs)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -299,6 +302,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         model=args.model, dataset=args.dataset, arch=args.arch, width=args.width, training=args.training,
         eps=args.eps, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, schedule=args.schedule,
         seed=args.seed, train_subset=args.train_subset, weight_projection=args.weight_projection,
+        recalibration_batches=args.recalibration_batches,
     )  # fmt: skip
     bars: list = []
 

@@ -13,7 +13,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +24,7 @@ from robustbench_dc.data import ImageDataset, dataset_info, load_dataset
 from robustbench_dc.errors import UserError
 from robustbench_dc.inference import predict
 from robustbench_dc.models import Network, create_model
-from robustbench_dc.ops import project_weights
+from robustbench_dc.ops import DecoupledConv2d, DecoupledLinear, project_weights
 from robustbench_dc.perturb import ascend_linf, cross_entropy_objective
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,7 @@ class TrainConfig:
     train_subset: int | None = None
     weight_projection: bool = False
     augment: bool | None = None  # None: the dataset's default (crop + flip for CIFAR-10)
+    recalibration_batches: int = 50  # training batches over which running statistics are recomputed at the end
     operator: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -69,6 +70,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.recalibration_batches < 0:
+            raise UserError(f"recalibration_batches must be >= 0 (0: off), got {self.recalibration_batches}")
         if self.train_subset is not None and self.train_subset < 1:
             raise UserError(f"train_subset must be >= 1, got {self.train_subset}")
         dataset_info(self.dataset)
@@ -151,6 +154,46 @@ def adversarial_batch(model: nn.Module, x: Tensor, y: Tensor, config: TrainConfi
     return out
 
 
+def training_batch(model: nn.Module, data: ImageDataset, idx: Tensor, config: TrainConfig, augment: bool, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Inputs and labels of one training step: images ``idx``, augmented if asked, then made adversarial."""
+    x, y = data.float_images(idx), data.labels[idx]
+    if augment:
+        x = augment_batch(x, generator)
+    return adversarial_batch(model, x, y, config, generator), y
+
+
+def recalibrate_statistics(model: nn.Module, batches: Iterable[Tensor]) -> int:
+    """Recompute running statistics (BatchNorm's, and the relative radius's patch-norm mean) as exact averages
+    over ``batches`` with the final weights; returns how many batches were used.
+
+    The exponential averages kept during training trail weights that kept moving: after a short run the same
+    weights can be far worse in eval mode than in training mode (SWA's ``update_bn`` fixes the same problem).
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    radii = [m for m in model.modules() if isinstance(m, (DecoupledConv2d, DecoupledLinear)) and m.config.relative_rho]
+    momenta = [m.momentum for m in norms], [m.rho_momentum for m in radii]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    for m in radii:
+        m.rho_batches_tracked, m.rho_momentum = 0, None
+    count = 0
+    try:
+        for x in batches:
+            model.train()
+            with torch.no_grad():
+                model(x)
+            count += 1
+    finally:
+        for m, momentum in zip(norms, momenta[0]):
+            m.momentum = momentum
+        for m, momentum in zip(radii, momenta[1]):
+            m.rho_momentum = momentum
+    if count == 0 and (norms or radii):
+        raise ValueError("recalibrate_statistics needs at least one batch")
+    return count
+
+
 def _optimizer_and_schedule(model: nn.Module, config: TrainConfig, steps_per_epoch: int):
     opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=True)
     total = config.epochs * steps_per_epoch
@@ -213,10 +256,7 @@ def train(
         loss_sum = correct = seen = 0.0
         for b in range(steps):
             idx = order[b * config.batch_size : (b + 1) * config.batch_size]
-            x, y = train_set.float_images(idx), train_set.labels[idx]
-            if augment:
-                x = augment_batch(x, g)
-            x = adversarial_batch(model, x, y, config, g)
+            x, y = training_batch(model, train_set, idx, config, augment, g)
             logits = model(x)
             loss = F.cross_entropy(logits, y)
             opt.zero_grad(set_to_none=True)
@@ -248,6 +288,12 @@ def train(
         if on_epoch is not None:
             on_epoch(stats)
 
+    recalibration = {"batches": 0, "images": 0}
+    if config.recalibration_batches:  # deterministic: its own generator, so an interrupted run redoes it identically
+        g = torch.Generator().manual_seed(config.seed * 1_000_003 + config.epochs)
+        chunks = torch.randperm(len(train_set), generator=g).split(config.batch_size)[: config.recalibration_batches]
+        batches = (training_batch(model, train_set, idx, config, augment, g)[0] for idx in chunks)
+        recalibration = {"batches": recalibrate_statistics(model, batches), "images": sum(len(c) for c in chunks)}
     model.eval()
     acc = test_accuracy(model, test_set)
     card = {
@@ -264,6 +310,7 @@ def train(
         "clean_test_accuracy": acc,
         "test_images": len(test_set),
         "history": history,
+        "recalibration": recalibration,
         "wall_time_s": wall,
     }  # fmt: skip
     save_checkpoint(model, out_dir, card)

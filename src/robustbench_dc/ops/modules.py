@@ -69,6 +69,9 @@ class _DecoupledMixin:
             self.register_parameter("rho_r", None)
         # Only used with relative_rho, but always present so that state dicts have one shape.
         self.register_buffer("patch_norm_mean", torch.ones((), device=device, dtype=dtype))  # type: ignore[attr-defined]
+        #: Like BatchNorm's ``momentum``: None makes ``patch_norm_mean`` a cumulative average (for recalibration).
+        self.rho_momentum: float | None = config.rho_momentum
+        self.rho_batches_tracked = 0
 
     def radius(self, patch_norm: Tensor) -> Tensor | float:
         """The radius for these patch norms: per channel when learnable, else a scalar."""
@@ -76,8 +79,10 @@ class _DecoupledMixin:
         if self.config.relative_rho:
             if self.training:
                 batch_mean = patch_norm.detach().mean()
+                self.rho_batches_tracked += 1
+                weight = self.rho_momentum if self.rho_momentum is not None else 1 / self.rho_batches_tracked
                 with torch.no_grad():
-                    self.patch_norm_mean.lerp_(batch_mean.to(self.patch_norm_mean.dtype), self.config.rho_momentum)
+                    self.patch_norm_mean.lerp_(batch_mean.to(self.patch_norm_mean.dtype), weight)
                 scale = self.config.rho * batch_mean
             else:
                 scale = self.config.rho * self.patch_norm_mean
