@@ -194,7 +194,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     bar = _progress_bar(not args.no_progress, total=len(stages), unit="stage")
     t0 = time.perf_counter()
 
+    as_lines = not args.no_progress and bar.disable  # not a terminal: one line per stage instead of a bar
+
     def on_stage(i: int, total: int, stage) -> None:
+        if as_lines:
+            print(f"[{i + 1}/{total}] {stage.label}", file=sys.stderr, flush=True)
         bar.n = i
         bar.set_description_str(stage.label)
         bar.refresh()
@@ -245,8 +249,11 @@ def cmd_eval(args: argparse.Namespace, *, lipschitz_only: bool = False) -> int:
 
     target = _target(args)
     bar = _progress_bar(not args.no_progress, unit="cell", bar_format="{desc} [{elapsed}]")
+    as_lines = not args.no_progress and bar.disable  # not a terminal: one line per computed cell instead of a bar
 
     def progress(message: str) -> None:
+        if as_lines:
+            print(message, file=sys.stderr, flush=True)
         bar.set_description_str(message)
         bar.update(1)
 

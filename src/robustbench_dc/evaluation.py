@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from robustbench_dc import lipschitz as lip
-from robustbench_dc.attacks import Attack, get_attack, run_attack
+from robustbench_dc.attacks import Attack, eps_label, get_attack, run_attack
 from robustbench_dc.checkpoint import load_checkpoint, read_card, workspace_dir
 from robustbench_dc.data import ImageDataset, dataset_info, load_dataset
 from robustbench_dc.errors import UserError
@@ -102,7 +102,8 @@ class _Context:
         identity = {"model_sha256": target.sha256, "dataset": self.dataset, "subset": self.subset, **identity}
         stored = None if self.recompute else self.store.get(identity)
         if stored is None:
-            self.progress(f"{target.label}: {row.get('threat', '')} {row.get('attack', '')} eps={row.get('eps', '')}".strip())
+            eps = f" at {eps_label(row['eps'])}" if row.get("eps") else ""
+            self.progress(f"{target.label}: {row.get('threat', '')} {row.get('attack', '')}{eps}")
             t0 = time.perf_counter()
             metrics = compute()
             seconds = time.perf_counter() - t0

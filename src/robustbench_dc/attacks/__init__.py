@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from robustbench_dc.attacks.bpda import bpda_surrogate
-from robustbench_dc.attacks.specs import ATTACKS, BIM, BPDA, FGSM, PGD, Attack, AutoAttack, Square, get_attack
+from robustbench_dc.attacks.specs import ATTACKS, BIM, BPDA, FGSM, PGD, Attack, AutoAttack, Square, eps_label, get_attack
 from robustbench_dc.errors import UserError
 from robustbench_dc.inference import predict
 
@@ -84,4 +84,4 @@ def run_attack(
         model.train(was_training)
 
 
-__all__ = ["ATTACKS", "BACKENDS", "BIM", "BPDA", "FGSM", "PGD", "Attack", "AutoAttack", "Square", "bpda_surrogate", "get_attack", "run_attack"]
+__all__ = ["ATTACKS", "BACKENDS", "BIM", "BPDA", "FGSM", "PGD", "Attack", "AutoAttack", "Square", "bpda_surrogate", "eps_label", "get_attack", "run_attack"]

@@ -94,6 +94,12 @@ class Square(Attack):
     p_init: float = 0.8
 
 
+def eps_label(eps: float) -> str:
+    """``8/255`` where eps is a whole number of 255ths, else the number."""
+    k = eps * 255
+    return f"{round(k)}/255" if abs(k - round(k)) < 1e-6 else f"{eps:g}"
+
+
 ATTACKS: dict[str, type[Attack]] = {a.name: a for a in (FGSM, BIM, PGD, BPDA, AutoAttack, Square)}
 
 

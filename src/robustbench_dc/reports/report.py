@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
+from robustbench_dc.attacks import eps_label
 from robustbench_dc.checkpoint import atomic_write_bytes, environment, workspace_dir
 from robustbench_dc.errors import UserError
-from robustbench_dc.reports.tables import eps_label
 from robustbench_dc.stats import intervals_overlap, wilson_interval
 from robustbench_dc.store import ResultStore
 

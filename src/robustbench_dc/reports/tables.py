@@ -7,11 +7,7 @@ import math
 import pandas as pd
 from tabulate import tabulate
 
-
-def eps_label(eps: float) -> str:
-    """``8/255`` where eps is a whole number of 255ths, else the number."""
-    k = eps * 255
-    return f"{round(k)}/255" if abs(k - round(k)) < 1e-6 else f"{eps:g}"
+from robustbench_dc.attacks import eps_label
 
 
 def pct_ci(row) -> str:
