@@ -140,7 +140,7 @@ def test_interrupted_evaluation_resumes_without_duplicates(digits_models, tmp_pa
 def test_evaluate_any_module_and_bad_input(digits_models, tmp_path):
     module = from_checkpoint(digits_models[("baseline", "natural", 0)]).module
     rows = robustbench_dc.evaluate(module, dataset="digits", attacks=["fgsm"], n=50, workspace=tmp_path, source=None, lipschitz=False)
-    assert rows.iloc[0]["model"] == "custom" and list(rows["attack"]) == ["none", "fgsm"]
+    assert rows.iloc[0]["model"] == "baseline" and list(rows["attack"]) == ["none", "fgsm"]
     with pytest.raises(UserError, match="unknown attack 'cw'; valid: fgsm, bim, pgd, bpda-pgd, autoattack, square"):
         evaluate(module, dataset="digits", attacks=["cw"], workspace=tmp_path, source=None)
     with pytest.raises(UserError, match=r"eps must be in \[0, 1\]"):

@@ -70,8 +70,11 @@ def from_checkpoint(path: str | Path) -> EvalModel:
     return EvalModel(model, card["weights"]["sha256"], info)
 
 
-def from_module(module: nn.Module, *, label: str = "custom", **info: Any) -> EvalModel:
-    """Any ``nn.Module`` taking images in [0, 1] as an evaluation target."""
+def from_module(module: nn.Module, *, label: str | None = None, **info: Any) -> EvalModel:
+    """Any ``nn.Module`` taking images in [0, 1] as an evaluation target; ``label`` defaults to a zoo
+    model's name, else ``custom``."""
+    spec = getattr(module, "spec", None)
+    label = label or getattr(spec, "name", None) or "custom"
     return EvalModel(module, state_sha256(module), {"label": label, "kind": "third-party", **info})
 
 
