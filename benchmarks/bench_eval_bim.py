@@ -21,9 +21,9 @@ import torchattacks
 import robustbench_dc
 from robustbench_dc.attacks import BIM
 from robustbench_dc.data import dataset_info, load_dataset
-from robustbench_dc.evaluation import from_checkpoint, from_module
 from robustbench_dc.inference import predict
 from robustbench_dc.models import create_model
+from robustbench_dc.targets import from_checkpoint, from_module
 
 STEPS, STEP, BATCH = 10, 1 / 255, 250  # BATCH is run_attack's default batch size
 

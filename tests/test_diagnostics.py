@@ -2,9 +2,9 @@ import pytest
 import torch
 from torch import nn
 
-from robustbench_dc.diagnostics import run_diagnostics
-from robustbench_dc.evaluation import from_checkpoint, from_module
+from robustbench_dc.diagnostics.run import run_diagnostics
 from robustbench_dc.ops import DecoupledConv2d
+from robustbench_dc.targets import from_checkpoint, from_module
 
 FAST = dict(dataset="digits", n=100, square_queries=50, eps=32 / 255)  # 8x8 digits need a larger eps than CIFAR
 

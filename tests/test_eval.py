@@ -4,14 +4,16 @@ import pytest
 import torch
 
 import robustbench_dc
-from robustbench_dc.attacks import BIM, FGSM, PGD, get_attack, run_attack
+from robustbench_dc.attacks import BIM, FGSM, PGD, run_attack
 from robustbench_dc.data import load_dataset
-from robustbench_dc.errors import CheckpointError, UserError
-from robustbench_dc.evaluation import evaluate, from_checkpoint, from_module
+from robustbench_dc.errors import UserError
+from robustbench_dc.evaluation import evaluate
 from robustbench_dc.inference import predict
 from robustbench_dc.lipschitz import global_upper_bound, local_lipschitz
 from robustbench_dc.models import create_model, list_models
-from robustbench_dc.store import ResultStore
+from robustbench_dc.planning import resolve_source
+from robustbench_dc.results.store import ResultStore
+from robustbench_dc.targets import from_checkpoint, from_module
 from tests.conftest import run_cli
 
 
@@ -140,13 +142,15 @@ def test_interrupted_evaluation_resumes_without_duplicates(digits_models, tmp_pa
 def test_evaluate_any_module_and_bad_input(digits_models, tmp_path):
     module = from_checkpoint(digits_models[("baseline", "natural", 0)]).module
     rows = robustbench_dc.evaluate(module, dataset="digits", attacks=["fgsm"], n=50, workspace=tmp_path, source=None, lipschitz=False)
-    assert rows.iloc[0]["model"] == "baseline" and list(rows["attack"]) == ["none", "fgsm"]
+    assert rows.iloc[0]["model"].startswith("baseline-") and list(rows["attack"]) == ["none", "fgsm"]
+    named = robustbench_dc.evaluate(module, dataset="digits", attacks=["fgsm"], n=50, workspace=tmp_path, lipschitz=False, label="mine")
+    assert set(named["model"]) == {"mine"} and named["cached"].all()  # the label is a name, not identity
     with pytest.raises(UserError, match="unknown attack 'cw'; valid: fgsm, bim, pgd, bpda-pgd, autoattack, square"):
         evaluate(module, dataset="digits", attacks=["cw"], workspace=tmp_path, source=None)
     with pytest.raises(UserError, match=r"eps must be in \[0, 1\]"):
         evaluate(module, dataset="digits", eps=[2.0], workspace=tmp_path, source=None)
-    with pytest.raises(UserError, match="needs an explicit source"):
-        evaluate(module, dataset="digits", n=20, workspace=tmp_path, lipschitz=False)
+    with pytest.raises(UserError, match="not a zoo model, so it has no protocol black-box source"):
+        resolve_source("default", from_module(module), dataset="digits", workspace=tmp_path)
     with pytest.raises(UserError, match="output has shape \\(2, 10\\); synthetic needs \\(N, 4\\)"):
         evaluate(create_model("baseline", width=0.125, input_size=8), dataset="synthetic", workspace=tmp_path, source=None)
 

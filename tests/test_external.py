@@ -1,7 +1,5 @@
 import json
 import os
-import pickle
-from pathlib import Path
 
 import pytest
 import torch
@@ -61,14 +59,14 @@ def test_three_formats_agree_through_cli_and_api(small_files, tmp_path):
 
 
 def test_results_name_the_file_and_its_hash(small_files, tmp_path):
-    from robustbench_dc.store import ResultStore
+    from robustbench_dc.results.store import ResultStore
 
     _, d = small_files
     _cli_eval(d / "small_script.pt", tmp_path)
     with ResultStore(tmp_path) as store:
-        frame = store.frame()
-    assert (frame["model.file"] == str(d / "small_script.pt")).all()
-    assert frame["model.file_sha256"].str.len().eq(64).all()
+        infos = list(store.functions().values())
+    assert [i["file"] for i in infos] == ["small_script.pt"]
+    assert len(infos[0]["file_sha256"]) == 64
 
 
 def test_state_dict_key_mismatch_lists_keys(small_files, tmp_path):

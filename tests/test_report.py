@@ -4,9 +4,10 @@ from dataclasses import replace
 import pytest
 from PIL import Image
 
-from robustbench_dc.evaluation import evaluate, from_checkpoint
+from robustbench_dc.evaluation import evaluate
 from robustbench_dc.reports.report import build_report
 from robustbench_dc.reproduce import PRESETS, plan, reproduce
+from robustbench_dc.targets import from_checkpoint
 
 
 @pytest.fixture(scope="module")

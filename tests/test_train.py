@@ -1,10 +1,8 @@
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -23,7 +21,7 @@ def test_training_on_digits_reaches_real_accuracy(digits_models, key):
     model, card = load_checkpoint(digits_models[key])
     assert card["clean_test_accuracy"] > 0.8  # chance is 0.1
     assert card["training"]["regime"] == key[1] and card["seed"] == key[2]
-    assert card["weights"]["sha256"] and card["versions"]["torch"] == torch.__version__
+    assert card["weights"]["sha256"] and card["versions"]["torch"] == torch.__version__.split("+")[0]
     test = load_dataset("digits", "test")
     acc = (model(test.float_images()).argmax(1) == test.labels).float().mean().item()
     assert acc == pytest.approx(card["clean_test_accuracy"], abs=1e-6)  # rebuilt from the card alone

@@ -1,21 +1,13 @@
 """Self-describing checkpoints (safetensors weights + JSON card) and the workspace's model store.
 
-Layout of a workspace::
-
-    DIR/models/<dataset>/<model>/<training>/<arch>-w<width>-seed<seed>/{model.safetensors, card.json}
-    DIR/results.sqlite   (evaluation results, see robustbench_dc.store)
-
 A checkpoint is complete when its card exists: the weights are written first, the card last, each
 atomically (temporary file, then rename), so an interrupted write never leaves a half checkpoint.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import platform
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,57 +16,15 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from robustbench_dc import __version__
 from robustbench_dc.errors import CheckpointError, UserError
+from robustbench_dc.files import atomic_write, atomic_write_bytes, environment, sha256_file
 from robustbench_dc.models import ModelSpec, Network, build_model
 from robustbench_dc.models.registry import parse_model_name
+from robustbench_dc.workspace import models_dir, workspace_dir
 
 CARD_FORMAT = "robustbench-dc/checkpoint-v1"
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "card.json"
-DEFAULT_WORKSPACE = "dc-robust-workspace"
-
-
-def workspace_dir(workspace: str | os.PathLike | None = None) -> Path:
-    """``workspace``, else ``$DC_ROBUST_WORKSPACE``, else ``./dc-robust-workspace``."""
-    return Path(workspace or os.environ.get("DC_ROBUST_WORKSPACE") or DEFAULT_WORKSPACE)
-
-
-def run_dir(workspace: Path, *, dataset: str, model: str, training: str, arch: str, width: float, seed: int) -> Path:
-    return workspace / "models" / dataset / model / training / f"{arch}-w{width:g}-seed{seed}"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def environment() -> dict[str, str]:
-    """Versions and hardware, for cards and reports."""
-    return {
-        "robustbench_dc": __version__,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads",
-        "cpu": platform.processor() or platform.machine(),
-    }
 
 
 def save_checkpoint(model: Network, directory: Path, card: dict[str, Any]) -> Path:
@@ -82,14 +32,7 @@ def save_checkpoint(model: Network, directory: Path, card: dict[str, Any]) -> Pa
     directory.mkdir(parents=True, exist_ok=True)
     weights = directory / WEIGHTS_FILE
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".model.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(state, tmp)
-        os.replace(tmp, weights)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(weights, lambda tmp: save_file(state, str(tmp)))
     full = {
         "format": CARD_FORMAT,
         "model": model.spec.to_dict(),
@@ -166,7 +109,7 @@ def load_state_dict_checked(model: nn.Module, state: dict[str, torch.Tensor], *,
 def find_checkpoints(workspace: Path, *, dataset: str | None = None, model: str | None = None, training: str | None = None,
                      arch: str | None = None, width: float | None = None, seed: int | None = None) -> list[Path]:  # fmt: skip
     """Checkpoint directories in the store matching every given field."""
-    root = workspace / "models"
+    root = models_dir(workspace)
     pattern = "/".join(
         [dataset or "*", model or "*", training or "*", f"{arch or '*'}-w{'*' if width is None else f'{width:g}'}-seed{'*' if seed is None else seed}", CARD_FILE]
     )
@@ -188,7 +131,7 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, *, dataset: str | None, 
         hint = f"train it: dc-robust train --model {name_or_path} --dataset {dataset} --training {training.split('-eps')[0]} --seed {seed}"
         raise CheckpointError(
             f"no checkpoint for model={name_or_path} dataset={dataset} training={training} seed={seed}"
-            f"{'' if arch is None else f' arch={arch}'}{'' if width is None else f' width={width:g}'} in {ws / 'models'}; "
+            f"{'' if arch is None else f' arch={arch}'}{'' if width is None else f' width={width:g}'} in {models_dir(ws)}; "
             f"{hint} (or list the store: dc-robust models)"
         )
     if len(found) > 1:

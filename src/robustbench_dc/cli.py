@@ -119,7 +119,8 @@ def _add_eval(sub) -> None:
     p.add_argument("--n", type=parse_n, default=1000, help="number of test images (a fixed seeded subset), or 'all'")
     p.add_argument("--subset-seed", type=int, default=0)
     p.add_argument("--backend", default="torchattacks", choices=list(BACKENDS))
-    p.add_argument("--source", default="default", help="black-box source: 'default' (natural baseline, seed+1), 'none', a zoo name or a checkpoint path")
+    p.add_argument("--source", default="default", help="black-box source: 'default' (the protocol source: natural baseline of the same recipe, seed + 1, trained first if missing), "
+                   "'none', a zoo name or a checkpoint path")
     p.add_argument("--no-lipschitz", action="store_true")
     p.add_argument("--recompute", action="store_true", help="recompute cells already in the result store")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -143,6 +144,7 @@ def _add_report(sub) -> None:
     p.add_argument("--arch", default=None, help="only models of this architecture")
     p.add_argument("--width", type=float, default=None, help="only models of this width")
     p.add_argument("--eps", type=parse_fraction, default=8 / 255, help="epsilon of the tables (default 8/255)")
+    p.add_argument("--n", type=int, default=None, help="the test-subset size of the table cells, when the store holds several")
     p.add_argument("--out", help="output directory (default WORKSPACE/reports/DATASET)")
     p.add_argument("--format", default="markdown", choices=["markdown", "html"])
 
@@ -161,14 +163,16 @@ def _add_reproduce(sub) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from robustbench_dc.checkpoint import workspace_dir
+    from robustbench_dc.attacks.specs import eps_label
     from robustbench_dc.reports.report import build_report
+    from robustbench_dc.workspace import reports_dir, workspace_dir
 
-    out = Path(args.out) if args.out else workspace_dir(args.workspace) / "reports" / args.dataset
-    command = " ".join(["dc-robust", "report", "--dataset", args.dataset] + (["--arch", args.arch] if args.arch else [])
-                       + (["--width", f"{args.width:g}"] if args.width else []) + (["--format", args.format] if args.format != "markdown" else []))  # fmt: skip
+    out = Path(args.out) if args.out else reports_dir(workspace_dir(args.workspace), args.dataset)
+    command = " ".join(["dc-robust", "report", "--dataset", args.dataset, "--eps", eps_label(args.eps)] + (["--arch", args.arch] if args.arch else [])
+                       + (["--width", f"{args.width:g}"] if args.width else []) + (["--n", str(args.n)] if args.n else [])
+                       + (["--format", args.format] if args.format != "markdown" else []))  # fmt: skip
     path = build_report(workspace=args.workspace, dataset=args.dataset, out_dir=out, eps=args.eps, arch=args.arch, width=args.width,
-                        command=command, fmt=args.format)  # fmt: skip
+                        n=args.n, command=command, fmt=args.format)  # fmt: skip
     print(f"report: {path}")
     return 0
 
@@ -177,9 +181,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from robustbench_dc.checkpoint import workspace_dir
     from robustbench_dc.reports.report import build_report
     from robustbench_dc.reproduce import get_preset, plan, reproduce
+    from robustbench_dc.workspace import reports_dir, workspace_dir
 
     preset = get_preset(args.preset)
     try:
@@ -209,11 +213,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     times = reproduce(preset, seeds=seeds, workspace=args.workspace, data_dir=args.data_dir, on_stage=on_stage, on_progress=on_progress)
     bar.n = len(stages)
     bar.close()
-    out = Path(args.out) if args.out else workspace_dir(args.workspace) / "reports" / preset.name
+    out = Path(args.out) if args.out else reports_dir(workspace_dir(args.workspace), preset.name)
     command = f"dc-robust reproduce --preset {preset.name}" + (f" --seeds {args.seeds}" if args.seeds != "0" else "") + (" --data-dir DIR" if args.data_dir else "")
     times["total"] = time.perf_counter() - t0
     path = build_report(workspace=args.workspace, dataset=preset.dataset, out_dir=out, eps=preset.table_eps, arch=preset.arch, width=preset.width,
-                        command=command, title=f"Robustness report: preset {preset.name} ({preset.dataset})",
+                        n=preset.n, command=command, title=f"Robustness report: preset {preset.name} ({preset.dataset})",
                         preset_note=preset.note, stage_times=times, fmt=args.format)  # fmt: skip
     print(f"report: {path}")
     return 0
@@ -222,7 +226,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 def _target(args: argparse.Namespace):
     from robustbench_dc.checkpoint import resolve_checkpoint
     from robustbench_dc.data import dataset_info
-    from robustbench_dc.evaluation import from_checkpoint
+    from robustbench_dc.targets import from_checkpoint
 
     if args.checkpoint:
         from robustbench_dc.external import TRUST_WARNING, load_external
@@ -259,20 +263,24 @@ def cmd_eval(args: argparse.Namespace, *, lipschitz_only: bool = False) -> int:
 
     diagnostics = []
     if lipschitz_only:
-        frame = evaluate(target, dataset=args.dataset, attacks=[], eps=[args.eps], n=args.n, source=None, workspace=args.workspace,
+        frame = evaluate(target, dataset=args.dataset, attacks=[], eps=[args.eps], n=args.n, workspace=args.workspace,
                          data_dir=args.data_dir, lipschitz_n=args.n, progress=progress)  # fmt: skip
     else:
-        source = None if args.source == "none" else args.source
-        if source == "default" and target.info.get("kind") != "zoo":
+        from robustbench_dc.planning import resolve_source
+
+        source_arg = args.source
+        if source_arg == "default" and not target.is_zoo:
             print("note: no black-box rows: a model from outside the zoo needs --source NAME|PATH (a zoo model or checkpoint)", file=sys.stderr)
-            source = None
+            source_arg = "none"
+        source = resolve_source(source_arg, target, dataset=args.dataset, workspace=args.workspace, data_dir=args.data_dir,
+                                say=lambda m: print(m, file=sys.stderr, flush=True))  # fmt: skip
         frame = evaluate(
             target, dataset=args.dataset, attacks=[a.strip() for a in args.attacks.split(",") if a.strip()], eps=args.eps,
             n=args.n, subset_seed=args.subset_seed, source=source, backend=args.backend, workspace=args.workspace,
             data_dir=args.data_dir, recompute=args.recompute, lipschitz=not args.no_lipschitz, progress=progress,
         )  # fmt: skip
         if args.diagnostics:
-            from robustbench_dc.diagnostics import run_diagnostics
+            from robustbench_dc.diagnostics.run import run_diagnostics
 
             eps = 8 / 255 if any(abs(e - 8 / 255) < 1e-12 for e in args.eps) else max(args.eps)
             diagnostics, _ = run_diagnostics(target, dataset=args.dataset, eps=eps, n=args.n, source=source, square_queries=args.square_queries,
@@ -345,7 +353,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         print("architectures:", ", ".join(ARCHITECTURES.names()))
         print("models:", ", ".join(list_models()))
         return 0
-    from robustbench_dc.checkpoint import find_checkpoints, read_card, workspace_dir
+    from robustbench_dc.checkpoint import find_checkpoints, read_card
+    from robustbench_dc.workspace import models_dir, workspace_dir
 
     ws = workspace_dir(args.workspace)
     rows = []
@@ -354,7 +363,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         rows.append([c["dataset"], c["model"]["name"], c["model"]["arch"], c["model"]["width"], c["training"]["label"], c["seed"],
                      c["epochs"], f"{100 * c['clean_test_accuracy']:.2f}", c["weights"]["sha256"][:12], str(d)])  # fmt: skip
     if not rows:
-        print(f"no trained models in {ws / 'models'}; train one: dc-robust train --model baseline --dataset digits")
+        print(f"no trained models in {models_dir(ws)}; train one: dc-robust train --model baseline --dataset digits")
         return 0
     print(tabulate(rows, headers=["dataset", "model", "arch", "width", "training", "seed", "epochs", "clean %", "sha256", "path"]))
     return 0
@@ -388,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         return COMMANDS[args.command][1](args)
-    except (UserError, ValueError) as exc:
+    except UserError as exc:  # anything else is a bug: its traceback is shown (exit 1)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

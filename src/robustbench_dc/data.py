@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from robustbench_dc.errors import DataNotFoundError, UserError
+from robustbench_dc.files import atomic_write
 from robustbench_dc.models.registry import CIFAR_MEAN, CIFAR_STD
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,13 @@ class ImageDataset:
 
     def select(self, index: Tensor) -> "ImageDataset":
         return ImageDataset(self.info, self.split, self.images[index], self.labels[index], self.source)
+
+    def content_sha256(self) -> str:
+        """sha256 of the exact pixels and labels: what identifies the data in every result cell."""
+        h = hashlib.sha256(f"{self.info.name}:{tuple(self.images.shape)}:{tuple(self.labels.shape)}".encode())
+        h.update(self.images.contiguous().numpy().tobytes())
+        h.update(self.labels.contiguous().numpy().tobytes())
+        return h.hexdigest()
 
 
 def subset_indices(size: int, n: int | None, seed: int) -> Tensor:
@@ -259,8 +267,13 @@ def _image_folder(info: DatasetInfo, split: str, folder: Path, cache_dir) -> Ima
     if len(classes) != info.num_classes:
         raise UserError(f"{folder}: expected {info.num_classes} class directories, found {len(classes)}: {classes[:12]}")
     files = [sorted(p for p in (folder / c).iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES) for c in classes]
-    listing = "\n".join(f"{p.relative_to(folder)}:{p.stat().st_size}" for group in files for p in group)
-    key = hashlib.sha256(f"{folder.resolve()}\n{listing}".encode()).hexdigest()[:20]
+    # keyed by content, not by names and sizes: a file replaced by another of the same size is a new dataset
+    h = hashlib.sha256()
+    for group in files:
+        for p in group:
+            h.update(f"{p.relative_to(folder)}\0".encode())
+            h.update(p.read_bytes())
+    key = h.hexdigest()[:24]
     cache = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
     cache_file = cache / f"imagefolder-{info.name}-{split}-{key}.npz"
     first = files[0][0] if files and files[0] else None
@@ -289,11 +302,13 @@ def _image_folder(info: DatasetInfo, split: str, folder: Path, cache_dir) -> Ima
             images[i] = arr.transpose(2, 0, 1)
             labels[i] = c
             i += 1
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = cache_file.with_suffix(".tmp.npz")
-    np.savez(tmp, images=images, labels=labels)
-    os.replace(tmp, cache_file)
+    atomic_write(cache_file, lambda tmp: _save_npz(tmp, images=images, labels=labels))
     return ImageDataset(info, split, torch.from_numpy(images), torch.from_numpy(labels), source)
+
+
+def _save_npz(path: Path, **arrays: np.ndarray) -> None:
+    with open(path, "wb") as f:  # a file object: np.savez would append ".npz" to a name
+        np.savez(f, **arrays)
 
 
 # Standard JPEG luminance quantisation table (ITU T.81 Annex K), in zig-zag-free natural order.

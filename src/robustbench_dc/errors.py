@@ -11,3 +11,7 @@ class DataNotFoundError(UserError, FileNotFoundError):
 
 class CheckpointError(UserError):
     """A checkpoint is missing, corrupt, truncated or does not match what was asked for."""
+
+
+class ConfigError(UserError, ValueError):
+    """An invalid model, operator or option value (a ``ValueError`` too, as PyTorch raises for bad arguments)."""

@@ -16,12 +16,13 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from robustbench_dc.checkpoint import CARD_FILE, load_state_dict_checked, sha256_file
+from robustbench_dc.checkpoint import CARD_FILE, load_state_dict_checked
 from robustbench_dc.data import DatasetInfo
 from robustbench_dc.errors import CheckpointError, UserError
-from robustbench_dc.evaluation import EvalModel, from_checkpoint, state_sha256
+from robustbench_dc.files import sha256_file
 from robustbench_dc.models import create_model
 from robustbench_dc.models.layers import with_normalization
+from robustbench_dc.targets import EvalModel, from_checkpoint, from_module
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ def load_external(
         kind = "state-dict"
     module = with_normalization(module, mean, std).eval()
     details: dict[str, Any] = {
-        "label": label or path.stem, "kind": "third-party", "format": kind, "file": str(path), "file_sha256": digest,
-        "arch": arch or factory or "", "dataset": None, "mean": list(mean) if mean else None, "std": list(std) if std else None,
+        "format": kind, "file": path.name, "file_sha256": digest, "arch": arch or factory or "", "dataset": None,
+        "mean": list(mean) if mean else None, "std": list(std) if std else None,
     }  # fmt: skip
-    return EvalModel(module, state_sha256(module), details)
+    return from_module(module, label=label or path.stem, **details)

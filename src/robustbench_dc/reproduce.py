@@ -6,16 +6,19 @@ evaluations per result cell, so a run interrupted anywhere and started again doe
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from robustbench_dc.checkpoint import workspace_dir
+from robustbench_dc.diagnostics.run import run_diagnostics
 from robustbench_dc.errors import UserError
-from robustbench_dc.diagnostics import run_diagnostics
-from robustbench_dc.evaluation import evaluate, from_checkpoint, transfer_matrix
+from robustbench_dc.evaluation import evaluate, transfer_matrix
+from robustbench_dc.planning import protocol_source_training, resolve_source
+from robustbench_dc.targets import from_checkpoint
 from robustbench_dc.train import TrainConfig, train
+from robustbench_dc.workspace import workspace_dir
 
 TABLE_MODELS = ("baseline", "sphereconv", "ballconv", "tanhconv")
 
@@ -81,16 +84,14 @@ class Stage:
 
 
 def plan(preset: Preset, seeds: tuple[int, ...]) -> list[Stage]:
-    """Trainings first (the black-box source of each seed among them), then evaluations."""
-    trainings = []
-    for seed in seeds:
-        for training in preset.trainings:
-            for model in preset.models:
-                trainings.append(preset.train_config(model, training, seed))
-        trainings.append(preset.train_config("baseline", "natural", seed + 1))  # black-box source
-    unique = list({c.training_label + c.model + str(c.seed): c for c in trainings}.values())
-    evals = [c for c in unique if not (c.model == "baseline" and c.training == "natural" and c.seed - 1 in seeds and c.seed not in seeds)]
-    return [Stage("train", c) for c in unique] + [Stage("eval", c) for c in evals] + [Stage("transfer", c) for c in evals if c.training == "natural"][:1]
+    """Trainings first (every target's protocol black-box source among them), then evaluations, then the
+    transfer matrix of the first seed's natural models."""
+    targets = [preset.train_config(model, training, seed) for seed in seeds for training in preset.trainings for model in preset.models]
+    sources = [protocol_source_training(c.to_dict()) for c in targets]
+    trainings = list({json.dumps(c.to_dict(), sort_keys=True): c for c in targets + sources}.values())
+    transfer = [Stage("transfer", c) for c in targets if c.training == "natural"][:1]
+    return [Stage("train", c) for c in trainings] + [Stage("eval", c) for c in targets] + transfer
+
 
 
 def reproduce(
@@ -118,9 +119,8 @@ def reproduce(
         else:
             directory = train(stage.config, workspace=ws, data_dir=data_dir)
         if stage.kind == "eval":
-            source = from_checkpoint(train(replace(stage.config, model="baseline", training="natural", seed=stage.config.seed + 1,
-                                                   eps=8 / 255), workspace=ws, data_dir=data_dir))  # fmt: skip
             target = from_checkpoint(directory)
+            source = resolve_source("default", target, dataset=preset.dataset, workspace=ws, data_dir=data_dir, train_missing=False)
             evaluate(target, dataset=preset.dataset, attacks=preset.attacks, eps=preset.eps, n=preset.n,
                      source=source, workspace=ws, data_dir=data_dir, lipschitz_n=preset.lipschitz_n, progress=on_progress)  # fmt: skip
             run_diagnostics(target, dataset=preset.dataset, eps=preset.table_eps, n=preset.diagnostics_n, source=source,

@@ -18,3 +18,16 @@ def wilson_interval(correct: int, n: int, z: float = 1.959963984540054) -> tuple
 
 def intervals_overlap(a: tuple[float, float], b: tuple[float, float]) -> bool:
     return a[0] <= b[1] and b[0] <= a[1]
+
+
+def t_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float]:
+    """Student-t interval for the mean of ``values`` (one per training seed): seeds are not more images."""
+    from scipy.stats import t
+
+    k = len(values)
+    if k < 2:
+        raise ValueError("a t-interval needs at least two values")
+    mean = sum(values) / k
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (k - 1))
+    half = float(t.ppf(0.5 + confidence / 2, k - 1)) * sd / math.sqrt(k)
+    return (mean - half, mean + half)

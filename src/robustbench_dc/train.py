@@ -19,13 +19,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from robustbench_dc.checkpoint import atomic_write_bytes, load_checkpoint, read_card, run_dir, save_checkpoint, workspace_dir
+from robustbench_dc.checkpoint import load_checkpoint, read_card, save_checkpoint
 from robustbench_dc.data import ImageDataset, dataset_info, load_dataset
 from robustbench_dc.errors import UserError
+from robustbench_dc.files import atomic_write_bytes
 from robustbench_dc.inference import predict
 from robustbench_dc.models import Network, create_model
 from robustbench_dc.ops import DecoupledConv2d, DecoupledLinear, project_weights
 from robustbench_dc.perturb import ascend_linf, cross_entropy_objective
+from robustbench_dc.workspace import cache_dir, run_dir, workspace_dir
 
 log = logging.getLogger(__name__)
 
@@ -228,8 +230,8 @@ def train(
         log.info("already trained: %s", out_dir)
         return out_dir
 
-    train_set = load_dataset(config.dataset, "train", data_dir, download=download, cache_dir=ws / "cache")
-    test_set = load_dataset(config.dataset, "test", data_dir, download=download, cache_dir=ws / "cache")
+    train_set = load_dataset(config.dataset, "train", data_dir, download=download, cache_dir=cache_dir(ws))
+    test_set = load_dataset(config.dataset, "test", data_dir, download=download, cache_dir=cache_dir(ws))
     train_set = train_set.subset(config.train_subset, seed=0)  # the same subset for every model and seed
     augment = train_set.info.augment if config.augment is None else config.augment
     model = build(config)

@@ -16,6 +16,7 @@ from robustbench_dc.attacks.specs import ATTACKS, BIM, BPDA, FGSM, PGD, Attack, 
 from robustbench_dc.errors import UserError
 from robustbench_dc.inference import predict
 
+
 class _InputConnected(nn.Module):
     """``model(x) + 0 * sum(x)``: the same outputs, but a model whose graph ignores its input (all gradients
     cut) gets zero gradients instead of an autograd error, as an attacker following gradients would."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from robustbench_dc.errors import ConfigError
 from robustbench_dc.models import cnn as _cnn  # noqa: F401  (registers cnn9)
 from robustbench_dc.models import resnet as _resnet  # noqa: F401  (registers resnet32)
 from robustbench_dc.models.layers import Network, Normalize
@@ -21,15 +22,15 @@ def build_model(spec: ModelSpec) -> Network:
     """Build the network a spec describes (what checkpoint loading uses)."""
     parse_model_name(spec.name)
     if spec.num_classes < 2:
-        raise ValueError(f"num_classes must be >= 2, got {spec.num_classes}")
+        raise ConfigError(f"num_classes must be >= 2, got {spec.num_classes}")
     if spec.in_channels < 1 or len(spec.mean) != spec.in_channels or len(spec.std) != spec.in_channels:
-        raise ValueError(
+        raise ConfigError(
             f"in_channels={spec.in_channels} needs that many mean and std values, got mean={spec.mean}, std={spec.std}"
         )
     if not spec.width > 0:
-        raise ValueError(f"width must be > 0, got {spec.width}")
+        raise ConfigError(f"width must be > 0, got {spec.width}")
     if spec.input_size < 4:
-        raise ValueError(f"input_size must be >= 4 (two 2x2 poolings), got {spec.input_size}")
+        raise ConfigError(f"input_size must be >= 4 (two 2x2 poolings), got {spec.input_size}")
     return ARCHITECTURES.get(spec.arch)(spec)
 
 

@@ -7,6 +7,7 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
+from robustbench_dc.errors import ConfigError
 from robustbench_dc.models.registry import ConvFactory, ModelSpec, operator_config
 from robustbench_dc.ops.modules import DecoupledConv2d
 
@@ -17,9 +18,9 @@ class Normalize(nn.Module):
     def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
         super().__init__()
         if len(mean) != len(std):
-            raise ValueError(f"mean and std need one value per channel, got {len(mean)} and {len(std)}")
+            raise ConfigError(f"mean and std need one value per channel, got {len(mean)} and {len(std)}")
         if any(s <= 0 for s in std):
-            raise ValueError(f"std must be positive, got {std}")
+            raise ConfigError(f"std must be positive, got {std}")
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
 
@@ -43,7 +44,7 @@ def with_normalization(module: nn.Module, mean: tuple[float, ...] | None, std: t
     if mean is None and std is None:
         return module
     if mean is None or std is None:
-        raise ValueError("give both mean and std (one value per channel), or neither")
+        raise ConfigError("give both mean and std (one value per channel), or neither")
     return nn.Sequential(Normalize(tuple(mean), tuple(std)), module)
 
 
@@ -76,7 +77,7 @@ class Network(nn.Sequential):
     def forward(self, x: Tensor) -> Tensor:
         s = self.spec
         if x.ndim != 4 or x.shape[1] != s.in_channels:
-            raise ValueError(
+            raise ConfigError(
                 f"model {s.name!r} expects images of shape (N, {s.in_channels}, H, W) in [0, 1], got {tuple(x.shape)}"
             )
         return super().forward(x)

@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 from torch import nn
 
+from robustbench_dc.errors import ConfigError
 from robustbench_dc.ops.functional import ANGULARS
 from robustbench_dc.ops.modules import OperatorConfig
 
@@ -54,7 +55,7 @@ class ModelSpec:
         known = {f for f in cls.__dataclass_fields__}
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"unknown model description keys {sorted(unknown)}; valid: {sorted(known)}")
+            raise ConfigError(f"unknown model description keys {sorted(unknown)}; valid: {sorted(known)}")
         d = dict(d)
         d["mean"], d["std"] = tuple(d.get("mean", CIFAR_MEAN)), tuple(d.get("std", CIFAR_STD))
         return cls(**d)
@@ -73,7 +74,7 @@ class ArchRegistry:
     def register(self, name: str) -> Callable[[ArchBuilder], ArchBuilder]:
         def deco(fn: ArchBuilder) -> ArchBuilder:
             if name in self._builders:
-                raise ValueError(f"architecture {name!r} registered twice")
+                raise ConfigError(f"architecture {name!r} registered twice")
             self._builders[name] = fn
             return fn
 
@@ -81,7 +82,7 @@ class ArchRegistry:
 
     def get(self, name: str) -> ArchBuilder:
         if name not in self._builders:
-            raise ValueError(f"unknown architecture {name!r}; valid: {', '.join(sorted(self._builders))}")
+            raise ConfigError(f"unknown architecture {name!r}; valid: {', '.join(sorted(self._builders))}")
         return self._builders[name]
 
     def names(self) -> list[str]:
@@ -95,12 +96,12 @@ def parse_model_name(name: str) -> tuple[str, str | None, str]:
     """``'tanhconv-sqcos'`` -> ``('tanhconv', 'tanh', 'sqcos')``; the angular suffix defaults to cos."""
     base, _, angular = name.partition("-")
     if base not in OPERATORS:
-        raise ValueError(f"unknown model {name!r}; valid: {', '.join(list_models())}")
+        raise ConfigError(f"unknown model {name!r}; valid: {', '.join(list_models())}")
     if base == "baseline" and angular:
-        raise ValueError(f"unknown model {name!r}: the baseline has no angular function; use 'baseline'")
+        raise ConfigError(f"unknown model {name!r}: the baseline has no angular function; use 'baseline'")
     angular = angular or "cos"
     if angular not in ANGULARS:
-        raise ValueError(f"unknown angular function {angular!r} in model {name!r}; valid suffixes: {', '.join(ANGULARS)}")
+        raise ConfigError(f"unknown angular function {angular!r} in model {name!r}; valid suffixes: {', '.join(ANGULARS)}")
     return base, OPERATORS[base], angular
 
 
@@ -119,14 +120,14 @@ def operator_config(spec: ModelSpec) -> OperatorConfig | None:
     _, magnitude, angular = parse_model_name(spec.name)
     if magnitude is None:
         if spec.operator:
-            raise ValueError(f"the baseline takes no operator options, got {sorted(spec.operator)}")
+            raise ConfigError(f"the baseline takes no operator options, got {sorted(spec.operator)}")
         return None
     options = {**ZOO_OPERATOR_DEFAULTS, **spec.operator}
     for key in ("magnitude", "angular"):
         if key in options:
-            raise ValueError(f"{key!r} is set by the model name ({spec.name!r}), not as an option")
+            raise ConfigError(f"{key!r} is set by the model name ({spec.name!r}), not as an option")
     valid = set(OperatorConfig.__dataclass_fields__) - {"magnitude", "angular"}
     unknown = set(options) - valid
     if unknown:
-        raise ValueError(f"unknown operator options {sorted(unknown)}; valid: {', '.join(sorted(valid))}")
+        raise ConfigError(f"unknown operator options {sorted(unknown)}; valid: {', '.join(sorted(valid))}")
     return OperatorConfig(magnitude=magnitude, angular=angular, **options)

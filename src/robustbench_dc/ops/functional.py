@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import math
 from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from robustbench_dc.errors import ConfigError
 
 MAGNITUDES = ("sphere", "ball", "tanh", "linear", "seg", "log", "mix")
 ANGULARS = ("cos", "linear", "sqcos", "sigmoid")
@@ -34,7 +37,7 @@ RhoArg = RhoLike | Callable[[Tensor], RhoLike]
 def _check_choice(value: object, valid: tuple, what: str) -> None:
     if value not in valid:
         shown = ", ".join(repr(v) for v in valid)
-        raise ValueError(f"unknown {what} {value!r}; valid: {shown}")
+        raise ConfigError(f"unknown {what} {value!r}; valid: {shown}")
 
 
 def check_operator(
@@ -53,18 +56,18 @@ def check_operator(
     _check_choice(angular, ANGULARS, "angular function")
     _check_choice(weighted, WEIGHTINGS, "weighting")
     if weighted == "tanh-joint" and magnitude != "tanh":
-        raise ValueError("weighted='tanh-joint' (alpha*tanh(||x||*||w||/rho)) needs magnitude='tanh'")
+        raise ConfigError("weighted='tanh-joint' (alpha*tanh(||x||*||w||/rho)) needs magnitude='tanh'")
     if not alpha > 0:
-        raise ValueError(f"alpha must be > 0, got {alpha}")
+        raise ConfigError(f"alpha must be > 0, got {alpha}")
     if beta is not None and not beta >= 0:
-        raise ValueError(f"beta must be >= 0, got {beta}")
+        raise ConfigError(f"beta must be >= 0, got {beta}")
     # A tensor radius comes from a layer that validated its configuration; checking it here would sync.
     if not isinstance(rho, Tensor) and not rho > 0:
-        raise ValueError(f"rho must be > 0, got {rho}")
+        raise ConfigError(f"rho must be > 0, got {rho}")
     if not k > 0:
-        raise ValueError(f"k (sigmoid angular steepness) must be > 0, got {k}")
+        raise ConfigError(f"k (sigmoid angular steepness) must be > 0, got {k}")
     if not eps > 0:
-        raise ValueError(f"eps must be > 0, got {eps}")
+        raise ConfigError(f"eps must be > 0, got {eps}")
 
 
 def default_beta(magnitude: str) -> float:
@@ -209,7 +212,7 @@ def decoupled_conv2d(
     beta = default_beta(magnitude) if beta is None else beta
     check_operator(magnitude, angular, alpha=alpha, beta=beta, rho=1.0 if callable(rho) else rho, k=k, eps=eps, weighted=weighted)
     if x.ndim != 4 or x.shape[1] != weight.shape[1]:
-        raise ValueError(
+        raise ConfigError(
             f"decoupled_conv2d expects input (N, {weight.shape[1]}, H, W) for a weight of shape "
             f"{tuple(weight.shape)}, got {tuple(x.shape)}"
         )
@@ -252,7 +255,7 @@ def decoupled_linear(
     beta = default_beta(magnitude) if beta is None else beta
     check_operator(magnitude, angular, alpha=alpha, beta=beta, rho=1.0 if callable(rho) else rho, k=k, eps=eps, weighted=weighted)
     if x.shape[-1] != weight.shape[1]:
-        raise ValueError(
+        raise ConfigError(
             f"decoupled_linear expects inputs with {weight.shape[1]} features, got shape {tuple(x.shape)}"
         )
     w_norm = _weight_norm(weight)

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
+from robustbench_dc.errors import ConfigError
 from robustbench_dc.ops import functional as DF
 
 
@@ -47,7 +48,7 @@ class OperatorConfig:
             weighted=self.weighted,
         )
         if not 0 < self.rho_momentum <= 1:
-            raise ValueError(f"rho_momentum must be in (0, 1], got {self.rho_momentum}")
+            raise ConfigError(f"rho_momentum must be in (0, 1], got {self.rho_momentum}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -148,9 +149,9 @@ class DecoupledConv2d(_DecoupledMixin, nn.Conv2d):
         rho_momentum: float = 0.1,
     ) -> None:
         if groups != 1:
-            raise ValueError(f"DecoupledConv2d supports groups=1 only, got groups={groups}")
+            raise ConfigError(f"DecoupledConv2d supports groups=1 only, got groups={groups}")
         if padding_mode != "zeros":
-            raise ValueError(f"DecoupledConv2d supports padding_mode='zeros' only, got {padding_mode!r}")
+            raise ConfigError(f"DecoupledConv2d supports padding_mode='zeros' only, got {padding_mode!r}")
         config = OperatorConfig(
             magnitude=magnitude, angular=angular, alpha=alpha, beta=beta, rho=rho, k=k, eps=eps,
             weighted=weighted, learnable_rho=learnable_rho, relative_rho=relative_rho, rho_momentum=rho_momentum,
@@ -160,7 +161,7 @@ class DecoupledConv2d(_DecoupledMixin, nn.Conv2d):
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"{type(self).__name__} expects input (N, {self.in_channels}, H, W), got {tuple(x.shape)}")
+            raise ConfigError(f"{type(self).__name__} expects input (N, {self.in_channels}, H, W), got {tuple(x.shape)}")
         return DF.decoupled_conv2d(
             x, self.weight, self.bias, rho=self.radius, stride=self.stride, padding=self.padding,
             dilation=self.dilation, **self._operator_kwargs(),

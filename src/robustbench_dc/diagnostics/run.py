@@ -1,0 +1,113 @@
+"""Gradient-masking diagnostics, computed: the cells the checks of :mod:`.checks` judge, in role ``diagnostics``.
+
+Bounded, saturating operators can make gradient attacks fail without making a model robust. Each check
+below compares result cells that ``run_diagnostics`` adds to the store; reports recompute the verdicts from
+the stored cells alone.
+
+1. iterative (BIM, PGD) at least as strong as single-step FGSM;
+2. white-box at least as strong as black-box (transfer, Square), in accuracy and per example;
+3. accuracy falls monotonically with eps (PGD, step eps/4) and is near zero at a large eps;
+4. PGD has converged: twice the steps, or restarts, change accuracy by less than the tolerance;
+5. BPDA surrogate gradients do not beat the true gradients by more than the tolerance (decoupled models);
+6. gradient health: zero or non-finite input gradients, and saturation of bounded magnitude functions.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from robustbench_dc.attacks import BIM, BPDA, FGSM, PGD, Square
+from robustbench_dc.data import load_dataset
+from robustbench_dc.diagnostics.checks import LARGE_EPS, PGD_VARIANTS, RELATIVE_STEP, SWEEP, Diagnostic, diagnose, measured_from_cells
+from robustbench_dc.evaluation import evaluate
+from robustbench_dc.files import environment
+from robustbench_dc.ops.functional import patch_norm2d
+from robustbench_dc.ops.modules import DecoupledConv2d
+from robustbench_dc.perturb import input_gradient
+from robustbench_dc.results.cells import CellKey, Subset
+from robustbench_dc.results.store import ResultStore, StoredCell
+from robustbench_dc.targets import EvalModel
+from robustbench_dc.workspace import cache_dir, workspace_dir
+
+
+def _pgd(variant: str, cls: type[PGD] = PGD) -> PGD:
+    return cls(relative_step=RELATIVE_STEP, **PGD_VARIANTS[variant])
+
+
+def diagnostic_attacks(eps: float, square_queries: int, decoupled: bool) -> list:
+    """FGSM, BIM, the PGD variants of :mod:`.checks` (steps eps/4), Square, and BPDA where there is a decoupled layer."""
+    attacks = [FGSM(), BIM(), _pgd("pgd20"), _pgd("pgd40"), _pgd("pgd20x3"), Square(n_queries=square_queries)]
+    return attacks + ([_pgd("pgd20", BPDA)] if decoupled else [])
+
+
+def saturation(model: nn.Module, images: torch.Tensor) -> dict[str, float]:
+    """Per bounded decoupled layer: share of patches with tanh(r/rho) > 0.99 (tanh) or r > rho (ball)."""
+    shares: dict[str, float] = {}
+    hooks = []
+
+    def hook(name: str, layer: DecoupledConv2d):
+        def fn(mod, inp, out):
+            r = patch_norm2d(inp[0], layer.kernel_size, stride=layer.stride, padding=layer.padding, dilation=layer.dilation, eps=layer.config.eps)
+            rho = layer.eval_radius().view(1, -1, 1, 1)
+            flat = torch.tanh(r / rho) > 0.99 if layer.config.magnitude == "tanh" else r > rho
+            shares[name] = float(flat.float().mean())
+
+        return fn
+
+    for name, m in model.named_modules():
+        if isinstance(m, DecoupledConv2d) and m.config.magnitude in ("tanh", "ball") and m.config.weighted is None:
+            hooks.append(m.register_forward_hook(hook(name, m)))
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(images)
+    finally:
+        for h in hooks:
+            h.remove()
+    return shares
+
+
+def loss_gradient_health(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """Share of examples whose cross-entropy input gradient (what FGSM/BIM/PGD follow) is all zero, or not finite."""
+    model.eval()
+    x = images.clone().requires_grad_(True)
+    loss = torch.nn.functional.cross_entropy(model(x), labels, reduction="sum")
+    g = input_gradient(loss, x).flatten(1)
+    return {"ce_zero_fraction": float((g == 0).all(1).float().mean()), "ce_nonfinite_fraction": float((~torch.isfinite(g)).any(1).float().mean())}
+
+
+def run_diagnostics(
+    target: EvalModel,
+    *,
+    dataset: str,
+    eps: float = 8 / 255,
+    n: int | None = 500,
+    source: EvalModel | None = None,
+    square_queries: int = 300,
+    workspace: Any = None,
+    data_dir: Any = None,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[list[Diagnostic], list[StoredCell]]:
+    """Compute (or find in the store) every cell the diagnostics need (role ``diagnostics``), then judge them."""
+    decoupled = any(isinstance(m, DecoupledConv2d) for m in target.module.modules())
+    ws = workspace_dir(workspace)
+    full = load_dataset(dataset, "test", data_dir, cache_dir=cache_dir(ws))
+    test = full.subset(n, 0)
+    kw = dict(dataset=dataset, n=n, workspace=workspace, data_dir=data_dir, progress=progress, role="diagnostics")
+    # the gradient-norm cell on the same images as the attacks (lipschitz_n = the subset's size)
+    evaluate(target, attacks=diagnostic_attacks(eps, square_queries, decoupled), eps=[eps], source=source, lipschitz_n=len(test), **kw)
+    evaluate(target, attacks=[_pgd("pgd20")], eps=[eps * k for k in SWEEP] + [LARGE_EPS], lipschitz=False, **kw)
+    key = CellKey(function=target.function_id, dataset=dataset, data=full.content_sha256(), subset=Subset(len(test), len(full), 0),
+                  role="diagnostics", kind="health", threat="health", attack="saturation")  # fmt: skip
+    with ResultStore(ws) as store:
+        x = test.float_images()
+        store.cell(key, lambda: {"saturation": saturation(target.module, x), **loss_gradient_health(target.module, x, test.labels)},
+                   provenance={"label": target.label, "device": "cpu", "environment": environment()})  # fmt: skip
+        cells = [c for c in store.cells() if c.key.function == target.function_id and c.key.role == "diagnostics"
+                 and c.key.data == key.data and c.key.subset.n == key.subset.n]  # fmt: skip
+    return diagnose(measured_from_cells(cells, eps)), cells
+
+

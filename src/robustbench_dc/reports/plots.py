@@ -1,0 +1,63 @@
+"""The report's figures, drawn from aggregates (never from raw rows)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable
+
+from robustbench_dc.reports.paper import PAPER_TRAINING, display
+from robustbench_dc.results.query import Aggregate
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_accuracy(cell: Callable[[str, str, str, str, float | None], Aggregate | None], models: list[str], eps_values: list[float], path: Path) -> None:
+    plt = _pyplot()
+    fig, axes = plt.subplots(2, 2, figsize=(10, 8), sharex=True, sharey=True)
+    markers = "osD^vP*X"
+    for i, training in enumerate(PAPER_TRAINING):
+        for j, attack in enumerate(("fgsm", "bim")):
+            ax = axes[i][j]
+            for mi, m in enumerate(models):
+                pts = [(0.0, cell(m, training, "white-box", "none", None))] + [(e * 255, cell(m, training, "white-box", attack, e)) for e in eps_values]
+                pts = [(x, c) for x, c in pts if c is not None]
+                if len(pts) < 2:
+                    continue
+                ax.errorbar([x for x, _ in pts], [c.mean for _, c in pts],
+                            yerr=[[max(0.0, c.mean - c.low) for _, c in pts], [max(0.0, c.high - c.mean) for _, c in pts]],
+                            marker=markers[mi % len(markers)], capsize=3, label=display(m))  # fmt: skip
+            ax.set_title(f"{PAPER_TRAINING[training]} training, white-box {attack.upper()}")
+            ax.grid(alpha=0.3)
+            if i == 1:
+                ax.set_xlabel("eps (x/255)")
+            if j == 0:
+                ax.set_ylabel("accuracy % (95% CI)")
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_lipschitz(rows: list[tuple[str, float, float]], path: Path) -> None:
+    """``rows``: (label, mean local Lipschitz, log10 global bound or nan where no useful bound exists)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    labels = [r[0] for r in rows]
+    axes[0].bar(range(len(rows)), [math.log10(max(r[1], 1e-30)) for r in rows])
+    axes[0].set_title("empirical local Lipschitz (log10, L-inf -> L1)")
+    axes[1].bar(range(len(rows)), [r[2] for r in rows], color="tab:orange")
+    axes[1].set_title("global upper bound (log10, L-inf -> L1; no bar: no useful bound)")
+    for ax in axes:
+        ax.set_xticks(range(len(rows)), labels, fontsize=7)
+        ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,77 @@
+"""The identity of one result cell, typed and frozen: the same object gives the store key and the display row.
+
+A stored result is reused only for exactly the same evaluated function, data, image subset, attack with
+every parameter, backend and version, epsilon, precision, black-box source and role.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+ROLES = ("table", "diagnostics", "transfer-matrix")
+KINDS = ("accuracy", "lipschitz", "health")
+THREATS = ("none", "white-box", "black-box", "lipschitz", "health")
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class Subset:
+    """``n`` of the ``of`` test images, chosen with ``seed`` (the same images for every model)."""
+
+    n: int
+    of: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class CellKey:
+    """Everything that determines a cell's value; ``params`` is the attack's parameters as canonical JSON."""
+
+    function: str  # function identity of the evaluated model (targets.function_identity)
+    dataset: str
+    data: str  # sha256 of the exact test split's pixels and labels
+    subset: Subset
+    role: str  # "table", "diagnostics" or "transfer-matrix"
+    kind: str  # "accuracy", "lipschitz" or "health"
+    threat: str
+    attack: str
+    params: str = "{}"
+    eps: float = 0.0
+    backend: str = ""
+    backend_version: str = ""
+    precision: str = "fp32"
+    source: str = ""  # function identity of the black-box source, "" for none
+
+    def __post_init__(self) -> None:
+        for name, valid in (("role", ROLES), ("kind", KINDS), ("threat", THREATS)):
+            if getattr(self, name) not in valid:
+                raise ValueError(f"unknown cell {name} {getattr(self, name)!r}; valid: {', '.join(valid)}")
+        json.loads(self.params)
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return json.loads(self.params)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "CellKey":
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown cell key fields {sorted(unknown)}")
+        return cls(**{**d, "subset": Subset(**d["subset"])})
+
+    def store_key(self) -> str:
+        return hashlib.sha256(canonical_json(self.to_dict()).encode()).hexdigest()
+
+
+def attack_params(params: dict[str, Any]) -> str:
+    return canonical_json(params)

@@ -1,0 +1,197 @@
+"""Queries over stored cells: what tables, claims, diagnostics and plots read.
+
+A query never pools cells that differ in anything but the training seed: cells that match a question are
+grouped by everything else (model recipe, data, subset, role, attack and parameters, backend and version,
+eps, precision, and the source's recipe); more than one group is an error that says what differs.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from robustbench_dc.errors import UserError
+from robustbench_dc.results.cells import canonical_json
+from robustbench_dc.results.store import ResultStore, StoredCell
+from robustbench_dc.stats import t_interval, wilson_interval
+from robustbench_dc.targets import describe, protocol_source_config
+from robustbench_dc.workspace import results_path, workspace_dir
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A stored cell with the descriptions of its model and of its black-box source."""
+
+    cell: StoredCell
+    model: dict[str, Any]
+    source: dict[str, Any] | None
+
+    @property
+    def key(self):
+        return self.cell.key
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self.cell.metrics
+
+    @property
+    def seed(self) -> int | None:
+        return self.model.get("seed") if self.model.get("kind") == "zoo" else None
+
+    @property
+    def protocol_source(self) -> bool:
+        """Whether the source is the one the protocol prescribes for this model (see ``targets.PROTOCOL_SOURCE``)."""
+        if self.source is None or "train_config" not in self.model or "train_config" not in self.source:
+            return False
+        return canonical_json(self.source["train_config"]) == canonical_json(protocol_source_config(self.model["train_config"]))
+
+    def group(self) -> dict[str, Any]:
+        """Everything but the training seed (and the identities that follow from it)."""
+        k = self.key.to_dict()
+        for f in ("function", "source"):
+            k.pop(f)
+        model = self.model.get("recipe") or self.key.function
+        source = "" if self.source is None else ("protocol" if self.protocol_source else self.source.get("recipe") or self.key.source)
+        return {**k, "model": model, "source": source}
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """One result over training seeds: mean and sd of accuracy %, and its 95% interval (Wilson for one seed,
+    a t-interval over the seeds' accuracies for several)."""
+
+    mean: float
+    std: float
+    low: float
+    high: float
+    seeds: int
+    n: int  # images per seed
+    entries: tuple[Entry, ...] = ()
+
+    def text(self) -> str:
+        spread = f" ±{self.std:.1f} sd over {self.seeds} seeds" if self.seeds > 1 else ""
+        return f"{self.mean:.2f}{spread} [{self.low:.1f}, {self.high:.1f}]"
+
+
+def aggregate(entries: list[Entry]) -> Aggregate | None:
+    if not entries:
+        return None
+    accs = [100 * float(e.metrics["accuracy"]) for e in entries]
+    n = int(entries[0].metrics["n"])
+    if len(entries) == 1:
+        low, high = wilson_interval(int(entries[0].metrics["correct"]), n)
+        return Aggregate(accs[0], 0.0, 100 * low, 100 * high, 1, n, tuple(entries))
+    low, high = t_interval(accs)
+    return Aggregate(statistics.fmean(accs), statistics.stdev(accs), low, high, len(accs), n, tuple(entries))
+
+
+class AmbiguousResults(UserError):
+    """Cells that answer one question differ in more than the training seed."""
+
+
+def _differences(groups: list[dict[str, Any]]) -> str:
+    fields = sorted(k for k in groups[0] if len({canonical_json(g[k]) for g in groups}) > 1)
+    return ", ".join(f"{f} ({' / '.join(sorted({str(g[f])[:24] for g in groups}))})" for f in fields)
+
+
+class Results:
+    """The entries of one dataset, filterable; ``accuracy`` is the one way to read a table cell."""
+
+    def __init__(self, entries: Iterable[Entry]) -> None:
+        self.entries = list(entries)
+
+    @classmethod
+    def load(cls, workspace: str | Path | None, dataset: str) -> "Results":
+        ws = workspace_dir(workspace)
+        if not results_path(ws).exists():
+            raise UserError(f"no results in {ws}: evaluate models first (dc-robust eval ... or dc-robust reproduce)")
+        with ResultStore(ws) as store:
+            functions = store.functions()
+            cells = [c for c in store.cells() if c.key.dataset == dataset]
+        if not cells:
+            raise UserError(f"no results for dataset {dataset!r} in {ws}: evaluate models first")
+        unknown = {"label": "unknown", "kind": "unknown"}
+        return cls(Entry(c, functions.get(c.key.function, unknown), functions.get(c.key.source) if c.key.source else None) for c in cells)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def where(self, *, model: str | None = None, training: str | None = None, role: str | None = None, kind: str | None = None,
+              threat: str | None = None, attack: str | None = None, eps: float | None = None, function: str | None = None,
+              arch: str | None = None, width: float | None = None, n: int | None = None, protocol_source: bool | None = None) -> "Results":  # fmt: skip
+        """Entries matching every given field (``model`` is a zoo name or a third-party label)."""
+        out = []
+        for e in self.entries:
+            k, m = e.key, e.model
+            if model is not None and (m.get("name") if m.get("kind") == "zoo" else m.get("label")) != model:
+                continue
+            if training is not None and m.get("training", "external") != training:
+                continue
+            if any(v is not None and getattr(k, f) != v for f, v in (("role", role), ("kind", kind), ("threat", threat), ("attack", attack), ("function", function))):
+                continue
+            if eps is not None and not math.isclose(k.eps, eps, abs_tol=1e-12):
+                continue
+            if arch is not None and m.get("arch") not in (arch, None):
+                continue
+            if width is not None and m.get("width") is not None and not math.isclose(float(m["width"]), width):
+                continue
+            if n is not None and k.kind == "accuracy" and k.subset.n != n:
+                continue
+            if protocol_source is not None and e.protocol_source != protocol_source:
+                continue
+            out.append(e)
+        return Results(out)
+
+    def groups(self) -> list[list[Entry]]:
+        """The entries split into groups that differ in more than the training seed."""
+        by: dict[str, list[Entry]] = {}
+        for e in self.entries:
+            by.setdefault(canonical_json(e.group()), []).append(e)
+        return list(by.values())
+
+    def single(self, what: str) -> Aggregate | None:
+        """The one aggregate over training seeds these entries make, or an error naming what differs."""
+        groups = self.groups()
+        if not groups:
+            return None
+        if len(groups) > 1:
+            raise AmbiguousResults(f"{what}: {len(groups)} sets of cells differ in more than the training seed: "
+                                   f"{_differences([g[0].group() for g in groups])}; narrow the report (--arch, --width, --n) "
+                                   "or use another workspace")  # fmt: skip
+        entries = groups[0]
+        seeds = [e.seed for e in entries]
+        if len(set(seeds)) != len(seeds):
+            raise AmbiguousResults(f"{what}: several models share recipe and seed {seeds} (retrained with other code?); use another workspace")
+        return aggregate(sorted(entries, key=lambda e: e.seed or 0))
+
+    def accuracy(self, model: str, training: str, attack: str, eps: float | None = None, *, threat: str = "white-box",
+                 role: str = "table", **filters: Any) -> Aggregate | None:  # fmt: skip
+        """Accuracy of ``model`` (zoo name or label) trained as ``training`` under ``attack`` at ``eps`` (clean:
+        ``attack="none"``), aggregated over training seeds. Black-box cells: the protocol source only, unless
+        ``protocol_source=False`` is given."""
+        if attack == "none":
+            threat, eps = "none", None
+        if threat == "black-box":
+            filters.setdefault("protocol_source", True)
+        sel = self.where(model=model, training=training, role=role, kind="accuracy", threat=threat, attack=attack, eps=eps, **filters)
+        return sel.single(f"{model} {training} {threat} {attack}" + ("" if eps is None else f" at eps {eps:.4g}"))
+
+    def models(self) -> list[tuple[str, str]]:
+        """(name, training) of every model with cells here, zoo names as such, others by label."""
+        seen: dict[tuple[str, str], None] = {}
+        for e in self.entries:
+            m = e.model
+            seen[(m.get("name") if m.get("kind") == "zoo" else m.get("label", "?"), m.get("training", "external"))] = None
+        return list(seen)
+
+    def eps_values(self, threat: str = "white-box") -> list[float]:
+        return sorted({e.key.eps for e in self.entries if e.key.kind == "accuracy" and e.key.threat == threat})
+
+    def subsets(self) -> list[int]:
+        return sorted({e.key.subset.n for e in self.entries if e.key.kind == "accuracy"})
+
+    def title(self, e: Entry) -> str:
+        return describe(e.model)

@@ -1,0 +1,134 @@
+"""The result store: one SQLite database per workspace, one row and one transaction per result cell.
+
+Cells are addressed by :class:`~robustbench_dc.results.cells.CellKey`. ``cell()`` is the one path that finds
+a stored cell or computes and stores it, so a run killed mid-way loses at most the cell in progress.
+A database written by an older schema is never read for reuse: its tables are renamed aside, with a warning.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from robustbench_dc.errors import UserError
+from robustbench_dc.results.cells import CellKey, canonical_json
+from robustbench_dc.workspace import results_path
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 2
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS functions (function TEXT PRIMARY KEY, info TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS cells (
+    key TEXT PRIMARY KEY,
+    function TEXT NOT NULL,
+    role TEXT NOT NULL,
+    identity TEXT NOT NULL,
+    metrics TEXT NOT NULL,
+    provenance TEXT NOT NULL,
+    seconds REAL NOT NULL,
+    created TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS cells_function ON cells (function);
+"""
+
+
+@dataclass(frozen=True)
+class StoredCell:
+    key: CellKey
+    metrics: dict[str, Any]
+    provenance: dict[str, Any]
+    seconds: float
+    cached: bool = True
+
+
+class ResultStore:
+    """Read and write result cells; safe to reopen after an interruption and to share between processes."""
+
+    def __init__(self, workspace: Path) -> None:
+        self.path = results_path(workspace)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(self.path, timeout=120)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise UserError(f"{self.path}: cannot open the result store ({exc}); move the file away to start a new one") from exc
+
+    def _migrate(self) -> None:
+        tables = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        version = None
+        if "meta" in tables:
+            row = self._conn.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
+            version = int(row[0]) if row else None
+        if "cells" in tables and version != SCHEMA_VERSION:
+            old = version or 1
+            with self._conn:
+                for t in ("cells", "models", "functions"):
+                    if t in tables:
+                        self._conn.execute(f"ALTER TABLE {t} RENAME TO {t}_v{old}_{int(time.time())}")
+            log.warning("%s: results of an older schema (%s) are kept aside and not reused: their cells do not "
+                        "identify the evaluated function and data exactly; they will be recomputed", self.path, old)  # fmt: skip
+        with self._conn:
+            self._conn.executescript(_SCHEMA)
+            self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> "ResultStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def put_function(self, function: str, info: dict[str, Any]) -> None:
+        with self._conn:
+            self._conn.execute("INSERT OR REPLACE INTO functions VALUES (?, ?)", (function, canonical_json(info)))
+
+    def functions(self) -> dict[str, dict[str, Any]]:
+        return {f: json.loads(i) for f, i in self._conn.execute("SELECT function, info FROM functions")}
+
+    def get(self, key: CellKey) -> StoredCell | None:
+        row = self._conn.execute("SELECT metrics, provenance, seconds FROM cells WHERE key = ?", (key.store_key(),)).fetchone()
+        if row is None:
+            return None
+        return StoredCell(key, json.loads(row[0]), json.loads(row[1]), row[2])
+
+    def put(self, key: CellKey, metrics: dict[str, Any], seconds: float, provenance: dict[str, Any]) -> None:
+        """Store one cell in its own transaction."""
+        with self._conn:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO cells VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (key.store_key(), key.function, key.role, canonical_json(key.to_dict()), canonical_json(metrics),
+                 canonical_json(provenance), seconds, time.strftime("%Y-%m-%dT%H:%M:%S%z")),
+            )  # fmt: skip
+
+    def cell(self, key: CellKey, compute: Callable[[], dict[str, Any]], *, provenance: dict[str, Any],
+             recompute: bool = False, on_compute: Callable[[CellKey], None] | None = None) -> StoredCell:  # fmt: skip
+        """The stored cell for ``key``, or compute, store and return it (the one get/compute/put path)."""
+        if not recompute:
+            stored = self.get(key)
+            if stored is not None:
+                return stored
+        if on_compute is not None:
+            on_compute(key)
+        t0 = time.perf_counter()
+        metrics = compute()
+        seconds = time.perf_counter() - t0
+        self.put(key, metrics, seconds, provenance)
+        return StoredCell(key, metrics, provenance, seconds, cached=False)
+
+    def count(self) -> int:
+        return int(self._conn.execute("SELECT COUNT(*) FROM cells").fetchone()[0])
+
+    def cells(self) -> Iterator[StoredCell]:
+        for identity, metrics, provenance, seconds in self._conn.execute("SELECT identity, metrics, provenance, seconds FROM cells"):
+            yield StoredCell(CellKey.from_dict(json.loads(identity)), json.loads(metrics), json.loads(provenance), seconds)

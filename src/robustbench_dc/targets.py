@@ -1,0 +1,137 @@
+"""What is evaluated: a module and the identity of the function it computes.
+
+Two targets share stored results only when they compute the same function: the same weights AND the same
+architecture, operator settings, factory code or TorchScript graph, and normalisation wrapper. The label is
+a name for people, never identity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from robustbench_dc.checkpoint import load_checkpoint
+
+#: The black-box source the protocol prescribes for a zoo model: a naturally trained baseline of the same
+#: recipe (architecture, width, data, epochs, ...) with the training seed + 1.
+PROTOCOL_SOURCE = "natural baseline, same recipe, training seed + 1"
+
+
+@dataclass(frozen=True)
+class EvalModel:
+    """A model to evaluate: the module, the identity of its function, and a description (``info``)."""
+
+    module: nn.Module
+    function_id: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return str(self.info.get("label") or self.function_id[:12])
+
+    @property
+    def is_zoo(self) -> bool:
+        return self.info.get("kind") == "zoo"
+
+    @property
+    def title(self) -> str:
+        """``baseline natural seed 1`` for a zoo model, else the label."""
+        return describe(self.info) or self.label
+
+
+def describe(info: dict[str, Any]) -> str:
+    """How tables name a zoo model: name, training and seed."""
+    if info.get("kind") != "zoo":
+        return str(info.get("label", ""))
+    return f"{info['name']} {info['training']} seed {info['seed']}"
+
+
+def state_sha256(module: nn.Module) -> str:
+    """sha256 over the state dict (names, dtypes, shapes, bytes): identifies the weights alone."""
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _class_code(cls: type) -> str:
+    """A class's source for classes outside torch and this package (user code whose forward may change)."""
+    module = cls.__module__ or ""
+    if module.split(".")[0] in ("torch", "robustbench_dc", "torchvision"):
+        return ""
+    try:
+        return inspect.getsource(cls)
+    except (OSError, TypeError):
+        return ""
+
+
+def structure_description(module: nn.Module) -> str:
+    """Everything but the weights that decides what ``module`` computes: each submodule's class and settings
+    (``repr``), the source of user-defined classes, and TorchScript code."""
+    parts = [repr(module)]
+    for name, m in module.named_modules():
+        cls = type(m)
+        parts.append(f"{name}:{cls.__module__}.{cls.__qualname__}")
+        code = getattr(m, "code", None) if isinstance(m, torch.jit.ScriptModule) else None
+        if isinstance(code, str):
+            parts.append(code)
+        else:
+            parts.append(_class_code(cls))
+    spec = getattr(module, "spec", None)
+    if spec is not None and hasattr(spec, "to_dict"):
+        parts.append(json.dumps(spec.to_dict(), sort_keys=True))
+    return "\n".join(parts)
+
+
+def function_identity(module: nn.Module) -> str:
+    """sha256 of the weights and the structure: equal only for modules that compute the same function."""
+    h = hashlib.sha256(state_sha256(module).encode())
+    h.update(structure_description(module).encode())
+    return h.hexdigest()
+
+
+def recipe_id(train_config: dict[str, Any]) -> str:
+    """Identity of a training recipe without its seed: models that differ only in the seed share it."""
+    rest = {k: v for k, v in train_config.items() if k != "seed"}
+    return hashlib.sha256(json.dumps(rest, sort_keys=True).encode()).hexdigest()
+
+
+def protocol_source_config(train_config: dict[str, Any]) -> dict[str, Any]:
+    """The training configuration of a zoo model's protocol black-box source (see ``PROTOCOL_SOURCE``)."""
+    return {**train_config, "model": "baseline", "training": "natural", "operator": {}, "weight_projection": False,
+            "eps": 8 / 255, "seed": int(train_config["seed"]) + 1}  # fmt: skip
+
+
+def from_checkpoint(path: str | Path) -> EvalModel:
+    """A zoo checkpoint as an evaluation target."""
+    model, card = load_checkpoint(path)
+    spec = card["model"]
+    info = {
+        "label": spec["name"], "name": spec["name"], "arch": spec["arch"], "width": spec["width"],
+        "training": card["training"]["label"], "seed": card["seed"], "dataset": card["dataset"], "kind": "zoo",
+        "file": Path(path).name if Path(path).is_dir() else Path(path).parent.name, "data_source": card.get("data_source", ""),
+        "epochs": card["epochs"], "train_images": card.get("train_images"), "clean_test_accuracy": card["clean_test_accuracy"],
+        "weights_sha256": card["weights"]["sha256"], "train_config": card["train_config"],
+        "recipe": recipe_id(card["train_config"]),
+    }  # fmt: skip
+    return EvalModel(model, function_identity(model), info)
+
+
+def from_module(module: nn.Module, *, label: str | None = None, **info: Any) -> EvalModel:
+    """Any ``nn.Module`` taking images in [0, 1] as an evaluation target.
+
+    Without ``label`` it is named by its function identity (a zoo network: its model name and a short hash).
+    """
+    fid = function_identity(module)
+    spec = getattr(module, "spec", None)
+    default = f"{spec.name}-{fid[:8]}" if getattr(spec, "name", None) else f"module-{fid[:8]}"
+    return EvalModel(module, fid, {"kind": "third-party", "weights_sha256": state_sha256(module), **info, "label": label or default})
