@@ -31,3 +31,24 @@ class NonFinite(nn.Module):
 
 def build_nonfinite() -> nn.Module:
     return NonFinite()
+
+
+class PoolNet(nn.Module):
+    """Same parameters whatever the pooling: a state dict fits both variants, which compute different functions."""
+
+    def __init__(self, pool: str = "max") -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 8, 3, padding=1)
+        self.pool = nn.MaxPool2d(2) if pool == "max" else nn.AvgPool2d(2)
+        self.fc = nn.Linear(8 * 4 * 4, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.relu(self.pool(self.conv(x))).flatten(1))
+
+
+def build_max() -> nn.Module:
+    return PoolNet("max")
+
+
+def build_avg() -> nn.Module:
+    return PoolNet("avg")

@@ -234,7 +234,7 @@ def _target(args: argparse.Namespace):
         if args.trust_checkpoint:
             print(f"warning: {TRUST_WARNING}", file=sys.stderr)
         return load_external(
-            args.checkpoint, dataset_info(args.dataset), arch=args.arch, model_name=args.model or "baseline", factory=args.factory,
+            args.checkpoint, dataset_info(args.dataset), arch=args.arch, model_name=args.model or "baseline", width=args.width, factory=args.factory,
             mean=args.mean, std=args.std, num_classes=args.num_classes, input_size=args.input_size, trust=args.trust_checkpoint, label=args.label,
         )  # fmt: skip
     if not args.model:

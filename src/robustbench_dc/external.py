@@ -88,6 +88,7 @@ def load_external(
     *,
     arch: str | None = None,
     model_name: str = "baseline",
+    width: float | None = None,
     factory: str | None = None,
     mean: tuple[float, ...] | None = None,
     std: tuple[float, ...] | None = None,
@@ -134,7 +135,7 @@ def load_external(
         if factory:
             module = load_factory(factory)()
         else:
-            module = create_model(model_name, arch=arch, num_classes=info.num_classes, in_channels=info.in_channels,
+            module = create_model(model_name, arch=arch, num_classes=info.num_classes, in_channels=info.in_channels, width=1.0 if width is None else width,
                                   input_size=info.input_size, mean=info.mean, std=info.std)  # fmt: skip
             # zoo architectures normalise inside: a state dict without the normalisation buffers gets the dataset's
             for key in ("normalize.mean", "normalize.std"):

@@ -1,4 +1,4 @@
-"""Three Lipschitz estimates (SPEC section 2), each named for what it is.
+"""Three Lipschitz estimates (docs/protocol.md), each named for what it is.
 
 - ``local_lipschitz``: empirical local constant (Yang et al. 2020), mean over points of the PGD-maximised
   ``||f(x) - f(x')||_1 / ||x - x'||_inf`` in the eps-ball: a lower bound on the true local constant.

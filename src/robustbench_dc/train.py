@@ -1,4 +1,4 @@
-"""Natural and adversarial training (SPEC section 2) into the workspace's model store, resumable per epoch.
+"""Natural and adversarial training (docs/protocol.md, section 3) into the workspace's model store, resumable per epoch.
 
 Determinism: all randomness of an epoch (order, augmentation, random starts) comes from a generator seeded
 by ``(seed, epoch)``, and the state after every epoch is saved atomically; so a run killed at any moment and

@@ -1,6 +1,6 @@
 """The attacks we offer, as small frozen descriptions; backends (torchattacks, foolbox) carry them out.
 
-Parameters follow SPEC section 2; every one is stored with each result.
+Parameters follow docs/protocol.md, section 2; every one is stored with each result.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Decoupled operators as pure functions (SPEC section 1).
+"""Decoupled operators as pure functions (docs/protocol.md, section 1).
 
 A decoupled operator replaces the inner product ``<w, x> = ||w|| ||x|| cos(theta)`` with
 ``h(||x||) * g(theta)``: a magnitude function of the patch norm times an angular function of the
@@ -76,7 +76,7 @@ def default_beta(magnitude: str) -> float:
 
 
 def magnitude_fn(name: str, r: Tensor, *, alpha: float, beta: float, rho: RhoLike) -> Tensor:
-    """``h(r)`` of SPEC section 1, where ``r`` is the patch norm."""
+    """``h(r)`` of docs/protocol.md, section 1, where ``r`` is the patch norm."""
     if name == "sphere":
         return torch.full_like(r, alpha)
     if name == "ball":
@@ -101,7 +101,7 @@ def _sigmoid_scale(k: float) -> float:
 
 
 def angular_fn(name: str, cos: Tensor, *, k: float = 0.3) -> Tensor:
-    """``g(theta)`` of SPEC section 1, taking ``cos(theta)``; arccos only where the formula needs the angle."""
+    """``g(theta)`` of docs/protocol.md, section 1, taking ``cos(theta)``; arccos only where the formula needs the angle."""
     if name == "cos":
         return cos
     if name == "sqcos":
@@ -278,7 +278,7 @@ def decoupled_linear(
     return out if bias is None else out + bias
 
 
-# --- Lipschitz constants (SPEC section 1, "Lipschitz facts") ---------------------------------------------
+# --- Lipschitz constants (docs/protocol.md, section 1) ---------------------------------------------
 
 
 def _angular_sup(angular: str, k: float) -> tuple[float, float]:

@@ -40,7 +40,8 @@ def plot_accuracy(cell: Callable[[str, str, str, str, float | None], Aggregate |
                 ax.set_xlabel("eps (x/255)")
             if j == 0:
                 ax.set_ylabel("accuracy % (95% CI)")
-            ax.legend(fontsize=8)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -1,0 +1,163 @@
+"""The store and the query layer, built from cells directly (no training, no torch models)."""
+
+import logging
+import sqlite3
+
+import pytest
+
+from robustbench_dc.diagnostics.checks import Measured, diagnose, measured_from_cells, pgd_params
+from robustbench_dc.reports.report import build_report
+from robustbench_dc.results.cells import CellKey, Subset, attack_params
+from robustbench_dc.results.query import AmbiguousResults, Results
+from robustbench_dc.results.store import ResultStore, StoredCell
+from robustbench_dc.targets import protocol_source_config, recipe_id
+
+BASE = {"model": "tanhconv", "dataset": "digits", "arch": "cnn9", "width": 0.25, "training": "natural", "eps": 8 / 255, "epochs": 4,
+        "seed": 0, "operator": {}, "weight_projection": False}
+
+
+def zoo_info(config: dict) -> dict:
+    return {"kind": "zoo", "name": config["model"], "training": config["training"], "seed": config["seed"], "arch": config["arch"],
+            "width": config["width"], "label": config["model"], "train_config": config, "recipe": recipe_id(config), "dataset": "digits"}
+
+
+def key(function: str, threat="white-box", attack="fgsm", eps=8 / 255, n=100, role="table", source="", params=None) -> CellKey:
+    none = attack == "none"
+    return CellKey(function=function, dataset="digits", data="d" * 64, subset=Subset(n, 360, 0), role=role, kind="accuracy",
+                   threat="none" if none else threat, attack=attack, params=attack_params(params or {}), eps=0.0 if none else eps,
+                   backend="" if none else "torchattacks", backend_version="" if none else "3.5.1", source=source)
+
+
+def put(store: ResultStore, k: CellKey, accuracy: float, n: int = 100) -> None:
+    correct = round(accuracy * n)
+    store.put(k, {"n": n, "correct": correct, "accuracy": correct / n, "per_example": "1" * correct + "0" * (n - correct)}, 1.0, {"device": "cpu"})
+
+
+@pytest.fixture
+def store(tmp_path):
+    with ResultStore(tmp_path) as s:
+        yield s
+
+
+def test_table8_reads_the_protocol_source_only(store, tmp_path):
+    target = dict(BASE)
+    protocol = protocol_source_config(target)
+    other = {**protocol, "seed": 0}  # the transfer matrix's source: shares the target's seed
+    for fid, cfg in (("t", target), ("p", protocol), ("o", other)):
+        store.put_function(fid, zoo_info(cfg))
+    put(store, key("t", attack="none"), 0.9)
+    put(store, key("t", threat="black-box", source="p"), 0.40)
+    put(store, key("t", threat="black-box", source="o"), 0.60)
+    r = Results.load(tmp_path, "digits")
+    cell = r.accuracy("tanhconv", "natural", "fgsm", 8 / 255, threat="black-box")
+    assert cell.mean == pytest.approx(40.0) and cell.seeds == 1 and cell.std == 0.0  # was: 50 "±0.8 sd over 2 seeds"
+    assert "sd" not in cell.text()
+
+
+def test_cells_differing_in_more_than_the_seed_are_never_pooled(store, tmp_path):
+    for fid, cfg in (("a", BASE), ("b", {**BASE, "width": 1.0})):
+        store.put_function(fid, zoo_info(cfg))
+        put(store, key(fid), 0.3 if fid == "a" else 0.6)
+    r = Results.load(tmp_path, "digits")
+    with pytest.raises(AmbiguousResults, match="differ in more than the training seed: model"):
+        r.accuracy("tanhconv", "natural", "fgsm", 8 / 255)
+    assert r.where(width=0.25).accuracy("tanhconv", "natural", "fgsm", 8 / 255).mean == pytest.approx(30.0)
+
+
+@pytest.mark.parametrize("field,value", [("backend_version", "3.6"), ("n", 50), ("params", '{"step":0.1}'), ("role", "diagnostics")])
+def test_query_groups_split_on_every_identity_field(store, tmp_path, field, value):
+    store.put_function("a", zoo_info(BASE))
+    store.put_function("a1", zoo_info({**BASE, "seed": 1}))
+    put(store, key("a"), 0.3)
+    k = key("a1")
+    changed = CellKey.from_dict({**k.to_dict(), **({"subset": {"n": value, "of": 360, "seed": 0}} if field == "n" else {field: value})})
+    put(store, changed, 0.5)
+    r = Results.load(tmp_path, "digits").where(role=None)
+    assert len(r.where(kind="accuracy").groups()) == 2
+
+
+def test_seeds_aggregate_with_a_t_interval(store, tmp_path):
+    for seed, acc in ((0, 0.30), (1, 0.34), (2, 0.32)):
+        fid = f"s{seed}"
+        store.put_function(fid, zoo_info({**BASE, "seed": seed}))
+        put(store, key(fid), acc)
+    cell = Results.load(tmp_path, "digits").accuracy("tanhconv", "natural", "fgsm", 8 / 255)
+    assert cell.seeds == 3 and cell.mean == pytest.approx(32.0) and cell.std == pytest.approx(2.0)
+    assert cell.low == pytest.approx(32 - 4.302653 * 2 / 3**0.5, abs=1e-3)  # t(0.975, 2 df)
+    assert "±2.0 sd over 3 seeds" in cell.text()
+
+
+def test_report_refuses_to_mix_subsets_and_notes_the_ones_left_out(store, tmp_path):
+    store.put_function("a", zoo_info({**BASE, "model": "baseline"}))
+    for n in (100, 50):
+        put(store, key("a", attack="none", n=n), 0.9, n)
+        put(store, key("a", n=n), 0.3, n)
+    with pytest.raises(AmbiguousResults, match="choose one with --n"):
+        build_report(workspace=tmp_path, dataset="digits", out_dir=tmp_path / "r")
+    text = build_report(workspace=tmp_path, dataset="digits", out_dir=tmp_path / "r", n=100).read_text()
+    assert "cells on 50 images are in the store but not in these tables" in text
+    assert "SPEC" not in text and "docs/protocol.md" in text
+
+
+def test_an_older_schema_is_set_aside_with_a_warning(tmp_path, caplog):
+    conn = sqlite3.connect(tmp_path / "results.sqlite")
+    conn.executescript("CREATE TABLE cells (key TEXT PRIMARY KEY, model_sha256 TEXT, kind TEXT, identity TEXT, metrics TEXT, seconds REAL, created TEXT);"
+                       "INSERT INTO cells VALUES ('k', 'm', 'accuracy', '{}', '{}', 1.0, 'now');")
+    conn.commit()
+    conn.close()
+    with caplog.at_level(logging.WARNING), ResultStore(tmp_path) as store:
+        assert store.count() == 0
+    assert "older schema" in caplog.text
+    tables = {r[0] for r in sqlite3.connect(tmp_path / "results.sqlite").execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert any(t.startswith("cells_v1_") for t in tables)
+
+
+def test_store_cell_computes_once(store):
+    calls = []
+    k = key("a")
+    first = store.cell(k, lambda: calls.append(1) or {"accuracy": 0.5}, provenance={})
+    second = store.cell(k, lambda: calls.append(1) or {"accuracy": 0.7}, provenance={})
+    assert calls == [1] and not first.cached and second.cached and second.metrics == {"accuracy": 0.5}
+    assert store.cell(k, lambda: {"accuracy": 0.7}, provenance={}, recompute=True).metrics == {"accuracy": 0.7}
+
+
+def _cell(attack, acc, eps=32 / 255, threat="white-box", params=None, n=100):
+    return StoredCell(key("f", threat=threat, attack=attack, eps=eps, params=params), {"accuracy": acc, "n": n, "per_example": ""}, {}, 0.0)
+
+
+def test_diagnostic_pgd_cells_are_found_by_their_full_parameters():
+    eps = 32 / 255
+    cells = [_cell("none", 0.9), _cell("fgsm", 0.5), _cell("pgd", 0.2, params=pgd_params("pgd20", eps)),
+             _cell("pgd", 0.1, params={"step": 2 / 255, "steps": 40, "restarts": 1})]  # a PGD-40 of another step: not the diagnostic one
+    m = measured_from_cells(cells, eps)
+    assert m.white == {"fgsm": 0.5, "pgd20": 0.2} and m.n == 100
+
+
+@pytest.mark.parametrize("measured,name,status", [
+    (Measured(n=100, white={"fgsm": 0.5, "bim": 0.2}), "iterative >= single-step", "pass"),
+    (Measured(n=100, white={"fgsm": 0.2, "bim": 0.5}), "iterative >= single-step", "warn"),
+    (Measured(n=100, white={"fgsm": 0.2, "bim": 0.1}, black={"fgsm": 0.4}), "white-box >= black-box", "pass"),
+    (Measured(n=100, white={"fgsm": 0.5, "bim": 0.4}, black={"fgsm": 0.2}), "white-box >= black-box", "warn"),
+    (Measured(n=100, sweep=[(0.01, 0.5), (0.02, 0.3), (0.5, 0.0)]), "monotone in eps, near zero at large eps", "pass"),
+    (Measured(n=100, sweep=[(0.01, 0.5), (0.02, 0.6), (0.5, 0.0)]), "monotone in eps, near zero at large eps", "warn"),
+    (Measured(n=100, sweep=[(0.01, 0.5), (0.02, 0.3), (0.5, 0.2)]), "monotone in eps, near zero at large eps", "warn"),
+    (Measured(n=100, white={"pgd20": 0.3, "pgd40": 0.29, "pgd20x3": 0.3}), "PGD converged", "pass"),
+    (Measured(n=100, white={"pgd20": 0.3, "pgd40": 0.2}), "PGD converged", "warn"),
+    (Measured(n=100, white={"pgd20": 0.3, "bpda-pgd": 0.1}), "BPDA does not beat true gradients", "warn"),
+    (Measured(n=100, gradient={"zero": 0.0, "nonfinite": 0.0}, health={"saturation": {"a": 0.95}}), "gradient health", "warn"),
+    (Measured(n=100, gradient={"zero": 0.0, "nonfinite": 0.0}, health={"saturation": {"a": 0.5}}), "gradient health", "pass"),
+    (Measured(n=100), "gradient health", "n/a"),
+])  # fmt: skip
+def test_checks(measured, name, status):
+    assert {d.name: d.status for d in diagnose(measured)}[name] == status
+
+
+def test_cli_shows_a_bugs_traceback(monkeypatch):
+    from robustbench_dc import cli
+
+    def bug(args):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setitem(cli.COMMANDS, "models", (cli.COMMANDS["models"][0], bug))
+    with pytest.raises(RuntimeError, match="a bug"):  # not swallowed into "error: ..." with exit 2
+        cli.main(["models"])
