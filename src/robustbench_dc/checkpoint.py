@@ -141,8 +141,9 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, *, dataset: str | None, 
 
 
 def load_model(name_or_path: str | os.PathLike, *, dataset: str | None = None, training: str = "natural", seed: int = 0,
-               arch: str | None = None, width: float | None = None, workspace: str | os.PathLike | None = None) -> Network:  # fmt: skip
-    """A trained model, rebuilt from its checkpoint card, in eval mode.
+               arch: str | None = None, width: float | None = None, workspace: str | os.PathLike | None = None,
+               device: str | torch.device | None = "cpu") -> Network:  # fmt: skip
+    """A trained model, rebuilt from its checkpoint card, in eval mode, on ``device`` (``auto``: CUDA, else MPS, else CPU).
 
     ``load_model("tanhconv", dataset="cifar10", training="fgsm", seed=0)`` looks in the workspace's model store;
     a path to a checkpoint directory or card loads that checkpoint.
@@ -151,4 +152,6 @@ def load_model(name_or_path: str | os.PathLike, *, dataset: str | None = None, t
     model, card = load_checkpoint(directory)
     if dataset is not None and card["dataset"] != dataset:
         raise CheckpointError(f"{directory}: checkpoint was trained on {card['dataset']!r}, not {dataset!r}")
-    return model
+    from robustbench_dc.devices import resolve_device
+
+    return model.to(resolve_device(device))

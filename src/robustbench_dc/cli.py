@@ -53,6 +53,7 @@ def parse_n(text: str) -> int | None:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workspace", help="directory for models, results and reports (default: $DC_ROBUST_WORKSPACE or ./dc-robust-workspace)")
+    p.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N or mps (default: auto)")
     p.add_argument("--data-dir", help="where the dataset lives (CIFAR-10: torchvision batches or train/ and test/ image folders)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -79,6 +80,9 @@ def _add_train(sub) -> None:
     p.add_argument("--weight-projection", action="store_true", help="renormalise decoupled kernels after every step")
     p.add_argument("--recalibration-batches", type=int, default=50,
                    help="after training, recompute BatchNorm and radius statistics over this many training batches (0: off)")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="training autocast: auto = bf16 where the device supports it, else fp32; fp16 needs CUDA (default: auto)")
+    p.add_argument("--channels-last", default="auto", choices=["auto", "yes", "no"], help="memory layout for training (default: auto)")
     p.add_argument("--download", action="store_true", help="allow downloading the dataset")
 
 
@@ -126,6 +130,7 @@ def _add_eval(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--diagnostics", action="store_true", help="run the gradient-masking diagnostics (stronger attacks, BPDA, eps sweep, gradient health)")
     p.add_argument("--square-queries", type=int, default=300, help="queries of the Square attack in the diagnostics")
+    p.add_argument("--batch-size", type=int, default=250, help="images per attack and prediction batch (default: 250)")
 
 
 def _add_lipschitz(sub) -> None:
@@ -210,7 +215,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     def on_progress(message: str) -> None:
         bar.set_postfix_str(message[-60:])
 
-    times = reproduce(preset, seeds=seeds, workspace=args.workspace, data_dir=args.data_dir, on_stage=on_stage, on_progress=on_progress)
+    times = reproduce(preset, seeds=seeds, workspace=args.workspace, data_dir=args.data_dir, device=args.device, on_stage=on_stage, on_progress=on_progress)
     bar.n = len(stages)
     bar.close()
     out = Path(args.out) if args.out else reports_dir(workspace_dir(args.workspace), preset.name)
@@ -264,7 +269,7 @@ def cmd_eval(args: argparse.Namespace, *, lipschitz_only: bool = False) -> int:
     diagnostics = []
     if lipschitz_only:
         frame = evaluate(target, dataset=args.dataset, attacks=[], eps=[args.eps], n=args.n, workspace=args.workspace,
-                         data_dir=args.data_dir, lipschitz_n=args.n, progress=progress)  # fmt: skip
+                         data_dir=args.data_dir, lipschitz_n=args.n, device=args.device, progress=progress)  # fmt: skip
     else:
         from robustbench_dc.planning import resolve_source
 
@@ -277,14 +282,16 @@ def cmd_eval(args: argparse.Namespace, *, lipschitz_only: bool = False) -> int:
         frame = evaluate(
             target, dataset=args.dataset, attacks=[a.strip() for a in args.attacks.split(",") if a.strip()], eps=args.eps,
             n=args.n, subset_seed=args.subset_seed, source=source, backend=args.backend, workspace=args.workspace,
-            data_dir=args.data_dir, recompute=args.recompute, lipschitz=not args.no_lipschitz, progress=progress,
+            data_dir=args.data_dir, recompute=args.recompute, lipschitz=not args.no_lipschitz, device=args.device,
+            batch_size=args.batch_size, progress=progress,
         )  # fmt: skip
         if args.diagnostics:
             from robustbench_dc.diagnostics.run import run_diagnostics
 
             eps = 8 / 255 if any(abs(e - 8 / 255) < 1e-12 for e in args.eps) else max(args.eps)
             diagnostics, _ = run_diagnostics(target, dataset=args.dataset, eps=eps, n=args.n, source=source, square_queries=args.square_queries,
-                                             workspace=args.workspace, data_dir=args.data_dir, progress=progress)  # fmt: skip
+                                             workspace=args.workspace, data_dir=args.data_dir, device=args.device,
+                                             batch_size=args.batch_size, progress=progress)  # fmt: skip
     bar.close()
     results = json.loads(frame.drop(columns=["per_example"], errors="ignore").to_json(orient="records"))
     if args.json:
@@ -317,7 +324,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         model=args.model, dataset=args.dataset, arch=args.arch, width=args.width, training=args.training,
         eps=args.eps, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, schedule=args.schedule,
         seed=args.seed, train_subset=args.train_subset, weight_projection=args.weight_projection,
-        recalibration_batches=args.recalibration_batches,
+        recalibration_batches=args.recalibration_batches, precision=args.precision,
+        channels_last={"auto": None, "yes": True, "no": False}[args.channels_last],
     )  # fmt: skip
     bars: list = []
 
@@ -334,7 +342,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     def on_epoch(s) -> None:
         bars[0].write(f"epoch {s.epoch}/{s.epochs}: loss {s.loss:.4f}  train acc {100 * s.accuracy:.2f}%  {s.images_per_s:.0f} img/s  {s.seconds:.1f}s")
 
-    directory = train(config, workspace=args.workspace, data_dir=args.data_dir, download=args.download, on_batch=on_batch, on_epoch=on_epoch)
+    directory = train(config, workspace=args.workspace, data_dir=args.data_dir, download=args.download, device=args.device,
+                      on_batch=on_batch, on_epoch=on_epoch)  # fmt: skip
     for bar in bars:
         bar.close()
     card = read_card(directory)

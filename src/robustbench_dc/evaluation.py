@@ -21,8 +21,9 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from robustbench_dc import lipschitz as lip
-from robustbench_dc.attacks import Attack, eps_label, get_attack, run_attack
+from robustbench_dc.attacks import DEFAULT_ATTACK_BATCH_SIZE, Attack, eps_label, get_attack, run_attack
 from robustbench_dc.data import ImageDataset, dataset_info, load_dataset
+from robustbench_dc.devices import describe_device, module_device, resolve_device
 from robustbench_dc.errors import UserError
 from robustbench_dc.files import atomic_write, environment
 from robustbench_dc.inference import predict
@@ -59,6 +60,8 @@ class _Context:
     backend: str
     recompute: bool
     progress: Callable[[str], None]
+    device: str
+    batch_size: int
     rows: list[dict[str, Any]] = field(default_factory=list)
 
     def key(self, subset: Subset, **fields: Any) -> CellKey:
@@ -70,7 +73,7 @@ class _Context:
             eps = f" at {eps_label(k.eps)}" if k.eps else ""
             self.progress(f"{self.target.label}: {k.threat} {k.attack}{eps}")
 
-        provenance = {"label": self.target.label, "device": "cpu", "environment": environment()}
+        provenance = {"label": self.target.label, "device": self.device, "environment": environment()}
         stored = self.store.cell(key, compute, provenance=provenance, recompute=self.recompute, on_compute=announce)
         self.rows.append(result_row(stored, self.target.label, source.title if source else ""))
         return stored
@@ -95,7 +98,7 @@ def accuracy_metrics(pred: Tensor, labels: Tensor) -> dict[str, Any]:
 
 def check_model_fits(module: nn.Module, data: ImageDataset) -> None:
     """Fail clearly when a model cannot take this dataset's images or gives the wrong number of outputs."""
-    x = data.float_images(slice(0, 2))
+    x = data.float_images(slice(0, 2)).to(module_device(module))
     module.eval()
     try:
         with torch.no_grad():
@@ -136,6 +139,8 @@ def evaluate(
     std: tuple[float, ...] | None = None,
     label: str | None = None,
     role: str = "table",
+    device: str | torch.device | None = "auto",
+    batch_size: int = DEFAULT_ATTACK_BATCH_SIZE,
     progress: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
     """Evaluate one model; returns one row per result cell (stored in the workspace, reused when present).
@@ -143,7 +148,9 @@ def evaluate(
     ``source``: the black-box source model (an ``EvalModel`` or module), or ``None`` for no transfer rows.
     ``mean``/``std``: normalisation for an ``nn.Module`` that expects normalised input (applied in front of
     it, so attacks work in [0, 1] pixels). ``label`` names a module in tables (default: from its identity).
-    ``role`` keeps table, diagnostics and transfer-matrix cells apart.
+    ``role`` keeps table, diagnostics and transfer-matrix cells apart. ``device``: ``auto`` (CUDA, else MPS,
+    else CPU) or a device; the model (and source) are moved there. ``batch_size``: images per attack batch.
+    Attacks run in fp32.
     """
     ws = workspace_dir(workspace)
     eps_list = [float(eps)] if isinstance(eps, (int, float)) else [float(e) for e in eps]
@@ -160,31 +167,38 @@ def evaluate(
     src = None if source is None else as_target(source, label="source")
     if src is not None and src.function_id == target.function_id:
         raise UserError("the black-box source computes the same function as the target; choose another source")
+    if batch_size < 1:
+        raise UserError(f"batch_size must be >= 1, got {batch_size}")
+    dev = resolve_device(device)
+    target.module.to(dev)
+    if src is not None:
+        src.module.to(dev)
     test = load_dataset(dataset, "test", data_dir, cache_dir=cache_dir(ws))
     check_model_fits(target.module, test)
     sub = test.subset(n, subset_seed)
     images, labels = sub.float_images(), sub.labels
     subset = Subset(len(sub), len(test), subset_seed)
     with ResultStore(ws) as store:
-        ctx = _Context(store, ws, target, test, test.content_sha256(), role, backend, recompute, progress or (lambda _: None))
+        ctx = _Context(store, ws, target, test, test.content_sha256(), role, backend, recompute, progress or (lambda _: None),
+                       describe_device(dev), batch_size)  # fmt: skip
         store.put_function(target.function_id, {**target.info, "data_source": target.info.get("data_source") or test.source})
-        ctx.cell(ctx.key(subset, kind="accuracy", threat="none", attack="none"), lambda: accuracy_metrics(predict(target.module, images), labels))
+        ctx.cell(ctx.key(subset, kind="accuracy", threat="none", attack="none"), lambda: accuracy_metrics(predict(target.module, images, batch_size), labels))
         version_ = backend_version(backend)
         for attack in attack_objs:
             threat = "white-box" if attack.access == "white-box" else "black-box"
             for e in eps_list:
                 key = ctx.key(subset, kind="accuracy", threat=threat, attack=attack.name, params=attack_params(attack.params(e)), eps=e,
-                              backend=backend, backend_version=version_)  # fmt: skip
-                ctx.cell(key, lambda a=attack, e=e: accuracy_metrics(
-                    predict(target.module, run_attack(a, target.module, images, labels, e, backend=backend, seed=subset_seed)), labels))  # fmt: skip
+                              backend=backend, backend_version=version_, batch_size=batch_size if attack.randomized else 0)  # fmt: skip
+                ctx.cell(key, lambda a=attack, e=e: accuracy_metrics(predict(target.module, run_attack(
+                    a, target.module, images, labels, e, backend=backend, seed=subset_seed, batch_size=batch_size), batch_size), labels))  # fmt: skip
         if src is not None:
             store.put_function(src.function_id, src.info)
             for attack in [a for a in attack_objs if a.access == "white-box"]:
                 for e in eps_list:
                     key = ctx.key(subset, kind="accuracy", threat="black-box", attack=attack.name, params=attack_params(attack.params(e)), eps=e,
-                                  backend=backend, backend_version=version_, source=src.function_id)  # fmt: skip
+                                  backend=backend, backend_version=version_, source=src.function_id, batch_size=batch_size if attack.randomized else 0)  # fmt: skip
                     ctx.cell(key, lambda a=attack, e=e, k=key: accuracy_metrics(
-                        predict(target.module, _transfer_examples(ctx, src, a, e, k, images, labels)), labels), source=src)  # fmt: skip
+                        predict(target.module, _transfer_examples(ctx, src, a, e, k, images, labels), batch_size), labels), source=src)  # fmt: skip
         if lipschitz:
             _lipschitz_cells(ctx, max(eps_list), lipschitz_n, subset_seed)
     return pd.DataFrame(ctx.rows)
@@ -193,7 +207,7 @@ def evaluate(
 def transfer_matrix(
     models: Sequence[EvalModel], *, dataset: str, attacks: Sequence[str | Attack] = DEFAULT_ATTACKS, eps: float = 8 / 255,
     n: int | None = 1000, workspace: str | Path | None = None, data_dir: str | Path | None = None,
-    progress: Callable[[str], None] | None = None,
+    device: str | torch.device | None = "auto", progress: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
     """Every model as the black-box source for every other, and white-box on the diagonal, on one subset
     (role ``transfer-matrix``: these cells never enter Tables 7 and 8)."""
@@ -202,7 +216,7 @@ def transfer_matrix(
         for tgt in models:
             rows.append(evaluate(tgt, dataset=dataset, attacks=attacks, eps=[eps], n=n, workspace=workspace, data_dir=data_dir,
                                  source=None if tgt.function_id == src.function_id else src, lipschitz=False,
-                                 role="transfer-matrix", progress=progress))  # fmt: skip
+                                 role="transfer-matrix", device=device, progress=progress))  # fmt: skip
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
 
@@ -216,7 +230,7 @@ def _transfer_examples(ctx: _Context, src: EvalModel, attack: Attack, eps: float
             return load_file(str(path))["images"]
         except Exception:  # noqa: BLE001  (a damaged cache file is recomputed, never trusted)
             path.unlink(missing_ok=True)
-    adv = run_attack(attack, src.module, images, labels, eps, backend=ctx.backend, seed=key.subset.seed)
+    adv = run_attack(attack, src.module, images, labels, eps, backend=ctx.backend, seed=key.subset.seed, batch_size=ctx.batch_size)
     atomic_write(path, lambda tmp: save_file({"images": adv.contiguous()}, str(tmp)))
     return adv
 
@@ -227,10 +241,10 @@ def _lipschitz_cells(ctx: _Context, eps: float, n: int, seed: int) -> None:
     subset = Subset(len(sub), len(ctx.test), seed)
     info, module = ctx.test.info, ctx.target.module
     local = {"steps": LOCAL_LIPSCHITZ_STEPS, "step": eps / 4, "random_start": True, "norm": "linf->l1"}
-    ctx.cell(ctx.key(subset, kind="lipschitz", threat="lipschitz", attack="local", params=attack_params(local), eps=eps),
-             lambda: lip.as_dict(lip.local_lipschitz(module, x, eps=eps, steps=LOCAL_LIPSCHITZ_STEPS, seed=seed)))  # fmt: skip
+    ctx.cell(ctx.key(subset, kind="lipschitz", threat="lipschitz", attack="local", params=attack_params(local), eps=eps, batch_size=ctx.batch_size),
+             lambda: lip.as_dict(lip.local_lipschitz(module, x, eps=eps, steps=LOCAL_LIPSCHITZ_STEPS, seed=seed, batch_size=ctx.batch_size)))  # fmt: skip
     ctx.cell(ctx.key(subset, kind="lipschitz", threat="lipschitz", attack="gradient-norm", params=attack_params({"norm": "l1"})),
-             lambda: lip.as_dict(lip.margin_gradient_norms(module, x, y)))  # fmt: skip
+             lambda: lip.as_dict(lip.margin_gradient_norms(module, x, y, batch_size=ctx.batch_size)))  # fmt: skip
     shape = (info.in_channels, info.input_size, info.input_size)
     ctx.cell(ctx.key(Subset(0, len(ctx.test), 0), kind="lipschitz", threat="lipschitz", attack="global",
                      params=attack_params({"iterations": GLOBAL_BOUND_ITERATIONS})),

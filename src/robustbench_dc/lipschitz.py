@@ -10,12 +10,14 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import Tensor, nn
 
+from robustbench_dc.devices import module_device
 from robustbench_dc.models.layers import Normalize
 from robustbench_dc.ops.modules import DECOUPLED_LAYERS, layer_lipschitz, patch_overlap
 from robustbench_dc.perturb import ascend_linf, input_gradient
@@ -59,19 +61,20 @@ def local_lipschitz(model: nn.Module, images: Tensor, *, eps: float, steps: int 
     model.eval()
     ratios = []
     gen = torch.Generator().manual_seed(seed)
+    device = module_device(model)
     for i in range(0, images.shape[0], batch_size):
-        x = images[i : i + batch_size]
+        x = images[i : i + batch_size].to(device, copy=True)
         with torch.no_grad():
-            fx = model(x)
+            fx = model(x.clone())
 
         def ratio(x_adv: Tensor, x: Tensor = x, fx: Tensor = fx) -> Tensor:
-            num = (model(x_adv) - fx).abs().sum(1)
+            num = (model(x_adv.clone()) - fx).abs().sum(1)
             den = (x_adv - x).flatten(1).abs().amax(1).clamp_min(1e-12)
             return num / den
 
         x_adv = ascend_linf(ratio, x, eps=eps, step=eps / 4, steps=steps, random_start=True, generator=gen)
         with torch.no_grad():
-            ratios.append(ratio(x_adv))
+            ratios.append(ratio(x_adv).float().cpu())
     r = torch.cat(ratios)
     return LocalLipschitz(mean=float(r.mean()), max=float(r.max()), eps=eps, steps=steps, n=int(r.numel()))
 
@@ -79,14 +82,15 @@ def local_lipschitz(model: nn.Module, images: Tensor, *, eps: float, steps: int 
 def margin_gradient_norms(model: nn.Module, images: Tensor, labels: Tensor, batch_size: int = 250) -> GradientNorms:
     model.eval()
     norms = []
+    device = module_device(model)
     for i in range(0, images.shape[0], batch_size):
-        x = images[i : i + batch_size].clone().requires_grad_(True)
-        y = labels[i : i + batch_size]
-        z = model(x)
+        x = images[i : i + batch_size].to(device, copy=True).requires_grad_(True)
+        y = labels[i : i + batch_size].to(device)
+        z = model(x.clone())
         true = z.gather(1, y[:, None]).squeeze(1)
         other = z.masked_fill(torch.nn.functional.one_hot(y, z.shape[1]).bool(), float("-inf")).amax(1)
         g = input_gradient((true - other).sum(), x)
-        norms.append(g.flatten(1).abs().sum(1))
+        norms.append(g.flatten(1).abs().sum(1).cpu())
     n = torch.cat(norms)
     finite = torch.isfinite(n)
     return GradientNorms(
@@ -175,6 +179,8 @@ class _Bounder:
 def global_upper_bound(model: nn.Module, input_shape: tuple[int, int, int], num_classes: int, *, iters: int = 100) -> GlobalBound:
     """Layer-wise product bound for a model made of the layers we know (every zoo model)."""
     model.eval()
+    if module_device(model).type != "cpu":  # cheap, and power iteration's random starts stay the same everywhere
+        model = copy.deepcopy(model).cpu()
     in_shapes: dict[nn.Module, tuple[int, ...]] = {}
     hooks = [m.register_forward_hook(lambda mod, inp, out: in_shapes.__setitem__(mod, tuple(inp[0].shape))) for m in model.modules()]
     try:

@@ -45,7 +45,8 @@ def ascend_linf(
         return x.clone()
     x_adv = x.clone()
     if random_start:
-        noise = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device) * 2 - 1
+        # drawn on the CPU generator on every device, so the same start everywhere
+        noise = (torch.rand(x.shape, generator=generator, dtype=torch.float32) * 2 - 1).to(device=x.device, dtype=x.dtype)
         x_adv = project_linf(x + eps * noise, x, eps)
     for _ in range(steps):
         x_adv.requires_grad_(True)

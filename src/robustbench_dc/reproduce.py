@@ -100,6 +100,7 @@ def reproduce(
     seeds: tuple[int, ...] = (0,),
     workspace: str | Path | None = None,
     data_dir: str | Path | None = None,
+    device: str | None = "auto",
     on_stage: Callable[[int, int, Stage], None] | None = None,
     on_progress: Callable[[str], None] | None = None,
 ) -> dict[str, float]:
@@ -112,18 +113,18 @@ def reproduce(
             on_stage(i, len(stages), stage)
         t0 = time.perf_counter()
         if stage.kind == "transfer":
-            natural = [from_checkpoint(train(s.config, workspace=ws, data_dir=data_dir)) for s in stages
+            natural = [from_checkpoint(train(s.config, workspace=ws, data_dir=data_dir, device=device)) for s in stages
                        if s.kind == "eval" and s.config.training == "natural" and s.config.seed == seeds[0]]  # fmt: skip
             transfer_matrix(natural, dataset=preset.dataset, attacks=preset.attacks, eps=preset.table_eps, n=preset.n,
-                            workspace=ws, data_dir=data_dir, progress=on_progress)  # fmt: skip
+                            workspace=ws, data_dir=data_dir, device=device, progress=on_progress)  # fmt: skip
         else:
-            directory = train(stage.config, workspace=ws, data_dir=data_dir)
+            directory = train(stage.config, workspace=ws, data_dir=data_dir, device=device)
         if stage.kind == "eval":
             target = from_checkpoint(directory)
             source = resolve_source("default", target, dataset=preset.dataset, workspace=ws, data_dir=data_dir, train_missing=False)
             evaluate(target, dataset=preset.dataset, attacks=preset.attacks, eps=preset.eps, n=preset.n,
-                     source=source, workspace=ws, data_dir=data_dir, lipschitz_n=preset.lipschitz_n, progress=on_progress)  # fmt: skip
+                     source=source, workspace=ws, data_dir=data_dir, lipschitz_n=preset.lipschitz_n, device=device, progress=on_progress)  # fmt: skip
             run_diagnostics(target, dataset=preset.dataset, eps=preset.table_eps, n=preset.diagnostics_n, source=source,
-                            square_queries=preset.square_queries, workspace=ws, data_dir=data_dir, progress=on_progress)  # fmt: skip
+                            square_queries=preset.square_queries, workspace=ws, data_dir=data_dir, device=device, progress=on_progress)  # fmt: skip
         times[stage.kind] += time.perf_counter() - t0
     return times

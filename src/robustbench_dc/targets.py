@@ -120,8 +120,9 @@ def from_checkpoint(path: str | Path) -> EvalModel:
         "training": card["training"]["label"], "seed": card["seed"], "dataset": card["dataset"], "kind": "zoo",
         "file": Path(path).name if Path(path).is_dir() else Path(path).parent.name, "data_source": card.get("data_source", ""),
         "epochs": card["epochs"], "train_images": card.get("train_images"), "clean_test_accuracy": card["clean_test_accuracy"],
-        "weights_sha256": card["weights"]["sha256"], "train_config": card["train_config"],
-        "recipe": recipe_id(card["train_config"]),
+        "weights_sha256": card["weights"]["sha256"], "train_config": card["train_config"], "compute": card.get("compute", {}),
+        # the resolved training precision and layout belong to the recipe: seeds trained in bf16 and in fp32 are not pooled
+        "recipe": recipe_id({**card["train_config"], "compute": {k: v for k, v in card.get("compute", {}).items() if k in ("precision", "channels_last")}}),
     }  # fmt: skip
     return EvalModel(model, function_identity(model), info)
 

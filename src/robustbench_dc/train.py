@@ -7,6 +7,7 @@ started again with the same command ends with the same weights as one that was n
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -21,6 +22,7 @@ from torch import Tensor, nn
 
 from robustbench_dc.checkpoint import load_checkpoint, read_card, save_checkpoint
 from robustbench_dc.data import ImageDataset, dataset_info, load_dataset
+from robustbench_dc.devices import PRECISIONS, ComputeMode, describe_device, resolve_device, training_mode
 from robustbench_dc.errors import UserError
 from robustbench_dc.files import atomic_write_bytes
 from robustbench_dc.inference import predict
@@ -60,6 +62,8 @@ class TrainConfig:
     weight_projection: bool = False
     augment: bool | None = None  # None: the dataset's default (crop + flip for CIFAR-10)
     recalibration_batches: int = 50  # training batches over which running statistics are recomputed at the end
+    precision: str = "auto"  # autocast dtype for training: auto (bf16 where supported), fp32, bf16, fp16 (CUDA)
+    channels_last: bool | None = None  # None: chosen per device and network (devices.training_mode)
     operator: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -74,6 +78,8 @@ class TrainConfig:
                 raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.recalibration_batches < 0:
             raise UserError(f"recalibration_batches must be >= 0 (0: off), got {self.recalibration_batches}")
+        if self.precision not in PRECISIONS:
+            raise UserError(f"unknown precision {self.precision!r}; valid: {', '.join(PRECISIONS)}")
         if self.train_subset is not None and self.train_subset < 1:
             raise UserError(f"train_subset must be >= 1, got {self.train_subset}")
         dataset_info(self.dataset)
@@ -126,15 +132,17 @@ def build(config: TrainConfig) -> Network:
 def augment_batch(x: Tensor, generator: torch.Generator, pad: int = 4) -> Tensor:
     """Random crop with zero padding and random horizontal flip, per image, vectorised."""
     n, _, h, w = x.shape
+    dev = x.device
     padded = F.pad(x, (pad, pad, pad, pad))
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
-    flip = torch.rand(n, generator=generator) < 0.5
-    rows = (dy[:, None] + torch.arange(h)[None]).view(n, 1, h, 1)
-    cols = dx[:, None] + torch.arange(w)[None]
+    # the random numbers come from the CPU generator on every device: the same crops and flips everywhere
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(dev)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(dev)
+    flip = (torch.rand(n, generator=generator) < 0.5).to(dev)
+    rows = (dy[:, None] + torch.arange(h, device=dev)[None]).view(n, 1, h, 1)
+    cols = dx[:, None] + torch.arange(w, device=dev)[None]
     cols = torch.where(flip[:, None], cols.flip(1), cols).view(n, 1, 1, w)
-    idx_n = torch.arange(n).view(n, 1, 1, 1)
-    idx_c = torch.arange(x.shape[1]).view(1, -1, 1, 1)
+    idx_n = torch.arange(n, device=dev).view(n, 1, 1, 1)
+    idx_c = torch.arange(x.shape[1], device=dev).view(1, -1, 1, 1)
     return padded[idx_n, idx_c, rows, cols]
 
 
@@ -156,12 +164,18 @@ def adversarial_batch(model: nn.Module, x: Tensor, y: Tensor, config: TrainConfi
     return out
 
 
-def training_batch(model: nn.Module, data: ImageDataset, idx: Tensor, config: TrainConfig, augment: bool, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    """Inputs and labels of one training step: images ``idx``, augmented if asked, then made adversarial."""
+def training_batch(model: nn.Module, data: ImageDataset, idx: Tensor, config: TrainConfig, augment: bool, generator: torch.Generator,
+                   mode: ComputeMode | None = None) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """Inputs and labels of one training step: images ``idx`` (gathered where the data lives), augmented if
+    asked, then made adversarial; in the mode's layout."""
+    idx = idx.to(data.images.device)
     x, y = data.float_images(idx), data.labels[idx]
     if augment:
         x = augment_batch(x, generator)
-    return adversarial_batch(model, x, y, config, generator), y
+    if mode is not None and mode.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with mode.autocast() if mode is not None else contextlib.nullcontext():
+        return adversarial_batch(model, x, y, config, generator), y
 
 
 def recalibrate_statistics(model: nn.Module, batches: Iterable[Tensor]) -> int:
@@ -216,10 +230,15 @@ def train(
     workspace: str | Path | None = None,
     data_dir: str | Path | None = None,
     download: bool = False,
+    device: str | torch.device | None = "auto",
     on_batch: Callable[[BatchStats], None] | None = None,
     on_epoch: Callable[[EpochStats], None] | None = None,
 ) -> Path:
-    """Train (or resume, or find already trained) and return the checkpoint directory."""
+    """Train (or resume, or find already trained) and return the checkpoint directory.
+
+    ``device``: ``auto`` (CUDA, else MPS, else CPU), or a device name. Precision and layout follow the
+    config (``auto``: bf16 autocast where supported, channels-last where faster); the card records them.
+    """
     ws = workspace_dir(workspace)
     out_dir = checkpoint_dir(config, ws)
     wanted = config.to_dict()
@@ -232,16 +251,22 @@ def train(
 
     train_set = load_dataset(config.dataset, "train", data_dir, download=download, cache_dir=cache_dir(ws))
     test_set = load_dataset(config.dataset, "test", data_dir, download=download, cache_dir=cache_dir(ws))
-    train_set = train_set.subset(config.train_subset, seed=0)  # the same subset for every model and seed
+    if len(train_set) == 0 or len(test_set) == 0:
+        raise UserError(f"{config.dataset}: the {'training' if len(train_set) == 0 else 'test'} set is empty; check --data-dir")
+    dev = resolve_device(device)
+    train_set = train_set.subset(config.train_subset, seed=0).to(dev)  # the same subset for every model and seed
     augment = train_set.info.augment if config.augment is None else config.augment
     model = build(config)
+    mode = training_mode(dev, config.precision, config.channels_last, decoupled=any(isinstance(m, (DecoupledConv2d, DecoupledLinear)) for m in model.modules()))
+    model.to(dev, memory_format=torch.channels_last if mode.channels_last else torch.preserve_format)
+    scaler = torch.amp.GradScaler(dev.type) if mode.precision == "fp16" else None
     steps = math.ceil(len(train_set) / config.batch_size)
     opt, sched = _optimizer_and_schedule(model, config, steps)
     start_epoch, history, wall = 0, [], 0.0
 
     resume_path = out_dir / RESUME_FILE
     if resume_path.exists():
-        state = torch.load(resume_path, weights_only=True)
+        state = torch.load(resume_path, weights_only=True, map_location=dev)
         if state["config"] != json.dumps(wanted, sort_keys=True):
             raise UserError(f"{resume_path} belongs to a run with other settings; delete it to start over")
         model.load_state_dict(state["model"])
@@ -258,12 +283,18 @@ def train(
         loss_sum = correct = seen = 0.0
         for b in range(steps):
             idx = order[b * config.batch_size : (b + 1) * config.batch_size]
-            x, y = training_batch(model, train_set, idx, config, augment, g)
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
+            x, y = training_batch(model, train_set, idx, config, augment, g, mode)
+            with mode.autocast():
+                logits = model(x)
+                loss = F.cross_entropy(logits, y)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                opt.step()
             sched.step()
             if config.weight_projection:
                 project_weights(model)
@@ -294,10 +325,11 @@ def train(
     if config.recalibration_batches:  # deterministic: its own generator, so an interrupted run redoes it identically
         g = torch.Generator().manual_seed(config.seed * 1_000_003 + config.epochs)
         chunks = torch.randperm(len(train_set), generator=g).split(config.batch_size)[: config.recalibration_batches]
-        batches = (training_batch(model, train_set, idx, config, augment, g)[0] for idx in chunks)
-        recalibration = {"batches": recalibrate_statistics(model, batches), "images": sum(len(c) for c in chunks)}
+        batches = (training_batch(model, train_set, idx, config, augment, g, mode)[0] for idx in chunks)
+        with mode.autocast():
+            recalibration = {"batches": recalibrate_statistics(model, batches), "images": sum(len(c) for c in chunks)}
     model.eval()
-    acc = test_accuracy(model, test_set)
+    acc = test_accuracy(model, test_set)  # fp32, like every evaluation
     card = {
         "dataset": config.dataset,
         "data_source": train_set.source,
@@ -313,6 +345,7 @@ def train(
         "test_images": len(test_set),
         "history": history,
         "recalibration": recalibration,
+        "compute": {**mode.to_dict(), "device_name": describe_device(dev)},
         "wall_time_s": wall,
     }  # fmt: skip
     save_checkpoint(model, out_dir, card)

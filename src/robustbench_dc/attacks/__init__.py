@@ -13,21 +13,25 @@ from torch import Tensor, nn
 
 from robustbench_dc.attacks.bpda import bpda_surrogate
 from robustbench_dc.attacks.specs import ATTACKS, BIM, BPDA, FGSM, PGD, Attack, AutoAttack, Square, eps_label, get_attack
+from robustbench_dc.devices import module_device
 from robustbench_dc.errors import UserError
 from robustbench_dc.inference import predict
 
 
 class _InputConnected(nn.Module):
-    """``model(x) + 0 * sum(x)``: the same outputs, but a model whose graph ignores its input (all gradients
-    cut) gets zero gradients instead of an autograd error, as an attacker following gradients would."""
+    """``model(copy of x) + 0 * sum(x)``: the same outputs, but a model whose graph ignores its input (all
+    gradients cut) gets zero gradients instead of an autograd error, as an attacker following gradients would;
+    and a model that changes its input in place changes only its own copy."""
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.model(x) + 0 * x.sum()
+        return self.model(x.clone()) + 0 * x.sum()
 
+
+DEFAULT_ATTACK_BATCH_SIZE = 250
 
 BACKENDS = {"torchattacks": "robustbench_dc.attacks.torchattacks_backend", "foolbox": "robustbench_dc.attacks.foolbox_backend"}
 
@@ -47,37 +51,41 @@ def run_attack(
     *,
     backend: str = "torchattacks",
     seed: int = 0,
-    batch_size: int = 250,
+    batch_size: int = DEFAULT_ATTACK_BATCH_SIZE,
     on_batch: Callable[[int], None] | None = None,
 ) -> Tensor:
-    """Adversarial versions of ``images`` (float in [0, 1]); the model is attacked in eval mode and its mode restored.
+    """Adversarial versions of ``images`` (float in [0, 1], returned on the CPU); the model is attacked in eval
+    mode on its own device, in fp32, and its mode restored.
 
     ``eps == 0`` returns the images unchanged. Randomness (PGD starts, Square) is seeded by ``seed`` and
-    leaves the global generator as it was.
+    leaves the global generators as they were.
     """
     if not 0 <= eps <= 1:
         raise UserError(f"eps must be in [0, 1] (pixel units), got {eps}")
     if eps == 0:
         return images.clone()
+    if batch_size < 1:
+        raise UserError(f"batch_size must be >= 1, got {batch_size}")
     craft = _backend(backend).craft
+    device = module_device(model)
     was_training = model.training
     model.eval()
     attacked = _InputConnected(bpda_surrogate(model) if isinstance(attack, BPDA) else model).eval()
     restarts = attack.restarts if isinstance(attack, PGD) else 1
     try:
         out = []
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed)
             for i in range(0, images.shape[0], batch_size):
-                x, y = images[i : i + batch_size], labels[i : i + batch_size]
+                x, y = images[i : i + batch_size].to(device, copy=True), labels[i : i + batch_size].to(device)
                 adv = craft(attack, attacked, x, y, eps)
                 for _ in range(restarts - 1):
-                    still_right = predict(model, adv) == y
+                    still_right = (predict(model, adv) == y.cpu()).to(device)
                     if not still_right.any():
                         break
                     again = craft(attack, attacked, x[still_right], y[still_right], eps)
                     adv[still_right] = again
-                out.append(adv)
+                out.append(adv.cpu())
                 if on_batch is not None:
                     on_batch(x.shape[0])
         return torch.cat(out)

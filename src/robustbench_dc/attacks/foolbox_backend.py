@@ -21,6 +21,6 @@ def craft(attack: Attack, model: nn.Module, images: Tensor, labels: Tensor, eps:
         atk = fb.attacks.LinfProjectedGradientDescentAttack(abs_stepsize=attack.step_at(eps), steps=attack.steps, random_start=True)
     else:
         raise UserError(f"the foolbox backend has no {attack.name!r} attack; use --backend torchattacks")
-    fmodel = fb.PyTorchModel(model, bounds=(0, 1))
+    fmodel = fb.PyTorchModel(model, bounds=(0, 1), device=images.device)  # foolbox would pick CUDA by itself
     _, clipped, _ = atk(fmodel, images, labels, epsilons=[eps])
     return clipped[0].detach()

@@ -19,6 +19,8 @@ class Attack:
     name: ClassVar[str]
     #: "white-box" attacks need the target's gradients; "query" attacks only its outputs (black-box).
     access: ClassVar[str] = "white-box"
+    #: whether the result depends on random draws (so on how images are batched, and on the device's generator)
+    randomized: ClassVar[bool] = False
 
     def params(self, eps: float) -> dict[str, Any]:
         """The attack's parameters at ``eps`` (what is stored and printed)."""
@@ -56,6 +58,7 @@ class PGD(Attack):
     first restart that fools the model."""
 
     name: ClassVar[str] = "pgd"
+    randomized: ClassVar[bool] = True
     step: float = 2 / 255
     steps: int = 20
     restarts: int = 1
@@ -82,6 +85,7 @@ class AutoAttack(Attack):
     """Croce & Hein 2020, standard version (APGD-CE, APGD-T, FAB-T, Square) through torchattacks."""
 
     name: ClassVar[str] = "autoattack"
+    randomized: ClassVar[bool] = True
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,7 @@ class Square(Attack):
 
     name: ClassVar[str] = "square"
     access: ClassVar[str] = "query"
+    randomized: ClassVar[bool] = True
     n_queries: int = 1000
     p_init: float = 0.8
 

@@ -19,8 +19,9 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from robustbench_dc.attacks import BIM, BPDA, FGSM, PGD, Square
+from robustbench_dc.attacks import BIM, BPDA, DEFAULT_ATTACK_BATCH_SIZE, FGSM, PGD, Square
 from robustbench_dc.data import load_dataset
+from robustbench_dc.devices import describe_device, module_device
 from robustbench_dc.diagnostics.checks import LARGE_EPS, PGD_VARIANTS, RELATIVE_STEP, SWEEP, Diagnostic, diagnose, measured_from_cells
 from robustbench_dc.evaluation import evaluate
 from robustbench_dc.files import environment
@@ -57,13 +58,15 @@ def saturation(model: nn.Module, images: torch.Tensor) -> dict[str, float]:
 
         return fn
 
+    if isinstance(model, torch.jit.ScriptModule):  # no forward hooks on TorchScript: no per-layer saturation
+        return shares
     for name, m in model.named_modules():
         if isinstance(m, DecoupledConv2d) and m.config.magnitude in ("tanh", "ball") and m.config.weighted is None:
             hooks.append(m.register_forward_hook(hook(name, m)))
     model.eval()
     try:
         with torch.no_grad():
-            model(images)
+            model(images.to(module_device(model)))
     finally:
         for h in hooks:
             h.remove()
@@ -73,8 +76,9 @@ def saturation(model: nn.Module, images: torch.Tensor) -> dict[str, float]:
 def loss_gradient_health(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
     """Share of examples whose cross-entropy input gradient (what FGSM/BIM/PGD follow) is all zero, or not finite."""
     model.eval()
-    x = images.clone().requires_grad_(True)
-    loss = torch.nn.functional.cross_entropy(model(x), labels, reduction="sum")
+    device = module_device(model)
+    x = images.to(device, copy=True).requires_grad_(True)
+    loss = torch.nn.functional.cross_entropy(model(x.clone()), labels.to(device), reduction="sum")
     g = input_gradient(loss, x).flatten(1)
     return {"ce_zero_fraction": float((g == 0).all(1).float().mean()), "ce_nonfinite_fraction": float((~torch.isfinite(g)).any(1).float().mean())}
 
@@ -89,6 +93,8 @@ def run_diagnostics(
     square_queries: int = 300,
     workspace: Any = None,
     data_dir: Any = None,
+    device: Any = "auto",
+    batch_size: int = DEFAULT_ATTACK_BATCH_SIZE,
     progress: Callable[[str], None] | None = None,
 ) -> tuple[list[Diagnostic], list[StoredCell]]:
     """Compute (or find in the store) every cell the diagnostics need (role ``diagnostics``), then judge them."""
@@ -96,7 +102,7 @@ def run_diagnostics(
     ws = workspace_dir(workspace)
     full = load_dataset(dataset, "test", data_dir, cache_dir=cache_dir(ws))
     test = full.subset(n, 0)
-    kw = dict(dataset=dataset, n=n, workspace=workspace, data_dir=data_dir, progress=progress, role="diagnostics")
+    kw = dict(dataset=dataset, n=n, workspace=workspace, data_dir=data_dir, progress=progress, role="diagnostics", device=device, batch_size=batch_size)
     # the gradient-norm cell on the same images as the attacks (lipschitz_n = the subset's size)
     evaluate(target, attacks=diagnostic_attacks(eps, square_queries, decoupled), eps=[eps], source=source, lipschitz_n=len(test), **kw)
     evaluate(target, attacks=[_pgd("pgd20")], eps=[eps * k for k in SWEEP] + [LARGE_EPS], lipschitz=False, **kw)
@@ -105,7 +111,7 @@ def run_diagnostics(
     with ResultStore(ws) as store:
         x = test.float_images()
         store.cell(key, lambda: {"saturation": saturation(target.module, x), **loss_gradient_health(target.module, x, test.labels)},
-                   provenance={"label": target.label, "device": "cpu", "environment": environment()})  # fmt: skip
+                   provenance={"label": target.label, "device": describe_device(module_device(target.module)), "environment": environment()})  # fmt: skip
         cells = [c for c in store.cells() if c.key.function == target.function_id and c.key.role == "diagnostics"
                  and c.key.data == key.data and c.key.subset.n == key.subset.n]  # fmt: skip
     return diagnose(measured_from_cells(cells, eps)), cells

@@ -149,7 +149,7 @@ def _decoupled(
         h = alpha * torch.tanh(r * w_norm / rho)
         out = h * angular_fn(angular, projection / r, k=k)
     elif angular == "cos":
-        out = projection * _magnitude_over_r(magnitude, r, alpha=alpha, beta=beta, rho=rho)
+        out = scale_channels(projection, _magnitude_over_r(magnitude, r, alpha=alpha, beta=beta, rho=rho))
     else:
         h = magnitude_fn(magnitude, r, alpha=alpha, beta=beta, rho=rho)
         out = h * angular_fn(angular, projection / r, k=k)
@@ -170,10 +170,27 @@ def patch_norm2d(
     dilation: int | tuple[int, int] = 1,
     eps: float = 1e-4,
 ) -> Tensor:
-    """L2 norm of every k*k*C_in input patch, shape ``(N, 1, H_out, W_out)``: ``sqrt(conv(sum_c x^2, 1) + eps)``."""
-    ones = x.new_ones(1, 1, *kernel_size)
-    sq = F.conv2d((x * x).sum(1, keepdim=True), ones, stride=stride, padding=padding, dilation=dilation)
-    return torch.sqrt(sq + eps)
+    """L2 norm of every k*k*C_in input patch, shape ``(N, 1, H_out, W_out)``: ``sqrt(box_sum(sum_c x^2) + eps)``.
+
+    The box sum is an average pool times k*k where it can be (a single-channel convolution is slow in every
+    layout), else a convolution with a ones kernel.
+    """
+    sq = (x * x).sum(1, keepdim=True, dtype=torch.float32 if x.dtype in (torch.bfloat16, torch.float16) else None)  # one channel: cheap in fp32
+    kh, kw = kernel_size
+    if _pair(dilation) == (1, 1) and not isinstance(padding, str) and all(2 * p <= k for p, k in zip(_pair(padding), kernel_size)):
+        box = F.avg_pool2d(sq, kernel_size, stride=stride, padding=padding, count_include_pad=True) * (kh * kw)
+    else:
+        box = F.conv2d(sq, x.new_ones(1, 1, kh, kw), stride=stride, padding=padding, dilation=dilation)
+    return torch.sqrt(box + eps)
+
+
+def scale_channels(t: Tensor, scale: Tensor) -> Tensor:
+    """``t * scale`` for ``t`` of shape (N, C, H, W) and ``scale`` of shape (N, 1, H, W), fast in both layouts
+    (broadcasting over channels in a channels-last tensor is many times slower than over its last dimension)."""
+    scale = scale.to(t.dtype)
+    if scale.shape[1] == 1 and t.shape[1] > 1 and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous():
+        return (t.permute(0, 2, 3, 1) * scale.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+    return t * scale
 
 
 def _rho_view(rho: RhoLike, ndim: int) -> RhoLike:
@@ -234,7 +251,7 @@ def decoupled_conv2d(
         k=k,
         weighted=weighted,
     )
-    return out if bias is None else out + bias.view(1, -1, 1, 1)
+    return out if bias is None else out + bias.to(out.dtype).view(1, -1, 1, 1)
 
 
 def decoupled_linear(
@@ -275,7 +292,7 @@ def decoupled_linear(
         k=k,
         weighted=weighted,
     )
-    return out if bias is None else out + bias
+    return out if bias is None else out + bias.to(out.dtype)
 
 
 # --- Lipschitz constants (docs/protocol.md, section 1) ---------------------------------------------

@@ -97,7 +97,7 @@ class _DecoupledMixin:
         scale = self.config.rho * (float(self.patch_norm_mean) if self.config.relative_rho else 1.0)
         if self.rho_r is not None:
             return (self.rho_r.detach().pow(2) + 1e-4) * scale
-        return torch.full((out,), scale)
+        return torch.full((out,), scale, device=self.weight.device)  # type: ignore[attr-defined]
 
     def _operator_kwargs(self) -> dict:
         c = self.config

@@ -47,6 +47,7 @@ class CellKey:
     backend_version: str = ""
     precision: str = "fp32"
     source: str = ""  # function identity of the black-box source, "" for none
+    batch_size: int = 0  # images per attack batch, for randomised attacks (their draws follow the batching); else 0
 
     def __post_init__(self) -> None:
         for name, valid in (("role", ROLES), ("kind", KINDS), ("threat", THREATS)):

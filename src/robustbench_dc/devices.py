@@ -1,0 +1,111 @@
+"""Where and how a model runs: device choice, and the training-time precision and memory layout.
+
+Attacks and evaluation always run in fp32 (a lower-precision gradient is a weaker attack); only training
+uses autocast and channels-last, chosen per device and recorded in the checkpoint card.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from robustbench_dc.errors import UserError
+
+DEVICE_CHOICES = "auto, cpu, cuda, cuda:N, mps"
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
+    """``auto``: CUDA if present, else MPS, else the CPU; an explicit device must exist."""
+    if isinstance(spec, torch.device):
+        spec = str(spec)
+    spec = (spec or "auto").strip().lower()
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError as exc:
+        raise UserError(f"unknown device {spec!r}; valid: {DEVICE_CHOICES}") from exc
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            build = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "built without CUDA"
+            raise UserError(f"--device {spec}: no CUDA GPU is available (torch {torch.__version__} is {build}); use --device cpu or auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UserError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) here (cuda:0..cuda:{torch.cuda.device_count() - 1})")
+    elif device.type == "mps":
+        if not _mps_available():
+            raise UserError(f"--device {spec}: MPS is not available on this machine; use --device cpu or auto")
+    elif device.type != "cpu":
+        raise UserError(f"unsupported device {spec!r}; valid: {DEVICE_CHOICES}")
+    return device
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def module_device(module: nn.Module) -> torch.device:
+    """The device of a module's first parameter or buffer (the CPU for a module that has none)."""
+    for t in module.parameters():
+        return t.device
+    for t in module.buffers():
+        return t.device
+    return torch.device("cpu")
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)
+
+
+def bf16_supported(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return False
+
+
+@dataclass(frozen=True)
+class ComputeMode:
+    """How training runs: device, autocast dtype (None: fp32) and memory layout. Recorded in the card."""
+
+    device: str
+    precision: str  # "fp32", "bf16" or "fp16"
+    channels_last: bool
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+
+    def autocast(self):
+        dtype = self.autocast_dtype
+        return torch.autocast(torch.device(self.device).type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def training_mode(device: torch.device, precision: str = "auto", channels_last: bool | None = None, *, decoupled: bool = False) -> ComputeMode:
+    """``auto`` precision: bf16 autocast where the device supports it (CUDA, CPUs with AVX-512 bf16 or AMX), else
+    fp32. Channels-last by default on CUDA and, on the CPU, for networks without decoupled layers (where we
+    measured it faster; the decoupled operator's channel reductions gain little from it there)."""
+    if precision not in PRECISIONS:
+        raise UserError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        precision = "bf16" if bf16_supported(device) else "fp32"
+    if precision == "bf16" and not bf16_supported(device):
+        raise UserError(f"bf16 is not supported on {device}; use --precision fp32")
+    if precision == "fp16" and device.type != "cuda":
+        raise UserError("fp16 training (with a gradient scaler) needs a CUDA device; use bf16 or fp32 on the CPU")
+    if channels_last is None:
+        channels_last = device.type == "cuda" or (device.type == "cpu" and not decoupled)
+    return ComputeMode(str(device), precision, bool(channels_last))

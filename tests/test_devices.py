@@ -1,0 +1,108 @@
+"""Device, precision and layout paths, exercised on the CPU; the CUDA tests run where a GPU is present."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robustbench_dc.devices import ComputeMode, resolve_device, training_mode
+from robustbench_dc.errors import UserError
+from robustbench_dc.evaluation import evaluate
+from robustbench_dc.models import create_model
+from robustbench_dc.ops import DecoupledConv2d
+from robustbench_dc.ops.functional import patch_norm2d, scale_channels
+from robustbench_dc.train import TrainConfig, train
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine: the CUDA path runs only where one is present")
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type in ("cuda", "mps", "cpu")
+    with pytest.raises(UserError, match="unknown device 'gpu0'"):
+        resolve_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="no CUDA GPU is available"):
+            resolve_device("cuda:0")
+
+
+def test_training_mode_choices():
+    cpu = torch.device("cpu")
+    assert training_mode(cpu, "fp32") == ComputeMode("cpu", "fp32", True)
+    assert training_mode(cpu, "fp32", decoupled=True).channels_last is False
+    assert training_mode(cpu, "auto").precision in ("bf16", "fp32")
+    with pytest.raises(UserError, match="needs a CUDA device"):
+        training_mode(cpu, "fp16")
+    with pytest.raises(UserError, match="unknown precision"):
+        TrainConfig(model="baseline", dataset="digits", precision="fp8")
+
+
+@pytest.mark.parametrize("stride,padding,dilation", [(1, 1, 1), (2, 1, 1), (1, 0, 1), (1, 2, 2), (1, "same", 1)])
+def test_patch_norm_matches_the_unfolded_patches(stride, padding, dilation):
+    x = torch.randn(2, 5, 9, 9, dtype=torch.float64)
+    r = patch_norm2d(x, (3, 3), stride=stride, padding=padding, dilation=dilation, eps=0.0)
+    pad = 2 * dilation // 2 if padding == "same" else padding
+    cols = F.unfold(x, 3, dilation=dilation, padding=pad, stride=stride)
+    expected = cols.pow(2).sum(1).sqrt().view(2, 1, *r.shape[2:])
+    torch.testing.assert_close(r, expected)
+
+
+def test_channels_last_and_bf16_give_the_same_operator():
+    torch.manual_seed(0)
+    layer = DecoupledConv2d(8, 16, 3, padding=1, magnitude="tanh", relative_rho=True).eval()
+    x = torch.randn(4, 8, 12, 12)
+    ref = layer(x)
+    torch.testing.assert_close(layer(x.contiguous(memory_format=torch.channels_last)), ref, rtol=1e-5, atol=1e-5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = layer(x)
+    assert low.dtype == torch.bfloat16 and float((low.float() - ref).abs().max()) < 0.05 * float(ref.abs().max())
+    t = torch.randn(2, 6, 5, 5).contiguous(memory_format=torch.channels_last)
+    s = torch.rand(2, 1, 5, 5)
+    torch.testing.assert_close(scale_channels(t, s), t * s)
+
+
+class InPlace(nn.Module):
+    """A model that changes its input in place (x.mul_) before classifying it."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x.mul_(0.5))
+
+
+def test_a_model_that_changes_its_input_cannot_corrupt_the_test_images(tmp_path):
+    model = InPlace(create_model("baseline", width=0.125, in_channels=1, input_size=8)).eval()
+    rows = evaluate(model, dataset="digits", attacks=["fgsm", "bim"], eps=[0.0, 8 / 255], n=60, lipschitz=False, workspace=tmp_path, device="cpu")
+    acc = {(r.attack, r.eps): r.accuracy for r in rows.itertuples()}
+    assert acc[("fgsm", 0.0)] == acc[("none", 0.0)] == acc[("bim", 0.0)]  # was: the eps-0 attacks saw halved images
+
+
+def test_training_records_its_compute_mode(tmp_path):
+    from robustbench_dc.checkpoint import read_card
+
+    config = TrainConfig(model="tanhconv", dataset="synthetic", width=0.125, epochs=1, batch_size=64, precision="fp32", channels_last=True)
+    card = read_card(train(config, workspace=tmp_path, device="cpu"))
+    assert card["compute"]["precision"] == "fp32" and card["compute"]["channels_last"] is True and card["compute"]["device"] == "cpu"
+
+
+@CUDA
+def test_cuda_evaluation_matches_the_cpu(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("tanhconv", width=0.125, in_channels=1, input_size=8).eval()
+    kw = dict(dataset="digits", attacks=["fgsm", "bim"], eps=[8 / 255], n=100, lipschitz=True, lipschitz_n=20)
+    cpu = evaluate(model, workspace=tmp_path / "cpu", device="cpu", **kw)
+    gpu = evaluate(model, workspace=tmp_path / "gpu", device="cuda", **kw)
+    for a, b in zip(cpu.itertuples(), gpu.itertuples()):
+        if a.kind == "accuracy":
+            assert abs(a.accuracy - b.accuracy) <= 0.02, (a.attack, a.accuracy, b.accuracy)
+
+
+@CUDA
+def test_cuda_training_runs_and_records_its_device(tmp_path):
+    from robustbench_dc.checkpoint import read_card
+
+    config = TrainConfig(model="tanhconv", dataset="digits", width=0.25, epochs=2, batch_size=64, training="fgsm")
+    card = read_card(train(config, workspace=tmp_path, device="cuda"))
+    assert card["compute"]["device"].startswith("cuda") and card["clean_test_accuracy"] > 0.5
