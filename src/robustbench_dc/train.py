@@ -178,6 +178,23 @@ def training_batch(model: nn.Module, data: ImageDataset, idx: Tensor, config: Tr
         return adversarial_batch(model, x, y, config, generator), y
 
 
+def train_step(model: nn.Module, opt: torch.optim.Optimizer, x: Tensor, y: Tensor, mode: ComputeMode,
+               scaler: torch.amp.GradScaler | None = None) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """One optimiser step on a prepared batch, in the mode's precision; returns (logits, loss)."""
+    with mode.autocast():
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+    opt.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+    else:
+        loss.backward()
+        opt.step()
+    return logits, loss
+
+
 def recalibrate_statistics(model: nn.Module, batches: Iterable[Tensor]) -> int:
     """Recompute running statistics (BatchNorm's, and the relative radius's patch-norm mean) as exact averages
     over ``batches`` with the final weights; returns how many batches were used.
@@ -284,17 +301,7 @@ def train(
         for b in range(steps):
             idx = order[b * config.batch_size : (b + 1) * config.batch_size]
             x, y = training_batch(model, train_set, idx, config, augment, g, mode)
-            with mode.autocast():
-                logits = model(x)
-                loss = F.cross_entropy(logits, y)
-            opt.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-            else:
-                loss.backward()
-                opt.step()
+            logits, loss = train_step(model, opt, x, y, mode, scaler)
             sched.step()
             if config.weight_projection:
                 project_weights(model)

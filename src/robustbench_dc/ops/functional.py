@@ -172,23 +172,44 @@ def patch_norm2d(
 ) -> Tensor:
     """L2 norm of every k*k*C_in input patch, shape ``(N, 1, H_out, W_out)``: ``sqrt(box_sum(sum_c x^2) + eps)``.
 
-    The box sum is an average pool times k*k where it can be (a single-channel convolution is slow in every
-    layout), else a convolution with a ones kernel.
+    The sum over channels is taken in fp32 under autocast (one channel: cheap), along the last memory
+    dimension for channels-last inputs; the box sum adds k*k shifted slices (a single-channel convolution or
+    pooling is slow in every layout).
     """
-    sq = (x * x).sum(1, keepdim=True, dtype=torch.float32 if x.dtype in (torch.bfloat16, torch.float16) else None)  # one channel: cheap in fp32
-    kh, kw = kernel_size
-    if _pair(dilation) == (1, 1) and not isinstance(padding, str) and all(2 * p <= k for p, k in zip(_pair(padding), kernel_size)):
-        box = F.avg_pool2d(sq, kernel_size, stride=stride, padding=padding, count_include_pad=True) * (kh * kw)
+    acc = torch.float32 if x.dtype in (torch.bfloat16, torch.float16) else None
+    if _channels_last(x):  # reduce (and, backward, broadcast) along the last memory dimension: many times faster
+        xp = x.permute(0, 2, 3, 1)
+        sq = (xp * xp).sum(-1, keepdim=True, dtype=acc).permute(0, 3, 1, 2).contiguous()
     else:
-        box = F.conv2d(sq, x.new_ones(1, 1, kh, kw), stride=stride, padding=padding, dilation=dilation)
-    return torch.sqrt(box + eps)
+        sq = (x * x).sum(1, keepdim=True, dtype=acc)
+    if isinstance(padding, str):
+        return torch.sqrt(F.conv2d(sq, sq.new_ones(1, 1, *kernel_size), stride=stride, padding=padding, dilation=dilation) + eps)
+    return torch.sqrt(_box_sum(sq, kernel_size, _pair(stride), _pair(padding), _pair(dilation)) + eps)
+
+
+def _box_sum(t: Tensor, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int], dilation: tuple[int, int]) -> Tensor:
+    """Sum over every (dilated) k*k window of a one-channel map, as the convolution with a ones kernel would."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    t = F.pad(t, (pw, pw, ph, ph))
+    h_out = (t.shape[2] - dh * (kh - 1) - 1) // sh + 1
+    w_out = (t.shape[3] - dw * (kw - 1) - 1) // sw + 1
+    out = None
+    for i in range(kh):
+        for j in range(kw):
+            part = t[:, :, i * dh : i * dh + sh * (h_out - 1) + 1 : sh, j * dw : j * dw + sw * (w_out - 1) + 1 : sw]
+            out = part if out is None else out + part
+    return out
+
+
+def _channels_last(t: Tensor) -> bool:
+    return t.ndim == 4 and t.shape[1] > 1 and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
 
 
 def scale_channels(t: Tensor, scale: Tensor) -> Tensor:
     """``t * scale`` for ``t`` of shape (N, C, H, W) and ``scale`` of shape (N, 1, H, W), fast in both layouts
     (broadcasting over channels in a channels-last tensor is many times slower than over its last dimension)."""
     scale = scale.to(t.dtype)
-    if scale.shape[1] == 1 and t.shape[1] > 1 and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous():
+    if scale.shape[1] == 1 and _channels_last(t):
         return (t.permute(0, 2, 3, 1) * scale.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
     return t * scale
 
