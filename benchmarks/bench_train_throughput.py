@@ -55,8 +55,8 @@ def measure(name: str, training: str, args, device) -> tuple[float, float, str]:
     def run_fast() -> float:
         t = time.perf_counter()
         for idx in batches:
-            x, y = training_batch(fast, data, idx, config, True, g, mode)
-            train_step(fast, opt_f, x, y, mode)
+            x, y, weights = training_batch(fast, data, idx, config, True, g, mode)
+            train_step(fast, opt_f, x, y, mode, weights=weights)
         _sync(device)
         return n / (time.perf_counter() - t)
 

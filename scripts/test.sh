@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-# torch first, pinned, so that nothing later pulls a different build
-.venv/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1
-.venv/bin/python -m pip install -q -e ".[test]"
+# torch first, pinned by constraints.txt, so that nothing later pulls a different build
+.venv/bin/python -m pip install -q -c constraints.txt torch torchvision
+.venv/bin/python -m pip install -q -c constraints.txt -e ".[test]"
 .venv/bin/python -m pytest -q "$@"

@@ -161,3 +161,34 @@ def test_cli_shows_a_bugs_traceback(monkeypatch):
     monkeypatch.setitem(cli.COMMANDS, "models", (cli.COMMANDS["models"][0], bug))
     with pytest.raises(RuntimeError, match="a bug"):  # not swallowed into "error: ..." with exit 2
         cli.main(["models"])
+
+
+def test_claims_use_paired_tests_and_premises(store, tmp_path):
+    from robustbench_dc.reports.claims import claims, compare
+
+    for name in ("baseline", "tanhconv"):
+        store.put_function(name, zoo_info({**BASE, "model": name}))
+    put(store, key("baseline", attack="fgsm"), 0.30)
+    put(store, key("tanhconv", attack="fgsm"), 0.60)  # right on a superset of the baseline's images
+    put(store, key("baseline", attack="bim"), 0.05)
+    put(store, key("tanhconv", attack="bim"), 0.06)
+    r = Results.load(tmp_path, "digits")
+    cell = lambda m, tr, th, at: r.accuracy(m, tr, at, 8 / 255, threat=th)  # noqa: E731
+    c = compare(cell("tanhconv", "natural", "white-box", "fgsm"), cell("baseline", "natural", "white-box", "fgsm"))
+    assert c.diff == pytest.approx(30.0) and c.p < 1e-6 and c.low > 0 and "right only under the first: 30 images" in c.detail
+    verdicts = {cl.text: cl.verdict for cl in claims(cell)}
+    assert verdicts["Naturally trained TanhConv resists white-box FGSM far better than the baseline (>= 10 points)"] == "reproduced"
+    assert verdicts["Under white-box BIM the natural TanhConv's advantage disappears (within 5 points)"] == "reproduced"
+    # no advantage to lose: the "disappears" claims of models without one are not applicable, never "reproduced"
+    assert verdicts["Under white-box BIM the natural BallConv's advantage disappears (within 5 points)"] == "not applicable"
+    assert verdicts["... but not against white-box BIM (within 5 points)"] == "not applicable"
+
+
+def test_mcnemar_and_paired_interval_match_hand_computation():
+    from robustbench_dc.stats import mcnemar_exact, paired_difference_interval
+
+    assert mcnemar_exact(0, 0) == 1.0
+    assert mcnemar_exact(10, 0) == pytest.approx(2 * 0.5**10)
+    assert mcnemar_exact(6, 4) == pytest.approx(0.7539, abs=1e-4)
+    low, high = paired_difference_interval(30, 0, 100)
+    assert low == pytest.approx(0.30 - 1.96 * (30 - 9) ** 0.5 / 100, abs=1e-3) and high > 0.3

@@ -154,3 +154,23 @@ def test_fashion_mnist_one_epoch_on_a_subset(tmp_path):
     _, card = load_checkpoint(train(config, workspace=tmp_path))
     assert card["test_images"] == 10000 and card["train_images"] == 3000
     assert card["clean_test_accuracy"] > 0.6  # chance is 0.1
+
+
+def test_kurakin_regime_uses_predicted_labels_per_example_eps_and_weights(tmp_path):
+    from robustbench_dc.checkpoint import read_card
+    from robustbench_dc.train import TrainConfig, adversarial_batch, build, train, truncated_eps
+
+    g = torch.Generator().manual_seed(0)
+    eps = truncated_eps(4000, 8 / 255, g)
+    assert float(eps.min()) >= 0 and float(eps.max()) <= 8 / 255 and 0.3 < float(eps.mean()) * 255 / 8 < 0.5  # E|N(0, s)| = 0.8 s
+    config = TrainConfig(model="baseline", dataset="synthetic", width=0.125, training="kurakin", epochs=1, batch_size=64)
+    model = build(config).train()
+    x, y = torch.rand(8, 3, 8, 8), torch.zeros(8, dtype=torch.long)
+    out, weights = adversarial_batch(model, x, y, config, g)
+    assert torch.equal(out[:4], x[:4]) and weights.tolist() == pytest.approx([1.0] * 4 + [0.3] * 4)
+    assert float((out[4:] - x[4:]).abs().amax()) <= 8 / 255 + 1e-6 and model.training
+    # the true labels do not enter the crafting: other labels give the same examples
+    g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    assert torch.equal(adversarial_batch(model, x, y, config, g1)[0], adversarial_batch(model, x, y + 1, config, g2)[0])
+    card = read_card(train(config, workspace=tmp_path))
+    assert card["training"]["labels"] == "predicted" and card["training"]["adv_weight"] == 0.3

@@ -106,7 +106,7 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trust-checkpoint", action="store_true", help="allow a full pickled module: this runs code from the file")
     p.add_argument("--label", help="name of a third-party model in tables and reports (default: file name)")
     p.add_argument("--dataset", default="cifar10")
-    p.add_argument("--training", default="natural", help="training label in the store: natural, fgsm, pgd, fgsm-rs (default natural)")
+    p.add_argument("--training", default="natural", help="training label in the store: natural, fgsm, kurakin, pgd, fgsm-rs (default natural)")
     p.add_argument("--seed", type=int, default=0, help="seed of the model to look up")
     p.add_argument("--arch", default=None)
     p.add_argument("--width", type=float, default=None)

@@ -136,7 +136,10 @@ def load_dataset(
 
 
 def _digits(info: DatasetInfo, split: str) -> ImageDataset:
-    from sklearn.datasets import load_digits
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as exc:
+        raise DataNotFoundError("the digits dataset comes with scikit-learn: pip install 'robustbench-dc[digits]'") from exc
 
     bunch = load_digits()
     images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None]

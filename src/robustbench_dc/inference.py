@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from robustbench_dc.devices import module_device
+from robustbench_dc.errors import UserError
 
 DEFAULT_BATCH_SIZE = 500
 
@@ -18,5 +19,12 @@ def predict(model: nn.Module, images: Tensor, batch_size: int = DEFAULT_BATCH_SI
     cannot alter the caller's images."""
     model.eval()
     device = module_device(model)
-    out = [model(images[i : i + batch_size].to(device, copy=True)).argmax(1).cpu() for i in range(0, images.shape[0], batch_size)]
+    out = []
+    for i in range(0, images.shape[0], batch_size):
+        logits = model(images[i : i + batch_size].to(device, copy=True))
+        if not torch.isfinite(logits).all():
+            bad = int((~torch.isfinite(logits)).any(1).sum())
+            raise UserError(f"the model's outputs are not finite (NaN or inf) on {bad} of {logits.shape[0]} images of a batch; "
+                            "a number computed from them would be meaningless (check the model and its input range)")  # fmt: skip
+        out.append(logits.argmax(1).cpu())
     return torch.cat(out) if out else torch.empty(0, dtype=torch.int64)

@@ -39,7 +39,7 @@ class Preset:
     arch: str = "cnn9"
     models: tuple[str, ...] = TABLE_MODELS
     trainings: tuple[str, ...] = ("natural", "fgsm")
-    attacks: tuple[str, ...] = ("fgsm", "bim")
+    attacks: tuple[str, ...] = ("fgsm", "fgsm-pred", "bim")
     lipschitz_n: int = 200
     table_eps: float = 8 / 255
     diagnostics_n: int | None = 500

@@ -16,9 +16,6 @@ def wilson_interval(correct: int, n: int, z: float = 1.959963984540054) -> tuple
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def intervals_overlap(a: tuple[float, float], b: tuple[float, float]) -> bool:
-    return a[0] <= b[1] and b[0] <= a[1]
-
 
 def t_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float]:
     """Student-t interval for the mean of ``values`` (one per training seed): seeds are not more images."""
@@ -31,3 +28,31 @@ def t_interval(values: list[float], confidence: float = 0.95) -> tuple[float, fl
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (k - 1))
     half = float(t.ppf(0.5 + confidence / 2, k - 1)) * sd / math.sqrt(k)
     return (mean - half, mean + half)
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value for paired outcomes: ``b`` images right only under A, ``c`` only under B."""
+    from scipy.stats import binomtest
+
+    if b + c == 0:
+        return 1.0
+    return float(binomtest(b, b + c, 0.5, alternative="two-sided").pvalue)
+
+
+def paired_difference_interval(b: int, c: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """95% Wald interval for the paired difference of proportions ``(b - c) / n`` (as fractions)."""
+    if n <= 0:
+        return (-1.0, 1.0)
+    d = (b - c) / n
+    var = max(b + c - (b - c) ** 2 / n, 0.0) / (n * n)
+    half = z * math.sqrt(var)
+    return (max(-1.0, d - half), min(1.0, d + half))
+
+
+def paired_t_p(differences: list[float]) -> float:
+    """Two-sided p-value of a one-sample t-test that the mean paired difference is zero."""
+    from scipy.stats import ttest_1samp
+
+    if len(set(differences)) == 1:
+        return 0.0 if differences[0] != 0 else 1.0
+    return float(ttest_1samp(differences, 0.0).pvalue)

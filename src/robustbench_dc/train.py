@@ -33,15 +33,18 @@ from robustbench_dc.workspace import cache_dir, run_dir, workspace_dir
 
 log = logging.getLogger(__name__)
 
-REGIMES = ("natural", "fgsm", "pgd", "fgsm-rs")
+REGIMES = ("natural", "fgsm", "kurakin", "pgd", "fgsm-rs")
 SCHEDULES = ("onecycle", "cosine")
 RESUME_FILE = "resume.pt"
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """One training run. ``training``: natural; fgsm (Kurakin: half clean, half FGSM at eps); pgd (Madry:
-    ``pgd_steps`` steps of ``pgd_step`` with random start); fgsm-rs (Wong et al.: random start, step 1.25 eps)."""
+    """One training run. ``training``: natural; fgsm (half clean, half FGSM at eps crafted with the true labels,
+    equal weights); kurakin (Kurakin et al. 2017: half FGSM crafted with the model's predicted labels, so that
+    no label leaks, at a per-example eps from a normal of sd eps/2 truncated to [0, eps], adversarial loss
+    weight ``adv_weight``); pgd (Madry: ``pgd_steps`` steps of ``pgd_step`` with random start); fgsm-rs (Wong
+    et al.: random start, step 1.25 eps)."""
 
     model: str
     dataset: str
@@ -51,6 +54,7 @@ class TrainConfig:
     eps: float = 8 / 255
     pgd_steps: int = 7
     pgd_step: float = 2 / 255
+    adv_weight: float = 0.3  # kurakin: weight of the adversarial half in the loss
     epochs: int = 10
     batch_size: int = 128
     lr: float = 0.1
@@ -78,6 +82,8 @@ class TrainConfig:
                 raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.recalibration_batches < 0:
             raise UserError(f"recalibration_batches must be >= 0 (0: off), got {self.recalibration_batches}")
+        if not 0 < self.adv_weight <= 1:
+            raise UserError(f"adv_weight must be in (0, 1], got {self.adv_weight}")
         if self.precision not in PRECISIONS:
             raise UserError(f"unknown precision {self.precision!r}; valid: {', '.join(PRECISIONS)}")
         if self.train_subset is not None and self.train_subset < 1:
@@ -146,28 +152,49 @@ def augment_batch(x: Tensor, generator: torch.Generator, pad: int = 4) -> Tensor
     return padded[idx_n, idx_c, rows, cols]
 
 
-def adversarial_batch(model: nn.Module, x: Tensor, y: Tensor, config: TrainConfig, generator: torch.Generator) -> Tensor:
-    """The inputs the model learns from in this batch, crafted with the model in eval mode."""
+def truncated_eps(n: int, eps: float, generator: torch.Generator) -> Tensor:
+    """Per-example eps from a normal of mean 0 and sd eps/2, folded to positive and truncated to [0, eps] by
+    redrawing (Kurakin et al. 2017 draw from [0, 16] with sd 8)."""
+    out = (torch.randn(n, generator=generator) * eps / 2).abs()
+    while bool((out > eps).any()):
+        bad = out > eps
+        out[bad] = (torch.randn(int(bad.sum()), generator=generator) * eps / 2).abs()
+    return out
+
+
+def adversarial_batch(model: nn.Module, x: Tensor, y: Tensor, config: TrainConfig, generator: torch.Generator) -> tuple[Tensor, Tensor | None]:
+    """The inputs the model learns from in this batch (crafted with the model in eval mode) and per-example
+    loss weights (None: equal weights)."""
     if config.training == "natural":
-        return x
+        return x, None
     model.eval()
+    weights = None
     objective = cross_entropy_objective(model, y)
     if config.training == "fgsm":
         half = x.shape[0] // 2
         adv = ascend_linf(cross_entropy_objective(model, y[half:]), x[half:], eps=config.eps, step=config.eps, steps=1)
         out = torch.cat([x[:half], adv])
+    elif config.training == "kurakin":
+        half = x.shape[0] // 2
+        xa = x[half:].detach().clone().requires_grad_(True)
+        logits = model(xa)
+        loss = F.cross_entropy(logits, logits.argmax(1).detach(), reduction="sum")  # predicted labels: no label leaking
+        (grad,) = torch.autograd.grad(loss, xa)
+        eps = truncated_eps(xa.shape[0], config.eps, generator).to(x.device, x.dtype).view(-1, 1, 1, 1)
+        out = torch.cat([x[:half], (xa.detach() + eps * grad.sign()).clamp(0, 1)])
+        weights = torch.cat([torch.ones(half, device=x.device), torch.full((x.shape[0] - half,), config.adv_weight, device=x.device)])
     elif config.training == "pgd":
         out = ascend_linf(objective, x, eps=config.eps, step=config.pgd_step, steps=config.pgd_steps, random_start=True, generator=generator)
     else:  # fgsm-rs
         out = ascend_linf(objective, x, eps=config.eps, step=1.25 * config.eps, steps=1, random_start=True, generator=generator)
     model.train()
-    return out
+    return out, weights
 
 
 def training_batch(model: nn.Module, data: ImageDataset, idx: Tensor, config: TrainConfig, augment: bool, generator: torch.Generator,
-                   mode: ComputeMode | None = None) -> tuple[Tensor, Tensor]:  # fmt: skip
-    """Inputs and labels of one training step: images ``idx`` (gathered where the data lives), augmented if
-    asked, then made adversarial; in the mode's layout."""
+                   mode: ComputeMode | None = None) -> tuple[Tensor, Tensor, Tensor | None]:  # fmt: skip
+    """Inputs, labels and loss weights of one training step: images ``idx`` (gathered where the data lives),
+    augmented if asked, then made adversarial; in the mode's layout."""
     idx = idx.to(data.images.device)
     x, y = data.float_images(idx), data.labels[idx]
     if augment:
@@ -175,15 +202,20 @@ def training_batch(model: nn.Module, data: ImageDataset, idx: Tensor, config: Tr
     if mode is not None and mode.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     with mode.autocast() if mode is not None else contextlib.nullcontext():
-        return adversarial_batch(model, x, y, config, generator), y
+        x, weights = adversarial_batch(model, x, y, config, generator)
+    return x, y, weights
 
 
 def train_step(model: nn.Module, opt: torch.optim.Optimizer, x: Tensor, y: Tensor, mode: ComputeMode,
-               scaler: torch.amp.GradScaler | None = None) -> tuple[Tensor, Tensor]:  # fmt: skip
-    """One optimiser step on a prepared batch, in the mode's precision; returns (logits, loss)."""
+               scaler: torch.amp.GradScaler | None = None, weights: Tensor | None = None) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """One optimiser step on a prepared batch, in the mode's precision; returns (logits, loss).
+    ``weights``: per-example loss weights, the loss being their weighted mean."""
     with mode.autocast():
         logits = model(x)
-        loss = F.cross_entropy(logits, y)
+        if weights is None:
+            loss = F.cross_entropy(logits, y)
+        else:
+            loss = (F.cross_entropy(logits, y, reduction="none") * weights).sum() / weights.sum()
     opt.zero_grad(set_to_none=True)
     if scaler is not None:
         scaler.scale(loss).backward()
@@ -300,8 +332,8 @@ def train(
         loss_sum = correct = seen = 0.0
         for b in range(steps):
             idx = order[b * config.batch_size : (b + 1) * config.batch_size]
-            x, y = training_batch(model, train_set, idx, config, augment, g, mode)
-            logits, loss = train_step(model, opt, x, y, mode, scaler)
+            x, y, weights = training_batch(model, train_set, idx, config, augment, g, mode)
+            logits, loss = train_step(model, opt, x, y, mode, scaler, weights)
             sched.step()
             if config.weight_projection:
                 project_weights(model)
@@ -312,6 +344,9 @@ def train(
                 elapsed = time.perf_counter() - t0
                 on_batch(BatchStats(epoch, b, steps, loss_sum / seen, correct / seen, seen / max(elapsed, 1e-9)))
         seconds = time.perf_counter() - t0
+        if not math.isfinite(loss_sum):
+            raise UserError(f"training diverged: the loss is not finite in epoch {epoch + 1} of {out_dir}; nothing of this epoch is "
+                            f"saved. Lower --lr (now {config.lr:g}) or change the model, then run again")  # fmt: skip
         wall += seconds
         stats = EpochStats(epoch + 1, config.epochs, loss_sum / seen, correct / seen, seen / seconds, seconds)
         history.append(asdict(stats))
@@ -332,7 +367,8 @@ def train(
     if config.recalibration_batches:  # deterministic: its own generator, so an interrupted run redoes it identically
         g = torch.Generator().manual_seed(config.seed * 1_000_003 + config.epochs)
         chunks = torch.randperm(len(train_set), generator=g).split(config.batch_size)[: config.recalibration_batches]
-        batches = (training_batch(model, train_set, idx, config, augment, g, mode)[0] for idx in chunks)
+        # every batch is crafted first, against the final statistics, before they are reset and recomputed
+        batches = [training_batch(model, train_set, idx, config, augment, g, mode)[0] for idx in chunks]
         with mode.autocast():
             recalibration = {"batches": recalibrate_statistics(model, batches), "images": sum(len(c) for c in chunks)}
     model.eval()
@@ -343,7 +379,9 @@ def train(
         "input_shape": [train_set.info.in_channels, train_set.info.input_size, train_set.info.input_size],
         "normalization": {"mean": list(train_set.info.mean), "std": list(train_set.info.std)},
         "training": {"regime": config.training, "label": config.training_label, "eps": config.eps,
-                     **({"pgd_steps": config.pgd_steps, "pgd_step": config.pgd_step} if config.training == "pgd" else {})},
+                     **({"pgd_steps": config.pgd_steps, "pgd_step": config.pgd_step} if config.training == "pgd" else {}),
+                     **({"adv_weight": config.adv_weight, "labels": "predicted", "eps_per_example": f"|N(0, {config.eps / 2:.4g})| truncated to [0, {config.eps:.4g}]"}
+                        if config.training == "kurakin" else {})},
         "train_config": wanted,
         "train_images": len(train_set),
         "epochs": config.epochs,

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from robustbench_dc.attacks.bpda import bpda_surrogate
-from robustbench_dc.attacks.specs import ATTACKS, BIM, BPDA, FGSM, PGD, Attack, AutoAttack, Square, eps_label, get_attack
+from robustbench_dc.attacks.specs import ATTACKS, BIM, BPDA, FGSM, PGD, Attack, AutoAttack, FGSMPredicted, Square, eps_label, get_attack
 from robustbench_dc.devices import module_device
 from robustbench_dc.errors import UserError
 from robustbench_dc.inference import predict
@@ -78,6 +78,8 @@ def run_attack(
             torch.manual_seed(seed)
             for i in range(0, images.shape[0], batch_size):
                 x, y = images[i : i + batch_size].to(device, copy=True), labels[i : i + batch_size].to(device)
+                if attack.predicted_labels:
+                    y = predict(model, x).to(device)
                 adv = craft(attack, attacked, x, y, eps)
                 for _ in range(restarts - 1):
                     still_right = (predict(model, adv) == y.cpu()).to(device)
@@ -93,4 +95,4 @@ def run_attack(
         model.train(was_training)
 
 
-__all__ = ["ATTACKS", "BACKENDS", "BIM", "BPDA", "FGSM", "PGD", "Attack", "AutoAttack", "Square", "bpda_surrogate", "eps_label", "get_attack", "run_attack"]
+__all__ = ["ATTACKS", "BACKENDS", "BIM", "BPDA", "FGSM", "FGSMPredicted", "PGD", "Attack", "AutoAttack", "Square", "bpda_surrogate", "eps_label", "get_attack", "run_attack"]

@@ -11,7 +11,10 @@ NAME = "foolbox"
 
 
 def craft(attack: Attack, model: nn.Module, images: Tensor, labels: Tensor, eps: float) -> Tensor:
-    import foolbox as fb
+    try:
+        import foolbox as fb
+    except ImportError as exc:
+        raise UserError("the foolbox backend needs Foolbox 3: pip install 'robustbench-dc[foolbox]'") from exc
 
     if isinstance(attack, FGSM):
         atk = fb.attacks.LinfFastGradientAttack(random_start=False)

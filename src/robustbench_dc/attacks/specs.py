@@ -21,6 +21,8 @@ class Attack:
     access: ClassVar[str] = "white-box"
     #: whether the result depends on random draws (so on how images are batched, and on the device's generator)
     randomized: ClassVar[bool] = False
+    #: craft against the model's own predictions instead of the true labels
+    predicted_labels: ClassVar[bool] = False
 
     def params(self, eps: float) -> dict[str, Any]:
         """The attack's parameters at ``eps`` (what is stored and printed)."""
@@ -32,6 +34,16 @@ class FGSM(Attack):
     """Goodfellow et al. 2015: ``x + eps * sign(grad CE)``, clipped to [0, 1]."""
 
     name: ClassVar[str] = "fgsm"
+
+
+@dataclass(frozen=True)
+class FGSMPredicted(FGSM):
+    """FGSM crafted with the model's predicted labels instead of the true ones. Next to FGSM it measures label
+    leaking (Kurakin et al. 2017): a model trained on true-label FGSM examples can be more accurate on them
+    than on predicted-label ones, because the perturbation itself gives the label away."""
+
+    name: ClassVar[str] = "fgsm-pred"
+    predicted_labels: ClassVar[bool] = True
 
 
 @dataclass(frozen=True)
@@ -54,18 +66,19 @@ class BIM(Attack):
 
 @dataclass(frozen=True)
 class PGD(Attack):
-    """Madry et al. 2018: random start, ``steps`` steps of ``step``; ``restarts`` keeps, per example, the
-    first restart that fools the model."""
+    """Madry et al. 2018: random start, ``steps`` steps; ``restarts`` keeps, per example, the first restart that
+    fools the model. The step is ``relative_step * eps`` (eps/4 by default: 2/255 at 8/255), so that PGD stays
+    at least as strong as BIM at large eps; give ``step`` for a fixed step instead."""
 
     name: ClassVar[str] = "pgd"
     randomized: ClassVar[bool] = True
-    step: float = 2 / 255
+    step: float | None = None
     steps: int = 20
     restarts: int = 1
-    relative_step: float | None = None  # step = relative_step * eps when set (for sweeps over eps)
+    relative_step: float = 0.25
 
     def step_at(self, eps: float) -> float:
-        return self.relative_step * eps if self.relative_step is not None else self.step
+        return self.step if self.step is not None else self.relative_step * eps
 
     def params(self, eps: float) -> dict[str, Any]:
         return {"step": self.step_at(eps), "steps": self.steps, "restarts": self.restarts}
@@ -105,7 +118,7 @@ def eps_label(eps: float) -> str:
     return f"{round(k)}/255" if abs(k - round(k)) < 1e-6 else f"{eps:g}"
 
 
-ATTACKS: dict[str, type[Attack]] = {a.name: a for a in (FGSM, BIM, PGD, BPDA, AutoAttack, Square)}
+ATTACKS: dict[str, type[Attack]] = {a.name: a for a in (FGSM, FGSMPredicted, BIM, PGD, BPDA, AutoAttack, Square)}
 
 
 def get_attack(name: str, **params: Any) -> Attack:

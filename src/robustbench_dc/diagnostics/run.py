@@ -23,6 +23,7 @@ from robustbench_dc.attacks import BIM, BPDA, DEFAULT_ATTACK_BATCH_SIZE, FGSM, P
 from robustbench_dc.data import load_dataset
 from robustbench_dc.devices import describe_device, module_device
 from robustbench_dc.diagnostics.checks import LARGE_EPS, PGD_VARIANTS, RELATIVE_STEP, SWEEP, Diagnostic, diagnose, measured_from_cells
+from robustbench_dc.errors import UserError
 from robustbench_dc.evaluation import evaluate
 from robustbench_dc.files import environment
 from robustbench_dc.ops.functional import patch_norm2d
@@ -98,6 +99,8 @@ def run_diagnostics(
     progress: Callable[[str], None] | None = None,
 ) -> tuple[list[Diagnostic], list[StoredCell]]:
     """Compute (or find in the store) every cell the diagnostics need (role ``diagnostics``), then judge them."""
+    if square_queries < 1:
+        raise UserError(f"square_queries must be >= 1 (the Square attack is one of the checks), got {square_queries}")
     decoupled = any(isinstance(m, DecoupledConv2d) for m in target.module.modules())
     ws = workspace_dir(workspace)
     full = load_dataset(dataset, "test", data_dir, cache_dir=cache_dir(ws))

@@ -16,7 +16,7 @@ from robustbench_dc.attacks.specs import eps_label
 from robustbench_dc.diagnostics.checks import diagnose, measured_from_cells
 from robustbench_dc.errors import UserError
 from robustbench_dc.files import atomic_write_bytes
-from robustbench_dc.reports.claims import claims, masking_notes, surviving_claims
+from robustbench_dc.reports.claims import claims, compare, masking_notes, surviving_claims
 from robustbench_dc.reports.paper import ATTACK_ROWS, PAPER_COLUMNS, PAPER_TRAINING, display, paper_tables, paper_value
 from robustbench_dc.reports.plots import plot_accuracy, plot_lipschitz
 from robustbench_dc.reports.render import Block, render_html, render_markdown
@@ -101,6 +101,27 @@ def _lipschitz(results: Results) -> tuple[list[str], list[list[str]], list[tuple
     return headers, rows, points
 
 
+def label_leaking_blocks(cell: _Tables) -> list[Block]:
+    """White-box FGSM with the true labels against FGSM with the model's predicted labels (Kurakin et al. 2017)."""
+    rows = []
+    for name, training in cell.results.models():
+        try:
+            true, pred = cell(name, training, "white-box", "fgsm"), cell(name, training, "white-box", "fgsm-pred")
+        except AmbiguousResults:
+            continue
+        if true is None or pred is None:
+            continue
+        c = compare(true, pred)
+        rows.append([display(name), training, true.text(), pred.text(), "-" if c is None else f"{c.diff:+.1f} [{c.low:+.1f}, {c.high:+.1f}]",
+                     "-" if c is None else c.detail])  # fmt: skip
+    if not rows:
+        return [("p", "No FGSM cells with predicted labels (attack fgsm-pred) in the store.")]
+    return [("p", f"White-box FGSM at {eps_label(cell.eps)} crafted with the true labels and with the model's own predictions. A model "
+                  "that is more accurate under the true-label attack than under the predicted-label one has learnt from label "
+                  "leaking (its FGSM training examples gave the label away), and its true-label FGSM accuracy overstates its robustness."),
+            ("table", (["model", "training", "FGSM, true labels %", "FGSM, predicted labels %", "difference, points [95% CI]", "test"], rows))]  # fmt: skip
+
+
 def _diagnostics(results: Results, eps: float) -> dict[tuple[str, str, int], list]:
     """Diagnostics per evaluated function (model, training, seed), judged from its stored cells."""
     by: dict[str, list[Entry]] = {}
@@ -179,6 +200,8 @@ def _provenance(results: Results, n: int, other_n: list[int], command: str, pres
         f"Black-box source (Table 8): the protocol source only, {PROTOCOL_SOURCE} ("
         + (", ".join(sorted({describe(e.source) for e in table.entries if e.source and e.protocol_source})) or "none in the store")
         + "); transfer examples are crafted on it once and fed to every target",
+        "'Adversarial' rows: regime fgsm, each batch half clean and half FGSM at 8/255 crafted with the true labels, equal "
+        "weights (protocol section 3); it can leak labels, see 'Label leaking'",
         f"Protocol: {PROTOCOL_DOC} (section 2: attacks; section 3: training regimes; section 4: statistics)",
         "Evaluating environment: " + (" | ".join(env_text) or "unknown"),
     ]
@@ -264,10 +287,17 @@ def build_report(
     blocks.append(("h2", "Accuracy against epsilon"))
     blocks.append(("img", ("accuracy_vs_eps.png", "White-box accuracy against epsilon, natural and adversarial training")))
     blocks.append(("h2", "The paper's claims, judged from our numbers"))
+    blocks.append(("p", f"Paired statistics ({PROTOCOL_DOC}, section 4): every model is attacked on the same images, so 'A beats B' "
+                        "is an exact McNemar test on the images where the two disagree (one training seed), or a paired t-interval "
+                        "over training seeds (several); a claim is reproduced when the difference reaches the stated gap and its 95% "
+                        "interval excludes zero. A claim that an advantage disappears applies only where the advantage was shown, and "
+                        "holds when the difference's interval lies within the tolerance."))  # fmt: skip
     cl = claims(cell)
     blocks.append(("table", (["claim", "verdict", "our numbers"], [[c.text, c.verdict, c.evidence] for c in cl])))
     blocks.append(("p", "Gradient masking check (FGSM gain that BIM removes):"))
     blocks.append(("list", masking_notes(cell, models) or ["No model shows a white-box FGSM advantage of 10 points or more that BIM halves."]))
+    blocks.append(("h2", "Label leaking"))
+    blocks += label_leaking_blocks(cell)
     diags = _diagnostics(results, eps)
     blocks.append(("h2", "Gradient-masking diagnostics"))
     blocks.append(("p", "Per model, at eps = " + eps_label(eps) + f" ({PROTOCOL_DOC}, section 5; Carlini et al. 2019; Athalye et al. 2018): "
