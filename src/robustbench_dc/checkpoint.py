@@ -66,7 +66,9 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[Network, dict[str, Any]]:
     path = Path(path)
     card = read_card(path)
     directory = path if path.is_dir() else path.parent
-    weights = directory / card["weights"]["file"]
+    weights = directory / str(card["weights"].get("file", ""))
+    if weights.resolve().parent != directory.resolve():
+        raise CheckpointError(f"{directory / CARD_FILE}: the weights file {card['weights'].get('file')!r} is not inside the checkpoint directory")
     if not weights.is_file():
         raise CheckpointError(f"{weights}: weights file missing for card {directory / CARD_FILE}")
     digest = sha256_file(weights)
@@ -120,7 +122,7 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, *, dataset: str | None, 
                        arch: str | None = None, width: float | None = None, workspace: str | os.PathLike | None = None) -> Path:  # fmt: skip
     """A checkpoint directory: the path itself, or the one store entry for ``dataset + model + training + seed``."""
     path = Path(name_or_path)
-    if path.exists():
+    if path.is_file() or (path / CARD_FILE).is_file():  # a folder that merely shares a model's name is not a checkpoint
         return path
     ws = workspace_dir(workspace)
     parse_model_name(str(name_or_path))  # an unknown name fails here, listing the valid ones

@@ -17,9 +17,18 @@ log = logging.getLogger("robustbench_dc")
 def parse_fraction(text: str) -> float:
     """``8/255``, ``0.03`` or ``1e-2`` as a float."""
     try:
-        return float(Fraction(text.strip()))
-    except (ValueError, ZeroDivisionError) as exc:
-        raise argparse.ArgumentTypeError(f"not a number or fraction: {text!r}") from exc
+        value = float(Fraction(text.strip()))
+    except (ValueError, ZeroDivisionError, OverflowError) as exc:
+        raise argparse.ArgumentTypeError(f"not a finite number or fraction: {text!r}") from exc
+    return value
+
+
+def parse_positive(text: str) -> float:
+    """A finite number > 0 (a width, a learning rate)."""
+    value = parse_fraction(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
 
 
 def parse_eps_list(text: str) -> list[float]:
@@ -67,13 +76,13 @@ def _add_train(sub) -> None:
     _common(p)
     p.add_argument("--model", required=True, help="zoo model, e.g. baseline, tanhconv, ballconv-sqcos (see dc-robust models --zoo)")
     p.add_argument("--arch", default="cnn9")
-    p.add_argument("--width", type=float, default=1.0)
+    p.add_argument("--width", type=parse_positive, default=1.0, help="channel-width multiplier (default: 1.0)")
     p.add_argument("--dataset", required=True, choices=[d for d in DATASETS if d != "synthetic"])
     p.add_argument("--training", default="natural", choices=REGIMES)
     p.add_argument("--eps", type=parse_fraction, default=8 / 255, help="adversarial training epsilon (default 8/255)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--lr", type=parse_positive, default=0.1, help="peak learning rate (default: 0.1)")
     p.add_argument("--schedule", default="onecycle", choices=SCHEDULES)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--train-subset", type=int, default=None, help="train on this many images (a fixed seeded subset)")
@@ -109,7 +118,7 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--training", default="natural", help="training label in the store: natural, fgsm, kurakin, pgd, fgsm-rs (default natural)")
     p.add_argument("--seed", type=int, default=0, help="seed of the model to look up")
     p.add_argument("--arch", default=None)
-    p.add_argument("--width", type=float, default=None)
+    p.add_argument("--width", type=parse_positive, default=None)
 
 
 def _add_eval(sub) -> None:

@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import math
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -80,6 +81,10 @@ class TrainConfig:
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("width", "lr", "momentum", "weight_decay", "eps", "pgd_step"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0 or (name in ("width", "lr") and value == 0):
+                raise UserError(f"{name} must be a finite number{' > 0' if name in ('width', 'lr') else ' >= 0'}, got {value}")
         if self.recalibration_batches < 0:
             raise UserError(f"recalibration_batches must be >= 0 (0: off), got {self.recalibration_batches}")
         if not 0 < self.adv_weight <= 1:
@@ -298,6 +303,7 @@ def train(
         log.info("already trained: %s", out_dir)
         return out_dir
 
+    _check_writable(out_dir)  # before any work: an unwritable workspace is found now, not after the first epoch
     train_set = load_dataset(config.dataset, "train", data_dir, download=download, cache_dir=cache_dir(ws))
     test_set = load_dataset(config.dataset, "test", data_dir, download=download, cache_dir=cache_dir(ws))
     if len(train_set) == 0 or len(test_set) == 0:
@@ -396,6 +402,15 @@ def train(
     save_checkpoint(model, out_dir, card)
     resume_path.unlink(missing_ok=True)
     return out_dir
+
+
+def _check_writable(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".write-check."):
+            pass
+    except OSError as exc:
+        raise UserError(f"cannot write to {directory} ({exc.strerror or exc}); choose a writable --workspace") from exc
 
 
 def _torch_bytes(obj: Any) -> bytes:
