@@ -59,3 +59,12 @@ def test_diagnostics_refuse_zero_square_queries(digits_models, tmp_path):
 
     with pytest.raises(UserError, match="square_queries must be >= 1"):
         run_diagnostics(from_checkpoint(digits_models[("baseline", "natural", 0)]), dataset="digits", square_queries=0, workspace=tmp_path)
+
+
+def test_the_command_line_parser_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, robustbench_dc.cli as c; c.build_parser(); assert 'torch' not in sys.modules, 'torch imported'"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr

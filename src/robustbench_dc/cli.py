@@ -69,8 +69,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _add_train(sub) -> None:
-    from robustbench_dc.data import DATASETS
-    from robustbench_dc.train import REGIMES, SCHEDULES
+    from robustbench_dc.names import DATASETS, PRECISIONS, REGIMES, SCHEDULES
 
     p = sub.add_parser("train", help="train a zoo model naturally or adversarially into the model store")
     _common(p)
@@ -89,7 +88,7 @@ def _add_train(sub) -> None:
     p.add_argument("--weight-projection", action="store_true", help="renormalise decoupled kernels after every step")
     p.add_argument("--recalibration-batches", type=int, default=50,
                    help="after training, recompute BatchNorm and radius statistics over this many training batches (0: off)")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="training autocast: auto = bf16 where the device supports it, else fp32; fp16 needs CUDA (default: auto)")
     p.add_argument("--channels-last", default="auto", choices=["auto", "yes", "no"], help="memory layout for training (default: auto)")
     p.add_argument("--download", action="store_true", help="allow downloading the dataset")
@@ -122,7 +121,7 @@ def _model_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_eval(sub) -> None:
-    from robustbench_dc.attacks import ATTACKS, BACKENDS
+    from robustbench_dc.names import ATTACKS, BACKENDS
 
     p = sub.add_parser("eval", help="attack a trained model (white-box and black-box) and estimate its Lipschitz constant")
     _common(p)
@@ -164,11 +163,11 @@ def _add_report(sub) -> None:
 
 
 def _add_reproduce(sub) -> None:
-    from robustbench_dc.reproduce import PRESETS
+    from robustbench_dc.names import PRESETS
 
     p = sub.add_parser("reproduce", help="train, attack and report everything Tables 7 and 8 need")
     _common(p)
-    p.add_argument("--preset", default="smoke", choices=list(PRESETS), help="smoke: digits, minutes; quick: CIFAR-10, < 1 hour on 2 cores; paper: full, GPU")
+    p.add_argument("--preset", default="smoke", choices=list(PRESETS), help="smoke: digits, minutes; quick: CIFAR-10, about 30 minutes on 2 CPU cores; paper: full width, for one GPU (default: smoke)")
     p.add_argument("--seeds", default="0", help="comma-separated training seeds, e.g. 0,1,2")
     p.add_argument("--out", help="report directory (default WORKSPACE/reports/PRESET)")
     p.add_argument("--format", default="markdown", choices=["markdown", "html"])

@@ -21,10 +21,10 @@ from torch import Tensor
 from robustbench_dc.errors import DataNotFoundError, UserError
 from robustbench_dc.files import atomic_write
 from robustbench_dc.models.registry import CIFAR_MEAN, CIFAR_STD
+from robustbench_dc.names import DATASETS
 
 log = logging.getLogger(__name__)
 
-DATASETS = ("cifar10", "fashion-mnist", "mnist", "digits", "synthetic")
 SPLITS = ("train", "test")
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -229,7 +229,7 @@ def _idx_dataset(info: DatasetInfo, split: str, data_dir, download: bool) -> Ima
         raise UserError(f"{image_path}: {images.shape[0]} images but {labels.shape[0]} labels; the files do not match")
     return ImageDataset(
         info, split, torch.from_numpy(images.copy())[:, None], torch.from_numpy(labels.astype(np.int64)),
-        f"{info.name} IDX files in {image_path.parent}",
+        f"{info.name} IDX files ({image_path.parent.name}/)",
     )  # fmt: skip
 
 
@@ -255,7 +255,7 @@ def _cifar10(info: DatasetInfo, split: str, data_dir, download: bool, cache_dir)
 
         ds = torchvision.datasets.CIFAR10(str(root), train=split == "train", download=False)
         images = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
-        return ImageDataset(info, split, images, torch.tensor(ds.targets, dtype=torch.int64), f"CIFAR-10 (torchvision batches in {batches})")
+        return ImageDataset(info, split, images, torch.tensor(ds.targets, dtype=torch.int64), "CIFAR-10 (torchvision batches, cifar-10-batches-py/)")
     folder = root / split
     if folder.is_dir():
         return _image_folder(info, split, folder, cache_dir)
@@ -288,7 +288,7 @@ def _image_folder(info: DatasetInfo, split: str, folder: Path, cache_dir) -> Ima
     if first is not None and first.suffix.lower() in (".jpg", ".jpeg"):
         quality = _jpeg_quality(first)
         label += f" (JPEG q{quality} copy)" if quality else " (JPEG copy)"
-    source = f"{label}, image folder {folder}"
+    source = f"{label}, image folder {folder.parent.name}/{folder.name}/"  # names, not this machine's paths
     if cache_file.is_file():
         try:
             with np.load(cache_file) as z:

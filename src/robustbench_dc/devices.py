@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 from robustbench_dc.errors import UserError
+from robustbench_dc.names import PRECISIONS
 
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N, mps"
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from robustbench_dc import names
 from robustbench_dc.diagnostics.run import run_diagnostics
 from robustbench_dc.errors import UserError
 from robustbench_dc.evaluation import evaluate, transfer_matrix
@@ -62,6 +63,10 @@ PRESETS = {
                     eps=(2 / 255, 4 / 255, 8 / 255), lipschitz_n=1000, diagnostics_n=1000, square_queries=1000,
                     note="CIFAR-10, full size (cnn9 at full width, all 50,000 training images, 30 epochs, all 10,000 test images): for one GPU (--device cuda)"),
 }  # fmt: skip
+
+
+if tuple(PRESETS) != names.PRESETS:
+    raise ImportError(f"robustbench_dc.names.PRESETS {names.PRESETS} does not list the presets defined here {tuple(PRESETS)}")
 
 
 def get_preset(name: str) -> Preset:

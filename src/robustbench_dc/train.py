@@ -23,19 +23,18 @@ from torch import Tensor, nn
 
 from robustbench_dc.checkpoint import load_checkpoint, read_card, save_checkpoint
 from robustbench_dc.data import ImageDataset, dataset_info, load_dataset
-from robustbench_dc.devices import PRECISIONS, ComputeMode, describe_device, resolve_device, training_mode
+from robustbench_dc.devices import ComputeMode, describe_device, resolve_device, training_mode
 from robustbench_dc.errors import UserError
 from robustbench_dc.files import atomic_write_bytes
 from robustbench_dc.inference import predict
 from robustbench_dc.models import Network, create_model
+from robustbench_dc.names import PRECISIONS, REGIMES, SCHEDULES
 from robustbench_dc.ops import DecoupledConv2d, DecoupledLinear, project_weights
 from robustbench_dc.perturb import ascend_linf, cross_entropy_objective
 from robustbench_dc.workspace import cache_dir, run_dir, workspace_dir
 
 log = logging.getLogger(__name__)
 
-REGIMES = ("natural", "fgsm", "kurakin", "pgd", "fgsm-rs")
-SCHEDULES = ("onecycle", "cosine")
 RESUME_FILE = "resume.pt"
 
 

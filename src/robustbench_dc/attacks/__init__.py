@@ -11,6 +11,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
+from robustbench_dc import names
 from robustbench_dc.attacks.bpda import bpda_surrogate
 from robustbench_dc.attacks.specs import ATTACKS, BIM, BPDA, FGSM, PGD, Attack, AutoAttack, FGSMPredicted, Square, eps_label, get_attack
 from robustbench_dc.devices import module_device
@@ -33,7 +34,7 @@ class _InputConnected(nn.Module):
 
 DEFAULT_ATTACK_BATCH_SIZE = 250
 
-BACKENDS = {"torchattacks": "robustbench_dc.attacks.torchattacks_backend", "foolbox": "robustbench_dc.attacks.foolbox_backend"}
+BACKENDS = {name: f"robustbench_dc.attacks.{name}_backend" for name in names.BACKENDS}
 
 
 def _backend(name: str):

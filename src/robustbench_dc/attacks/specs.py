@@ -9,6 +9,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
+from robustbench_dc import names
 from robustbench_dc.errors import UserError
 
 
@@ -119,6 +120,8 @@ def eps_label(eps: float) -> str:
 
 
 ATTACKS: dict[str, type[Attack]] = {a.name: a for a in (FGSM, FGSMPredicted, BIM, PGD, BPDA, AutoAttack, Square)}
+if tuple(ATTACKS) != names.ATTACKS:
+    raise ImportError(f"robustbench_dc.names.ATTACKS {names.ATTACKS} does not list the attacks defined here {tuple(ATTACKS)}")
 
 
 def get_attack(name: str, **params: Any) -> Attack:

@@ -1,0 +1,12 @@
+"""The names users type, in one torch-free place: the command line builds its choices from them without
+importing torch (``--help`` stays fast), and each module that implements them checks it implements exactly
+these at import.
+"""
+
+DATASETS = ("cifar10", "fashion-mnist", "mnist", "digits", "synthetic")
+REGIMES = ("natural", "fgsm", "kurakin", "pgd", "fgsm-rs")
+SCHEDULES = ("onecycle", "cosine")
+ATTACKS = ("fgsm", "fgsm-pred", "bim", "pgd", "bpda-pgd", "autoattack", "square")
+BACKENDS = ("torchattacks", "foolbox")
+PRESETS = ("smoke", "quick", "paper")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
