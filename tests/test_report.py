@@ -55,3 +55,17 @@ def test_interrupted_reproduce_resumes(tmp_path):
     reproduce(preset, workspace=tmp_path)
     cards = sorted(p.stat().st_mtime_ns for p in (tmp_path / "models").rglob("card.json"))
     assert len(cards) == len([s for s in stages if s.kind == "train"]) and cards[:3] == done  # finished work was not redone
+
+
+def test_match_eps_bisects_to_the_measured_eps_closest_to_the_target():
+    from robustbench_dc.reproduce import match_eps
+
+    calls = []
+
+    def accuracy_at(eps):  # accuracy falls linearly from 1 at eps 0 to 0 at eps 0.1
+        calls.append(eps)
+        return max(0.0, 1 - eps / 0.1)
+
+    eps = match_eps(accuracy_at, 0.30, hi=0.1, steps=6)
+    assert abs(eps - 0.07) <= 0.1 / 64 and len(calls) == 7
+    assert match_eps(lambda e: 0.9, 0.3, hi=0.1) is None  # never reaches the target

@@ -17,6 +17,7 @@ from robustbench_dc.diagnostics.run import run_diagnostics
 from robustbench_dc.errors import UserError
 from robustbench_dc.evaluation import evaluate, transfer_matrix
 from robustbench_dc.planning import protocol_source_training, resolve_source
+from robustbench_dc.reports.paper import paper_tables, paper_value
 from robustbench_dc.targets import from_checkpoint
 from robustbench_dc.train import TrainConfig, train
 from robustbench_dc.workspace import workspace_dir
@@ -69,6 +70,27 @@ if tuple(PRESETS) != names.PRESETS:
     raise ImportError(f"robustbench_dc.names.PRESETS {names.PRESETS} does not list the presets defined here {tuple(PRESETS)}")
 
 
+def _eps_match_stage(preset: Preset, targets: list, ws: Path, data_dir, device, progress) -> None:
+    """For FGSM and BIM: the eps at which the natural baseline's white-box accuracy is closest to the paper's
+    (which states no eps), then every target evaluated there (white-box and transfer from its protocol source)."""
+    paper = paper_tables()
+    kw = dict(dataset=preset.dataset, n=preset.n, workspace=ws, data_dir=data_dir, lipschitz=False, device=device, progress=progress)
+    baseline = next(t for t in targets if t.info["name"] == "baseline" and t.info["training"] == "natural")
+    for attack in ("fgsm", "bim"):
+        wanted = paper_value(paper, 7, "natural", attack, "baseline") / 100
+
+        def accuracy_at(eps: float, attack: str = attack) -> float:
+            rows = evaluate(baseline, attacks=[attack], eps=[eps], **kw)
+            return float(rows.loc[rows["attack"] == attack, "accuracy"].iloc[0])
+
+        eps = match_eps(accuracy_at, wanted, hi=max(preset.eps))
+        if eps is None:
+            continue
+        for target in targets:
+            source = resolve_source("default", target, dataset=preset.dataset, workspace=ws, data_dir=data_dir, train_missing=False)
+            evaluate(target, attacks=[attack], eps=[eps], source=source, **kw)
+
+
 def get_preset(name: str) -> Preset:
     if name not in PRESETS:
         raise UserError(f"unknown preset {name!r}; valid: {', '.join(PRESETS)}")
@@ -77,7 +99,7 @@ def get_preset(name: str) -> Preset:
 
 @dataclass(frozen=True)
 class Stage:
-    kind: str  # "train", "eval" or "transfer"
+    kind: str  # "train", "eval", "transfer" or "eps-match"
     config: TrainConfig
 
     @property
@@ -85,7 +107,23 @@ class Stage:
         c = self.config
         if self.kind == "transfer":
             return "transfer matrix (every natural model as source for every other)"
+        if self.kind == "eps-match":
+            return "eps matched to the paper's natural baseline (FGSM, BIM), every model re-evaluated there"
         return f"{self.kind} {c.model} {c.training_label} seed {c.seed}"
+
+
+def match_eps(accuracy_at: Callable[[float], float], target: float, hi: float, steps: int = 6) -> float | None:
+    """The measured eps (a multiple of ``hi / 2**steps``) whose accuracy is closest to ``target`` (a fraction),
+    by bisection on [0, hi]; None when even ``hi`` leaves accuracy above the target. Accuracy falls with eps."""
+    measured = {hi: accuracy_at(hi)}
+    if measured[hi] > target:
+        return None
+    lo, high = 0.0, hi
+    for _ in range(steps):
+        mid = (lo + high) / 2
+        measured[mid] = accuracy_at(mid)
+        lo, high = (mid, high) if measured[mid] > target else (lo, mid)
+    return min(measured, key=lambda e: (abs(measured[e] - target), e))
 
 
 def plan(preset: Preset, seeds: tuple[int, ...]) -> list[Stage]:
@@ -95,7 +133,8 @@ def plan(preset: Preset, seeds: tuple[int, ...]) -> list[Stage]:
     sources = [protocol_source_training(c.to_dict()) for c in targets]
     trainings = list({json.dumps(c.to_dict(), sort_keys=True): c for c in targets + sources}.values())
     transfer = [Stage("transfer", c) for c in targets if c.training == "natural"][:1]
-    return [Stage("train", c) for c in trainings] + [Stage("eval", c) for c in targets] + transfer
+    match = [Stage("eps-match", c) for c in targets if c.model == "baseline" and c.training == "natural"][:1]
+    return [Stage("train", c) for c in trainings] + [Stage("eval", c) for c in targets] + transfer + match
 
 
 
@@ -112,7 +151,7 @@ def reproduce(
     """Run every stage not already done; returns the wall time of each stage kind (seconds, this run)."""
     ws = workspace_dir(workspace)
     stages = plan(preset, seeds)
-    times = {"train": 0.0, "eval": 0.0, "transfer": 0.0}
+    times = {"train": 0.0, "eval": 0.0, "transfer": 0.0, "eps-match": 0.0}
     for i, stage in enumerate(stages):
         if on_stage is not None:
             on_stage(i, len(stages), stage)
@@ -122,6 +161,9 @@ def reproduce(
                        if s.kind == "eval" and s.config.training == "natural" and s.config.seed == seeds[0]]  # fmt: skip
             transfer_matrix(natural, dataset=preset.dataset, attacks=preset.attacks, eps=preset.table_eps, n=preset.n,
                             workspace=ws, data_dir=data_dir, device=device, progress=on_progress)  # fmt: skip
+        elif stage.kind == "eps-match":
+            targets = [from_checkpoint(train(s.config, workspace=ws, data_dir=data_dir, device=device)) for s in stages if s.kind == "eval"]
+            _eps_match_stage(preset, targets, ws, data_dir, device, on_progress)
         else:
             directory = train(stage.config, workspace=ws, data_dir=data_dir, device=device)
         if stage.kind == "eval":
