@@ -106,3 +106,9 @@ def test_cuda_training_runs_and_records_its_device(tmp_path):
     config = TrainConfig(model="tanhconv", dataset="digits", width=0.25, epochs=2, batch_size=64, training="fgsm")
     card = read_card(train(config, workspace=tmp_path, device="cuda"))
     assert card["compute"]["device"].startswith("cuda") and card["clean_test_accuracy"] > 0.5
+
+
+def test_evaluate_restores_the_modules_mode_and_device(tmp_path):
+    model = create_model("baseline", width=0.125, in_channels=1, input_size=8).train()
+    evaluate(model, dataset="digits", attacks=["fgsm"], n=20, lipschitz=False, workspace=tmp_path, device="cpu")
+    assert model.training and next(model.parameters()).device.type == "cpu"

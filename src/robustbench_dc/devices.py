@@ -6,7 +6,9 @@ uses autocast and channels-last, chosen per device and recorded in the checkpoin
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass
+from typing import Iterable, Iterator
 
 import torch
 from torch import nn
@@ -58,6 +60,20 @@ def module_device(module: nn.Module) -> torch.device:
     for t in module.buffers():
         return t.device
     return torch.device("cpu")
+
+
+@contextlib.contextmanager
+def placed(modules: Iterable[nn.Module], device: torch.device) -> Iterator[None]:
+    """Move ``modules`` to ``device`` for the duration; then restore each one's device and train/eval mode."""
+    saved = [(m, module_device(m), m.training) for m in modules]
+    try:
+        for m, _, _ in saved:
+            m.to(device)
+        yield
+    finally:
+        for m, original, training in saved:
+            m.to(original)
+            m.train(training)
 
 
 def describe_device(device: torch.device) -> str:

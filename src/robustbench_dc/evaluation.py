@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from robustbench_dc import lipschitz as lip
 from robustbench_dc.attacks import DEFAULT_ATTACK_BATCH_SIZE, Attack, eps_label, get_attack, run_attack
 from robustbench_dc.data import ImageDataset, dataset_info, load_dataset
-from robustbench_dc.devices import describe_device, module_device, resolve_device
+from robustbench_dc.devices import describe_device, module_device, placed, resolve_device
 from robustbench_dc.errors import UserError
 from robustbench_dc.files import atomic_write, environment
 from robustbench_dc.inference import predict
@@ -170,38 +170,37 @@ def evaluate(
     if batch_size < 1:
         raise UserError(f"batch_size must be >= 1, got {batch_size}")
     dev = resolve_device(device)
-    target.module.to(dev)
-    if src is not None:
-        src.module.to(dev)
-    test = load_dataset(dataset, "test", data_dir, cache_dir=cache_dir(ws))
-    check_model_fits(target.module, test)
-    sub = test.subset(n, subset_seed)
-    images, labels = sub.float_images(), sub.labels
-    subset = Subset(len(sub), len(test), subset_seed)
-    with ResultStore(ws) as store:
-        ctx = _Context(store, ws, target, test, test.content_sha256(), role, backend, recompute, progress or (lambda _: None),
-                       describe_device(dev), batch_size)  # fmt: skip
-        store.put_function(target.function_id, {**target.info, "data_source": target.info.get("data_source") or test.source})
-        ctx.cell(ctx.key(subset, kind="accuracy", threat="none", attack="none"), lambda: accuracy_metrics(predict(target.module, images, batch_size), labels))
-        version_ = backend_version(backend)
-        for attack in attack_objs:
-            threat = "white-box" if attack.access == "white-box" else "black-box"
-            for e in eps_list:
-                key = ctx.key(subset, kind="accuracy", threat=threat, attack=attack.name, params=attack_params(attack.params(e)), eps=e,
-                              backend=backend, backend_version=version_, batch_size=batch_size if attack.randomized else 0)  # fmt: skip
-                ctx.cell(key, lambda a=attack, e=e: accuracy_metrics(predict(target.module, run_attack(
-                    a, target.module, images, labels, e, backend=backend, seed=subset_seed, batch_size=batch_size), batch_size), labels))  # fmt: skip
-        if src is not None:
-            store.put_function(src.function_id, src.info)
-            for attack in [a for a in attack_objs if a.access == "white-box"]:
+    # the modules go to the device for this call only: their device and train/eval mode are restored after
+    with placed([target.module] + ([src.module] if src is not None else []), dev):
+        test = load_dataset(dataset, "test", data_dir, cache_dir=cache_dir(ws))
+        check_model_fits(target.module, test)
+        sub = test.subset(n, subset_seed)
+        images, labels = sub.float_images(), sub.labels
+        subset = Subset(len(sub), len(test), subset_seed)
+        with ResultStore(ws) as store:
+            ctx = _Context(store, ws, target, test, test.content_sha256(), role, backend, recompute, progress or (lambda _: None),
+                           describe_device(dev), batch_size)  # fmt: skip
+            store.put_function(target.function_id, {**target.info, "data_source": target.info.get("data_source") or test.source})
+            ctx.cell(ctx.key(subset, kind="accuracy", threat="none", attack="none"), lambda: accuracy_metrics(predict(target.module, images, batch_size), labels))
+            version_ = backend_version(backend)
+            for attack in attack_objs:
+                threat = "white-box" if attack.access == "white-box" else "black-box"
                 for e in eps_list:
-                    key = ctx.key(subset, kind="accuracy", threat="black-box", attack=attack.name, params=attack_params(attack.params(e)), eps=e,
-                                  backend=backend, backend_version=version_, source=src.function_id, batch_size=batch_size if attack.randomized else 0)  # fmt: skip
-                    ctx.cell(key, lambda a=attack, e=e, k=key: accuracy_metrics(
-                        predict(target.module, _transfer_examples(ctx, src, a, e, k, images, labels), batch_size), labels), source=src)  # fmt: skip
-        if lipschitz:
-            _lipschitz_cells(ctx, max(eps_list), lipschitz_n, subset_seed)
-    return pd.DataFrame(ctx.rows)
+                    key = ctx.key(subset, kind="accuracy", threat=threat, attack=attack.name, params=attack_params(attack.params(e)), eps=e,
+                                  backend=backend, backend_version=version_, batch_size=batch_size if attack.randomized else 0)  # fmt: skip
+                    ctx.cell(key, lambda a=attack, e=e: accuracy_metrics(predict(target.module, run_attack(
+                        a, target.module, images, labels, e, backend=backend, seed=subset_seed, batch_size=batch_size), batch_size), labels))  # fmt: skip
+            if src is not None:
+                store.put_function(src.function_id, src.info)
+                for attack in [a for a in attack_objs if a.access == "white-box"]:
+                    for e in eps_list:
+                        key = ctx.key(subset, kind="accuracy", threat="black-box", attack=attack.name, params=attack_params(attack.params(e)), eps=e,
+                                      backend=backend, backend_version=version_, source=src.function_id, batch_size=batch_size if attack.randomized else 0)  # fmt: skip
+                        ctx.cell(key, lambda a=attack, e=e, k=key: accuracy_metrics(
+                            predict(target.module, _transfer_examples(ctx, src, a, e, k, images, labels), batch_size), labels), source=src)  # fmt: skip
+            if lipschitz:
+                _lipschitz_cells(ctx, max(eps_list), lipschitz_n, subset_seed)
+        return pd.DataFrame(ctx.rows)
 
 
 def transfer_matrix(

@@ -21,7 +21,7 @@ from torch import nn
 
 from robustbench_dc.attacks import BIM, BPDA, DEFAULT_ATTACK_BATCH_SIZE, FGSM, PGD, Square
 from robustbench_dc.data import load_dataset
-from robustbench_dc.devices import describe_device, module_device
+from robustbench_dc.devices import describe_device, module_device, placed, resolve_device
 from robustbench_dc.diagnostics.checks import LARGE_EPS, PGD_VARIANTS, RELATIVE_STEP, SWEEP, Diagnostic, diagnose, measured_from_cells
 from robustbench_dc.errors import UserError
 from robustbench_dc.evaluation import evaluate
@@ -111,7 +111,7 @@ def run_diagnostics(
     evaluate(target, attacks=[_pgd("pgd20")], eps=[eps * k for k in SWEEP] + [LARGE_EPS], lipschitz=False, **kw)
     key = CellKey(function=target.function_id, dataset=dataset, data=full.content_sha256(), subset=Subset(len(test), len(full), 0),
                   role="diagnostics", kind="health", threat="health", attack="saturation")  # fmt: skip
-    with ResultStore(ws) as store:
+    with ResultStore(ws) as store, placed([target.module], resolve_device(device)):
         x = test.float_images()
         store.cell(key, lambda: {"saturation": saturation(target.module, x), **loss_gradient_health(target.module, x, test.labels)},
                    provenance={"label": target.label, "device": describe_device(module_device(target.module)), "environment": environment()})  # fmt: skip
