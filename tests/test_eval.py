@@ -159,7 +159,10 @@ def test_cli_eval_and_errors(digits_models, tmp_path):
     ws = str(digits_models["workspace"])
     r = run_cli("eval", "--model", "tanhconv", "--dataset", "digits", "--workspace", ws, "--eps", "8/255,0.1", "--n", "64", "--json", "--no-progress", "--source", "none")
     assert r.returncode == 0, r.stderr
-    rows = json.loads(r.stdout)
+    payload = json.loads(r.stdout)
+    assert payload["schema"] == "robustbench-dc/eval-v1" and payload["diagnostics"] == [] and payload["model"]["name"] == "tanhconv"
+    rows = payload["results"]
+    assert any(row["eps"] == 0.1 for row in rows)  # eps as given, not rounded
     assert {row["threat"] for row in rows} == {"none", "white-box", "lipschitz"}
     r = run_cli("eval", "--model", "tanhconv", "--dataset", "digits", "--workspace", ws, "--n", "64", "--no-progress", "--no-lipschitz")
     assert r.returncode == 0, r.stderr

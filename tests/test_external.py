@@ -41,7 +41,7 @@ def _cli_eval(path, ws, *extra):
     r = run_cli("eval", "--checkpoint", str(path), "--dataset", "digits", "--workspace", str(ws), "--mean", "0.3", "--std", "0.4",
                 "--n", "100", "--attacks", "fgsm,bim", "--eps", "16/255", "--no-lipschitz", "--json", "--no-progress", *extra)
     assert r.returncode == 0, r.stderr
-    rows = json.loads(r.stdout)
+    rows = json.loads(r.stdout)["results"]
     return {(row["threat"], row["attack"]): row["accuracy"] for row in rows}
 
 

@@ -13,6 +13,8 @@ from robustbench_dc.errors import UserError
 
 log = logging.getLogger("robustbench_dc")
 
+JSON_SCHEMA = "robustbench-dc/eval-v1"
+
 
 def parse_fraction(text: str) -> float:
     """``8/255``, ``0.03`` or ``1e-2`` as a float."""
@@ -301,12 +303,13 @@ def cmd_eval(args: argparse.Namespace, *, lipschitz_only: bool = False) -> int:
                                              workspace=args.workspace, data_dir=args.data_dir, device=args.device,
                                              batch_size=args.batch_size, progress=progress)  # fmt: skip
     bar.close()
-    results = json.loads(frame.drop(columns=["per_example"], errors="ignore").to_json(orient="records"))
     if args.json:
-        if diagnostics:
-            print(json.dumps({"results": results, "diagnostics": [asdict(d) for d in diagnostics]}, indent=2, default=str))
-        else:
-            print(json.dumps(results, indent=2))
+        results = json.loads(frame.drop(columns=["per_example"], errors="ignore").to_json(orient="records", double_precision=15))
+        model = {"label": target.label, "function_id": target.function_id,
+                 **{k: target.info[k] for k in ("kind", "name", "arch", "width", "training", "seed", "format", "file", "file_sha256", "weights_sha256") if k in target.info}}  # fmt: skip
+        # one shape with or without diagnostics (JSON_SCHEMA in the README)
+        print(json.dumps({"schema": JSON_SCHEMA, "robustbench_dc": __version__, "protocol": "docs/protocol.md", "dataset": args.dataset,
+                          "model": model, "results": results, "diagnostics": [asdict(d) for d in diagnostics]}, indent=2, default=str))  # fmt: skip
     else:
         print(eval_tables(frame, target.label))
         if diagnostics:
