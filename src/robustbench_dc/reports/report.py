@@ -143,7 +143,7 @@ def eps_matched_blocks(cell: _Tables, paper: pd.DataFrame) -> list[Block]:
 
 def label_leaking_blocks(cell: _Tables) -> list[Block]:
     """White-box FGSM with the true labels against FGSM with the model's predicted labels (Kurakin et al. 2017)."""
-    rows = []
+    rows, comparisons = [], []
     for name, training in cell.results.models():
         try:
             true, pred = cell(name, training, "white-box", "fgsm"), cell(name, training, "white-box", "fgsm-pred")
@@ -152,14 +152,19 @@ def label_leaking_blocks(cell: _Tables) -> list[Block]:
         if true is None or pred is None:
             continue
         c = compare(true, pred)
+        comparisons.append(c)
         rows.append([display(name), training, true.text(), pred.text(), "-" if c is None else f"{c.diff:+.1f} [{c.low:+.1f}, {c.high:+.1f}]",
                      "-" if c is None else c.detail])  # fmt: skip
     if not rows:
         return [("p", "No FGSM cells with predicted labels (attack fgsm-pred) in the store.")]
+    leaking = [f"{r[0]} ({r[1]})" for r, c in zip(rows, comparisons) if c is not None and c.low > 0]
+    verdict = (f"Label leaking (more accurate under the true-label attack, significantly): {', '.join(leaking)}." if leaking else
+               "No model is significantly more accurate under the true-label attack than under the predicted-label one: no sign of label leaking.")  # fmt: skip
     return [("p", f"White-box FGSM at {eps_label(cell.eps)} crafted with the true labels and with the model's own predictions. A model "
                   "that is more accurate under the true-label attack than under the predicted-label one has learnt from label "
                   "leaking (its FGSM training examples gave the label away), and its true-label FGSM accuracy overstates its robustness."),
-            ("table", (["model", "training", "FGSM, true labels %", "FGSM, predicted labels %", "difference, points [95% CI]", "test"], rows))]  # fmt: skip
+            ("table", (["model", "training", "FGSM, true labels %", "FGSM, predicted labels %", "difference, points [95% CI]", "test"], rows)),
+            ("p", verdict)]  # fmt: skip
 
 
 def _diagnostics(results: Results, eps: float) -> dict[tuple[str, str, int], list]:
