@@ -147,6 +147,8 @@ def test_diagnostic_pgd_cells_are_found_by_their_full_parameters():
     (Measured(n=100, gradient={"zero": 0.0, "nonfinite": 0.0}, health={"saturation": {"a": 0.95}}), "gradient health", "warn"),
     (Measured(n=100, gradient={"zero": 0.0, "nonfinite": 0.0}, health={"saturation": {"a": 0.5}}), "gradient health", "pass"),
     (Measured(n=100), "gradient health", "n/a"),
+    (Measured(n=100, white={"apgd-ce": 0.30, "apgd-dlr": 0.31}), "DLR loss does not beat cross-entropy", "pass"),
+    (Measured(n=100, white={"apgd-ce": 0.60, "apgd-dlr": 0.10}), "DLR loss does not beat cross-entropy", "warn"),
 ])  # fmt: skip
 def test_checks(measured, name, status):
     assert {d.name: d.status for d in diagnose(measured)}[name] == status

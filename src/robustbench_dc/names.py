@@ -6,7 +6,7 @@ these at import.
 DATASETS = ("cifar10", "fashion-mnist", "mnist", "digits", "synthetic")
 REGIMES = ("natural", "fgsm", "kurakin", "pgd", "fgsm-rs")
 SCHEDULES = ("onecycle", "cosine")
-ATTACKS = ("fgsm", "fgsm-pred", "bim", "pgd", "bpda-pgd", "autoattack", "square")
+ATTACKS = ("fgsm", "fgsm-pred", "bim", "pgd", "bpda-pgd", "apgd-ce", "apgd-dlr", "autoattack", "square")
 BACKENDS = ("torchattacks", "foolbox")
 PRESETS = ("smoke", "quick", "paper")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")

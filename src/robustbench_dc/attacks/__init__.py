@@ -13,7 +13,21 @@ from torch import Tensor, nn
 
 from robustbench_dc import names
 from robustbench_dc.attacks.bpda import bpda_surrogate
-from robustbench_dc.attacks.specs import ATTACKS, BIM, BPDA, FGSM, PGD, Attack, AutoAttack, FGSMPredicted, Square, eps_label, get_attack
+from robustbench_dc.attacks.specs import (
+    APGDCE,
+    APGDDLR,
+    ATTACKS,
+    BIM,
+    BPDA,
+    FGSM,
+    PGD,
+    Attack,
+    AutoAttack,
+    FGSMPredicted,
+    Square,
+    eps_label,
+    get_attack,
+)
 from robustbench_dc.devices import module_device
 from robustbench_dc.errors import UserError
 from robustbench_dc.inference import predict
@@ -96,4 +110,4 @@ def run_attack(
         model.train(was_training)
 
 
-__all__ = ["ATTACKS", "BACKENDS", "BIM", "BPDA", "FGSM", "FGSMPredicted", "PGD", "Attack", "AutoAttack", "Square", "bpda_surrogate", "eps_label", "get_attack", "run_attack"]
+__all__ = ["APGDCE", "APGDDLR", "ATTACKS", "BACKENDS", "BIM", "BPDA", "FGSM", "FGSMPredicted", "PGD", "Attack", "AutoAttack", "Square", "bpda_surrogate", "eps_label", "get_attack", "run_attack"]

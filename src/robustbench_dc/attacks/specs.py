@@ -95,6 +95,26 @@ class BPDA(PGD):
 
 
 @dataclass(frozen=True)
+class APGDCE(Attack):
+    """APGD with the cross-entropy loss (Croce & Hein 2020): step size adapted per example, no step to tune."""
+
+    name: ClassVar[str] = "apgd-ce"
+    randomized: ClassVar[bool] = True
+    loss: ClassVar[str] = "ce"
+    steps: int = 20
+    restarts: int = 1
+
+
+@dataclass(frozen=True)
+class APGDDLR(APGDCE):
+    """APGD with the difference-of-logits-ratio loss, which rescaling the logits cannot flatten: where it beats
+    cross-entropy PGD by much, the cross-entropy gradients were masked (saturated softmax), not the model robust."""
+
+    name: ClassVar[str] = "apgd-dlr"
+    loss: ClassVar[str] = "dlr"
+
+
+@dataclass(frozen=True)
 class AutoAttack(Attack):
     """Croce & Hein 2020, standard version (APGD-CE, APGD-T, FAB-T, Square) through torchattacks."""
 
@@ -119,7 +139,7 @@ def eps_label(eps: float) -> str:
     return f"{round(k)}/255" if abs(k - round(k)) < 1e-6 else f"{eps:g}"
 
 
-ATTACKS: dict[str, type[Attack]] = {a.name: a for a in (FGSM, FGSMPredicted, BIM, PGD, BPDA, AutoAttack, Square)}
+ATTACKS: dict[str, type[Attack]] = {a.name: a for a in (FGSM, FGSMPredicted, BIM, PGD, BPDA, APGDCE, APGDDLR, AutoAttack, Square)}
 if tuple(ATTACKS) != names.ATTACKS:
     raise ImportError(f"robustbench_dc.names.ATTACKS {names.ATTACKS} does not list the attacks defined here {tuple(ATTACKS)}")
 

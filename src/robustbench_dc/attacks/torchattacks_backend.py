@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from robustbench_dc.attacks.specs import BIM, FGSM, PGD, Attack, AutoAttack, Square
+from robustbench_dc.attacks.specs import APGDCE, BIM, FGSM, PGD, Attack, AutoAttack, Square
 
 NAME = "torchattacks"
 
@@ -20,6 +20,9 @@ def craft(attack: Attack, model: nn.Module, images: Tensor, labels: Tensor, eps:
         atk = torchattacks.BIM(model, eps=eps, alpha=attack.step, steps=attack.steps_at(eps))
     elif isinstance(attack, PGD):
         atk = torchattacks.PGD(model, eps=eps, alpha=attack.step_at(eps), steps=attack.steps, random_start=True)
+    elif isinstance(attack, APGDCE):  # and APGDDLR
+        seed = int(torch.randint(0, 2**31 - 1, ()).item())
+        atk = torchattacks.APGD(model, norm="Linf", eps=eps, steps=attack.steps, n_restarts=attack.restarts, seed=seed, loss=attack.loss)
     elif isinstance(attack, AutoAttack):
         n_classes = int(model(images[:1]).shape[1])
         seed = int(torch.randint(0, 2**31 - 1, ()).item())

@@ -159,6 +159,16 @@ def diagnose(m: Measured, *, tolerance: float = TOLERANCE) -> list[Diagnostic]:
                               f"PGD-20 {_pct(pgd)}, PGD-40 {_pct(pgd40)}, PGD-20 x3 restarts {_pct(pgd_r)} (tolerance {_pct(tol)})",
                               {"pgd20": pgd, "pgd40": pgd40, "pgd20_restarts3": pgd_r}))  # fmt: skip
 
+    ce, dlr = w.get("apgd-ce"), w.get("apgd-dlr")
+    if ce is None or dlr is None:
+        out.append(Diagnostic("DLR loss does not beat cross-entropy", "n/a", "needs APGD-CE and APGD-DLR cells"))
+    else:
+        ok = dlr >= ce - tol
+        out.append(Diagnostic("DLR loss does not beat cross-entropy", "pass" if ok else "warn",
+                              f"APGD-CE {_pct(ce)}, APGD-DLR {_pct(dlr)}"
+                              + ("" if ok else "; the scale-free DLR loss breaks what cross-entropy could not: saturated (masked) cross-entropy gradients"),
+                              {"apgd_ce": ce, "apgd_dlr": dlr}))  # fmt: skip
+
     bpda = w.get("bpda-pgd")
     if bpda is None or pgd is None:
         out.append(Diagnostic("BPDA does not beat true gradients", "n/a", "no decoupled layers (or no BPDA cell)"))

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from robustbench_dc.attacks import BIM, BPDA, DEFAULT_ATTACK_BATCH_SIZE, FGSM, PGD, Square
+from robustbench_dc.attacks import APGDCE, APGDDLR, BIM, BPDA, DEFAULT_ATTACK_BATCH_SIZE, FGSM, PGD, Square
 from robustbench_dc.data import load_dataset
 from robustbench_dc.devices import describe_device, module_device, placed, resolve_device
 from robustbench_dc.diagnostics.checks import LARGE_EPS, PGD_VARIANTS, RELATIVE_STEP, SWEEP, Diagnostic, diagnose, measured_from_cells
@@ -40,8 +40,9 @@ def _pgd(variant: str, cls: type[PGD] = PGD) -> PGD:
 
 
 def diagnostic_attacks(eps: float, square_queries: int, decoupled: bool) -> list:
-    """FGSM, BIM, the PGD variants of :mod:`.checks` (steps eps/4), Square, and BPDA where there is a decoupled layer."""
-    attacks = [FGSM(), BIM(), _pgd("pgd20"), _pgd("pgd40"), _pgd("pgd20x3"), Square(n_queries=square_queries)]
+    """FGSM, BIM, the PGD variants of :mod:`.checks` (steps eps/4), APGD with the cross-entropy and the DLR loss,
+    Square, and BPDA where there is a decoupled layer."""
+    attacks = [FGSM(), BIM(), _pgd("pgd20"), _pgd("pgd40"), _pgd("pgd20x3"), APGDCE(), APGDDLR(), Square(n_queries=square_queries)]
     return attacks + ([_pgd("pgd20", BPDA)] if decoupled else [])
 
 

@@ -362,7 +362,8 @@ def build_report(
                         "Square); 3. accuracy falls with eps and is near zero (<= 5%) at eps 0.5; 4. PGD-20 has converged (PGD-40 and "
                         "3 restarts change accuracy by at most the tolerance: 2 points or 3 images, whichever is larger); 5. BPDA "
                         "surrogate gradients do not beat the true gradients by more than the tolerance; 6. gradient health (<= 1% "
-                        "zero or non-finite input gradients, <= 90% saturated patches in any bounded layer)."))  # fmt: skip
+                        "zero or non-finite input gradients, <= 90% saturated patches in any bounded layer); 7. the scale-free DLR loss "
+                        "(APGD-DLR) does not beat cross-entropy (APGD-CE) by more than the tolerance."))  # fmt: skip
     blocks += diagnostics_blocks(diags)
     blocks.append(("h2", "Which of the paper's robustness claims survive the diagnostics"))
     blocks.append(("list", surviving_claims(cl, diags)))
