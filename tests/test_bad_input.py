@@ -68,3 +68,63 @@ def test_the_command_line_parser_does_not_import_torch():
     code = "import sys, robustbench_dc.cli as c; c.build_parser(); assert 'torch' not in sys.modules, 'torch imported'"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_legacy_and_data_parallel_state_dicts_load(tmp_path):
+    import torch
+
+    from robustbench_dc.data import dataset_info
+    from robustbench_dc.external import load_external
+    from robustbench_dc.models import create_model
+
+    model = create_model("baseline", width=0.125, in_channels=1, input_size=8)
+    state = {f"module.{k}": v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    torch.save(state, tmp_path / "dp.pt")
+    loaded = load_external(tmp_path / "dp.pt", dataset_info("digits"), arch="cnn9", width=0.125)
+    assert loaded.info["weights_sha256"]  # loaded: prefix stripped, old BatchNorm counters filled in
+
+
+def test_factory_from_a_file_and_a_factory_that_raises(tmp_path):
+    import torch
+
+    from robustbench_dc.data import dataset_info
+    from robustbench_dc.external import load_external
+    from tests.thirdparty import SmallNet
+
+    (tmp_path / "mynet.py").write_text("from tests.thirdparty import SmallNet\n\ndef build():\n    return SmallNet()\n\ndef broken():\n    raise RuntimeError('no GPU here')\n")
+    torch.save(SmallNet().state_dict(), tmp_path / "w.pt")
+    info = dataset_info("digits")
+    assert load_external(tmp_path / "w.pt", info, factory=f"{tmp_path / 'mynet.py'}:build").info["format"] == "state-dict"
+    with pytest.raises(UserError, match="raised RuntimeError: no GPU here"):
+        load_external(tmp_path / "w.pt", info, factory=f"{tmp_path / 'mynet.py'}:broken")
+
+
+def test_a_corrupt_image_is_named(tmp_path):
+    from robustbench_dc.data import load_dataset
+    from tests.test_identity import _write_cifar_like
+
+    _write_cifar_like(tmp_path / "png", "png")
+    bad = tmp_path / "png" / "test" / "class3" / "1.png"
+    bad.write_bytes(bad.read_bytes()[:40])
+    with pytest.raises(UserError, match=r"class3/1.png: cannot decode this image"):
+        load_dataset("cifar10", "test", tmp_path / "png", cache_dir=tmp_path / "cache")
+
+
+def test_a_card_without_fields_and_a_bad_resume_state(digits_models, tmp_path):
+    import shutil
+
+    d = tmp_path / "ckpt"
+    shutil.copytree(digits_models[("baseline", "natural", 0)], d)
+    card = json.loads((d / CARD_FILE).read_text())
+    del card["train_config"]
+    (d / CARD_FILE).write_text(json.dumps(card))
+    with pytest.raises(CheckpointError, match="lacks 'train_config'"):
+        load_checkpoint(d)
+    config = TrainConfig(model="baseline", dataset="synthetic", width=0.125, epochs=2)
+    from robustbench_dc.train import checkpoint_dir
+
+    run = checkpoint_dir(config, tmp_path / "ws")
+    run.mkdir(parents=True)
+    (run / "resume.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="unreadable resume state"):
+        train(config, workspace=tmp_path / "ws")

@@ -55,9 +55,11 @@ def read_card(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{card_path}: corrupt checkpoint card ({exc}); retrain or restore the file") from exc
     if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
         raise CheckpointError(f"{card_path}: not a robustbench-dc checkpoint card (format {card.get('format') if isinstance(card, dict) else None!r}, expected {CARD_FORMAT!r})")
-    for key in ("model", "weights", "dataset"):
+    for key in ("model", "weights", "dataset", "training", "train_config", "seed", "epochs", "clean_test_accuracy"):
         if key not in card:
             raise CheckpointError(f"{card_path}: checkpoint card lacks {key!r}; retrain or restore the file")
+    if not isinstance(card["weights"], dict) or not {"file", "sha256"} <= set(card["weights"]):
+        raise CheckpointError(f"{card_path}: the card's 'weights' entry needs 'file' and 'sha256'; retrain or restore the file")
     return card
 
 
@@ -91,8 +93,13 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[Network, dict[str, Any]]:
 
 
 def load_state_dict_checked(model: nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:
-    """``load_state_dict(strict=True)`` with an error that lists the first missing and unexpected keys."""
+    """``load_state_dict(strict=True)`` with an error that lists the first missing and unexpected keys.
+
+    BatchNorm's ``num_batches_tracked`` may be missing (state dicts saved before PyTorch 0.4.1), as
+    ``load_state_dict`` itself accepts.
+    """
     expected = model.state_dict()
+    state = {**{k: v for k, v in expected.items() if k.endswith("num_batches_tracked") and k not in state}, **state}
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     wrong = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in expected.items() if k in state and state[k].shape != v.shape]

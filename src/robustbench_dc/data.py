@@ -253,7 +253,10 @@ def _cifar10(info: DatasetInfo, split: str, data_dir, download: bool, cache_dir)
     if batches.is_dir():
         import torchvision
 
-        ds = torchvision.datasets.CIFAR10(str(root), train=split == "train", download=False)
+        try:
+            ds = torchvision.datasets.CIFAR10(str(root), train=split == "train", download=False)
+        except (RuntimeError, OSError, ValueError, EOFError) as exc:
+            raise UserError(f"{batches}: cannot read torchvision's CIFAR-10 batches ({exc}); delete the directory and get it again") from exc
         images = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
         return ImageDataset(info, split, images, torch.tensor(ds.targets, dtype=torch.int64), "CIFAR-10 (torchvision batches, cifar-10-batches-py/)")
     folder = root / split
@@ -302,8 +305,11 @@ def _image_folder(info: DatasetInfo, split: str, folder: Path, cache_dir) -> Ima
     i = 0
     for c, group in enumerate(files):
         for p in group:
-            with Image.open(p) as im:
-                arr = np.asarray(im.convert("RGB"))
+            try:
+                with Image.open(p) as im:
+                    arr = np.asarray(im.convert("RGB"))
+            except (OSError, ValueError, SyntaxError) as exc:  # PIL's errors for truncated or corrupt files
+                raise UserError(f"{p}: cannot decode this image ({exc}); replace or remove the file") from exc
             if arr.shape != (info.input_size, info.input_size, 3):
                 raise UserError(f"{p}: image of shape {arr.shape}, expected {info.input_size}x{info.input_size} RGB")
             images[i] = arr.transpose(2, 0, 1)

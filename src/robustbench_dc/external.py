@@ -7,6 +7,7 @@ Loading never runs code from the file unless the user passes ``trust=True``: sta
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import pickle
 import zipfile
@@ -33,14 +34,28 @@ TRUST_WARNING = (
 
 
 def load_factory(spec: str) -> Callable[[], nn.Module]:
-    """``package.module:function`` -> the function (the user named this code, so importing it is theirs to decide)."""
-    module_name, _, attr = spec.partition(":")
+    """``package.module:function`` or ``path/to/file.py:function`` -> the function (the user named this code, so
+    importing it is theirs to decide)."""
+    module_name, _, attr = spec.rpartition(":")
     if not module_name or not attr:
-        raise UserError(f"--factory takes package.module:function, got {spec!r}")
+        raise UserError(f"--factory takes package.module:function or path/to/file.py:function, got {spec!r}")
     try:
-        fn = getattr(importlib.import_module(module_name), attr)
+        if module_name.endswith(".py"):
+            path = Path(module_name)
+            if not path.is_file():
+                raise UserError(f"--factory {spec!r}: no such file {path}")
+            loaded = importlib.util.spec_from_file_location(f"_dc_robust_factory_{path.stem}", path)
+            module = importlib.util.module_from_spec(loaded)
+            loaded.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+        fn = getattr(module, attr)
     except (ImportError, AttributeError) as exc:
         raise UserError(f"cannot import factory {spec!r}: {exc}") from exc
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001  (the user's file raised while being imported)
+        raise UserError(f"factory {spec!r}: importing it raised {type(exc).__name__}: {exc}") from exc
     if not callable(fn):
         raise UserError(f"factory {spec!r} is not callable")
     return fn
@@ -55,16 +70,28 @@ def _is_torchscript(path: Path) -> bool:
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from a safetensors or torch file, never running code from it; a ``module.`` prefix on every
+    key (saved from ``nn.DataParallel``) is removed."""
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: the file is empty")
-    if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
+    state = _read_safetensors(path) if path.suffix == ".safetensors" else _read_torch_state(path)
+    if state and all(k.startswith("module.") for k in state):
+        log.info("%s: removing the 'module.' prefix of every key (a DataParallel state dict)", path)
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state
 
-        try:
-            return load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise CheckpointError(f"{path}: not a readable safetensors file (truncated or corrupt?): {exc}") from exc
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file (truncated or corrupt?): {exc}") from exc
+
+
+def _read_torch_state(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -133,7 +160,14 @@ def load_external(
             raise UserError("give --arch or --factory, not both")
         state = _read_state_dict(path)
         if factory:
-            module = load_factory(factory)()
+            try:
+                module = load_factory(factory)()
+            except UserError:
+                raise
+            except Exception as exc:  # noqa: BLE001  (the user's factory failed: say which, and how)
+                raise UserError(f"factory {factory!r} raised {type(exc).__name__}: {exc}") from exc
+            if not isinstance(module, nn.Module):
+                raise UserError(f"factory {factory!r} returned a {type(module).__name__}, not an nn.Module")
         else:
             module = create_model(model_name, arch=arch, num_classes=info.num_classes, in_channels=info.in_channels, width=1.0 if width is None else width,
                                   input_size=info.input_size, mean=info.mean, std=info.std)  # fmt: skip

@@ -320,7 +320,10 @@ def train(
 
     resume_path = out_dir / RESUME_FILE
     if resume_path.exists():
-        state = torch.load(resume_path, weights_only=True, map_location=dev)
+        try:
+            state = torch.load(resume_path, weights_only=True, map_location=dev)
+        except Exception as exc:  # noqa: BLE001  (a truncated or foreign file: anything can come out of the unpickler)
+            raise UserError(f"{resume_path}: unreadable resume state ({type(exc).__name__}); delete it to start this run over") from exc
         if state["config"] != json.dumps(wanted, sort_keys=True):
             raise UserError(f"{resume_path} belongs to a run with other settings; delete it to start over")
         model.load_state_dict(state["model"])
