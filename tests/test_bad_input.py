@@ -128,3 +128,35 @@ def test_a_card_without_fields_and_a_bad_resume_state(digits_models, tmp_path):
     (run / "resume.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(UserError, match="unreadable resume state"):
         train(config, workspace=tmp_path / "ws")
+
+
+def test_two_evaluations_and_a_report_at_once_on_one_workspace(digits_models, tmp_path):
+    """Concurrent writers share one store: unique temporary files, one transaction per cell, busy waits."""
+    import shutil
+    import subprocess
+    import sys
+
+    ws = tmp_path / "ws"
+    shutil.copytree(digits_models["workspace"] / "models", ws / "models")
+    common = ["--dataset", "digits", "--workspace", str(ws), "--n", "120", "--eps", "8/255,16/255", "--no-progress", "--no-lipschitz"]
+    evals = [subprocess.Popen([sys.executable, "-m", "robustbench_dc.cli", "eval", "--model", m, *common], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for m in ("baseline", "tanhconv")]  # fmt: skip
+    import time
+
+    from robustbench_dc.results.store import ResultStore
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and all(p.poll() is None for p in evals):  # a report while the evaluations still write
+        if (ws / "results.sqlite").exists():
+            with ResultStore(ws) as store:
+                if store.count() >= 2:
+                    break
+        time.sleep(0.2)
+    report = run_cli("report", "--dataset", "digits", "--workspace", str(ws), "--eps", "16/255", "--out", str(tmp_path / "r"))
+    outputs = [p.communicate(timeout=300) for p in evals]
+    assert [p.returncode for p in evals] == [0, 0], [o[1][-500:] for o in outputs]
+    assert report.returncode == 0, report.stderr
+
+    with ResultStore(ws) as store:
+        keys = [c.key.store_key() for c in store.cells()]
+    assert len(keys) == len(set(keys)) and len(keys) == 2 * (1 + 4 + 4)  # per model: clean, 2 attacks x 2 eps white and black

@@ -194,3 +194,20 @@ def test_mcnemar_and_paired_interval_match_hand_computation():
     assert mcnemar_exact(6, 4) == pytest.approx(0.7539, abs=1e-4)
     low, high = paired_difference_interval(30, 0, 100)
     assert low == pytest.approx(0.30 - 1.96 * (30 - 9) ** 0.5 / 100, abs=1e-3) and high > 0.3
+
+
+def test_many_processes_opening_and_writing_one_new_store(tmp_path):
+    """Schema creation is one write transaction: processes racing to open a new store never set each other's
+    tables aside, and every write lands."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from pathlib import Path; from tests.test_results import key, put; from robustbench_dc.results.store import ResultStore\n"
+            "with ResultStore(Path(sys.argv[1])) as s:\n    [put(s, key(f'f{sys.argv[2]}', n=10 + i), 0.5) for i in range(40)]")  # fmt: skip
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path), str(i)], stderr=subprocess.PIPE, text=True) for i in range(6)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 6, errors
+    with ResultStore(tmp_path) as store:
+        assert store.count() == 240
+    tables = {r[0] for r in sqlite3.connect(tmp_path / "results.sqlite").execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert tables == {"meta", "functions", "cells"}

@@ -56,29 +56,37 @@ class ResultStore:
         self.path = results_path(workspace)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = sqlite3.connect(self.path, timeout=120)
+            self._conn = sqlite3.connect(self.path, timeout=120, isolation_level=None)  # transactions are explicit
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._migrate()
         except sqlite3.DatabaseError as exc:
             raise UserError(f"{self.path}: cannot open the result store ({exc}); move the file away to start a new one") from exc
 
     def _migrate(self) -> None:
-        tables = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        version = None
-        if "meta" in tables:
-            row = self._conn.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
-            version = int(row[0]) if row else None
-        if "cells" in tables and version != SCHEMA_VERSION:
-            old = version or 1
-            with self._conn:
+        """Create or check the schema in one write transaction, so that processes opening a new store at the same
+        time never see each other's half-made schema."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            tables = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            version = None
+            if "meta" in tables:
+                row = self._conn.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
+                version = int(row[0]) if row else None
+            if "cells" in tables and version != SCHEMA_VERSION:
+                old = version or 1
                 for t in ("cells", "models", "functions"):
                     if t in tables:
                         self._conn.execute(f"ALTER TABLE {t} RENAME TO {t}_v{old}_{int(time.time())}")
-            log.warning("%s: results of an older schema (%s) are kept aside and not reused: their cells do not "
-                        "identify the evaluated function and data exactly; they will be recomputed", self.path, old)  # fmt: skip
-        with self._conn:
-            self._conn.executescript(_SCHEMA)
+                log.warning("%s: results of an older schema (%s) are kept aside and not reused: their cells do not "
+                            "identify the evaluated function and data exactly; they will be recomputed", self.path, old)  # fmt: skip
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._conn.execute(statement)
             self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         self._conn.close()
