@@ -178,3 +178,19 @@ def test_cli_eval_and_errors(digits_models, tmp_path):
         assert message in r.stderr and "Traceback" not in r.stderr
     r = run_cli("eval", "--model", "tanhconv", "--dataset", "digits", "--workspace", str(tmp_path / "empty"), "--no-progress")
     assert r.returncode == 2 and "no checkpoint for model=tanhconv" in r.stderr
+
+
+def test_evaluate_the_callers_own_tensors(digits_models, tmp_path):
+    test = load_dataset("digits", "test")
+    module = from_checkpoint(digits_models[("baseline", "natural", 0)]).module
+    x, y = test.float_images()[:80], test.labels[:80]
+    rows = evaluate(module, x=x, y=y, attacks=["fgsm"], eps=16 / 255, n=None, workspace=tmp_path, lipschitz=False)
+    named = evaluate(module, dataset="digits", attacks=["fgsm"], eps=16 / 255, n=None, workspace=tmp_path, lipschitz=False)
+    assert rows.iloc[0]["n"] == 80 and rows.iloc[0]["accuracy"] > 0.8
+    same = evaluate(module, x=test.images[:80], y=y, attacks=["fgsm"], eps=16 / 255, n=None, workspace=tmp_path, lipschitz=False)
+    assert same["cached"].all()  # the same pixels given as uint8 are the same data
+    assert len(named) == 2  # the named dataset is other data (all 360 images): its own cells
+    with pytest.raises(UserError, match=r"pixels in \[0, 1\]"):
+        evaluate(module, x=x * 255, y=y, workspace=tmp_path)
+    with pytest.raises(UserError, match="either as dataset=NAME or as x=IMAGES"):
+        evaluate(module, dataset="digits", x=x, y=y, workspace=tmp_path)

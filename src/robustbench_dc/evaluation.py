@@ -9,7 +9,7 @@ it never trains: the caller resolves the black-box source (see ``robustbench_dc.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from robustbench_dc import lipschitz as lip
 from robustbench_dc.attacks import DEFAULT_ATTACK_BATCH_SIZE, Attack, eps_label, get_attack, run_attack
-from robustbench_dc.data import ImageDataset, dataset_info, load_dataset
+from robustbench_dc.data import DatasetInfo, ImageDataset, dataset_info, load_dataset
 from robustbench_dc.devices import describe_device, module_device, placed, resolve_device
 from robustbench_dc.errors import UserError
 from robustbench_dc.files import atomic_write, environment
@@ -96,8 +96,9 @@ def accuracy_metrics(pred: Tensor, labels: Tensor) -> dict[str, Any]:
             "per_example": "".join("1" if r else "0" for r in right.tolist())}  # fmt: skip
 
 
-def check_model_fits(module: nn.Module, data: ImageDataset) -> None:
-    """Fail clearly when a model cannot take this dataset's images or gives the wrong number of outputs."""
+def check_model_fits(module: nn.Module, data: ImageDataset) -> int:
+    """Fail clearly when a model cannot take this dataset's images or gives the wrong number of outputs (for the
+    caller's own data: fewer outputs than its labels need); returns the number of outputs."""
     x = data.float_images(slice(0, 2)).to(module_device(module))
     module.eval()
     try:
@@ -105,11 +106,13 @@ def check_model_fits(module: nn.Module, data: ImageDataset) -> None:
             out = module(x)
     except (RuntimeError, ValueError) as exc:
         raise UserError(f"the model cannot take {data.info.name} images of shape {tuple(x.shape)}: {exc}") from exc
-    if not isinstance(out, Tensor) or out.ndim != 2 or out.shape[1] != data.info.num_classes:
+    custom = data.info.name == "custom"
+    if not isinstance(out, Tensor) or out.ndim != 2 or (out.shape[1] < data.info.num_classes if custom else out.shape[1] != data.info.num_classes):
         shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
         raise UserError(f"the model's output has shape {shape}; {data.info.name} needs (N, {data.info.num_classes}) logits")
     if not torch.isfinite(out).all():
         raise UserError("the model's outputs are not finite (NaN or inf) on clean test images")
+    return int(out.shape[1])
 
 
 def as_target(model: nn.Module | EvalModel, *, label: str | None = None, mean=None, std=None) -> EvalModel:
@@ -120,10 +123,35 @@ def as_target(model: nn.Module | EvalModel, *, label: str | None = None, mean=No
     return from_module(with_normalization(model, mean, std), label=label)
 
 
+def tensor_dataset(x: Tensor, y: Tensor) -> ImageDataset:
+    """The caller's own test images as a dataset: ``x`` of shape (N, C, H, W), uint8 or float 8-bit pixels in
+    [0, 1] (k/255 values, as image loaders give), ``y`` of N class indices. Identified by its content."""
+    if not isinstance(x, Tensor) or not isinstance(y, Tensor):
+        raise UserError("x and y must be tensors: images (N, C, H, W) and labels (N,)")
+    if x.ndim != 4 or x.shape[2] != x.shape[3] or y.ndim != 1 or y.shape[0] != x.shape[0] or x.shape[0] == 0:
+        raise UserError(f"x must be (N, C, H, H) images and y (N,) labels with the same N > 0; got x {tuple(x.shape)}, y {tuple(y.shape)}")
+    if y.dtype.is_floating_point or int(y.min()) < 0:
+        raise UserError("y must hold class indices (integers >= 0)")
+    if x.dtype != torch.uint8:
+        x = x.detach().cpu().float()
+        if float(x.min()) < 0 or float(x.max()) > 1:
+            raise UserError(f"x must hold pixels in [0, 1] (found {float(x.min()):.3g} to {float(x.max()):.3g}): pass unnormalised images "
+                            "and give the model's normalisation as mean=/std=; divide 0-255 images by 255")  # fmt: skip
+        scaled = x * 255
+        if not torch.allclose(scaled, scaled.round(), atol=1e-3):
+            raise UserError("x must hold 8-bit images (pixel values k/255), as image files decode to; quantise them first")
+        x = scaled.round().to(torch.uint8)
+    num_classes = max(int(y.max()) + 1, 2)
+    info = DatasetInfo("custom", num_classes, int(x.shape[1]), int(x.shape[2]), (0.5,) * x.shape[1], (0.5,) * x.shape[1], False)
+    return ImageDataset(info, "test", x.cpu().contiguous(), y.cpu().long(), f"tensors passed to evaluate ({x.shape[0]} images)")
+
+
 def evaluate(
     model: nn.Module | EvalModel,
     *,
-    dataset: str,
+    dataset: str | None = None,
+    x: Tensor | None = None,
+    y: Tensor | None = None,
     attacks: Sequence[str | Attack] = DEFAULT_ATTACKS,
     eps: float | Sequence[float] = DEFAULT_EPS,
     n: int | None = 1000,
@@ -145,6 +173,8 @@ def evaluate(
 ) -> pd.DataFrame:
     """Evaluate one model; returns one row per result cell (stored in the workspace, reused when present).
 
+    The test data: ``dataset`` (a name, read from ``data_dir``), or the caller's own ``x`` and ``y`` tensors
+    (stored under the dataset name ``custom``, identified by their content).
     ``source``: the black-box source model (an ``EvalModel`` or module), or ``None`` for no transfer rows.
     ``mean``/``std``: normalisation for an ``nn.Module`` that expects normalised input (applied in front of
     it, so attacks work in [0, 1] pixels). ``label`` names a module in tables (default: from its identity).
@@ -161,9 +191,14 @@ def evaluate(
         raise UserError(f"unknown role {role!r}; valid: {', '.join(ROLES)}")
     attack_objs = [a if isinstance(a, Attack) else get_attack(a) for a in attacks]
     target = as_target(model, label=label, mean=mean, std=std)
-    if target.info.get("dataset") not in (None, dataset):
+    if (dataset is None) == (x is None and y is None):
+        raise UserError("give the test data either as dataset=NAME or as x=IMAGES, y=LABELS (not both)")
+    own = tensor_dataset(x, y) if dataset is None else None
+    dataset = dataset or "custom"
+    if target.info.get("dataset") not in (None, dataset) and own is None:
         raise UserError(f"model {target.label!r} was trained on {target.info['dataset']!r}, not {dataset!r}; pass --dataset {target.info['dataset']}")
-    dataset_info(dataset)
+    if own is None:
+        dataset_info(dataset)
     src = None if source is None else as_target(source, label="source")
     if src is not None and src.function_id == target.function_id:
         raise UserError("the black-box source computes the same function as the target; choose another source")
@@ -172,8 +207,10 @@ def evaluate(
     dev = resolve_device(device)
     # the modules go to the device for this call only: their device and train/eval mode are restored after
     with placed([target.module] + ([src.module] if src is not None else []), dev):
-        test = load_dataset(dataset, "test", data_dir, cache_dir=cache_dir(ws))
-        check_model_fits(target.module, test)
+        test = own if own is not None else load_dataset(dataset, "test", data_dir, cache_dir=cache_dir(ws))
+        outputs = check_model_fits(target.module, test)
+        if own is not None:  # the caller's data: as many classes as the model has outputs
+            test = replace(test, info=replace(test.info, num_classes=outputs))
         sub = test.subset(n, subset_seed)
         images, labels = sub.float_images(), sub.labels
         subset = Subset(len(sub), len(test), subset_seed)
