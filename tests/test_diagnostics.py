@@ -63,6 +63,7 @@ def test_masked_models_are_flagged(digits_models, source, tmp_path, wrapper):
     assert s["white-box >= black-box"] == "warn"
     assert s["monotone in eps, near zero at large eps"] == "warn"
     assert s["gradient health"] == "warn"
+    assert s["gradient beats random directions"] == "warn"
     if wrapper is LogitScaled:  # the DLR loss ignores the logits' scale: it breaks what cross-entropy PGD could not
         assert s["DLR loss does not beat cross-entropy"] == "warn"
 

@@ -211,3 +211,9 @@ def test_many_processes_opening_and_writing_one_new_store(tmp_path):
         assert store.count() == 240
     tables = {r[0] for r in sqlite3.connect(tmp_path / "results.sqlite").execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert tables == {"meta", "functions", "cells"}
+
+
+@pytest.mark.parametrize("share,status", [(0.02, "pass"), (0.5, "warn")])
+def test_direction_check(share, status):
+    m = Measured(n=100, direction={"gradient_not_better_fraction": share, "mean_gain_gradient": 1.0, "mean_gain_best_random": 0.1})
+    assert {d.name: d.status for d in diagnose(m)}["gradient beats random directions"] == status

@@ -16,6 +16,8 @@ LARGE_EPS = 0.5
 GRADIENT_HEALTH_LIMIT = 0.01  # share of examples with zero or non-finite input gradients
 SATURATION_LIMIT = 0.9  # share of patches on the flat part of a bounded magnitude function
 SWEEP = (0.25, 0.5, 1.0, 2.0, 4.0)  # multiples of eps for the monotonicity check
+RANDOM_DIRECTIONS = 8  # random sign directions the gradient step is compared with
+DIRECTION_LIMIT = 0.1  # share of images where the gradient step is no better than the best random one
 RELATIVE_STEP = 0.25  # PGD step as a fraction of eps (2/255 at 8/255), so that every check scales with eps
 PGD_VARIANTS: dict[str, dict[str, int]] = {"pgd20": {"steps": 20, "restarts": 1}, "pgd40": {"steps": 40, "restarts": 1},
                                            "pgd20x3": {"steps": 20, "restarts": 3}}  # fmt: skip
@@ -46,6 +48,7 @@ class Measured:
     sweep: list[tuple[float, float]] = field(default_factory=list)  # (eps, PGD-20 accuracy)
     gradient: dict[str, float] | None = None  # margin-gradient zero / non-finite fractions
     health: dict[str, Any] | None = None  # cross-entropy gradient health and saturation per layer
+    direction: dict[str, float] | None = None  # the gradient step against random steps (gradient_direction)
 
 
 def _close(a: float, b: float) -> bool:
@@ -74,7 +77,10 @@ def measured_from_cells(cells: Iterable[Any], eps: float) -> Measured:
     for c in cells:
         k, x = c.key, c.metrics
         if k.kind == "health":
-            m.health = x
+            if k.attack == "direction":
+                m.direction = x
+            else:
+                m.health = x
             continue
         if k.kind == "lipschitz":
             if k.attack == "gradient-norm":
@@ -158,6 +164,16 @@ def diagnose(m: Measured, *, tolerance: float = TOLERANCE) -> list[Diagnostic]:
         out.append(Diagnostic("PGD converged", "pass" if max(abs(d) for d in drops) <= tol else "warn",
                               f"PGD-20 {_pct(pgd)}, PGD-40 {_pct(pgd40)}, PGD-20 x3 restarts {_pct(pgd_r)} (tolerance {_pct(tol)})",
                               {"pgd20": pgd, "pgd40": pgd40, "pgd20_restarts3": pgd_r}))  # fmt: skip
+
+    if m.direction is None:
+        out.append(Diagnostic("gradient beats random directions", "n/a", "needs the direction cell"))
+    else:
+        share = m.direction["gradient_not_better_fraction"]
+        out.append(Diagnostic("gradient beats random directions", "pass" if share <= DIRECTION_LIMIT else "warn",
+                              f"the signed-gradient step raises the loss no more than the best of {RANDOM_DIRECTIONS} random steps on "
+                              f"{_pct(share)} of images (limit {_pct(DIRECTION_LIMIT)}); mean loss gain {m.direction['mean_gain_gradient']:.3g} "
+                              f"along the gradient, {m.direction['mean_gain_best_random']:.3g} along the best random direction",
+                              dict(m.direction)))  # fmt: skip
 
     ce, dlr = w.get("apgd-ce"), w.get("apgd-dlr")
     if ce is None or dlr is None:

@@ -14,6 +14,7 @@ the stored cells alone.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Callable
 
 import torch
@@ -22,14 +23,23 @@ from torch import nn
 from robustbench_dc.attacks import APGDCE, APGDDLR, BIM, BPDA, DEFAULT_ATTACK_BATCH_SIZE, FGSM, PGD, Square
 from robustbench_dc.data import load_dataset
 from robustbench_dc.devices import describe_device, module_device, placed, resolve_device
-from robustbench_dc.diagnostics.checks import LARGE_EPS, PGD_VARIANTS, RELATIVE_STEP, SWEEP, Diagnostic, diagnose, measured_from_cells
+from robustbench_dc.diagnostics.checks import (
+    LARGE_EPS,
+    PGD_VARIANTS,
+    RANDOM_DIRECTIONS,
+    RELATIVE_STEP,
+    SWEEP,
+    Diagnostic,
+    diagnose,
+    measured_from_cells,
+)
 from robustbench_dc.errors import UserError
 from robustbench_dc.evaluation import evaluate
 from robustbench_dc.files import environment
 from robustbench_dc.ops.functional import patch_norm2d
 from robustbench_dc.ops.modules import DecoupledConv2d
 from robustbench_dc.perturb import input_gradient
-from robustbench_dc.results.cells import CellKey, Subset
+from robustbench_dc.results.cells import CellKey, Subset, attack_params
 from robustbench_dc.results.store import ResultStore, StoredCell
 from robustbench_dc.targets import EvalModel
 from robustbench_dc.workspace import cache_dir, workspace_dir
@@ -85,6 +95,37 @@ def loss_gradient_health(model: nn.Module, images: torch.Tensor, labels: torch.T
     return {"ce_zero_fraction": float((g == 0).all(1).float().mean()), "ce_nonfinite_fraction": float((~torch.isfinite(g)).any(1).float().mean())}
 
 
+@torch.no_grad()
+def _ce(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.cross_entropy(model(x.clone()), y, reduction="none")
+
+
+def gradient_direction(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, directions: int = RANDOM_DIRECTIONS,
+                       seed: int = 0, batch_size: int = DEFAULT_ATTACK_BATCH_SIZE) -> dict[str, float]:  # fmt: skip
+    """Share of images where the signed gradient step of size eps raises the cross-entropy no more than the best
+    of ``directions`` random sign steps of the same size: where gradients carry information, it is near zero."""
+    model.eval()
+    device = module_device(model)
+    g = torch.Generator().manual_seed(seed)
+    worse, gains = [], []
+    for i in range(0, images.shape[0], batch_size):
+        x, y = images[i : i + batch_size].to(device, copy=True), labels[i : i + batch_size].to(device)
+        xg = x.clone().requires_grad_(True)
+        loss = torch.nn.functional.cross_entropy(model(xg.clone()), y, reduction="sum")
+        grad = input_gradient(loss, xg)
+        base = _ce(model, x, y)
+        along = _ce(model, (x + eps * grad.sign()).clamp(0, 1), y) - base
+        best_random = torch.full_like(along, float("-inf"))
+        for _ in range(directions):
+            sign = (torch.randint(0, 2, x.shape, generator=g) * 2 - 1).to(device, x.dtype)
+            best_random = torch.maximum(best_random, _ce(model, (x + eps * sign).clamp(0, 1), y) - base)
+        worse.append((along <= best_random).cpu())
+        gains.append(torch.stack([along, best_random], 1).cpu())
+    w, gain = torch.cat(worse), torch.cat(gains)
+    return {"gradient_not_better_fraction": float(w.float().mean()), "mean_gain_gradient": float(gain[:, 0].mean()),
+            "mean_gain_best_random": float(gain[:, 1].mean())}  # fmt: skip
+
+
 def run_diagnostics(
     target: EvalModel,
     *,
@@ -112,10 +153,12 @@ def run_diagnostics(
     evaluate(target, attacks=[_pgd("pgd20")], eps=[eps * k for k in SWEEP] + [LARGE_EPS], lipschitz=False, **kw)
     key = CellKey(function=target.function_id, dataset=dataset, data=full.content_sha256(), subset=Subset(len(test), len(full), 0),
                   role="diagnostics", kind="health", threat="health", attack="saturation")  # fmt: skip
+    direction = replace(key, attack="direction", eps=eps, params=attack_params({"random_directions": RANDOM_DIRECTIONS, "step": "eps * sign"}))
     with ResultStore(ws) as store, placed([target.module], resolve_device(device)):
         x = test.float_images()
-        store.cell(key, lambda: {"saturation": saturation(target.module, x), **loss_gradient_health(target.module, x, test.labels)},
-                   provenance={"label": target.label, "device": describe_device(module_device(target.module)), "environment": environment()})  # fmt: skip
+        provenance = {"label": target.label, "device": describe_device(module_device(target.module)), "environment": environment()}
+        store.cell(key, lambda: {"saturation": saturation(target.module, x), **loss_gradient_health(target.module, x, test.labels)}, provenance=provenance)
+        store.cell(direction, lambda: gradient_direction(target.module, x, test.labels, eps, batch_size=batch_size), provenance=provenance)
         cells = [c for c in store.cells() if c.key.function == target.function_id and c.key.role == "diagnostics"
                  and c.key.data == key.data and c.key.subset.n == key.subset.n]  # fmt: skip
     return diagnose(measured_from_cells(cells, eps)), cells

@@ -363,7 +363,8 @@ def build_report(
                         "3 restarts change accuracy by at most the tolerance: 2 points or 3 images, whichever is larger); 5. BPDA "
                         "surrogate gradients do not beat the true gradients by more than the tolerance; 6. gradient health (<= 1% "
                         "zero or non-finite input gradients, <= 90% saturated patches in any bounded layer); 7. the scale-free DLR loss "
-                        "(APGD-DLR) does not beat cross-entropy (APGD-CE) by more than the tolerance."))  # fmt: skip
+                        "(APGD-DLR) does not beat cross-entropy (APGD-CE) by more than the tolerance; 8. the signed-gradient step raises the "
+                        "loss more than the best of 8 random sign steps on at least 90% of images."))  # fmt: skip
     blocks += diagnostics_blocks(diags)
     blocks.append(("h2", "Which of the paper's robustness claims survive the diagnostics"))
     blocks.append(("list", surviving_claims(cl, diags)))
