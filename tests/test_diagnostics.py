@@ -81,3 +81,37 @@ def test_bpda_breaks_a_dcnet_with_cut_gradients(digits_models, source, tmp_path)
     s = statuses(diags)
     assert s["BPDA does not beat true gradients"] == "warn"
     assert s["gradient health"] == "warn"
+
+
+class Quantise(nn.Module):
+    def forward(self, x):
+        return torch.round(x * 8) / 8
+
+
+class PartiallyMasked(nn.Module):
+    """Masks the gradients of about half the images (those brighter than the batch median): their logits are
+    scaled up so far that cross-entropy saturates. PGD then overstates robustness on that half only."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        brightness = x.flatten(1).mean(1)
+        scale = 1 + 1e6 * (brightness > brightness.median()).float()
+        return self.model(x) * scale[:, None]
+
+
+def test_a_partially_masked_model_is_flagged(digits_models, source, tmp_path):
+    masked = from_module(PartiallyMasked(from_checkpoint(digits_models[("baseline", "natural", 0)]).module), label="partial")
+    s = statuses(run_diagnostics(masked, source=source, workspace=tmp_path, **FAST)[0])
+    assert s["DLR loss does not beat cross-entropy"] == "warn" and s["gradient beats random directions"] == "warn"
+
+
+def test_bpda_through_a_declared_quantiser(digits_models, source, tmp_path):
+    model = nn.Sequential(Quantise(), from_checkpoint(digits_models[("baseline", "natural", 0)]).module)
+    target = from_module(model, label="quantised")
+    s = statuses(run_diagnostics(target, source=source, workspace=tmp_path, straight_through=("0",), **FAST)[0])
+    assert s["BPDA does not beat true gradients"] == "warn"  # straight through the quantiser, PGD breaks it
+    with pytest.raises(Exception, match="no submodule named nope"):
+        run_diagnostics(target, source=source, workspace=tmp_path, straight_through=("nope",), **FAST)

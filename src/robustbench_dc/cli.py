@@ -141,6 +141,8 @@ def _add_eval(sub) -> None:
     p.add_argument("--diagnostics", action="store_true", help="run the gradient-masking diagnostics (stronger attacks, BPDA, eps sweep, gradient health)")
     p.add_argument("--square-queries", type=int, default=300, help="queries of the Square attack in the diagnostics")
     p.add_argument("--batch-size", type=int, default=250, help="images per attack and prediction batch (default: 250)")
+    p.add_argument("--straight-through", default="", help="with --diagnostics: comma-separated submodule names (e.g. an input "
+                   "quantiser) whose gradients the BPDA attack passes straight through")
 
 
 def _add_lipschitz(sub) -> None:
@@ -170,7 +172,7 @@ def _add_reproduce(sub) -> None:
     p = sub.add_parser("reproduce", help="train, attack and report everything Tables 7 and 8 need")
     _common(p)
     p.add_argument("--preset", default="smoke", choices=list(PRESETS), help="smoke: digits, minutes; quick: CIFAR-10, about 30 minutes on 2 CPU cores; paper: full width, for one GPU (default: smoke)")
-    p.add_argument("--seeds", default="0", help="comma-separated training seeds, e.g. 0,1,2")
+    p.add_argument("--seeds", default=None, help="comma-separated training seeds, e.g. 0,1,2 (default: the preset's: 0 for smoke, 0,1,2 for quick and paper)")
     p.add_argument("--out", help="report directory (default WORKSPACE/reports/PRESET)")
     p.add_argument("--format", default="markdown", choices=["markdown", "html"])
 
@@ -202,7 +204,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
     preset = get_preset(args.preset)
     try:
-        seeds = tuple(int(s) for s in args.seeds.split(",") if s.strip())
+        seeds = preset.seeds if args.seeds is None else tuple(int(s) for s in args.seeds.split(",") if s.strip())
     except ValueError as exc:
         raise UserError(f"--seeds takes comma-separated integers, got {args.seeds!r}") from exc
     if not seeds:
@@ -229,7 +231,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     bar.n = len(stages)
     bar.close()
     out = Path(args.out) if args.out else reports_dir(workspace_dir(args.workspace), preset.name)
-    command = f"dc-robust reproduce --preset {preset.name}" + (f" --seeds {args.seeds}" if args.seeds != "0" else "") + (" --data-dir DIR" if args.data_dir else "")
+    command = (f"dc-robust reproduce --preset {preset.name}" + (f" --seeds {','.join(map(str, seeds))}" if seeds != preset.seeds else "")
+               + (" --data-dir DIR" if args.data_dir else ""))  # fmt: skip
     times["total"] = time.perf_counter() - t0
     path = build_report(workspace=args.workspace, dataset=preset.dataset, out_dir=out, eps=preset.table_eps, arch=preset.arch, width=preset.width,
                         n=preset.n, command=command, title=f"Robustness report: preset {preset.name} ({preset.dataset})",
@@ -301,7 +304,8 @@ def cmd_eval(args: argparse.Namespace, *, lipschitz_only: bool = False) -> int:
             eps = 8 / 255 if any(abs(e - 8 / 255) < 1e-12 for e in args.eps) else max(args.eps)
             diagnostics, _ = run_diagnostics(target, dataset=args.dataset, eps=eps, n=args.n, source=source, square_queries=args.square_queries,
                                              workspace=args.workspace, data_dir=args.data_dir, device=args.device,
-                                             batch_size=args.batch_size, progress=progress)  # fmt: skip
+                                             batch_size=args.batch_size, straight_through=tuple(n.strip() for n in args.straight_through.split(",") if n.strip()),
+                                             progress=progress)  # fmt: skip
     bar.close()
     if args.json:
         results = json.loads(frame.drop(columns=["per_example"], errors="ignore").to_json(orient="records", double_precision=15))

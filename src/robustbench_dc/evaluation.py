@@ -229,7 +229,8 @@ def evaluate(
                         a, target.module, images, labels, e, backend=backend, seed=subset_seed, batch_size=batch_size), batch_size), labels))  # fmt: skip
             if src is not None:
                 store.put_function(src.function_id, src.info)
-                for attack in [a for a in attack_objs if a.access == "white-box"]:
+                # BPDA through declared parts concerns the target's own parts: it does not transfer
+                for attack in [a for a in attack_objs if a.access == "white-box" and not getattr(a, "straight_through", ())]:
                     for e in eps_list:
                         key = ctx.key(subset, kind="accuracy", threat="black-box", attack=attack.name, params=attack_params(attack.params(e)), eps=e,
                                       backend=backend, backend_version=version_, source=src.function_id, batch_size=batch_size if attack.randomized else 0)  # fmt: skip

@@ -85,7 +85,7 @@ def run_attack(
     device = module_device(model)
     was_training = model.training
     model.eval()
-    attacked = _InputConnected(bpda_surrogate(model) if isinstance(attack, BPDA) else model).eval()
+    attacked = _InputConnected(bpda_surrogate(model, attack.straight_through) if isinstance(attack, BPDA) else model).eval()
     restarts = attack.restarts if isinstance(attack, PGD) else 1
     try:
         out = []

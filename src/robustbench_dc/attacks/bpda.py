@@ -7,6 +7,7 @@ import copy
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from robustbench_dc.errors import UserError
 from robustbench_dc.ops.modules import DecoupledConv2d, DecoupledLinear
 
 
@@ -28,9 +29,32 @@ class _StraightThrough(nn.Module):
         return linear + (layer(x) - linear).detach()
 
 
-def bpda_surrogate(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` whose decoupled layers pass gradients as ordinary layers would (same outputs)."""
+class _IdentityBackward(nn.Module):
+    """``part(x)`` forward, identity backward (BPDA for a declared non-differentiable part)."""
+
+    def __init__(self, part: nn.Module) -> None:
+        super().__init__()
+        self.part = part
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.part(x)
+        if out.shape != x.shape:
+            raise UserError(f"BPDA straight-through part {type(self.part).__name__} changes the shape {tuple(x.shape)} -> {tuple(out.shape)}; "
+                            "only shape-preserving parts (quantisers, denoisers) can pass gradients straight through")  # fmt: skip
+        return x + (out - x).detach()
+
+
+def bpda_surrogate(model: nn.Module, straight_through: tuple[str, ...] = ()) -> nn.Module:
+    """A copy of ``model`` whose decoupled layers pass gradients as ordinary layers would, and whose declared
+    submodules (by name) pass them straight through (same outputs)."""
     surrogate = copy.deepcopy(model)
+    names = dict(surrogate.named_modules())
+    unknown = [n for n in straight_through if n not in names or n == ""]
+    if unknown:
+        raise UserError(f"no submodule named {', '.join(unknown)} to pass gradients straight through; names: {', '.join(n for n in names if n)[:300]}")
+    for name in straight_through:
+        parent, _, child = name.rpartition(".")
+        setattr(names[parent], child, _IdentityBackward(names[name]))
     for name, module in list(surrogate.named_modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, (DecoupledConv2d, DecoupledLinear)):

@@ -92,6 +92,12 @@ class BPDA(PGD):
     comes from masked gradients, this attack breaks it (Athalye et al. 2018)."""
 
     name: ClassVar[str] = "bpda-pgd"
+    #: names of submodules (non-differentiable or gradient-shattering parts, e.g. an input quantiser) whose
+    #: backward pass becomes the identity; their outputs must have their inputs' shape
+    straight_through: tuple[str, ...] = ()
+
+    def params(self, eps: float) -> dict[str, Any]:
+        return {**super().params(eps), **({"straight_through": list(self.straight_through)} if self.straight_through else {})}
 
 
 @dataclass(frozen=True)

@@ -97,7 +97,7 @@ def measured_from_cells(cells: Iterable[Any], eps: float) -> Measured:
         name = k.attack
         if k.attack == "pgd":
             name = next((v for v in PGD_VARIANTS if _same_params(p, pgd_params(v, eps))), "")
-        elif k.attack == "bpda-pgd" and not _same_params(p, pgd_params("pgd20", eps)):
+        elif k.attack == "bpda-pgd" and not _same_params({a: v for a, v in p.items() if a != "straight_through"}, pgd_params("pgd20", eps)):
             name = ""
         if not name:
             continue
@@ -187,7 +187,7 @@ def diagnose(m: Measured, *, tolerance: float = TOLERANCE) -> list[Diagnostic]:
 
     bpda = w.get("bpda-pgd")
     if bpda is None or pgd is None:
-        out.append(Diagnostic("BPDA does not beat true gradients", "n/a", "no decoupled layers (or no BPDA cell)"))
+        out.append(Diagnostic("BPDA does not beat true gradients", "n/a", "no decoupled layers or declared straight-through parts (or no BPDA cell)"))
     else:
         out.append(Diagnostic("BPDA does not beat true gradients", "pass" if bpda >= pgd - tol else "warn",
                               f"PGD-20 {_pct(pgd)} with true gradients, {_pct(bpda)} with BPDA surrogate gradients", {"pgd": pgd, "bpda": bpda}))  # fmt: skip

@@ -45,15 +45,16 @@ from robustbench_dc.targets import EvalModel
 from robustbench_dc.workspace import cache_dir, workspace_dir
 
 
-def _pgd(variant: str, cls: type[PGD] = PGD) -> PGD:
-    return cls(relative_step=RELATIVE_STEP, **PGD_VARIANTS[variant])
+def _pgd(variant: str) -> PGD:
+    return PGD(relative_step=RELATIVE_STEP, **PGD_VARIANTS[variant])
 
 
-def diagnostic_attacks(eps: float, square_queries: int, decoupled: bool) -> list:
+def diagnostic_attacks(eps: float, square_queries: int, decoupled: bool, straight_through: tuple[str, ...] = ()) -> list:
     """FGSM, BIM, the PGD variants of :mod:`.checks` (steps eps/4), APGD with the cross-entropy and the DLR loss,
     Square, and BPDA where there is a decoupled layer."""
     attacks = [FGSM(), BIM(), _pgd("pgd20"), _pgd("pgd40"), _pgd("pgd20x3"), APGDCE(), APGDDLR(), Square(n_queries=square_queries)]
-    return attacks + ([_pgd("pgd20", BPDA)] if decoupled else [])
+    bpda = [BPDA(relative_step=RELATIVE_STEP, straight_through=tuple(straight_through), **PGD_VARIANTS["pgd20"])]
+    return attacks + (bpda if decoupled or straight_through else [])
 
 
 def saturation(model: nn.Module, images: torch.Tensor) -> dict[str, float]:
@@ -138,9 +139,13 @@ def run_diagnostics(
     data_dir: Any = None,
     device: Any = "auto",
     batch_size: int = DEFAULT_ATTACK_BATCH_SIZE,
+    straight_through: tuple[str, ...] = (),
     progress: Callable[[str], None] | None = None,
 ) -> tuple[list[Diagnostic], list[StoredCell]]:
-    """Compute (or find in the store) every cell the diagnostics need (role ``diagnostics``), then judge them."""
+    """Compute (or find in the store) every cell the diagnostics need (role ``diagnostics``), then judge them.
+
+    ``straight_through``: names of submodules the user declares non-differentiable or gradient-shattering (an
+    input quantiser, a denoiser); the BPDA attack passes gradients straight through them."""
     if square_queries < 1:
         raise UserError(f"square_queries must be >= 1 (the Square attack is one of the checks), got {square_queries}")
     decoupled = any(isinstance(m, DecoupledConv2d) for m in target.module.modules())
@@ -149,7 +154,7 @@ def run_diagnostics(
     test = full.subset(n, 0)
     kw = dict(dataset=dataset, n=n, workspace=workspace, data_dir=data_dir, progress=progress, role="diagnostics", device=device, batch_size=batch_size)
     # the gradient-norm cell on the same images as the attacks (lipschitz_n = the subset's size)
-    evaluate(target, attacks=diagnostic_attacks(eps, square_queries, decoupled), eps=[eps], source=source, lipschitz_n=len(test), **kw)
+    evaluate(target, attacks=diagnostic_attacks(eps, square_queries, decoupled, straight_through), eps=[eps], source=source, lipschitz_n=len(test), **kw)
     evaluate(target, attacks=[_pgd("pgd20")], eps=[eps * k for k in SWEEP] + [LARGE_EPS], lipschitz=False, **kw)
     key = CellKey(function=target.function_id, dataset=dataset, data=full.content_sha256(), subset=Subset(len(test), len(full), 0),
                   role="diagnostics", kind="health", threat="health", attack="saturation")  # fmt: skip

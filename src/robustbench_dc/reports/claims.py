@@ -16,6 +16,9 @@ from robustbench_dc.reports.paper import PAPER_COLUMNS, display
 from robustbench_dc.results.query import Aggregate
 from robustbench_dc.stats import mcnemar_exact, paired_difference_interval, paired_t_p, t_interval
 
+#: the checks that catch partial masking; without them a PASS elsewhere says less
+STRONG_CHECKS = ("DLR loss does not beat cross-entropy", "gradient beats random directions")
+
 #: (model, training, threat, attack) -> the aggregate the report shows in its tables, or None
 CellLookup = Callable[[str, str, str, str], Aggregate | None]
 
@@ -152,6 +155,9 @@ def surviving_claims(cl: list[Claim], diags: dict[tuple[str, str, int], list]) -
             lines.append(f"{c.text}: reproduced, but not checked (no diagnostics for the model)")
         elif warns:
             lines.append(f"{c.text}: reproduced, but does NOT survive the diagnostics ({'; '.join(warns)})")
+        elif any((m, tr) in c.models and d.name in STRONG_CHECKS and d.status == "n/a" for (m, tr, _), v in diags.items() for d in v):
+            lines.append(f"{c.text}: reproduced; the diagnostics that ran found no sign of gross masking, but the strong checks "
+                         f"({', '.join(STRONG_CHECKS)}) did not run")  # fmt: skip
         else:
-            lines.append(f"{c.text}: reproduced and survives the diagnostics")
+            lines.append(f"{c.text}: reproduced; no sign of gross masking found by any of the diagnostics, strong checks included")
     return lines or ["None of the paper's robustness claims was reproduced, so none is left to check against the diagnostics."]
