@@ -160,3 +160,23 @@ def test_two_evaluations_and_a_report_at_once_on_one_workspace(digits_models, tm
     with ResultStore(ws) as store:
         keys = [c.key.store_key() for c in store.cells()]
     assert len(keys) == len(set(keys)) and len(keys) == 2 * (1 + 4 + 4)  # per model: clean, 2 attacks x 2 eps white and black
+
+
+def test_a_full_disk_is_a_clear_error_and_leaves_no_partial_files(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from robustbench_dc import files
+
+    real_fsync = os.fsync
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(files.os, "fsync", full)
+    config = TrainConfig(model="baseline", dataset="synthetic", width=0.125, epochs=1)
+    with pytest.raises(UserError, match="No space left on device; free some disk space"):
+        train(config, workspace=tmp_path)
+    monkeypatch.setattr(files.os, "fsync", real_fsync)
+    assert not [p for p in tmp_path.rglob("*.tmp")]  # no half-written file left behind
+    train(config, workspace=tmp_path)  # and the same command then works

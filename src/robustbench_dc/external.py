@@ -10,6 +10,7 @@ import importlib
 import importlib.util
 import logging
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any, Callable
@@ -81,27 +82,34 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def _plain(exc: BaseException) -> str:
+    """An exception's first line without terminal escape codes (torch colours some of its messages)."""
+    text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", str(exc)).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200] if text else ''}"
+
+
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     try:
         return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not a readable safetensors file (truncated or corrupt?): {exc}") from exc
+    except Exception as exc:  # noqa: BLE001  (damaged headers raise many kinds of errors)
+        raise CheckpointError(f"{path}: not a readable safetensors file (truncated or corrupt?): {_plain(exc)}") from exc
 
 
 def _read_torch_state(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if "weights only load failed" not in str(exc).lower():  # not a refusal: random or damaged bytes
+            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt, or another format): {_plain(exc)}") from exc
         raise CheckpointError(
             f"{path}: refused to load: the file holds pickled Python objects beyond tensors (a full module, or "
             f"something that would run code when unpickled). Save a state dict instead (torch.save(model.state_dict(), ...)), "
-            f"or pass --trust-checkpoint if you trust the file's author ({exc.__class__.__name__}: {str(exc).splitlines()[0][:200]})"
+            f"or pass --trust-checkpoint if you trust the file's author"
         ) from exc
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: cannot read this checkpoint (truncated or corrupt?): {exc}") from exc
+    except Exception as exc:  # noqa: BLE001  (the unpickler raises anything on damaged bytes; it never runs code here)
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt, or another format): {_plain(exc)}") from exc
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -140,8 +148,8 @@ def load_external(
     if _is_torchscript(path):
         try:
             module: nn.Module = torch.jit.load(str(path), map_location="cpu")
-        except RuntimeError as exc:
-            raise CheckpointError(f"{path}: cannot load this TorchScript file: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001  (damaged archives raise many kinds of errors)
+            raise CheckpointError(f"{path}: cannot load this TorchScript file (truncated or corrupt?): {_plain(exc)}") from exc
         kind = "torchscript"
     elif trust and path.suffix != ".safetensors" and not (arch or factory):
         log.warning(TRUST_WARNING)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import platform
 import tempfile
 from pathlib import Path
 from typing import Callable
+
+from robustbench_dc.errors import UserError
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -26,9 +29,19 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.errno in _USER_FIXABLE:
+            raise UserError(f"cannot write {path}: {os.strerror(exc.errno)}; {_USER_FIXABLE[exc.errno]}, then run the same command "
+                            "again (finished work is kept)") from exc  # fmt: skip
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+_USER_FIXABLE = {errno.ENOSPC: "free some disk space", errno.EDQUOT: "free some of your disk quota",
+                 errno.EROFS: "choose a writable --workspace", errno.EACCES: "choose a writable --workspace"}  # fmt: skip
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
