@@ -180,3 +180,35 @@ def test_a_full_disk_is_a_clear_error_and_leaves_no_partial_files(tmp_path, monk
     monkeypatch.setattr(files.os, "fsync", real_fsync)
     assert not [p for p in tmp_path.rglob("*.tmp")]  # no half-written file left behind
     train(config, workspace=tmp_path)  # and the same command then works
+
+
+def test_a_diverging_run_is_not_saved_as_finished(tmp_path):
+    config = TrainConfig(model="baseline", dataset="synthetic", width=0.125, epochs=2, lr=1e30, precision="fp32")
+    with pytest.raises(UserError, match="training diverged"):
+        train(config, workspace=tmp_path)
+    assert not list(tmp_path.rglob(CARD_FILE))
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    import os
+
+    from robustbench_dc.files import atomic_write_bytes
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "x.json", b"{}")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "x.json").stat().st_mode & 0o777 == 0o644  # not the temporary file's 0600
+
+
+def test_torchscript_models_get_diagnostics_without_per_layer_hooks(digits_models, tmp_path):
+    import torch
+
+    from robustbench_dc.diagnostics.run import run_diagnostics
+    from robustbench_dc.targets import from_checkpoint, from_module
+
+    scripted = torch.jit.trace(from_checkpoint(digits_models[("baseline", "natural", 0)]).module.eval(), torch.rand(2, 1, 8, 8))
+    diags, _ = run_diagnostics(from_module(scripted, label="scripted"), dataset="digits", n=60, square_queries=10, eps=32 / 255, source=None,
+                               workspace=tmp_path)  # fmt: skip
+    assert {d.name: d.status for d in diags}["gradient health"] in ("pass", "warn")  # computed, no hook error
