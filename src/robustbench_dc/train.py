@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from robustbench_dc.checkpoint import load_checkpoint, read_card, save_checkpoint
+from robustbench_dc.checkpoint import read_card, save_checkpoint
 from robustbench_dc.data import ImageDataset, dataset_info, load_dataset
 from robustbench_dc.devices import ComputeMode, describe_device, resolve_device, training_mode
 from robustbench_dc.errors import UserError
@@ -421,8 +421,3 @@ def _torch_bytes(obj: Any) -> bytes:
     buf = io.BytesIO()
     torch.save(obj, buf)
     return buf.getvalue()
-
-
-def ensure_trained(config: TrainConfig, **kwargs: Any) -> tuple[Network, dict[str, Any]]:
-    """The trained model for ``config``: from the store, or trained now."""
-    return load_checkpoint(train(config, **kwargs))

@@ -1,5 +1,5 @@
 """Gradient-masking diagnostics: :mod:`.checks` judges measured numbers (pure), :mod:`.run` computes the cells."""
 
-from robustbench_dc.diagnostics.checks import Diagnostic, Measured, diagnose, measured_from_cells, worst_status
+from robustbench_dc.diagnostics.checks import Diagnostic, Measured, diagnose, measured_from_cells
 
-__all__ = ["Diagnostic", "Measured", "diagnose", "measured_from_cells", "worst_status"]
+__all__ = ["Diagnostic", "Measured", "diagnose", "measured_from_cells"]

@@ -209,6 +209,3 @@ def diagnose(m: Measured, *, tolerance: float = TOLERANCE) -> list[Diagnostic]:
                               {"zero": zero, "nonfinite": nonfinite, "ce_zero": ce_zero, "ce_nonfinite": ce_nonfinite, "saturation": shares}))  # fmt: skip
     return out
 
-
-def worst_status(diagnostics: list[Diagnostic]) -> str:
-    return "warn" if any(d.status == "warn" for d in diagnostics) else "pass"

@@ -17,7 +17,7 @@ from robustbench_dc.errors import UserError
 from robustbench_dc.results.cells import canonical_json
 from robustbench_dc.results.store import ResultStore, StoredCell
 from robustbench_dc.stats import t_interval, wilson_interval
-from robustbench_dc.targets import describe, protocol_source_config
+from robustbench_dc.targets import protocol_source_config
 from robustbench_dc.workspace import results_path, workspace_dir
 
 
@@ -192,6 +192,3 @@ class Results:
 
     def subsets(self) -> list[int]:
         return sorted({e.key.subset.n for e in self.entries if e.key.kind == "accuracy"})
-
-    def title(self, e: Entry) -> str:
-        return describe(e.model)
