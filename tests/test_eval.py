@@ -194,3 +194,20 @@ def test_evaluate_the_callers_own_tensors(digits_models, tmp_path):
         evaluate(module, x=x * 255, y=y, workspace=tmp_path)
     with pytest.raises(UserError, match="either as dataset=NAME or as x=IMAGES"):
         evaluate(module, dataset="digits", x=x, y=y, workspace=tmp_path)
+
+
+def test_per_example_outcomes_are_saved(digits_models, tmp_path):
+    import pandas as pd
+
+    ws = str(digits_models["workspace"])
+    out = tmp_path / "per_example.csv"
+    r = run_cli("eval", "--model", "baseline", "--dataset", "digits", "--workspace", ws, "--n", "50", "--source", "none", "--no-lipschitz",
+                "--no-progress", "--save-per-example", str(out))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    table = pd.read_csv(out)
+    assert len(table) == 3 * 50 and set(table["attack"]) == {"none", "fgsm", "bim"}
+    clean = table[table["attack"] == "none"]
+    test = load_dataset("digits", "test")
+    model = from_checkpoint(digits_models[("baseline", "natural", 0)]).module
+    right = (predict(model, test.float_images()[torch.tensor(clean["test_index"].tolist())]) == test.labels[torch.tensor(clean["test_index"].tolist())]).int()
+    assert right.tolist() == clean["correct"].tolist()  # the indices point at the images that were scored

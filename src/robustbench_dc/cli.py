@@ -138,6 +138,7 @@ def _add_eval(sub) -> None:
     p.add_argument("--no-lipschitz", action="store_true")
     p.add_argument("--recompute", action="store_true", help="recompute cells already in the result store")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--save-per-example", metavar="FILE", help="write one CSV row per (cell, test image): index in the test split, right or wrong")
     p.add_argument("--diagnostics", action="store_true", help="run the gradient-masking diagnostics (stronger attacks, BPDA, eps sweep, gradient health)")
     p.add_argument("--square-queries", type=int, default=300, help="queries of the Square attack in the diagnostics")
     p.add_argument("--batch-size", type=int, default=250, help="images per attack and prediction batch (default: 250)")
@@ -307,6 +308,14 @@ def cmd_eval(args: argparse.Namespace, *, lipschitz_only: bool = False) -> int:
                                              batch_size=args.batch_size, straight_through=tuple(n.strip() for n in args.straight_through.split(",") if n.strip()),
                                              progress=progress)  # fmt: skip
     bar.close()
+    if getattr(args, "save_per_example", None):
+        from pathlib import Path
+
+        from robustbench_dc.evaluation import per_example_frame
+        from robustbench_dc.files import atomic_write_bytes
+
+        atomic_write_bytes(Path(args.save_per_example), per_example_frame(frame).to_csv(index=False).encode())
+        print(f"per-example outcomes: {args.save_per_example}", file=sys.stderr)
     if args.json:
         results = json.loads(frame.drop(columns=["per_example"], errors="ignore").to_json(orient="records", double_precision=15))
         model = {"label": target.label, "function_id": target.function_id,

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from robustbench_dc import lipschitz as lip
 from robustbench_dc.attacks import DEFAULT_ATTACK_BATCH_SIZE, Attack, eps_label, get_attack, run_attack
-from robustbench_dc.data import DatasetInfo, ImageDataset, dataset_info, load_dataset
+from robustbench_dc.data import DatasetInfo, ImageDataset, dataset_info, load_dataset, subset_indices
 from robustbench_dc.devices import describe_device, module_device, placed, resolve_device
 from robustbench_dc.errors import UserError
 from robustbench_dc.files import atomic_write, environment
@@ -238,7 +238,21 @@ def evaluate(
                             predict(target.module, _transfer_examples(ctx, src, a, e, k, images, labels), batch_size), labels), source=src)  # fmt: skip
             if lipschitz:
                 _lipschitz_cells(ctx, max(eps_list), lipschitz_n, subset_seed)
-        return pd.DataFrame(ctx.rows)
+        frame = pd.DataFrame(ctx.rows)
+        # what a row's per-example string refers to: positions in the test split, and that split's content hash
+        frame.attrs.update({"dataset": dataset, "data_sha256": ctx.data, "test_indices": subset_indices(len(test), n, subset_seed).tolist()})
+        return frame
+
+
+def per_example_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per (accuracy cell, test image) of an ``evaluate`` result: whether the model got the image right."""
+    indices = frame.attrs["test_indices"]
+    rows = []
+    for r in frame[frame["kind"] == "accuracy"].itertuples():
+        for index, right in zip(indices, r.per_example):
+            rows.append({"threat": r.threat, "attack": r.attack, "eps": r.eps, "source": r.source, "role": r.role, "test_index": index,
+                         "correct": int(right)})  # fmt: skip
+    return pd.DataFrame(rows)
 
 
 def transfer_matrix(
