@@ -70,3 +70,10 @@ def test_match_eps_bisects_to_the_measured_eps_closest_to_the_target():
     eps = match_eps(accuracy_at, 0.30, hi=0.1, steps=6)
     assert abs(eps - 0.07) <= 0.1 / 64 and len(calls) == 7
     assert match_eps(lambda e: 0.9, 0.3, hi=0.1) is None  # never reaches the target
+
+
+def test_summary_tables_print_tables_7_and_8(small_store):
+    from robustbench_dc.reports.report import summary_tables
+
+    text = summary_tables(workspace=small_store, dataset="digits", eps=32 / 255)
+    assert "Table 7: white-box at 32/255" in text and "Table 8: black-box at 32/255" in text and "85.35" in text

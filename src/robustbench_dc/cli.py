@@ -238,7 +238,10 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     path = build_report(workspace=args.workspace, dataset=preset.dataset, out_dir=out, eps=preset.table_eps, arch=preset.arch, width=preset.width,
                         n=preset.n, command=command, title=f"Robustness report: preset {preset.name} ({preset.dataset})",
                         preset_note=preset.note, stage_times=times, fmt=args.format)  # fmt: skip
-    print(f"report: {path}")
+    from robustbench_dc.reports.report import summary_tables
+
+    print(summary_tables(workspace=args.workspace, dataset=preset.dataset, eps=preset.table_eps, arch=preset.arch, width=preset.width, n=preset.n))
+    print(f"\nreport: {path}")
     return 0
 
 

@@ -12,6 +12,11 @@ from tabulate import tabulate
 Block = tuple[str, Any]  # ("h1"|"h2"|"p"|"list"|"table"|"img"|"code", payload)
 
 
+def render_text(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A table for the terminal."""
+    return tabulate(rows, headers=list(headers), disable_numparse=True)
+
+
 def _md_cell(value: Any) -> str:
     return " ".join(str(value).split()).replace("|", "\\|")
 

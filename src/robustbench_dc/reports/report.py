@@ -19,7 +19,7 @@ from robustbench_dc.files import atomic_write_bytes
 from robustbench_dc.reports.claims import claims, compare, masking_notes, surviving_claims
 from robustbench_dc.reports.paper import ATTACK_ROWS, PAPER_COLUMNS, PAPER_TRAINING, display, paper_tables, paper_value
 from robustbench_dc.reports.plots import plot_accuracy, plot_lipschitz
-from robustbench_dc.reports.render import Block, render_html, render_markdown
+from robustbench_dc.reports.render import Block, render_html, render_markdown, render_text
 from robustbench_dc.results.query import AmbiguousResults, Entry, Results
 from robustbench_dc.targets import PROTOCOL_SOURCE, describe
 
@@ -284,6 +284,19 @@ def export_frame(results: Results) -> pd.DataFrame:
                      "protocol_source": e.protocol_source, **{f"model.{a}": e.model.get(a) for a in ("name", "arch", "width", "training", "seed", "epochs")},
                      **{m: json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v for m, v in metrics.items()}, "seconds": e.cell.seconds})  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def summary_tables(*, workspace: str | Path | None, dataset: str, eps: float = 8 / 255, arch: str | None = None,
+                   width: float | None = None, n: int | None = None) -> str:
+    """Tables 7 and 8 as plain text (what ``reproduce`` prints when it is done)."""
+    results = Results.load(workspace, dataset).where(arch=arch, width=width)
+    n, _ = _table_subset(results, n)
+    cell, paper = _Tables(results.where(role="table"), eps, n), paper_tables()
+    parts = []
+    for table, threat in ((7, "white-box"), (8, "black-box")):
+        headers, rows = table7_8(cell, threat, paper, table)
+        parts.append(f"Table {table}: {threat} at {eps_label(eps)}, accuracy % [95% CI] (ours, paper, diff)\n" + render_text(headers, rows))
+    return "\n\n".join(parts)
 
 
 def build_report(
