@@ -19,9 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from robustbench_dc.data import INFOS, ImageDataset
-from robustbench_dc.devices import describe_device, resolve_device, training_mode
-from robustbench_dc.ops import DecoupledConv2d
-from robustbench_dc.train import TrainConfig, build, train_step, training_batch
+from robustbench_dc.devices import describe_device, resolve_device
+from robustbench_dc.train import TrainConfig, build, place_for_training, train_step, training_batch
 
 
 def plain_step(model, opt, x, y, fgsm: bool, eps: float) -> None:
@@ -45,8 +44,8 @@ def measure(name: str, training: str, args, device) -> tuple[float, float, str]:
     data = ImageDataset(INFOS["cifar10"], "train", torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g),
                         torch.randint(0, 10, (n,), generator=g), "random").to(device)  # fmt: skip
     fast, plain = build(config), build(config)
-    mode = training_mode(device, config.precision, config.channels_last, decoupled=any(isinstance(m, DecoupledConv2d) for m in fast.modules()))
-    fast.to(device, memory_format=torch.channels_last if mode.channels_last else torch.preserve_format).train()
+    mode = place_for_training(fast, config, device)
+    fast.train()
     plain.to(device).train()
     opt_f = torch.optim.SGD(fast.parameters(), lr=0.01, momentum=0.9)
     opt_p = torch.optim.SGD(plain.parameters(), lr=0.01, momentum=0.9)

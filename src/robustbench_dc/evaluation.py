@@ -60,21 +60,25 @@ class _Context:
     backend: str
     recompute: bool
     progress: Callable[[str], None]
-    device: str
     batch_size: int
+    provenance: dict[str, Any]
     rows: list[dict[str, Any]] = field(default_factory=list)
 
     def key(self, subset: Subset, **fields: Any) -> CellKey:
         return CellKey(function=self.target.function_id, dataset=self.test.info.name, data=self.data, subset=subset,
                        role=self.role, precision=PRECISION, **fields)  # fmt: skip
 
+    def attack_key(self, subset: Subset, attack: Attack, eps: float, threat: str, source: str = "") -> CellKey:
+        return self.key(subset, kind="accuracy", threat=threat, attack=attack.name, params=attack_params(attack.params(eps)), eps=eps,
+                        backend=self.backend, backend_version=backend_version(self.backend), source=source,
+                        batch_size=self.batch_size if attack.randomized else 0)  # fmt: skip
+
     def cell(self, key: CellKey, compute: Callable[[], dict[str, Any]], source: EvalModel | None = None) -> StoredCell:
         def announce(k: CellKey) -> None:
             eps = f" at {eps_label(k.eps)}" if k.eps else ""
             self.progress(f"{self.target.label}: {k.threat} {k.attack}{eps}")
 
-        provenance = {"label": self.target.label, "device": self.device, "environment": environment()}
-        stored = self.store.cell(key, compute, provenance=provenance, recompute=self.recompute, on_compute=announce)
+        stored = self.store.cell(key, compute, provenance=self.provenance, recompute=self.recompute, on_compute=announce)
         self.rows.append(result_row(stored, self.target.label, source.title if source else ""))
         return stored
 
@@ -96,9 +100,10 @@ def accuracy_metrics(pred: Tensor, labels: Tensor) -> dict[str, Any]:
             "per_example": "".join("1" if r else "0" for r in right.tolist())}  # fmt: skip
 
 
-def check_model_fits(module: nn.Module, data: ImageDataset) -> int:
-    """Fail clearly when a model cannot take this dataset's images or gives the wrong number of outputs (for the
-    caller's own data: fewer outputs than its labels need); returns the number of outputs."""
+def check_model_fits(module: nn.Module, data: ImageDataset, *, exact_classes: bool = True) -> int:
+    """Fail clearly when a model cannot take this dataset's images or gives the wrong number of outputs (with
+    ``exact_classes=False``, for the caller's own data: fewer outputs than its labels need); returns the number
+    of outputs."""
     x = data.float_images(slice(0, 2)).to(module_device(module))
     module.eval()
     try:
@@ -106,8 +111,7 @@ def check_model_fits(module: nn.Module, data: ImageDataset) -> int:
             out = module(x)
     except (RuntimeError, ValueError) as exc:
         raise UserError(f"the model cannot take {data.info.name} images of shape {tuple(x.shape)}: {exc}") from exc
-    custom = data.info.name == "custom"
-    if not isinstance(out, Tensor) or out.ndim != 2 or (out.shape[1] < data.info.num_classes if custom else out.shape[1] != data.info.num_classes):
+    if not isinstance(out, Tensor) or out.ndim != 2 or (out.shape[1] != data.info.num_classes if exact_classes else out.shape[1] < data.info.num_classes):
         shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
         raise UserError(f"the model's output has shape {shape}; {data.info.name} needs (N, {data.info.num_classes}) logits")
     if not torch.isfinite(out).all():
@@ -208,39 +212,36 @@ def evaluate(
     # the modules go to the device for this call only: their device and train/eval mode are restored after
     with placed([target.module] + ([src.module] if src is not None else []), dev):
         test = own if own is not None else load_dataset(dataset, "test", data_dir, cache_dir=cache_dir(ws))
-        outputs = check_model_fits(target.module, test)
+        outputs = check_model_fits(target.module, test, exact_classes=own is None)
         if own is not None:  # the caller's data: as many classes as the model has outputs
             test = replace(test, info=replace(test.info, num_classes=outputs))
-        sub = test.subset(n, subset_seed)
+        indices = subset_indices(len(test), n, subset_seed)
+        sub = test.select(indices)
         images, labels = sub.float_images(), sub.labels
         subset = Subset(len(sub), len(test), subset_seed)
         with ResultStore(ws) as store:
+            provenance = {"label": target.label, "device": describe_device(dev), "environment": environment()}
             ctx = _Context(store, ws, target, test, test.content_sha256(), role, backend, recompute, progress or (lambda _: None),
-                           describe_device(dev), batch_size)  # fmt: skip
+                           batch_size, provenance)  # fmt: skip
             store.put_function(target.function_id, {**target.info, "data_source": target.info.get("data_source") or test.source})
             ctx.cell(ctx.key(subset, kind="accuracy", threat="none", attack="none"), lambda: accuracy_metrics(predict(target.module, images, batch_size), labels))
-            version_ = backend_version(backend)
             for attack in attack_objs:
                 threat = "white-box" if attack.access == "white-box" else "black-box"
                 for e in eps_list:
-                    key = ctx.key(subset, kind="accuracy", threat=threat, attack=attack.name, params=attack_params(attack.params(e)), eps=e,
-                                  backend=backend, backend_version=version_, batch_size=batch_size if attack.randomized else 0)  # fmt: skip
-                    ctx.cell(key, lambda a=attack, e=e: accuracy_metrics(predict(target.module, run_attack(
+                    ctx.cell(ctx.attack_key(subset, attack, e, threat), lambda a=attack, e=e: accuracy_metrics(predict(target.module, run_attack(
                         a, target.module, images, labels, e, backend=backend, seed=subset_seed, batch_size=batch_size), batch_size), labels))  # fmt: skip
             if src is not None:
                 store.put_function(src.function_id, src.info)
-                # BPDA through declared parts concerns the target's own parts: it does not transfer
-                for attack in [a for a in attack_objs if a.access == "white-box" and not getattr(a, "straight_through", ())]:
+                for attack in [a for a in attack_objs if a.transferable]:
                     for e in eps_list:
-                        key = ctx.key(subset, kind="accuracy", threat="black-box", attack=attack.name, params=attack_params(attack.params(e)), eps=e,
-                                      backend=backend, backend_version=version_, source=src.function_id, batch_size=batch_size if attack.randomized else 0)  # fmt: skip
+                        key = ctx.attack_key(subset, attack, e, "black-box", source=src.function_id)
                         ctx.cell(key, lambda a=attack, e=e, k=key: accuracy_metrics(
                             predict(target.module, _transfer_examples(ctx, src, a, e, k, images, labels), batch_size), labels), source=src)  # fmt: skip
             if lipschitz:
                 _lipschitz_cells(ctx, max(eps_list), lipschitz_n, subset_seed)
         frame = pd.DataFrame(ctx.rows)
         # what a row's per-example string refers to: positions in the test split, and that split's content hash
-        frame.attrs.update({"dataset": dataset, "data_sha256": ctx.data, "test_indices": subset_indices(len(test), n, subset_seed).tolist()})
+        frame.attrs.update({"dataset": dataset, "data_sha256": ctx.data, "test_indices": indices.tolist()})
         return frame
 
 

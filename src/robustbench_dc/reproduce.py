@@ -77,6 +77,7 @@ def _eps_match_stage(preset: Preset, targets: list, ws: Path, data_dir, device, 
     paper = paper_tables()
     kw = dict(dataset=preset.dataset, n=preset.n, workspace=ws, data_dir=data_dir, lipschitz=False, device=device, progress=progress)
     baseline = next(t for t in targets if t.info["name"] == "baseline" and t.info["training"] == "natural")
+    sources = [resolve_source("default", t, dataset=preset.dataset, workspace=ws, data_dir=data_dir, train_missing=False) for t in targets]
     for attack in ("fgsm", "bim"):
         wanted = paper_value(paper, 7, "natural", attack, "baseline") / 100
 
@@ -87,8 +88,7 @@ def _eps_match_stage(preset: Preset, targets: list, ws: Path, data_dir, device, 
         eps = match_eps(accuracy_at, wanted, hi=max(preset.eps))
         if eps is None:
             continue
-        for target in targets:
-            source = resolve_source("default", target, dataset=preset.dataset, workspace=ws, data_dir=data_dir, train_missing=False)
+        for target, source in zip(targets, sources):
             evaluate(target, attacks=[attack], eps=[eps], source=source, **kw)
 
 

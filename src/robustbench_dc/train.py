@@ -210,6 +210,14 @@ def training_batch(model: nn.Module, data: ImageDataset, idx: Tensor, config: Tr
     return x, y, weights
 
 
+def place_for_training(model: nn.Module, config: TrainConfig, device: torch.device) -> ComputeMode:
+    """Choose the training precision and layout for this network on ``device`` and move it there accordingly."""
+    decoupled = any(isinstance(m, (DecoupledConv2d, DecoupledLinear)) for m in model.modules())
+    mode = training_mode(device, config.precision, config.channels_last, decoupled=decoupled)
+    model.to(device, memory_format=torch.channels_last if mode.channels_last else torch.preserve_format)
+    return mode
+
+
 def train_step(model: nn.Module, opt: torch.optim.Optimizer, x: Tensor, y: Tensor, mode: ComputeMode,
                scaler: torch.amp.GradScaler | None = None, weights: Tensor | None = None) -> tuple[Tensor, Tensor]:  # fmt: skip
     """One optimiser step on a prepared batch, in the mode's precision; returns (logits, loss).
@@ -311,8 +319,7 @@ def train(
     train_set = train_set.subset(config.train_subset, seed=0).to(dev)  # the same subset for every model and seed
     augment = train_set.info.augment if config.augment is None else config.augment
     model = build(config)
-    mode = training_mode(dev, config.precision, config.channels_last, decoupled=any(isinstance(m, (DecoupledConv2d, DecoupledLinear)) for m in model.modules()))
-    model.to(dev, memory_format=torch.channels_last if mode.channels_last else torch.preserve_format)
+    mode = place_for_training(model, config, dev)
     scaler = torch.amp.GradScaler(dev.type) if mode.precision == "fp16" else None
     steps = math.ceil(len(train_set) / config.batch_size)
     opt, sched = _optimizer_and_schedule(model, config, steps)

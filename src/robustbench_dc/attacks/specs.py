@@ -29,6 +29,11 @@ class Attack:
         """The attack's parameters at ``eps`` (what is stored and printed)."""
         return asdict(self)
 
+    @property
+    def transferable(self) -> bool:
+        """Whether examples crafted on a black-box source make sense for it (gradient attacks: yes)."""
+        return self.access == "white-box"
+
 
 @dataclass(frozen=True)
 class FGSM(Attack):
@@ -98,6 +103,11 @@ class BPDA(PGD):
 
     def params(self, eps: float) -> dict[str, Any]:
         return {**super().params(eps), **({"straight_through": list(self.straight_through)} if self.straight_through else {})}
+
+    @property
+    def transferable(self) -> bool:
+        """Not through declared parts: those are the target's own, the source has none of them."""
+        return not self.straight_through
 
 
 @dataclass(frozen=True)

@@ -164,8 +164,8 @@ def run_diagnostics(
         provenance = {"label": target.label, "device": describe_device(module_device(target.module)), "environment": environment()}
         store.cell(key, lambda: {"saturation": saturation(target.module, x), **loss_gradient_health(target.module, x, test.labels)}, provenance=provenance)
         store.cell(direction, lambda: gradient_direction(target.module, x, test.labels, eps, batch_size=batch_size), provenance=provenance)
-        cells = [c for c in store.cells() if c.key.function == target.function_id and c.key.role == "diagnostics"
-                 and c.key.data == key.data and c.key.subset.n == key.subset.n]  # fmt: skip
+        cells = [c for c in store.cells(function=target.function_id) if c.key.role == "diagnostics" and c.key.data == key.data
+                 and c.key.subset.n == key.subset.n]  # fmt: skip
     return diagnose(measured_from_cells(cells, eps)), cells
 
 

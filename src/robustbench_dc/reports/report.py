@@ -286,12 +286,22 @@ def export_frame(results: Results) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _select(workspace: str | Path | None, dataset: str, eps: float, arch: str | None, width: float | None,
+            n: int | None) -> tuple[Results, _Tables, list[int]]:
+    """The report's cells: all of this dataset's (narrowed by arch and width), its table cells on one subset, and
+    the other subset sizes left out of the tables."""
+    results = Results.load(workspace, dataset).where(arch=arch, width=width)
+    if not len(results):
+        raise UserError(f"no results for dataset {dataset!r}{'' if arch is None else f' arch {arch}'}{'' if width is None else f' width {width:g}'}")
+    n, other_n = _table_subset(results, n)
+    return results, _Tables(results.where(role="table"), eps, n), other_n
+
+
 def summary_tables(*, workspace: str | Path | None, dataset: str, eps: float = 8 / 255, arch: str | None = None,
                    width: float | None = None, n: int | None = None) -> str:
     """Tables 7 and 8 as plain text (what ``reproduce`` prints when it is done)."""
-    results = Results.load(workspace, dataset).where(arch=arch, width=width)
-    n, _ = _table_subset(results, n)
-    cell, paper = _Tables(results.where(role="table"), eps, n), paper_tables()
+    _, cell, _ = _select(workspace, dataset, eps, arch, width, n)
+    paper = paper_tables()
     parts = []
     for table, threat in ((7, "white-box"), (8, "black-box")):
         headers, rows = table7_8(cell, threat, paper, table)
@@ -317,11 +327,8 @@ def build_report(
     """Write the report and its files into ``out_dir``; returns the main file's path."""
     if fmt not in ("markdown", "html"):
         raise UserError(f"unknown report format {fmt!r}; valid: markdown, html")
-    results = Results.load(workspace, dataset).where(arch=arch, width=width)
-    if not len(results):
-        raise UserError(f"no results for dataset {dataset!r}{'' if arch is None else f' arch {arch}'}{'' if width is None else f' width {width:g}'}")
-    n, other_n = _table_subset(results, n)
-    cell = _Tables(results.where(role="table"), eps, n)
+    results, cell, other_n = _select(workspace, dataset, eps, arch, width, n)
+    n = cell.n
     models = cell.models()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

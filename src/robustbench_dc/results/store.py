@@ -137,6 +137,10 @@ class ResultStore:
     def count(self) -> int:
         return int(self._conn.execute("SELECT COUNT(*) FROM cells").fetchone()[0])
 
-    def cells(self) -> Iterator[StoredCell]:
-        for identity, metrics, provenance, seconds in self._conn.execute("SELECT identity, metrics, provenance, seconds FROM cells"):
+    def cells(self, function: str | None = None) -> Iterator[StoredCell]:
+        """Every stored cell, or those of one evaluated function (an indexed lookup)."""
+        query, args = "SELECT identity, metrics, provenance, seconds FROM cells", ()
+        if function is not None:
+            query, args = query + " WHERE function = ?", (function,)
+        for identity, metrics, provenance, seconds in self._conn.execute(query, args):
             yield StoredCell(CellKey.from_dict(json.loads(identity)), json.loads(metrics), json.loads(provenance), seconds)
