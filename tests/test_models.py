@@ -53,7 +53,7 @@ def test_operator_options_reach_layers():
     [
         (dict(name="cubeconv"), "unknown model 'cubeconv'; valid: baseline, sphereconv"),
         (dict(name="tanhconv-tan"), "unknown angular function 'tan'.*valid suffixes: cos, linear"),
-        (dict(name="tanhconv", arch="vgg"), "unknown architecture 'vgg'; valid: cnn9, resnet32"),
+        (dict(name="tanhconv", arch="vgg"), "unknown architecture 'vgg'; valid: cnn9, convnet-aig, drconv, ir-se, resnet110, resnet32"),
         (dict(name="tanhconv", rho=-1.0), "rho must be > 0"),
         (dict(name="tanhconv", radius=2.0), "unknown operator options \\['radius'\\]; valid:"),
         (dict(name="baseline", rho=2.0), "the baseline takes no operator options"),

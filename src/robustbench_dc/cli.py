@@ -62,6 +62,20 @@ def parse_n(text: str) -> int | None:
     return n
 
 
+def parse_option(text: str) -> tuple[str, Any]:
+    """``key=value`` with a TOML value (``0.5``, ``110``, ``true``, ``"linear"``); a bare word is a string."""
+    import tomllib
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, e.g. target_rate=0.5, got {text!r}")
+    try:
+        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value.strip()
+    return key.strip(), parsed
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workspace", help="directory for models, results and reports (default: $DC_ROBUST_WORKSPACE or ./dc-robust-workspace)")
     p.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N or mps (default: auto)")
@@ -71,12 +85,14 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _add_train(sub) -> None:
-    from robustbench_dc.names import DATASETS, PRECISIONS, REGIMES, SCHEDULES
+    from robustbench_dc.names import ARCHITECTURES, DATASETS, PRECISIONS, REGIMES, SCHEDULES
 
     p = sub.add_parser("train", help="train a zoo model naturally or adversarially into the model store")
     _common(p)
     p.add_argument("--model", required=True, help="zoo model, e.g. baseline, tanhconv, ballconv-sqcos (see dc-robust models --zoo)")
-    p.add_argument("--arch", default="cnn9")
+    p.add_argument("--arch", default="cnn9", choices=ARCHITECTURES, help="architecture (default: cnn9)")
+    p.add_argument("--arch-option", type=parse_option, action="append", default=[], metavar="KEY=VALUE",
+                   help="an architecture option, repeatable, e.g. target_rate=0.5 for convnet-aig (see dc-robust models --zoo)")
     p.add_argument("--width", type=parse_positive, default=1.0, help="channel-width multiplier (default: 1.0)")
     p.add_argument("--dataset", required=True, choices=[d for d in DATASETS if d != "synthetic"])
     p.add_argument("--training", default="natural", choices=REGIMES)
@@ -352,7 +368,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         eps=args.eps, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, schedule=args.schedule,
         seed=args.seed, train_subset=args.train_subset, weight_projection=args.weight_projection,
         recalibration_batches=args.recalibration_batches, precision=args.precision,
-        channels_last={"auto": None, "yes": True, "no": False}[args.channels_last],
+        channels_last={"auto": None, "yes": True, "no": False}[args.channels_last], arch_options=dict(args.arch_option),
     )  # fmt: skip
     bars: list = []
 
@@ -374,7 +390,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     for bar in bars:
         bar.close()
     card = read_card(directory)
-    print(f"{config.model} ({config.arch}, width {config.width:g}) on {config.dataset}, {config.training_label}, seed {config.seed}: "
+    print(f"{config.model} ({config.arch_label}, width {config.width:g}) on {config.dataset}, {config.training_label}, seed {config.seed}: "
           f"clean test accuracy {100 * card['clean_test_accuracy']:.2f}% on {card['test_images']} images")  # fmt: skip
     print(f"checkpoint: {directory}")
     return 0
@@ -386,17 +402,19 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.zoo:
         from robustbench_dc.models import ARCHITECTURES, list_models
 
-        print("architectures:", ", ".join(ARCHITECTURES.names()))
-        print("models:", ", ".join(list_models()))
+        print("models (operators):", ", ".join(list_models()))
+        print(tabulate([[a, ", ".join(f"{k}={v!r}" for k, v in ARCHITECTURES.defaults(a).items()) or "-"] for a in ARCHITECTURES.names()],
+                       headers=["architecture", "options (--arch-option KEY=VALUE), defaults"]))  # fmt: skip
         return 0
     from robustbench_dc.checkpoint import find_checkpoints, read_card
+    from robustbench_dc.models.registry import arch_label
     from robustbench_dc.workspace import models_dir, workspace_dir
 
     ws = workspace_dir(args.workspace)
     rows = []
     for d in find_checkpoints(ws):
         c = read_card(d)
-        rows.append([c["dataset"], c["model"]["name"], c["model"]["arch"], c["model"]["width"], c["training"]["label"], c["seed"],
+        rows.append([c["dataset"], c["model"]["name"], arch_label(c["model"]["arch"], c["model"].get("arch_options")), c["model"]["width"], c["training"]["label"], c["seed"],
                      c["epochs"], f"{100 * c['clean_test_accuracy']:.2f}", c["weights"]["sha256"][:12], str(d)])  # fmt: skip
     if not rows:
         print(f"no trained models in {models_dir(ws)}; train one: dc-robust train --model baseline --dataset digits")

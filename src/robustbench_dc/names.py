@@ -4,6 +4,7 @@ these at import.
 """
 
 DATASETS = ("cifar10", "fashion-mnist", "mnist", "digits", "synthetic")
+ARCHITECTURES = ("cnn9", "resnet32", "resnet110", "convnet-aig", "drconv", "ir-se")
 REGIMES = ("natural", "fgsm", "kurakin", "pgd", "fgsm-rs")
 SCHEDULES = ("onecycle", "cosine")
 ATTACKS = ("fgsm", "fgsm-pred", "bim", "pgd", "bpda-pgd", "apgd-ce", "apgd-dlr", "autoattack", "square")

@@ -27,7 +27,9 @@ from robustbench_dc.devices import ComputeMode, describe_device, resolve_device,
 from robustbench_dc.errors import UserError
 from robustbench_dc.files import atomic_write_bytes
 from robustbench_dc.inference import predict
-from robustbench_dc.models import Network, create_model
+from robustbench_dc.models import ARCHITECTURES, ModelSpec, Network, create_model
+from robustbench_dc.models.gates import execution_rates
+from robustbench_dc.models.registry import arch_label
 from robustbench_dc.names import PRECISIONS, REGIMES, SCHEDULES
 from robustbench_dc.ops import DecoupledConv2d, DecoupledLinear, project_weights
 from robustbench_dc.perturb import ascend_linf, cross_entropy_objective
@@ -69,6 +71,7 @@ class TrainConfig:
     precision: str = "auto"  # autocast dtype for training: auto (bf16 where supported), fp32, bf16, fp16 (CUDA)
     channels_last: bool | None = None  # None: chosen per device and network (devices.training_mode)
     operator: dict[str, Any] = field(default_factory=dict)
+    arch_options: dict[str, Any] = field(default_factory=dict)  # see ARCHITECTURES.defaults(arch)
 
     def __post_init__(self) -> None:
         if self.training not in REGIMES:
@@ -93,6 +96,12 @@ class TrainConfig:
         if self.train_subset is not None and self.train_subset < 1:
             raise UserError(f"train_subset must be >= 1, got {self.train_subset}")
         dataset_info(self.dataset)
+        ARCHITECTURES.options(ModelSpec(name=self.model, arch=self.arch, arch_options=self.arch_options))
+
+    @property
+    def arch_label(self) -> str:
+        """The store's name for the architecture: ``convnet-aig``, or ``convnet-aig+target_rate=0.5`` with options."""
+        return arch_label(self.arch, self.arch_options)
 
     @property
     def training_label(self) -> str:
@@ -102,7 +111,11 @@ class TrainConfig:
         return f"{self.training}-eps{self.eps * 255:g}"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The run's settings; ``arch_options`` only when set, so that runs from before it keep their identity."""
+        d = asdict(self)
+        if not d["arch_options"]:
+            del d["arch_options"]
+        return d
 
 
 @dataclass(frozen=True)
@@ -127,7 +140,7 @@ class EpochStats:
 
 def checkpoint_dir(config: TrainConfig, workspace: Path) -> Path:
     return run_dir(workspace, dataset=config.dataset, model=config.model, training=config.training_label,
-                   arch=config.arch, width=config.width, seed=config.seed)  # fmt: skip
+                   arch=config.arch_label, width=config.width, seed=config.seed)  # fmt: skip
 
 
 def build(config: TrainConfig) -> Network:
@@ -135,7 +148,7 @@ def build(config: TrainConfig) -> Network:
     torch.manual_seed(config.seed)
     return create_model(
         config.model, arch=config.arch, num_classes=info.num_classes, in_channels=info.in_channels,
-        width=config.width, input_size=info.input_size, mean=info.mean, std=info.std, **config.operator,
+        width=config.width, input_size=info.input_size, mean=info.mean, std=info.std, arch_options=config.arch_options, **config.operator,
     )  # fmt: skip
 
 
@@ -218,16 +231,13 @@ def place_for_training(model: nn.Module, config: TrainConfig, device: torch.devi
     return mode
 
 
-def train_step(model: nn.Module, opt: torch.optim.Optimizer, x: Tensor, y: Tensor, mode: ComputeMode,
+def train_step(model: Network, opt: torch.optim.Optimizer, x: Tensor, y: Tensor, mode: ComputeMode,
                scaler: torch.amp.GradScaler | None = None, weights: Tensor | None = None) -> tuple[Tensor, Tensor]:  # fmt: skip
     """One optimiser step on a prepared batch, in the mode's precision; returns (logits, loss).
-    ``weights``: per-example loss weights, the loss being their weighted mean."""
+    ``weights``: per-example loss weights (see ``Network.training_loss``)."""
     with mode.autocast():
         logits = model(x)
-        if weights is None:
-            loss = F.cross_entropy(logits, y)
-        else:
-            loss = (F.cross_entropy(logits, y, reduction="none") * weights).sum() / weights.sum()
+        loss = model.training_loss(logits, y, weights)
     opt.zero_grad(set_to_none=True)
     if scaler is not None:
         scaler.scale(loss).backward()
@@ -342,6 +352,7 @@ def train(
     for epoch in range(start_epoch, config.epochs):
         t0 = time.perf_counter()
         g = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
+        torch.manual_seed(config.seed * 1_000_003 + epoch)  # in-model randomness (gates' Gumbel noise, dropout)
         order = torch.randperm(len(train_set), generator=g)
         model.train()
         loss_sum = correct = seen = 0.0
@@ -388,6 +399,7 @@ def train(
             recalibration = {"batches": recalibrate_statistics(model, batches), "images": sum(len(c) for c in chunks)}
     model.eval()
     acc = test_accuracy(model, test_set)  # fp32, like every evaluation
+    rates = execution_rates(model, test_set.float_images())
     card = {
         "dataset": config.dataset,
         "data_source": train_set.source,
@@ -405,6 +417,7 @@ def train(
         "test_images": len(test_set),
         "history": history,
         "recalibration": recalibration,
+        **({"executed_block_rate": {"test_images": len(test_set), "per_block": rates, "mean": sum(rates) / len(rates)}} if rates else {}),
         "compute": {**mode.to_dict(), "device_name": describe_device(dev)},
         "wall_time_s": wall,
     }  # fmt: skip

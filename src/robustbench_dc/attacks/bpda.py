@@ -1,4 +1,5 @@
-"""BPDA surrogate for decoupled networks: true forward pass, ordinary-convolution backward pass."""
+"""BPDA surrogate: true forward pass; ordinary-convolution backward pass for decoupled layers, the soft
+relaxation's backward pass for hard decisions (ConvNet-AIG gates, DRConv masks), identity for declared parts."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robustbench_dc.errors import UserError
+from robustbench_dc.models.relaxation import set_relaxed
 from robustbench_dc.ops.modules import DecoupledConv2d, DecoupledLinear
 
 
@@ -45,9 +47,11 @@ class _IdentityBackward(nn.Module):
 
 
 def bpda_surrogate(model: nn.Module, straight_through: tuple[str, ...] = ()) -> nn.Module:
-    """A copy of ``model`` whose decoupled layers pass gradients as ordinary layers would, and whose declared
-    submodules (by name) pass them straight through (same outputs)."""
+    """A copy of ``model`` whose decoupled layers pass gradients as ordinary layers would, whose hard decisions
+    pass them through their soft relaxation, and whose declared submodules (by name) pass them straight
+    through (same outputs)."""
     surrogate = copy.deepcopy(model)
+    set_relaxed(surrogate)
     names = dict(surrogate.named_modules())
     unknown = [n for n in straight_through if n not in names or n == ""]
     if unknown:

@@ -187,7 +187,7 @@ def diagnose(m: Measured, *, tolerance: float = TOLERANCE) -> list[Diagnostic]:
 
     bpda = w.get("bpda-pgd")
     if bpda is None or pgd is None:
-        out.append(Diagnostic("BPDA does not beat true gradients", "n/a", "no decoupled layers or declared straight-through parts (or no BPDA cell)"))
+        out.append(Diagnostic("BPDA does not beat true gradients", "n/a", "no decoupled layers, hard decisions or declared straight-through parts (or no BPDA cell)"))
     else:
         out.append(Diagnostic("BPDA does not beat true gradients", "pass" if bpda >= pgd - tol else "warn",
                               f"PGD-20 {_pct(pgd)} with true gradients, {_pct(bpda)} with BPDA surrogate gradients", {"pgd": pgd, "bpda": bpda}))  # fmt: skip

@@ -8,7 +8,8 @@ the stored cells alone.
 2. white-box at least as strong as black-box (transfer, Square), in accuracy and per example;
 3. accuracy falls monotonically with eps (PGD, step eps/4) and is near zero at a large eps;
 4. PGD has converged: twice the steps, or restarts, change accuracy by less than the tolerance;
-5. BPDA surrogate gradients do not beat the true gradients by more than the tolerance (decoupled models);
+5. BPDA surrogate gradients do not beat the true gradients by more than the tolerance (decoupled models, and
+   hard decisions such as ConvNet-AIG gates or DRConv masks, attacked through their soft relaxation);
 6. gradient health: zero or non-finite input gradients, and saturation of bounded magnitude functions.
 """
 
@@ -36,6 +37,7 @@ from robustbench_dc.diagnostics.checks import (
 from robustbench_dc.errors import UserError
 from robustbench_dc.evaluation import evaluate
 from robustbench_dc.files import environment
+from robustbench_dc.models.relaxation import HardDecision
 from robustbench_dc.ops.functional import patch_norm2d
 from robustbench_dc.ops.modules import DecoupledConv2d
 from robustbench_dc.perturb import input_gradient
@@ -148,7 +150,7 @@ def run_diagnostics(
     input quantiser, a denoiser); the BPDA attack passes gradients straight through them."""
     if square_queries < 1:
         raise UserError(f"square_queries must be >= 1 (the Square attack is one of the checks), got {square_queries}")
-    decoupled = any(isinstance(m, DecoupledConv2d) for m in target.module.modules())
+    decoupled = any(isinstance(m, (DecoupledConv2d, HardDecision)) for m in target.module.modules())  # a BPDA surrogate exists
     ws = workspace_dir(workspace)
     full = load_dataset(dataset, "test", data_dir, cache_dir=cache_dir(ws))
     test = full.subset(n, 0)

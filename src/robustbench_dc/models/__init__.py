@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from robustbench_dc import names
 from robustbench_dc.errors import ConfigError
 from robustbench_dc.models import cnn as _cnn  # noqa: F401  (registers cnn9)
-from robustbench_dc.models import resnet as _resnet  # noqa: F401  (registers resnet32)
+from robustbench_dc.models import irse as _irse  # noqa: F401  (registers ir-se)
+from robustbench_dc.models import resnet as _resnet  # noqa: F401  (registers the ResNets, convnet-aig, drconv)
 from robustbench_dc.models.layers import Network, Normalize
 from robustbench_dc.models.registry import (
     ARCHITECTURES,
@@ -16,6 +18,9 @@ from robustbench_dc.models.registry import (
     list_models,
     parse_model_name,
 )
+
+if tuple(ARCHITECTURES.names()) != tuple(sorted(names.ARCHITECTURES)):
+    raise ImportError(f"robustbench_dc.names.ARCHITECTURES {names.ARCHITECTURES} does not list the registered architectures {ARCHITECTURES.names()}")
 
 
 def build_model(spec: ModelSpec) -> Network:
@@ -31,6 +36,7 @@ def build_model(spec: ModelSpec) -> Network:
         raise ConfigError(f"width must be > 0, got {spec.width}")
     if spec.input_size < 4:
         raise ConfigError(f"input_size must be >= 4 (two 2x2 poolings), got {spec.input_size}")
+    ARCHITECTURES.options(spec)
     return ARCHITECTURES.get(spec.arch)(spec)
 
 
@@ -44,12 +50,15 @@ def create_model(
     input_size: int = 32,
     mean: tuple[float, ...] | None = None,
     std: tuple[float, ...] | None = None,
+    arch_options: dict[str, Any] | None = None,
     **operator_options: Any,
 ) -> Network:
-    """Create a zoo model, e.g. ``create_model("tanhconv-sqcos", arch="resnet32", width=0.5)``.
+    """Create a zoo model, e.g. ``create_model("tanhconv-sqcos", arch="resnet32", width=0.5)`` or
+    ``create_model("baseline", arch="convnet-aig", arch_options={"target_rate": 0.5})``.
 
     ``mean``/``std`` default to CIFAR-10's for three channels and to 0.5 otherwise. Operator options
-    (``rho``, ``alpha``, ``learnable_rho``, ...) are those of :class:`robustbench_dc.ops.OperatorConfig`.
+    (``rho``, ``alpha``, ``learnable_rho``, ...) are those of :class:`robustbench_dc.ops.OperatorConfig`;
+    architecture options those ``ARCHITECTURES.defaults(arch)`` lists.
     """
     if mean is None:
         mean = CIFAR_MEAN if in_channels == 3 else (0.5,) * in_channels
@@ -57,7 +66,7 @@ def create_model(
         std = CIFAR_STD if in_channels == 3 else (0.5,) * in_channels
     spec = ModelSpec(
         name=name, arch=arch, num_classes=num_classes, in_channels=in_channels, width=width,
-        input_size=input_size, mean=tuple(mean), std=tuple(std), operator=dict(operator_options),
+        input_size=input_size, mean=tuple(mean), std=tuple(std), operator=dict(operator_options), arch_options=dict(arch_options or {}),
     )  # fmt: skip
     return build_model(spec)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import partial
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robustbench_dc.errors import ConfigError
@@ -64,6 +65,13 @@ class ClassifierHead(nn.Sequential):
         super().__init__(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(features, num_classes))
 
 
+class MarginHead(nn.Module):
+    """A head whose training loss sees other logits than evaluation does (a margin on the true class)."""
+
+    def training_logits(self, logits: Tensor, labels: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
 class Network(nn.Sequential):
     """A zoo model: normalisation, features, head; ``spec`` describes it for checkpoints."""
 
@@ -81,3 +89,13 @@ class Network(nn.Sequential):
                 f"model {s.name!r} expects images of shape (N, {s.in_channels}, H, W) in [0, 1], got {tuple(x.shape)}"
             )
         return super().forward(x)
+
+    def training_loss(self, logits: Tensor, labels: Tensor, weights: Tensor | None = None) -> Tensor:
+        """What training minimises: cross-entropy (the weighted mean with per-example ``weights``), on the
+        head's margin logits where it has a margin; architectures with extra terms add them."""
+        margin = next((m for m in self.head.modules() if isinstance(m, MarginHead)), None)  # the head's last layer
+        if margin is not None:
+            logits = margin.training_logits(logits, labels)
+        if weights is None:
+            return F.cross_entropy(logits, labels)
+        return (F.cross_entropy(logits, labels, reduction="none") * weights).sum() / weights.sum()

@@ -44,6 +44,7 @@ class ModelSpec:
     mean: tuple[float, ...] = CIFAR_MEAN
     std: tuple[float, ...] = CIFAR_STD
     operator: dict[str, Any] = field(default_factory=dict)
+    arch_options: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -66,19 +67,41 @@ ArchBuilder = Callable[[ModelSpec, ConvFactory], nn.Module]
 
 
 class ArchRegistry:
-    """Architectures by name; ``register`` is used as a decorator in each architecture's module."""
+    """Architectures by name, each with the options it takes and their defaults; ``register`` is used as a
+    decorator in each architecture's module."""
 
     def __init__(self) -> None:
         self._builders: dict[str, ArchBuilder] = {}
+        self._defaults: dict[str, dict[str, Any]] = {}
 
-    def register(self, name: str) -> Callable[[ArchBuilder], ArchBuilder]:
+    def register(self, name: str, **defaults: Any) -> Callable[[ArchBuilder], ArchBuilder]:
         def deco(fn: ArchBuilder) -> ArchBuilder:
             if name in self._builders:
                 raise ConfigError(f"architecture {name!r} registered twice")
-            self._builders[name] = fn
+            self._builders[name], self._defaults[name] = fn, defaults
             return fn
 
         return deco
+
+    def defaults(self, name: str) -> dict[str, Any]:
+        self.get(name)
+        return dict(self._defaults[name])
+
+    def options(self, spec: ModelSpec) -> dict[str, Any]:
+        """The spec's architecture options over the defaults, each checked to be known and of the default's type."""
+        defaults = self.defaults(spec.arch)
+        unknown = set(spec.arch_options) - set(defaults)
+        if unknown:
+            valid = ", ".join(f"{k}={v!r}" for k, v in defaults.items()) or "none"
+            raise ConfigError(f"architecture {spec.arch!r} takes no option {', '.join(sorted(unknown))}; its options (defaults): {valid}")
+        options = {**defaults, **spec.arch_options}
+        for key, value in spec.arch_options.items():
+            kind = type(defaults[key])
+            if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                options[key] = value = float(value)
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise ConfigError(f"architecture option {key}={value!r} of {spec.arch!r} must be a {kind.__name__} (default {defaults[key]!r})")
+        return options
 
     def get(self, name: str) -> ArchBuilder:
         if name not in self._builders:
@@ -90,6 +113,11 @@ class ArchRegistry:
 
 
 ARCHITECTURES = ArchRegistry()
+
+
+def arch_label(arch: str, options: dict[str, Any] | None = None) -> str:
+    """How stores and tables name an architecture with options: ``convnet-aig+target_rate=0.5``."""
+    return "+".join([arch] + [f"{k}={v}" for k, v in sorted((options or {}).items())])
 
 
 def parse_model_name(name: str) -> tuple[str, str | None, str]:
