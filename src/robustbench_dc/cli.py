@@ -194,6 +194,66 @@ def _add_reproduce(sub) -> None:
     p.add_argument("--format", default="markdown", choices=["markdown", "html"])
 
 
+def _add_study(sub) -> None:
+    p = sub.add_parser("study", help="run a study (a TOML file, or a shipped study by name): train what is missing, evaluate, report")
+    _common(p)
+    p.add_argument("study", nargs="?", help="path to a study TOML file, or the name of a shipped study (see --list)")
+    p.add_argument("--list", action="store_true", help="list the shipped studies and exit")
+    p.add_argument("--seeds", help="comma-separated training seeds instead of the study's")
+    p.add_argument("--report-only", action="store_true", help="write the report from what is in the store; train and evaluate nothing")
+    p.add_argument("--out", help="report directory (default: WORKSPACE/reports/study-NAME)")
+    p.add_argument("--format", default="markdown", choices=["markdown", "html"], help="report format (default: markdown)")
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    import time
+    from dataclasses import replace
+    from pathlib import Path
+
+    from robustbench_dc.study import load_study, run_study, shipped_studies
+
+    if args.list or not args.study:
+        if not args.list:
+            raise UserError(f"name a study file or a shipped study: {', '.join(shipped_studies())}")
+        for name in shipped_studies():
+            print(f"{name}: {load_study(name).description.splitlines()[0] if load_study(name).description else ''}")
+        return 0
+    study = load_study(args.study)
+    if args.seeds:
+        try:
+            study = replace(study, seeds=tuple(int(s) for s in args.seeds.split(",") if s.strip()))
+        except ValueError as exc:
+            raise UserError(f"--seeds takes comma-separated integers, got {args.seeds!r}") from exc
+    if study.dataset == "cifar10" and not args.data_dir and not args.report_only:
+        raise UserError(f"study {study.name!r} needs CIFAR-10: pass --data-dir DIR (torchvision batches or train/ and test/ image folders)")
+    from robustbench_dc.reports.study_report import build_study_report
+    from robustbench_dc.workspace import reports_dir, workspace_dir
+
+    times = None
+    if not args.report_only:
+        bar = _progress_bar(not args.no_progress, unit="stage")
+        as_lines = not args.no_progress and bar.disable
+        t0 = time.perf_counter()
+
+        def on_stage(i: int, total: int, label: str) -> None:
+            if as_lines:
+                print(f"[{i + 1}/{total}] {label}", file=sys.stderr, flush=True)
+            bar.total, bar.n = total, i
+            bar.set_description_str(label)
+            bar.refresh()
+
+        times = run_study(study, workspace=args.workspace, data_dir=args.data_dir, device=args.device, on_stage=on_stage,
+                          on_progress=lambda message: bar.set_postfix_str(message[-60:]))  # fmt: skip
+        bar.close()
+        times["total"] = time.perf_counter() - t0
+    out = Path(args.out) if args.out else reports_dir(workspace_dir(args.workspace), f"study-{study.name}")
+    command = " ".join(["dc-robust", "study", str(args.study)] + (["--seeds", args.seeds] if args.seeds else [])
+                       + (["--data-dir", "DIR"] if args.data_dir else []) + (["--format", args.format] if args.format != "markdown" else []))  # fmt: skip
+    path = build_study_report(study, workspace=args.workspace, out_dir=out, data_dir=args.data_dir, command=command, times=times, fmt=args.format)
+    print(f"report: {path}")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -430,6 +490,7 @@ COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], 
     "lipschitz": (_add_lipschitz, lambda args: cmd_eval(args, lipschitz_only=True)),
     "report": (_add_report, cmd_report),
     "reproduce": (_add_reproduce, cmd_reproduce),
+    "study": (_add_study, cmd_study),
 }
 
 

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from robustbench_dc.checkpoint import load_checkpoint
+from robustbench_dc.models.registry import arch_label
 
 #: The black-box source the protocol prescribes for a zoo model: a naturally trained baseline of the same
 #: recipe (architecture, width, data, epochs, ...) with the training seed + 1.
@@ -116,13 +117,14 @@ def from_checkpoint(path: str | Path) -> EvalModel:
     model, card = load_checkpoint(path)
     spec = card["model"]
     info = {
-        "label": spec["name"], "name": spec["name"], "arch": spec["arch"], "width": spec["width"],
+        "label": spec["name"], "name": spec["name"], "arch": arch_label(spec["arch"], spec.get("arch_options")), "width": spec["width"],
         "training": card["training"]["label"], "seed": card["seed"], "dataset": card["dataset"], "kind": "zoo",
         "file": Path(path).name if Path(path).is_dir() else Path(path).parent.name, "data_source": card.get("data_source", ""),
         "epochs": card["epochs"], "train_images": card.get("train_images"), "clean_test_accuracy": card["clean_test_accuracy"],
         "weights_sha256": card["weights"]["sha256"], "train_config": card["train_config"], "compute": card.get("compute", {}),
         # the resolved training precision and layout belong to the recipe: seeds trained in bf16 and in fp32 are not pooled
         "recipe": recipe_id({**card["train_config"], "compute": {k: v for k, v in card.get("compute", {}).items() if k in ("precision", "channels_last")}}),
+        **({"executed_block_rate": card["executed_block_rate"]} if "executed_block_rate" in card else {}),
     }  # fmt: skip
     return EvalModel(model, function_identity(model), info)
 

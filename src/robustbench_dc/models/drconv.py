@@ -45,9 +45,9 @@ class DRConv2d(HardDecision):
     def forward(self, x: Tensor) -> Tensor:
         n, c, h, w = x.shape
         k, m, o = self.kernel_size, self.regions, self.out_channels
-        filters = self.generator(x).view(n * m * o, c, k, k)  # per image, region and output channel
+        filters = self.generator(x).reshape(n * m * o, c, k, k)  # per image, region and output channel
         per_region = F.conv2d(x.reshape(1, n * c, h, w), filters.to(x.dtype), None, self.stride, self.padding, groups=n)
-        per_region = per_region.view(n, m, o, *per_region.shape[-2:])
+        per_region = per_region.reshape(n, m, o, *per_region.shape[-2:])
         mask = self.region_mask(x).to(per_region.dtype)
         out = (mask.unsqueeze(2) * per_region).sum(1)
         return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)

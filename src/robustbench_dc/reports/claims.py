@@ -73,7 +73,7 @@ def _evidence(a: Aggregate, b: Aggregate, names: tuple[str, str], c: Comparison)
             f"{c.diff:+.1f} points [95% CI {c.low:+.1f}, {c.high:+.1f}]; {c.detail}")  # fmt: skip
 
 
-def _diff_claim(text: str, a: Aggregate | None, b: Aggregate | None, min_gap: float, names: tuple[str, str], models=()) -> Claim:
+def difference_claim(text: str, a: Aggregate | None, b: Aggregate | None, min_gap: float, names: tuple[str, str], models=()) -> Claim:
     """``a`` exceeds ``b`` by at least ``min_gap`` points, and the paired difference is significant (5%)."""
     c = compare(a, b) if a is not None and b is not None else None
     if c is None:
@@ -103,23 +103,23 @@ def claims(cell: CellLookup) -> list[Claim]:
     base = lambda tr, th, at: cell("baseline", tr, th, at)  # noqa: E731
     for m in ("sphereconv", "ballconv", "tanhconv"):
         d = display(m)
-        fgsm = _diff_claim(f"Naturally trained {d} resists white-box FGSM far better than the baseline (>= 10 points)",
+        fgsm = difference_claim(f"Naturally trained {d} resists white-box FGSM far better than the baseline (>= 10 points)",
                            cell(m, "natural", "white-box", "fgsm"), base("natural", "white-box", "fgsm"), 10, (d, "Baseline"), ((m, "natural"),))  # fmt: skip
         out.append(fgsm)
         out.append(_close_claim(f"Under white-box BIM the natural {d}'s advantage disappears (within 5 points)",
                                 cell(m, "natural", "white-box", "bim"), base("natural", "white-box", "bim"), 5, (d, "Baseline"), fgsm))  # fmt: skip
-    helps = _diff_claim("FGSM adversarial training helps the baseline against white-box FGSM (>= 10 points)",
+    helps = difference_claim("FGSM adversarial training helps the baseline against white-box FGSM (>= 10 points)",
                         base("fgsm", "white-box", "fgsm"), base("natural", "white-box", "fgsm"), 10, ("adversarial", "natural"), (("baseline", "fgsm"),))  # fmt: skip
     out.append(helps)
     out.append(_close_claim("... but not against white-box BIM (within 5 points)",
                             base("fgsm", "white-box", "bim"), base("natural", "white-box", "bim"), 5, ("adversarial", "natural"), helps))  # fmt: skip
     for m in ("sphereconv", "ballconv", "tanhconv"):
         d = display(m)
-        out.append(_diff_claim(f"Adversarially trained {d} resists white-box BIM better than the adversarially trained baseline (>= 5 points)",
+        out.append(difference_claim(f"Adversarially trained {d} resists white-box BIM better than the adversarially trained baseline (>= 5 points)",
                                cell(m, "fgsm", "white-box", "bim"), base("fgsm", "white-box", "bim"), 5, (d, "Baseline"), ((m, "fgsm"),)))  # fmt: skip
     for m in PAPER_COLUMNS:
         d = display(m)
-        out.append(_diff_claim(f"For natural {d}, black-box (transfer) FGSM is weaker than white-box FGSM (>= 5 points)",
+        out.append(difference_claim(f"For natural {d}, black-box (transfer) FGSM is weaker than white-box FGSM (>= 5 points)",
                                cell(m, "natural", "black-box", "fgsm"), cell(m, "natural", "white-box", "fgsm"), 5, ("black-box", "white-box")))  # fmt: skip
     return out
 

@@ -19,12 +19,14 @@ def _pyplot():
     return plt
 
 
-def plot_accuracy(cell: Callable[[str, str, str, str, float | None], Aggregate | None], models: list[str], eps_values: list[float], path: Path) -> None:
+def plot_accuracy(cell: Callable[[str, str, str, str, float | None], Aggregate | None], models: list[str], eps_values: list[float], path: Path,
+                  trainings: dict[str, str] = PAPER_TRAINING, attacks: tuple[str, ...] = ("fgsm", "bim"), label: Callable[[str], str] = display) -> None:  # fmt: skip
+    """White-box accuracy against eps, a panel per (training, attack); ``trainings`` maps regimes to titles."""
     plt = _pyplot()
-    fig, axes = plt.subplots(2, 2, figsize=(10, 8), sharex=True, sharey=True)
+    fig, axes = plt.subplots(len(trainings), len(attacks), figsize=(5 * len(attacks), 4 * len(trainings)), sharex=True, sharey=True, squeeze=False)
     markers = "osD^vP*X"
-    for i, training in enumerate(PAPER_TRAINING):
-        for j, attack in enumerate(("fgsm", "bim")):
+    for i, training in enumerate(trainings):
+        for j, attack in enumerate(attacks):
             ax = axes[i][j]
             for mi, m in enumerate(models):
                 pts = [(0.0, cell(m, training, "white-box", "none", None))] + [(e * 255, cell(m, training, "white-box", attack, e)) for e in eps_values]
@@ -33,10 +35,10 @@ def plot_accuracy(cell: Callable[[str, str, str, str, float | None], Aggregate |
                     continue
                 ax.errorbar([x for x, _ in pts], [c.mean for _, c in pts],
                             yerr=[[max(0.0, c.mean - c.low) for _, c in pts], [max(0.0, c.high - c.mean) for _, c in pts]],
-                            marker=markers[mi % len(markers)], capsize=3, label=display(m))  # fmt: skip
-            ax.set_title(f"{PAPER_TRAINING[training]} training, white-box {attack.upper()}")
+                            marker=markers[mi % len(markers)], linestyle=("-", "--", ":", "-.")[mi % 4], capsize=3, label=label(m))  # fmt: skip
+            ax.set_title(f"{trainings[training]} training, white-box {attack.upper()}")
             ax.grid(alpha=0.3)
-            if i == 1:
+            if i == len(trainings) - 1:
                 ax.set_xlabel("eps (x/255)")
             if j == 0:
                 ax.set_ylabel("accuracy % (95% CI)")

@@ -1,0 +1,231 @@
+"""The report of a study: exactly the study's models, attacks and eps, each table cell read from the cells of
+that model's own functions (one per training seed), so two models that share a zoo name (a ResNet and a
+ConvNet-AIG both with ordinary convolutions) are never mixed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from robustbench_dc.attacks.specs import eps_label
+from robustbench_dc.checkpoint import CARD_FILE
+from robustbench_dc.diagnostics.checks import diagnose, measured_from_cells
+from robustbench_dc.files import atomic_write_bytes
+from robustbench_dc.reports.claims import STRONG_CHECKS, Claim, difference_claim
+from robustbench_dc.reports.plots import plot_accuracy
+from robustbench_dc.reports.render import Block, render_html, render_markdown
+from robustbench_dc.reports.report import PROTOCOL_DOC, export_frame
+from robustbench_dc.results.query import Aggregate, Results
+from robustbench_dc.study import Study, Target, load_target, targets
+from robustbench_dc.targets import PROTOCOL_SOURCE, EvalModel
+from robustbench_dc.train import checkpoint_dir
+from robustbench_dc.workspace import workspace_dir
+
+#: wide tables (a column per model) up to this many models, long format (a row per model and attack) beyond
+WIDE_MAX_MODELS = 3
+
+
+@dataclass(frozen=True)
+class _Measured:
+    target: Target
+    model: EvalModel
+
+
+class StudyCells:
+    """Table cells of a study: (label, training) -> the cells of that model's functions over its seeds."""
+
+    def __init__(self, study: Study, results: Results, measured: list[_Measured]) -> None:
+        self.study, self.measured = study, measured
+        functions: dict[tuple[str, str], set[str]] = {}
+        for m in measured:
+            functions.setdefault((m.target.label, m.target.training), set()).add(m.model.function_id)
+        self._by = {k: Results(e for e in results.entries if e.key.function in f) for k, f in functions.items()}
+
+    def pairs(self) -> list[tuple[str, str]]:
+        return list(self._by)
+
+    def results(self, label: str, training: str) -> Results:
+        return self._by.get((label, training), Results([]))
+
+    def __call__(self, label: str, training: str, threat: str, attack: str, eps: float | None = None) -> Aggregate | None:
+        if attack == "none":
+            threat, eps = "none", None
+        sel = self.results(label, training).where(role="table", kind="accuracy", threat=threat, attack=attack, eps=eps, n=self.study.n,
+                                                  protocol_source=True if threat == "black-box" else None)  # fmt: skip
+        return sel.single(f"{label} {training} {threat} {attack}" + ("" if eps is None else f" at eps {eps_label(eps)}"))
+
+
+def measured_targets(study: Study, workspace: Path, data_dir: Any = None) -> tuple[list[_Measured], list[str]]:
+    """The study's models that exist (trained ones from the store, never trained here), and what is missing."""
+    found, missing = [], []
+    for t in targets(study):
+        if t.config is not None and not (checkpoint_dir(t.config, workspace) / CARD_FILE).exists():
+            missing.append(f"{t.label} {t.training} seed {t.seed}")
+            continue
+        found.append(_Measured(t, load_target(study, t, workspace, data_dir, device="cpu")))
+    return found, missing
+
+
+def _text(a: Aggregate | None) -> str:
+    return "-" if a is None else a.text()
+
+
+def accuracy_blocks(cells: StudyCells, training: str) -> list[Block]:
+    """Wide (a column per model) up to ``WIDE_MAX_MODELS`` models; beyond, long: a row per model, threat and eps,
+    a column per attack."""
+    study = cells.study
+    labels = [m.label for m in study.models if training in study.regimes_of(m)]
+    eps_values = sorted(set(study.eps) | {study.table_eps})
+    if len(labels) <= WIDE_MAX_MODELS:
+        specs = [("white-box", "none", None)] + [(threat, a, e) for threat in ("white-box", "black-box") for a in study.attacks for e in eps_values]
+        specs = [r for r in specs if any(cells(label, training, *r) is not None for label in labels)]
+        what = lambda threat, attack, eps: "clean" if attack == "none" else f"{threat} {attack} @ {eps_label(eps)}"  # noqa: E731
+        rows = [[what(*r)] + [_text(cells(label, training, *r)) for label in labels] for r in specs]
+        return [("table", (["attack", *labels], rows))]
+    rows = []
+    for label in labels:
+        clean = _text(cells(label, training, "white-box", "none"))
+        for threat in ("white-box", "black-box"):
+            for e in eps_values:
+                values = [cells(label, training, threat, a, e) for a in study.attacks]
+                if any(v is not None for v in values):
+                    rows.append([label, threat, eps_label(e), clean, *map(_text, values)])
+                    clean = ""
+    return [("table", (["model", "threat", "eps", "clean", *study.attacks], rows))]
+
+
+def claim_results(cells: StudyCells) -> list[Claim]:
+    study = cells.study
+    out = []
+    for c in study.claims:
+        eps = c.eps or study.table_eps
+        a, b = cells(c.better, c.training, c.threat, c.attack, eps), cells(c.than, c.training, c.threat, c.attack, eps)
+        out.append(difference_claim(c.describe(study.table_eps), a, b, c.by, (c.better, c.than), ((c.better, c.training),)))
+    return out
+
+
+def diagnostics_by_model(cells: StudyCells) -> list[tuple[_Measured, list]]:
+    out = []
+    for m in cells.measured:
+        entries = [e for e in cells.results(m.target.label, m.target.training).entries if e.key.function == m.model.function_id and e.key.role == "diagnostics"]
+        if entries:
+            out.append((m, diagnose(measured_from_cells(entries, cells.study.table_eps))))
+    return out
+
+
+def _name(m: _Measured) -> str:
+    return f"{m.target.label} ({m.target.training}" + ("" if m.target.seed < 0 else f", seed {m.target.seed}") + ")"
+
+
+def diagnostics_blocks(diags: list[tuple[_Measured, list]]) -> list[Block]:
+    if not diags:
+        return [("p", "No diagnostics were run for this study (diagnostics = false).")]
+    names = [d.name for d in diags[0][1]]
+    rows = [[_name(m)] + [d.status.upper() for d in v] for m, v in diags]
+    details = [f"{_name(m)}, {d.name}: {d.status.upper()}: {d.summary}" for m, v in diags for d in v if d.status != "n/a"]
+    missing_strong = [_name(m) for m, v in diags if any(d.name in STRONG_CHECKS and d.status == "n/a" for d in v)]
+    blocks: list[Block] = [("table", (["model", *names], rows)), ("p", "The numbers behind each verdict:"), ("list", details)]
+    if missing_strong:
+        blocks.append(("p", f"The strong checks (7, 8) did not run for {', '.join(missing_strong)}: a PASS elsewhere says less for them."))
+    return blocks
+
+
+def execution_blocks(measured: list[_Measured]) -> list[Block]:
+    rows = []
+    for m in measured:
+        rates = m.model.info.get("executed_block_rate")
+        if rates:
+            rows.append([_name(m), f"{100 * rates['mean']:.1f}", " ".join(f"{100 * r:.0f}" for r in rates["per_block"]), rates["test_images"]])
+    if not rows:
+        return []
+    return [("h2", "Executed blocks (ConvNet-AIG gates)"),
+            ("p", "Percentage of clean test images for which the evaluated network (hard gates) executes each residual block, in order; "
+                  "a gate that is always off makes its block dead weight, one always on makes it a plain ResNet block."),
+            ("table", (["model", "mean %", "per block %", "test images"], rows))]  # fmt: skip
+
+
+def _provenance(cells: StudyCells, results: Results, command: str, missing: list[str], times: dict[str, float] | None) -> list[Block]:
+    study = cells.study
+    entries = [e for label, training in cells.pairs() for e in cells.results(label, training).entries]
+    sources = sorted({str(m.model.info.get("data_source")) for m in cells.measured if m.model.info.get("data_source")})
+    params = sorted({f"{e.key.attack} @ {eps_label(e.key.eps)}: {e.key.params}" for e in entries if e.key.kind == "accuracy" and e.key.attack != "none" and e.key.role == "table"})
+    backends = sorted({f"{e.key.backend} {e.key.backend_version}" for e in entries if e.key.backend})
+    devices = sorted({str(e.cell.provenance.get("device", "?")) for e in entries})
+    envs = sorted({json.dumps(e.cell.provenance.get("environment", {}), sort_keys=True) for e in entries})
+    env_text = [f"robustbench-dc {v.get('robustbench_dc')}, torch {v.get('torch')} ({v.get('torch_build', '?')}), Python {v.get('python')}; {v.get('machine')}"
+                for v in map(json.loads, envs) if v]  # fmt: skip
+    rows = []
+    for m in cells.measured:
+        i = m.model.info
+        rows.append([_name(m), i.get("arch", "-"), i.get("width", "-"), i.get("epochs", "-"), i.get("train_images", "-"),
+                     f"{100 * i['clean_test_accuracy']:.2f}" if "clean_test_accuracy" in i else "-", str(i.get("weights_sha256", ""))[:12], m.model.function_id[:12]])  # fmt: skip
+    items = [
+        f"Study: {study.name} ({study.path}); dataset {study.dataset}; training seeds {', '.join(map(str, study.seeds))}; "
+        f"{'all' if study.n is None else study.n} test images per cell (the same seeded subset for every model)",
+        f"Data: {'; '.join(sources) or 'unknown'}",
+        f"Training settings shared by every model: {json.dumps(study.training, sort_keys=True)}",
+        f"Attack backend: {', '.join(backends) or 'none'}; precision: {', '.join(sorted({e.key.precision for e in entries}))}; device: {', '.join(devices)}; "
+        "threat model: untargeted L-inf, pixels in [0, 1], normalisation inside the model",
+        f"Black-box source: {PROTOCOL_SOURCE if study.source == 'protocol' else 'none'}",
+        f"Protocol: {PROTOCOL_DOC} (section 2: attacks; section 3: training; section 4: statistics; section 5: diagnostics; section 7: architectures)",
+        "Evaluating environment: " + (" | ".join(env_text) or "unknown"),
+    ]
+    if times:
+        items.append("Wall time of this run: " + ", ".join(f"{k} {v:.0f}s" for k, v in times.items()))
+    if missing:
+        items.append(f"Not trained yet, so not in this report: {', '.join(missing)}")
+    return [("h2", "Provenance"), ("list", items), ("p", "Attack parameters:"), ("list", params),
+            ("table", (["model", "arch", "width", "epochs", "train images", "clean % (card)", "weights sha256", "function id"], rows)),
+            ("p", "Regenerate this report with:"), ("code", command)]  # fmt: skip
+
+
+def build_study_report(study: Study, *, workspace: str | Path | None, out_dir: str | Path, data_dir: Any = None, command: str = "",
+                       times: dict[str, float] | None = None, fmt: str = "markdown") -> Path:  # fmt: skip
+    """Write the study's report (REPORT.md or report.html), its figure and results.csv/json into ``out_dir``."""
+    ws = workspace_dir(workspace)
+    measured, missing = measured_targets(study, ws, data_dir)
+    results = Results.load(ws, study.dataset)
+    cells = StudyCells(study, results, measured)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    regimes = list(dict.fromkeys(t for m in study.models for t in study.regimes_of(m)))
+    labels = [m.label for m in study.models]
+    plot_accuracy(cells, labels, sorted(set(study.eps) | {study.table_eps}), out / "accuracy_vs_eps.png", trainings={r: r for r in regimes},
+                  attacks=tuple(a for a in study.attacks if a not in ("square", "autoattack")) or study.attacks, label=str)  # fmt: skip
+    own = Results(e for pair in cells.pairs() for e in cells.results(*pair).entries)
+    export = export_frame(own)
+    atomic_write_bytes(out / "results.csv", export.to_csv(index=False).encode())
+    atomic_write_bytes(out / "results.json", export.to_json(orient="records", indent=1).encode())
+
+    blocks: list[Block] = [("h1", f"Study {study.name}: {study.dataset}")]
+    if study.description:
+        blocks.append(("p", study.description))
+    blocks.append(("p", "Accuracy % with its 95% interval (Wilson for one training seed; over several, mean ± sd with a t-interval over the "
+                        f"seeds). Attacks follow {PROTOCOL_DOC}, section 2, and run in fp32; every model is attacked on the same images."))  # fmt: skip
+    for training in regimes:
+        blocks.append(("h2", f"Accuracy: {training} training"))
+        blocks += accuracy_blocks(cells, training)
+    blocks.append(("img", ("accuracy_vs_eps.png", "White-box accuracy against eps per training regime and attack")))
+    blocks += execution_blocks(measured)
+    if study.claims:
+        blocks.append(("h2", "Claims"))
+        blocks.append(("p", "A claim holds ('reproduced') when the paired difference reaches the stated gap and its 95% interval excludes "
+                            f"zero: exact McNemar on per-image outcomes for one seed, a paired t-interval over seeds for several ({PROTOCOL_DOC}, section 4)."))  # fmt: skip
+        blocks.append(("table", (["claim", "verdict", "our numbers"], [[c.text, c.verdict, c.evidence] for c in claim_results(cells)])))
+    blocks.append(("h2", "Gradient-masking diagnostics"))
+    blocks.append(("p", f"At eps {eps_label(study.table_eps)} ({PROTOCOL_DOC}, section 5). Check 5 attacks hard decisions (gates, region "
+                        "masks) through their soft relaxation as well: its numbers give PGD-20 with the true gradients (which stop at "
+                        "hard decisions) and with the relaxed surrogate. A verdict that survives only without the relaxation is masking."))  # fmt: skip
+    blocks += diagnostics_blocks(diagnostics_by_model(cells))
+    blocks += _provenance(cells, results, command or f"dc-robust study {study.path}", missing, times)
+    blocks.append(("p", "Machine-readable: results.csv, results.json (one row per result cell of these models, with its full identity)."))
+    if fmt == "markdown":
+        path = out / "REPORT.md"
+        atomic_write_bytes(path, render_markdown(blocks).encode())
+    else:
+        path = out / "report.html"
+        atomic_write_bytes(path, render_html(blocks, out).encode())
+    return path

@@ -1,0 +1,339 @@
+"""Studies: any set of models (zoo models with their architecture options, or third-party checkpoints),
+training regimes, seeds, attacks, eps and claims, in one TOML file; ``run_study`` trains what is missing,
+evaluates, runs the diagnostics, and the study report shows exactly those models.
+
+A study file (every key but ``name``, ``dataset`` and ``models`` has a default)::
+
+    name = "aig"
+    dataset = "cifar10"
+    description = "Does ConvNet-AIG's robustness claim survive?"
+    seeds = [0]
+    regimes = ["natural", "fgsm"]
+    attacks = ["fgsm", "bim", "pgd"]
+    eps = ["2/255", "4/255", "8/255"]      # numbers or fractions, pixel units
+    table_eps = "8/255"                     # the eps of claims and diagnostics
+    n = 1000                                # test images (a fixed seeded subset), or "all"
+    source = "protocol"                     # black-box source: "protocol" (docs/protocol.md, section 2) or "none"
+    diagnostics = true
+
+    [training]                              # TrainConfig settings shared by every zoo model
+    width = 0.25
+    epochs = 5
+
+    [[models]]
+    label = "resnet32"
+    arch = "resnet32"
+
+    [[models]]
+    label = "convnet-aig"
+    arch = "convnet-aig"
+    options = { target_rate = 0.6 }         # architecture options; ``operator = {...}`` for operator options
+
+    [[models]]
+    label = "theirs"
+    checkpoint = "their_model.pt"           # third-party: evaluated, not trained
+    arch = "resnet32"                       # or factory = "file.py:fn"; mean/std if it expects normalised input
+
+    [[claims]]
+    better = "convnet-aig"
+    than = "resnet32"
+    attack = "fgsm"
+    training = "natural"
+    by = 5                                  # points
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from fractions import Fraction
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable
+
+from robustbench_dc import names
+from robustbench_dc.diagnostics.run import run_diagnostics
+from robustbench_dc.errors import UserError
+from robustbench_dc.evaluation import evaluate
+from robustbench_dc.planning import protocol_source_training, resolve_source
+from robustbench_dc.targets import EvalModel, from_checkpoint
+from robustbench_dc.train import TrainConfig, train
+from robustbench_dc.workspace import workspace_dir
+
+#: TrainConfig fields a study sets per model or per regime and seed, not in ``[training]``
+_PER_MODEL = {"model", "dataset", "arch", "training", "seed", "operator", "arch_options"}
+
+
+def _number(value: Any, what: str) -> float:
+    try:
+        return float(Fraction(str(value).strip()))
+    except (ValueError, ZeroDivisionError) as exc:
+        raise UserError(f"{what}: expected a number or a fraction such as 8/255, got {value!r}") from exc
+
+
+def _check_keys(table: dict[str, Any], valid: set[str], where: str) -> None:
+    unknown = set(table) - valid
+    if unknown:
+        raise UserError(f"{where}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(sorted(unknown))}; valid: {', '.join(sorted(valid))}")
+
+
+@dataclass(frozen=True)
+class StudyModel:
+    """A model of a study: a zoo model trained by the study, or a third-party ``checkpoint`` evaluated as is."""
+
+    label: str
+    model: str = "baseline"
+    arch: str = "cnn9"
+    width: float | None = None  # None: the study's [training] width
+    options: dict[str, Any] = field(default_factory=dict)
+    operator: dict[str, Any] = field(default_factory=dict)
+    regimes: tuple[str, ...] | None = None  # None: the study's regimes
+    checkpoint: str | None = None
+    factory: str | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+
+    @property
+    def trained(self) -> bool:
+        return self.checkpoint is None
+
+
+@dataclass(frozen=True)
+class ClaimSpec:
+    """"``better`` is more accurate than ``than`` under ``attack`` by at least ``by`` points" (paired, significant)."""
+
+    better: str
+    than: str
+    attack: str
+    training: str = "natural"
+    threat: str = "white-box"
+    eps: float | None = None  # None: the study's table_eps
+    by: float = 0.0
+    text: str = ""
+
+    def describe(self, table_eps: float) -> str:
+        from robustbench_dc.attacks.specs import eps_label
+
+        return self.text or (f"{self.better} ({self.training}) resists {self.threat} {self.attack} at {eps_label(self.eps or table_eps)} "
+                             f"better than {self.than} by at least {self.by:g} points")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    dataset: str
+    models: tuple[StudyModel, ...]
+    description: str = ""
+    seeds: tuple[int, ...] = (0,)
+    regimes: tuple[str, ...] = ("natural",)
+    attacks: tuple[str, ...] = ("fgsm", "bim")
+    eps: tuple[float, ...] = (8 / 255,)
+    table_eps: float = 8 / 255
+    n: int | None = 1000
+    source: str = "protocol"
+    diagnostics: bool = True
+    diagnostics_n: int | None = 500
+    square_queries: int = 300
+    lipschitz_n: int = 200
+    training: dict[str, Any] = field(default_factory=dict)
+    claims: tuple[ClaimSpec, ...] = ()
+    path: str = ""  # where it was read from (for the regenerate line)
+
+    def model(self, label: str) -> StudyModel:
+        for m in self.models:
+            if m.label == label:
+                return m
+        raise UserError(f"study {self.name!r} has no model {label!r}; its models: {', '.join(m.label for m in self.models)}")
+
+    def regimes_of(self, m: StudyModel) -> tuple[str, ...]:
+        return ("external",) if not m.trained else (m.regimes or self.regimes)
+
+    def train_config(self, m: StudyModel, regime: str, seed: int) -> TrainConfig:
+        settings = {**self.training, **({"width": m.width} if m.width is not None else {})}
+        return TrainConfig(model=m.model, dataset=self.dataset, arch=m.arch, training=regime, seed=seed, operator=dict(m.operator),
+                           arch_options=dict(m.options), **settings)  # fmt: skip
+
+
+def shipped_studies() -> list[str]:
+    return sorted(p.name.removesuffix(".toml") for p in resources.files("robustbench_dc.studies").iterdir() if p.name.endswith(".toml"))
+
+
+def load_study(path_or_name: str | Path) -> Study:
+    """A study from a TOML file, or a shipped study by name (see ``shipped_studies()``); every key is checked."""
+    path = Path(path_or_name)
+    if path.exists():
+        text, where = path.read_text(encoding="utf-8"), str(path)
+    elif str(path_or_name) in shipped_studies():
+        text, where = resources.files("robustbench_dc.studies").joinpath(f"{path_or_name}.toml").read_text(encoding="utf-8"), str(path_or_name)
+    else:
+        raise UserError(f"no study file {path_or_name!r}, and no shipped study of that name; shipped: {', '.join(shipped_studies())}")
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{where}: not valid TOML: {exc}") from exc
+    return parse_study(raw, where)
+
+
+def parse_study(raw: dict[str, Any], where: str = "study") -> Study:
+    valid = {f.name for f in fields(Study)} - {"path"}
+    _check_keys(raw, valid, where)
+    for key in ("name", "dataset", "models"):
+        if key not in raw:
+            raise UserError(f"{where}: missing {key!r}")
+    if raw["dataset"] not in names.DATASETS:
+        raise UserError(f"{where}: unknown dataset {raw['dataset']!r}; valid: {', '.join(names.DATASETS)}")
+    training = dict(raw.get("training", {}))
+    train_fields = {f.name for f in fields(TrainConfig)} - _PER_MODEL
+    _check_keys(training, train_fields, f"{where} [training]")
+    if "eps" in training:
+        training["eps"] = _number(training["eps"], f"{where} [training] eps")
+    models = []
+    model_keys = {f.name for f in fields(StudyModel)}
+    for i, m in enumerate(raw["models"]):
+        _check_keys(m, model_keys, f"{where} models[{i}]")
+        if "label" not in m:
+            raise UserError(f"{where} models[{i}]: give it a label (how tables and claims name it)")
+        m = dict(m)
+        for key in ("regimes", "mean", "std"):
+            if key in m:
+                m[key] = tuple(m[key])
+        models.append(StudyModel(**m))
+    labels = [m.label for m in models]
+    if len(set(labels)) != len(labels) or not labels:
+        raise UserError(f"{where}: models need distinct labels, got {labels}")
+    claims = []
+    for i, c in enumerate(raw.get("claims", [])):
+        _check_keys(c, {f.name for f in fields(ClaimSpec)}, f"{where} claims[{i}]")
+        c = dict(c)
+        if "eps" in c:
+            c["eps"] = _number(c["eps"], f"{where} claims[{i}] eps")
+        claim = ClaimSpec(**c)
+        for label in (claim.better, claim.than):
+            if label not in labels:
+                raise UserError(f"{where} claims[{i}]: no model labelled {label!r}; models: {', '.join(labels)}")
+        claims.append(claim)
+    study = Study(
+        name=raw["name"], dataset=raw["dataset"], models=tuple(models), description=raw.get("description", ""),
+        seeds=tuple(int(s) for s in raw.get("seeds", (0,))), regimes=tuple(raw.get("regimes", ("natural",))),
+        attacks=tuple(raw.get("attacks", ("fgsm", "bim"))), eps=tuple(_number(e, f"{where} eps") for e in raw.get("eps", ("8/255",))),
+        table_eps=_number(raw.get("table_eps", "8/255"), f"{where} table_eps"), n=None if raw.get("n", 1000) == "all" else int(raw.get("n", 1000)),
+        source=raw.get("source", "protocol"), diagnostics=bool(raw.get("diagnostics", True)),
+        diagnostics_n=None if raw.get("diagnostics_n", 500) == "all" else int(raw.get("diagnostics_n", 500)),
+        square_queries=int(raw.get("square_queries", 300)), lipschitz_n=int(raw.get("lipschitz_n", 200)), training=training,
+        claims=tuple(claims), path=where,
+    )  # fmt: skip
+    _validate(study, where)
+    return study
+
+
+def _validate(study: Study, where: str) -> None:
+    """Everything checkable before the first training: names, numbers, and each zoo model's configuration."""
+    from robustbench_dc.attacks import get_attack
+
+    for a in study.attacks:
+        get_attack(a)
+    if study.source not in ("protocol", "none"):
+        raise UserError(f"{where}: source must be 'protocol' or 'none', got {study.source!r}")
+    bad = [e for e in study.eps + (study.table_eps,) if not 0 <= e <= 1]
+    if bad:
+        raise UserError(f"{where}: eps must be in [0, 1] (pixel units, e.g. 8/255), got {bad}")
+    if not study.seeds:
+        raise UserError(f"{where}: seeds needs at least one training seed")
+    for regime in study.regimes + tuple(r for m in study.models for r in m.regimes or ()):
+        if regime not in names.REGIMES:
+            raise UserError(f"{where}: unknown training regime {regime!r}; valid: {', '.join(names.REGIMES)}")
+    for m in study.models:
+        if m.trained:
+            study.train_config(m, study.regimes_of(m)[0], study.seeds[0])  # checks model, arch, options, training settings
+        elif m.options or m.operator or m.regimes:
+            raise UserError(f"{where}: model {m.label!r} is a checkpoint; options, operator and regimes apply to trained models only")
+    for c in study.claims:
+        if c.attack not in study.attacks:
+            raise UserError(f"{where}: claim about {c.attack!r}, which the study does not run; its attacks: {', '.join(study.attacks)}")
+        if c.training not in study.regimes_of(study.model(c.better)) or c.training not in study.regimes_of(study.model(c.than)):
+            raise UserError(f"{where}: claim about {c.training!r} training, which {c.better!r} or {c.than!r} does not have")
+
+
+@dataclass(frozen=True)
+class Target:
+    """One evaluated model of a study: its label, regime and seed (``external`` and -1 for checkpoints)."""
+
+    label: str
+    training: str
+    seed: int
+    config: TrainConfig | None
+
+
+def targets(study: Study) -> list[Target]:
+    out = []
+    for m in study.models:
+        for regime in study.regimes_of(m):
+            for seed in study.seeds if m.trained else (-1,):
+                out.append(Target(m.label, regime, seed, study.train_config(m, regime, seed) if m.trained else None))
+    return out
+
+
+def trainings(study: Study) -> list[TrainConfig]:
+    """Every training the study needs, each once: the targets', then their protocol sources'."""
+    configs = [t.config for t in targets(study) if t.config is not None]
+    if study.source == "protocol":
+        configs += [protocol_source_training(c.to_dict()) for c in configs]
+    return list({json.dumps(c.to_dict(), sort_keys=True): c for c in configs}.values())
+
+
+def load_target(study: Study, t: Target, workspace: Path, data_dir: Any = None, device: Any = "auto") -> EvalModel:
+    """The model behind a target: trained (or found) in the store, or read from its checkpoint."""
+    if t.config is not None:
+        return from_checkpoint(train(t.config, workspace=workspace, data_dir=data_dir, device=device))
+    from robustbench_dc.data import dataset_info
+    from robustbench_dc.external import load_external
+
+    m = study.model(t.label)
+    path = Path(m.checkpoint)
+    if not path.is_absolute() and study.path and Path(study.path).exists():
+        path = Path(study.path).parent / path  # relative to the study file
+    return load_external(path, dataset_info(study.dataset), arch=m.arch if m.factory is None else None, model_name=m.model,
+                         width=m.width, factory=m.factory, mean=m.mean, std=m.std, label=m.label)  # fmt: skip
+
+
+def run_study(
+    study: Study,
+    *,
+    workspace: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    device: str | None = "auto",
+    on_stage: Callable[[int, int, str], None] | None = None,
+    on_progress: Callable[[str], None] | None = None,
+) -> dict[str, float]:
+    """Train what is missing, then evaluate every target (and its diagnostics); resumable like ``reproduce``.
+    Returns the wall time of training and of evaluation in this run (seconds)."""
+    ws = workspace_dir(workspace)
+    configs, tgts = trainings(study), targets(study)
+    total = len(configs) + len(tgts)
+    times = {"train": 0.0, "eval": 0.0}
+    for i, config in enumerate(configs):
+        if on_stage is not None:
+            on_stage(i, total, f"train {config.model} {config.arch_label} {config.training_label} seed {config.seed}")
+        t0 = time.perf_counter()
+        train(config, workspace=ws, data_dir=data_dir, device=device)
+        times["train"] += time.perf_counter() - t0
+    for j, t in enumerate(tgts):
+        if on_stage is not None:
+            on_stage(len(configs) + j, total, f"evaluate {t.label} {t.training}" + ("" if t.seed < 0 else f" seed {t.seed}"))
+        t0 = time.perf_counter()
+        target = load_target(study, t, ws, data_dir, device)
+        source = None
+        if study.source == "protocol" and target.is_zoo:
+            source = resolve_source("default", target, dataset=study.dataset, workspace=ws, data_dir=data_dir, train_missing=False)
+        kw = dict(dataset=study.dataset, n=study.n, source=source, workspace=ws, data_dir=data_dir, device=device, progress=on_progress)
+        evaluate(target, attacks=study.attacks, eps=sorted(set(study.eps) | {study.table_eps}), lipschitz_n=study.lipschitz_n, **kw)
+        if study.diagnostics:
+            run_diagnostics(target, eps=study.table_eps, square_queries=study.square_queries, **{**kw, "n": study.diagnostics_n})
+        times["eval"] += time.perf_counter() - t0
+    return times
+
+
+def with_overrides(study: Study, *, seeds: tuple[int, ...] | None = None) -> Study:
+    return study if seeds is None else replace(study, seeds=seeds)
