@@ -77,3 +77,16 @@ def test_summary_tables_print_tables_7_and_8(small_store):
 
     text = summary_tables(workspace=small_store, dataset="digits", eps=32 / 255)
     assert "Table 7: white-box at 32/255" in text and "Table 8: black-box at 32/255" in text and "85.35" in text
+
+
+def test_attacks_without_a_paper_row_still_reach_the_report(small_store, digits_models, tmp_path):
+    """PGD and Square cells have no row in Tables 7/8: they appear in 'Every measured cell', from one group each."""
+    import shutil
+
+    ws = tmp_path / "ws"
+    shutil.copytree(small_store, ws)
+    evaluate(from_checkpoint(digits_models[("tanhconv", "natural", 0)]), dataset="digits", attacks=["pgd"], eps=[32 / 255], n=80, workspace=ws, lipschitz=False)
+    text = build_report(workspace=ws, dataset="digits", out_dir=tmp_path / "r", eps=32 / 255).read_text()
+    section = text[text.index("## Every measured cell") : text.index("## Provenance")]
+    rows = [r for r in section.splitlines() if r.startswith("| tanhconv (cnn9, width 0.25) | natural    | white-box | pgd ")]
+    assert len(rows) == 1 and "| 32/255 |" in rows[0] and "| 80 " in rows[0]

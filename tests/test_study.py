@@ -93,3 +93,14 @@ def test_report_of_a_partly_trained_study_says_what_is_missing(tmp_path):
     bigger = parse_study({**TINY, "claims": [], "source": "none"}, "tiny.toml")
     text = build_study_report(bigger, workspace=tmp_path / "ws", out_dir=tmp_path / "r").read_text()
     assert "Not trained yet, so not in this report: gated natural seed 0" in text
+
+
+def test_presets_are_shipped_studies_with_the_paper_report():
+    from robustbench_dc.reproduce import PRESETS, Preset
+
+    for name, preset in PRESETS.items():
+        study = load_study(name)
+        assert study.report == "paper" and Preset.from_study(study) == preset
+    assert PRESETS["quick"].seeds == (0, 1, 2) and PRESETS["quick"].models == ("baseline", "sphereconv", "ballconv", "tanhconv")
+    with pytest.raises(UserError, match="needs zoo models of one architecture"):
+        Preset.from_study(load_study("aig"))

@@ -216,9 +216,14 @@ def cmd_study(args: argparse.Namespace) -> int:
         if not args.list:
             raise UserError(f"name a study file or a shipped study: {', '.join(shipped_studies())}")
         for name in shipped_studies():
-            print(f"{name}: {load_study(name).description.splitlines()[0] if load_study(name).description else ''}")
+            study = load_study(name)
+            print(f"{name}: {' '.join(study.description.split())}")
         return 0
     study = load_study(args.study)
+    if study.report == "paper" and not args.report_only:
+        from robustbench_dc.reproduce import Preset
+
+        return _reproduce(Preset.from_study(study), args, f"dc-robust study {args.study}")
     if args.seeds:
         try:
             study = replace(study, seeds=tuple(int(s) for s in args.seeds.split(",") if s.strip()))
@@ -272,14 +277,21 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
+    from robustbench_dc.reproduce import get_preset
+
+    preset = get_preset(args.preset)
+    return _reproduce(preset, args, f"dc-robust reproduce --preset {preset.name}")
+
+
+def _reproduce(preset, args: argparse.Namespace, command: str) -> int:
+    """Run a preset (or a study with report = "paper"), write its report and print Tables 7 and 8."""
     import time
     from pathlib import Path
 
-    from robustbench_dc.reports.report import build_report
-    from robustbench_dc.reproduce import get_preset, plan, reproduce
+    from robustbench_dc.reports.report import build_report, summary_tables
+    from robustbench_dc.reproduce import plan, reproduce
     from robustbench_dc.workspace import reports_dir, workspace_dir
 
-    preset = get_preset(args.preset)
     try:
         seeds = preset.seeds if args.seeds is None else tuple(int(s) for s in args.seeds.split(",") if s.strip())
     except ValueError as exc:
@@ -308,14 +320,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     bar.n = len(stages)
     bar.close()
     out = Path(args.out) if args.out else reports_dir(workspace_dir(args.workspace), preset.name)
-    command = (f"dc-robust reproduce --preset {preset.name}" + (f" --seeds {','.join(map(str, seeds))}" if seeds != preset.seeds else "")
-               + (" --data-dir DIR" if args.data_dir else ""))  # fmt: skip
+    command += (f" --seeds {','.join(map(str, seeds))}" if seeds != preset.seeds else "") + (" --data-dir DIR" if args.data_dir else "")
     times["total"] = time.perf_counter() - t0
     path = build_report(workspace=args.workspace, dataset=preset.dataset, out_dir=out, eps=preset.table_eps, arch=preset.arch, width=preset.width,
                         n=preset.n, command=command, title=f"Robustness report: preset {preset.name} ({preset.dataset})",
                         preset_note=preset.note, stage_times=times, fmt=args.format)  # fmt: skip
-    from robustbench_dc.reports.report import summary_tables
-
     print(summary_tables(workspace=args.workspace, dataset=preset.dataset, eps=preset.table_eps, arch=preset.arch, width=preset.width, n=preset.n))
     print(f"\nreport: {path}")
     return 0

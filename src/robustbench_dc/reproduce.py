@@ -18,6 +18,7 @@ from robustbench_dc.errors import UserError
 from robustbench_dc.evaluation import evaluate, transfer_matrix
 from robustbench_dc.planning import protocol_source_training, resolve_source
 from robustbench_dc.reports.paper import paper_tables, paper_value
+from robustbench_dc.study import Study, load_study
 from robustbench_dc.targets import from_checkpoint
 from robustbench_dc.train import TrainConfig, train
 from robustbench_dc.workspace import workspace_dir
@@ -53,18 +54,27 @@ class Preset:
         return TrainConfig(model=model, dataset=self.dataset, arch=self.arch, width=self.width, training=training,
                            epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=seed, train_subset=self.train_subset)  # fmt: skip
 
+    @classmethod
+    def from_study(cls, study: Study) -> "Preset":
+        """A study with ``report = "paper"``: zoo models of one architecture, without options, named by their zoo names."""
+        archs = {m.arch for m in study.models}
+        odd = [m.label for m in study.models if not m.trained or m.options or m.operator or m.width is not None or m.label != m.model]
+        if len(archs) != 1 or odd:
+            raise UserError(f"study {study.name!r}: a paper-tables study needs zoo models of one architecture, labelled by their names, "
+                            f"without options{'; not so: ' + ', '.join(odd) if odd else ''}")  # fmt: skip
+        t = study.training
+        unknown = set(t) - {"width", "epochs", "batch_size", "lr", "train_subset"}
+        if unknown:
+            raise UserError(f"study {study.name!r}: a paper-tables study sets only width, epochs, batch_size, lr and train_subset in [training], not {sorted(unknown)}")
+        return cls(name=study.name, dataset=study.dataset, width=t.get("width", 1.0), epochs=t.get("epochs", 10), batch_size=t.get("batch_size", 128),
+                   lr=t.get("lr", 0.1), train_subset=t.get("train_subset"), n=study.n, eps=study.eps, arch=archs.pop(),
+                   models=tuple(m.model for m in study.models), trainings=study.regimes, attacks=study.attacks, lipschitz_n=study.lipschitz_n,
+                   table_eps=study.table_eps, diagnostics_n=study.diagnostics_n, square_queries=study.square_queries, seeds=study.seeds,
+                   note=" ".join(study.description.split()))  # fmt: skip
 
-PRESETS = {
-    "smoke": Preset("smoke", "digits", width=0.25, epochs=6, batch_size=64, lr=0.05, train_subset=None, n=None,
-                    eps=(2 / 255, 4 / 255, 8 / 255, 16 / 255, 32 / 255), lipschitz_n=100, table_eps=32 / 255, diagnostics_n=None, square_queries=100,
-                    note="scikit-learn's 8x8 digits, bundled: a functional check of the whole pipeline in minutes on 2 CPU cores, not a CIFAR-10 result; tables at eps 32/255 since 8/255 barely moves 8x8 digits"),
-    "quick": Preset("quick", "cifar10", width=0.25, epochs=5, batch_size=128, lr=0.1, train_subset=None, n=1000,
-                    eps=(2 / 255, 4 / 255, 8 / 255), lipschitz_n=200, diagnostics_n=200, square_queries=200, seeds=(0, 1, 2),
-                    note="CIFAR-10 at reduced size (cnn9 at width 0.25, all 50,000 training images, 5 epochs, bf16 training where the CPU supports it), about 35 minutes per training seed on 2 CPU cores"),
-    "paper": Preset("paper", "cifar10", width=1.0, epochs=30, batch_size=128, lr=0.1, train_subset=None, n=None,
-                    eps=(2 / 255, 4 / 255, 8 / 255), lipschitz_n=1000, diagnostics_n=1000, square_queries=1000, seeds=(0, 1, 2),
-                    note="CIFAR-10, full size (cnn9 at full width, all 50,000 training images, 30 epochs, all 10,000 test images): for one GPU (--device cuda)"),
-}  # fmt: skip
+
+#: the presets are studies shipped with the package (robustbench_dc/studies/NAME.toml, report = "paper")
+PRESETS = {name: Preset.from_study(load_study(name)) for name in names.PRESETS}
 
 
 if tuple(PRESETS) != names.PRESETS:

@@ -139,6 +139,7 @@ class Study:
     lipschitz_n: int = 200
     training: dict[str, Any] = field(default_factory=dict)
     claims: tuple[ClaimSpec, ...] = ()
+    report: str = "study"  # "paper": Tables 7 and 8 next to the paper's, via reproduce (the presets)
     path: str = ""  # where it was read from (for the regenerate line)
 
     def model(self, label: str) -> StudyModel:
@@ -222,7 +223,7 @@ def parse_study(raw: dict[str, Any], where: str = "study") -> Study:
         source=raw.get("source", "protocol"), diagnostics=bool(raw.get("diagnostics", True)),
         diagnostics_n=None if raw.get("diagnostics_n", 500) == "all" else int(raw.get("diagnostics_n", 500)),
         square_queries=int(raw.get("square_queries", 300)), lipschitz_n=int(raw.get("lipschitz_n", 200)), training=training,
-        claims=tuple(claims), path=where,
+        claims=tuple(claims), report=raw.get("report", "study"), path=where,
     )  # fmt: skip
     _validate(study, where)
     return study
@@ -234,6 +235,8 @@ def _validate(study: Study, where: str) -> None:
 
     for a in study.attacks:
         get_attack(a)
+    if study.report not in ("study", "paper"):
+        raise UserError(f"{where}: report must be 'study' or 'paper' (Tables 7 and 8, as reproduce writes), got {study.report!r}")
     if study.source not in ("protocol", "none"):
         raise UserError(f"{where}: source must be 'protocol' or 'none', got {study.source!r}")
     bad = [e for e in study.eps + (study.table_eps,) if not 0 <= e <= 1]

@@ -20,7 +20,7 @@ from robustbench_dc.reports.claims import claims, compare, masking_notes, surviv
 from robustbench_dc.reports.paper import ATTACK_ROWS, PAPER_COLUMNS, PAPER_TRAINING, display, paper_tables, paper_value
 from robustbench_dc.reports.plots import plot_accuracy, plot_lipschitz
 from robustbench_dc.reports.render import Block, render_html, render_markdown, render_text
-from robustbench_dc.results.query import AmbiguousResults, Entry, Results
+from robustbench_dc.results.query import AmbiguousResults, Entry, Results, aggregate
 from robustbench_dc.targets import PROTOCOL_SOURCE, describe
 
 PROTOCOL_DOC = "docs/protocol.md in the robustbench-dc repository"
@@ -223,6 +223,22 @@ def transfer_blocks(results: Results, eps: float) -> list[Block]:
     return blocks
 
 
+def all_cells_blocks(results: Results) -> list[Block]:
+    """Every table-role accuracy cell in the selection, a row per group that differs only in the training seed:
+    the attacks, models and subsets that Tables 7 and 8 have no place for (PGD, AutoAttack, Square, third-party
+    models, other subset sizes) reach the report here."""
+    rows = []
+    for group in results.where(role="table", kind="accuracy").groups():
+        agg = aggregate(sorted(group, key=lambda e: e.seed or 0))
+        k, m = group[0].key, group[0].model
+        source = "" if group[0].source is None else ("protocol" if group[0].protocol_source else describe(group[0].source))
+        name = f"{m.get('name')} ({m.get('arch')}, width {m.get('width')})" if m.get("kind") == "zoo" else describe(m)
+        rows.append((name, m.get("training", "external"), k.threat, k.attack, "-" if k.attack == "none" else eps_label(k.eps),
+                     source, k.subset.n, agg.seeds, agg.text(), k.eps))  # fmt: skip
+    rows.sort(key=lambda r: (r[0], r[1], r[2] != "none", r[2], r[3], r[6], r[9]))
+    return [("table", (["model", "training", "threat", "attack", "eps", "source", "images", "seeds", "accuracy % [95% CI]"], [list(map(str, r[:9])) for r in rows]))]
+
+
 def _provenance(results: Results, n: int, other_n: list[int], command: str, preset_note: str, stage_times: dict[str, float] | None) -> list[Block]:
     table = results.where(role="table")
     sources = sorted({str(e.model.get("data_source")) for e in results.entries if e.model.get("data_source")})
@@ -390,6 +406,10 @@ def build_report(
     blocks.append(("list", surviving_claims(cl, diags)))
     blocks.append(("h2", "Transfer matrix (natural models)"))
     blocks += transfer_blocks(results.where(training="natural"), eps)
+    blocks.append(("h2", "Every measured cell"))
+    blocks.append(("p", "All table cells of this selection, each row one set of cells that differ only in the training seed (any model, attack and "
+                        "subset, including those Tables 7 and 8 have no place for)."))  # fmt: skip
+    blocks += all_cells_blocks(results)
     blocks += _provenance(results, n, other_n, command, preset_note, stage_times)
     blocks.append(("p", "Machine-readable: results.csv, results.json (one row per result cell, per seed, with its full identity)."))
 
