@@ -44,8 +44,8 @@ def test_interrupted_reproduce_resumes(tmp_path):
     stages = plan(preset, (0,))
     seen = []
 
-    def stop_at_fourth(i, total, stage):
-        seen.append(stage.label)
+    def stop_at_fourth(i, total, label):
+        seen.append(label)
         if i == 3:
             raise KeyboardInterrupt
 

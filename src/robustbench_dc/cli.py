@@ -192,6 +192,21 @@ def _add_reproduce(sub) -> None:
     p.add_argument("--seeds", default=None, help="comma-separated training seeds, e.g. 0,1,2 (default: the preset's: 0 for smoke, 0,1,2 for quick and paper)")
     p.add_argument("--out", help="report directory (default WORKSPACE/reports/PRESET)")
     p.add_argument("--format", default="markdown", choices=["markdown", "html"])
+    _executor_options(p)
+
+
+def _executor_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--executor", default="local", choices=["local", "ray"], help="where trainings and evaluations run: this process, or Ray tasks (default: local)")
+    p.add_argument("--ray-address", help="a running Ray cluster's address (default: start a local Ray instance)")
+    p.add_argument("--ray-cpus-per-task", type=int, default=1, help="CPUs each Ray task asks for (default: 1)")
+    p.add_argument("--ray-no-shared-workspace", action="store_true",
+                   help="workers do not see the workspace at the same path: checkpoints travel through Ray's object store")
+
+
+def _executor(args: argparse.Namespace):
+    from robustbench_dc.executors import get_executor
+
+    return get_executor(args.executor, ray_address=args.ray_address, shared_workspace=not args.ray_no_shared_workspace, cpus_per_task=args.ray_cpus_per_task)
 
 
 def _add_study(sub) -> None:
@@ -203,6 +218,7 @@ def _add_study(sub) -> None:
     p.add_argument("--report-only", action="store_true", help="write the report from what is in the store; train and evaluate nothing")
     p.add_argument("--out", help="report directory (default: WORKSPACE/reports/study-NAME)")
     p.add_argument("--format", default="markdown", choices=["markdown", "html"], help="report format (default: markdown)")
+    _executor_options(p)
 
 
 def cmd_study(args: argparse.Namespace) -> int:
@@ -247,7 +263,7 @@ def cmd_study(args: argparse.Namespace) -> int:
             bar.set_description_str(label)
             bar.refresh()
 
-        times = run_study(study, workspace=args.workspace, data_dir=args.data_dir, device=args.device, on_stage=on_stage,
+        times = run_study(study, workspace=args.workspace, data_dir=args.data_dir, device=args.device, executor=_executor(args), on_stage=on_stage,
                           on_progress=lambda message: bar.set_postfix_str(message[-60:]))  # fmt: skip
         bar.close()
         times["total"] = time.perf_counter() - t0
@@ -306,17 +322,18 @@ def _reproduce(preset, args: argparse.Namespace, command: str) -> int:
 
     as_lines = not args.no_progress and bar.disable  # not a terminal: one line per stage instead of a bar
 
-    def on_stage(i: int, total: int, stage) -> None:
+    def on_stage(i: int, total: int, label: str) -> None:
         if as_lines:
-            print(f"[{i + 1}/{total}] {stage.label}", file=sys.stderr, flush=True)
+            print(f"[{i + 1}/{total}] {label}", file=sys.stderr, flush=True)
         bar.n = i
-        bar.set_description_str(stage.label)
+        bar.set_description_str(label)
         bar.refresh()
 
     def on_progress(message: str) -> None:
         bar.set_postfix_str(message[-60:])
 
-    times = reproduce(preset, seeds=seeds, workspace=args.workspace, data_dir=args.data_dir, device=args.device, on_stage=on_stage, on_progress=on_progress)
+    times = reproduce(preset, seeds=seeds, workspace=args.workspace, data_dir=args.data_dir, device=args.device, executor=_executor(args),
+                      on_stage=on_stage, on_progress=on_progress)  # fmt: skip
     bar.n = len(stages)
     bar.close()
     out = Path(args.out) if args.out else reports_dir(workspace_dir(args.workspace), preset.name)

@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Callable
 
 from robustbench_dc import names
-from robustbench_dc.diagnostics.run import run_diagnostics
 from robustbench_dc.errors import UserError
 from robustbench_dc.evaluation import evaluate, transfer_matrix
+from robustbench_dc.executors import EvalJob, Executor, LocalExecutor
 from robustbench_dc.planning import protocol_source_training, resolve_source
 from robustbench_dc.reports.paper import paper_tables, paper_value
 from robustbench_dc.study import Study, load_study
 from robustbench_dc.targets import from_checkpoint
-from robustbench_dc.train import TrainConfig, train
+from robustbench_dc.train import TrainConfig, checkpoint_dir
 from robustbench_dc.workspace import workspace_dir
 
 TABLE_MODELS = ("baseline", "sphereconv", "ballconv", "tanhconv")
@@ -149,6 +149,14 @@ def plan(preset: Preset, seeds: tuple[int, ...]) -> list[Stage]:
 
 
 
+def jobs(preset: Preset, seeds: tuple[int, ...]) -> list[EvalJob]:
+    """Every target's evaluation: its attacks at every eps against its protocol source, and its diagnostics."""
+    return [EvalJob(label=f"{s.config.model} {s.config.training_label} seed {s.config.seed}", dataset=preset.dataset, attacks=preset.attacks,
+                    eps=preset.eps, n=preset.n, lipschitz_n=preset.lipschitz_n, target=s.config, source=protocol_source_training(s.config.to_dict()),
+                    table_eps=preset.table_eps, diagnostics_n=preset.diagnostics_n, square_queries=preset.square_queries)
+            for s in plan(preset, seeds) if s.kind == "eval"]  # fmt: skip
+
+
 def reproduce(
     preset: Preset,
     *,
@@ -156,34 +164,30 @@ def reproduce(
     workspace: str | Path | None = None,
     data_dir: str | Path | None = None,
     device: str | None = "auto",
-    on_stage: Callable[[int, int, Stage], None] | None = None,
+    executor: Executor | None = None,
+    on_stage: Callable[[int, int, str], None] | None = None,
     on_progress: Callable[[str], None] | None = None,
 ) -> dict[str, float]:
-    """Run every stage not already done; returns the wall time of each stage kind (seconds, this run)."""
+    """Run every stage not already done: trainings and evaluations on ``executor`` (default: this process), then
+    the transfer matrix and the eps match here; returns the wall time of each (seconds, this run)."""
     ws = workspace_dir(workspace)
     seeds = preset.seeds if seeds is None else seeds
     stages = plan(preset, seeds)
-    times = {"train": 0.0, "eval": 0.0, "transfer": 0.0, "eps-match": 0.0}
+    trainings = [s.config for s in stages if s.kind == "train"]
+    times = (executor or LocalExecutor()).run(trainings, jobs(preset, seeds), workspace=ws, data_dir=data_dir, device=device,
+                                              on_stage=None if on_stage is None else lambda i, _, label: on_stage(i, len(stages), label), on_progress=on_progress)  # fmt: skip
     for i, stage in enumerate(stages):
+        if stage.kind not in ("transfer", "eps-match"):
+            continue
         if on_stage is not None:
-            on_stage(i, len(stages), stage)
+            on_stage(i, len(stages), stage.label)
         t0 = time.perf_counter()
+        targets = [from_checkpoint(checkpoint_dir(s.config, ws)) for s in stages if s.kind == "eval"]
         if stage.kind == "transfer":
-            natural = [from_checkpoint(train(s.config, workspace=ws, data_dir=data_dir, device=device)) for s in stages
-                       if s.kind == "eval" and s.config.training == "natural" and s.config.seed == seeds[0]]  # fmt: skip
+            natural = [t for t in targets if t.info["training"] == "natural" and t.info["seed"] == seeds[0]]
             transfer_matrix(natural, dataset=preset.dataset, attacks=preset.attacks, eps=preset.table_eps, n=preset.n,
                             workspace=ws, data_dir=data_dir, device=device, progress=on_progress)  # fmt: skip
-        elif stage.kind == "eps-match":
-            targets = [from_checkpoint(train(s.config, workspace=ws, data_dir=data_dir, device=device)) for s in stages if s.kind == "eval"]
-            _eps_match_stage(preset, targets, ws, data_dir, device, on_progress)
         else:
-            directory = train(stage.config, workspace=ws, data_dir=data_dir, device=device)
-        if stage.kind == "eval":
-            target = from_checkpoint(directory)
-            source = resolve_source("default", target, dataset=preset.dataset, workspace=ws, data_dir=data_dir, train_missing=False)
-            evaluate(target, dataset=preset.dataset, attacks=preset.attacks, eps=preset.eps, n=preset.n,
-                     source=source, workspace=ws, data_dir=data_dir, lipschitz_n=preset.lipschitz_n, device=device, progress=on_progress)  # fmt: skip
-            run_diagnostics(target, dataset=preset.dataset, eps=preset.table_eps, n=preset.diagnostics_n, source=source,
-                            square_queries=preset.square_queries, workspace=ws, data_dir=data_dir, device=device, progress=on_progress)  # fmt: skip
-        times[stage.kind] += time.perf_counter() - t0
+            _eps_match_stage(preset, targets, ws, data_dir, device, on_progress)
+        times[stage.kind] = time.perf_counter() - t0
     return times

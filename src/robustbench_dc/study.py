@@ -45,7 +45,6 @@ A study file (every key but ``name``, ``dataset`` and ``models`` has a default):
 from __future__ import annotations
 
 import json
-import time
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from fractions import Fraction
@@ -54,10 +53,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from robustbench_dc import names
-from robustbench_dc.diagnostics.run import run_diagnostics
 from robustbench_dc.errors import UserError
-from robustbench_dc.evaluation import evaluate
-from robustbench_dc.planning import protocol_source_training, resolve_source
+from robustbench_dc.executors import EvalJob, Executor, LocalExecutor
+from robustbench_dc.planning import protocol_source_training
 from robustbench_dc.targets import EvalModel, from_checkpoint
 from robustbench_dc.train import TrainConfig, train
 from robustbench_dc.workspace import workspace_dir
@@ -293,12 +291,29 @@ def load_target(study: Study, t: Target, workspace: Path, data_dir: Any = None, 
     from robustbench_dc.data import dataset_info
     from robustbench_dc.external import load_external
 
-    m = study.model(t.label)
+    path, kwargs = external_spec(study, study.model(t.label))
+    return load_external(path, dataset_info(study.dataset), **kwargs)
+
+
+def external_spec(study: Study, m: StudyModel) -> tuple[str, dict[str, Any]]:
+    """A third-party model's file (relative paths are relative to the study file) and ``load_external`` arguments."""
     path = Path(m.checkpoint)
     if not path.is_absolute() and study.path and Path(study.path).exists():
-        path = Path(study.path).parent / path  # relative to the study file
-    return load_external(path, dataset_info(study.dataset), arch=m.arch if m.factory is None else None, model_name=m.model,
-                         width=m.width, factory=m.factory, mean=m.mean, std=m.std, label=m.label)  # fmt: skip
+        path = Path(study.path).parent / path
+    return str(path.resolve()), dict(arch=m.arch if m.factory is None else None, model_name=m.model, width=m.width, factory=m.factory,
+                                      mean=m.mean, std=m.std, label=m.label)  # fmt: skip
+
+
+def jobs(study: Study) -> list[EvalJob]:
+    """One evaluation job per target: its attacks at every eps, Lipschitz estimates and diagnostics."""
+    out = []
+    for t in targets(study):
+        source = protocol_source_training(t.config.to_dict()) if study.source == "protocol" and t.config is not None else None
+        out.append(EvalJob(label=f"{t.label} {t.training}" + ("" if t.seed < 0 else f" seed {t.seed}"), dataset=study.dataset,
+                           attacks=study.attacks, eps=tuple(sorted(set(study.eps) | {study.table_eps})), n=study.n, lipschitz_n=study.lipschitz_n,
+                           target=t.config, external=None if t.config is not None else external_spec(study, study.model(t.label)), source=source,
+                           diagnostics=study.diagnostics, table_eps=study.table_eps, diagnostics_n=study.diagnostics_n, square_queries=study.square_queries))  # fmt: skip
+    return out
 
 
 def run_study(
@@ -307,35 +322,14 @@ def run_study(
     workspace: str | Path | None = None,
     data_dir: str | Path | None = None,
     device: str | None = "auto",
+    executor: Executor | None = None,
     on_stage: Callable[[int, int, str], None] | None = None,
     on_progress: Callable[[str], None] | None = None,
 ) -> dict[str, float]:
-    """Train what is missing, then evaluate every target (and its diagnostics); resumable like ``reproduce``.
-    Returns the wall time of training and of evaluation in this run (seconds)."""
-    ws = workspace_dir(workspace)
-    configs, tgts = trainings(study), targets(study)
-    total = len(configs) + len(tgts)
-    times = {"train": 0.0, "eval": 0.0}
-    for i, config in enumerate(configs):
-        if on_stage is not None:
-            on_stage(i, total, f"train {config.model} {config.arch_label} {config.training_label} seed {config.seed}")
-        t0 = time.perf_counter()
-        train(config, workspace=ws, data_dir=data_dir, device=device)
-        times["train"] += time.perf_counter() - t0
-    for j, t in enumerate(tgts):
-        if on_stage is not None:
-            on_stage(len(configs) + j, total, f"evaluate {t.label} {t.training}" + ("" if t.seed < 0 else f" seed {t.seed}"))
-        t0 = time.perf_counter()
-        target = load_target(study, t, ws, data_dir, device)
-        source = None
-        if study.source == "protocol" and target.is_zoo:
-            source = resolve_source("default", target, dataset=study.dataset, workspace=ws, data_dir=data_dir, train_missing=False)
-        kw = dict(dataset=study.dataset, n=study.n, source=source, workspace=ws, data_dir=data_dir, device=device, progress=on_progress)
-        evaluate(target, attacks=study.attacks, eps=sorted(set(study.eps) | {study.table_eps}), lipschitz_n=study.lipschitz_n, **kw)
-        if study.diagnostics:
-            run_diagnostics(target, eps=study.table_eps, square_queries=study.square_queries, **{**kw, "n": study.diagnostics_n})
-        times["eval"] += time.perf_counter() - t0
-    return times
+    """Train what is missing, then evaluate every target (and its diagnostics), on ``executor`` (default: this
+    process); resumable like ``reproduce``. Returns wall times of this run (seconds)."""
+    return (executor or LocalExecutor()).run(trainings(study), jobs(study), workspace=workspace_dir(workspace), data_dir=data_dir, device=device,
+                                             on_stage=on_stage, on_progress=on_progress)  # fmt: skip
 
 
 def with_overrides(study: Study, *, seeds: tuple[int, ...] | None = None) -> Study:
