@@ -56,7 +56,7 @@ def test_small_grey_inputs_and_same_seed_same_model(arch):
 def test_architecture_options_are_checked():
     with pytest.raises(ConfigError, match=r"takes no option colour; its options \(defaults\): depth=32, target_rate=0.6"):
         create_model("baseline", arch="convnet-aig", arch_options={"colour": 1})
-    with pytest.raises(ConfigError, match="target_rate=.*must be a float"):
+    with pytest.raises(ConfigError, match="target_rate=.*must be of type float"):
         create_model("baseline", arch="convnet-aig", arch_options={"target_rate": "high"})
     with pytest.raises(ConfigError, match="depth must be one of 20, 32, 44, 56, 110"):
         create_model("baseline", arch="drconv", arch_options={"depth": 33})
@@ -197,3 +197,19 @@ def test_ir_se_model_uses_the_margin_in_training_only():
     assert float(logits.abs().max()) <= ARCHITECTURES.defaults("ir-se")["scale"] + 1e-4  # scale * cosine
     plain = torch.nn.functional.cross_entropy(logits, y)
     assert float(model.training_loss(logits, y)) > float(plain)  # the margin makes the true class harder
+
+
+def test_zoo_listing_and_architecture_options_on_the_command_line(tmp_path):
+    import argparse
+
+    from robustbench_dc.cli import parse_option
+    from tests.conftest import run_cli
+
+    assert parse_option("target_rate=0.5") == ("target_rate", 0.5) and parse_option("depth=110") == ("depth", 110)
+    assert parse_option("head=linear") == ("head", "linear") and parse_option('head="arcface"') == ("head", "arcface")
+    with pytest.raises(argparse.ArgumentTypeError, match="KEY=VALUE"):
+        parse_option("0.5")
+    zoo = run_cli("models", "--zoo")
+    assert zoo.returncode == 0 and "convnet-aig" in zoo.stdout and "target_rate=0.6" in zoo.stdout and "regions=4" in zoo.stdout
+    bad = run_cli("train", "--model", "baseline", "--arch", "drconv", "--arch-option", "regions=many", "--dataset", "digits", "--workspace", str(tmp_path))
+    assert bad.returncode == 2 and "regions='many' of 'drconv' must be of type int" in bad.stderr

@@ -100,7 +100,7 @@ class ArchRegistry:
             if kind is float and isinstance(value, int) and not isinstance(value, bool):
                 options[key] = value = float(value)
             if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-                raise ConfigError(f"architecture option {key}={value!r} of {spec.arch!r} must be a {kind.__name__} (default {defaults[key]!r})")
+                raise ConfigError(f"architecture option {key}={value!r} of {spec.arch!r} must be of type {kind.__name__} (default {defaults[key]!r})")
         return options
 
     def get(self, name: str) -> ArchBuilder:
