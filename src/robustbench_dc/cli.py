@@ -43,6 +43,13 @@ def parse_eps_list(text: str) -> list[float]:
     return values
 
 
+def parse_l2_eps_list(text: str) -> list[float]:
+    values = [parse_fraction(t) for t in text.split(",") if t.strip()]
+    if not values or any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"L2 epsilons are numbers >= 0, e.g. 0.25,0.5; got {text!r}")
+    return values
+
+
 def parse_float_list(text: str) -> tuple[float, ...]:
     try:
         return tuple(float(t) for t in text.split(",") if t.strip())
@@ -145,7 +152,8 @@ def _add_eval(sub) -> None:
     _common(p)
     _model_options(p)
     p.add_argument("--attacks", default="fgsm,bim", help=f"comma-separated, from: {', '.join(ATTACKS)}")
-    p.add_argument("--eps", type=parse_eps_list, default=[8 / 255], help="comma-separated epsilons, e.g. 2/255,4/255,8/255")
+    p.add_argument("--eps", type=parse_eps_list, default=[8 / 255], help="comma-separated L-inf epsilons, e.g. 2/255,4/255,8/255 (default: 8/255)")
+    p.add_argument("--eps-l2", type=parse_l2_eps_list, default=None, help="comma-separated epsilons of the L2 attacks (fgm, pgd-l2), e.g. 0.25,0.5")
     p.add_argument("--n", type=parse_n, default=1000, help="number of test images (a fixed seeded subset), or 'all'")
     p.add_argument("--subset-seed", type=int, default=0)
     p.add_argument("--backend", default="torchattacks", choices=list(BACKENDS))
@@ -399,7 +407,7 @@ def cmd_eval(args: argparse.Namespace, *, lipschitz_only: bool = False) -> int:
         source = resolve_source(source_arg, target, dataset=args.dataset, workspace=args.workspace, data_dir=args.data_dir,
                                 say=lambda m: print(m, file=sys.stderr, flush=True))  # fmt: skip
         frame = evaluate(
-            target, dataset=args.dataset, attacks=[a.strip() for a in args.attacks.split(",") if a.strip()], eps=args.eps,
+            target, dataset=args.dataset, attacks=[a.strip() for a in args.attacks.split(",") if a.strip()], eps=args.eps, eps_l2=args.eps_l2,
             n=args.n, subset_seed=args.subset_seed, source=source, backend=args.backend, workspace=args.workspace,
             data_dir=args.data_dir, recompute=args.recompute, lipschitz=not args.no_lipschitz, device=args.device,
             batch_size=args.batch_size, progress=progress,

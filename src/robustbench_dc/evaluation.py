@@ -75,7 +75,7 @@ class _Context:
 
     def cell(self, key: CellKey, compute: Callable[[], dict[str, Any]], source: EvalModel | None = None) -> StoredCell:
         def announce(k: CellKey) -> None:
-            eps = f" at {eps_label(k.eps)}" if k.eps else ""
+            eps = f" at {eps_label(k.eps, k.attack)}" if k.eps else ""
             self.progress(f"{self.target.label}: {k.threat} {k.attack}{eps}")
 
         stored = self.store.cell(key, compute, provenance=self.provenance, recompute=self.recompute, on_compute=announce)
@@ -158,6 +158,7 @@ def evaluate(
     y: Tensor | None = None,
     attacks: Sequence[str | Attack] = DEFAULT_ATTACKS,
     eps: float | Sequence[float] = DEFAULT_EPS,
+    eps_l2: float | Sequence[float] | None = None,
     n: int | None = 1000,
     subset_seed: int = 0,
     source: nn.Module | EvalModel | None = None,
@@ -182,6 +183,7 @@ def evaluate(
     ``source``: the black-box source model (an ``EvalModel`` or module), or ``None`` for no transfer rows.
     ``mean``/``std``: normalisation for an ``nn.Module`` that expects normalised input (applied in front of
     it, so attacks work in [0, 1] pixels). ``label`` names a module in tables (default: from its identity).
+    ``eps_l2``: the eps of L2 attacks (``fgm``, ``pgd-l2``), in L2 units; ``eps`` is every other attack's (L-inf).
     ``role`` keeps table, diagnostics and transfer-matrix cells apart. ``device``: ``auto`` (CUDA, else MPS,
     else CPU) or a device; the model (and source) are moved there. ``batch_size``: images per attack batch.
     Attacks run in fp32.
@@ -194,6 +196,16 @@ def evaluate(
     if role not in ROLES:
         raise UserError(f"unknown role {role!r}; valid: {', '.join(ROLES)}")
     attack_objs = [a if isinstance(a, Attack) else get_attack(a) for a in attacks]
+    l2_list = [] if eps_l2 is None else [float(eps_l2)] if isinstance(eps_l2, (int, float)) else [float(e) for e in eps_l2]
+    if [e for e in l2_list if not 0 <= e < float("inf")]:
+        raise UserError(f"eps_l2 must be finite numbers >= 0 (L2 units of [0, 1] pixels, e.g. 0.5), got {l2_list}")
+    if any(a.norm == "l2" for a in attack_objs) and not l2_list:
+        raise UserError(f"L2 attacks ({', '.join(a.name for a in attack_objs if a.norm == 'l2')}) need their own eps: eps_l2= (--eps-l2), "
+                        "in L2 units of [0, 1] pixels, e.g. 0.5")  # fmt: skip
+
+    def eps_of(attack: Attack) -> list[float]:
+        return l2_list if attack.norm == "l2" else eps_list
+
     target = as_target(model, label=label, mean=mean, std=std)
     if (dataset is None) == (x is None and y is None):
         raise UserError("give the test data either as dataset=NAME or as x=IMAGES, y=LABELS (not both)")
@@ -227,13 +239,13 @@ def evaluate(
             ctx.cell(ctx.key(subset, kind="accuracy", threat="none", attack="none"), lambda: accuracy_metrics(predict(target.module, images, batch_size), labels))
             for attack in attack_objs:
                 threat = "white-box" if attack.access == "white-box" else "black-box"
-                for e in eps_list:
+                for e in eps_of(attack):
                     ctx.cell(ctx.attack_key(subset, attack, e, threat), lambda a=attack, e=e: accuracy_metrics(predict(target.module, run_attack(
                         a, target.module, images, labels, e, backend=backend, seed=subset_seed, batch_size=batch_size), batch_size), labels))  # fmt: skip
             if src is not None:
                 store.put_function(src.function_id, src.info)
                 for attack in [a for a in attack_objs if a.transferable]:
-                    for e in eps_list:
+                    for e in eps_of(attack):
                         key = ctx.attack_key(subset, attack, e, "black-box", source=src.function_id)
                         ctx.cell(key, lambda a=attack, e=e, k=key: accuracy_metrics(
                             predict(target.module, _transfer_examples(ctx, src, a, e, k, images, labels), batch_size), labels), source=src)  # fmt: skip

@@ -54,6 +54,7 @@ class EvalJob:
     eps: tuple[float, ...]
     n: int | None
     lipschitz_n: int
+    eps_l2: tuple[float, ...] = ()
     target: TrainConfig | None = None
     external: tuple[str, dict[str, Any]] | None = None
     source: TrainConfig | None = None
@@ -81,7 +82,7 @@ def run_job(job: EvalJob, workspace: Path, data_dir: Any = None, device: Any = "
         target = load_external(path, dataset_info(job.dataset), **kwargs)
     source = None if job.source is None else from_checkpoint(checkpoint_dir(job.source, workspace))
     kw = dict(dataset=job.dataset, source=source, workspace=workspace, data_dir=data_dir, device=device, progress=progress)
-    evaluate(target, attacks=job.attacks, eps=job.eps, n=job.n, lipschitz_n=job.lipschitz_n, **kw)
+    evaluate(target, attacks=job.attacks, eps=job.eps, eps_l2=job.eps_l2 or None, n=job.n, lipschitz_n=job.lipschitz_n, **kw)
     if job.diagnostics:
         run_diagnostics(target, eps=job.table_eps, n=job.diagnostics_n, square_queries=job.square_queries, **kw)
 

@@ -10,7 +10,8 @@ A study file (every key but ``name``, ``dataset`` and ``models`` has a default):
     seeds = [0]
     regimes = ["natural", "fgsm"]
     attacks = ["fgsm", "bim", "pgd"]
-    eps = ["2/255", "4/255", "8/255"]      # numbers or fractions, pixel units
+    eps = ["2/255", "4/255", "8/255"]      # numbers or fractions, pixel units (L-inf attacks)
+    eps_l2 = [0.5]                          # the L2 attacks' eps (fgm, pgd-l2), if any
     table_eps = "8/255"                     # the eps of claims and diagnostics
     n = 1000                                # test images (a fixed seeded subset), or "all"
     source = "protocol"                     # black-box source: "protocol" (docs/protocol.md, section 2) or "none"
@@ -128,6 +129,7 @@ class Study:
     regimes: tuple[str, ...] = ("natural",)
     attacks: tuple[str, ...] = ("fgsm", "bim")
     eps: tuple[float, ...] = (8 / 255,)
+    eps_l2: tuple[float, ...] = ()  # the L2 attacks' eps (fgm, pgd-l2), L2 units of [0, 1] pixels
     table_eps: float = 8 / 255
     n: int | None = 1000
     source: str = "protocol"
@@ -217,6 +219,7 @@ def parse_study(raw: dict[str, Any], where: str = "study") -> Study:
         name=raw["name"], dataset=raw["dataset"], models=tuple(models), description=raw.get("description", ""),
         seeds=tuple(int(s) for s in raw.get("seeds", (0,))), regimes=tuple(raw.get("regimes", ("natural",))),
         attacks=tuple(raw.get("attacks", ("fgsm", "bim"))), eps=tuple(_number(e, f"{where} eps") for e in raw.get("eps", ("8/255",))),
+        eps_l2=tuple(_number(e, f"{where} eps_l2") for e in raw.get("eps_l2", ())),
         table_eps=_number(raw.get("table_eps", "8/255"), f"{where} table_eps"), n=None if raw.get("n", 1000) == "all" else int(raw.get("n", 1000)),
         source=raw.get("source", "protocol"), diagnostics=bool(raw.get("diagnostics", True)),
         diagnostics_n=None if raw.get("diagnostics_n", 500) == "all" else int(raw.get("diagnostics_n", 500)),
@@ -240,6 +243,9 @@ def _validate(study: Study, where: str) -> None:
     bad = [e for e in study.eps + (study.table_eps,) if not 0 <= e <= 1]
     if bad:
         raise UserError(f"{where}: eps must be in [0, 1] (pixel units, e.g. 8/255), got {bad}")
+    l2 = [a for a in study.attacks if a in names.L2_ATTACKS]
+    if l2 and not study.eps_l2 or any(e < 0 for e in study.eps_l2):
+        raise UserError(f"{where}: the L2 attacks ({', '.join(l2)}) need eps_l2 = [...], numbers >= 0 in L2 units of [0, 1] pixels, e.g. [0.25, 0.5]")
     if not study.seeds:
         raise UserError(f"{where}: seeds needs at least one training seed")
     for regime in study.regimes + tuple(r for m in study.models for r in m.regimes or ()):
@@ -310,7 +316,7 @@ def jobs(study: Study) -> list[EvalJob]:
     for t in targets(study):
         source = protocol_source_training(t.config.to_dict()) if study.source == "protocol" and t.config is not None else None
         out.append(EvalJob(label=f"{t.label} {t.training}" + ("" if t.seed < 0 else f" seed {t.seed}"), dataset=study.dataset,
-                           attacks=study.attacks, eps=tuple(sorted(set(study.eps) | {study.table_eps})), n=study.n, lipschitz_n=study.lipschitz_n,
+                           attacks=study.attacks, eps=tuple(sorted(set(study.eps) | {study.table_eps})), eps_l2=study.eps_l2, n=study.n, lipschitz_n=study.lipschitz_n,
                            target=t.config, external=None if t.config is not None else external_spec(study, study.model(t.label)), source=source,
                            diagnostics=study.diagnostics, table_eps=study.table_eps, diagnostics_n=study.diagnostics_n, square_queries=study.square_queries))  # fmt: skip
     return out

@@ -19,8 +19,10 @@ from robustbench_dc.attacks.specs import (
     ATTACKS,
     BIM,
     BPDA,
+    FGM,
     FGSM,
     PGD,
+    PGDL2,
     Attack,
     AutoAttack,
     FGSMPredicted,
@@ -75,8 +77,8 @@ def run_attack(
     ``eps == 0`` returns the images unchanged. Randomness (PGD starts, Square) is seeded by ``seed`` and
     leaves the global generators as they were.
     """
-    if not 0 <= eps <= 1:
-        raise UserError(f"eps must be in [0, 1] (pixel units), got {eps}")
+    if not (0 <= eps <= 1 if attack.norm == "linf" else 0 <= eps < float("inf")):
+        raise UserError(f"eps must be in [0, 1] (pixel units), got {eps}" if attack.norm == "linf" else f"L2 eps must be a finite number >= 0, got {eps}")
     if eps == 0:
         return images.clone()
     if batch_size < 1:
@@ -110,4 +112,4 @@ def run_attack(
         model.train(was_training)
 
 
-__all__ = ["APGDCE", "APGDDLR", "ATTACKS", "BACKENDS", "BIM", "BPDA", "FGSM", "FGSMPredicted", "PGD", "Attack", "AutoAttack", "Square", "bpda_surrogate", "eps_label", "get_attack", "run_attack"]
+__all__ = ["APGDCE", "APGDDLR", "ATTACKS", "BACKENDS", "BIM", "BPDA", "FGM", "FGSM", "PGDL2", "FGSMPredicted", "PGD", "Attack", "AutoAttack", "Square", "bpda_surrogate", "eps_label", "get_attack", "run_attack"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from robustbench_dc.attacks.specs import BIM, FGSM, PGD, Attack
+from robustbench_dc.attacks.specs import BIM, FGM, FGSM, PGD, PGDL2, Attack
 from robustbench_dc.errors import UserError
 
 NAME = "foolbox"
@@ -22,6 +22,10 @@ def craft(attack: Attack, model: nn.Module, images: Tensor, labels: Tensor, eps:
         atk = fb.attacks.LinfBasicIterativeAttack(abs_stepsize=attack.step, steps=attack.steps_at(eps), random_start=False)
     elif isinstance(attack, PGD):  # BPDA is a PGD too: run_attack hands it the surrogate model
         atk = fb.attacks.LinfProjectedGradientDescentAttack(abs_stepsize=attack.step_at(eps), steps=attack.steps, random_start=True)
+    elif isinstance(attack, FGM):
+        atk = fb.attacks.L2FastGradientAttack(random_start=False)
+    elif isinstance(attack, PGDL2):
+        atk = fb.attacks.L2ProjectedGradientDescentAttack(abs_stepsize=attack.relative_step * eps, steps=attack.steps, random_start=True)
     else:
         raise UserError(f"the foolbox backend has no {attack.name!r} attack; use --backend torchattacks")
     fmodel = fb.PyTorchModel(model, bounds=(0, 1), device=images.device)  # foolbox would pick CUDA by itself

@@ -15,9 +15,11 @@ from robustbench_dc.errors import UserError
 
 @dataclass(frozen=True)
 class Attack:
-    """An untargeted L-infinity attack in [0, 1] pixel space."""
+    """An untargeted attack in [0, 1] pixel space, L-infinity unless ``norm`` says L2."""
 
     name: ClassVar[str]
+    #: the threat model: "linf" (eps in [0, 1]) or "l2" (eps in L2 units of [0, 1] pixels, e.g. 0.5 on CIFAR-10)
+    norm: ClassVar[str] = "linf"
     #: "white-box" attacks need the target's gradients; "query" attacks only its outputs (black-box).
     access: ClassVar[str] = "white-box"
     #: whether the result depends on random draws (so on how images are batched, and on the device's generator)
@@ -149,15 +151,46 @@ class Square(Attack):
     p_init: float = 0.8
 
 
-def eps_label(eps: float) -> str:
-    """``8/255`` where eps is a whole number of 255ths, else the number."""
+@dataclass(frozen=True)
+class FGM(Attack):
+    """The fast gradient method in L2 (Goodfellow et al. 2015; Miyato et al. 2016): ``x + eps * g / ||g||_2``
+    with g the cross-entropy gradient, clipped to [0, 1]."""
+
+    name: ClassVar[str] = "fgm"
+    norm: ClassVar[str] = "l2"
+
+    def params(self, eps: float) -> dict[str, Any]:
+        return {"norm": "l2"}
+
+
+@dataclass(frozen=True)
+class PGDL2(Attack):
+    """PGD in L2 (Madry et al. 2018): random start in the L2 ball, ``steps`` normalised-gradient steps of
+    ``relative_step * eps`` (eps/4), each followed by projection onto the ball and [0, 1]."""
+
+    name: ClassVar[str] = "pgd-l2"
+    norm: ClassVar[str] = "l2"
+    randomized: ClassVar[bool] = True
+    steps: int = 20
+    relative_step: float = 0.25
+
+    def params(self, eps: float) -> dict[str, Any]:
+        return {"norm": "l2", "step": self.relative_step * eps, "steps": self.steps}
+
+
+def eps_label(eps: float, attack: str | None = None) -> str:
+    """``8/255`` where eps is a whole number of 255ths, else the number; ``L2 0.5`` for an L2 attack's eps."""
+    if attack in names.L2_ATTACKS:
+        return f"L2 {eps:g}"
     k = eps * 255
     return f"{round(k)}/255" if abs(k - round(k)) < 1e-6 else f"{eps:g}"
 
 
-ATTACKS: dict[str, type[Attack]] = {a.name: a for a in (FGSM, FGSMPredicted, BIM, PGD, BPDA, APGDCE, APGDDLR, AutoAttack, Square)}
+ATTACKS: dict[str, type[Attack]] = {a.name: a for a in (FGSM, FGSMPredicted, BIM, PGD, BPDA, APGDCE, APGDDLR, AutoAttack, Square, FGM, PGDL2)}
 if tuple(ATTACKS) != names.ATTACKS:
     raise ImportError(f"robustbench_dc.names.ATTACKS {names.ATTACKS} does not list the attacks defined here {tuple(ATTACKS)}")
+if tuple(a for a, cls in ATTACKS.items() if cls.norm == "l2") != names.L2_ATTACKS:
+    raise ImportError(f"robustbench_dc.names.L2_ATTACKS {names.L2_ATTACKS} does not list the L2 attacks defined here")
 
 
 def get_attack(name: str, **params: Any) -> Attack:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from robustbench_dc.attacks.specs import APGDCE, BIM, FGSM, PGD, Attack, AutoAttack, Square
+from robustbench_dc.attacks.specs import APGDCE, BIM, FGM, FGSM, PGD, PGDL2, Attack, AutoAttack, Square
 
 NAME = "torchattacks"
 
@@ -20,6 +20,10 @@ def craft(attack: Attack, model: nn.Module, images: Tensor, labels: Tensor, eps:
         atk = torchattacks.BIM(model, eps=eps, alpha=attack.step, steps=attack.steps_at(eps))
     elif isinstance(attack, PGD):
         atk = torchattacks.PGD(model, eps=eps, alpha=attack.step_at(eps), steps=attack.steps, random_start=True)
+    elif isinstance(attack, FGM):  # one normalised-gradient step of eps from the image: FGM, projected and clipped
+        atk = torchattacks.PGDL2(model, eps=eps, alpha=eps, steps=1, random_start=False)
+    elif isinstance(attack, PGDL2):
+        atk = torchattacks.PGDL2(model, eps=eps, alpha=attack.relative_step * eps, steps=attack.steps, random_start=True)
     elif isinstance(attack, APGDCE):  # and APGDDLR
         seed = int(torch.randint(0, 2**31 - 1, ()).item())
         atk = torchattacks.APGD(model, norm="Linf", eps=eps, steps=attack.steps, n_restarts=attack.restarts, seed=seed, loss=attack.loss)

@@ -233,7 +233,7 @@ def all_cells_blocks(results: Results) -> list[Block]:
         k, m = group[0].key, group[0].model
         source = "" if group[0].source is None else ("protocol" if group[0].protocol_source else describe(group[0].source))
         name = f"{m.get('name')} ({m.get('arch')}, width {m.get('width')})" if m.get("kind") == "zoo" else describe(m)
-        rows.append((name, m.get("training", "external"), k.threat, k.attack, "-" if k.attack == "none" else eps_label(k.eps),
+        rows.append((name, m.get("training", "external"), k.threat, k.attack, "-" if k.attack == "none" else eps_label(k.eps, k.attack),
                      source, k.subset.n, agg.seeds, agg.text(), k.eps))  # fmt: skip
     rows.sort(key=lambda r: (r[0], r[1], r[2] != "none", r[2], r[3], r[6], r[9]))
     return [("table", (["model", "training", "threat", "attack", "eps", "source", "images", "seeds", "accuracy % [95% CI]"], [list(map(str, r[:9])) for r in rows]))]
@@ -242,7 +242,7 @@ def all_cells_blocks(results: Results) -> list[Block]:
 def _provenance(results: Results, n: int, other_n: list[int], command: str, preset_note: str, stage_times: dict[str, float] | None) -> list[Block]:
     table = results.where(role="table")
     sources = sorted({str(e.model.get("data_source")) for e in results.entries if e.model.get("data_source")})
-    params = sorted({f"{e.key.attack} @ {eps_label(e.key.eps)}: {e.key.params}" for e in table.entries if e.key.kind == "accuracy" and e.key.attack != "none"})
+    params = sorted({f"{e.key.attack} @ {eps_label(e.key.eps, e.key.attack)}: {e.key.params}" for e in table.entries if e.key.kind == "accuracy" and e.key.attack != "none"})
     backends = sorted({f"{e.key.backend} {e.key.backend_version}" for e in results.entries if e.key.backend})
     precisions = sorted({e.key.precision for e in results.entries})
     envs = sorted({json.dumps(e.cell.provenance.get("environment", {}), sort_keys=True) for e in results.entries})

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from robustbench_dc import names
 from robustbench_dc.attacks.specs import eps_label
 from robustbench_dc.checkpoint import CARD_FILE
 from robustbench_dc.diagnostics.checks import diagnose, measured_from_cells
@@ -74,27 +75,34 @@ def _text(a: Aggregate | None) -> str:
 
 
 def accuracy_blocks(cells: StudyCells, training: str) -> list[Block]:
-    """Wide (a column per model) up to ``WIDE_MAX_MODELS`` models; beyond, long: a row per model, threat and eps,
-    a column per attack."""
+    """A table per threat model (L-inf, L2): wide (a column per model) up to ``WIDE_MAX_MODELS`` models; beyond,
+    long: a row per model, threat and eps, a column per attack."""
     study = cells.study
     labels = [m.label for m in study.models if training in study.regimes_of(m)]
-    eps_values = sorted(set(study.eps) | {study.table_eps})
-    if len(labels) <= WIDE_MAX_MODELS:
-        specs = [("white-box", "none", None)] + [(threat, a, e) for threat in ("white-box", "black-box") for a in study.attacks for e in eps_values]
-        specs = [r for r in specs if any(cells(label, training, *r) is not None for label in labels)]
-        what = lambda threat, attack, eps: "clean" if attack == "none" else f"{threat} {attack} @ {eps_label(eps)}"  # noqa: E731
-        rows = [[what(*r)] + [_text(cells(label, training, *r)) for label in labels] for r in specs]
-        return [("table", (["attack", *labels], rows))]
-    rows = []
-    for label in labels:
-        clean = _text(cells(label, training, "white-box", "none"))
-        for threat in ("white-box", "black-box"):
-            for e in eps_values:
-                values = [cells(label, training, threat, a, e) for a in study.attacks]
-                if any(v is not None for v in values):
-                    rows.append([label, threat, eps_label(e), clean, *map(_text, values)])
-                    clean = ""
-    return [("table", (["model", "threat", "eps", "clean", *study.attacks], rows))]
+    blocks: list[Block] = []
+    groups = [("L-inf", [a for a in study.attacks if a not in names.L2_ATTACKS], sorted(set(study.eps) | {study.table_eps})),
+              ("L2", [a for a in study.attacks if a in names.L2_ATTACKS], sorted(study.eps_l2))]  # fmt: skip
+    for g, (norm, attacks, eps_values) in enumerate(x for x in groups if x[1]):
+        if len(groups[1][1]):
+            blocks.append(("p", f"{norm} threat model:"))
+        with_clean = g == 0
+        if len(labels) <= WIDE_MAX_MODELS:
+            specs = [("white-box", "none", None)] * with_clean + [(threat, a, e) for threat in ("white-box", "black-box") for a in attacks for e in eps_values]
+            specs = [r for r in specs if any(cells(label, training, *r) is not None for label in labels)]
+            what = lambda threat, attack, eps: "clean" if attack == "none" else f"{threat} {attack} @ {eps_label(eps, attack)}"  # noqa: E731
+            blocks.append(("table", (["attack", *labels], [[what(*r)] + [_text(cells(label, training, *r)) for label in labels] for r in specs])))
+            continue
+        rows = []
+        for label in labels:
+            clean = _text(cells(label, training, "white-box", "none")) if with_clean else ""
+            for threat in ("white-box", "black-box"):
+                for e in eps_values:
+                    values = [cells(label, training, threat, a, e) for a in attacks]
+                    if any(v is not None for v in values):
+                        rows.append([label, threat, eps_label(e, attacks[0]), *([clean] if with_clean else []), *map(_text, values)])
+                        clean = ""
+        blocks.append(("table", (["model", "threat", "eps", *(["clean"] if with_clean else []), *attacks], rows)))
+    return blocks
 
 
 def claim_results(cells: StudyCells) -> list[Claim]:
@@ -151,7 +159,7 @@ def _provenance(cells: StudyCells, results: Results, command: str, missing: list
     study = cells.study
     entries = [e for label, training in cells.pairs() for e in cells.results(label, training).entries]
     sources = sorted({str(m.model.info.get("data_source")) for m in cells.measured if m.model.info.get("data_source")})
-    params = sorted({f"{e.key.attack} @ {eps_label(e.key.eps)}: {e.key.params}" for e in entries if e.key.kind == "accuracy" and e.key.attack != "none" and e.key.role == "table"})
+    params = sorted({f"{e.key.attack} @ {eps_label(e.key.eps, e.key.attack)}: {e.key.params}" for e in entries if e.key.kind == "accuracy" and e.key.attack != "none" and e.key.role == "table"})
     backends = sorted({f"{e.key.backend} {e.key.backend_version}" for e in entries if e.key.backend})
     devices = sorted({str(e.cell.provenance.get("device", "?")) for e in entries})
     envs = sorted({json.dumps(e.cell.provenance.get("environment", {}), sort_keys=True) for e in entries})

@@ -19,7 +19,7 @@ def accuracy_table(frame: pd.DataFrame) -> str:
     rows = []
     for _, r in acc.iterrows():
         source = r.get("source") if isinstance(r.get("source"), str) else ""
-        rows.append([r["threat"], r["attack"], eps_label(r["eps"]) if r["attack"] != "none" else "-", pct_ci(r), int(r["n"]),
+        rows.append([r["threat"], r["attack"], eps_label(r["eps"], r["attack"]) if r["attack"] != "none" else "-", pct_ci(r), int(r["n"]),
                      source, f"{r['seconds']:.1f}s" + (" (stored)" if r.get("cached") else "")])  # fmt: skip
     return tabulate(rows, headers=["threat", "attack", "eps", "accuracy % [95% CI]", "images", "source", "time"])
 
