@@ -211,3 +211,25 @@ def test_per_example_outcomes_are_saved(digits_models, tmp_path):
     model = from_checkpoint(digits_models[("baseline", "natural", 0)]).module
     right = (predict(model, test.float_images()[torch.tensor(clean["test_index"].tolist())]) == test.labels[torch.tensor(clean["test_index"].tolist())]).int()
     assert right.tolist() == clean["correct"].tolist()  # the indices point at the images that were scored
+
+
+def test_model_record_and_robust_accuracy_in_the_card(digits_models, tmp_path):
+    import shutil
+
+    ws = tmp_path / "ws"
+    shutil.copytree(digits_models["workspace"] / "models", ws / "models")
+    record = tmp_path / "record.json"
+    r = run_cli("eval", "--model", "baseline", "--dataset", "digits", "--workspace", str(ws), "--n", "60", "--eps", "16/255", "--attacks", "fgsm,pgd,fgm",
+                "--eps-l2", "1.0", "--source", "none", "--no-lipschitz", "--no-progress", "--save-model-record", str(record))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    linf, l2 = json.loads(record.read_text())
+    assert linf["threat_model"] == "Linf" and linf["eps"] == "16/255" and set(linf["attacks"]) == {"fgsm", "pgd"}
+    assert linf["robust_acc"] == min(linf["attacks"].values(), key=float) and linf["autoattack_acc"] is None  # AutoAttack did not run
+    assert "AutoAttack was not run" in linf["footnote"] and float(linf["clean_acc"]) >= float(linf["robust_acc"])
+    assert l2["threat_model"] == "L2" and l2["eps"] == "L2 1" and set(l2["attacks"]) == {"fgm"}
+    card = json.loads((ws / "models/digits/baseline/natural/cnn9-w0.25-seed0/card.json").read_text())
+    (key, entry), *_ = [(k, v) for k, v in card["evaluations"].items() if " Linf " in k]
+    assert key.startswith("digits Linf 16/255 n=60 data=") and entry["robust_acc"] == linf["robust_acc"]
+    from robustbench_dc.checkpoint import load_checkpoint
+
+    load_checkpoint(ws / "models/digits/baseline/natural/cnn9-w0.25-seed0")  # the card stays a valid card

@@ -162,6 +162,7 @@ def _add_eval(sub) -> None:
     p.add_argument("--no-lipschitz", action="store_true")
     p.add_argument("--recompute", action="store_true", help="recompute cells already in the result store")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--save-model-record", metavar="FILE", help="write a record per eps in RobustBench's model_info fields (clean, robust and AutoAttack accuracy) as JSON")
     p.add_argument("--save-per-example", metavar="FILE", help="write one CSV row per (cell, test image): index in the test split, right or wrong")
     p.add_argument("--diagnostics", action="store_true", help="run the gradient-masking diagnostics (stronger attacks, BPDA, eps sweep, gradient health)")
     p.add_argument("--square-queries", type=int, default=300, help="queries of the Square attack in the diagnostics")
@@ -421,6 +422,8 @@ def cmd_eval(args: argparse.Namespace, *, lipschitz_only: bool = False) -> int:
                                              batch_size=args.batch_size, straight_through=tuple(n.strip() for n in args.straight_through.split(",") if n.strip()),
                                              progress=progress)  # fmt: skip
     bar.close()
+    if not lipschitz_only:
+        _records(args, target, frame)
     if getattr(args, "save_per_example", None):
         from pathlib import Path
 
@@ -444,6 +447,25 @@ def cmd_eval(args: argparse.Namespace, *, lipschitz_only: bool = False) -> int:
             print()
             print(tabulate([[d.status.upper(), d.name, d.summary] for d in diagnostics], headers=["status", "gradient-masking diagnostic", "numbers"]))
     return 0
+
+
+def _records(args: argparse.Namespace, target, frame) -> None:
+    """A model record per eps (RobustBench's model_info fields) to --save-model-record, and into a zoo card."""
+    import json
+    from pathlib import Path
+
+    from robustbench_dc.files import atomic_write_bytes
+    from robustbench_dc.records import model_record, write_into_card
+
+    records = [model_record(target, frame, dataset=args.dataset, eps=e) for e in args.eps]
+    if "fgm" in frame["attack"].values or "pgd-l2" in frame["attack"].values:
+        records += [model_record(target, frame, dataset=args.dataset, eps=e, norm="l2") for e in args.eps_l2 or []]
+    records = [r for r in records if r["robust_acc"] is not None]
+    if args.save_model_record:
+        atomic_write_bytes(Path(args.save_model_record), (json.dumps(records, indent=2) + "\n").encode())
+        print(f"model record: {args.save_model_record}", file=sys.stderr)
+    if target.is_zoo and records and "checkpoint_dir" in target.info:
+        write_into_card(Path(target.info["checkpoint_dir"]), records, frame.attrs["data_sha256"])
 
 
 def _progress_bar(enabled: bool, **kwargs: Any):

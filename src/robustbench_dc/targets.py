@@ -119,7 +119,8 @@ def from_checkpoint(path: str | Path) -> EvalModel:
     info = {
         "label": spec["name"], "name": spec["name"], "arch": arch_label(spec["arch"], spec.get("arch_options")), "width": spec["width"],
         "training": card["training"]["label"], "seed": card["seed"], "dataset": card["dataset"], "kind": "zoo",
-        "file": Path(path).name if Path(path).is_dir() else Path(path).parent.name, "data_source": card.get("data_source", ""),
+        "file": Path(path).name if Path(path).is_dir() else Path(path).parent.name,
+        "checkpoint_dir": str((Path(path) if Path(path).is_dir() else Path(path).parent).resolve()), "data_source": card.get("data_source", ""),
         "epochs": card["epochs"], "train_images": card.get("train_images"), "clean_test_accuracy": card["clean_test_accuracy"],
         "weights_sha256": card["weights"]["sha256"], "train_config": card["train_config"], "compute": card.get("compute", {}),
         # the resolved training precision and layout belong to the recipe: seeds trained in bf16 and in fp32 are not pooled
