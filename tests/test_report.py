@@ -1,4 +1,5 @@
 import html
+import re
 from dataclasses import replace
 
 import pytest
@@ -90,3 +91,20 @@ def test_attacks_without_a_paper_row_still_reach_the_report(small_store, digits_
     section = text[text.index("## Every measured cell") : text.index("## Provenance")]
     rows = [r for r in section.splitlines() if r.startswith("| tanhconv (cnn9, width 0.25) | natural    | white-box | pgd ")]
     assert len(rows) == 1 and "| 32/255 |" in rows[0] and "| 80 " in rows[0]
+
+
+def test_html_report_renders_in_a_headless_browser(small_store, tmp_path):
+    """The HTML page as a real browser builds it: contents, tables, coloured statuses, no raw NaN or dict text."""
+    import shutil
+    import subprocess
+
+    browser = next((b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
+    if browser is None:
+        pytest.skip("no headless browser here (Debian: apt-get install chromium); the HTML is still checked as text above")
+    path = build_report(workspace=small_store, dataset="digits", out_dir=tmp_path, eps=32 / 255, fmt="html")
+    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", path.resolve().as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout  # fmt: skip
+    assert "<nav id=\"toc\">" in dom and dom.count("<table>") >= 5 and "href=\"#provenance\"" in dom
+    assert "class=\"num\"" in dom and ("class=\"good\"" in dom or "class=\"bad\"" in dom)
+    text = html.unescape(re.sub(r"<[^>]+>", " ", dom[dom.index("<body>") :]))
+    assert not re.search(r"\bnan\b|\bNaN\b|\{'|\bNone\b", text), re.search(r".{40}(\bnan\b|\bNaN\b|\{'|\bNone\b).{40}", text)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -44,23 +45,55 @@ def render_markdown(blocks: Sequence[Block]) -> str:
     return "\n".join(lines)
 
 
+#: cell classes by their text: a status or verdict keeps its word and gets a colour (Okabe-Ito, colour-blind safe)
+_CELL_CLASS = {"PASS": "good", "WARN": "bad", "N/A": "none", "reproduced": "good", "not reproduced": "bad", "inconclusive": "mid",
+               "not applicable": "none", "not measured": "none"}  # fmt: skip
+_NUMBER = re.compile(r"^[-+]?\d[\d.,]*(e[-+]?\d+)?( ±[\d.]+ sd over \d+ seeds)?( \[[-+\d., ]+\])?%?$")
+
+
+def _anchor(text: str, seen: dict[str, int]) -> str:
+    base = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "section"
+    seen[base] = seen.get(base, 0) + 1
+    return base if seen[base] == 1 else f"{base}-{seen[base]}"
+
+
+def _td(value: Any) -> str:
+    text = str(value)
+    classes = [c for c in (_CELL_CLASS.get(text), "num" if _NUMBER.match(text) else None) if c]
+    return f"<td class='{' '.join(classes)}'>{html.escape(text)}</td>" if classes else f"<td>{html.escape(text)}</td>"
+
+
 def render_html(blocks: Sequence[Block], out: Path) -> str:
+    """One self-contained page: a table of contents from the sections, numbers right-aligned, statuses and verdicts coloured."""
     body: list[str] = []
+    toc: list[str] = []
+    seen: dict[str, int] = {}
     for kind, payload in blocks:
-        if kind in ("h1", "h2", "p"):
+        if kind == "h2":
+            anchor = _anchor(payload, seen)
+            toc.append(f"<li><a href='#{anchor}'>{html.escape(payload)}</a></li>")
+            body.append(f"<h2 id='{anchor}'>{html.escape(payload)}</h2>")
+        elif kind in ("h1", "p"):
             body.append(f"<{kind}>{html.escape(payload)}</{kind}>")
+            if kind == "h1":
+                body.append("<nav id='toc'></nav>")
         elif kind == "list":
             body.append("<ul>" + "".join(f"<li>{html.escape(str(i))}</li>" for i in payload) + "</ul>")
         elif kind == "table":
             headers, rows = payload
             head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
-            body_rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>" for row in rows)
-            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body_rows}</tbody></table>")
+            body_rows = "".join("<tr>" + "".join(_td(v) for v in row) + "</tr>" for row in rows)
+            body.append(f"<div class='wide'><table><thead><tr>{head}</tr></thead><tbody>{body_rows}</tbody></table></div>")
         elif kind == "img":
             src, alt = payload
             data = base64.b64encode((out / src).read_bytes()).decode()
             body.append(f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">')
         elif kind == "code":
             body.append(f"<pre>{html.escape(payload)}</pre>")
-    style = "body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}img{max-width:100%}"
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>robustbench-dc report</title><style>{style}</style></head><body>{''.join(body)}</body></html>\n"
+    page = "".join(body).replace("<nav id='toc'></nav>", f"<nav id='toc'><strong>Contents</strong><ol>{''.join(toc)}</ol></nav>", 1)
+    style = ("body{font-family:sans-serif;max-width:1200px;margin:auto;padding:0 1em}table{border-collapse:collapse;font-size:13px}"
+             "td,th{border:1px solid #ccc;padding:3px 6px;vertical-align:top}th{background:#f3f3f3;position:sticky;top:0}"
+             "td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}.wide{overflow-x:auto}"
+             "td.good{background:#cde9df}td.bad{background:#f6dfb3}td.mid{background:#e3ddef}td.none{color:#777}"
+             "img{max-width:100%}nav#toc{background:#fafafa;border:1px solid #ddd;padding:.5em 1em;margin:1em 0}pre{background:#f6f6f6;padding:.5em}")  # fmt: skip
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>robustbench-dc report</title><style>{style}</style></head><body>{page}</body></html>\n"
