@@ -34,6 +34,8 @@ def small_files(tmp_path_factory):
     torch.save(model.state_dict(), d / "small.pt")
     save_file(model.state_dict(), str(d / "small.safetensors"))
     torch.jit.save(torch.jit.trace(model, torch.rand(1, 1, 8, 8)), str(d / "small_script.pt"))
+    exported = torch.export.export(model, (torch.rand(2, 1, 8, 8),), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    torch.export.save(exported, str(d / "small.pt2"))
     return model, d
 
 
@@ -45,15 +47,16 @@ def _cli_eval(path, ws, *extra):
     return {(row["threat"], row["attack"]): row["accuracy"] for row in rows}
 
 
-def test_three_formats_agree_through_cli_and_api(small_files, tmp_path):
+def test_four_formats_agree_through_cli_and_api(small_files, tmp_path):
     model, d = small_files
     api = evaluate(model, dataset="digits", mean=MEAN, std=STD, attacks=["fgsm", "bim"], eps=[16 / 255], n=100, source=None, lipschitz=False, workspace=tmp_path)
     expected = {(r.threat, r.attack): r.accuracy for r in api.itertuples()}
     assert expected[("none", "none")] > 0.8 and expected[("white-box", "bim")] < expected[("none", "none")]
-    for name, extra in [("small.pt", ["--factory", "tests.thirdparty:build"]), ("small.safetensors", ["--factory", "tests.thirdparty:build"]), ("small_script.pt", [])]:
+    for name, extra in [("small.pt", ["--factory", "tests.thirdparty:build"]), ("small.safetensors", ["--factory", "tests.thirdparty:build"]), ("small_script.pt", []),
+                        ("small.pt2", [])]:  # fmt: skip
         assert _cli_eval(d / name, tmp_path / name, *extra) == expected, name
         target = load_external(d / name, INFO, factory="tests.thirdparty:build" if extra else None, mean=MEAN, std=STD)
-        assert target.info["file_sha256"] and target.info["format"] in ("state-dict", "torchscript")
+        assert target.info["file_sha256"] and target.info["format"] in ("state-dict", "torchscript", "torch-export")
         api_rows = evaluate(target, dataset="digits", attacks=["fgsm", "bim"], eps=[16 / 255], n=100, source=None, lipschitz=False, workspace=tmp_path / ("api-" + name))
         assert {(r.threat, r.attack): r.accuracy for r in api_rows.itertuples()} == expected
 

@@ -62,6 +62,30 @@ def load_factory(spec: str) -> Callable[[], nn.Module]:
     return fn
 
 
+class ExportedModule(nn.Module):
+    """A ``torch.export`` program (``.pt2``) as a module. Its graph was fixed at export (in eval mode, one hopes)
+    and cannot switch between training and evaluation, so ``train()``/``eval()`` only set the flag here."""
+
+    def __init__(self, graph: nn.Module) -> None:
+        super().__init__()
+        self.graph = graph
+
+    def train(self, mode: bool = True) -> "ExportedModule":
+        self.training = mode
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.graph(x)
+
+
+def _is_exported_program(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(n.endswith("/archive_format") for n in z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
 def _is_torchscript(path: Path) -> bool:
     try:
         with zipfile.ZipFile(path) as z:
@@ -133,7 +157,7 @@ def load_external(
     label: str | None = None,
 ) -> EvalModel:
     """An evaluation target from a file: our checkpoint, a state dict / safetensors (with ``arch`` or
-    ``factory``), TorchScript, or a pickled module (only with ``trust``)."""
+    ``factory``), a ``torch.export`` program (``.pt2``), TorchScript, or a pickled module (only with ``trust``)."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such file")
@@ -145,7 +169,13 @@ def load_external(
         raise UserError(f"--input-size {input_size} does not match {info.name}, whose images are {info.input_size}x{info.input_size}")
     digest = sha256_file(path)
     kind: str
-    if _is_torchscript(path):
+    if _is_exported_program(path):
+        try:
+            module = ExportedModule(torch.export.load(str(path)).module())
+        except Exception as exc:  # noqa: BLE001  (damaged archives raise many kinds of errors)
+            raise CheckpointError(f"{path}: cannot load this torch.export program (truncated, corrupt, or from another torch?): {_plain(exc)}") from exc
+        kind = "torch-export"
+    elif _is_torchscript(path):
         try:
             module: nn.Module = torch.jit.load(str(path), map_location="cpu")
         except Exception as exc:  # noqa: BLE001  (damaged archives raise many kinds of errors)

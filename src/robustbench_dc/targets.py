@@ -77,12 +77,12 @@ def _class_code(cls: type) -> str:
 
 def structure_description(module: nn.Module) -> str:
     """Everything but the weights that decides what ``module`` computes: each submodule's class and settings
-    (``repr``), the source of user-defined classes, and TorchScript code."""
+    (``repr``), the source of user-defined classes, and TorchScript or exported-graph code."""
     parts = [repr(module)]
     for name, m in module.named_modules():
         cls = type(m)
         parts.append(f"{name}:{cls.__module__}.{cls.__qualname__}")
-        code = getattr(m, "code", None) if isinstance(m, torch.jit.ScriptModule) else None
+        code = getattr(m, "code", None) if isinstance(m, (torch.jit.ScriptModule, torch.fx.GraphModule)) else None
         if isinstance(code, str):
             parts.append(code)
         else:
