@@ -1,4 +1,4 @@
-"""The L2 threat model: FGM and PGD-L2 on both backends, eps in L2 units, stored and shown apart from L-inf."""
+"""The L2 threat model (FGM and PGD-L2 on both backends, eps in L2 units, kept apart from L-inf) and test data from a DataLoader."""
 
 import pytest
 import torch
@@ -60,3 +60,16 @@ def test_a_study_with_l2_attacks_needs_l2_eps():
     with pytest.raises(UserError, match=r"L2 attacks \(pgd-l2\) need eps_l2"):
         parse_study(raw)
     assert parse_study({**raw, "eps_l2": [0.25, "1/2"]}).eps_l2 == (0.25, 0.5)
+
+
+def test_a_data_loader_gives_the_same_cells_as_the_tensors(model_and_data, tmp_path):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    model, x, y = model_and_data
+    direct = evaluate(model, x=x, y=y, attacks=["fgsm"], workspace=tmp_path, lipschitz=False, n=None)
+    loaded = evaluate(model, loader=DataLoader(TensorDataset(x, y), batch_size=5), attacks=["fgsm"], workspace=tmp_path, lipschitz=False, n=None)
+    assert direct["accuracy"].tolist() == loaded["accuracy"].tolist() and bool(loaded["cached"].all())  # the same cells, found in the store
+    with pytest.raises(UserError, match="give the test data one way"):
+        evaluate(model, x=x, y=y, loader=[(x, y)], workspace=tmp_path)
+    with pytest.raises(UserError, match="not \\(images, labels\\) tensors"):
+        evaluate(model, loader=[{"image": x}], workspace=tmp_path)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import pandas as pd
 import torch
@@ -127,6 +127,19 @@ def as_target(model: nn.Module | EvalModel, *, label: str | None = None, mean=No
     return from_module(with_normalization(model, mean, std), label=label)
 
 
+def _from_loader(loader: Iterable[Any]) -> tuple[Tensor, Tensor]:
+    """All of a loader's (images, labels) batches, in its order (give it no shuffling: the subset is by position)."""
+    xs, ys = [], []
+    for i, batch in enumerate(loader):
+        if not isinstance(batch, (tuple, list)) or len(batch) < 2 or not all(isinstance(t, Tensor) for t in batch[:2]):
+            raise UserError(f"loader batch {i} is a {type(batch).__name__}, not (images, labels) tensors; wrap your dataset to yield them")
+        xs.append(batch[0].detach().cpu())
+        ys.append(batch[1].detach().cpu())
+    if not xs:
+        raise UserError("the loader yielded no batches")
+    return torch.cat(xs), torch.cat(ys)
+
+
 def tensor_dataset(x: Tensor, y: Tensor) -> ImageDataset:
     """The caller's own test images as a dataset: ``x`` of shape (N, C, H, W), uint8 or float 8-bit pixels in
     [0, 1] (k/255 values, as image loaders give), ``y`` of N class indices. Identified by its content."""
@@ -156,6 +169,7 @@ def evaluate(
     dataset: str | None = None,
     x: Tensor | None = None,
     y: Tensor | None = None,
+    loader: Iterable[tuple[Tensor, Tensor]] | None = None,
     attacks: Sequence[str | Attack] = DEFAULT_ATTACKS,
     eps: float | Sequence[float] = DEFAULT_EPS,
     eps_l2: float | Sequence[float] | None = None,
@@ -178,8 +192,9 @@ def evaluate(
 ) -> pd.DataFrame:
     """Evaluate one model; returns one row per result cell (stored in the workspace, reused when present).
 
-    The test data: ``dataset`` (a name, read from ``data_dir``), or the caller's own ``x`` and ``y`` tensors
-    (stored under the dataset name ``custom``, identified by their content).
+    The test data: ``dataset`` (a name, read from ``data_dir``), or the caller's own ``x`` and ``y`` tensors or
+    ``loader`` (e.g. a ``DataLoader`` yielding (images, labels) in [0, 1], unshuffled), stored under the dataset
+    name ``custom`` and identified by their content.
     ``source``: the black-box source model (an ``EvalModel`` or module), or ``None`` for no transfer rows.
     ``mean``/``std``: normalisation for an ``nn.Module`` that expects normalised input (applied in front of
     it, so attacks work in [0, 1] pixels). ``label`` names a module in tables (default: from its identity).
@@ -207,8 +222,10 @@ def evaluate(
         return l2_list if attack.norm == "l2" else eps_list
 
     target = as_target(model, label=label, mean=mean, std=std)
-    if (dataset is None) == (x is None and y is None):
-        raise UserError("give the test data either as dataset=NAME or as x=IMAGES, y=LABELS (not both)")
+    if sum([dataset is not None, x is not None or y is not None, loader is not None]) != 1:
+        raise UserError("give the test data one way: dataset=NAME, x=IMAGES with y=LABELS, or loader= (batches of images and labels)")
+    if loader is not None:
+        x, y = _from_loader(loader)
     own = tensor_dataset(x, y) if dataset is None else None
     dataset = dataset or "custom"
     if target.info.get("dataset") not in (None, dataset) and own is None:
