@@ -154,3 +154,24 @@ def test_trusted_pickled_module_loads_with_a_warning(small_files, tmp_path):
                 "--mean", "0.3", "--std", "0.4", "--n", "20", "--attacks", "fgsm", "--no-lipschitz", "--no-progress")
     assert r.returncode == 0, r.stderr
     assert "runs whatever code" in r.stderr
+
+
+def test_forgotten_normalisation_gets_a_hint(small_files, tmp_path):
+    """A model that expects 0-255 pixels scores near chance on [0, 1] inputs: eval says what to pass."""
+    model, _ = small_files
+
+    class Expects255(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = model
+
+        def forward(self, x):
+            return self.net((x / 255 - MEAN[0]) / STD[0])
+
+    path = tmp_path / "expects255.pt"
+    torch.jit.save(torch.jit.trace(Expects255().eval(), torch.rand(1, 1, 8, 8)), str(path))
+    common = ["eval", "--checkpoint", str(path), "--dataset", "digits", "--workspace", str(tmp_path), "--n", "100", "--attacks", "fgsm", "--no-lipschitz", "--no-progress"]
+    r = run_cli(*common)
+    assert r.returncode == 0 and "If the model expects normalised inputs, pass --mean/--std (digits's: --mean" in r.stderr, r.stdout[:600]
+    ok = run_cli(*common, "--mean", "0", "--std", str(1 / 255))
+    assert ok.returncode == 0 and "note: clean accuracy" not in ok.stderr

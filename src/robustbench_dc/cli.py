@@ -422,6 +422,9 @@ def cmd_eval(args: argparse.Namespace, *, lipschitz_only: bool = False) -> int:
                                              batch_size=args.batch_size, straight_through=tuple(n.strip() for n in args.straight_through.split(",") if n.strip()),
                                              progress=progress)  # fmt: skip
     bar.close()
+    hint = clean_accuracy_hint(target, frame, args.dataset, normalised=args.mean is not None)
+    if hint:
+        print(f"note: {hint}", file=sys.stderr)
     if not lipschitz_only:
         _records(args, target, frame)
     if getattr(args, "save_per_example", None):
@@ -447,6 +450,29 @@ def cmd_eval(args: argparse.Namespace, *, lipschitz_only: bool = False) -> int:
             print()
             print(tabulate([[d.status.upper(), d.name, d.summary] for d in diagnostics], headers=["status", "gradient-masking diagnostic", "numbers"]))
     return 0
+
+
+def clean_accuracy_hint(target, frame, dataset: str, *, normalised: bool) -> str:
+    """A likely input mistake, from clean accuracy: far below the model card's, or near chance for a third-party
+    model evaluated without --mean/--std (the usual cause: a model that expects normalised inputs)."""
+    from robustbench_dc.data import dataset_info
+    from robustbench_dc.stats import wilson_interval
+
+    clean = frame[frame["attack"] == "none"]
+    if clean.empty:
+        return ""
+    acc, n = float(clean["accuracy"].iloc[0]), int(clean["n"].iloc[0])
+    _, high = wilson_interval(int(round(acc * n)), n)
+    card = target.info.get("clean_test_accuracy")
+    if card is not None and high < card - 0.05:
+        return (f"clean accuracy {100 * acc:.1f}% (95% CI up to {100 * high:.1f}%) is far below the {100 * card:.1f}% its card records: "
+                "is this the test data it was trained for (--dataset, --data-dir)?")  # fmt: skip
+    if not target.is_zoo and not normalised and acc < 0.5:
+        info = dataset_info(dataset)
+        return (f"clean accuracy is only {100 * acc:.1f}%. If the model expects normalised inputs, pass --mean/--std "
+                f"({dataset}'s: --mean {','.join(f'{m:g}' for m in info.mean)} --std {','.join(f'{s:g}' for s in info.std)}); "
+                "inputs are pixels in [0, 1], so a model trained on 0-255 pixels needs its own scaling in front")  # fmt: skip
+    return ""
 
 
 def _records(args: argparse.Namespace, target, frame) -> None:
