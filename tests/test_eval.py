@@ -233,3 +233,27 @@ def test_model_record_and_robust_accuracy_in_the_card(digits_models, tmp_path):
     from robustbench_dc.checkpoint import load_checkpoint
 
     load_checkpoint(ws / "models/digits/baseline/natural/cnn9-w0.25-seed0")  # the card stays a valid card
+
+
+def test_adversarial_examples_are_saved_with_their_figure(digits_models, tmp_path):
+    import shutil
+
+    from PIL import Image
+    from safetensors import safe_open
+
+    out, ws = tmp_path / "adv", tmp_path / "ws"
+    shutil.copytree(digits_models["workspace"] / "models", ws / "models")
+    r = run_cli("eval", "--model", "baseline", "--dataset", "digits", "--workspace", str(ws), "--n", "40", "--eps", "16/255",
+                "--attacks", "fgsm,pgd", "--source", "none", "--no-lipschitz", "--no-progress", "--json", "--save-adversarials", str(out))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    rows = {row["attack"]: row for row in json.loads(r.stdout)["results"]}
+    assert sorted(p.name for p in out.iterdir()) == ["examples.png", "fgsm-16over255.safetensors", "pgd-16over255.safetensors"]
+    with safe_open(str(out / "fgsm-16over255.safetensors"), "pt") as f:
+        adv, labels, pred, idx = f.get_tensor("adversarial"), f.get_tensor("labels"), f.get_tensor("predictions"), f.get_tensor("indices")
+        assert f.metadata()["attack"] == "fgsm" and float(f.metadata()["eps"]) == pytest.approx(16 / 255)
+    test = load_dataset("digits", "test")
+    clean = test.float_images()[idx]
+    assert float((adv - clean).abs().max()) <= 16 / 255 + 1e-6 and torch.equal(labels, test.labels[idx])
+    assert float((pred == labels).float().mean()) == pytest.approx(rows["fgsm"]["accuracy"])  # the very examples the cell counted
+    with Image.open(out / "examples.png") as im:
+        im.verify()

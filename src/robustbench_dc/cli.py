@@ -162,6 +162,8 @@ def _add_eval(sub) -> None:
     p.add_argument("--no-lipschitz", action="store_true")
     p.add_argument("--recompute", action="store_true", help="recompute cells already in the result store")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--save-adversarials", metavar="DIR", help="write each white-box attack's adversarial images (safetensors, with labels, "
+                   "test indices and predictions) and examples.png, clean next to adversarial; the attacks run again for this")
     p.add_argument("--save-model-record", metavar="FILE", help="write a record per eps in RobustBench's model_info fields (clean, robust and AutoAttack accuracy) as JSON")
     p.add_argument("--save-per-example", metavar="FILE", help="write one CSV row per (cell, test image): index in the test split, right or wrong")
     p.add_argument("--diagnostics", action="store_true", help="run the gradient-masking diagnostics (stronger attacks, BPDA, eps sweep, gradient health)")
@@ -427,6 +429,8 @@ def cmd_eval(args: argparse.Namespace, *, lipschitz_only: bool = False) -> int:
         print(f"note: {hint}", file=sys.stderr)
     if not lipschitz_only:
         _records(args, target, frame)
+    if getattr(args, "save_adversarials", None):
+        _save_adversarials(args, target, frame, progress)
     if getattr(args, "save_per_example", None):
         from pathlib import Path
 
@@ -450,6 +454,24 @@ def cmd_eval(args: argparse.Namespace, *, lipschitz_only: bool = False) -> int:
             print()
             print(tabulate([[d.status.upper(), d.name, d.summary] for d in diagnostics], headers=["status", "gradient-masking diagnostic", "numbers"]))
     return 0
+
+
+def _save_adversarials(args: argparse.Namespace, target, frame, progress) -> None:
+    from pathlib import Path
+
+    import torch
+
+    from robustbench_dc.adversarials import save_adversarials
+    from robustbench_dc.data import load_dataset
+    from robustbench_dc.workspace import cache_dir, workspace_dir
+
+    runs = sorted({(r.attack, float(r.eps)) for r in frame.itertuples() if r.threat == "white-box" and r.attack != "none" and not r.source})
+    test = load_dataset(args.dataset, "test", args.data_dir, cache_dir=cache_dir(workspace_dir(args.workspace)))
+    indices = frame.attrs["test_indices"]
+    sub = test.select(torch.tensor(indices))
+    paths = save_adversarials(target, sub.float_images(), sub.labels, indices, runs, Path(args.save_adversarials), backend=args.backend,
+                              seed=args.subset_seed, device=args.device, batch_size=args.batch_size, progress=progress)  # fmt: skip
+    print(f"adversarial examples: {len(paths)} files in {args.save_adversarials}", file=sys.stderr)
 
 
 def clean_accuracy_hint(target, frame, dataset: str, *, normalised: bool) -> str:

@@ -1,0 +1,72 @@
+"""Adversarial examples as files: what an evaluation's white-box attacks produce, for inspection or for other
+tools, and a figure of clean next to adversarial images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from safetensors.torch import save_file
+
+from robustbench_dc import __version__
+from robustbench_dc.attacks import DEFAULT_ATTACK_BATCH_SIZE, eps_label, get_attack, run_attack
+from robustbench_dc.devices import placed, resolve_device
+from robustbench_dc.files import atomic_write
+from robustbench_dc.inference import predict
+from robustbench_dc.targets import EvalModel
+
+
+def save_adversarials(target: EvalModel, images: torch.Tensor, labels: torch.Tensor, indices: Sequence[int], runs: list[tuple[str, float]],
+                      out_dir: Path, *, backend: str = "torchattacks", seed: int = 0, device: Any = "auto",
+                      batch_size: int = DEFAULT_ATTACK_BATCH_SIZE, progress: Callable[[str], None] | None = None) -> list[Path]:  # fmt: skip
+    """For each (attack, eps) in ``runs``: ``ATTACK-EPS.safetensors`` with the adversarial images (float32 in [0, 1]),
+    the labels, the test-split indices and the model's predictions, its metadata naming the model and the attack;
+    and ``examples.png``, the first images clean and adversarial. The attacks run again, with the seed the
+    evaluation used (the same examples where the device computes deterministically)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written, shown = [], []
+    with placed([target.module], resolve_device(device)):
+        clean_pred = predict(target.module, images, batch_size)
+        for name, eps in runs:
+            attack = get_attack(name)
+            if progress is not None:
+                progress(f"adversarial examples: {name} at {eps_label(eps, name)}")
+            adv = run_attack(attack, target.module, images, labels, eps, backend=backend, seed=seed, batch_size=batch_size)
+            pred = predict(target.module, adv, batch_size)
+            meta = {"model": target.label, "function_id": target.function_id, "attack": name, "params": json.dumps(attack.params(eps), sort_keys=True),
+                    "eps": repr(eps), "backend": backend, "seed": str(seed), "robustbench_dc": __version__}  # fmt: skip
+            tensors = {"adversarial": adv.float().contiguous(), "labels": labels.long().contiguous(), "indices": torch.tensor(list(indices)),
+                       "predictions": pred.long().contiguous()}  # fmt: skip
+            path = out_dir / f"{name}-{eps_label(eps, name).replace('/', 'over').replace(' ', '')}.safetensors"
+            atomic_write(path, lambda tmp, t=tensors, m=meta: save_file(t, str(tmp), metadata=m))
+            written.append(path)
+            shown.append((f"{name} {eps_label(eps, name)}", adv, pred))
+    if shown:
+        figure = out_dir / "examples.png"
+        atomic_write(figure, lambda tmp: _figure(images, labels, clean_pred, shown, tmp))
+        written.append(figure)
+    return written
+
+
+def _figure(images: torch.Tensor, labels: torch.Tensor, clean_pred: torch.Tensor, rows: list[tuple[str, torch.Tensor, torch.Tensor]], path: Path,
+            columns: int = 8) -> None:  # fmt: skip
+    from robustbench_dc.reports.plots import _pyplot
+
+    plt = _pyplot()
+    k = min(columns, images.shape[0])
+    fig, axes = plt.subplots(1 + len(rows), k, figsize=(1.3 * k, 1.5 * (1 + len(rows))), squeeze=False)
+    for r, (title, imgs, pred) in enumerate([("clean", images, clean_pred)] + rows):
+        for c in range(k):
+            ax = axes[r][c]
+            img = imgs[c].permute(1, 2, 0).clamp(0, 1).numpy()
+            ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None, vmin=0, vmax=1)
+            ok = int(pred[c]) == int(labels[c])
+            ax.set_title(f"{int(pred[c])}{'' if ok else ' ✗'}", fontsize=8, color="black" if ok else "#D55E00")
+            ax.set_xticks([]), ax.set_yticks([])
+        axes[r][0].set_ylabel(title, fontsize=8)
+    fig.suptitle("predicted class per image (✗: wrong; true labels: " + " ".join(str(int(y)) for y in labels[:k]) + ")", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, format="png")
+    plt.close(fig)
