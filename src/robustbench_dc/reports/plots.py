@@ -64,3 +64,21 @@ def plot_lipschitz(rows: list[tuple[str, float, float]], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def plot_differences(rows: list[tuple[str, float, float, float]], path: Path, title: str) -> None:
+    """``rows``: (label, difference in points, low, high) of paired comparisons: a forest plot around zero."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 0.4 * len(rows) + 1.2))
+    ys = list(range(len(rows)))[::-1]
+    for y, (_, diff, low, high) in zip(ys, rows):
+        colour = "#0072B2" if low > 0 else "#D55E00" if high < 0 else "#777777"
+        ax.errorbar([diff], [y], xerr=[[diff - low], [high - diff]], fmt="o", color=colour, capsize=3)
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_yticks(ys, [r[0] for r in rows], fontsize=8)
+    ax.set_xlabel("difference in accuracy, points (paired 95% interval)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -18,7 +18,7 @@ from robustbench_dc.errors import UserError
 from robustbench_dc.files import atomic_write_bytes
 from robustbench_dc.reports.claims import claims, compare, masking_notes, surviving_claims
 from robustbench_dc.reports.paper import ATTACK_ROWS, PAPER_COLUMNS, PAPER_TRAINING, display, paper_tables, paper_value
-from robustbench_dc.reports.plots import plot_accuracy, plot_lipschitz
+from robustbench_dc.reports.plots import plot_accuracy, plot_differences, plot_lipschitz
 from robustbench_dc.reports.render import Block, render_html, render_markdown, render_text
 from robustbench_dc.results.query import AmbiguousResults, Entry, Results, aggregate
 from robustbench_dc.targets import PROTOCOL_SOURCE, describe
@@ -69,6 +69,11 @@ def table7_8(cell: _Tables, threat: str, paper: pd.DataFrame, table: int) -> tup
                 row += [c.text() if c else "-", f"{p:.2f}" if p is not None else "-", f"{c.mean - p:+.2f}" if c and p is not None else "-"]
             rows.append(row)
     return headers, rows
+
+
+def _difference(cell: _Tables, model: str, training: str, attack: str):
+    a, b = cell(model, training, "white-box", attack), cell("baseline", training, "white-box", attack)
+    return compare(a, b) if a is not None and b is not None else None
 
 
 def _lipschitz(results: Results) -> tuple[list[str], list[list[str]], list[tuple[str, float, float]]]:
@@ -387,6 +392,11 @@ def build_report(
                         "holds when the difference's interval lies within the tolerance."))  # fmt: skip
     cl = claims(cell)
     blocks.append(("table", (["claim", "verdict", "our numbers"], [[c.text, c.verdict, c.evidence] for c in cl])))
+    rows = [(f"{display(m)} - Baseline, {PAPER_TRAINING[tr]}, {at.upper()}", d.diff, d.low, d.high) for tr in PAPER_TRAINING for at in ("fgsm", "bim")
+            for m in models if m != "baseline" for d in [_difference(cell, m, tr, at)] if d is not None]  # fmt: skip
+    if rows:
+        plot_differences(rows, out / "differences.png", f"White-box accuracy minus the baseline's at {eps_label(eps)} (paired)")
+        blocks.append(("img", ("differences.png", "Each model's white-box accuracy minus the baseline's, with the paired 95% interval (blue: above zero, vermilion: below, grey: includes zero)")))
     blocks.append(("p", "Gradient masking check (FGSM gain that BIM removes):"))
     blocks.append(("list", masking_notes(cell, models) or ["No model shows a white-box FGSM advantage of 10 points or more that BIM halves."]))
     blocks.append(("h2", "Label leaking"))

@@ -15,8 +15,8 @@ from robustbench_dc.attacks.specs import eps_label
 from robustbench_dc.checkpoint import CARD_FILE
 from robustbench_dc.diagnostics.checks import diagnose, measured_from_cells
 from robustbench_dc.files import atomic_write_bytes
-from robustbench_dc.reports.claims import STRONG_CHECKS, Claim, difference_claim
-from robustbench_dc.reports.plots import plot_accuracy
+from robustbench_dc.reports.claims import STRONG_CHECKS, Claim, compare, difference_claim
+from robustbench_dc.reports.plots import plot_accuracy, plot_differences
 from robustbench_dc.reports.render import Block, render_html, render_markdown
 from robustbench_dc.reports.report import PROTOCOL_DOC, export_frame
 from robustbench_dc.results.query import Aggregate, Results
@@ -112,6 +112,18 @@ def claim_results(cells: StudyCells) -> list[Claim]:
         eps = c.eps or study.table_eps
         a, b = cells(c.better, c.training, c.threat, c.attack, eps), cells(c.than, c.training, c.threat, c.attack, eps)
         out.append(difference_claim(c.describe(study.table_eps), a, b, c.by, (c.better, c.than), ((c.better, c.training),)))
+    return out
+
+
+def differences(cells: StudyCells) -> list[tuple[str, float, float, float]]:
+    """Each claim's paired difference (first model minus second, points) with its 95% interval, where measured."""
+    study, out = cells.study, []
+    for c in study.claims:
+        eps = c.eps or study.table_eps
+        a, b = cells(c.better, c.training, c.threat, c.attack, eps), cells(c.than, c.training, c.threat, c.attack, eps)
+        d = compare(a, b) if a is not None and b is not None else None
+        if d is not None:
+            out.append((f"{c.better} - {c.than}, {c.training}, {c.threat} {c.attack} @ {eps_label(eps, c.attack)}", d.diff, d.low, d.high))
     return out
 
 
@@ -223,6 +235,10 @@ def build_study_report(study: Study, *, workspace: str | Path | None, out_dir: s
         blocks.append(("p", "A claim holds ('reproduced') when the paired difference reaches the stated gap and its 95% interval excludes "
                             f"zero: exact McNemar on per-image outcomes for one seed, a paired t-interval over seeds for several ({PROTOCOL_DOC}, section 4)."))  # fmt: skip
         blocks.append(("table", (["claim", "verdict", "our numbers"], [[c.text, c.verdict, c.evidence] for c in claim_results(cells)])))
+        rows = differences(cells)
+        if rows:
+            plot_differences(rows, out / "differences.png", "Paired differences behind the claims (first model minus second)")
+            blocks.append(("img", ("differences.png", "Paired difference and 95% interval of each claim (blue: above zero, vermilion: below, grey: includes zero)")))
     blocks.append(("h2", "Gradient-masking diagnostics"))
     blocks.append(("p", f"At eps {eps_label(study.table_eps)} ({PROTOCOL_DOC}, section 5). Check 5 attacks hard decisions (gates, region "
                         "masks) through their soft relaxation as well: its numbers give PGD-20 with the true gradients (which stop at "
