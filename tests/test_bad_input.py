@@ -212,3 +212,29 @@ def test_torchscript_models_get_diagnostics_without_per_layer_hooks(digits_model
     diags, _ = run_diagnostics(from_module(scripted, label="scripted"), dataset="digits", n=60, square_queries=10, eps=32 / 255, source=None,
                                workspace=tmp_path)  # fmt: skip
     assert {d.name: d.status for d in diags}["gradient health"] in ("pass", "warn")  # computed, no hook error
+
+
+def test_every_option_has_help_with_its_default_and_dataset_is_inferred(digits_models, tmp_path):
+    import argparse
+    import shutil
+
+    from robustbench_dc.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, command in sub.choices.items():
+        undocumented = [a.option_strings for a in command._actions if a.option_strings and not a.help]
+        assert not undocumented, (name, undocumented)
+        text = command.format_help()
+        for a in command._actions:
+            if a.option_strings and a.default not in (None, False, "", [], argparse.SUPPRESS):
+                assert "default" in (a.help or "") or f"(default: {a.default})" in " ".join(text.split()), (name, a.option_strings)
+    ws = tmp_path / "ws"
+    shutil.copytree(digits_models["workspace"] / "models", ws / "models")
+    r = run_cli("eval", "--model", "baseline", "--workspace", str(ws), "--n", "30", "--attacks", "fgsm", "--source", "none", "--no-lipschitz", "--no-progress")
+    assert r.returncode == 0 and "baseline" in r.stdout, r.stderr  # --dataset digits, the only one in the store
+    r = run_cli("eval", "--checkpoint", str(ws / "models/digits/baseline/natural/cnn9-w0.25-seed0"), "--workspace", str(ws))
+    assert r.returncode == 2 and "--checkpoint needs --dataset" in r.stderr
+    (ws / "models" / "cifar10").mkdir()
+    r = run_cli("report", "--workspace", str(ws))
+    assert r.returncode == 2 and "give --dataset: the store" in r.stderr and "cifar10, digits" in r.stderr

@@ -29,7 +29,7 @@ def test_report_has_tables_paper_numbers_claims_and_plots(small_store, tmp_path,
         assert needle in text, needle
     assert "reproduced" in text
     assert "no evaluated eps brings our naturally trained baseline within 2 points" in text  # digits never fall to the paper's 18.82%
-    for png in ("accuracy_vs_eps.png", "lipschitz.png"):
+    for png in ("accuracy_vs_eps.png", "lipschitz.png", "differences.png"):
         with Image.open(tmp_path / png) as im:
             im.verify()
         if fmt == "markdown":

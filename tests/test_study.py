@@ -82,7 +82,7 @@ def test_two_models_with_one_zoo_name_are_reported_from_their_own_cells(tmp_path
     text = path.read_text()
     assert "| attack" in text and "plain" in text and "gated" in text and "Executed blocks (ConvNet-AIG gates)" in text
     assert "gated (natural) resists white-box fgsm at 8/255 better than plain by at least 1 points" in text
-    assert "dc-robust study tiny.toml" in text and "not trained yet" not in text.lower()
+    assert "dc-robust study tiny.toml" in text and "not trained yet" not in text.lower() and "](differences.png)" in text
     frame = pd.read_csv(tmp_path / "report" / "results.csv")
     assert set(frame["function"]) <= {m.model.function_id for m in measured}  # no other model's cells (the sources are not targets)
 

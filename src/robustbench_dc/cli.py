@@ -88,7 +88,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N or mps (default: auto)")
     p.add_argument("--data-dir", help="where the dataset lives (CIFAR-10: torchvision batches or train/ and test/ image folders)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true", help="log what is reused, trained and computed")
 
 
 def _add_train(sub) -> None:
@@ -101,14 +101,14 @@ def _add_train(sub) -> None:
     p.add_argument("--arch-option", type=parse_option, action="append", default=[], metavar="KEY=VALUE",
                    help="an architecture option, repeatable, e.g. target_rate=0.5 for convnet-aig (see dc-robust models --zoo)")
     p.add_argument("--width", type=parse_positive, default=1.0, help="channel-width multiplier (default: 1.0)")
-    p.add_argument("--dataset", required=True, choices=[d for d in DATASETS if d != "synthetic"])
-    p.add_argument("--training", default="natural", choices=REGIMES)
+    p.add_argument("--dataset", required=True, choices=[d for d in DATASETS if d != "synthetic"], help="the training data")
+    p.add_argument("--training", default="natural", choices=REGIMES, help="training regime, docs/protocol.md section 3")
     p.add_argument("--eps", type=parse_fraction, default=8 / 255, help="adversarial training epsilon (default 8/255)")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--epochs", type=int, default=10, help="passes over the training set")
+    p.add_argument("--batch-size", type=int, default=128, help="training batch size")
     p.add_argument("--lr", type=parse_positive, default=0.1, help="peak learning rate (default: 0.1)")
-    p.add_argument("--schedule", default="onecycle", choices=SCHEDULES)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--schedule", default="onecycle", choices=SCHEDULES, help="learning-rate schedule")
+    p.add_argument("--seed", type=int, default=0, help="training seed (weights, data order, augmentation)")
     p.add_argument("--train-subset", type=int, default=None, help="train on this many images (a fixed seeded subset)")
     p.add_argument("--weight-projection", action="store_true", help="renormalise decoupled kernels after every step")
     p.add_argument("--recalibration-batches", type=int, default=50,
@@ -121,12 +121,14 @@ def _add_train(sub) -> None:
 
 def _add_models(sub) -> None:
     p = sub.add_parser("models", help="list the trained models in the store (or the zoo with --zoo)")
-    p.add_argument("--workspace")
+    p.add_argument("--workspace", help="the store to list (default: $DC_ROBUST_WORKSPACE or ./dc-robust-workspace)")
     p.add_argument("--zoo", action="store_true", help="list the model names and architectures one can train")
 
 
 def _model_options(p: argparse.ArgumentParser) -> None:
     """Which model: one from the store, or a file (ours or third-party)."""
+    from robustbench_dc.names import ARCHITECTURES, DATASETS
+
     p.add_argument("--model", help="zoo model name, looked up in the store with --dataset/--training/--seed "
                    "(with --checkpoint FILE --arch: the zoo model to build for the state dict, default baseline)")
     p.add_argument("--checkpoint", help="a checkpoint of ours (directory or card.json), a state dict (.pt/.pth) or safetensors file "
@@ -138,11 +140,11 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input-size", type=int, help="checked against the dataset")
     p.add_argument("--trust-checkpoint", action="store_true", help="allow a full pickled module: this runs code from the file")
     p.add_argument("--label", help="name of a third-party model in tables and reports (default: file name)")
-    p.add_argument("--dataset", default="cifar10")
+    p.add_argument("--dataset", choices=DATASETS, help="test data; default: the one dataset the store holds models of (required for --checkpoint)")
     p.add_argument("--training", default="natural", help="training label in the store: natural, fgsm, kurakin, pgd, fgsm-rs (default natural)")
     p.add_argument("--seed", type=int, default=0, help="seed of the model to look up")
-    p.add_argument("--arch", default=None)
-    p.add_argument("--width", type=parse_positive, default=None)
+    p.add_argument("--arch", default=None, choices=ARCHITECTURES, help="architecture of the model to look up, or to build for a state dict")
+    p.add_argument("--width", type=parse_positive, default=None, help="width of the model to look up, or to build for a state dict (default: any; 1 to build)")
 
 
 def _add_eval(sub) -> None:
@@ -155,11 +157,11 @@ def _add_eval(sub) -> None:
     p.add_argument("--eps", type=parse_eps_list, default=[8 / 255], help="comma-separated L-inf epsilons, e.g. 2/255,4/255,8/255 (default: 8/255)")
     p.add_argument("--eps-l2", type=parse_l2_eps_list, default=None, help="comma-separated epsilons of the L2 attacks (fgm, pgd-l2), e.g. 0.25,0.5")
     p.add_argument("--n", type=parse_n, default=1000, help="number of test images (a fixed seeded subset), or 'all'")
-    p.add_argument("--subset-seed", type=int, default=0)
-    p.add_argument("--backend", default="torchattacks", choices=list(BACKENDS))
+    p.add_argument("--subset-seed", type=int, default=0, help="seed of the test subset and of randomised attacks")
+    p.add_argument("--backend", default="torchattacks", choices=list(BACKENDS), help="library that carries out the attacks")
     p.add_argument("--source", default="default", help="black-box source: 'default' (the protocol source: natural baseline of the same recipe, seed + 1, trained first if missing), "
                    "'none', a zoo name or a checkpoint path")
-    p.add_argument("--no-lipschitz", action="store_true")
+    p.add_argument("--no-lipschitz", action="store_true", help="skip the Lipschitz estimates")
     p.add_argument("--recompute", action="store_true", help="recompute cells already in the result store")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.add_argument("--save-adversarials", metavar="DIR", help="write each white-box attack's adversarial images (safetensors, with labels, "
@@ -177,21 +179,23 @@ def _add_lipschitz(sub) -> None:
     p = sub.add_parser("lipschitz", help="Lipschitz estimates of a trained model (local, gradient norm, global bound)")
     _common(p)
     _model_options(p)
-    p.add_argument("--eps", type=parse_fraction, default=8 / 255)
+    p.add_argument("--eps", type=parse_fraction, default=8 / 255, help="radius of the local estimate (default: 8/255)")
     p.add_argument("--n", type=int, default=200, help="test images for the local and gradient estimates")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
 
 
 def _add_report(sub) -> None:
+    from robustbench_dc.names import DATASETS
+
     p = sub.add_parser("report", help="build the report (Tables 7 and 8 next to the paper's) from the result store")
-    p.add_argument("--workspace")
-    p.add_argument("--dataset", default="cifar10")
+    p.add_argument("--workspace", help="the store to report on (default: $DC_ROBUST_WORKSPACE or ./dc-robust-workspace)")
+    p.add_argument("--dataset", choices=DATASETS, help="default: the one dataset the store holds results of")
     p.add_argument("--arch", default=None, help="only models of this architecture")
     p.add_argument("--width", type=float, default=None, help="only models of this width")
     p.add_argument("--eps", type=parse_fraction, default=8 / 255, help="epsilon of the tables (default 8/255)")
     p.add_argument("--n", type=int, default=None, help="the test-subset size of the table cells, when the store holds several")
     p.add_argument("--out", help="output directory (default WORKSPACE/reports/DATASET)")
-    p.add_argument("--format", default="markdown", choices=["markdown", "html"])
+    p.add_argument("--format", default="markdown", choices=["markdown", "html"], help="report format (default: markdown)")
 
 
 def _add_reproduce(sub) -> None:
@@ -202,7 +206,7 @@ def _add_reproduce(sub) -> None:
     p.add_argument("--preset", default="smoke", choices=list(PRESETS), help="smoke: digits, minutes; quick: CIFAR-10, about 30 minutes on 2 CPU cores; paper: full width, for one GPU (default: smoke)")
     p.add_argument("--seeds", default=None, help="comma-separated training seeds, e.g. 0,1,2 (default: the preset's: 0 for smoke, 0,1,2 for quick and paper)")
     p.add_argument("--out", help="report directory (default WORKSPACE/reports/PRESET)")
-    p.add_argument("--format", default="markdown", choices=["markdown", "html"])
+    p.add_argument("--format", default="markdown", choices=["markdown", "html"], help="report format (default: markdown)")
     _executor_options(p)
 
 
@@ -293,8 +297,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from robustbench_dc.reports.report import build_report
     from robustbench_dc.workspace import reports_dir, workspace_dir
 
+    _infer_dataset(args, "models")
     out = Path(args.out) if args.out else reports_dir(workspace_dir(args.workspace), args.dataset)
-    command = " ".join(["dc-robust", "report", "--dataset", args.dataset, "--eps", eps_label(args.eps)] + (["--arch", args.arch] if args.arch else [])
+    command = " ".join(["dc-robust", "report", "--dataset", args.dataset, "--eps", eps_label(args.eps)] + (["--workspace", args.workspace] if args.workspace else []) + (["--arch", args.arch] if args.arch else [])
                        + (["--width", f"{args.width:g}"] if args.width else []) + (["--n", str(args.n)] if args.n else [])
                        + (["--format", args.format] if args.format != "markdown" else []))  # fmt: skip
     path = build_report(workspace=args.workspace, dataset=args.dataset, out_dir=out, eps=args.eps, arch=args.arch, width=args.width,
@@ -358,6 +363,21 @@ def _reproduce(preset, args: argparse.Namespace, command: str) -> int:
     return 0
 
 
+def _infer_dataset(args: argparse.Namespace, what: str) -> None:
+    """``--dataset`` when not given: the one dataset the store holds models (or results) of."""
+    if args.dataset is not None:
+        return
+    from robustbench_dc.workspace import models_dir, workspace_dir
+
+    if getattr(args, "checkpoint", None):
+        raise UserError("--checkpoint needs --dataset (the test data to evaluate it on)")
+    ws = workspace_dir(args.workspace)
+    found = sorted(d.name for d in models_dir(ws).iterdir() if d.is_dir()) if models_dir(ws).is_dir() else []
+    if len(found) != 1:
+        raise UserError(f"give --dataset: the store {ws} holds {what} of {', '.join(found) if found else 'no dataset'}")
+    args.dataset = found[0]
+
+
 def _target(args: argparse.Namespace):
     from robustbench_dc.checkpoint import resolve_checkpoint
     from robustbench_dc.data import dataset_info
@@ -386,6 +406,7 @@ def cmd_eval(args: argparse.Namespace, *, lipschitz_only: bool = False) -> int:
     from robustbench_dc.evaluation import evaluate
     from robustbench_dc.reports.tables import eval_tables
 
+    _infer_dataset(args, "models")
     target = _target(args)
     bar = _progress_bar(not args.no_progress, unit="cell", bar_format="{desc} [{elapsed}]")
     as_lines = not args.no_progress and bar.disable  # not a terminal: one line per computed cell instead of a bar
@@ -598,12 +619,24 @@ COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], 
 }
 
 
+class _DefaultsHelp(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless it already states it (or there is none to state)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, "", [], argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return f"{text} (default: {action.default})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dc-robust", description="Adversarial robustness of Decoupled Networks.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add, _ in COMMANDS.values():
         add(sub)
+    for command in sub.choices.values():
+        command.formatter_class = _DefaultsHelp
     return parser
 
 
