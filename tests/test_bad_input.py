@@ -238,3 +238,17 @@ def test_every_option_has_help_with_its_default_and_dataset_is_inferred(digits_m
     (ws / "models" / "cifar10").mkdir()
     r = run_cli("report", "--workspace", str(ws))
     assert r.returncode == 2 and "give --dataset: the store" in r.stderr and "cifar10, digits" in r.stderr
+
+
+def test_a_failed_download_is_one_clear_error(tmp_path, monkeypatch):
+    import torchvision
+
+    from robustbench_dc.data import load_dataset
+    from robustbench_dc.errors import DataNotFoundError
+
+    def offline(*args, **kwargs):
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried http://example.invalid/")
+
+    monkeypatch.setattr(torchvision.datasets, "FashionMNIST", offline)
+    with pytest.raises(DataNotFoundError, match=r"could not download fashion-mnist into .* \(Error downloading train-images-idx3-ubyte.gz:\); check the network"):
+        load_dataset("fashion-mnist", "test", tmp_path / "fm", download=True)

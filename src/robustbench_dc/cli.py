@@ -88,6 +88,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N or mps (default: auto)")
     p.add_argument("--data-dir", help="where the dataset lives (CIFAR-10: torchvision batches or train/ and test/ image folders)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--download", action="store_true", help="allow downloading the dataset where it is missing (CIFAR-10, MNIST, Fashion-MNIST)")
     p.add_argument("-v", "--verbose", action="store_true", help="log what is reused, trained and computed")
 
 
@@ -116,7 +117,6 @@ def _add_train(sub) -> None:
     p.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="training autocast: auto = bf16 where the device supports it, else fp32; fp16 needs CUDA (default: auto)")
     p.add_argument("--channels-last", default="auto", choices=["auto", "yes", "no"], help="memory layout for training (default: auto)")
-    p.add_argument("--download", action="store_true", help="allow downloading the dataset")
 
 
 def _add_models(sub) -> None:
@@ -261,7 +261,10 @@ def cmd_study(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise UserError(f"--seeds takes comma-separated integers, got {args.seeds!r}") from exc
     if study.dataset == "cifar10" and not args.data_dir and not args.report_only:
-        raise UserError(f"study {study.name!r} needs CIFAR-10: pass --data-dir DIR (torchvision batches or train/ and test/ image folders)")
+        raise UserError(f"study {study.name!r} needs CIFAR-10: pass --data-dir DIR (torchvision batches or train/ and test/ image folders; "
+                        "with --download, torchvision's copy is fetched into it)")  # fmt: skip
+    if not args.report_only:
+        _fetch(args, study.dataset, ("train", "test"))
     from robustbench_dc.reports.study_report import build_study_report
     from robustbench_dc.workspace import reports_dir, workspace_dir
 
@@ -331,7 +334,9 @@ def _reproduce(preset, args: argparse.Namespace, command: str) -> int:
     if not seeds:
         raise UserError("--seeds needs at least one seed")
     if preset.dataset == "cifar10" and not args.data_dir:
-        raise UserError(f"preset {preset.name!r} needs CIFAR-10: pass --data-dir DIR (torchvision batches or train/ and test/ image folders)")
+        raise UserError(f"preset {preset.name!r} needs CIFAR-10: pass --data-dir DIR (torchvision batches or train/ and test/ image folders; "
+                        "with --download, torchvision's copy is fetched into it)")  # fmt: skip
+    _fetch(args, preset.dataset, ("train", "test"))
     stages = plan(preset, seeds)
     bar = _progress_bar(not args.no_progress, total=len(stages), unit="stage")
     t0 = time.perf_counter()
@@ -361,6 +366,17 @@ def _reproduce(preset, args: argparse.Namespace, command: str) -> int:
     print(summary_tables(workspace=args.workspace, dataset=preset.dataset, eps=preset.table_eps, arch=preset.arch, width=preset.width, n=preset.n))
     print(f"\nreport: {path}")
     return 0
+
+
+def _fetch(args: argparse.Namespace, dataset: str, splits: tuple[str, ...] = ("test",)) -> None:
+    """With --download: get the dataset now, before any work, where it is missing."""
+    if not getattr(args, "download", False):
+        return
+    from robustbench_dc.data import load_dataset
+    from robustbench_dc.workspace import cache_dir, workspace_dir
+
+    for split in splits:
+        load_dataset(dataset, split, args.data_dir, download=True, cache_dir=cache_dir(workspace_dir(args.workspace)))
 
 
 def _infer_dataset(args: argparse.Namespace, what: str) -> None:
@@ -407,6 +423,7 @@ def cmd_eval(args: argparse.Namespace, *, lipschitz_only: bool = False) -> int:
     from robustbench_dc.reports.tables import eval_tables
 
     _infer_dataset(args, "models")
+    _fetch(args, args.dataset)
     target = _target(args)
     bar = _progress_bar(not args.no_progress, unit="cell", bar_format="{desc} [{elapsed}]")
     as_lines = not args.no_progress and bar.disable  # not a terminal: one line per computed cell instead of a bar

@@ -209,7 +209,7 @@ def _idx_dataset(info: DatasetInfo, split: str, data_dir, download: bool) -> Ima
             raise UserError("--download needs --data-dir: where to put the files")
         import torchvision
 
-        getattr(torchvision.datasets, tv_name)(str(data_dir), train=split == "train", download=True)
+        _download(lambda: getattr(torchvision.datasets, tv_name)(str(data_dir), train=split == "train", download=True), info.name, data_dir)
     image_stem, label_stem = _IDX_STEMS[split]
     image_path, label_path = _find_idx(image_stem, dirs), _find_idx(label_stem, dirs)
     if image_path is None or label_path is None:
@@ -238,6 +238,16 @@ def _idx_dataset(info: DatasetInfo, split: str, data_dir, download: bool) -> Ima
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 
 
+def _download(fetch, name: str, into) -> None:
+    """torchvision's download, its network failures as one clear error."""
+    try:
+        fetch()
+    except (RuntimeError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataNotFoundError(f"could not download {name} into {into} ({first}); check the network, or put the files there "
+                                "yourself and run again without --download") from exc  # fmt: skip
+
+
 def _cifar10(info: DatasetInfo, split: str, data_dir, download: bool, cache_dir) -> ImageDataset:
     if data_dir is None:
         raise DataNotFoundError(
@@ -249,7 +259,7 @@ def _cifar10(info: DatasetInfo, split: str, data_dir, download: bool, cache_dir)
     if download and not batches.is_dir():
         import torchvision
 
-        torchvision.datasets.CIFAR10(str(root), train=split == "train", download=True)
+        _download(lambda: torchvision.datasets.CIFAR10(str(root), train=split == "train", download=True), info.name, root)
     if batches.is_dir():
         import torchvision
 
