@@ -192,7 +192,7 @@ def test_evaluate_the_callers_own_tensors(digits_models, tmp_path):
     assert len(named) == 2  # the named dataset is other data (all 360 images): its own cells
     with pytest.raises(UserError, match=r"pixels in \[0, 1\]"):
         evaluate(module, x=x * 255, y=y, workspace=tmp_path)
-    with pytest.raises(UserError, match="either as dataset=NAME or as x=IMAGES"):
+    with pytest.raises(UserError, match="give the test data one way: dataset=NAME, x=IMAGES with y=LABELS, or loader="):
         evaluate(module, dataset="digits", x=x, y=y, workspace=tmp_path)
 
 
