@@ -73,3 +73,10 @@ def test_a_data_loader_gives_the_same_cells_as_the_tensors(model_and_data, tmp_p
         evaluate(model, x=x, y=y, loader=[(x, y)], workspace=tmp_path)
     with pytest.raises(UserError, match="not \\(images, labels\\) tensors"):
         evaluate(model, loader=[{"image": x}], workspace=tmp_path)
+
+
+def test_progress_messages_count_the_cells(model_and_data, tmp_path):
+    model, x, y = model_and_data
+    messages = []
+    frame = evaluate(model, x=x, y=y, attacks=["fgsm", "fgm"], eps=[8 / 255, 16 / 255], eps_l2=0.5, workspace=tmp_path, lipschitz=False, n=None, progress=messages.append)
+    assert len(frame) == 4 and [m.rsplit("(", 1)[1] for m in messages] == [f"cell {k} of 4)" for k in range(1, 5)]

@@ -62,6 +62,7 @@ class _Context:
     progress: Callable[[str], None]
     batch_size: int
     provenance: dict[str, Any]
+    planned: int = 0  # cells this call reads or computes, for "cell k of n" in progress messages
     rows: list[dict[str, Any]] = field(default_factory=list)
 
     def key(self, subset: Subset, **fields: Any) -> CellKey:
@@ -76,7 +77,8 @@ class _Context:
     def cell(self, key: CellKey, compute: Callable[[], dict[str, Any]], source: EvalModel | None = None) -> StoredCell:
         def announce(k: CellKey) -> None:
             eps = f" at {eps_label(k.eps, k.attack)}" if k.eps else ""
-            self.progress(f"{self.target.label}: {k.threat} {k.attack}{eps}")
+            count = f" (cell {len(self.rows) + 1} of {self.planned})" if self.planned else ""
+            self.progress(f"{self.target.label}: {k.threat} {k.attack}{eps}{count}")
 
         stored = self.store.cell(key, compute, provenance=self.provenance, recompute=self.recompute, on_compute=announce)
         self.rows.append(result_row(stored, self.target.label, source.title if source else ""))
@@ -250,8 +252,9 @@ def evaluate(
         subset = Subset(len(sub), len(test), subset_seed)
         with ResultStore(ws) as store:
             provenance = {"label": target.label, "device": describe_device(dev), "environment": environment()}
+            planned = 1 + sum(len(eps_of(a)) * (1 + (src is not None and a.transferable)) for a in attack_objs) + 3 * lipschitz
             ctx = _Context(store, ws, target, test, test.content_sha256(), role, backend, recompute, progress or (lambda _: None),
-                           batch_size, provenance)  # fmt: skip
+                           batch_size, provenance, planned)  # fmt: skip
             store.put_function(target.function_id, {**target.info, "data_source": target.info.get("data_source") or test.source})
             ctx.cell(ctx.key(subset, kind="accuracy", threat="none", attack="none"), lambda: accuracy_metrics(predict(target.module, images, batch_size), labels))
             for attack in attack_objs:
