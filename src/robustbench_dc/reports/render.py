@@ -97,3 +97,16 @@ def render_html(blocks: Sequence[Block], out: Path) -> str:
              "td.good{background:#cde9df}td.bad{background:#f6dfb3}td.mid{background:#e3ddef}td.none{color:#777}"
              "img{max-width:100%}nav#toc{background:#fafafa;border:1px solid #ddd;padding:.5em 1em;margin:1em 0}pre{background:#f6f6f6;padding:.5em}")  # fmt: skip
     return f"<!doctype html><html><head><meta charset='utf-8'><title>robustbench-dc report</title><style>{style}</style></head><body>{page}</body></html>\n"
+
+
+def write_report(blocks: Sequence[Block], out: Path, fmt: str) -> Path:
+    """``out/REPORT.md`` or ``out/report.html`` (its images embedded), written atomically; returns its path."""
+    from robustbench_dc.files import atomic_write_bytes
+
+    if fmt == "markdown":
+        path = out / "REPORT.md"
+        atomic_write_bytes(path, render_markdown(blocks).encode())
+    else:
+        path = out / "report.html"
+        atomic_write_bytes(path, render_html(blocks, out).encode())
+    return path

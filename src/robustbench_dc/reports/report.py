@@ -19,7 +19,7 @@ from robustbench_dc.files import atomic_write_bytes
 from robustbench_dc.reports.claims import claims, compare, masking_notes, surviving_claims
 from robustbench_dc.reports.paper import ATTACK_ROWS, PAPER_COLUMNS, PAPER_TRAINING, display, paper_tables, paper_value
 from robustbench_dc.reports.plots import plot_accuracy, plot_differences, plot_lipschitz
-from robustbench_dc.reports.render import Block, render_html, render_markdown, render_text
+from robustbench_dc.reports.render import Block, render_text, write_report
 from robustbench_dc.results.query import AmbiguousResults, Entry, Results, aggregate
 from robustbench_dc.targets import PROTOCOL_SOURCE, describe
 
@@ -423,10 +423,4 @@ def build_report(
     blocks += _provenance(results, n, other_n, command, preset_note, stage_times)
     blocks.append(("p", "Machine-readable: results.csv, results.json (one row per result cell, per seed, with its full identity)."))
 
-    if fmt == "markdown":
-        path = out / "REPORT.md"
-        atomic_write_bytes(path, render_markdown(blocks).encode())
-    else:
-        path = out / "report.html"
-        atomic_write_bytes(path, render_html(blocks, out).encode())
-    return path
+    return write_report(blocks, out, fmt)

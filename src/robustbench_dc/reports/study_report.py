@@ -17,7 +17,7 @@ from robustbench_dc.diagnostics.checks import diagnose, measured_from_cells
 from robustbench_dc.files import atomic_write_bytes
 from robustbench_dc.reports.claims import STRONG_CHECKS, Claim, compare, difference_claim
 from robustbench_dc.reports.plots import plot_accuracy, plot_differences
-from robustbench_dc.reports.render import Block, render_html, render_markdown
+from robustbench_dc.reports.render import Block, write_report
 from robustbench_dc.reports.report import PROTOCOL_DOC, export_frame
 from robustbench_dc.results.query import Aggregate, Results
 from robustbench_dc.study import Study, Target, load_target, targets
@@ -246,10 +246,4 @@ def build_study_report(study: Study, *, workspace: str | Path | None, out_dir: s
     blocks += diagnostics_blocks(diagnostics_by_model(cells))
     blocks += _provenance(cells, results, command or f"dc-robust study {study.path}", missing, times)
     blocks.append(("p", "Machine-readable: results.csv, results.json (one row per result cell of these models, with its full identity)."))
-    if fmt == "markdown":
-        path = out / "REPORT.md"
-        atomic_write_bytes(path, render_markdown(blocks).encode())
-    else:
-        path = out / "report.html"
-        atomic_write_bytes(path, render_html(blocks, out).encode())
-    return path
+    return write_report(blocks, out, fmt)
