@@ -9,6 +9,9 @@ from typing import Callable
 from robustbench_dc.reports.paper import PAPER_TRAINING, display
 from robustbench_dc.results.query import Aggregate
 
+#: colour-blind-safe (Okabe & Ito 2008); every line also has its own marker and dash pattern
+OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
+
 
 def _pyplot():
     import matplotlib
@@ -25,6 +28,7 @@ def plot_accuracy(cell: Callable[[str, str, str, str, float | None], Aggregate |
     plt = _pyplot()
     fig, axes = plt.subplots(len(trainings), len(attacks), figsize=(5 * len(attacks), 4 * len(trainings)), sharex=True, sharey=True, squeeze=False)
     markers = "osD^vP*X"
+    colours = OKABE_ITO
     for i, training in enumerate(trainings):
         for j, attack in enumerate(attacks):
             ax = axes[i][j]
@@ -35,7 +39,8 @@ def plot_accuracy(cell: Callable[[str, str, str, str, float | None], Aggregate |
                     continue
                 ax.errorbar([x for x, _ in pts], [c.mean for _, c in pts],
                             yerr=[[max(0.0, c.mean - c.low) for _, c in pts], [max(0.0, c.high - c.mean) for _, c in pts]],
-                            marker=markers[mi % len(markers)], linestyle=("-", "--", ":", "-.")[mi % 4], capsize=3, label=label(m))  # fmt: skip
+                            marker=markers[mi % len(markers)], linestyle=("-", "--", ":", "-.")[mi % 4], color=colours[mi % len(colours)],
+                            capsize=3, label=label(m))  # fmt: skip
             ax.set_title(f"{trainings[training]} training, white-box {attack.upper()}")
             ax.grid(alpha=0.3)
             if i == len(trainings) - 1:
