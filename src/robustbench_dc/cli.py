@@ -288,7 +288,7 @@ def cmd_study(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else reports_dir(workspace_dir(args.workspace), f"study-{study.name}")
     command = " ".join(["dc-robust", "study", str(args.study)] + (["--seeds", args.seeds] if args.seeds else [])
                        + (["--data-dir", "DIR"] if args.data_dir else []) + (["--format", args.format] if args.format != "markdown" else []))  # fmt: skip
-    path = build_study_report(study, workspace=args.workspace, out_dir=out, data_dir=args.data_dir, command=command, times=times, fmt=args.format)
+    path = build_study_report(study, workspace=args.workspace, out_dir=out, command=command, times=times, fmt=args.format)
     print(f"report: {path}")
     return 0
 

@@ -67,19 +67,25 @@ class EvalJob:
         return [c for c in (self.target, self.source) if c is not None]
 
 
-def run_job(job: EvalJob, workspace: Path, data_dir: Any = None, device: Any = "auto", progress: Callable[[str], None] | None = None) -> None:
-    """Evaluate one job into ``workspace``'s store (its checkpoints must be there)."""
+def job_target(job: EvalJob, workspace: Path):
+    """The model a job evaluates: its zoo checkpoint in ``workspace`` (trained before), or its third-party file."""
     from robustbench_dc.data import dataset_info
-    from robustbench_dc.diagnostics.run import run_diagnostics
-    from robustbench_dc.evaluation import evaluate
     from robustbench_dc.external import load_external
     from robustbench_dc.targets import from_checkpoint
 
     if job.target is not None:
-        target = from_checkpoint(checkpoint_dir(job.target, workspace))
-    else:
-        path, kwargs = job.external
-        target = load_external(path, dataset_info(job.dataset), **kwargs)
+        return from_checkpoint(checkpoint_dir(job.target, workspace))
+    path, kwargs = job.external
+    return load_external(path, dataset_info(job.dataset), **kwargs)
+
+
+def run_job(job: EvalJob, workspace: Path, data_dir: Any = None, device: Any = "auto", progress: Callable[[str], None] | None = None) -> None:
+    """Evaluate one job into ``workspace``'s store (its checkpoints must be there)."""
+    from robustbench_dc.diagnostics.run import run_diagnostics
+    from robustbench_dc.evaluation import evaluate
+    from robustbench_dc.targets import from_checkpoint
+
+    target = job_target(job, workspace)
     source = None if job.source is None else from_checkpoint(checkpoint_dir(job.source, workspace))
     kw = dict(dataset=job.dataset, source=source, workspace=workspace, data_dir=data_dir, device=device, progress=progress)
     evaluate(target, attacks=job.attacks, eps=job.eps, eps_l2=job.eps_l2 or None, n=job.n, lipschitz_n=job.lipschitz_n, **kw)

@@ -57,8 +57,7 @@ from robustbench_dc import names
 from robustbench_dc.errors import UserError
 from robustbench_dc.executors import EvalJob, Executor, LocalExecutor
 from robustbench_dc.planning import protocol_source_training
-from robustbench_dc.targets import EvalModel, from_checkpoint
-from robustbench_dc.train import TrainConfig, train
+from robustbench_dc.train import TrainConfig
 from robustbench_dc.workspace import workspace_dir
 
 #: TrainConfig fields a study sets per model or per regime and seed, not in ``[training]``
@@ -288,17 +287,6 @@ def trainings(study: Study) -> list[TrainConfig]:
     if study.source == "protocol":
         configs += [protocol_source_training(c.to_dict()) for c in configs]
     return list({json.dumps(c.to_dict(), sort_keys=True): c for c in configs}.values())
-
-
-def load_target(study: Study, t: Target, workspace: Path, data_dir: Any = None, device: Any = "auto") -> EvalModel:
-    """The model behind a target: trained (or found) in the store, or read from its checkpoint."""
-    if t.config is not None:
-        return from_checkpoint(train(t.config, workspace=workspace, data_dir=data_dir, device=device))
-    from robustbench_dc.data import dataset_info
-    from robustbench_dc.external import load_external
-
-    path, kwargs = external_spec(study, study.model(t.label))
-    return load_external(path, dataset_info(study.dataset), **kwargs)
 
 
 def external_spec(study: Study, m: StudyModel) -> tuple[str, dict[str, Any]]:

@@ -8,19 +8,19 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from robustbench_dc import names
 from robustbench_dc.attacks.specs import eps_label
 from robustbench_dc.checkpoint import CARD_FILE
 from robustbench_dc.diagnostics.checks import diagnose, measured_from_cells
+from robustbench_dc.executors import job_target
 from robustbench_dc.files import atomic_write_bytes
 from robustbench_dc.reports.claims import STRONG_CHECKS, Claim, compare, difference_claim
 from robustbench_dc.reports.plots import plot_accuracy, plot_differences
 from robustbench_dc.reports.render import Block, write_report
 from robustbench_dc.reports.report import PROTOCOL_DOC, export_frame
 from robustbench_dc.results.query import Aggregate, Results
-from robustbench_dc.study import Study, Target, load_target, targets
+from robustbench_dc.study import Study, Target, jobs, targets
 from robustbench_dc.targets import PROTOCOL_SOURCE, EvalModel
 from robustbench_dc.train import checkpoint_dir
 from robustbench_dc.workspace import workspace_dir
@@ -59,14 +59,14 @@ class StudyCells:
         return sel.single(f"{label} {training} {threat} {attack}" + ("" if eps is None else f" at eps {eps_label(eps)}"))
 
 
-def measured_targets(study: Study, workspace: Path, data_dir: Any = None) -> tuple[list[_Measured], list[str]]:
+def measured_targets(study: Study, workspace: Path) -> tuple[list[_Measured], list[str]]:
     """The study's models that exist (trained ones from the store, never trained here), and what is missing."""
     found, missing = [], []
-    for t in targets(study):
+    for t, job in zip(targets(study), jobs(study)):  # one job per target, in the same order
         if t.config is not None and not (checkpoint_dir(t.config, workspace) / CARD_FILE).exists():
             missing.append(f"{t.label} {t.training} seed {t.seed}")
             continue
-        found.append(_Measured(t, load_target(study, t, workspace, data_dir, device="cpu")))
+        found.append(_Measured(t, job_target(job, workspace)))
     return found, missing
 
 
@@ -202,11 +202,11 @@ def _provenance(cells: StudyCells, results: Results, command: str, missing: list
             ("p", "Regenerate this report with:"), ("code", command)]  # fmt: skip
 
 
-def build_study_report(study: Study, *, workspace: str | Path | None, out_dir: str | Path, data_dir: Any = None, command: str = "",
+def build_study_report(study: Study, *, workspace: str | Path | None, out_dir: str | Path, command: str = "",
                        times: dict[str, float] | None = None, fmt: str = "markdown") -> Path:  # fmt: skip
     """Write the study's report (REPORT.md or report.html), its figure and results.csv/json into ``out_dir``."""
     ws = workspace_dir(workspace)
-    measured, missing = measured_targets(study, ws, data_dir)
+    measured, missing = measured_targets(study, ws)
     results = Results.load(ws, study.dataset)
     cells = StudyCells(study, results, measured)
     out = Path(out_dir)
