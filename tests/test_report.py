@@ -108,3 +108,19 @@ def test_html_report_renders_in_a_headless_browser(small_store, tmp_path):
     assert "class=\"num\"" in dom and ("class=\"good\"" in dom or "class=\"bad\"" in dom)
     text = html.unescape(re.sub(r"<[^>]+>", " ", dom[dom.index("<body>") :]))
     assert not re.search(r"\bnan\b|\bNaN\b|\{'|\bNone\b", text), re.search(r".{40}(\bnan\b|\bNaN\b|\{'|\bNone\b).{40}", text)
+
+
+def test_lipschitz_plot_is_local_smoothness_against_robust_accuracy(tmp_path, monkeypatch):
+    from robustbench_dc.reports import plots
+    from robustbench_dc.results.query import Aggregate
+
+    figures = []
+    plt = plots._pyplot()
+    monkeypatch.setattr(plt, "close", figures.append)
+    acc = [Aggregate(mean=m, std=0.0, low=m - 3, high=m + 3, seeds=1, n=100) for m in (40.0, 55.0, 20.0)]
+    points = [("Baseline", "natural", 3.1, acc[0]), ("TanhConv", "natural", 1.2, acc[1]), ("Baseline", "adversarial", 0.4, acc[2])]
+    plots.plot_lipschitz(points, tmp_path / "l.png", "white-box BIM at 8/255")
+    (ax,) = figures[0].axes
+    assert ax.get_xscale() == "log" and "BIM at 8/255" in ax.get_ylabel()
+    drawn = sorted((float(line.get_xdata()[0]), float(line.get_ydata()[0])) for line in ax.lines if line.get_marker() != "_")  # caps are "_" lines
+    assert drawn == [(0.4, 20.0), (1.2, 55.0), (3.1, 40.0)]  # one point per (model, training), at (local L, accuracy)

@@ -15,6 +15,7 @@ from robustbench_dc.attacks import DEFAULT_ATTACK_BATCH_SIZE, eps_label, get_att
 from robustbench_dc.devices import placed, resolve_device
 from robustbench_dc.files import atomic_write
 from robustbench_dc.inference import predict
+from robustbench_dc.progress import as_progress, counter
 from robustbench_dc.targets import EvalModel
 
 
@@ -27,13 +28,14 @@ def save_adversarials(target: EvalModel, images: torch.Tensor, labels: torch.Ten
     evaluation used (the same examples where the device computes deterministically)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written, shown = [], []
+    report = as_progress(progress)
     with placed([target.module], resolve_device(device)):
         clean_pred = predict(target.module, images, batch_size)
         for name, eps in runs:
             attack = get_attack(name)
-            if progress is not None:
-                progress(f"adversarial examples: {name} at {eps_label(eps, name)}")
-            adv = run_attack(attack, target.module, images, labels, eps, backend=backend, seed=seed, batch_size=batch_size)
+            report(f"adversarial examples: {name} at {eps_label(eps, name)}")
+            adv = run_attack(attack, target.module, images, labels, eps, backend=backend, seed=seed, batch_size=batch_size,
+                             on_batch=counter(report, images.shape[0], "images"), on_detail=report.detail)  # fmt: skip
             pred = predict(target.module, adv, batch_size)
             meta = {"model": target.label, "function_id": target.function_id, "attack": name, "params": json.dumps(attack.params(eps), sort_keys=True),
                     "eps": repr(eps), "backend": backend, "seed": str(seed), "robustbench_dc": __version__}  # fmt: skip

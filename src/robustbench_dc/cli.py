@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 from robustbench_dc import __version__
 from robustbench_dc.errors import UserError
+from robustbench_dc.progress import Progress
 
 log = logging.getLogger("robustbench_dc")
 
@@ -270,20 +271,11 @@ def cmd_study(args: argparse.Namespace) -> int:
 
     times = None
     if not args.report_only:
-        bar = _progress_bar(not args.no_progress, unit="stage")
-        as_lines = not args.no_progress and bar.disable
+        bars = _Bars(not args.no_progress, "stage")
         t0 = time.perf_counter()
-
-        def on_stage(i: int, total: int, label: str) -> None:
-            if as_lines:
-                print(f"[{i + 1}/{total}] {label}", file=sys.stderr, flush=True)
-            bar.total, bar.n = total, i
-            bar.set_description_str(label)
-            bar.refresh()
-
-        times = run_study(study, workspace=args.workspace, data_dir=args.data_dir, device=args.device, executor=_executor(args), on_stage=on_stage,
-                          on_progress=lambda message: bar.set_postfix_str(message[-60:]))  # fmt: skip
-        bar.close()
+        times = run_study(study, workspace=args.workspace, data_dir=args.data_dir, device=args.device, executor=_executor(args),
+                          on_stage=bars.stage, on_progress=bars)  # fmt: skip
+        bars.close()
         times["total"] = time.perf_counter() - t0
     out = Path(args.out) if args.out else reports_dir(workspace_dir(args.workspace), f"study-{study.name}")
     command = " ".join(["dc-robust", "study", str(args.study)] + (["--seeds", args.seeds] if args.seeds else [])
@@ -338,25 +330,11 @@ def _reproduce(preset, args: argparse.Namespace, command: str) -> int:
                         "with --download, torchvision's copy is fetched into it)")  # fmt: skip
     _fetch(args, preset.dataset, ("train", "test"))
     stages = plan(preset, seeds)
-    bar = _progress_bar(not args.no_progress, total=len(stages), unit="stage")
+    bars = _Bars(not args.no_progress, "stage", total=len(stages))
     t0 = time.perf_counter()
-
-    as_lines = not args.no_progress and bar.disable  # not a terminal: one line per stage instead of a bar
-
-    def on_stage(i: int, total: int, label: str) -> None:
-        if as_lines:
-            print(f"[{i + 1}/{total}] {label}", file=sys.stderr, flush=True)
-        bar.n = i
-        bar.set_description_str(label)
-        bar.refresh()
-
-    def on_progress(message: str) -> None:
-        bar.set_postfix_str(message[-60:])
-
     times = reproduce(preset, seeds=seeds, workspace=args.workspace, data_dir=args.data_dir, device=args.device, executor=_executor(args),
-                      on_stage=on_stage, on_progress=on_progress)  # fmt: skip
-    bar.n = len(stages)
-    bar.close()
+                      on_stage=bars.stage, on_progress=bars)  # fmt: skip
+    bars.close()
     out = Path(args.out) if args.out else reports_dir(workspace_dir(args.workspace), preset.name)
     command += (f" --seeds {','.join(map(str, seeds))}" if seeds != preset.seeds else "") + (" --data-dir DIR" if args.data_dir else "")
     times["total"] = time.perf_counter() - t0
@@ -425,14 +403,7 @@ def cmd_eval(args: argparse.Namespace, *, lipschitz_only: bool = False) -> int:
     _infer_dataset(args, "models")
     _fetch(args, args.dataset)
     target = _target(args)
-    bar = _progress_bar(not args.no_progress, unit="cell", bar_format="{desc} [{elapsed}]")
-    as_lines = not args.no_progress and bar.disable  # not a terminal: one line per computed cell instead of a bar
-
-    def progress(message: str) -> None:
-        if as_lines:
-            print(message, file=sys.stderr, flush=True)
-        bar.set_description_str(message)
-        bar.update(1)
+    progress = _Bars(not args.no_progress, "cell")
 
     diagnostics = []
     if lipschitz_only:
@@ -461,14 +432,14 @@ def cmd_eval(args: argparse.Namespace, *, lipschitz_only: bool = False) -> int:
                                              workspace=args.workspace, data_dir=args.data_dir, device=args.device,
                                              batch_size=args.batch_size, straight_through=tuple(n.strip() for n in args.straight_through.split(",") if n.strip()),
                                              progress=progress)  # fmt: skip
-    bar.close()
+    progress.close()
     hint = clean_accuracy_hint(target, frame, args.dataset, normalised=args.mean is not None)
     if hint:
         print(f"note: {hint}", file=sys.stderr)
     if not lipschitz_only:
         _records(args, target, frame)
     if getattr(args, "save_adversarials", None):
-        _save_adversarials(args, target, frame, progress)
+        _save_adversarials(args, target, frame)
     if getattr(args, "save_per_example", None):
         from pathlib import Path
 
@@ -494,7 +465,7 @@ def cmd_eval(args: argparse.Namespace, *, lipschitz_only: bool = False) -> int:
     return 0
 
 
-def _save_adversarials(args: argparse.Namespace, target, frame, progress) -> None:
+def _save_adversarials(args: argparse.Namespace, target, frame) -> None:
     from pathlib import Path
 
     import torch
@@ -507,8 +478,10 @@ def _save_adversarials(args: argparse.Namespace, target, frame, progress) -> Non
     test = load_dataset(args.dataset, "test", args.data_dir, cache_dir=cache_dir(workspace_dir(args.workspace)))
     indices = frame.attrs["test_indices"]
     sub = test.select(torch.tensor(indices))
+    bars = _Bars(not args.no_progress, "file")
     paths = save_adversarials(target, sub.float_images(), sub.labels, indices, runs, Path(args.save_adversarials), backend=args.backend,
-                              seed=args.subset_seed, device=args.device, batch_size=args.batch_size, progress=progress)  # fmt: skip
+                              seed=args.subset_seed, device=args.device, batch_size=args.batch_size, progress=bars)  # fmt: skip
+    bars.close()
     print(f"adversarial examples: {len(paths)} files in {args.save_adversarials}", file=sys.stderr)
 
 
@@ -559,6 +532,66 @@ def _progress_bar(enabled: bool, **kwargs: Any):
 
     # disable=None: no bar when stderr is not a terminal (logs, CI), where redraws would pile up as text
     return tqdm(disable=None if enabled else True, dynamic_ncols=True, file=sys.stderr, **kwargs)
+
+
+class _Bars(Progress):
+    """Nested bars on stderr: outside, the steps (result cells of an ``eval``, files, or the stages of a study) with
+    their count and ETA; inside, the current step's images attacked or training batches, with rate and ETA, and
+    what a batch is doing (AutoAttack's components). Not a terminal: one line per step and per detail."""
+
+    def __init__(self, enabled: bool, unit: str, total: int | None = None) -> None:
+        self.enabled, self.unit = enabled, unit
+        self.outer = _progress_bar(enabled, unit=unit, total=total, position=0)
+        self.as_lines = enabled and self.outer.disable
+        self.inner = None
+
+    def _say(self, line: str) -> None:
+        if self.as_lines:
+            print(line, file=sys.stderr, flush=True)
+
+    def stage(self, i: int, total: int, label: str) -> None:
+        """A stage of a study begins (its ``on_stage``)."""
+        self._say(f"[{i + 1}/{total}] {label}")
+        self.outer.total, self.outer.n = total, i
+        self.outer.set_description_str(label)
+        self.outer.set_postfix_str("")
+        self._end_inner()
+
+    def position(self, done: int, total: int) -> None:
+        if self.unit != "stage":
+            self.outer.total, self.outer.n = total, done
+            self.outer.refresh()
+
+    def __call__(self, message: str) -> None:
+        self._say(message)
+        if self.unit != "stage":
+            self.outer.set_description_str(message)
+        else:
+            self.outer.set_postfix_str(message[-60:])
+        self._end_inner()
+
+    def advance(self, done: int, total: int, unit: str) -> None:
+        if self.inner is None:
+            self.inner = _progress_bar(self.enabled, unit=unit, total=total, position=1, leave=False)
+        elif done < self.inner.n or total != self.inner.total:
+            self.inner.reset(total=total)
+        self.inner.unit = unit
+        self.inner.update(done - self.inner.n)
+
+    def detail(self, message: str) -> None:
+        self._say(f"  {message}")
+        (self.inner or self.outer).set_postfix_str(message)
+
+    def _end_inner(self) -> None:
+        if self.inner is not None:
+            self.inner.close()
+            self.inner = None
+
+    def close(self) -> None:
+        self._end_inner()
+        if self.outer.total is not None:
+            self.outer.n = self.outer.total
+        self.outer.close()
 
 
 def cmd_train(args: argparse.Namespace) -> int:

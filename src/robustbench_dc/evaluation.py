@@ -28,6 +28,7 @@ from robustbench_dc.errors import UserError
 from robustbench_dc.files import atomic_write, environment
 from robustbench_dc.inference import predict
 from robustbench_dc.models.layers import with_normalization
+from robustbench_dc.progress import Progress, as_progress, counter
 from robustbench_dc.results.cells import ROLES, CellKey, Subset, attack_params, canonical_json
 from robustbench_dc.results.store import ResultStore, StoredCell
 from robustbench_dc.stats import wilson_interval
@@ -59,7 +60,7 @@ class _Context:
     role: str
     backend: str
     recompute: bool
-    progress: Callable[[str], None]
+    progress: Progress
     batch_size: int
     provenance: dict[str, Any]
     planned: int = 0  # cells this call reads or computes, for "cell k of n" in progress messages
@@ -78,11 +79,17 @@ class _Context:
         def announce(k: CellKey) -> None:
             eps = f" at {eps_label(k.eps, k.attack)}" if k.eps else ""
             count = f" (cell {len(self.rows) + 1} of {self.planned})" if self.planned else ""
+            self.progress.position(len(self.rows), self.planned)
             self.progress(f"{self.target.label}: {k.threat} {k.attack}{eps}{count}")
 
         stored = self.store.cell(key, compute, provenance=self.provenance, recompute=self.recompute, on_compute=announce)
         self.rows.append(result_row(stored, self.target.label, source.title if source else ""))
         return stored
+
+    def attacked(self, attack: Attack, module: nn.Module, images: Tensor, labels: Tensor, eps: float, seed: int) -> Tensor:
+        """``run_attack`` with this evaluation's backend and batch size, reporting its batches to the progress."""
+        return run_attack(attack, module, images, labels, eps, backend=self.backend, seed=seed, batch_size=self.batch_size,
+                          on_batch=counter(self.progress, images.shape[0], "images"), on_detail=self.progress.detail)  # fmt: skip
 
 
 def result_row(cell: StoredCell, label: str, source_label: str = "") -> dict[str, Any]:
@@ -203,7 +210,8 @@ def evaluate(
     ``eps_l2``: the eps of L2 attacks (``fgm``, ``pgd-l2``), in L2 units; ``eps`` is every other attack's (L-inf).
     ``role`` keeps table, diagnostics and transfer-matrix cells apart. ``device``: ``auto`` (CUDA, else MPS,
     else CPU) or a device; the model (and source) are moved there. ``batch_size``: images per attack batch.
-    Attacks run in fp32.
+    ``progress``: a callback hearing a message per computed cell, or a ``robustbench_dc.progress.Progress``
+    that also hears each attack's batches. Attacks run in fp32.
     """
     ws = workspace_dir(workspace)
     eps_list = [float(eps)] if isinstance(eps, (int, float)) else [float(e) for e in eps]
@@ -253,15 +261,15 @@ def evaluate(
         with ResultStore(ws) as store:
             provenance = {"label": target.label, "device": describe_device(dev), "environment": environment()}
             planned = 1 + sum(len(eps_of(a)) * (1 + (src is not None and a.transferable)) for a in attack_objs) + 3 * lipschitz
-            ctx = _Context(store, ws, target, test, test.content_sha256(), role, backend, recompute, progress or (lambda _: None),
+            ctx = _Context(store, ws, target, test, test.content_sha256(), role, backend, recompute, as_progress(progress),
                            batch_size, provenance, planned)  # fmt: skip
             store.put_function(target.function_id, {**target.info, "data_source": target.info.get("data_source") or test.source})
             ctx.cell(ctx.key(subset, kind="accuracy", threat="none", attack="none"), lambda: accuracy_metrics(predict(target.module, images, batch_size), labels))
             for attack in attack_objs:
                 threat = "white-box" if attack.access == "white-box" else "black-box"
                 for e in eps_of(attack):
-                    ctx.cell(ctx.attack_key(subset, attack, e, threat), lambda a=attack, e=e: accuracy_metrics(predict(target.module, run_attack(
-                        a, target.module, images, labels, e, backend=backend, seed=subset_seed, batch_size=batch_size), batch_size), labels))  # fmt: skip
+                    ctx.cell(ctx.attack_key(subset, attack, e, threat), lambda a=attack, e=e: accuracy_metrics(
+                        predict(target.module, ctx.attacked(a, target.module, images, labels, e, subset_seed), batch_size), labels))  # fmt: skip
             if src is not None:
                 store.put_function(src.function_id, src.info)
                 for attack in [a for a in attack_objs if a.transferable]:
@@ -314,7 +322,7 @@ def _transfer_examples(ctx: _Context, src: EvalModel, attack: Attack, eps: float
             return load_file(str(path))["images"]
         except Exception:  # noqa: BLE001  (a damaged cache file is recomputed, never trusted)
             path.unlink(missing_ok=True)
-    adv = run_attack(attack, src.module, images, labels, eps, backend=ctx.backend, seed=key.subset.seed, batch_size=ctx.batch_size)
+    adv = ctx.attacked(attack, src.module, images, labels, eps, key.subset.seed)
     atomic_write(path, lambda tmp: save_file({"images": adv.contiguous()}, str(tmp)))
     return adv
 

@@ -32,6 +32,7 @@ from typing import Any, Callable, Protocol
 from robustbench_dc.checkpoint import CARD_FILE
 from robustbench_dc.errors import UserError
 from robustbench_dc.files import atomic_write_bytes
+from robustbench_dc.progress import as_progress
 from robustbench_dc.results.cells import CellKey
 from robustbench_dc.results.store import ResultStore
 from robustbench_dc.train import TrainConfig, checkpoint_dir, train
@@ -109,17 +110,19 @@ class LocalExecutor:
             on_stage: OnStage | None = None, on_progress: Callable[[str], None] | None = None) -> dict[str, float]:  # fmt: skip
         times = {"train": 0.0, "eval": 0.0}
         total = len(trainings) + len(jobs)
+        progress = as_progress(on_progress)
         for i, config in enumerate(trainings):
             if on_stage is not None:
                 on_stage(i, total, _train_label(config))
             t0 = time.perf_counter()
-            train(config, workspace=workspace, data_dir=data_dir, device=device)
+            train(config, workspace=workspace, data_dir=data_dir, device=device,
+                  on_batch=lambda s, c=config: progress.advance(s.epoch * s.batches + s.batch + 1, c.epochs * s.batches, "batches"))
             times["train"] += time.perf_counter() - t0
         for j, job in enumerate(jobs):
             if on_stage is not None:
                 on_stage(len(trainings) + j, total, f"evaluate {job.label}")
             t0 = time.perf_counter()
-            run_job(job, workspace, data_dir, device, on_progress)
+            run_job(job, workspace, data_dir, device, progress)
             times["eval"] += time.perf_counter() - t0
         return times
 

@@ -70,12 +70,14 @@ def run_attack(
     seed: int = 0,
     batch_size: int = DEFAULT_ATTACK_BATCH_SIZE,
     on_batch: Callable[[int], None] | None = None,
+    on_detail: Callable[[str], None] | None = None,
 ) -> Tensor:
     """Adversarial versions of ``images`` (float in [0, 1], returned on the CPU); the model is attacked in eval
     mode on its own device, in fp32, and its mode restored.
 
     ``eps == 0`` returns the images unchanged. Randomness (PGD starts, Square) is seeded by ``seed`` and
-    leaves the global generators as they were.
+    leaves the global generators as they were. ``on_batch`` hears each finished batch's size, ``on_detail`` what
+    a batch is doing where an attack has parts (AutoAttack's component attacks).
     """
     if not (0 <= eps <= 1 if attack.norm == "linf" else 0 <= eps < float("inf")):
         raise UserError(f"eps must be in [0, 1] (pixel units), got {eps}" if attack.norm == "linf" else f"L2 eps must be a finite number >= 0, got {eps}")
@@ -97,12 +99,12 @@ def run_attack(
                 x, y = images[i : i + batch_size].to(device, copy=True), labels[i : i + batch_size].to(device)
                 if attack.predicted_labels:
                     y = predict(model, x).to(device)
-                adv = craft(attack, attacked, x, y, eps)
+                adv = craft(attack, attacked, x, y, eps, on_detail)
                 for _ in range(restarts - 1):
                     still_right = (predict(model, adv) == y.cpu()).to(device)
                     if not still_right.any():
                         break
-                    again = craft(attack, attacked, x[still_right], y[still_right], eps)
+                    again = craft(attack, attacked, x[still_right], y[still_right], eps, on_detail)
                     adv[still_right] = again
                 out.append(adv.cpu())
                 if on_batch is not None:

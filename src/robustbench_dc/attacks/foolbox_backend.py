@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 from torch import Tensor, nn
 
 from robustbench_dc.attacks.specs import BIM, FGM, FGSM, PGD, PGDL2, Attack
@@ -10,7 +12,8 @@ from robustbench_dc.errors import UserError
 NAME = "foolbox"
 
 
-def craft(attack: Attack, model: nn.Module, images: Tensor, labels: Tensor, eps: float) -> Tensor:
+def craft(attack: Attack, model: nn.Module, images: Tensor, labels: Tensor, eps: float, on_detail: Callable[[str], None] | None = None) -> Tensor:
+    """Adversarial images for one batch (``on_detail`` is unused: these attacks have no components to announce)."""
     try:
         import foolbox as fb
     except ImportError as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -10,8 +12,12 @@ from robustbench_dc.attacks.specs import APGDCE, BIM, FGM, FGSM, PGD, PGDL2, Att
 NAME = "torchattacks"
 
 
-def craft(attack: Attack, model: nn.Module, images: Tensor, labels: Tensor, eps: float) -> Tensor:
-    """Adversarial images for one batch; randomness comes from torch's global generator (seeded by the caller)."""
+AUTOATTACK_COMPONENTS = ("apgd-ce", "apgd-t", "fab-t", "square")  # the standard version, in the order it runs them
+
+
+def craft(attack: Attack, model: nn.Module, images: Tensor, labels: Tensor, eps: float, on_detail: Callable[[str], None] | None = None) -> Tensor:
+    """Adversarial images for one batch; randomness comes from torch's global generator (seeded by the caller).
+    ``on_detail`` hears when each of AutoAttack's component attacks starts, and on how many images."""
     import torchattacks
 
     if isinstance(attack, FGSM):
@@ -31,9 +37,26 @@ def craft(attack: Attack, model: nn.Module, images: Tensor, labels: Tensor, eps:
         n_classes = int(model(images[:1]).shape[1])
         seed = int(torch.randint(0, 2**31 - 1, ()).item())
         atk = torchattacks.AutoAttack(model, norm="Linf", eps=eps, version="standard", n_classes=n_classes, seed=seed)
+        if on_detail is not None:
+            _announce_components(atk, images.shape[0], on_detail)
     elif isinstance(attack, Square):
         seed = int(torch.randint(0, 2**31 - 1, ()).item())
         atk = torchattacks.Square(model, norm="Linf", eps=eps, n_queries=attack.n_queries, p_init=attack.p_init, seed=seed)
     else:
         raise NotImplementedError(type(attack).__name__)
     return atk(images, labels).detach()
+
+
+def _announce_components(atk, batch: int, on_detail: Callable[[str], None]) -> None:
+    """AutoAttack runs its attacks one after another on the images still standing, silently for minutes; say
+    when each starts. (Reads torchattacks' component list; where its layout differs, says nothing.)"""
+    parts = getattr(getattr(atk, "_autoattack", None), "attacks", None)
+    if not isinstance(parts, list) or len(parts) != len(AUTOATTACK_COMPONENTS):
+        return
+    for name, part in zip(AUTOATTACK_COMPONENTS, parts):
+
+        def announced(images: Tensor, labels: Tensor, name: str = name, forward: Callable = part.forward) -> Tensor:
+            on_detail(f"autoattack: {name} on the {images.shape[0]} of {batch} images still classified right")
+            return forward(images, labels)
+
+        part.forward = announced
