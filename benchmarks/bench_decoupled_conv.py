@@ -1,9 +1,10 @@
 """Forward+backward time of DecoupledConv2d (tanh, cos) against nn.Conv2d of the same shape, in one run,
 for each layout (NCHW, channels-last) and precision (fp32, bf16 autocast where supported).
 
-    python benchmarks/bench_decoupled_conv.py [--batch 128] [--repeats 10] [--channels 64]
+    python benchmarks/bench_decoupled_conv.py [--batch 128] [--repeats 10] [--channels 64] [--compile]
 
-Prints both times and their ratio per mode (goal: at most 1.25 in the default training mode).
+Prints both times and their ratio per mode (goal: at most 1.25 in the default training mode); with
+``--compile`` also DecoupledConv2d through ``torch.compile`` (what ``TrainConfig.compile`` does to a network).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--channels", type=int, default=64)
+    parser.add_argument("--compile", action="store_true", help="also time DecoupledConv2d through torch.compile")
     args = parser.parse_args()
     torch.manual_seed(0)
     c = args.channels
@@ -48,13 +50,19 @@ def main() -> None:
             x = torch.randn(args.batch, c, 32, 32).contiguous(memory_format=fmt).requires_grad_(True)
             conv = nn.Conv2d(c, c, 3, padding=1, bias=False).to(memory_format=fmt)
             dc = DecoupledConv2d(c, c, 3, padding=1, bias=False, magnitude="tanh", angular="cos", relative_rho=True).to(memory_format=fmt)
-            t_conv, t_dc = [], []
+            compiled = torch.compile(dc) if args.compile else None
+            t_conv, t_dc, t_compiled = [], [], []
             for _ in range(3):  # interleave to share whatever the machine is doing
                 t_conv.append(time_fwd_bwd(conv, x, args.repeats, bf16))
                 t_dc.append(time_fwd_bwd(dc, x, args.repeats, bf16))
+                if compiled is not None:
+                    t_compiled.append(time_fwd_bwd(compiled, x, args.repeats, bf16))
             conv_s, dc_s = min(t_conv), min(t_dc)
             mode = f"{'bf16' if bf16 else 'fp32'}, {'channels-last' if channels_last else 'NCHW'}"
-            print(f"{mode:20s} nn.Conv2d {conv_s * 1e3:7.1f} ms  DecoupledConv2d tanh {dc_s * 1e3:7.1f} ms  ratio {dc_s / conv_s:.3f} (goal <= 1.25)", flush=True)
+            line = f"{mode:20s} nn.Conv2d {conv_s * 1e3:7.1f} ms  DecoupledConv2d tanh {dc_s * 1e3:7.1f} ms  ratio {dc_s / conv_s:.3f} (goal <= 1.25)"
+            if t_compiled:
+                line += f" | compiled {min(t_compiled) * 1e3:7.1f} ms  ratio {min(t_compiled) / conv_s:.3f}"
+            print(line, flush=True)
 
 if __name__ == "__main__":
     main()

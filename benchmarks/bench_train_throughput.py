@@ -1,11 +1,13 @@
 """Training throughput in the default mode against a plain fp32 NCHW PyTorch loop of the same network, in one run.
 
-    python benchmarks/bench_train_throughput.py [--steps 12] [--width 0.25] [--batch 128]
+    python benchmarks/bench_train_throughput.py [--steps 12] [--width 0.25] [--batch 128] [--compile]
 
 For cnn9 (baseline and tanhconv) on 32x32 inputs, natural and FGSM training: images per second of
 ``robustbench_dc.train``'s step (``training_batch`` + ``train_step`` in the mode ``train`` chooses for this
 device) and of a plain loop (fp32, NCHW, FGSM crafted with a plain gradient step). The two alternate, so both
 see the same machine load. Goals: default/plain >= 2.5 for both models; tanhconv time <= 1.3x baseline's.
+With ``--compile`` the fast side runs through ``torch.compile`` (``TrainConfig.compile``); the time its first
+round took (compiling included) is printed apart and left out of the rate.
 Inputs are random CIFAR-10-shaped images: speed does not depend on content.
 """
 
@@ -20,7 +22,7 @@ import torch.nn.functional as F
 
 from robustbench_dc.data import INFOS, ImageDataset
 from robustbench_dc.devices import describe_device, resolve_device
-from robustbench_dc.train import TrainConfig, build, place_for_training, train_step, training_batch
+from robustbench_dc.train import TrainConfig, TrainingSteps, build, place_for_training, train_step, training_batch
 
 
 def plain_step(model, opt, x, y, fgsm: bool, eps: float) -> None:
@@ -38,7 +40,7 @@ def plain_step(model, opt, x, y, fgsm: bool, eps: float) -> None:
 
 
 def measure(name: str, training: str, args, device) -> tuple[float, float, str]:
-    config = TrainConfig(model=name, dataset="cifar10", width=args.width, training=training, batch_size=args.batch, seed=0)
+    config = TrainConfig(model=name, dataset="cifar10", width=args.width, training=training, batch_size=args.batch, seed=0, compile=args.compile)
     n = args.batch * args.steps
     g = torch.Generator().manual_seed(0)
     data = ImageDataset(INFOS["cifar10"], "train", torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g),
@@ -51,11 +53,16 @@ def measure(name: str, training: str, args, device) -> tuple[float, float, str]:
     opt_p = torch.optim.SGD(plain.parameters(), lr=0.01, momentum=0.9)
     batches = torch.arange(n).split(args.batch)
 
+    runner = TrainingSteps(fast, config.compile)
+
+    def step(model, idx) -> None:
+        x, y, weights = training_batch(model, data, idx, config, True, g, mode)
+        train_step(model, opt_f, x, y, mode, weights=weights)
+
     def run_fast() -> float:
         t = time.perf_counter()
         for idx in batches:
-            x, y, weights = training_batch(fast, data, idx, config, True, g, mode)
-            train_step(fast, opt_f, x, y, mode, weights=weights)
+            runner.run(lambda m, idx=idx: step(m, idx), g)
         _sync(device)
         return n / (time.perf_counter() - t)
 
@@ -67,12 +74,15 @@ def measure(name: str, training: str, args, device) -> tuple[float, float, str]:
         _sync(device)
         return n / (time.perf_counter() - t)
 
-    run_fast(), run_plain()  # warm-up
+    t = time.perf_counter()
+    run_fast()  # warm-up (compiling, with --compile)
+    warm = time.perf_counter() - t
+    run_plain()
     f, p = [], []
     for _ in range(args.rounds):
         f.append(run_fast())
         p.append(run_plain())
-    return statistics.median(f), statistics.median(p), f"{mode.precision}, {'channels-last' if mode.channels_last else 'NCHW'}"
+    return statistics.median(f), statistics.median(p), f"{mode.precision}, {'channels-last' if mode.channels_last else 'NCHW'}, {runner.outcome}, first round {warm:.0f} s"
 
 
 def _sync(device) -> None:
@@ -87,6 +97,7 @@ def main() -> None:
     parser.add_argument("--width", type=float, default=0.25)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--compile", action="store_true", help="the fast side through torch.compile")
     args = parser.parse_args()
     device = resolve_device(args.device)
     print(f"torch {torch.__version__}, {describe_device(device)}, {torch.get_num_threads()} threads, cnn9 width {args.width:g}, batch {args.batch}")

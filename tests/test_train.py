@@ -1,8 +1,10 @@
+import math
 import os
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 import torch
@@ -174,3 +176,29 @@ def test_kurakin_regime_uses_predicted_labels_per_example_eps_and_weights(tmp_pa
     assert torch.equal(adversarial_batch(model, x, y, config, g1)[0], adversarial_batch(model, x, y + 1, config, g2)[0])
     card = read_card(train(config, workspace=tmp_path))
     assert card["training"]["labels"] == "predicted" and card["training"]["adv_weight"] == 0.3
+
+
+def test_compile_failure_falls_back_to_eager_with_the_same_weights(tmp_path, monkeypatch):
+    """A compiler that fails (no C++ toolchain, say): the run goes on eager, says so in the card, and ends with
+    the weights an eager run gives (the failed compile touched neither the model nor the random state)."""
+    config = TrainConfig(model="tanhconv", dataset="synthetic", width=0.125, epochs=1, batch_size=32, training="fgsm", eps=0.05)
+    eager = load_file(str(train(config, workspace=tmp_path / "eager") / "model.safetensors"))
+
+    def no_compiler(gm, example_inputs):
+        raise RuntimeError("no C++ compiler found")
+
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda model: real_compile(model, backend=no_compiler))
+    directory = train(replace(config, compile=True), workspace=tmp_path / "fallback")
+    _, card = load_checkpoint(directory)
+    assert card["compute"]["compile"].startswith("eager (torch.compile failed") and card["train_config"]["compile"] is True
+    fell_back = load_file(str(directory / "model.safetensors"))
+    assert all(torch.equal(eager[k], fell_back[k]) for k in eager)
+    assert "compile" not in config.to_dict()  # off: the identity of runs from before the option existed
+
+
+@pytest.mark.slow
+def test_compiled_training_runs_through_inductor(tmp_path):
+    config = TrainConfig(model="tanhconv", dataset="synthetic", width=0.125, epochs=1, batch_size=64, train_subset=128, recalibration_batches=1, compile=True)
+    _, card = load_checkpoint(train(config, workspace=tmp_path))
+    assert card["compute"]["compile"] == "torch.compile (inductor)" and math.isfinite(card["history"][-1]["loss"])

@@ -118,6 +118,13 @@ def _add_train(sub) -> None:
     p.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="training autocast: auto = bf16 where the device supports it, else fp32; fp16 needs CUDA (default: auto)")
     p.add_argument("--channels-last", default="auto", choices=["auto", "yes", "no"], help="memory layout for training (default: auto)")
+    _compile_option(p)
+
+
+def _compile_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--compile", action="store_true",
+                   help="train through torch.compile (inductor; first steps compile for a minute or so): faster for decoupled networks, "
+                        "see BENCHMARKS.md; falls back to eager where compiling fails; recorded in the card (default: off)")
 
 
 def _add_models(sub) -> None:
@@ -208,6 +215,7 @@ def _add_reproduce(sub) -> None:
     p.add_argument("--seeds", default=None, help="comma-separated training seeds, e.g. 0,1,2 (default: the preset's: 0 for smoke, 0,1,2 for quick and paper)")
     p.add_argument("--out", help="report directory (default WORKSPACE/reports/PRESET)")
     p.add_argument("--format", default="markdown", choices=["markdown", "html"], help="report format (default: markdown)")
+    _compile_option(p)
     _executor_options(p)
 
 
@@ -234,6 +242,7 @@ def _add_study(sub) -> None:
     p.add_argument("--report-only", action="store_true", help="write the report from what is in the store; train and evaluate nothing")
     p.add_argument("--out", help="report directory (default: WORKSPACE/reports/study-NAME)")
     p.add_argument("--format", default="markdown", choices=["markdown", "html"], help="report format (default: markdown)")
+    _compile_option(p)
     _executor_options(p)
 
 
@@ -252,10 +261,12 @@ def cmd_study(args: argparse.Namespace) -> int:
             print(f"{name}: {' '.join(study.description.split())}")
         return 0
     study = load_study(args.study)
+    if args.compile:
+        study = replace(study, training={**study.training, "compile": True})
     if study.report == "paper" and not args.report_only:
         from robustbench_dc.reproduce import Preset
 
-        return _reproduce(Preset.from_study(study), args, f"dc-robust study {args.study}")
+        return _reproduce(Preset.from_study(study), args, f"dc-robust study {args.study}" + (" --compile" if args.compile else ""))
     if args.seeds:
         try:
             study = replace(study, seeds=tuple(int(s) for s in args.seeds.split(",") if s.strip()))
@@ -278,7 +289,7 @@ def cmd_study(args: argparse.Namespace) -> int:
         bars.close()
         times["total"] = time.perf_counter() - t0
     out = Path(args.out) if args.out else reports_dir(workspace_dir(args.workspace), f"study-{study.name}")
-    command = " ".join(["dc-robust", "study", str(args.study)] + (["--seeds", args.seeds] if args.seeds else [])
+    command = " ".join(["dc-robust", "study", str(args.study)] + (["--seeds", args.seeds] if args.seeds else []) + (["--compile"] if args.compile else [])
                        + (["--data-dir", "DIR"] if args.data_dir else []) + (["--format", args.format] if args.format != "markdown" else []))  # fmt: skip
     path = build_study_report(study, workspace=args.workspace, out_dir=out, command=command, times=times, fmt=args.format)
     print(f"report: {path}")
@@ -304,10 +315,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from robustbench_dc.reproduce import get_preset
 
-    preset = get_preset(args.preset)
-    return _reproduce(preset, args, f"dc-robust reproduce --preset {preset.name}")
+    preset = replace(get_preset(args.preset), compile=args.compile)
+    return _reproduce(preset, args, f"dc-robust reproduce --preset {preset.name}" + (" --compile" if args.compile else ""))
 
 
 def _reproduce(preset, args: argparse.Namespace, command: str) -> int:
@@ -603,7 +616,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         eps=args.eps, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, schedule=args.schedule,
         seed=args.seed, train_subset=args.train_subset, weight_projection=args.weight_projection,
         recalibration_batches=args.recalibration_batches, precision=args.precision,
-        channels_last={"auto": None, "yes": True, "no": False}[args.channels_last], arch_options=dict(args.arch_option),
+        channels_last={"auto": None, "yes": True, "no": False}[args.channels_last], arch_options=dict(args.arch_option), compile=args.compile,
     )  # fmt: skip
     bars: list = []
 

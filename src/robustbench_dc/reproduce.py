@@ -49,10 +49,12 @@ class Preset:
     square_queries: int = 300
     seeds: tuple[int, ...] = (0,)  # training seeds: tables show mean ± sd over them
     note: str = ""
+    compile: bool = False  # train through torch.compile (TrainConfig.compile)
 
     def train_config(self, model: str, training: str, seed: int) -> TrainConfig:
         return TrainConfig(model=model, dataset=self.dataset, arch=self.arch, width=self.width, training=training,
-                           epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=seed, train_subset=self.train_subset)  # fmt: skip
+                           epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=seed, train_subset=self.train_subset,
+                           compile=self.compile)  # fmt: skip
 
     @classmethod
     def from_study(cls, study: Study) -> "Preset":
@@ -63,14 +65,15 @@ class Preset:
             raise UserError(f"study {study.name!r}: a paper-tables study needs zoo models of one architecture, labelled by their names, "
                             f"without options{'; not so: ' + ', '.join(odd) if odd else ''}")  # fmt: skip
         t = study.training
-        unknown = set(t) - {"width", "epochs", "batch_size", "lr", "train_subset"}
+        unknown = set(t) - {"width", "epochs", "batch_size", "lr", "train_subset", "compile"}
         if unknown:
-            raise UserError(f"study {study.name!r}: a paper-tables study sets only width, epochs, batch_size, lr and train_subset in [training], not {sorted(unknown)}")
+            raise UserError(f"study {study.name!r}: a paper-tables study sets only width, epochs, batch_size, lr, train_subset and compile in "
+                            f"[training], not {sorted(unknown)}")  # fmt: skip
         return cls(name=study.name, dataset=study.dataset, width=t.get("width", 1.0), epochs=t.get("epochs", 10), batch_size=t.get("batch_size", 128),
                    lr=t.get("lr", 0.1), train_subset=t.get("train_subset"), n=study.n, eps=study.eps, arch=archs.pop(),
                    models=tuple(m.model for m in study.models), trainings=study.regimes, attacks=study.attacks, lipschitz_n=study.lipschitz_n,
                    table_eps=study.table_eps, diagnostics_n=study.diagnostics_n, square_queries=study.square_queries, seeds=study.seeds,
-                   note=" ".join(study.description.split()))  # fmt: skip
+                   note=" ".join(study.description.split()), compile=bool(t.get("compile", False)))  # fmt: skip
 
 
 #: the presets are studies shipped with the package (robustbench_dc/studies/NAME.toml, report = "paper")

@@ -70,6 +70,7 @@ class TrainConfig:
     recalibration_batches: int = 50  # training batches over which running statistics are recomputed at the end
     precision: str = "auto"  # autocast dtype for training: auto (bf16 where supported), fp32, bf16, fp16 (CUDA)
     channels_last: bool | None = None  # None: chosen per device and network (devices.training_mode)
+    compile: bool = False  # training steps through torch.compile (inductor); falls back to eager where compiling fails
     operator: dict[str, Any] = field(default_factory=dict)
     arch_options: dict[str, Any] = field(default_factory=dict)  # see ARCHITECTURES.defaults(arch)
 
@@ -111,10 +112,11 @@ class TrainConfig:
         return f"{self.training}-eps{self.eps * 255:g}"
 
     def to_dict(self) -> dict[str, Any]:
-        """The run's settings; ``arch_options`` only when set, so that runs from before it keep their identity."""
+        """The run's settings, as the card and the resume state record them."""
         d = asdict(self)
-        if not d["arch_options"]:
-            del d["arch_options"]
+        for key in ("arch_options", "compile"):  # set only: runs from before these existed keep their identity
+            if not d[key]:
+                del d[key]
         return d
 
 
@@ -249,6 +251,45 @@ def train_step(model: Network, opt: torch.optim.Optimizer, x: Tensor, y: Tensor,
     return logits, loss
 
 
+def _step(model: Network, data: ImageDataset, idx: Tensor, config: TrainConfig, augment: bool, generator: torch.Generator, mode: ComputeMode,
+          opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+    """One training step from batch indices: (logits, labels, loss)."""
+    x, y, weights = training_batch(model, data, idx, config, augment, generator, mode)
+    logits, loss = train_step(model, opt, x, y, mode, scaler, weights)
+    return logits, y, loss
+
+
+class TrainingSteps:
+    """Runs training steps on the model, or with ``compile`` through ``torch.compile(model)`` (the crafting of
+    adversarial batches too; recalibration and evaluation stay eager). Where compiling fails (no C++ compiler, an
+    operation inductor cannot take) the step is redone eagerly from the same random state and every later step
+    runs eager; ``outcome`` says which happened, for the card. A failure comes from compiling, before the
+    compiled code runs, so the model's state is untouched by it."""
+
+    def __init__(self, model: Network, compile: bool) -> None:
+        self.model, self.compiled = model, torch.compile(model) if compile else None
+        self.outcome = "torch.compile (inductor)" if compile else "eager"
+        self.proven = False
+
+    def run(self, step: Callable[[nn.Module], Any], generator: torch.Generator) -> Any:
+        if self.compiled is None:
+            return step(self.model)
+        if self.proven:
+            return step(self.compiled)
+        saved = generator.get_state(), torch.random.get_rng_state()
+        try:
+            out = step(self.compiled)
+        except torch._dynamo.exc.TorchDynamoException as exc:
+            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            log.warning("torch.compile failed (%s); training goes on without it", reason)
+            self.compiled, self.outcome = None, f"eager (torch.compile failed: {reason})"
+            generator.set_state(saved[0])
+            torch.random.set_rng_state(saved[1])
+            return step(self.model)
+        self.proven = True
+        return out
+
+
 def recalibrate_statistics(model: nn.Module, batches: Iterable[Tensor]) -> int:
     """Recompute running statistics (BatchNorm's, and the relative radius's patch-norm mean) as exact averages
     over ``batches`` with the final weights; returns how many batches were used.
@@ -334,6 +375,7 @@ def train(
     steps = math.ceil(len(train_set) / config.batch_size)
     opt, sched = _optimizer_and_schedule(model, config, steps)
     start_epoch, history, wall = 0, [], 0.0
+    runner = TrainingSteps(model, config.compile)
 
     resume_path = out_dir / RESUME_FILE
     if resume_path.exists():
@@ -358,8 +400,7 @@ def train(
         loss_sum = correct = seen = 0.0
         for b in range(steps):
             idx = order[b * config.batch_size : (b + 1) * config.batch_size]
-            x, y, weights = training_batch(model, train_set, idx, config, augment, g, mode)
-            logits, loss = train_step(model, opt, x, y, mode, scaler, weights)
+            logits, y, loss = runner.run(lambda m: _step(m, train_set, idx, config, augment, g, mode, opt, scaler), g)
             sched.step()
             if config.weight_projection:
                 project_weights(model)
@@ -418,7 +459,7 @@ def train(
         "history": history,
         "recalibration": recalibration,
         **({"executed_block_rate": {"test_images": len(test_set), "per_block": rates, "mean": sum(rates) / len(rates)}} if rates else {}),
-        "compute": {**mode.to_dict(), "device_name": describe_device(dev)},
+        "compute": {**mode.to_dict(), "compile": runner.outcome, "device_name": describe_device(dev)},
         "wall_time_s": wall,
     }  # fmt: skip
     save_checkpoint(model, out_dir, card)

@@ -80,8 +80,11 @@ class _DecoupledMixin:
         if self.config.relative_rho:
             if self.training:
                 batch_mean = patch_norm.detach().mean()
-                self.rho_batches_tracked += 1
-                weight = self.rho_momentum if self.rho_momentum is not None else 1 / self.rho_batches_tracked
+                if self.rho_momentum is None:  # counted only here: a Python counter that changes makes torch.compile recompile
+                    self.rho_batches_tracked += 1
+                    weight = 1 / self.rho_batches_tracked
+                else:
+                    weight = self.rho_momentum
                 with torch.no_grad():
                     self.patch_norm_mean.lerp_(batch_mean.to(self.patch_norm_mean.dtype), weight)
                 scale = self.config.rho * batch_mean
