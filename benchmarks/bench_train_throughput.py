@@ -1,6 +1,7 @@
 """Training throughput in the default mode against a plain fp32 NCHW PyTorch loop of the same network, in one run.
 
-    python benchmarks/bench_train_throughput.py [--steps 12] [--width 0.25] [--batch 128] [--compile]
+    python benchmarks/bench_train_throughput.py [--steps 8] [--width 0.25] [--batch 128] [--compile] [--channels-last auto|yes|no]
+        [--models baseline,tanhconv] [--trainings natural,fgsm]
 
 For cnn9 (baseline and tanhconv) on 32x32 inputs, natural and FGSM training: images per second of
 ``robustbench_dc.train``'s step (``training_batch`` + ``train_step`` in the mode ``train`` chooses for this
@@ -40,7 +41,8 @@ def plain_step(model, opt, x, y, fgsm: bool, eps: float) -> None:
 
 
 def measure(name: str, training: str, args, device) -> tuple[float, float, str]:
-    config = TrainConfig(model=name, dataset="cifar10", width=args.width, training=training, batch_size=args.batch, seed=0, compile=args.compile)
+    config = TrainConfig(model=name, dataset="cifar10", width=args.width, training=training, batch_size=args.batch, seed=0, compile=args.compile,
+                         channels_last={"auto": None, "yes": True, "no": False}[args.channels_last])  # fmt: skip
     n = args.batch * args.steps
     g = torch.Generator().manual_seed(0)
     data = ImageDataset(INFOS["cifar10"], "train", torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g),
@@ -98,16 +100,19 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--compile", action="store_true", help="the fast side through torch.compile")
+    parser.add_argument("--channels-last", default="auto", choices=["auto", "yes", "no"], help="the fast side's layout (default: as train chooses)")
+    parser.add_argument("--models", default="baseline,tanhconv")
+    parser.add_argument("--trainings", default="natural,fgsm")
     args = parser.parse_args()
     device = resolve_device(args.device)
     print(f"torch {torch.__version__}, {describe_device(device)}, {torch.get_num_threads()} threads, cnn9 width {args.width:g}, batch {args.batch}")
     seconds = {}
-    for training in ("natural", "fgsm"):
-        for name in ("baseline", "tanhconv"):
+    for training in args.trainings.split(","):
+        for name in args.models.split(","):
             fast, plain, mode = measure(name, training, args, device)
             seconds[(name, training)] = 1 / fast
             print(f"{name:9s} {training:8s} default ({mode}) {fast:7.0f} img/s | plain fp32 NCHW {plain:7.0f} img/s | ratio {fast / plain:.2f} (goal >= 2.5)", flush=True)
-    for training in ("natural", "fgsm"):
+    for training in [t for t in args.trainings.split(",") if ("tanhconv", t) in seconds and ("baseline", t) in seconds]:
         ratio = seconds[("tanhconv", training)] / seconds[("baseline", training)]
         print(f"{training}: tanhconv time / baseline time in the default mode {ratio:.2f} (goal <= 1.3)")
 

@@ -15,6 +15,7 @@ from robustbench_dc.data import FASHION_MNIST_SYSTEM_DIR, load_dataset
 from robustbench_dc.errors import CheckpointError, DataNotFoundError
 from robustbench_dc.models import create_model
 from robustbench_dc.ops.functional import patch_norm2d
+from robustbench_dc.targets import from_checkpoint, recipe_id
 from robustbench_dc.train import TrainConfig, augment_batch, recalibrate_statistics, train
 
 
@@ -182,7 +183,8 @@ def test_compile_failure_falls_back_to_eager_with_the_same_weights(tmp_path, mon
     """A compiler that fails (no C++ toolchain, say): the run goes on eager, says so in the card, and ends with
     the weights an eager run gives (the failed compile touched neither the model nor the random state)."""
     config = TrainConfig(model="tanhconv", dataset="synthetic", width=0.125, epochs=1, batch_size=32, training="fgsm", eps=0.05)
-    eager = load_file(str(train(config, workspace=tmp_path / "eager") / "model.safetensors"))
+    eager_dir = train(config, workspace=tmp_path / "eager")
+    eager = load_file(str(eager_dir / "model.safetensors"))
 
     def no_compiler(gm, example_inputs):
         raise RuntimeError("no C++ compiler found")
@@ -195,6 +197,10 @@ def test_compile_failure_falls_back_to_eager_with_the_same_weights(tmp_path, mon
     fell_back = load_file(str(directory / "model.safetensors"))
     assert all(torch.equal(eager[k], fell_back[k]) for k in eager)
     assert "compile" not in config.to_dict()  # off: the identity of runs from before the option existed
+    plain = from_checkpoint(eager_dir).info
+    compute = {k: v for k, v in plain["compute"].items() if k in ("precision", "channels_last")}
+    assert plain["recipe"] == recipe_id({**plain["train_config"], "compute": compute})  # an eager card keeps the old recipe
+    assert from_checkpoint(directory).info["recipe"] != plain["recipe"]  # asked to compile: never pooled with eager seeds
 
 
 @pytest.mark.slow

@@ -20,6 +20,7 @@ A study file (every key but ``name``, ``dataset`` and ``models`` has a default):
     [training]                              # TrainConfig settings shared by every zoo model
     width = 0.25
     epochs = 5
+    compile = false                         # true: training steps through torch.compile
 
     [[models]]
     label = "resnet32"

@@ -123,8 +123,10 @@ def from_checkpoint(path: str | Path) -> EvalModel:
         "checkpoint_dir": str((Path(path) if Path(path).is_dir() else Path(path).parent).resolve()), "data_source": card.get("data_source", ""),
         "epochs": card["epochs"], "train_images": card.get("train_images"), "clean_test_accuracy": card["clean_test_accuracy"],
         "weights_sha256": card["weights"]["sha256"], "train_config": card["train_config"], "compute": card.get("compute", {}),
-        # the resolved training precision and layout belong to the recipe: seeds trained in bf16 and in fp32 are not pooled
-        "recipe": recipe_id({**card["train_config"], "compute": {k: v for k, v in card.get("compute", {}).items() if k in ("precision", "channels_last")}}),
+        # the resolved training precision, layout and compilation belong to the recipe: seeds trained in bf16 and in
+        # fp32, or compiled and eager, are not pooled ("eager" left out: cards from before the option have no entry)
+        "recipe": recipe_id({**card["train_config"], "compute": {k: v for k, v in card.get("compute", {}).items()
+                                                                 if k in ("precision", "channels_last") or (k == "compile" and v != "eager")}}),
         **({"executed_block_rate": card["executed_block_rate"]} if "executed_block_rate" in card else {}),
     }  # fmt: skip
     return EvalModel(model, function_identity(model), info)
