@@ -121,6 +121,6 @@ def test_lipschitz_plot_is_local_smoothness_against_robust_accuracy(tmp_path, mo
     points = [("Baseline", "natural", 3.1, acc[0]), ("TanhConv", "natural", 1.2, acc[1]), ("Baseline", "adversarial", 0.4, acc[2])]
     plots.plot_lipschitz(points, tmp_path / "l.png", "white-box BIM at 8/255")
     (ax,) = figures[0].axes
-    assert ax.get_xscale() == "log" and "BIM at 8/255" in ax.get_ylabel()
+    assert ax.get_xscale() == "log" and "under white-box BIM at 8/255" in ax.get_ylabel()
     drawn = sorted((float(line.get_xdata()[0]), float(line.get_ydata()[0])) for line in ax.lines if line.get_marker() != "_")  # caps are "_" lines
     assert drawn == [(0.4, 20.0), (1.2, 55.0), (3.1, 40.0)]  # one point per (model, training), at (local L, accuracy)

@@ -70,9 +70,8 @@ def plot_lipschitz(points: list[tuple[str, str, float, Aggregate]], path: Path, 
                     label=f"{label}, {training}")  # fmt: skip
     ax.set_xscale("log")
     ax.set_xlabel("empirical local Lipschitz constant (L-inf -> L1, log scale; lower is smoother)")
-    ax.set_ylabel(f"{accuracy_label} accuracy % (95% CI)")
-    ax.set_title(f"Local smoothness against {accuracy_label} accuracy" + (f" (filled: {trainings[0]}, hollow: other training)" if len(trainings) > 1 else ""),
-                 fontsize=10)  # fmt: skip
+    ax.set_ylabel(f"accuracy % under {accuracy_label} (95% CI)")
+    ax.set_title(f"Local Lipschitz constant against accuracy under {accuracy_label}", fontsize=10)
     ax.grid(alpha=0.3, which="both")
     if points:
         ax.legend(fontsize=7, loc="best")
