@@ -267,6 +267,10 @@ class TrainingSteps:
     compiled code runs, so the model's state is untouched by it."""
 
     def __init__(self, model: Network, compile: bool) -> None:
+        if compile:
+            # dynamo's recompile limit counts graphs per code object across every model of the process: after a
+            # few trainings in one process (a preset, a study) it would silently run the rest eager
+            torch._dynamo.reset()
         self.model, self.compiled = model, torch.compile(model) if compile else None
         self.outcome = "torch.compile (inductor)" if compile else "eager"
         self.proven = False
