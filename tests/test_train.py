@@ -190,7 +190,7 @@ def test_compile_failure_falls_back_to_eager_with_the_same_weights(tmp_path, mon
         raise RuntimeError("no C++ compiler found")
 
     real_compile = torch.compile
-    monkeypatch.setattr(torch, "compile", lambda model: real_compile(model, backend=no_compiler))
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: real_compile(model, backend=no_compiler, **kw))
     directory = train(replace(config, compile=True), workspace=tmp_path / "fallback")
     _, card = load_checkpoint(directory)
     assert card["compute"]["compile"].startswith("eager (torch.compile failed") and card["train_config"]["compile"] is True

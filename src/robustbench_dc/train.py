@@ -271,7 +271,9 @@ class TrainingSteps:
             # dynamo's recompile limit counts graphs per code object across every model of the process: after a
             # few trainings in one process (a preset, a study) it would silently run the rest eager
             torch._dynamo.reset()
-        self.model, self.compiled = model, torch.compile(model) if compile else None
+        # static shapes: the last, smaller batch of an epoch gets a graph of its own; with dynamic shapes dynamo
+        # would recompile one for every size and use it for the full batches too, measured slower than eager
+        self.model, self.compiled = model, torch.compile(model, dynamic=False) if compile else None
         self.outcome = "torch.compile (inductor)" if compile else "eager"
         self.proven = False
 
