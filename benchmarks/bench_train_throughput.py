@@ -4,7 +4,7 @@
         [--models baseline,tanhconv] [--trainings natural,fgsm]
 
 For cnn9 (baseline and tanhconv) on 32x32 inputs, natural and FGSM training: images per second of
-``robustbench_dc.train``'s step (``training_batch`` + ``train_step`` in the mode ``train`` chooses for this
+``robustbench_dc.train``'s step (``batch_step``: ``training_batch`` + ``train_step`` in the mode ``train`` chooses for this
 device) and of a plain loop (fp32, NCHW, FGSM crafted with a plain gradient step). The two alternate, so both
 see the same machine load. Goals: default/plain >= 2.5 for both models; tanhconv time <= 1.3x baseline's.
 With ``--compile`` the fast side runs through ``torch.compile`` (``TrainConfig.compile``); the time its first
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from robustbench_dc.data import INFOS, ImageDataset
 from robustbench_dc.devices import describe_device, resolve_device
-from robustbench_dc.train import TrainConfig, TrainingSteps, build, place_for_training, train_step, training_batch
+from robustbench_dc.train import TrainConfig, TrainingSteps, batch_step, build, place_for_training
 
 
 def plain_step(model, opt, x, y, fgsm: bool, eps: float) -> None:
@@ -57,14 +57,10 @@ def measure(name: str, training: str, args, device) -> tuple[float, float, str]:
 
     runner = TrainingSteps(fast, config.compile)
 
-    def step(model, idx) -> None:
-        x, y, weights = training_batch(model, data, idx, config, True, g, mode)
-        train_step(model, opt_f, x, y, mode, weights=weights)
-
     def run_fast() -> float:
         t = time.perf_counter()
         for idx in batches:
-            runner.run(lambda m, idx=idx: step(m, idx), g)
+            runner.run(lambda m, idx=idx: batch_step(m, data, idx, config, True, g, mode, opt_f, None), g)
         _sync(device)
         return n / (time.perf_counter() - t)
 

@@ -553,7 +553,8 @@ class _Bars(Progress):
     what a batch is doing (AutoAttack's components). Not a terminal: one line per step and per detail."""
 
     def __init__(self, enabled: bool, unit: str, total: int | None = None) -> None:
-        self.enabled, self.unit = enabled, unit
+        self.enabled = enabled
+        self.counts_steps = unit != "stage"  # the outer bar counts cells (or files); a study's stages come through stage()
         self.outer = _progress_bar(enabled, unit=unit, total=total, position=0)
         self.as_lines = enabled and self.outer.disable
         self.inner = None
@@ -571,13 +572,13 @@ class _Bars(Progress):
         self._end_inner()
 
     def position(self, done: int, total: int) -> None:
-        if self.unit != "stage":
+        if self.counts_steps:
             self.outer.total, self.outer.n = total, done
             self.outer.refresh()
 
     def __call__(self, message: str) -> None:
         self._say(message)
-        if self.unit != "stage":
+        if self.counts_steps:
             self.outer.set_description_str(message)
         else:
             self.outer.set_postfix_str(message[-60:])

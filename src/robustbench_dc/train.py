@@ -251,9 +251,10 @@ def train_step(model: Network, opt: torch.optim.Optimizer, x: Tensor, y: Tensor,
     return logits, loss
 
 
-def _step(model: Network, data: ImageDataset, idx: Tensor, config: TrainConfig, augment: bool, generator: torch.Generator, mode: ComputeMode,
+def batch_step(model: Network, data: ImageDataset, idx: Tensor, config: TrainConfig, augment: bool, generator: torch.Generator, mode: ComputeMode,
           opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
-    """One training step from batch indices: (logits, labels, loss)."""
+    """One training step from batch indices (the batch made as ``training_batch`` makes it, then ``train_step``):
+    (logits, labels, loss)."""
     x, y, weights = training_batch(model, data, idx, config, augment, generator, mode)
     logits, loss = train_step(model, opt, x, y, mode, scaler, weights)
     return logits, y, loss
@@ -406,7 +407,7 @@ def train(
         loss_sum = correct = seen = 0.0
         for b in range(steps):
             idx = order[b * config.batch_size : (b + 1) * config.batch_size]
-            logits, y, loss = runner.run(lambda m: _step(m, train_set, idx, config, augment, g, mode, opt, scaler), g)
+            logits, y, loss = runner.run(lambda m: batch_step(m, train_set, idx, config, augment, g, mode, opt, scaler), g)
             sched.step()
             if config.weight_projection:
                 project_weights(model)
