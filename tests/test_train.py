@@ -219,3 +219,20 @@ def test_compiled_trainings_one_after_another_all_run_compiled(tmp_path, monkeyp
         assert card["compute"]["compile"] == "torch.compile (inductor)" and math.isfinite(card["history"][-1]["loss"])
         compiled_frames.append(counters["frames"]["ok"] - before)
     assert compiled_frames[0] >= 1 and compiled_frames[1] >= 1, compiled_frames  # the second training compiled its own graph too
+
+
+def test_compiled_training_keeps_static_shapes_when_the_last_batch_is_smaller(tmp_path, monkeypatch):
+    """The epoch's last, smaller batch gets a graph of its own; a dynamic-shape graph (measured slower than eager
+    on the CPU) would otherwise take over the full batches too."""
+    symbolic = []
+
+    def recording(gm, example_inputs):  # a backend that notes whether dynamo handed it symbolic sizes, then runs eager
+        symbolic.append(any(isinstance(a, torch.SymInt) or (isinstance(a, torch.Tensor) and any(isinstance(d, torch.SymInt) for d in a.shape))
+                            for a in example_inputs))  # fmt: skip
+        return gm.forward
+
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: real_compile(model, backend=recording, **kw))
+    config = TrainConfig(model="tanhconv", dataset="synthetic", width=0.125, epochs=2, batch_size=64, train_subset=96, recalibration_batches=1, compile=True)
+    train(config, workspace=tmp_path)
+    assert len(symbolic) >= 2 and not any(symbolic), symbolic  # a graph per batch size, none symbolic
