@@ -204,18 +204,18 @@ def test_compile_failure_falls_back_to_eager_with_the_same_weights(tmp_path, mon
 
 
 @pytest.mark.slow
-def test_compiled_trainings_one_after_another_all_run_compiled(tmp_path, monkeypatch):
+def test_compiled_trainings_one_after_another_all_run_compiled(tmp_path):
     """Several trainings in one process (a preset, a study): dynamo's recompile limit counts graphs across them,
     so without a fresh start per training the later ones would silently run eager."""
     from torch._dynamo.utils import counters
 
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
     compiled_frames = []
     for seed in (0, 1):
         before = counters["frames"]["ok"]
         config = TrainConfig(model="tanhconv", dataset="synthetic", width=0.125, epochs=1, batch_size=64, train_subset=128,
                              recalibration_batches=1, seed=seed, compile=True)  # fmt: skip
-        _, card = load_checkpoint(train(config, workspace=tmp_path))
+        with torch._dynamo.config.patch(recompile_limit=1):  # (monkeypatch's undo would delete the setting)
+            _, card = load_checkpoint(train(config, workspace=tmp_path))
         assert card["compute"]["compile"] == "torch.compile (inductor)" and math.isfinite(card["history"][-1]["loss"])
         compiled_frames.append(counters["frames"]["ok"] - before)
     assert compiled_frames[0] >= 1 and compiled_frames[1] >= 1, compiled_frames  # the second training compiled its own graph too
