@@ -61,6 +61,27 @@ def test_channels_last_and_bf16_give_the_same_operator():
     torch.testing.assert_close(scale_channels(t, s), t * s)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_bf16_and_channels_last_gradients_match_fp32(channels_last):
+    """The fused backward under autocast: the convolution in bf16, the patch norm accumulated in fp32, the
+    parameters' gradients in their own dtype; in either layout."""
+    torch.manual_seed(0)
+    layer = DecoupledConv2d(16, 8, 3, padding=1, magnitude="tanh", relative_rho=True)
+    x = torch.randn(4, 16, 10, 10)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    grads = []
+    for bf16 in (False, True):
+        xi = x.clone().contiguous(memory_format=fmt).requires_grad_(True)
+        layer.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = layer(xi)
+        (out.float() * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        assert xi.grad.dtype == torch.float32 and layer.weight.grad.dtype == torch.float32
+        grads.append((xi.grad, layer.weight.grad.clone()))
+    for full, low in zip(*grads):
+        assert float((low - full).norm() / full.norm()) < 0.03
+
+
 class InPlace(nn.Module):
     """A model that changes its input in place (x.mul_) before classifying it."""
 

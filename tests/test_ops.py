@@ -136,6 +136,36 @@ def test_gradcheck_every_operator(magnitude, angular):
         assert torch.autograd.gradcheck(fn, (x, weight), eps=1e-7, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("stride,padding,dilation,kernel", [(2, 1, 1, 3), (1, 2, 2, 3), ((2, 1), (1, 0), (1, 2), 3), (1, "same", 1, 2), (1, "same", 2, 3)])
+def test_gradcheck_strided_padded_dilated(stride, padding, dilation, kernel):
+    """The fused backward's transposed box sum, per geometry (an even kernel with "same" pads one side more)."""
+    torch.manual_seed(4)
+    x = torch.randn(2, 3, 7, 6, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 3, kernel, kernel, dtype=torch.float64, requires_grad=True)
+    fn = lambda x_, w_: decoupled_conv2d(x_, w_, magnitude="tanh", angular="cos", rho=0.9, stride=stride, padding=padding, dilation=dilation)
+    assert torch.autograd.gradcheck(fn, (x, w), eps=1e-7, atol=1e-5, rtol=1e-4)
+    lin = decoupled_conv2d(x, w, magnitude="linear", weighted="linear", stride=stride, padding=padding, dilation=dilation)
+    torch.testing.assert_close(lin, F.conv2d(x, w, stride=stride, padding=padding, dilation=dilation), rtol=1e-10, atol=1e-10)
+
+
+def test_input_gradient_comes_from_one_fused_backward():
+    """The convolution and the patch norm share one backward over the full-size input: autograd reaches the
+    input through a single node (not the convolution's plus the square's two products and their sum)."""
+    x = torch.randn(2, 4, 6, 6, requires_grad=True)
+    out = DecoupledConv2d(4, 5, 3, padding=1, magnitude="tanh", relative_rho=True)(x)
+    seen, stack, reaching_x = set(), [out.grad_fn], 0
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        for child, _ in node.next_functions:
+            if child is not None and getattr(child, "variable", None) is x:
+                reaching_x += 1
+            stack.append(child)
+    assert reaching_x == 1
+
+
 @pytest.mark.parametrize("weighted", ["linear", "tanh-joint", "tanh-product"])
 def test_gradcheck_weighted(weighted):
     w, cases = _gradcheck_inputs()

@@ -170,35 +170,110 @@ def patch_norm2d(
     dilation: int | tuple[int, int] = 1,
     eps: float = 1e-4,
 ) -> Tensor:
-    """L2 norm of every k*k*C_in input patch, shape ``(N, 1, H_out, W_out)``: ``sqrt(box_sum(sum_c x^2) + eps)``.
+    """L2 norm of every k*k*C_in input patch, shape ``(N, 1, H_out, W_out)``: ``sqrt(box_sum(sum_c x^2) + eps)``."""
+    x, pad = _explicit_padding(x, _pair(kernel_size), _pair(dilation), padding)
+    return torch.sqrt(_box_sum(_channel_sq(x), _pair(kernel_size), _pair(stride), pad, _pair(dilation)) + eps)
 
-    The sum over channels is taken in fp32 under autocast (one channel: cheap), along the last memory
-    dimension for channels-last inputs; the box sum adds k*k shifted slices (a single-channel convolution or
-    pooling is slow in every layout).
-    """
-    acc = torch.float32 if x.dtype in (torch.bfloat16, torch.float16) else None
-    if _channels_last(x):  # reduce (and, backward, broadcast) along the last memory dimension: many times faster
-        xp = x.permute(0, 2, 3, 1)
-        sq = (xp * xp).sum(-1, keepdim=True, dtype=acc).permute(0, 3, 1, 2).contiguous()
-    else:
-        sq = (x * x).sum(1, keepdim=True, dtype=acc)
+
+def _explicit_padding(x: Tensor, kernel: tuple[int, int], dilation: tuple[int, int], padding: int | tuple[int, int] | str) -> tuple[Tensor, tuple[int, int]]:
+    """``padding`` as symmetric (rows, columns), padding ``x`` itself where ``"same"`` needs more on one side
+    (an even kernel), as ``F.conv2d`` does."""
+    if padding == "valid":
+        return x, (0, 0)
+    if padding == "same":
+        total = [d * (k - 1) for k, d in zip(kernel, dilation)]
+        before = [t // 2 for t in total]
+        extra = [t - b for t, b in zip(total, before)]
+        if extra != before:
+            x = F.pad(x, (0, extra[1] - before[1], 0, extra[0] - before[0]))
+        return x, (before[0], before[1])
     if isinstance(padding, str):
-        return torch.sqrt(F.conv2d(sq, sq.new_ones(1, 1, *kernel_size), stride=stride, padding=padding, dilation=dilation) + eps)
-    return torch.sqrt(_box_sum(sq, kernel_size, _pair(stride), _pair(padding), _pair(dilation)) + eps)
+        raise ConfigError(f"padding must be an int, a pair, 'same' or 'valid', got {padding!r}")
+    return x, _pair(padding)
+
+
+def _channel_sq(x: Tensor) -> Tensor:
+    """``sum_c x^2``, shape (N, 1, H, W), accumulated in fp32 for lower-precision inputs; along the last memory
+    dimension for channels-last inputs (many times faster than across it)."""
+    acc = torch.float32 if x.dtype in (torch.bfloat16, torch.float16) else None
+    if _channels_last(x):
+        xp = x.permute(0, 2, 3, 1)
+        return (xp * xp).sum(-1, keepdim=True, dtype=acc).permute(0, 3, 1, 2).contiguous()
+    return (x * x).sum(1, keepdim=True, dtype=acc)
+
+
+def _windows(padded: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int]):
+    """The k*k strided slices of a padded map whose sum is the box sum (one per kernel offset)."""
+    (hp, wp), (kh, kw), (sh, sw), (dh, dw) = padded, kernel, stride, dilation
+    h_out, w_out = (hp - dh * (kh - 1) - 1) // sh + 1, (wp - dw * (kw - 1) - 1) // sw + 1
+    for i in range(kh):
+        for j in range(kw):
+            yield (slice(None), slice(None), slice(i * dh, i * dh + sh * (h_out - 1) + 1, sh), slice(j * dw, j * dw + sw * (w_out - 1) + 1, sw))
 
 
 def _box_sum(t: Tensor, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int], dilation: tuple[int, int]) -> Tensor:
-    """Sum over every (dilated) k*k window of a one-channel map, as the convolution with a ones kernel would."""
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    """Sum over every (dilated) k*k window of a one-channel map, as the convolution with a ones kernel would
+    (a one-channel convolution or pooling is slow in every layout; k*k shifted slices are not)."""
+    (ph, pw) = padding
     t = F.pad(t, (pw, pw, ph, ph))
-    h_out = (t.shape[2] - dh * (kh - 1) - 1) // sh + 1
-    w_out = (t.shape[3] - dw * (kw - 1) - 1) // sw + 1
     out = None
-    for i in range(kh):
-        for j in range(kw):
-            part = t[:, :, i * dh : i * dh + sh * (h_out - 1) + 1 : sh, j * dw : j * dw + sw * (w_out - 1) + 1 : sw]
-            out = part if out is None else out + part
+    for window in _windows(t.shape[2:], kernel, stride, dilation):
+        out = t[window] if out is None else out + t[window]
     return out
+
+
+def _box_sum_transpose(grad: Tensor, shape: torch.Size, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
+                       dilation: tuple[int, int]) -> Tensor:  # fmt: skip
+    """The gradient of ``_box_sum`` with respect to its (unpadded) input of ``shape``: every window adds its
+    output gradient back, in place in one buffer."""
+    (ph, pw) = padding
+    out = grad.new_zeros(shape[0], 1, shape[2] + 2 * ph, shape[3] + 2 * pw)
+    for window in _windows(out.shape[2:], kernel, stride, dilation):
+        out[window] += grad
+    return out[:, :, ph : ph + shape[2], pw : pw + shape[3]]
+
+
+class _ConvAndPatchSq(torch.autograd.Function):
+    """``(conv2d(x, w), box_sum(sum_c x^2))`` with one backward pass for both: the patch term's input gradient
+    ``2 x box_sum^T(g)`` is added in place to the convolution's, where autograd would make the square's two
+    products, a broadcast copy and a sum of the two gradients, all full-size. Under autocast the convolution
+    runs in the autocast dtype as ``F.conv2d`` would; the squared norms are accumulated in fp32."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, kernel, stride, padding, dilation) -> tuple[Tensor, Tensor]:  # noqa: ANN001
+        device = x.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) and x.dtype.is_floating_point else x.dtype
+        xc, wc = x.to(dtype), weight.to(dtype)
+        with torch.autocast(device, enabled=False):
+            projection = F.conv2d(xc, wc, None, stride, padding, dilation)
+            patch_sq = _box_sum(_channel_sq(x), kernel, stride, padding, dilation)
+        ctx.save_for_backward(x, xc, wc)
+        ctx.geometry = kernel, stride, padding, dilation
+        ctx.weight_dtype = weight.dtype
+        return projection, patch_sq
+
+    @staticmethod
+    def backward(ctx, grad_projection: Tensor | None, grad_patch_sq: Tensor | None):  # noqa: ANN206
+        x, xc, wc = ctx.saved_tensors
+        kernel, stride, padding, dilation = ctx.geometry
+        need_x, need_w = ctx.needs_input_grad[:2]
+        grad_x = grad_w = None
+        if grad_projection is not None and (need_x or need_w):
+            grad_x, grad_w, _ = torch.ops.aten.convolution_backward(
+                grad_projection.to(xc.dtype), xc, wc, None, list(stride), list(padding), list(dilation), False, [0, 0], 1,
+                [need_x, need_w, False],
+            )  # fmt: skip
+            grad_x = grad_x.to(x.dtype) if grad_x is not None else None
+            grad_w = grad_w.to(ctx.weight_dtype) if grad_w is not None else None
+        if grad_patch_sq is not None and need_x:
+            g = _box_sum_transpose(grad_patch_sq, x.shape, kernel, stride, padding, dilation).to(x.dtype)
+            if grad_x is None:
+                grad_x = torch.zeros_like(x)
+            if _channels_last(grad_x) and _channels_last(x):  # broadcast along the last memory dimension
+                grad_x.permute(0, 2, 3, 1).addcmul_(x.permute(0, 2, 3, 1), g.permute(0, 2, 3, 1), value=2)
+            else:
+                grad_x.addcmul_(x, g, value=2)
+        return grad_x, grad_w, None, None, None, None
 
 
 def _channels_last(t: Tensor) -> bool:
@@ -255,9 +330,10 @@ def decoupled_conv2d(
             f"{tuple(weight.shape)}, got {tuple(x.shape)}"
         )
     w_norm = _weight_norm(weight)
-    w_hat = weight / w_norm.view(-1, 1, 1, 1)
-    projection = F.conv2d(x, w_hat, None, stride, padding, dilation)
-    r = patch_norm2d(x, _pair(weight.shape[2:]), stride=stride, padding=padding, dilation=dilation, eps=eps)
+    kernel, dilation = _pair(weight.shape[2:]), _pair(dilation)
+    x, pad = _explicit_padding(x, kernel, dilation, padding)
+    projection, patch_sq = _ConvAndPatchSq.apply(x, weight / w_norm.view(-1, 1, 1, 1), kernel, _pair(stride), pad, dilation)
+    r = torch.sqrt(patch_sq + eps)
     if callable(rho):
         rho = rho(r)
     out = _decoupled(
