@@ -332,7 +332,12 @@ def decoupled_conv2d(
     w_norm = _weight_norm(weight)
     kernel, dilation = _pair(weight.shape[2:]), _pair(dilation)
     x, pad = _explicit_padding(x, kernel, dilation, padding)
-    projection, patch_sq = _ConvAndPatchSq.apply(x, weight / w_norm.view(-1, 1, 1, 1), kernel, _pair(stride), pad, dilation)
+    w_hat = weight / w_norm.view(-1, 1, 1, 1)
+    if torch.compiler.is_compiling():  # inductor fuses the plain formula's elementwise work, which the fused backward hides from it
+        projection = F.conv2d(x, w_hat, None, stride, pad, dilation)
+        patch_sq = _box_sum(_channel_sq(x), kernel, _pair(stride), pad, dilation)
+    else:
+        projection, patch_sq = _ConvAndPatchSq.apply(x, w_hat, kernel, _pair(stride), pad, dilation)
     r = torch.sqrt(patch_sq + eps)
     if callable(rho):
         rho = rho(r)
