@@ -275,3 +275,27 @@ def test_compiled_layer_matches_eager():
         results.append((out.detach(), xi.grad, layer.weight.grad.clone()))
     for eager, compiled in zip(*results):
         torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-6)
+
+
+def test_input_gradient_alone_skips_the_kernel_gradient():
+    """An attack asks for the image's gradient only: the fused backward must not pay for the kernel's."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Masks(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.masks = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten.convolution_backward.default:
+                self.masks.append(list(args[-1]))
+            return func(*args, **(kwargs or {}))
+
+    layer = DecoupledConv2d(3, 4, 3, padding=1, magnitude="tanh")
+    x = torch.randn(2, 3, 6, 6, requires_grad=True)
+    with Masks() as only_input:
+        (grad,) = torch.autograd.grad(layer(x).sum(), x)
+    with Masks() as both:
+        layer(x).sum().backward()
+    assert only_input.masks == [[True, False, False]] and grad is not None
+    assert both.masks == [[True, True, False]] and layer.weight.grad is not None

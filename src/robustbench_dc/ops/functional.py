@@ -256,7 +256,7 @@ class _ConvAndPatchSq(torch.autograd.Function):
     def backward(ctx, grad_projection: Tensor | None, grad_patch_sq: Tensor | None):  # noqa: ANN206
         x, xc, wc = ctx.saved_tensors
         kernel, stride, padding, dilation = ctx.geometry
-        need_x, need_w = ctx.needs_input_grad[:2]
+        need_x, need_w = _wanted(ctx, 0), _wanted(ctx, 1)
         grad_x = grad_w = None
         if grad_projection is not None and (need_x or need_w):
             grad_x, grad_w, _ = torch.ops.aten.convolution_backward(
@@ -274,6 +274,19 @@ class _ConvAndPatchSq(torch.autograd.Function):
             else:
                 grad_x.addcmul_(x, g, value=2)
         return grad_x, grad_w, None, None, None, None
+
+
+def _wanted(ctx, i: int) -> bool:  # noqa: ANN001
+    """Whether this backward pass needs the gradient of the function's input ``i``. An attack's
+    ``autograd.grad(loss, x)`` needs the image's only: the kernel's would cost as much again, and built-in
+    operators skip it too (``needs_input_grad`` only says the input requires a gradient)."""
+    if not ctx.needs_input_grad[i]:
+        return False
+    node = ctx.next_functions[i][0]
+    try:
+        return node is None or torch._C._will_engine_execute_node(node)
+    except (AttributeError, RuntimeError):  # an engine without the query: compute it
+        return True
 
 
 def _channels_last(t: Tensor) -> bool:
