@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from robustbench_dc.errors import ConfigError
 from robustbench_dc.ops import (
     ANGULARS,
     MAGNITUDES,
@@ -299,3 +300,27 @@ def test_input_gradient_alone_skips_the_kernel_gradient():
         layer(x).sum().backward()
     assert only_input.masks == [[True, False, False]] and grad is not None
     assert both.masks == [[True, True, False]] and layer.weight.grad is not None
+
+
+def test_tracers_and_transforms_get_the_plain_formula(tmp_path):
+    """TorchScript tracing and torch.func transforms have no place for a Python autograd function: the layer gives
+    them the plain formula, with eager's values and gradients (a traced DCNet can be saved and loaded)."""
+    torch.manual_seed(6)
+    layer = DecoupledConv2d(3, 4, 3, padding=1, magnitude="tanh").eval()
+    x = torch.randn(2, 3, 7, 7)
+    eager = x.clone().requires_grad_(True)
+    layer(eager).sum().backward()
+    torch.jit.save(torch.jit.trace(layer, x), tmp_path / "layer.pt")
+    loaded = torch.jit.load(tmp_path / "layer.pt")
+    traced = x.clone().requires_grad_(True)
+    loaded(traced).sum().backward()
+    torch.testing.assert_close(loaded(x), layer(x))
+    torch.testing.assert_close(traced.grad, eager.grad)
+    torch.testing.assert_close(torch.func.grad(lambda x_: layer(x_).sum())(x), eager.grad)
+    per_image = torch.func.vmap(torch.func.grad(lambda xi: layer(xi.unsqueeze(0)).sum()))(x)
+    torch.testing.assert_close(per_image, eager.grad)
+
+
+def test_same_padding_needs_stride_one():
+    with pytest.raises(ConfigError, match="stride 1"):
+        decoupled_conv2d(torch.randn(1, 2, 6, 6), torch.randn(3, 2, 3, 3), magnitude="tanh", padding="same", stride=2)

@@ -171,16 +171,19 @@ def patch_norm2d(
     eps: float = 1e-4,
 ) -> Tensor:
     """L2 norm of every k*k*C_in input patch, shape ``(N, 1, H_out, W_out)``: ``sqrt(box_sum(sum_c x^2) + eps)``."""
-    x, pad = _explicit_padding(x, _pair(kernel_size), _pair(dilation), padding)
+    x, pad = _explicit_padding(x, _pair(kernel_size), _pair(stride), _pair(dilation), padding)
     return torch.sqrt(_box_sum(_channel_sq(x), _pair(kernel_size), _pair(stride), pad, _pair(dilation)) + eps)
 
 
-def _explicit_padding(x: Tensor, kernel: tuple[int, int], dilation: tuple[int, int], padding: int | tuple[int, int] | str) -> tuple[Tensor, tuple[int, int]]:
+def _explicit_padding(x: Tensor, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int],
+                      padding: int | tuple[int, int] | str) -> tuple[Tensor, tuple[int, int]]:  # fmt: skip
     """``padding`` as symmetric (rows, columns), padding ``x`` itself where ``"same"`` needs more on one side
     (an even kernel), as ``F.conv2d`` does."""
     if padding == "valid":
         return x, (0, 0)
     if padding == "same":
+        if any(s != 1 for s in stride):
+            raise ConfigError(f"padding='same' needs stride 1 (as in F.conv2d), got stride {stride}")
         total = [d * (k - 1) for k, d in zip(kernel, dilation)]
         before = [t // 2 for t in total]
         extra = [t - b for t, b in zip(total, before)]
@@ -276,6 +279,14 @@ class _ConvAndPatchSq(torch.autograd.Function):
         return grad_x, grad_w, None, None, None, None
 
 
+def _plain_autograd() -> bool:
+    """Whether the plain formula serves better than the fused backward: under ``torch.compile`` and export
+    (inductor fuses the plain formula's elementwise work, which the fused node hides from it), and where a
+    Python autograd function has no place (TorchScript tracing, ``torch.func`` transforms)."""
+    functorch = getattr(torch._C, "_are_functorch_transforms_active", lambda: False)
+    return torch.compiler.is_compiling() or torch.jit.is_tracing() or functorch()
+
+
 def _wanted(ctx, i: int) -> bool:  # noqa: ANN001
     """Whether this backward pass needs the gradient of the function's input ``i``. An attack's
     ``autograd.grad(loss, x)`` needs the image's only: the kernel's would cost as much again, and built-in
@@ -343,14 +354,14 @@ def decoupled_conv2d(
             f"{tuple(weight.shape)}, got {tuple(x.shape)}"
         )
     w_norm = _weight_norm(weight)
-    kernel, dilation = _pair(weight.shape[2:]), _pair(dilation)
-    x, pad = _explicit_padding(x, kernel, dilation, padding)
+    kernel, stride, dilation = _pair(weight.shape[2:]), _pair(stride), _pair(dilation)
+    x, pad = _explicit_padding(x, kernel, stride, dilation, padding)
     w_hat = weight / w_norm.view(-1, 1, 1, 1)
-    if torch.compiler.is_compiling():  # inductor fuses the plain formula's elementwise work, which the fused backward hides from it
+    if _plain_autograd():
         projection = F.conv2d(x, w_hat, None, stride, pad, dilation)
-        patch_sq = _box_sum(_channel_sq(x), kernel, _pair(stride), pad, dilation)
+        patch_sq = _box_sum(_channel_sq(x), kernel, stride, pad, dilation)
     else:
-        projection, patch_sq = _ConvAndPatchSq.apply(x, w_hat, kernel, _pair(stride), pad, dilation)
+        projection, patch_sq = _ConvAndPatchSq.apply(x, w_hat, kernel, stride, pad, dilation)
     r = torch.sqrt(patch_sq + eps)
     if callable(rho):
         rho = rho(r)
