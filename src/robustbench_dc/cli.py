@@ -123,8 +123,8 @@ def _add_train(sub) -> None:
 
 def _compile_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", action="store_true",
-                   help="train through torch.compile (inductor; first steps compile for a minute or so): faster for decoupled networks, "
-                        "see BENCHMARKS.md; falls back to eager where compiling fails; recorded in the card (default: off)")
+                   help="train through torch.compile (inductor; first steps compile for a minute or so): faster steps for decoupled networks, "
+                        "slower for short runs (BENCHMARKS.md); falls back to eager where compiling fails; recorded in the card (default: off)")
 
 
 def _add_models(sub) -> None:
