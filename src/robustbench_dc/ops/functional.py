@@ -236,38 +236,39 @@ def _box_sum_transpose(grad: Tensor, shape: torch.Size, kernel: tuple[int, int],
     return out[:, :, ph : ph + shape[2], pw : pw + shape[3]]
 
 
+def _projection_and_patch_sq(x: Tensor, w_hat: Tensor, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
+                             dilation: tuple[int, int]) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """The operator's two full-size parts: ``conv2d(x, w_hat)`` and the squared patch norms ``box_sum(sum_c x^2)``."""
+    return F.conv2d(x, w_hat, None, stride, padding, dilation), _box_sum(_channel_sq(x), kernel, stride, padding, dilation)
+
+
 class _ConvAndPatchSq(torch.autograd.Function):
-    """``(conv2d(x, w), box_sum(sum_c x^2))`` with one backward pass for both: the patch term's input gradient
+    """``_projection_and_patch_sq`` with one backward pass for both parts: the patch term's input gradient
     ``2 x box_sum^T(g)`` is added in place to the convolution's, where autograd would make the square's two
-    products, a broadcast copy and a sum of the two gradients, all full-size. Under autocast the convolution
-    runs in the autocast dtype as ``F.conv2d`` would; the squared norms are accumulated in fp32."""
+    products, a broadcast copy and a sum of the two gradients, all full-size. The forward runs under the caller's
+    autocast; backward runs the convolution's gradient in the dtype the forward convolution ran in."""
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, kernel, stride, padding, dilation) -> tuple[Tensor, Tensor]:  # noqa: ANN001
-        device = x.device.type
-        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) and x.dtype.is_floating_point else x.dtype
-        xc, wc = x.to(dtype), weight.to(dtype)
-        with torch.autocast(device, enabled=False):
-            projection = F.conv2d(xc, wc, None, stride, padding, dilation)
-            patch_sq = _box_sum(_channel_sq(x), kernel, stride, padding, dilation)
-        ctx.save_for_backward(x, xc, wc)
-        ctx.geometry = kernel, stride, padding, dilation
-        ctx.weight_dtype = weight.dtype
+        projection, patch_sq = _projection_and_patch_sq(x, weight, kernel, stride, padding, dilation)
+        ctx.save_for_backward(x, weight)
+        ctx.geometry, ctx.conv_dtype = (kernel, stride, padding, dilation), projection.dtype
         return projection, patch_sq
 
     @staticmethod
     def backward(ctx, grad_projection: Tensor | None, grad_patch_sq: Tensor | None):  # noqa: ANN206
-        x, xc, wc = ctx.saved_tensors
+        x, weight = ctx.saved_tensors
         kernel, stride, padding, dilation = ctx.geometry
         need_x, need_w = _wanted(ctx, 0), _wanted(ctx, 1)
         grad_x = grad_w = None
         if grad_projection is not None and (need_x or need_w):
+            dtype = ctx.conv_dtype
             grad_x, grad_w, _ = torch.ops.aten.convolution_backward(
-                grad_projection.to(xc.dtype), xc, wc, None, list(stride), list(padding), list(dilation), False, [0, 0], 1,
-                [need_x, need_w, False],
+                grad_projection.to(dtype), x.to(dtype), weight.to(dtype), None, list(stride), list(padding), list(dilation), False,
+                [0, 0], 1, [need_x, need_w, False],
             )  # fmt: skip
             grad_x = grad_x.to(x.dtype) if grad_x is not None else None
-            grad_w = grad_w.to(ctx.weight_dtype) if grad_w is not None else None
+            grad_w = grad_w.to(weight.dtype) if grad_w is not None else None
         if grad_patch_sq is not None and need_x:
             g = _box_sum_transpose(grad_patch_sq, x.shape, kernel, stride, padding, dilation).to(x.dtype)
             if grad_x is None:
@@ -357,11 +358,8 @@ def decoupled_conv2d(
     kernel, stride, dilation = _pair(weight.shape[2:]), _pair(stride), _pair(dilation)
     x, pad = _explicit_padding(x, kernel, stride, dilation, padding)
     w_hat = weight / w_norm.view(-1, 1, 1, 1)
-    if _plain_autograd():
-        projection = F.conv2d(x, w_hat, None, stride, pad, dilation)
-        patch_sq = _box_sum(_channel_sq(x), kernel, stride, pad, dilation)
-    else:
-        projection, patch_sq = _ConvAndPatchSq.apply(x, w_hat, kernel, stride, pad, dilation)
+    parts = _projection_and_patch_sq if _plain_autograd() else _ConvAndPatchSq.apply
+    projection, patch_sq = parts(x, w_hat, kernel, stride, pad, dilation)
     r = torch.sqrt(patch_sq + eps)
     if callable(rho):
         rho = rho(r)
