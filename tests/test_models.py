@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from robustbench_dc.models import ModelSpec, build_model, create_model, list_models
+from robustbench_dc.models.layers import MaxPool2d
 from robustbench_dc.ops import DecoupledConv2d
 
 TINY = dict(width=0.125, input_size=8)
@@ -64,6 +65,31 @@ def test_bad_names_and_options(kwargs, match):
     name = kwargs.pop("name")
     with pytest.raises(ValueError, match=match):
         create_model(name, **kwargs)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize(
+    "kernel,stride,padding,dilation,ceil", [(2, None, 0, 1, False), (3, 2, 1, 1, False), (3, 2, 1, 2, True), ((2, 3), (1, 2), (1, 0), 1, True)]
+)
+def test_max_pool_layer_equals_torch(dtype, kernel, stride, padding, dilation, ceil):
+    """cnn9's pooling (through the channels-last kernel on a CPU) gives nn.MaxPool2d's outputs and gradients,
+    bit for bit, ties and NaNs included (which element of a tied window gets the gradient matters)."""
+    torch.manual_seed(0)
+    x = torch.randn(4, 16, 10, 11, dtype=dtype).relu()  # ReLU: many windows of tied zeros
+    x[:, :, 1::2] = x[:, :, ::2][:, :, :5]  # tied positive values across rows
+    if dtype != torch.float64:
+        x.view(-1)[::37] = float("nan")
+    ours, ref = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    y = MaxPool2d(kernel, stride, padding, dilation, ceil_mode=ceil)(ours)
+    y_ref = torch.nn.MaxPool2d(kernel, stride, padding, dilation, ceil_mode=ceil)(ref)
+    g = torch.randn_like(y_ref)
+    y.backward(g)
+    y_ref.backward(g)
+    assert y.is_contiguous() and torch.equal(y.nan_to_num(7.0), y_ref.nan_to_num(7.0))
+    assert torch.equal(ours.grad, ref.grad)
+    if dtype == torch.float64:
+        assert torch.autograd.gradcheck(MaxPool2d(kernel, stride, padding, dilation, ceil_mode=ceil), (torch.randn(2, 8, 7, 7, dtype=dtype, requires_grad=True),))
+    assert any(isinstance(m, MaxPool2d) for m in create_model("tanhconv", width=0.25).modules())
 
 
 def test_wrong_input_shape_is_a_clear_error():

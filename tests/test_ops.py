@@ -96,6 +96,20 @@ def test_patch_norm_matches_unfold():
     torch.testing.assert_close(r.flatten(1), patches.norm(dim=1))
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_lower_precision_patch_norms_are_exact(channels_last):
+    """bf16 inputs are squared after the cast to fp32, a few images at a time when large: the patch norms of a
+    bf16 input equal the float64 ones of the same values (the square of a bf16 value rounded to bf16 would be
+    off by up to 2^-9), whether or not the input is split."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    for n in (3, 40):  # one piece; 40 * 16 * 40 * 40 elements are more than one piece holds
+        x = torch.randn(n, 16, 40, 40).bfloat16().contiguous(memory_format=fmt)
+        ref = patch_norm2d(x.double(), (3, 3), padding=1, eps=1e-4)
+        r = patch_norm2d(x, (3, 3), padding=1, eps=1e-4)
+        assert r.dtype == torch.float32
+        torch.testing.assert_close(r.double(), ref, rtol=1e-6, atol=0)
+
+
 @pytest.mark.parametrize("magnitude", ["sphere", "ball", "tanh"])
 @pytest.mark.parametrize("angular", ANGULARS)
 def test_bounded_operators_never_exceed_alpha(magnitude, angular):

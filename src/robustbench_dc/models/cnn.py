@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from robustbench_dc.models.layers import ClassifierHead, Network, conv_bn_relu, conv_factory, scaled_widths
+from robustbench_dc.models.layers import ClassifierHead, MaxPool2d, Network, conv_bn_relu, conv_factory, scaled_widths
 from robustbench_dc.models.registry import ARCHITECTURES, ModelSpec
 
 
@@ -15,7 +15,7 @@ def cnn9(spec: ModelSpec) -> Network:
     cin = spec.in_channels
     for stage, cout in enumerate(scaled_widths(spec, (64, 128, 256))):
         if stage > 0:
-            layers.append(nn.MaxPool2d(2))
+            layers.append(MaxPool2d(2))
         for _ in range(3):
             layers.append(conv_bn_relu(conv, cin, cout))
             cin = cout

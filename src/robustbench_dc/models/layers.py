@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from robustbench_dc.errors import ConfigError
 from robustbench_dc.models.registry import ConvFactory, ModelSpec, operator_config
+from robustbench_dc.ops.functional import plain_autograd
 from robustbench_dc.ops.modules import DecoupledConv2d
 
 
@@ -52,6 +53,39 @@ def with_normalization(module: nn.Module, mean: tuple[float, ...] | None, std: t
 def scaled_widths(spec: ModelSpec, base: tuple[int, ...]) -> list[int]:
     """Channel counts of an architecture's stages times ``spec.width`` (at least 1)."""
     return [max(1, round(b * spec.width)) for b in base]
+
+
+class _MaxPool2dChannelsLast(torch.autograd.Function):
+    """``F.max_pool2d`` of an NCHW input, pooled in channels-last (on a CPU the NCHW kernel is several times
+    slower than the conversion and the channels-last kernel together) and differentiated by the NCHW backward
+    kernel (the channels-last one is slow too). The indices are per channel plane in both layouts, and both
+    kernels take the first maximum of a window, so outputs and gradients equal ``F.max_pool2d``'s."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, geometry: tuple) -> Tensor:  # noqa: ANN001
+        out, indices = torch.ops.aten.max_pool2d_with_indices(x.contiguous(memory_format=torch.channels_last), *geometry)
+        ctx.save_for_backward(x, indices)
+        ctx.geometry = geometry
+        return out.contiguous()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # noqa: ANN206
+        x, indices = ctx.saved_tensors
+        return torch.ops.aten.max_pool2d_with_indices_backward(grad.contiguous(), x, *ctx.geometry, indices.contiguous()), None
+
+
+class MaxPool2d(nn.MaxPool2d):
+    """``nn.MaxPool2d`` that pools NCHW inputs on a CPU through the channels-last kernel (same results)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.device.type != "cpu" or x.ndim != 4 or x.shape[1] < 8 or not x.is_contiguous() or self.return_indices or plain_autograd():
+            return super().forward(x)
+        geometry = tuple(_pair(v) for v in (self.kernel_size, self.stride or self.kernel_size, self.padding, self.dilation)) + (self.ceil_mode,)
+        return _MaxPool2dChannelsLast.apply(x, geometry)
+
+
+def _pair(v: int | tuple[int, ...]) -> list[int]:
+    return [v, v] if isinstance(v, int) else list(v)
 
 
 def conv_bn_relu(conv: ConvFactory, cin: int, cout: int, stride: int = 1) -> nn.Sequential:

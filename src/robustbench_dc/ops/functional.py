@@ -29,6 +29,9 @@ COS_CLAMP = 1e-6
 #: Added under the square root of ``||w||`` so that an all-zero kernel has a finite gradient.
 WEIGHT_EPS = 1e-12
 
+#: Elements of a lower-precision input cast to fp32 at a time by ``_channel_sq`` (4 MB).
+_CAST_CHUNK_ELEMENTS = 1 << 20
+
 RhoLike = float | Tensor
 #: A radius, or a function of the patch norm that returns one (layers whose radius follows the patch norms).
 RhoArg = RhoLike | Callable[[Tensor], RhoLike]
@@ -196,13 +199,19 @@ def _explicit_padding(x: Tensor, kernel: tuple[int, int], stride: tuple[int, int
 
 
 def _channel_sq(x: Tensor) -> Tensor:
-    """``sum_c x^2``, shape (N, 1, H, W), accumulated in fp32 for lower-precision inputs; along the last memory
-    dimension for channels-last inputs (many times faster than across it)."""
-    acc = torch.float32 if x.dtype in (torch.bfloat16, torch.float16) else None
+    """``sum_c x^2``, shape (N, 1, H, W); along the last memory dimension for channels-last inputs (many times
+    faster than across it). Lower-precision inputs are squared and summed in fp32 (after the cast, so exactly),
+    a few images at a time: a full-size fp32 copy costs several times the arithmetic on a CPU (fresh pages for
+    every large allocation), a small one stays in cache."""
+    if x.dtype in (torch.bfloat16, torch.float16):
+        step = max(1, _CAST_CHUNK_ELEMENTS // max(1, x[0].numel())) if x.shape[0] else 1
+        if step < x.shape[0] and not torch.compiler.is_compiling():
+            return torch.cat([_channel_sq(part) for part in x.split(step)])
+        x = x.float()
     if _channels_last(x):
         xp = x.permute(0, 2, 3, 1)
-        return (xp * xp).sum(-1, keepdim=True, dtype=acc).permute(0, 3, 1, 2).contiguous()
-    return (x * x).sum(1, keepdim=True, dtype=acc)
+        return (xp * xp).sum(-1, keepdim=True).permute(0, 3, 1, 2).contiguous()
+    return (x * x).sum(1, keepdim=True)
 
 
 def _windows(padded: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int]):
@@ -280,7 +289,7 @@ class _ConvAndPatchSq(torch.autograd.Function):
         return grad_x, grad_w, None, None, None, None
 
 
-def _plain_autograd() -> bool:
+def plain_autograd() -> bool:
     """Whether the plain formula serves better than the fused backward: under ``torch.compile`` and export
     (inductor fuses the plain formula's elementwise work, which the fused node hides from it), and where a
     Python autograd function has no place (TorchScript tracing, ``torch.func`` transforms)."""
@@ -358,7 +367,7 @@ def decoupled_conv2d(
     kernel, stride, dilation = _pair(weight.shape[2:]), _pair(stride), _pair(dilation)
     x, pad = _explicit_padding(x, kernel, stride, dilation, padding)
     w_hat = weight / w_norm.view(-1, 1, 1, 1)
-    parts = _projection_and_patch_sq if _plain_autograd() else _ConvAndPatchSq.apply
+    parts = _projection_and_patch_sq if plain_autograd() else _ConvAndPatchSq.apply
     projection, patch_sq = parts(x, w_hat, kernel, stride, pad, dilation)
     r = torch.sqrt(patch_sq + eps)
     if callable(rho):
