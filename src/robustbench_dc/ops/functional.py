@@ -290,9 +290,10 @@ class _ConvAndPatchSq(torch.autograd.Function):
 
 
 def plain_autograd() -> bool:
-    """Whether the plain formula serves better than the fused backward: under ``torch.compile`` and export
-    (inductor fuses the plain formula's elementwise work, which the fused node hides from it), and where a
-    Python autograd function has no place (TorchScript tracing, ``torch.func`` transforms)."""
+    """Whether plain PyTorch ops serve better than this package's autograd functions (the fused decoupled
+    backward, channels-last pooling): under ``torch.compile`` and export (inductor fuses the plain formula's
+    elementwise work, which a fused node hides from it), and where a Python autograd function has no place
+    (TorchScript tracing, ``torch.func`` transforms)."""
     functorch = getattr(torch._C, "_are_functorch_transforms_active", lambda: False)
     return torch.compiler.is_compiling() or torch.jit.is_tracing() or functorch()
 
