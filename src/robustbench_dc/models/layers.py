@@ -80,12 +80,7 @@ class MaxPool2d(nn.MaxPool2d):
     def forward(self, x: Tensor) -> Tensor:
         if x.device.type != "cpu" or x.ndim != 4 or x.shape[1] < 8 or not x.is_contiguous() or self.return_indices or plain_autograd():
             return super().forward(x)
-        geometry = tuple(_pair(v) for v in (self.kernel_size, self.stride or self.kernel_size, self.padding, self.dilation)) + (self.ceil_mode,)
-        return _MaxPool2dChannelsLast.apply(x, geometry)
-
-
-def _pair(v: int | tuple[int, ...]) -> list[int]:
-    return [v, v] if isinstance(v, int) else list(v)
+        return _MaxPool2dChannelsLast.apply(x, (self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode))
 
 
 def conv_bn_relu(conv: ConvFactory, cin: int, cout: int, stride: int = 1) -> nn.Sequential:
