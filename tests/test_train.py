@@ -12,11 +12,21 @@ from safetensors.torch import load_file
 
 from robustbench_dc.checkpoint import load_checkpoint, load_model
 from robustbench_dc.data import FASHION_MNIST_SYSTEM_DIR, load_dataset
-from robustbench_dc.errors import CheckpointError, DataNotFoundError
+from robustbench_dc.errors import CheckpointError, DataNotFoundError, UserError
 from robustbench_dc.models import create_model
 from robustbench_dc.ops.functional import patch_norm2d
 from robustbench_dc.targets import from_checkpoint, recipe_id
-from robustbench_dc.train import TrainConfig, augment_batch, recalibrate_statistics, train
+from robustbench_dc.train import (
+    RECIPES,
+    TrainConfig,
+    _optimizer_and_schedule,
+    augment_batch,
+    build,
+    catastrophic_overfitting,
+    recalibrate_statistics,
+    recipe_config,
+    train,
+)
 
 
 @pytest.mark.parametrize("key", [("baseline", "natural", 0), ("tanhconv", "natural", 0), ("baseline", "fgsm", 0), ("tanhconv", "fgsm", 0)])
@@ -236,3 +246,96 @@ def test_compiled_training_keeps_static_shapes_when_the_last_batch_is_smaller(tm
     config = TrainConfig(model="tanhconv", dataset="synthetic", width=0.125, epochs=2, batch_size=64, train_subset=96, recalibration_batches=1, compile=True)
     train(config, workspace=tmp_path)
     assert len(symbolic) >= 2 and not any(symbolic), symbolic  # a graph per batch size, none symbolic
+
+
+def test_standard_recipe_keeps_the_identity_of_runs_made_before_recipes():
+    """The fields recipes added are left out of ``to_dict`` at their defaults: stores and cards written before keep
+    their training identity (and so their checkpoints and cells)."""
+    config = TrainConfig(model="baseline", dataset="digits")
+    assert set(config.to_dict()) == {"model", "dataset", "arch", "width", "training", "eps", "pgd_steps", "pgd_step", "adv_weight", "epochs",
+                                     "batch_size", "lr", "momentum", "weight_decay", "schedule", "seed", "train_subset", "weight_projection",
+                                     "augment", "recalibration_batches", "precision", "channels_last", "operator"}  # fmt: skip
+    assert recipe_config("standard", model="baseline", dataset="digits") == config
+    fast = recipe_config("fast", model="baseline", dataset="digits", epochs=3)
+    assert fast.epochs == 3 and fast.schedule == "triangle" and fast.to_dict()["ema_decay"] == RECIPES["fast"]["ema_decay"]
+    with pytest.raises(UserError, match="unknown recipe 'slow'; valid: standard, fast"):
+        recipe_config("slow", model="baseline", dataset="digits")
+    with pytest.raises(UserError, match="ema_decay needs recalibration_batches"):
+        TrainConfig(model="baseline", dataset="digits", ema_decay=0.9, recalibration_batches=0)
+
+
+def test_triangle_schedule_rises_then_falls_to_zero():
+    config = TrainConfig(model="baseline", dataset="digits", schedule="triangle", warmup=0.2, epochs=2, lr=0.4)
+    model = torch.nn.Linear(2, 2)
+    opt, sched = _optimizer_and_schedule(model, config, steps_per_epoch=5)
+    lrs = []
+    for _ in range(10):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs == pytest.approx([0.2, 0.4, 0.35, 0.3, 0.25, 0.2, 0.15, 0.1, 0.05, 0.0])
+
+
+def test_no_decay_for_norms_and_biases():
+    config = TrainConfig(model="baseline", dataset="digits", decay_norms=False, weight_decay=1e-3)
+    model = build(config)
+    opt, _ = _optimizer_and_schedule(model, config, steps_per_epoch=5)
+    decayed, free = opt.param_groups
+    assert decayed["weight_decay"] == 1e-3 and all(p.ndim > 1 for p in decayed["params"])
+    assert free["weight_decay"] == 0 and free["params"] and all(p.ndim == 1 for p in free["params"])
+    assert len(decayed["params"]) + len(free["params"]) == len(list(model.parameters()))
+
+
+@pytest.mark.parametrize("model_name", ["baseline", "tanhconv"])
+def test_dirac_init_passes_channels_through(model_name):
+    """A dirac-initialised 3x3 convolution copies its input channels to its first filters (ordinary convolution);
+    a decoupled one sees each patch at the angle of its centre pixel."""
+    model = build(TrainConfig(model=model_name, dataset="digits", init="dirac", width=0.5))
+    conv = model.features[1][0]  # in == out channels
+    assert conv.weight.shape[0] == conv.weight.shape[1]
+    expected = torch.zeros_like(conv.weight)
+    expected[:, :, 1, 1] = torch.eye(conv.weight.shape[0])
+    assert torch.equal(conv.weight.detach(), expected)
+    widen = model.features[4][0]  # after the pooling: out > in: the extra filters keep their random init
+    cin = widen.weight.shape[1]
+    assert torch.equal(widen.weight[:cin, :, 1, 1].detach(), torch.eye(cin)) and widen.weight[cin:].abs().sum() > 0
+    if model_name == "baseline":
+        x = torch.rand(2, conv.in_channels, 8, 8)
+        assert torch.allclose(conv(x), x, atol=1e-6)
+
+
+def test_ema_weights_are_saved_and_resume_identically(tmp_path):
+    """With ema_decay the checkpoint holds the averaged weights (then recalibrated); a run interrupted after an epoch
+    and resumed ends with the same bits as one that ran through."""
+    config = TrainConfig(model="baseline", dataset="digits", width=0.25, epochs=3, batch_size=64, ema_decay=0.9, robustness_check=50)
+    straight = load_file(str(train(config, workspace=tmp_path / "a") / "model.safetensors"))
+    stops = []
+
+    def stop_after_first(stats) -> None:
+        if stats.epoch == 1 and not stops:
+            stops.append(1)
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config, workspace=tmp_path / "b", on_epoch=stop_after_first)
+    resumed_dir = train(config, workspace=tmp_path / "b")
+    resumed = load_file(str(resumed_dir / "model.safetensors"))
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    _, card = load_checkpoint(resumed_dir)
+    assert card["train_config"]["ema_decay"] == 0.9
+    checks = [h["robustness"] for h in card["history"]]
+    assert len(checks) == 3 and all(0 <= c["pgd10"] <= c["fgsm"] + 0.1 and 0 <= c["fgsm"] <= 1 for c in checks)
+    assert card["robustness_check"]["images"] == 50 and "catastrophic_overfitting_epoch" in card["robustness_check"]
+    plain = load_file(str(train(replace(config, ema_decay=0.0), workspace=tmp_path / "c") / "model.safetensors"))
+    assert any(not torch.equal(plain[k], straight[k]) for k in plain)  # the average is not the last step's weights
+
+
+def test_catastrophic_overfitting_is_the_pgd_collapse_while_fgsm_rises():
+    def history(*pairs):
+        return [{"epoch": i + 1, "robustness": {"fgsm": f, "pgd10": p}} for i, (f, p) in enumerate(pairs)]
+
+    assert catastrophic_overfitting(history((0.3, 0.25), (0.35, 0.3), (0.6, 0.02))) == 3
+    assert catastrophic_overfitting(history((0.3, 0.25), (0.35, 0.3), (0.36, 0.28))) is None  # steady
+    assert catastrophic_overfitting(history((0.3, 0.25), (0.1, 0.1))) is None  # both fell: not the signature
+    assert catastrophic_overfitting(history((0.05, 0.05), (0.2, 0.01))) is None  # never robust to begin with
+    assert catastrophic_overfitting([{"epoch": 1}]) is None

@@ -94,7 +94,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _add_train(sub) -> None:
-    from robustbench_dc.names import ARCHITECTURES, DATASETS, PRECISIONS, REGIMES, SCHEDULES
+    from robustbench_dc.names import ARCHITECTURES, DATASETS, INITS, PRECISIONS, RECIPES, REGIMES, SCHEDULES
 
     p = sub.add_parser("train", help="train a zoo model naturally or adversarially into the model store")
     _common(p)
@@ -106,15 +106,25 @@ def _add_train(sub) -> None:
     p.add_argument("--dataset", required=True, choices=[d for d in DATASETS if d != "synthetic"], help="the training data")
     p.add_argument("--training", default="natural", choices=REGIMES, help="training regime, docs/protocol.md section 3")
     p.add_argument("--eps", type=parse_fraction, default=8 / 255, help="adversarial training epsilon (default 8/255)")
-    p.add_argument("--epochs", type=int, default=10, help="passes over the training set")
-    p.add_argument("--batch-size", type=int, default=128, help="training batch size")
-    p.add_argument("--lr", type=parse_positive, default=0.1, help="peak learning rate (default: 0.1)")
-    p.add_argument("--schedule", default="onecycle", choices=SCHEDULES, help="learning-rate schedule")
+    p.add_argument("--recipe", default="standard", choices=RECIPES,
+                   help="a named set of the settings below (docs/recipes.md); flags given override it (default: standard)")
+    p.add_argument("--epochs", type=int, default=None, help="passes over the training set (standard: 10)")
+    p.add_argument("--batch-size", type=int, default=None, help="training batch size (standard: 128)")
+    p.add_argument("--lr", type=parse_positive, default=None, help="peak learning rate (standard: 0.1)")
+    p.add_argument("--schedule", default=None, choices=SCHEDULES, help="learning-rate schedule (standard: onecycle)")
+    p.add_argument("--warmup", type=parse_fraction, default=None, help="fraction of the steps the schedule rises over (standard: 0.25)")
+    p.add_argument("--label-smoothing", type=parse_fraction, default=None, help="label smoothing of the training loss (standard: 0)")
+    p.add_argument("--ema-decay", type=parse_fraction, default=None, help="keep an exponential moving average of the weights (standard: 0, off)")
+    p.add_argument("--init", default=None, choices=INITS, help="convolution initialisation (standard: default)")
+    p.add_argument("--no-decay-norms", dest="decay_norms", action="store_const", const=False, default=None,
+                   help="no weight decay on BatchNorm parameters and biases")
+    p.add_argument("--robustness-check", type=int, default=None, metavar="N",
+                   help="after each epoch, FGSM and PGD-10 accuracy on N fixed training images, in the card (catastrophic overfitting; default 0: off)")
     p.add_argument("--seed", type=int, default=0, help="training seed (weights, data order, augmentation)")
     p.add_argument("--train-subset", type=int, default=None, help="train on this many images (a fixed seeded subset)")
     p.add_argument("--weight-projection", action="store_true", help="renormalise decoupled kernels after every step")
-    p.add_argument("--recalibration-batches", type=int, default=50,
-                   help="after training, recompute BatchNorm and radius statistics over this many training batches (0: off)")
+    p.add_argument("--recalibration-batches", type=int, default=None,
+                   help="after training, recompute BatchNorm and radius statistics over this many training batches (0: off; standard: 50)")
     p.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="training autocast: auto = bf16 where the device supports it, else fp32; fp16 needs CUDA (default: auto)")
     p.add_argument("--channels-last", default="auto", choices=["auto", "yes", "no"], help="memory layout for training (default: auto)")
@@ -610,14 +620,15 @@ class _Bars(Progress):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from robustbench_dc.checkpoint import read_card
-    from robustbench_dc.train import TrainConfig, train
+    from robustbench_dc.train import recipe_config, train
 
-    config = TrainConfig(
-        model=args.model, dataset=args.dataset, arch=args.arch, width=args.width, training=args.training,
-        eps=args.eps, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, schedule=args.schedule,
-        seed=args.seed, train_subset=args.train_subset, weight_projection=args.weight_projection,
-        recalibration_batches=args.recalibration_batches, precision=args.precision,
+    given = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "schedule", "warmup", "label_smoothing", "ema_decay", "init",
+                                           "decay_norms", "robustness_check", "recalibration_batches") if getattr(args, k) is not None}  # fmt: skip
+    config = recipe_config(
+        args.recipe, model=args.model, dataset=args.dataset, arch=args.arch, width=args.width, training=args.training,
+        eps=args.eps, seed=args.seed, train_subset=args.train_subset, weight_projection=args.weight_projection, precision=args.precision,
         channels_last={"auto": None, "yes": True, "no": False}[args.channels_last], arch_options=dict(args.arch_option), compile=args.compile,
+        **given,
     )  # fmt: skip
     bars: list = []
 

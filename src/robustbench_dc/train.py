@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from robustbench_dc.checkpoint import read_card, save_checkpoint
 from robustbench_dc.data import ImageDataset, dataset_info, load_dataset
@@ -30,7 +31,8 @@ from robustbench_dc.inference import predict
 from robustbench_dc.models import ARCHITECTURES, ModelSpec, Network, create_model
 from robustbench_dc.models.gates import execution_rates
 from robustbench_dc.models.registry import arch_label
-from robustbench_dc.names import PRECISIONS, REGIMES, SCHEDULES
+from robustbench_dc.names import INITS, PRECISIONS, REGIMES, SCHEDULES
+from robustbench_dc.names import RECIPES as RECIPE_NAMES
 from robustbench_dc.ops import DecoupledConv2d, DecoupledLinear, project_weights
 from robustbench_dc.perturb import ascend_linf, cross_entropy_objective
 from robustbench_dc.workspace import cache_dir, run_dir, workspace_dir
@@ -73,6 +75,12 @@ class TrainConfig:
     compile: bool = False  # training steps through torch.compile (inductor); falls back to eager where compiling fails
     operator: dict[str, Any] = field(default_factory=dict)
     arch_options: dict[str, Any] = field(default_factory=dict)  # see ARCHITECTURES.defaults(arch)
+    warmup: float = 0.25  # fraction of the steps over which onecycle and triangle schedules rise to lr
+    label_smoothing: float = 0.0  # of the training cross-entropy (it can flatten the loss around the data: docs/recipes.md)
+    ema_decay: float = 0.0  # the saved weights are an exponential moving average of the steps' weights (0: the last step's)
+    init: str = "default"  # "dirac": identity-initialised convolutions (the first in_channels filters of each)
+    decay_norms: bool = True  # false: no weight decay on BatchNorm parameters and biases
+    robustness_check: int = 0  # after each epoch, FGSM and PGD-10 on this many fixed training images (catastrophic overfitting)
 
     def __post_init__(self) -> None:
         if self.training not in REGIMES:
@@ -96,6 +104,14 @@ class TrainConfig:
             raise UserError(f"unknown precision {self.precision!r}; valid: {', '.join(PRECISIONS)}")
         if self.train_subset is not None and self.train_subset < 1:
             raise UserError(f"train_subset must be >= 1, got {self.train_subset}")
+        if not 0 <= self.warmup < 1 or not 0 <= self.label_smoothing < 1 or not 0 <= self.ema_decay < 1:
+            raise UserError(f"warmup, label_smoothing and ema_decay must be in [0, 1), got {self.warmup}, {self.label_smoothing}, {self.ema_decay}")
+        if self.ema_decay and not self.recalibration_batches:
+            raise UserError("ema_decay needs recalibration_batches > 0: averaged weights need BatchNorm statistics of their own")
+        if self.init not in INITS:
+            raise UserError(f"unknown init {self.init!r}; valid: {', '.join(INITS)}")
+        if self.robustness_check < 0:
+            raise UserError(f"robustness_check must be >= 0 images (0: off), got {self.robustness_check}")
         dataset_info(self.dataset)
         ARCHITECTURES.options(ModelSpec(name=self.model, arch=self.arch, arch_options=self.arch_options))
 
@@ -114,10 +130,32 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """The run's settings, as the card and the resume state record them."""
         d = asdict(self)
-        for key in ("arch_options", "compile"):  # set only: runs from before these existed keep their identity
-            if not d[key]:
+        for key, default in _LATER_FIELDS.items():  # set only: runs from before these existed keep their identity
+            if d[key] == default:
                 del d[key]
         return d
+
+
+#: Named sets of TrainConfig settings (docs/recipes.md says why each value and what it was measured to do); explicit
+#: settings override a recipe's, and the card records the resolved settings, so a recipe is never part of an identity.
+RECIPES: dict[str, dict[str, Any]] = {
+    "standard": {},  # TrainConfig's defaults: docs/protocol.md, section 3
+    "fast": {"epochs": 10, "batch_size": 512, "lr": 0.4, "schedule": "triangle", "warmup": 0.2, "weight_decay": 5e-4, "decay_norms": False,
+             "init": "dirac", "ema_decay": 0.99, "recalibration_batches": 50},  # fmt: skip
+}
+assert tuple(RECIPES) == RECIPE_NAMES
+
+
+def recipe_config(recipe: str = "standard", **settings: Any) -> TrainConfig:
+    """The TrainConfig of a named recipe (``RECIPES``) with ``settings`` overriding its values."""
+    if recipe not in RECIPES:
+        raise UserError(f"unknown recipe {recipe!r}; valid: {', '.join(RECIPES)}")
+    return TrainConfig(**{**RECIPES[recipe], **settings})
+
+
+#: Fields added after the first stores were written, with their defaults: ``to_dict`` leaves them out at the default.
+_LATER_FIELDS: dict[str, Any] = {"arch_options": {}, "compile": False, "warmup": 0.25, "label_smoothing": 0.0, "ema_decay": 0.0,
+                                 "init": "default", "decay_norms": True, "robustness_check": 0}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -138,6 +176,13 @@ class EpochStats:
     accuracy: float  # on the training batches (adversarial part included)
     images_per_s: float
     seconds: float
+    robustness: dict[str, float] | None = None  # TrainConfig.robustness_check's accuracies after this epoch
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        if d["robustness"] is None:  # histories from before the check existed keep their shape
+            del d["robustness"]
+        return d
 
 
 def checkpoint_dir(config: TrainConfig, workspace: Path) -> Path:
@@ -148,10 +193,25 @@ def checkpoint_dir(config: TrainConfig, workspace: Path) -> Path:
 def build(config: TrainConfig) -> Network:
     info = dataset_info(config.dataset)
     torch.manual_seed(config.seed)
-    return create_model(
+    model = create_model(
         config.model, arch=config.arch, num_classes=info.num_classes, in_channels=info.in_channels,
         width=config.width, input_size=info.input_size, mean=info.mean, std=info.std, arch_options=config.arch_options, **config.operator,
     )  # fmt: skip
+    if config.init == "dirac":
+        dirac_init(model)
+    return model
+
+
+def dirac_init(model: nn.Module) -> None:
+    """Identity-initialise every 2-d convolution (ordinary or decoupled) of odd kernel size: its first ``in_channels``
+    filters pass their input channel through (airbench, Jordan 2024), the rest keep their random init; a deep plain
+    network then starts near a shallow one and trains faster."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.Conv2d, DecoupledConv2d)) and m.weight.ndim == 4 and m.weight.shape[-1] % 2 == 1 and getattr(m, "groups", 1) == 1:
+                w = m.weight
+                k = min(w.shape[0], w.shape[1])
+                nn.init.dirac_(w[:k])
 
 
 def augment_batch(x: Tensor, generator: torch.Generator, pad: int = 4) -> Tensor:
@@ -234,12 +294,12 @@ def place_for_training(model: nn.Module, config: TrainConfig, device: torch.devi
 
 
 def train_step(model: Network, opt: torch.optim.Optimizer, x: Tensor, y: Tensor, mode: ComputeMode,
-               scaler: torch.amp.GradScaler | None = None, weights: Tensor | None = None) -> tuple[Tensor, Tensor]:  # fmt: skip
+               scaler: torch.amp.GradScaler | None = None, weights: Tensor | None = None, label_smoothing: float = 0.0) -> tuple[Tensor, Tensor]:  # fmt: skip
     """One optimiser step on a prepared batch, in the mode's precision; returns (logits, loss).
     ``weights``: per-example loss weights (see ``Network.training_loss``)."""
     with mode.autocast():
         logits = model(x)
-        loss = model.training_loss(logits, y, weights)
+        loss = model.training_loss(logits, y, weights, label_smoothing)
     opt.zero_grad(set_to_none=True)
     if scaler is not None:
         scaler.scale(loss).backward()
@@ -256,7 +316,7 @@ def batch_step(model: Network, data: ImageDataset, idx: Tensor, config: TrainCon
     """One training step from batch indices (the batch made as ``training_batch`` makes it, then ``train_step``):
     (logits, labels, loss)."""
     x, y, weights = training_batch(model, data, idx, config, augment, generator, mode)
-    logits, loss = train_step(model, opt, x, y, mode, scaler, weights)
+    logits, loss = train_step(model, opt, x, y, mode, scaler, weights, config.label_smoothing)
     return logits, y, loss
 
 
@@ -330,13 +390,58 @@ def recalibrate_statistics(model: nn.Module, batches: Iterable[Tensor]) -> int:
 
 
 def _optimizer_and_schedule(model: nn.Module, config: TrainConfig, steps_per_epoch: int):
-    opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=True)
+    if config.decay_norms:
+        groups: list[dict[str, Any]] = [{"params": list(model.parameters())}]
+    else:  # weight decay shrinks a BatchNorm scale or a bias without changing what the next layer can express
+        flat = [p for p in model.parameters() if p.ndim <= 1]
+        groups = [{"params": [p for p in model.parameters() if p.ndim > 1]}, {"params": flat, "weight_decay": 0.0}]
+    opt = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=True)
     total = config.epochs * steps_per_epoch
     if config.schedule == "onecycle" and total >= 8:  # one-cycle needs a few steps per phase; tiny runs use cosine
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total, pct_start=0.25)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total, pct_start=config.warmup)
+    elif config.schedule == "triangle":  # linear rise to lr over the warm-up, then linear fall to zero at the last step
+        rise = max(1, round(config.warmup * total))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: (t + 1) / rise if t < rise else max(0.0, (total - 1 - t) / max(1, total - rise)))
     else:
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
     return opt, sched
+
+
+def robustness_check(model: nn.Module, data: ImageDataset, config: TrainConfig) -> dict[str, float]:
+    """FGSM and PGD-10 (step eps/4, random start) accuracy on ``config.robustness_check`` fixed training images, in
+    fp32 and eval mode: when FGSM training overfits catastrophically (Wong et al. 2020), PGD accuracy collapses
+    within an epoch while FGSM accuracy rises. Its own generator: the training's random draws are untouched."""
+    t0 = time.perf_counter()
+    idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[: config.robustness_check].to(data.images.device)
+    x, y = data.float_images(idx), data.labels[idx]
+    g = torch.Generator().manual_seed(config.seed)
+    was_training = model.training
+    model.eval()
+    out: dict[str, float] = {}
+    with torch.autocast(x.device.type, enabled=False):
+        for name, step, steps, start in (("fgsm", config.eps, 1, False), ("pgd10", config.eps / 4, 10, True)):
+            correct = 0
+            for xb, yb in zip(x.split(256), y.split(256)):
+                adv = ascend_linf(cross_entropy_objective(model, yb), xb, eps=config.eps, step=step, steps=steps, random_start=start, generator=g)
+                correct += int((predict(model, adv) == yb).sum())
+            out[name] = correct / len(y)
+    model.train(was_training)
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+def catastrophic_overfitting(history: list[dict[str, Any]]) -> int | None:
+    """The first epoch whose PGD check accuracy fell below half the best of the epochs before it (from at least 10%),
+    while its FGSM accuracy did not fall: the signature of catastrophic overfitting. None: not seen."""
+    best = fgsm_then = None
+    for h in history:
+        r = h.get("robustness")
+        if r is None:
+            continue
+        if best is not None and best >= 0.1 and r["pgd10"] < best / 2 and fgsm_then is not None and r["fgsm"] >= fgsm_then:
+            return int(h["epoch"])
+        best, fgsm_then = max(best or 0.0, r["pgd10"]), r["fgsm"]
+    return None
 
 
 def test_accuracy(model: nn.Module, test: ImageDataset) -> float:
@@ -383,6 +488,7 @@ def train(
     opt, sched = _optimizer_and_schedule(model, config, steps)
     start_epoch, history, wall = 0, [], 0.0
     runner = TrainingSteps(model, config.compile)
+    averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=False) if config.ema_decay else None
 
     resume_path = out_dir / RESUME_FILE
     if resume_path.exists():
@@ -396,6 +502,8 @@ def train(
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         start_epoch, history, wall = state["epoch"], json.loads(state["history"]), state["wall_time_s"]
+        if averaged is not None:
+            averaged.load_state_dict(state["averaged"])
         log.info("resuming %s after epoch %d", out_dir, start_epoch)
 
     for epoch in range(start_epoch, config.epochs):
@@ -411,6 +519,8 @@ def train(
             sched.step()
             if config.weight_projection:
                 project_weights(model)
+            if averaged is not None:
+                averaged.update_parameters(model)
             loss_sum += float(loss.detach()) * len(y)
             correct += float((logits.argmax(1) == y).sum())
             seen += len(y)
@@ -422,8 +532,9 @@ def train(
             raise UserError(f"training diverged: the loss is not finite in epoch {epoch + 1} of {out_dir}; nothing of this epoch is "
                             f"saved. Lower --lr (now {config.lr:g}) or change the model, then run again")  # fmt: skip
         wall += seconds
-        stats = EpochStats(epoch + 1, config.epochs, loss_sum / seen, correct / seen, seen / seconds, seconds)
-        history.append(asdict(stats))
+        checked = robustness_check(averaged.module if averaged is not None else model, train_set, config) if config.robustness_check else None
+        stats = EpochStats(epoch + 1, config.epochs, loss_sum / seen, correct / seen, seen / seconds, seconds, checked)
+        history.append(stats.to_dict())
         state = {
             "config": json.dumps(wanted, sort_keys=True),
             "epoch": epoch + 1,
@@ -432,11 +543,16 @@ def train(
             "scheduler": sched.state_dict(),
             "history": json.dumps(history),
             "wall_time_s": wall,
+            **({"averaged": averaged.state_dict()} if averaged is not None else {}),
         }
         atomic_write_bytes(resume_path, _torch_bytes(state))
         if on_epoch is not None:
             on_epoch(stats)
 
+    if averaged is not None:  # the averaged weights are the trained model; recalibration gives them their statistics
+        with torch.no_grad():
+            for p, q in zip(model.parameters(), averaged.module.parameters()):
+                p.copy_(q)
     recalibration = {"batches": 0, "images": 0}
     if config.recalibration_batches:  # deterministic: its own generator, so an interrupted run redoes it identically
         g = torch.Generator().manual_seed(config.seed * 1_000_003 + config.epochs)
@@ -465,6 +581,8 @@ def train(
         "test_images": len(test_set),
         "history": history,
         "recalibration": recalibration,
+        **({"robustness_check": {"images": config.robustness_check, "attacks": "FGSM and PGD-10 (step eps/4, random start) at the training eps, fp32",
+                                 "catastrophic_overfitting_epoch": catastrophic_overfitting(history)}} if config.robustness_check else {}),
         **({"executed_block_rate": {"test_images": len(test_set), "per_block": rates, "mean": sum(rates) / len(rates)}} if rates else {}),
         "compute": {**mode.to_dict(), "compile": runner.outcome, "device_name": describe_device(dev)},
         "wall_time_s": wall,

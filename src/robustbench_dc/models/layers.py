@@ -119,12 +119,12 @@ class Network(nn.Sequential):
             )
         return super().forward(x)
 
-    def training_loss(self, logits: Tensor, labels: Tensor, weights: Tensor | None = None) -> Tensor:
+    def training_loss(self, logits: Tensor, labels: Tensor, weights: Tensor | None = None, label_smoothing: float = 0.0) -> Tensor:
         """What training minimises: cross-entropy (the weighted mean with per-example ``weights``), on the
         head's margin logits where it has a margin; architectures with extra terms add them."""
         margin = next((m for m in self.head.modules() if isinstance(m, MarginHead)), None)  # the head's last layer
         if margin is not None:
             logits = margin.training_logits(logits, labels)
         if weights is None:
-            return F.cross_entropy(logits, labels)
-        return (F.cross_entropy(logits, labels, reduction="none") * weights).sum() / weights.sum()
+            return F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+        return (F.cross_entropy(logits, labels, reduction="none", label_smoothing=label_smoothing) * weights).sum() / weights.sum()

@@ -57,8 +57,8 @@ class GatedNetwork(Network):
         super().__init__(spec, features, head)
         self.target_rate, self.rate_weight = target_rate, rate_weight
 
-    def training_loss(self, logits: Tensor, labels: Tensor, weights: Tensor | None = None) -> Tensor:
-        loss = super().training_loss(logits, labels, weights)
+    def training_loss(self, logits: Tensor, labels: Tensor, weights: Tensor | None = None, label_smoothing: float = 0.0) -> Tensor:
+        loss = super().training_loss(logits, labels, weights, label_smoothing)
         rate = target_rate_loss(self, self.target_rate)
         return loss if rate is None else loss + self.rate_weight * rate
 
