@@ -41,6 +41,10 @@ def test_shipped_studies_parse_and_plan():
         ({"eps": ["eight"]}, "expected a number or a fraction"),
         ({"regimes": ["mixup"]}, "unknown training regime 'mixup'"),
         ({"source": "resnet"}, "source must be 'protocol' or 'none'"),
+        ({"name": "../../../../elsewhere/x"}, "name must be one word"),
+        ({"name": "a/b"}, "name must be one word"),
+        ({"name": ".hidden"}, "name must be one word"),
+        ({"training": {"recipe": "slow"}}, "unknown recipe 'slow'"),
     ],
 )
 def test_bad_study_files_say_what_is_wrong(change, message):
@@ -104,3 +108,29 @@ def test_presets_are_shipped_studies_with_the_paper_report():
     assert PRESETS["quick"].seeds == (0, 1, 2) and PRESETS["quick"].models == ("baseline", "sphereconv", "ballconv", "tanhconv")
     with pytest.raises(UserError, match="needs zoo models of one architecture"):
         Preset.from_study(load_study("aig"))
+
+
+def test_a_study_runs_no_factory_code_without_trust(tmp_path):
+    """A study file someone sends you must not run code: ``factory`` needs --trust-code, and its relative path is
+    the study file's neighbour, not the current directory's."""
+    marker = tmp_path / "ran"
+    (tmp_path / "evil.py").write_text(f"import pathlib\npathlib.Path({str(marker)!r}).write_text('x')\ndef build():\n    raise SystemExit\n")
+    (tmp_path / "weights.pt").write_bytes(b"")
+    study_file = tmp_path / "sent.toml"
+    study_file.write_text('name = "sent"\ndataset = "digits"\n[[models]]\nlabel = "theirs"\ncheckpoint = "weights.pt"\nfactory = "evil.py:build"\n')
+    r = run_cli("study", str(study_file), "--workspace", str(tmp_path / "ws"), "--no-progress", cwd=tmp_path.parent)
+    assert r.returncode == 2 and "--trust-code" in r.stderr and not marker.exists()
+    with pytest.raises(UserError, match="imports and runs that code"):
+        run_study(load_study(study_file), workspace=tmp_path / "ws")
+    assert not marker.exists()
+    from robustbench_dc.study import external_spec
+
+    trusted = load_study(study_file, trust_code=True)
+    _, kwargs = external_spec(trusted, trusted.model("theirs"))
+    assert kwargs["factory"] == f"{tmp_path / 'evil.py'}:build"
+
+
+def test_recipe_in_a_study_and_explicit_settings_override_it():
+    study = parse_study({**TINY, "training": {"recipe": "fast", "width": 0.125, "epochs": 1}}, "tiny.toml")
+    config = trainings(study)[0]
+    assert config.schedule == "triangle" and config.epochs == 1 and config.batch_size == 512 and config.init == "dirac"

@@ -250,6 +250,7 @@ def _add_study(sub) -> None:
     p.add_argument("--list", action="store_true", help="list the shipped studies and exit")
     p.add_argument("--seeds", help="comma-separated training seeds instead of the study's")
     p.add_argument("--report-only", action="store_true", help="write the report from what is in the store; train and evaluate nothing")
+    p.add_argument("--trust-code", action="store_true", help="allow the study's factory = 'file.py:fn' entries: they import and run that code")
     p.add_argument("--out", help="report directory (default: WORKSPACE/reports/study-NAME)")
     p.add_argument("--format", default="markdown", choices=["markdown", "html"], help="report format (default: markdown)")
     _compile_option(p)
@@ -270,7 +271,7 @@ def cmd_study(args: argparse.Namespace) -> int:
             study = load_study(name)
             print(f"{name}: {' '.join(study.description.split())}")
         return 0
-    study = load_study(args.study)
+    study = load_study(args.study, trust_code=args.trust_code)
     if args.compile:
         study = replace(study, training={**study.training, "compile": True})
     if study.report == "paper" and not args.report_only:

@@ -10,7 +10,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from robustbench_dc import names
 from robustbench_dc.errors import UserError
@@ -20,7 +20,7 @@ from robustbench_dc.planning import protocol_source_training, resolve_source
 from robustbench_dc.reports.paper import paper_tables, paper_value
 from robustbench_dc.study import Study, load_study
 from robustbench_dc.targets import from_checkpoint
-from robustbench_dc.train import TrainConfig, checkpoint_dir
+from robustbench_dc.train import TrainConfig, checkpoint_dir, recipe_config
 from robustbench_dc.workspace import workspace_dir
 
 TABLE_MODELS = ("baseline", "sphereconv", "ballconv", "tanhconv")
@@ -32,13 +32,9 @@ class Preset:
 
     name: str
     dataset: str
-    width: float
-    epochs: int
-    batch_size: int
-    lr: float
-    train_subset: int | None
     n: int | None
     eps: tuple[float, ...]
+    training: tuple[tuple[str, Any], ...] = ()  # the study's [training] settings, a recipe among them (train.recipe_config)
     arch: str = "cnn9"
     models: tuple[str, ...] = TABLE_MODELS
     trainings: tuple[str, ...] = ("natural", "fgsm")
@@ -51,10 +47,14 @@ class Preset:
     note: str = ""
     compile: bool = False  # train through torch.compile (TrainConfig.compile)
 
+    @property
+    def width(self) -> float:
+        return float(dict(self.training).get("width", 1.0))
+
     def train_config(self, model: str, training: str, seed: int) -> TrainConfig:
-        return TrainConfig(model=model, dataset=self.dataset, arch=self.arch, width=self.width, training=training,
-                           epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=seed, train_subset=self.train_subset,
-                           compile=self.compile)  # fmt: skip
+        settings = {k: v for k, v in self.training if k != "compile"}
+        return recipe_config(settings.pop("recipe", "standard"), model=model, dataset=self.dataset, arch=self.arch, training=training, seed=seed,
+                             **settings, **({"compile": True} if self.compile else {}))  # fmt: skip
 
     @classmethod
     def from_study(cls, study: Study) -> "Preset":
@@ -65,12 +65,7 @@ class Preset:
             raise UserError(f"study {study.name!r}: a paper-tables study needs zoo models of one architecture, labelled by their names, "
                             f"without options{'; not so: ' + ', '.join(odd) if odd else ''}")  # fmt: skip
         t = study.training
-        unknown = set(t) - {"width", "epochs", "batch_size", "lr", "train_subset", "compile"}
-        if unknown:
-            raise UserError(f"study {study.name!r}: a paper-tables study sets only width, epochs, batch_size, lr, train_subset and compile in "
-                            f"[training], not {sorted(unknown)}")  # fmt: skip
-        return cls(name=study.name, dataset=study.dataset, width=t.get("width", 1.0), epochs=t.get("epochs", 10), batch_size=t.get("batch_size", 128),
-                   lr=t.get("lr", 0.1), train_subset=t.get("train_subset"), n=study.n, eps=study.eps, arch=archs.pop(),
+        return cls(name=study.name, dataset=study.dataset, n=study.n, eps=study.eps, training=tuple(sorted(t.items())), arch=archs.pop(),
                    models=tuple(m.model for m in study.models), trainings=study.regimes, attacks=study.attacks, lipschitz_n=study.lipschitz_n,
                    table_eps=study.table_eps, diagnostics_n=study.diagnostics_n, square_queries=study.square_queries, seeds=study.seeds,
                    note=" ".join(study.description.split()), compile=bool(t.get("compile", False)))  # fmt: skip

@@ -18,6 +18,7 @@ A study file (every key but ``name``, ``dataset`` and ``models`` has a default):
     diagnostics = true
 
     [training]                              # TrainConfig settings shared by every zoo model
+    recipe = "fast"                         # a named set of settings (docs/recipes.md); the keys below override it
     width = 0.25
     epochs = 5
     compile = false                         # true: training steps through torch.compile
@@ -47,6 +48,7 @@ A study file (every key but ``name``, ``dataset`` and ``models`` has a default):
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from fractions import Fraction
@@ -58,8 +60,10 @@ from robustbench_dc import names
 from robustbench_dc.errors import UserError
 from robustbench_dc.executors import EvalJob, Executor, LocalExecutor
 from robustbench_dc.planning import protocol_source_training
-from robustbench_dc.train import TrainConfig
+from robustbench_dc.train import TrainConfig, recipe_config
 from robustbench_dc.workspace import workspace_dir
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 #: TrainConfig fields a study sets per model or per regime and seed, not in ``[training]``
 _PER_MODEL = {"model", "dataset", "arch", "training", "seed", "operator", "arch_options"}
@@ -141,6 +145,7 @@ class Study:
     claims: tuple[ClaimSpec, ...] = ()
     report: str = "study"  # "paper": Tables 7 and 8 next to the paper's, via reproduce (the presets)
     path: str = ""  # where it was read from (for the regenerate line)
+    trust_code: bool = False  # a model's ``factory`` runs code: only where the user said so (load_study's trust_code)
 
     def model(self, label: str) -> StudyModel:
         for m in self.models:
@@ -153,16 +158,18 @@ class Study:
 
     def train_config(self, m: StudyModel, regime: str, seed: int) -> TrainConfig:
         settings = {**self.training, **({"width": m.width} if m.width is not None else {})}
-        return TrainConfig(model=m.model, dataset=self.dataset, arch=m.arch, training=regime, seed=seed, operator=dict(m.operator),
-                           arch_options=dict(m.options), **settings)  # fmt: skip
+        return recipe_config(settings.pop("recipe", "standard"), model=m.model, dataset=self.dataset, arch=m.arch, training=regime, seed=seed,
+                             operator=dict(m.operator), arch_options=dict(m.options), **settings)  # fmt: skip
 
 
 def shipped_studies() -> list[str]:
     return sorted(p.name.removesuffix(".toml") for p in resources.files("robustbench_dc.studies").iterdir() if p.name.endswith(".toml"))
 
 
-def load_study(path_or_name: str | Path) -> Study:
-    """A study from a TOML file, or a shipped study by name (see ``shipped_studies()``); every key is checked."""
+def load_study(path_or_name: str | Path, *, trust_code: bool = False) -> Study:
+    """A study from a TOML file, or a shipped study by name (see ``shipped_studies()``); every key is checked.
+    ``trust_code``: allow its models' ``factory`` entries, which import and run code (a study file someone sent
+    you runs nothing without it)."""
     path = Path(path_or_name)
     if path.exists():
         text, where = path.read_text(encoding="utf-8"), str(path)
@@ -174,19 +181,21 @@ def load_study(path_or_name: str | Path) -> Study:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{where}: not valid TOML: {exc}") from exc
-    return parse_study(raw, where)
+    return replace(parse_study(raw, where), trust_code=trust_code)
 
 
 def parse_study(raw: dict[str, Any], where: str = "study") -> Study:
-    valid = {f.name for f in fields(Study)} - {"path"}
+    valid = {f.name for f in fields(Study)} - {"path", "trust_code"}
     _check_keys(raw, valid, where)
     for key in ("name", "dataset", "models"):
         if key not in raw:
             raise UserError(f"{where}: missing {key!r}")
+    if not isinstance(raw["name"], str) or not _NAME.fullmatch(raw["name"]):
+        raise UserError(f"{where}: name must be one word of letters, digits, '.', '_' or '-' (it names the report's folder), got {raw['name']!r}")
     if raw["dataset"] not in names.DATASETS:
         raise UserError(f"{where}: unknown dataset {raw['dataset']!r}; valid: {', '.join(names.DATASETS)}")
     training = dict(raw.get("training", {}))
-    train_fields = {f.name for f in fields(TrainConfig)} - _PER_MODEL
+    train_fields = ({f.name for f in fields(TrainConfig)} - _PER_MODEL) | {"recipe"}
     _check_keys(training, train_fields, f"{where} [training]")
     if "eps" in training:
         training["eps"] = _number(training["eps"], f"{where} [training] eps")
@@ -292,10 +301,19 @@ def trainings(study: Study) -> list[TrainConfig]:
 
 def external_spec(study: Study, m: StudyModel) -> tuple[str, dict[str, Any]]:
     """A third-party model's file (relative paths are relative to the study file) and ``load_external`` arguments."""
+    here = Path(study.path).parent if study.path and Path(study.path).exists() else None
     path = Path(m.checkpoint)
-    if not path.is_absolute() and study.path and Path(study.path).exists():
-        path = Path(study.path).parent / path
-    return str(path.resolve()), dict(arch=m.arch if m.factory is None else None, model_name=m.model, width=m.width, factory=m.factory,
+    if not path.is_absolute() and here is not None:
+        path = here / path
+    factory = m.factory
+    if factory is not None:
+        if not study.trust_code:
+            raise UserError(f"study {study.name!r}: model {m.label!r} has factory = {factory!r}, which imports and runs that code; "
+                            "if you trust it, run again with --trust-code (Python: load_study(..., trust_code=True))")  # fmt: skip
+        file, _, function = factory.rpartition(":")
+        if file.endswith(".py") and not Path(file).is_absolute() and here is not None:
+            factory = f"{here / file}:{function}"
+    return str(path.resolve()), dict(arch=m.arch if m.factory is None else None, model_name=m.model, width=m.width, factory=factory,
                                       mean=m.mean, std=m.std, label=m.label)  # fmt: skip
 
 
