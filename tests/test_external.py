@@ -36,7 +36,26 @@ def small_files(tmp_path_factory):
     torch.jit.save(torch.jit.trace(model, torch.rand(1, 1, 8, 8)), str(d / "small_script.pt"))
     exported = torch.export.export(model, (torch.rand(2, 1, 8, 8),), dynamic_shapes=({0: torch.export.Dim("batch")},))
     torch.export.save(exported, str(d / "small.pt2"))
+    torch.export.save(torch.export.export(model, (torch.rand(4, 1, 8, 8),)), str(d / "small_static.pt2"))  # torch.export's default
+    torch.jit.save(torch.jit.script(model), str(d / "small_scripted.pt"))
     return model, d
+
+
+@pytest.mark.parametrize("name", ["small_script.pt", "small_scripted.pt", "small.pt2", "small_static.pt2"])
+def test_every_format_evaluates_with_the_default_options(small_files, tmp_path, name):
+    """Traced and scripted TorchScript, and torch.export programs with dynamic and with static (default) shapes:
+    the default options (Lipschitz estimates included) work, and a bound that cannot apply says so."""
+    model, d = small_files
+    r = run_cli("eval", "--checkpoint", str(d / name), "--dataset", "digits", "--workspace", str(tmp_path), "--mean", "0.3", "--std", "0.4",
+                "--n", "30", "--attacks", "fgsm", "--eps", "16/255", "--json", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    rows = json.loads(r.stdout)["results"]
+    clean = next(row for row in rows if row["threat"] == "none")
+    x = load_dataset("digits", "test").subset(30, 0)
+    with torch.no_grad():
+        expected = (model((x.float_images() - MEAN[0]) / STD[0]).argmax(1) == x.labels).sum()
+    assert clean["correct"] == int(expected)
+    assert any(row["kind"] == "lipschitz" for row in rows)
 
 
 def _cli_eval(path, ws, *extra):

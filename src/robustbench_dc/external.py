@@ -64,18 +64,36 @@ def load_factory(spec: str) -> Callable[[], nn.Module]:
 
 class ExportedModule(nn.Module):
     """A ``torch.export`` program (``.pt2``) as a module. Its graph was fixed at export (in eval mode, one hopes)
-    and cannot switch between training and evaluation, so ``train()``/``eval()`` only set the flag here."""
+    and cannot switch between training and evaluation, so ``train()``/``eval()`` only set the flag here. A program
+    exported with a static batch size (``torch.export``'s default) runs on any batch in chunks of that size, the
+    last one padded with copies of an image whose outputs are dropped (in eval mode every image is on its own)."""
 
-    def __init__(self, graph: nn.Module) -> None:
+    def __init__(self, graph: nn.Module, batch_size: int | None = None) -> None:
         super().__init__()
         self.graph = graph
+        self.batch_size = batch_size  # None: the program takes any batch size
+
+    @classmethod
+    def from_program(cls, program: torch.export.ExportedProgram) -> "ExportedModule":
+        inputs = [n for n in program.graph.nodes if n.op == "placeholder" and n.name in program.graph_signature.user_inputs]
+        value = inputs[0].meta.get("val") if len(inputs) == 1 else None
+        batch = value.shape[0] if value is not None and value.ndim > 0 else None
+        return cls(program.module(), batch if isinstance(batch, int) else None)
 
     def train(self, mode: bool = True) -> "ExportedModule":
         self.training = mode
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.graph(x)
+        b = self.batch_size
+        if b is None or x.shape[0] == b:
+            return self.graph(x)
+        outs = []
+        for piece in x.split(b):
+            pad = b - piece.shape[0]
+            full = torch.cat([piece, piece[:1].expand(pad, *piece.shape[1:])]) if pad else piece
+            outs.append(self.graph(full)[: piece.shape[0]])
+        return torch.cat(outs)
 
 
 def _is_exported_program(path: Path) -> bool:
@@ -171,7 +189,7 @@ def load_external(
     kind: str
     if _is_exported_program(path):
         try:
-            module = ExportedModule(torch.export.load(str(path)).module())
+            module = ExportedModule.from_program(torch.export.load(str(path)))
         except Exception as exc:  # noqa: BLE001  (damaged archives raise many kinds of errors)
             raise CheckpointError(f"{path}: cannot load this torch.export program (truncated, corrupt, or from another torch?): {_plain(exc)}") from exc
         kind = "torch-export"

@@ -181,6 +181,9 @@ def global_upper_bound(model: nn.Module, input_shape: tuple[int, int, int], num_
     model.eval()
     if module_device(model).type != "cpu":  # cheap, and power iteration's random starts stay the same everywhere
         model = copy.deepcopy(model).cpu()
+    nan = float("nan")
+    if any(isinstance(m, torch.jit.ScriptModule) for m in model.modules()):  # compiled code: no layers to bound, no hooks to read shapes
+        return GlobalBound(log10_l2=nan, log10_linf_l1=nan, eps_dependent=False, supported=False, unsupported="TorchScript module")
     in_shapes: dict[nn.Module, tuple[int, ...]] = {}
     hooks = [m.register_forward_hook(lambda mod, inp, out: in_shapes.__setitem__(mod, tuple(inp[0].shape))) for m in model.modules()]
     try:
@@ -194,7 +197,6 @@ def global_upper_bound(model: nn.Module, input_shape: tuple[int, int, int], num_
     d = math.prod(input_shape)
     log_inf1 = log_l2 + 0.5 * math.log10(d * num_classes)
     supported = not bounder.unsupported
-    nan = float("nan")
     return GlobalBound(
         log10_l2=log_l2 if supported else nan, log10_linf_l1=log_inf1 if supported else nan,
         eps_dependent=bounder.eps_dependent, supported=supported, unsupported=bounder.unsupported,
