@@ -257,3 +257,40 @@ def test_adversarial_examples_are_saved_with_their_figure(digits_models, tmp_pat
     assert float((pred == labels).float().mean()) == pytest.approx(rows["fgsm"]["accuracy"])  # the very examples the cell counted
     with Image.open(out / "examples.png") as im:
         im.verify()
+
+
+def test_attacks_and_predictions_stay_fp32_inside_a_callers_autocast(baseline, digits_test):
+    """A caller's bf16 autocast does not reach the attack or the prediction: the cell says fp32, and it is."""
+    x, y = digits_test[0][:64], digits_test[1][:64]
+    seen = []
+    hook = baseline.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+    try:
+        plain = run_attack(BIM(), baseline, x, y, 16 / 255)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            inside = run_attack(BIM(), baseline, x, y, 16 / 255)
+            predicted = predict(baseline, inside)
+    finally:
+        hook.remove()
+    assert torch.equal(plain, inside) and torch.equal(predicted, predict(baseline, plain))
+    assert set(seen) == {torch.float32}
+
+
+class NaNGradient(torch.nn.Module):
+    """Finite outputs, NaN input gradients (a square root at zero): sign(NaN) = 0, so FGSM would move nothing."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x) + 0 * torch.sqrt(x.flatten(1)[:, :1] * 0)
+
+
+def test_an_attack_without_a_usable_gradient_is_an_error_not_a_robust_accuracy(baseline, digits_test, tmp_path):
+    x, y = digits_test
+    model = NaNGradient(baseline)
+    assert torch.equal(predict(model, x), predict(baseline, x))  # the forward pass is fine
+    with pytest.raises(UserError, match="input gradients are not finite .* under fgsm"):
+        run_attack(FGSM(), model, x, y, 8 / 255)
+    with pytest.raises(UserError, match="not finite"):
+        evaluate(model, dataset="digits", attacks=["fgsm"], eps=[8 / 255], n=50, lipschitz=False, workspace=tmp_path)

@@ -76,6 +76,17 @@ def placed(modules: Iterable[nn.Module], device: torch.device) -> Iterator[None]
             m.train(training)
 
 
+@contextlib.contextmanager
+def full_precision() -> Iterator[None]:
+    """fp32 inside, whatever autocast the caller opened: attacks and evaluation never inherit a lower precision
+    (a bf16 gradient is a weaker attack, and the cell would say fp32)."""
+    with contextlib.ExitStack() as stack:
+        for kind in ("cpu", "cuda", "mps"):
+            if kind == "cpu" or (kind == "cuda" and torch.cuda.is_available()) or (kind == "mps" and _mps_available()):
+                stack.enter_context(torch.autocast(kind, enabled=False))
+        yield
+
+
 def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"

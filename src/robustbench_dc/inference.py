@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from robustbench_dc.devices import module_device
+from robustbench_dc.devices import full_precision, module_device
 from robustbench_dc.errors import UserError
 
 DEFAULT_BATCH_SIZE = 500
@@ -21,7 +21,8 @@ def predict(model: nn.Module, images: Tensor, batch_size: int = DEFAULT_BATCH_SI
     device = module_device(model)
     out = []
     for i in range(0, images.shape[0], batch_size):
-        logits = model(images[i : i + batch_size].to(device, copy=True))
+        with full_precision():
+            logits = model(images[i : i + batch_size].to(device, copy=True))
         if not torch.isfinite(logits).all():
             bad = int((~torch.isfinite(logits)).any(1).sum())
             raise UserError(f"the model's outputs are not finite (NaN or inf) on {bad} of {logits.shape[0]} images of a batch; "

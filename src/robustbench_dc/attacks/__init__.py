@@ -30,7 +30,7 @@ from robustbench_dc.attacks.specs import (
     eps_label,
     get_attack,
 )
-from robustbench_dc.devices import module_device
+from robustbench_dc.devices import full_precision, module_device
 from robustbench_dc.errors import UserError
 from robustbench_dc.inference import predict
 
@@ -43,9 +43,15 @@ class _InputConnected(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
+        self.nonfinite_gradients = 0  # images whose input gradient had a NaN or inf, over every backward pass
 
     def forward(self, x: Tensor) -> Tensor:
+        if x.requires_grad:
+            x.register_hook(self._watch)
         return self.model(x.clone()) + 0 * x.sum()
+
+    def _watch(self, grad: Tensor) -> None:
+        self.nonfinite_gradients += int((~torch.isfinite(grad)).flatten(1).any(1).sum())
 
 
 DEFAULT_ATTACK_BATCH_SIZE = 250
@@ -93,13 +99,17 @@ def run_attack(
     restarts = attack.restarts if isinstance(attack, PGD) else 1
     try:
         out = []
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), full_precision():
             torch.manual_seed(seed)
             for i in range(0, images.shape[0], batch_size):
                 x, y = images[i : i + batch_size].to(device, copy=True), labels[i : i + batch_size].to(device)
                 if attack.predicted_labels:
                     y = predict(model, x).to(device)
                 adv = craft(attack, attacked, x, y, eps, on_detail)
+                if attacked.nonfinite_gradients:  # sign(NaN) = 0: the attack moved nothing, and its accuracy would say robust
+                    raise UserError(f"the model's input gradients are not finite (NaN or inf) on {attacked.nonfinite_gradients} image(s) of a batch of "
+                                    f"{x.shape[0]} under {attack.name}; an accuracy from this attack would be meaningless. Check the model "
+                                    "(a division by a norm that can be zero?), or evaluate it with query-only attacks (square)")  # fmt: skip
                 for _ in range(restarts - 1):
                     still_right = (predict(model, adv) == y.cpu()).to(device)
                     if not still_right.any():
