@@ -124,3 +124,15 @@ def test_lipschitz_plot_is_local_smoothness_against_robust_accuracy(tmp_path, mo
     assert ax.get_xscale() == "log" and "under white-box BIM at 8/255" in ax.get_ylabel()
     drawn = sorted((float(line.get_xdata()[0]), float(line.get_ydata()[0])) for line in ax.lines if line.get_marker() != "_")  # caps are "_" lines
     assert drawn == [(0.4, 20.0), (1.2, 55.0), (3.1, 40.0)]  # one point per (model, training), at (local L, accuracy)
+
+
+def test_significance_follows_the_exact_test_not_the_wald_interval():
+    from robustbench_dc.reports.claims import Comparison, significant
+    from robustbench_dc.stats import mcnemar_exact, paired_difference_interval
+
+    low, high = paired_difference_interval(4, 0, 1000)
+    assert low > 0  # the Wald interval excludes zero ...
+    few = Comparison(0.4, 100 * low, 100 * high, mcnemar_exact(4, 0), "")
+    assert few.p == pytest.approx(0.125) and not significant(few)  # ... the exact test does not, and it decides
+    many = Comparison(1.2, 0.5, 1.9, mcnemar_exact(12, 0), "")
+    assert significant(many) and not significant(Comparison(-1.2, -1.9, -0.5, mcnemar_exact(0, 12), ""))
