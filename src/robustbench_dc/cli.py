@@ -221,7 +221,8 @@ def _add_reproduce(sub) -> None:
 
     p = sub.add_parser("reproduce", help="train, attack and report everything Tables 7 and 8 need")
     _common(p)
-    p.add_argument("--preset", default="smoke", choices=list(PRESETS), help="smoke: digits, minutes; quick: CIFAR-10, about 30 minutes on 2 CPU cores; paper: full width, for one GPU (default: smoke)")
+    p.add_argument("--preset", default="smoke", choices=list(PRESETS), help="smoke: digits, minutes; quick: CIFAR-10, about 30 minutes on 2 CPU cores; paper: full width, for one GPU; "
+                        "paper-cpu: paper-strength half-width networks by the fast recipe, hours per seed on 2 CPU cores (default: smoke)")
     p.add_argument("--seeds", default=None, help="comma-separated training seeds, e.g. 0,1,2 (default: the preset's: 0 for smoke, 0,1,2 for quick and paper)")
     p.add_argument("--out", help="report directory (default WORKSPACE/reports/PRESET)")
     p.add_argument("--format", default="markdown", choices=["markdown", "html"], help="report format (default: markdown)")

@@ -12,5 +12,5 @@ RECIPES = ("standard", "fast")  # named sets of TrainConfig settings (train.RECI
 ATTACKS = ("fgsm", "fgsm-pred", "bim", "pgd", "bpda-pgd", "apgd-ce", "apgd-dlr", "autoattack", "square", "fgm", "pgd-l2")
 L2_ATTACKS = ("fgm", "pgd-l2")  # eps in L2 units of [0, 1] pixels; every other attack is L-inf
 BACKENDS = ("torchattacks", "foolbox")
-PRESETS = ("smoke", "quick", "paper")
+PRESETS = ("smoke", "quick", "paper", "paper-cpu")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
