@@ -244,6 +244,27 @@ def _executor(args: argparse.Namespace):
     return get_executor(args.executor, ray_address=args.ray_address, shared_workspace=not args.ray_no_shared_workspace, cpus_per_task=args.ray_cpus_per_task)
 
 
+def _add_merge(sub) -> None:
+    p = sub.add_parser("merge", help="copy the result cells and checkpoints of workspaces computed apart (other seeds, other machines) into one")
+    p.add_argument("sources", nargs="+", metavar="WORKSPACE", help="workspaces to copy from (each the folder its runs were given as --workspace)")
+    p.add_argument("--workspace", help="the destination workspace (default: $DC_ROBUST_WORKSPACE or ./dc-robust-workspace)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log what is copied")
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from robustbench_dc.results.merge import merge_workspaces
+    from robustbench_dc.workspace import workspace_dir
+
+    destination = workspace_dir(args.workspace)
+    summary = merge_workspaces(destination, [Path(s) for s in args.sources])
+    for line in summary.lines():
+        print(line)
+    print(f"merged into {destination}; build the report there (dc-robust study NAME --report-only, or dc-robust report)")
+    return 0
+
+
 def _add_study(sub) -> None:
     p = sub.add_parser("study", help="run a study (a TOML file, or a shipped study by name): train what is missing, evaluate, report")
     _common(p)
@@ -693,6 +714,7 @@ COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], 
     "report": (_add_report, cmd_report),
     "reproduce": (_add_reproduce, cmd_reproduce),
     "study": (_add_study, cmd_study),
+    "merge": (_add_merge, cmd_merge),
 }
 
 

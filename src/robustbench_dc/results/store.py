@@ -134,6 +134,31 @@ class ResultStore:
         self.put(key, metrics, seconds, provenance)
         return StoredCell(key, metrics, provenance, seconds, cached=False)
 
+    def import_cells(self, rows: list[tuple], origin: str) -> tuple[int, int, list[str]]:
+        """Insert another store's raw cell rows (its ``cells`` table's columns, in order) that this store lacks, in
+        one transaction, each copied cell's provenance naming ``origin``; returns (added, equal, keys whose stored
+        numbers differ). An existing cell is never replaced."""
+        added, same, conflicts = 0, 0, []
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            for key, function, role, identity, metrics, provenance, seconds, created in rows:
+                there = self._conn.execute("SELECT metrics FROM cells WHERE key = ?", (key,)).fetchone()
+                if there is not None:
+                    if json.loads(there[0]) == json.loads(metrics):
+                        same += 1
+                    else:
+                        conflicts.append(key)
+                    continue
+                origin_provenance = canonical_json({**json.loads(provenance), "merged_from": origin})
+                self._conn.execute("INSERT INTO cells VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                   (key, function, role, identity, metrics, origin_provenance, seconds, created))  # fmt: skip
+                added += 1
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        return added, same, conflicts
+
     def count(self) -> int:
         return int(self._conn.execute("SELECT COUNT(*) FROM cells").fetchone()[0])
 

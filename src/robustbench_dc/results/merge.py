@@ -1,0 +1,108 @@
+"""Combine workspaces computed apart (another day, another machine, another store) into one, for one report.
+
+A study's seeds can run in separate invocations, each into its own workspace; ``merge_workspaces`` copies into
+the destination every result cell and every trained checkpoint it lacks. A cell is the same cell only when its
+whole key is equal (function, data, subset, role, attack and parameters, backend, eps, precision, source), so
+nothing is computed twice and nothing is combined that the key tells apart; reports then aggregate over training
+seeds only, as always. Each copied cell keeps its provenance (device, versions, machine) and gains the workspace
+it came from. A key present on both sides with other numbers (the same function attacked on two CPUs whose
+floating-point paths differ) is kept as the destination has it and counted as a conflict, never averaged.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from robustbench_dc.errors import UserError
+from robustbench_dc.results.store import ResultStore
+from robustbench_dc.workspace import models_dir, results_path
+
+CARD_FILE = "card.json"  # checkpoint.CARD_FILE; repeated here so that merging stays torch-free
+
+
+@dataclass
+class MergeSummary:
+    cells_added: int = 0
+    cells_same: int = 0
+    cell_conflicts: list[str] = field(default_factory=list)  # store keys whose numbers differ between the workspaces
+    checkpoints_added: int = 0
+    checkpoints_same: int = 0
+    checkpoint_conflicts: list[str] = field(default_factory=list)  # run directories holding other weights on each side
+
+    def lines(self) -> list[str]:
+        out = [f"result cells: {self.cells_added} added, {self.cells_same} already there",
+               f"checkpoints: {self.checkpoints_added} added, {self.checkpoints_same} already there"]  # fmt: skip
+        if self.cell_conflicts:
+            out.append(f"{len(self.cell_conflicts)} cell(s) exist on both sides with other numbers (same function, data and attack computed on "
+                       "machines whose floating-point paths differ?); the destination's were kept, none was averaged")  # fmt: skip
+        for run in self.checkpoint_conflicts:
+            out.append(f"{run}: the two workspaces hold different weights under this name; the destination's were kept")
+        return out
+
+
+def merge_workspaces(destination: Path, sources: list[Path]) -> MergeSummary:
+    """Copy every cell and checkpoint of ``sources`` that ``destination`` lacks (see the module docstring)."""
+    destination = Path(destination)
+    summary = MergeSummary()
+    for source in map(Path, sources):
+        if not results_path(source).is_file() and not models_dir(source).is_dir():
+            raise UserError(f"{source}: not a workspace (no {results_path(source).name} and no models/); give the folder passed as --workspace")
+        if source.resolve() == destination.resolve():
+            raise UserError(f"{source}: is the destination workspace itself")
+        _merge_checkpoints(destination, source, summary)
+        if results_path(source).is_file():
+            _merge_cells(destination, source, summary)
+    return summary
+
+
+def _merge_checkpoints(destination: Path, source: Path, summary: MergeSummary) -> None:
+    root = models_dir(source)
+    if not root.is_dir():
+        return
+    for card in sorted(root.glob(f"*/*/*/*/{CARD_FILE}")):
+        run = card.parent.relative_to(root)
+        target = models_dir(destination) / run
+        if (target / CARD_FILE).is_file():
+            same = _weights_sha(target / CARD_FILE) == _weights_sha(card)
+            summary.checkpoints_same += same
+            if not same:
+                summary.checkpoint_conflicts.append(str(run))
+            continue
+        partial = target.with_name(f".{target.name}.merging")
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(card.parent, partial, ignore=shutil.ignore_patterns("resume.pt", ".write-check.*"))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():  # an unfinished run (resume state only): the finished checkpoint replaces it
+            shutil.rmtree(target)
+        partial.rename(target)
+        summary.checkpoints_added += 1
+
+
+def _weights_sha(card: Path) -> str:
+    try:
+        return str(json.loads(card.read_text(encoding="utf-8"))["weights"]["sha256"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{card}: unreadable checkpoint card ({type(exc).__name__}); repair or remove that run before merging") from exc
+
+
+def _merge_cells(destination: Path, source: Path, summary: MergeSummary) -> None:
+    try:
+        conn = sqlite3.connect(f"file:{results_path(source)}?mode=ro", uri=True)
+        rows = conn.execute("SELECT key, function, role, identity, metrics, provenance, seconds, created FROM cells").fetchall()
+        functions = conn.execute("SELECT function, info FROM functions").fetchall()
+        conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise UserError(f"{results_path(source)}: cannot read its result cells ({exc})") from exc
+    with ResultStore(destination) as store:
+        known = store.functions()
+        for function, info in functions:
+            if function not in known:
+                store.put_function(function, json.loads(info))
+        added, same, conflicts = store.import_cells(rows, str(source.resolve()))
+    summary.cells_added += added
+    summary.cells_same += same
+    summary.cell_conflicts += conflicts
