@@ -1,0 +1,39 @@
+"""The committed accounts (reports/README.md) are generated from their reports' cells and checked against them."""
+
+import importlib.util
+import shutil
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _accounts(root: Path):
+    spec = importlib.util.spec_from_file_location("accounts", ROOT / "scripts" / "accounts.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["accounts"] = module
+    spec.loader.exec_module(module)
+    module.ROOT, module.README = root, root / "reports" / "README.md"
+    return module
+
+
+def test_committed_accounts_match_their_reports_cells():
+    accounts = _accounts(ROOT)
+    current = accounts.README.read_text(encoding="utf-8")
+    assert accounts.render(current) == current, "reports/README.md is stale: run python scripts/accounts.py"
+
+
+def test_a_regenerated_report_with_a_stale_account_fails_the_check(tmp_path):
+    """Change one cell of the report (as a regeneration would) and leave the account: the check must fail."""
+    shutil.copytree(ROOT / "reports", tmp_path / "reports")
+    cells = tmp_path / "reports" / "quick-cifar10" / "results.csv"
+    table = pd.read_csv(cells)
+    clean = (table["role"] == "table") & (table["attack"] == "none") & (table["model.name"] == "tanhconv") & (table["model.training"] == "natural")
+    table.loc[clean, "accuracy"] = 0.95
+    table.to_csv(cells, index=False)
+    accounts = _accounts(tmp_path)
+    current = accounts.README.read_text(encoding="utf-8")
+    fresh = accounts.render(current)
+    assert fresh != current and "76.7-95.0%" in fresh
