@@ -374,15 +374,17 @@ def build_report(
         if threat == "black-box":
             blocks.append(("p", f"Transfer from the protocol source only: {PROTOCOL_SOURCE}."))
         blocks.append(("table", table7_8(cell, threat, paper, table)))
-    blocks.append(("h2", "Tables 7 and 8 at the eps matched to the paper's baseline"))
+    blocks.append(("h2", "Tables 7 and 8 at the eps matched to the paper's baseline (a sensitivity analysis)"))
     blocks.append(("p", "The paper gives no eps. Here each attack's eps is chosen so that our naturally trained baseline's white-box "
-                        "accuracy comes closest to the paper's; the other models are read at that same eps. If the paper's DCNet "
-                        "advantage came from its eps, it would show here."))  # fmt: skip
+                        "accuracy comes closest to the paper's; the other models are read at that same eps. FGSM and BIM are matched "
+                        "apart, so their two eps need not be one setting of the paper's: read this as a sensitivity analysis of the "
+                        "tables to eps, not as the paper's setting recovered. If the paper's DCNet advantage came from its eps, it would "
+                        "show here."))  # fmt: skip
     blocks += eps_matched_blocks(cell, paper)
     blocks.append(("h2", "Lipschitz estimates"))
     blocks.append(("table", (lip_headers, lip_rows)))
     blocks.append(("p", "Local: empirical local Lipschitz constant (Yang et al. 2020), PGD-maximised, a lower bound. Margin "
-                        "gradient: L1 norm of the input gradient of the logit margin. Global: layer-wise product upper bound, log10."))  # fmt: skip
+                        "gradient: L1 norm of the input gradient of the logit margin. Global: an estimate of the layer-wise product upper bound, log10 (power iteration approaches each layer's norm from below, so the product is an estimate of an upper bound, not a certificate)."))  # fmt: skip
     blocks.append(("img", ("lipschitz.png", f"Empirical local Lipschitz constant against white-box BIM accuracy at {eps_label(eps)}, a point per model "
                                             "and training (the global bounds, loose by orders of magnitude, stay in the table)")))
     blocks.append(("h2", "Accuracy against epsilon"))
@@ -390,8 +392,8 @@ def build_report(
     blocks.append(("h2", "The paper's claims, judged from our numbers"))
     blocks.append(("p", f"Paired statistics ({PROTOCOL_DOC}, section 4): every model is attacked on the same images, so 'A beats B' "
                         "is an exact McNemar test on the images where the two disagree (one training seed), or a paired t-interval "
-                        "over training seeds (several); a claim is reproduced when the difference reaches the stated gap and its 95% "
-                        "interval excludes zero. A claim that an advantage disappears applies only where the advantage was shown, and "
+                        "over training seeds (several); a claim is reproduced when the difference reaches the stated gap and that test "
+                        "rejects equality at 5% (the interval beside it is descriptive). A claim that an advantage disappears applies only where the advantage was shown, and "
                         "holds when the difference's interval lies within the tolerance."))  # fmt: skip
     cl = claims(cell)
     blocks.append(("table", (["claim", "verdict", "our numbers"], [[c.text, c.verdict, c.evidence] for c in cl])))

@@ -33,7 +33,7 @@ def lipschitz_table(frame: pd.DataFrame) -> str:
         elif r["attack"] == "gradient-norm":
             rows.append(["margin gradient L1 norm", f"mean {r['mean']:.3g}, max {r['max']:.3g}", f"{int(r['n'])} images; zero {100 * r['zero_fraction']:.1f}%, non-finite {100 * r['nonfinite_fraction']:.1f}%"])
         elif r["attack"] == "global":
-            rows.append(["global upper bound, log10", global_bound_text(r), "layer-wise product (L2), converted to L-inf -> L1"])
+            rows.append(["global upper-bound estimate, log10", global_bound_text(r), "layer-wise product (L2, power iteration: an estimate, not a certificate), converted to L-inf -> L1"])
     return tabulate(rows, headers=["Lipschitz estimate", "value", "how"])
 
 
