@@ -294,3 +294,26 @@ def test_an_attack_without_a_usable_gradient_is_an_error_not_a_robust_accuracy(b
         run_attack(FGSM(), model, x, y, 8 / 255)
     with pytest.raises(UserError, match="not finite"):
         evaluate(model, dataset="digits", attacks=["fgsm"], eps=[8 / 255], n=50, lipschitz=False, workspace=tmp_path)
+
+
+def test_bpda_in_a_table_takes_straight_through_or_is_refused(baseline, tmp_path):
+    """For a model without decoupled layers bpda-pgd is plain PGD: refused, unless parts to pass straight through
+    are named, which the command line passes on as the diagnostics do."""
+    with pytest.raises(UserError, match="would be plain PGD with the same seed.*--straight-through"):
+        evaluate(baseline, dataset="digits", attacks=["bpda-pgd"], eps=[16 / 255], n=40, lipschitz=False, workspace=tmp_path)
+    quantised = torch.nn.Sequential(Quantise(), baseline)
+    torch.save(quantised, tmp_path / "quantised.pt")
+    args = ["eval", "--checkpoint", str(tmp_path / "quantised.pt"), "--trust-checkpoint", "--dataset", "digits", "--workspace", str(tmp_path / "ws"),
+            "--attacks", "pgd,bpda-pgd", "--eps", "16/255", "--n", "60", "--no-lipschitz", "--json", "--no-progress"]
+    r = run_cli(*args, "--straight-through", "0")
+    assert r.returncode == 0, r.stderr
+    rows = {row["attack"]: row for row in json.loads(r.stdout)["results"] if row["threat"] == "white-box"}
+    assert rows["bpda-pgd"]["params"]["straight_through"] == ["0"]
+    assert rows["bpda-pgd"]["accuracy"] < rows["pgd"]["accuracy"]  # straight through the quantiser, PGD breaks it
+    refused = run_cli(*args)
+    assert refused.returncode == 2 and "would be plain PGD" in refused.stderr
+
+
+class Quantise(torch.nn.Module):
+    def forward(self, x):
+        return torch.round(x * 8) / 8

@@ -10,7 +10,7 @@ from robustbench_dc.study import load_study, parse_study, run_study, shipped_stu
 from tests.conftest import run_cli
 
 TINY = {
-    "name": "tiny", "dataset": "synthetic", "attacks": ["fgsm", "bpda-pgd"], "eps": ["8/255"], "n": 48, "source": "protocol",
+    "name": "tiny", "dataset": "synthetic", "attacks": ["fgsm", "pgd"], "eps": ["8/255"], "n": 48, "source": "protocol",
     "diagnostics": False, "lipschitz_n": 8, "training": {"width": 0.125, "epochs": 1, "batch_size": 32, "recalibration_batches": 2},
     "models": [{"label": "plain", "arch": "resnet32"}, {"label": "gated", "arch": "convnet-aig", "options": {"target_rate": 0.5}}],
     "claims": [{"better": "gated", "than": "plain", "attack": "fgsm", "by": 1}],
@@ -45,6 +45,7 @@ def test_shipped_studies_parse_and_plan():
         ({"name": "a/b"}, "name must be one word"),
         ({"name": ".hidden"}, "name must be one word"),
         ({"training": {"recipe": "slow"}}, "unknown recipe 'slow'"),
+        ({"attacks": ["fgsm", "bpda-pgd"]}, "bpda-pgd on plain would be plain PGD"),
     ],
 )
 def test_bad_study_files_say_what_is_wrong(change, message):

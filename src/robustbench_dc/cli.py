@@ -439,6 +439,13 @@ def _target(args: argparse.Namespace):
     return from_checkpoint(path)
 
 
+def _attack(name: str, straight_through: tuple[str, ...]):
+    """An attack by name; bpda-pgd takes --straight-through as the diagnostics do."""
+    from robustbench_dc.attacks import BPDA, get_attack
+
+    return BPDA(straight_through=straight_through) if name == BPDA.name and straight_through else get_attack(name)
+
+
 def cmd_eval(args: argparse.Namespace, *, lipschitz_only: bool = False) -> int:
     import json
     from dataclasses import asdict
@@ -464,8 +471,9 @@ def cmd_eval(args: argparse.Namespace, *, lipschitz_only: bool = False) -> int:
             source_arg = "none"
         source = resolve_source(source_arg, target, dataset=args.dataset, workspace=args.workspace, data_dir=args.data_dir,
                                 say=lambda m: print(m, file=sys.stderr, flush=True))  # fmt: skip
+        straight_through = tuple(n.strip() for n in args.straight_through.split(",") if n.strip())
         frame = evaluate(
-            target, dataset=args.dataset, attacks=[a.strip() for a in args.attacks.split(",") if a.strip()], eps=args.eps, eps_l2=args.eps_l2,
+            target, dataset=args.dataset, attacks=[_attack(a.strip(), straight_through) for a in args.attacks.split(",") if a.strip()], eps=args.eps, eps_l2=args.eps_l2,
             n=args.n, subset_seed=args.subset_seed, source=source, backend=args.backend, workspace=args.workspace,
             data_dir=args.data_dir, recompute=args.recompute, lipschitz=not args.no_lipschitz, device=args.device,
             batch_size=args.batch_size, progress=progress,
@@ -476,7 +484,7 @@ def cmd_eval(args: argparse.Namespace, *, lipschitz_only: bool = False) -> int:
             eps = 8 / 255 if any(abs(e - 8 / 255) < 1e-12 for e in args.eps) else max(args.eps)
             diagnostics, _ = run_diagnostics(target, dataset=args.dataset, eps=eps, n=args.n, source=source, square_queries=args.square_queries,
                                              workspace=args.workspace, data_dir=args.data_dir, device=args.device,
-                                             batch_size=args.batch_size, straight_through=tuple(n.strip() for n in args.straight_through.split(",") if n.strip()),
+                                             batch_size=args.batch_size, straight_through=straight_through,
                                              progress=progress)  # fmt: skip
     progress.close()
     hint = clean_accuracy_hint(target, frame, args.dataset, normalised=args.mean is not None)

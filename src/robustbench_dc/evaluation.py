@@ -21,7 +21,8 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from robustbench_dc import lipschitz as lip
-from robustbench_dc.attacks import DEFAULT_ATTACK_BATCH_SIZE, Attack, eps_label, get_attack, run_attack
+from robustbench_dc.attacks import BPDA, DEFAULT_ATTACK_BATCH_SIZE, Attack, eps_label, get_attack, run_attack
+from robustbench_dc.attacks.bpda import has_surrogate
 from robustbench_dc.data import DatasetInfo, ImageDataset, dataset_info, load_dataset, subset_indices
 from robustbench_dc.devices import describe_device, module_device, placed, resolve_device
 from robustbench_dc.errors import UserError
@@ -232,6 +233,10 @@ def evaluate(
         return l2_list if attack.norm == "l2" else eps_list
 
     target = as_target(model, label=label, mean=mean, std=std)
+    if any(isinstance(a, BPDA) and not a.straight_through for a in attack_objs) and not has_surrogate(target.module):
+        raise UserError(f"bpda-pgd on {target.label!r} would be plain PGD with the same seed: it has no decoupled layer or hard decision "
+                        "to give a surrogate gradient; name its non-differentiable parts with --straight-through NAME "
+                        "(Python: BPDA(straight_through=(NAME,))), or use pgd")  # fmt: skip
     if sum([dataset is not None, x is not None or y is not None, loader is not None]) != 1:
         raise UserError("give the test data one way: dataset=NAME, x=IMAGES with y=LABELS, or loader= (batches of images and labels)")
     if loader is not None:

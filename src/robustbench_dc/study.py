@@ -265,6 +265,14 @@ def _validate(study: Study, where: str) -> None:
             study.train_config(m, study.regimes_of(m)[0], study.seeds[0])  # checks model, arch, options, training settings
         elif m.options or m.operator or m.regimes:
             raise UserError(f"{where}: model {m.label!r} is a checkpoint; options, operator and regimes apply to trained models only")
+    if "bpda-pgd" in study.attacks:
+        from robustbench_dc.attacks.bpda import has_surrogate
+        from robustbench_dc.train import build
+
+        plain = [m.label for m in study.models if m.trained and not has_surrogate(build(study.train_config(m, study.regimes_of(m)[0], study.seeds[0])))]
+        if plain:
+            raise UserError(f"{where}: bpda-pgd on {', '.join(plain)} would be plain PGD with the same seed (no decoupled layer or hard decision "
+                            "to give a surrogate gradient); run pgd for them, in a study of their own or without bpda-pgd")  # fmt: skip
     for c in study.claims:
         if c.attack not in study.attacks:
             raise UserError(f"{where}: claim about {c.attack!r}, which the study does not run; its attacks: {', '.join(study.attacks)}")

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robustbench_dc.errors import UserError
-from robustbench_dc.models.relaxation import set_relaxed
+from robustbench_dc.models.relaxation import HardDecision, set_relaxed
 from robustbench_dc.ops.modules import DecoupledConv2d, DecoupledLinear
 
 
@@ -44,6 +44,11 @@ class _IdentityBackward(nn.Module):
             raise UserError(f"BPDA straight-through part {type(self.part).__name__} changes the shape {tuple(x.shape)} -> {tuple(out.shape)}; "
                             "only shape-preserving parts (quantisers, denoisers) can pass gradients straight through")  # fmt: skip
         return x + (out - x).detach()
+
+
+def has_surrogate(model: nn.Module) -> bool:
+    """Whether BPDA changes anything for ``model`` without declared parts: decoupled layers or hard decisions."""
+    return any(isinstance(m, (DecoupledConv2d, DecoupledLinear, HardDecision)) for m in model.modules())
 
 
 def bpda_surrogate(model: nn.Module, straight_through: tuple[str, ...] = ()) -> nn.Module:

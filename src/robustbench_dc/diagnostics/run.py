@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from robustbench_dc.attacks import APGDCE, APGDDLR, BIM, BPDA, DEFAULT_ATTACK_BATCH_SIZE, FGSM, PGD, Square
+from robustbench_dc.attacks.bpda import has_surrogate
 from robustbench_dc.data import load_dataset
 from robustbench_dc.devices import describe_device, module_device, placed, resolve_device
 from robustbench_dc.diagnostics.checks import (
@@ -37,7 +38,6 @@ from robustbench_dc.diagnostics.checks import (
 from robustbench_dc.errors import UserError
 from robustbench_dc.evaluation import evaluate
 from robustbench_dc.files import environment
-from robustbench_dc.models.relaxation import HardDecision
 from robustbench_dc.ops.functional import patch_norm2d
 from robustbench_dc.ops.modules import DecoupledConv2d
 from robustbench_dc.perturb import input_gradient
@@ -150,7 +150,7 @@ def run_diagnostics(
     input quantiser, a denoiser); the BPDA attack passes gradients straight through them."""
     if square_queries < 1:
         raise UserError(f"square_queries must be >= 1 (the Square attack is one of the checks), got {square_queries}")
-    decoupled = any(isinstance(m, (DecoupledConv2d, HardDecision)) for m in target.module.modules())  # a BPDA surrogate exists
+    decoupled = has_surrogate(target.module)
     ws = workspace_dir(workspace)
     full = load_dataset(dataset, "test", data_dir, cache_dir=cache_dir(ws))
     test = full.subset(n, 0)
