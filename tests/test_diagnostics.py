@@ -133,3 +133,34 @@ def test_bpda_through_a_declared_quantiser(digits_models, source, tmp_path):
     assert s["BPDA does not beat true gradients"] == "warn"  # straight through the quantiser, PGD breaks it
     with pytest.raises(Exception, match="no submodule named nope"):
         run_diagnostics(target, source=source, workspace=tmp_path, straight_through=("nope",), **FAST)
+
+
+class Oscillating(nn.Module):
+    """``x + 0.005 sin(400 x)`` in front of a model: each 8-bit pixel moves by at most 1.3/255 (the function is
+    nearly unchanged), but the derivative 1 + 2 cos(400 x) swings between -1 and 3, so the input gradient's sign
+    is wrong on about a third of the pixels: partial masking that fixed-tolerance checks at one eps let pass."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x + 0.005 * torch.sin(400 * x))
+
+
+PAIRED = ("iterative >= single-step", "white-box >= black-box", "BPDA does not beat true gradients", "smoothed gradients do not beat true gradients")
+
+
+@pytest.mark.slow
+def test_partial_masking_by_an_oscillating_input_transform_is_flagged_at_each_eps(source, tmp_path):
+    """The paired checks read every eps measured: the shattered model warns at 8/255 and at 16/255, naming the
+    check and the eps; the same model without the transform warns in none of them."""
+    linear = linear_digits_model()
+    kw = dict(dataset="digits", n=None, square_queries=50, eps=8 / 255, source=source)
+    clean, _ = run_diagnostics(from_module(linear, label="softmax-regression"), workspace=tmp_path / "clean", **kw)
+    assert [d.summary for d in clean if d.name in PAIRED and d.status == "warn"] == []
+    shattered, _ = run_diagnostics(from_module(Oscillating(linear), label="oscillating"), workspace=tmp_path / "masked", **kw)
+    flagged = {e for d in shattered if d.name in PAIRED and d.status == "warn" for e in d.numbers["flagged_eps"]}
+    assert any(abs(e - 8 / 255) < 1e-9 for e in flagged) and any(abs(e - 16 / 255) < 1e-9 for e in flagged), [d.summary for d in shattered]
+    smoothed = next(d for d in shattered if d.name == "smoothed gradients do not beat true gradients")
+    assert smoothed.status == "warn" and "8/255" in smoothed.summary

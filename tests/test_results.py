@@ -133,17 +133,36 @@ def test_diagnostic_pgd_cells_are_found_by_their_full_parameters():
     assert m.white == {"fgsm": 0.5, "pgd20": 0.2} and m.n == 100
 
 
+def right(k: int, n: int = 100) -> str:
+    """Per-image outcomes: the first ``k`` of ``n`` images right (so a smaller k is a subset of a larger one)."""
+    return "1" * k + "0" * (n - k)
+
+
+E = 32 / 255
+
+
 @pytest.mark.parametrize("measured,name,status", [
-    (Measured(n=100, white={"fgsm": 0.5, "bim": 0.2}), "iterative >= single-step", "pass"),
-    (Measured(n=100, white={"fgsm": 0.2, "bim": 0.5}), "iterative >= single-step", "warn"),
-    (Measured(n=100, white={"fgsm": 0.2, "bim": 0.1}, black={"fgsm": 0.4}), "white-box >= black-box", "pass"),
-    (Measured(n=100, white={"fgsm": 0.5, "bim": 0.4}, black={"fgsm": 0.2}), "white-box >= black-box", "warn"),
+    (Measured(n=100, outcomes={("white-box", "fgsm", E): right(50), ("white-box", "bim", E): right(20)}), "iterative >= single-step", "pass"),
+    (Measured(n=100, outcomes={("white-box", "fgsm", E): right(20), ("white-box", "bim", E): right(50)}), "iterative >= single-step", "warn"),
+    # a reversal at another eps than the table's is found too
+    (Measured(n=100, outcomes={("white-box", "fgsm", E): right(50), ("white-box", "pgd20", E): right(20),
+                               ("white-box", "fgsm", 2 * E): right(10), ("white-box", "pgd20", 2 * E): right(30)}), "iterative >= single-step", "warn"),
+    # too few reversed images to be significant, or too small an effect: no warning
+    (Measured(n=100, outcomes={("white-box", "fgsm", E): right(20), ("white-box", "bim", E): right(23)}), "iterative >= single-step", "pass"),
+    (Measured(n=100, outcomes={("white-box", "fgsm", E): right(20), ("black-box", "fgsm", E): right(40)}), "white-box >= black-box", "pass"),
+    (Measured(n=100, outcomes={("white-box", "fgsm", E): right(50), ("white-box", "bim", E): right(40), ("black-box", "fgsm", E): right(20)}),
+     "white-box >= black-box", "warn"),
+    (Measured(n=100, outcomes={("white-box", "pgd20", E): right(30), ("white-box", "bpda-pgd", E): right(10)}), "BPDA does not beat true gradients", "warn"),
+    (Measured(n=100, outcomes={("white-box", "pgd20", E): right(30), ("white-box", "bpda-pgd", E): right(31)}), "BPDA does not beat true gradients", "pass"),
+    (Measured(n=100, outcomes={("white-box", "pgd20", E): right(30), ("white-box", "pgd-smoothed", 2 * E): right(10)}),
+     "smoothed gradients do not beat true gradients", "n/a"),  # not measured at the same eps
+    (Measured(n=100, outcomes={("white-box", "pgd20", 2 * E): right(30), ("white-box", "pgd-smoothed", 2 * E): right(10)}),
+     "smoothed gradients do not beat true gradients", "warn"),
     (Measured(n=100, sweep=[(0.01, 0.5), (0.02, 0.3), (0.5, 0.0)]), "monotone in eps, near zero at large eps", "pass"),
     (Measured(n=100, sweep=[(0.01, 0.5), (0.02, 0.6), (0.5, 0.0)]), "monotone in eps, near zero at large eps", "warn"),
     (Measured(n=100, sweep=[(0.01, 0.5), (0.02, 0.3), (0.5, 0.2)]), "monotone in eps, near zero at large eps", "warn"),
     (Measured(n=100, white={"pgd20": 0.3, "pgd40": 0.29, "pgd20x3": 0.3}), "PGD converged", "pass"),
     (Measured(n=100, white={"pgd20": 0.3, "pgd40": 0.2}), "PGD converged", "warn"),
-    (Measured(n=100, white={"pgd20": 0.3, "bpda-pgd": 0.1}), "BPDA does not beat true gradients", "warn"),
     (Measured(n=100, gradient={"zero": 0.0, "nonfinite": 0.0}, health={"saturation": {"a": 0.95}}), "gradient health", "warn"),
     (Measured(n=100, gradient={"zero": 0.0, "nonfinite": 0.0}, health={"saturation": {"a": 0.5}}), "gradient health", "pass"),
     (Measured(n=100), "gradient health", "n/a"),

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from robustbench_dc import names
-from robustbench_dc.attacks.bpda import bpda_surrogate
+from robustbench_dc.attacks.bpda import bpda_surrogate, smoothed_surrogate
 from robustbench_dc.attacks.specs import (
     APGDCE,
     APGDDLR,
@@ -26,6 +26,7 @@ from robustbench_dc.attacks.specs import (
     Attack,
     AutoAttack,
     FGSMPredicted,
+    SmoothedPGD,
     Square,
     eps_label,
     get_attack,
@@ -95,7 +96,13 @@ def run_attack(
     device = module_device(model)
     was_training = model.training
     model.eval()
-    attacked = _InputConnected(bpda_surrogate(model, attack.straight_through) if isinstance(attack, BPDA) else model).eval()
+    if isinstance(attack, BPDA):
+        surrogate = bpda_surrogate(model, attack.straight_through)
+    elif isinstance(attack, SmoothedPGD):
+        surrogate = smoothed_surrogate(model, attack.radius * eps, attack.samples)
+    else:
+        surrogate = model
+    attacked = _InputConnected(surrogate).eval()
     restarts = attack.restarts if isinstance(attack, PGD) else 1
     try:
         out = []
@@ -124,4 +131,4 @@ def run_attack(
         model.train(was_training)
 
 
-__all__ = ["APGDCE", "APGDDLR", "ATTACKS", "BACKENDS", "BIM", "BPDA", "FGM", "FGSM", "PGDL2", "FGSMPredicted", "PGD", "Attack", "AutoAttack", "Square", "bpda_surrogate", "eps_label", "get_attack", "run_attack"]
+__all__ = ["APGDCE", "APGDDLR", "ATTACKS", "BACKENDS", "BIM", "BPDA", "FGM", "FGSM", "PGDL2", "FGSMPredicted", "PGD", "SmoothedPGD", "Attack", "AutoAttack", "Square", "bpda_surrogate", "eps_label", "get_attack", "run_attack"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -69,3 +70,26 @@ def bpda_surrogate(model: nn.Module, straight_through: tuple[str, ...] = ()) -> 
             if isinstance(child, (DecoupledConv2d, DecoupledLinear)):
                 setattr(module, child_name, _StraightThrough(child))
     return surrogate.eval()
+
+
+class _SmoothedBackward(nn.Module):
+    """``model(x)`` forward; backward of the mean of ``model`` over ``samples`` uniformly perturbed copies of x
+    (half-width ``noise``, clipped to [0, 1]). The noise comes from torch's global generator, which ``run_attack``
+    seeds."""
+
+    def __init__(self, model: nn.Module, noise: float, samples: int) -> None:
+        super().__init__()
+        self.model, self.noise, self.samples = model, noise, samples
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.model(x)
+        if not x.requires_grad:
+            return out
+        noisy = [(x + self.noise * (2 * torch.rand(x.shape, dtype=x.dtype, device=x.device) - 1)).clamp(0, 1) for _ in range(self.samples)]
+        smooth = torch.stack([self.model(z) for z in noisy]).mean(0)
+        return smooth + (out - smooth).detach()
+
+
+def smoothed_surrogate(model: nn.Module, noise: float, samples: int) -> nn.Module:
+    """``model`` with gradients averaged over a uniform neighbourhood of half-width ``noise`` (same outputs)."""
+    return _SmoothedBackward(model, noise, samples).eval()

@@ -93,6 +93,22 @@ class PGD(Attack):
 
 
 @dataclass(frozen=True)
+class SmoothedPGD(PGD):
+    """PGD whose gradients are averaged over ``samples`` copies of the input with uniform noise of half-width
+    ``radius * eps`` (an expectation over transformations, Athalye et al. 2018), forward pass unchanged. A
+    value-preserving transform with an oscillating derivative shatters the true gradient's sign pixel by pixel;
+    the average over a neighbourhood recovers the direction, where a smooth model's gradient barely changes. It
+    needs no declared part: the automatic counterpart of BPDA for gradient-shattering input transforms."""
+
+    name: ClassVar[str] = "pgd-smoothed"
+    samples: int = 8
+    radius: float = 0.25  # noise half-width as a fraction of eps (eps/4: one PGD step)
+
+    def params(self, eps: float) -> dict[str, Any]:
+        return {**super().params(eps), "samples": self.samples, "noise": self.radius * eps}
+
+
+@dataclass(frozen=True)
 class BPDA(PGD):
     """PGD whose gradients come from a surrogate: every decoupled operator's backward pass is replaced by that
     of an ordinary convolution with the same normalised kernel (forward unchanged). If a DCNet's robustness
@@ -186,7 +202,7 @@ def eps_label(eps: float, attack: str | None = None) -> str:
     return f"{round(k)}/255" if abs(k - round(k)) < 1e-6 else f"{eps:g}"
 
 
-ATTACKS: dict[str, type[Attack]] = {a.name: a for a in (FGSM, FGSMPredicted, BIM, PGD, BPDA, APGDCE, APGDDLR, AutoAttack, Square, FGM, PGDL2)}
+ATTACKS: dict[str, type[Attack]] = {a.name: a for a in (FGSM, FGSMPredicted, BIM, PGD, BPDA, SmoothedPGD, APGDCE, APGDDLR, AutoAttack, Square, FGM, PGDL2)}
 if tuple(ATTACKS) != names.ATTACKS:
     raise ImportError(f"robustbench_dc.names.ATTACKS {names.ATTACKS} does not list the attacks defined here {tuple(ATTACKS)}")
 if tuple(a for a, cls in ATTACKS.items() if cls.norm == "l2") != names.L2_ATTACKS:

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 TOLERANCE = 0.02  # accuracy, as a fraction: 2 percentage points
+MIN_EFFECT = 0.01  # a paired difference of less than one point of the images never warns, however significant
+LEVEL = 0.05  # two-sided exact McNemar level of the paired checks
 NEAR_ZERO = 0.05  # "near zero" accuracy at the large eps
 LARGE_EPS = 0.5
 GRADIENT_HEALTH_LIMIT = 0.01  # share of examples with zero or non-finite input gradients
@@ -45,6 +47,8 @@ class Measured:
     black: dict[str, float] = field(default_factory=dict)  # fgsm, bim (transfer), square (queries)
     white_broken: set[int] | None = None  # images broken by some white-box attack at eps
     black_broken: set[int] | None = None
+    #: per-image outcomes ("1" right, "0" wrong) of every attack at every eps it was measured at, by (threat, name, eps)
+    outcomes: dict[tuple[str, str, float], str] = field(default_factory=dict)
     sweep: list[tuple[float, float]] = field(default_factory=list)  # (eps, PGD-20 accuracy)
     gradient: dict[str, float] | None = None  # margin-gradient zero / non-finite fractions
     health: dict[str, Any] | None = None  # cross-entropy gradient health and saturation per layer
@@ -92,14 +96,12 @@ def measured_from_cells(cells: Iterable[Any], eps: float) -> Measured:
         p = k.parameters
         if k.attack == "pgd" and k.threat == "white-box" and _same_params(p, pgd_params("pgd20", k.eps)):
             sweep[k.eps] = x["accuracy"]
-        if not _close(k.eps, eps):
-            continue
-        name = k.attack
-        if k.attack == "pgd":
-            name = next((v for v in PGD_VARIANTS if _same_params(p, pgd_params(v, eps))), "")
-        elif k.attack == "bpda-pgd" and not _same_params({a: v for a, v in p.items() if a != "straight_through"}, pgd_params("pgd20", eps)):
-            name = ""
+        name = _diagnostic_name(k.attack, p, k.eps)
         if not name:
+            continue
+        if x.get("per_example") and k.threat in ("white-box", "black-box"):
+            m.outcomes[(k.threat, name, k.eps)] = x["per_example"]
+        if not _close(k.eps, eps):
             continue
         if k.threat == "white-box":
             m.white[name] = x["accuracy"]
@@ -113,37 +115,110 @@ def measured_from_cells(cells: Iterable[Any], eps: float) -> Measured:
     return m
 
 
+def _diagnostic_name(attack: str, params: dict[str, Any], eps: float) -> str:
+    """The checks' name for a cell's attack ("" for an attack of other parameters than the diagnostics use)."""
+    if attack == "pgd":
+        return next((v for v in PGD_VARIANTS if _same_params(params, pgd_params(v, eps))), "")
+    if attack in ("bpda-pgd", "pgd-smoothed"):
+        base = {a: v for a, v in params.items() if a not in ("straight_through", "samples", "noise")}
+        return attack if _same_params(base, pgd_params("pgd20", eps)) else ""
+    return attack
+
+
+@dataclass(frozen=True)
+class PairedFinding:
+    """At one eps: images right under the attack expected to be stronger but wrong under the other (``against``),
+    and the reverse (``for_``); a finding when ``against`` exceeds ``for_`` significantly by at least MIN_EFFECT."""
+
+    eps: float
+    stronger: str
+    other: str
+    against: int
+    for_: int
+    n: int
+    p: float
+
+    @property
+    def flagged(self) -> bool:
+        return self.against > self.for_ and (self.against - self.for_) >= MIN_EFFECT * self.n and self.p < LEVEL
+
+    def text(self) -> str:
+        return (f"{_eps_text(self.eps)}: {self.other} broke {self.against} images {self.stronger} left right, {self.stronger} broke {self.for_} "
+                f"that {self.other} left (p {self.p:.2g})")  # fmt: skip
+
+
+def _eps_text(eps: float) -> str:
+    return f"{eps * 255:.4g}/255"
+
+
+def paired(stronger: str, other: str, a: str, b: str, eps: float) -> PairedFinding:
+    """Compare per-image outcomes ``a`` (of the attack expected to be stronger) with ``b``, exact McNemar."""
+    from robustbench_dc.stats import mcnemar_exact  # scipy, only where outcomes are compared
+
+    against = sum(1 for x, y in zip(a, b) if x == "1" and y == "0")
+    for_ = sum(1 for x, y in zip(a, b) if x == "0" and y == "1")
+    return PairedFinding(eps, stronger, other, against, for_, len(a), mcnemar_exact(against, for_))
+
+
+def _any_broken(*outcomes: str) -> str:
+    """The outcome of "broken by any of these attacks", image by image."""
+    return "".join("0" if "0" in column else "1" for column in zip(*outcomes))
+
+
+def paired_findings(m: Measured) -> dict[str, list[PairedFinding]]:
+    """The paired comparisons of every eps measured, per check (see ``diagnose``)."""
+    o = m.outcomes
+    eps_all = sorted({e for (_, _, e) in o})
+    at = lambda threat, name, e: next((v for (t, k, ee), v in o.items() if t == threat and k == name and _close(ee, e)), None)  # noqa: E731
+    found: dict[str, list[PairedFinding]] = {"iterative": [], "black": [], "bpda": [], "smoothed": []}
+    for e in eps_all:
+        fgsm = at("white-box", "fgsm", e)
+        for it in ("bim", "pgd20"):
+            iterative = at("white-box", it, e)
+            if fgsm and iterative and len(fgsm) == len(iterative):
+                found["iterative"].append(paired(it.upper().replace("PGD20", "PGD-20"), "FGSM", iterative, fgsm, e))
+        white = [v for (t, _, ee), v in o.items() if t == "white-box" and _close(ee, e)]
+        if white and len({len(v) for v in white}) == 1:
+            any_white = _any_broken(*white)
+            for (t, name, ee), v in o.items():
+                if t == "black-box" and _close(ee, e) and len(v) == len(any_white):
+                    found["black"].append(paired("white-box (any)", f"black-box {name}", any_white, v, e))
+        pgd = at("white-box", "pgd20", e)
+        for key, name in (("bpda", "bpda-pgd"), ("smoothed", "pgd-smoothed")):
+            other = at("white-box", name, e)
+            if pgd and other and len(pgd) == len(other):
+                found[key].append(paired("PGD-20", name, pgd, other, e))
+    return found
+
+
+def _paired_diagnostic(name: str, findings: list[PairedFinding], absent: str) -> Diagnostic:
+    if not findings:
+        return Diagnostic(name, "n/a", absent)
+    flagged = [f for f in findings if f.flagged]
+    eps_seen = ", ".join(_eps_text(e) for e in sorted({f.eps for f in findings}))
+    summary = (f"WARN at {', '.join(sorted({_eps_text(f.eps) for f in flagged}, key=lambda t: float(t.split('/')[0])))}: " + "; ".join(f.text() for f in flagged)
+               if flagged else f"no significant reversal at {eps_seen}")  # fmt: skip
+    return Diagnostic(name, "warn" if flagged else "pass", summary + f" (paired, exact McNemar at {LEVEL:g}, effect >= {100 * MIN_EFFECT:g} point)",
+                      {"flagged_eps": sorted({f.eps for f in flagged}), "findings": [f.__dict__ for f in findings]})  # fmt: skip
+
+
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
 
 
 def diagnose(m: Measured, *, tolerance: float = TOLERANCE) -> list[Diagnostic]:
-    """Judge one model's numbers. The tolerance is ``tolerance`` or three images, whichever is larger."""
+    """Judge one model's numbers. Where one attack is expected to be at least as strong as another (iterative than
+    single-step, white-box than black-box, true gradients than BPDA or smoothed ones) the judgement is paired, image
+    by image, at every eps both were measured at, and warns only for a significant effect of at least MIN_EFFECT.
+    The other checks compare accuracies with a tolerance of ``tolerance`` or three images, whichever is larger."""
     tol = max(tolerance, 3 / m.n if m.n else 0.0) + 1e-9
     w = m.white
-    fgsm, bim, pgd = w.get("fgsm"), w.get("bim"), w.get("pgd20")
+    pgd = w.get("pgd20")
     out: list[Diagnostic] = []
 
-    if fgsm is None or (bim is None and pgd is None):
-        out.append(Diagnostic("iterative >= single-step", "n/a", "needs white-box FGSM and BIM/PGD cells"))
-    else:
-        worst = min(a for a in (bim, pgd) if a is not None)
-        out.append(Diagnostic("iterative >= single-step", "pass" if worst <= fgsm + tol else "warn",
-                              f"FGSM {_pct(fgsm)}, BIM {_pct(bim)}, PGD-20 {_pct(pgd)}", {"fgsm": fgsm, "bim": bim, "pgd": pgd}))  # fmt: skip
-
-    white = [a for a in (fgsm, bim, pgd) if a is not None]
-    if not white or not m.black:
-        out.append(Diagnostic("white-box >= black-box", "n/a", "needs white-box and black-box cells"))
-    else:
-        best_white, best_black = min(white), min(m.black.values())
-        only_black = 0.0
-        if m.white_broken is not None and m.black_broken is not None and m.n:
-            only_black = len(m.black_broken - m.white_broken) / m.n
-        ok = best_white <= best_black + tol and only_black <= tol
-        out.append(Diagnostic("white-box >= black-box", "pass" if ok else "warn",
-                              f"best white-box {_pct(best_white)}, best black-box {_pct(best_black)} "
-                              f"({', '.join(f'{k} {_pct(v)}' for k, v in m.black.items())}); broken only by black-box: {_pct(only_black)} of images",
-                              {"white_box": best_white, **{f"black_box_{k}": v for k, v in m.black.items()}, "only_black_box": only_black}))  # fmt: skip
+    found = paired_findings(m)
+    out.append(_paired_diagnostic("iterative >= single-step", found["iterative"], "needs white-box FGSM and BIM/PGD cells with per-image outcomes"))
+    out.append(_paired_diagnostic("white-box >= black-box", found["black"], "needs white-box and black-box cells with per-image outcomes"))
 
     if len(m.sweep) < 3:
         out.append(Diagnostic("monotone in eps, near zero at large eps", "n/a", "needs a PGD sweep over eps"))
@@ -185,12 +260,9 @@ def diagnose(m: Measured, *, tolerance: float = TOLERANCE) -> list[Diagnostic]:
                               + ("" if ok else "; the scale-free DLR loss breaks what cross-entropy could not: saturated (masked) cross-entropy gradients"),
                               {"apgd_ce": ce, "apgd_dlr": dlr}))  # fmt: skip
 
-    bpda = w.get("bpda-pgd")
-    if bpda is None or pgd is None:
-        out.append(Diagnostic("BPDA does not beat true gradients", "n/a", "no decoupled layers, hard decisions or declared straight-through parts (or no BPDA cell)"))
-    else:
-        out.append(Diagnostic("BPDA does not beat true gradients", "pass" if bpda >= pgd - tol else "warn",
-                              f"PGD-20 {_pct(pgd)} with true gradients, {_pct(bpda)} with BPDA surrogate gradients", {"pgd": pgd, "bpda": bpda}))  # fmt: skip
+    out.append(_paired_diagnostic("BPDA does not beat true gradients", found["bpda"],
+                                  "no decoupled layers, hard decisions or declared straight-through parts (or no BPDA cell)"))
+    out.append(_paired_diagnostic("smoothed gradients do not beat true gradients", found["smoothed"], "needs PGD-20 and PGD with smoothed gradients"))
 
     if m.gradient is None:
         out.append(Diagnostic("gradient health", "n/a", "needs the gradient-norm cell"))

@@ -21,7 +21,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from robustbench_dc.attacks import APGDCE, APGDDLR, BIM, BPDA, DEFAULT_ATTACK_BATCH_SIZE, FGSM, PGD, Square
+from robustbench_dc.attacks import APGDCE, APGDDLR, BIM, BPDA, DEFAULT_ATTACK_BATCH_SIZE, FGSM, PGD, SmoothedPGD, Square
 from robustbench_dc.attacks.bpda import has_surrogate
 from robustbench_dc.data import load_dataset
 from robustbench_dc.devices import describe_device, module_device, placed, resolve_device
@@ -51,12 +51,17 @@ def _pgd(variant: str) -> PGD:
     return PGD(relative_step=RELATIVE_STEP, **PGD_VARIANTS[variant])
 
 
-def diagnostic_attacks(eps: float, square_queries: int, decoupled: bool, straight_through: tuple[str, ...] = ()) -> list:
+def diagnostic_attacks(square_queries: int) -> list:
     """FGSM, BIM, the PGD variants of :mod:`.checks` (steps eps/4), APGD with the cross-entropy and the DLR loss,
-    Square, and BPDA where there is a decoupled layer."""
-    attacks = [FGSM(), BIM(), _pgd("pgd20"), _pgd("pgd40"), _pgd("pgd20x3"), APGDCE(), APGDDLR(), Square(n_queries=square_queries)]
+    and Square."""
+    return [FGSM(), BIM(), _pgd("pgd20"), _pgd("pgd40"), _pgd("pgd20x3"), APGDCE(), APGDDLR(), Square(n_queries=square_queries)]
+
+
+def surrogate_attacks(decoupled: bool, straight_through: tuple[str, ...] = ()) -> list:
+    """PGD-20 with smoothed gradients, and BPDA where there is a decoupled layer, hard decision or declared part."""
+    smoothed = [SmoothedPGD(relative_step=RELATIVE_STEP, **PGD_VARIANTS["pgd20"])]
     bpda = [BPDA(relative_step=RELATIVE_STEP, straight_through=tuple(straight_through), **PGD_VARIANTS["pgd20"])]
-    return attacks + (bpda if decoupled or straight_through else [])
+    return smoothed + (bpda if decoupled or straight_through else [])
 
 
 def saturation(model: nn.Module, images: torch.Tensor) -> dict[str, float]:
@@ -156,8 +161,11 @@ def run_diagnostics(
     test = full.subset(n, 0)
     kw = dict(dataset=dataset, n=n, workspace=workspace, data_dir=data_dir, progress=progress, role="diagnostics", device=device, batch_size=batch_size)
     # the gradient-norm cell on the same images as the attacks (lipschitz_n = the subset's size)
-    evaluate(target, attacks=diagnostic_attacks(eps, square_queries, decoupled, straight_through), eps=[eps], source=source, lipschitz_n=len(test), **kw)
-    evaluate(target, attacks=[_pgd("pgd20")], eps=[eps * k for k in SWEEP] + [LARGE_EPS], lipschitz=False, **kw)
+    evaluate(target, attacks=diagnostic_attacks(square_queries), eps=[eps], source=source, lipschitz_n=len(test), **kw)
+    # every check that compares two attacks image by image reads every eps both ran at: the sweep's FGSM and PGD-20,
+    # and the surrogate-gradient attacks at eps and twice eps (partial masking can show only at the larger one)
+    evaluate(target, attacks=[FGSM(), _pgd("pgd20")], eps=[eps * k for k in SWEEP] + [LARGE_EPS], lipschitz=False, **kw)
+    evaluate(target, attacks=surrogate_attacks(decoupled, straight_through), eps=[eps, 2 * eps], lipschitz=False, **kw)
     key = CellKey(function=target.function_id, dataset=dataset, data=full.content_sha256(), subset=Subset(len(test), len(full), 0),
                   role="diagnostics", kind="health", threat="health", attack="saturation")  # fmt: skip
     direction = replace(key, attack="direction", eps=eps, params=attack_params({"random_directions": RANDOM_DIRECTIONS, "step": "eps * sign"}))
