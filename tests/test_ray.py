@@ -17,8 +17,8 @@ from robustbench_dc.study import parse_study, run_study  # noqa: E402
 from robustbench_dc.train import train  # noqa: E402
 
 RAY = {"num_cpus": 2}
-SMOKE = replace(PRESETS["smoke"], dataset="synthetic", models=("tanhconv",), epochs=1, width=0.125, eps=(8 / 255,), table_eps=8 / 255,
-                lipschitz_n=10, diagnostics_n=24, square_queries=10)  # fmt: skip
+SMOKE = replace(PRESETS["smoke"], dataset="synthetic", models=("tanhconv",), eps=(8 / 255,), table_eps=8 / 255,
+                lipschitz_n=10, diagnostics_n=24, square_queries=10).with_training(epochs=1, width=0.125)  # fmt: skip
 
 
 def _cells(ws: Path) -> dict[str, dict]:

@@ -40,8 +40,8 @@ def test_report_has_tables_paper_numbers_claims_and_plots(small_store, tmp_path,
 
 
 def test_interrupted_reproduce_resumes(tmp_path):
-    preset = replace(PRESETS["smoke"], dataset="synthetic", models=("baseline", "tanhconv"), epochs=1, width=0.125, eps=(8 / 255,),
-                     table_eps=8 / 255, lipschitz_n=10, diagnostics_n=40, square_queries=10)
+    preset = replace(PRESETS["smoke"], dataset="synthetic", models=("baseline", "tanhconv"), eps=(8 / 255,),
+                     table_eps=8 / 255, lipschitz_n=10, diagnostics_n=40, square_queries=10).with_training(epochs=1, width=0.125)
     stages = plan(preset, (0,))
     seen = []
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -50,6 +50,10 @@ class Preset:
     @property
     def width(self) -> float:
         return float(dict(self.training).get("width", 1.0))
+
+    def with_training(self, **settings: Any) -> "Preset":
+        """The same preset with these [training] settings changed (e.g. ``epochs=1`` for a test)."""
+        return replace(self, training=tuple(sorted({**dict(self.training), **settings}.items())))
 
     def train_config(self, model: str, training: str, seed: int) -> TrainConfig:
         settings = {k: v for k, v in self.training if k != "compile"}
