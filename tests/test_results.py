@@ -236,3 +236,50 @@ def test_many_processes_opening_and_writing_one_new_store(tmp_path):
 def test_direction_check(share, status):
     m = Measured(n=100, direction={"gradient_not_better_fraction": share, "mean_gain_gradient": 1.0, "mean_gain_best_random": 0.1})
     assert {d.name: d.status for d in diagnose(m)}["gradient beats random directions"] == status
+
+
+def _workspace_with_seed(ws, seed: int, accuracy: float) -> None:
+    """A workspace as one invocation of a study leaves it: one seed's model (card and weights) and its cells."""
+    run = ws / "models" / "digits" / "tanhconv" / "natural" / f"cnn9-w0.25-seed{seed}"
+    run.mkdir(parents=True)
+    (run / "model.safetensors").write_bytes(b"weights of seed %d" % seed)
+    (run / "card.json").write_text('{"weights": {"sha256": "%s"}}' % (str(seed) * 64))
+    with ResultStore(ws) as s:
+        fid = f"fn-seed{seed}"
+        s.put_function(fid, zoo_info({**BASE, "seed": seed}))
+        put(s, key(fid, attack="none"), 0.9)
+        put(s, key(fid), accuracy)
+
+
+def test_seeds_computed_apart_merge_into_one_report(tmp_path):
+    """Two invocations (two machines, two stores) of the same study, one seed each: merged, the tables aggregate
+    the two seeds; merging again adds nothing; a cell both sides hold with other numbers is kept, not averaged."""
+    from robustbench_dc.results.merge import merge_workspaces
+
+    a, b, merged = tmp_path / "laptop-a", tmp_path / "laptop-b", tmp_path / "merged"
+    _workspace_with_seed(a, 0, 0.30)
+    _workspace_with_seed(b, 1, 0.50)
+    summary = merge_workspaces(merged, [a, b])
+    assert (summary.cells_added, summary.checkpoints_added, summary.cell_conflicts) == (4, 2, [])
+    cell = Results.load(merged, "digits").accuracy("tanhconv", "natural", "fgsm", 8 / 255)
+    assert cell.seeds == 2 and cell.mean == pytest.approx(40.0)
+    with ResultStore(merged) as s:
+        origins = {c.provenance["merged_from"] for c in s.cells()}
+    assert origins == {str(a.resolve()), str(b.resolve())}
+    again = merge_workspaces(merged, [a, b])
+    assert (again.cells_added, again.cells_same, again.checkpoints_added, again.checkpoints_same) == (0, 4, 0, 2)
+    with ResultStore(b) as s:  # the same cell recomputed elsewhere with other numbers
+        put(s, key("fn-seed1"), 0.52)
+    conflict = merge_workspaces(merged, [b])
+    assert len(conflict.cell_conflicts) == 1 and "none was averaged" in " ".join(conflict.lines())
+    assert Results.load(merged, "digits").accuracy("tanhconv", "natural", "fgsm", 8 / 255).mean == pytest.approx(40.0)
+
+
+def test_merge_cli_and_bad_sources(tmp_path):
+    from tests.conftest import run_cli
+
+    _workspace_with_seed(tmp_path / "a", 0, 0.30)
+    r = run_cli("merge", str(tmp_path / "a"), "--workspace", str(tmp_path / "m"))
+    assert r.returncode == 0 and "result cells: 2 added" in r.stdout and "checkpoints: 1 added" in r.stdout
+    r = run_cli("merge", str(tmp_path / "nothing"), "--workspace", str(tmp_path / "m"))
+    assert r.returncode == 2 and "not a workspace" in r.stderr
