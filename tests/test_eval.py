@@ -317,3 +317,51 @@ def test_bpda_in_a_table_takes_straight_through_or_is_refused(baseline, tmp_path
 class Quantise(torch.nn.Module):
     def forward(self, x):
         return torch.round(x * 8) / 8
+
+
+class ElevenForLargeBatches(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        out = self.model(x)
+        return torch.cat([out, out[:, :1]], 1) if x.shape[0] > 2 else out
+
+
+class IntegerLogits(ElevenForLargeBatches):
+    def forward(self, x):
+        return (self.model(x) * 100).round().long()
+
+
+class NoisyAtTestTime(ElevenForLargeBatches):
+    def forward(self, x):
+        return self.model((x + 0.3 * torch.randn_like(x)).clamp(0, 1))
+
+
+class CountingCalls(ElevenForLargeBatches):
+    """Changes its state in every forward pass (outputs unchanged: the determinism check cannot see it)."""
+
+    def __init__(self, model):
+        super().__init__(model)
+        self.register_buffer("calls", torch.zeros(()))
+
+    def forward(self, x):
+        self.calls += 1
+        return self.model(x)
+
+
+@pytest.mark.parametrize("wrapper,message", [
+    (ElevenForLargeBatches, r"output has shape \(\d+, 11\) on a batch of \d+ images"),
+    (IntegerLogits, "not floating-point logits"),
+    (NoisyAtTestTime, "differ between two passes over the same images"),
+    (CountingCalls, "changed its weights or buffers while it was evaluated"),
+])  # fmt: skip
+def test_the_model_contract_is_checked_on_every_batch_and_cell(digits_models, tmp_path, wrapper, message):
+    """Each of these once gave a number (0% with advice about --mean/--std, robust = clean, a random draw stored
+    as a function, another function's accuracy); now each is an error that names the cause."""
+    import copy
+
+    model = wrapper(copy.deepcopy(from_checkpoint(digits_models[("baseline", "natural", 0)]).module))
+    with pytest.raises(UserError, match=message):
+        evaluate(model, dataset="digits", attacks=["fgsm"], eps=[16 / 255], n=100, lipschitz=False, workspace=tmp_path)

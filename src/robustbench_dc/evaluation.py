@@ -24,7 +24,7 @@ from robustbench_dc import lipschitz as lip
 from robustbench_dc.attacks import BPDA, DEFAULT_ATTACK_BATCH_SIZE, Attack, eps_label, get_attack, run_attack
 from robustbench_dc.attacks.bpda import has_surrogate
 from robustbench_dc.data import DatasetInfo, ImageDataset, dataset_info, load_dataset, subset_indices
-from robustbench_dc.devices import describe_device, module_device, placed, resolve_device
+from robustbench_dc.devices import describe_device, full_precision, module_device, placed, resolve_device
 from robustbench_dc.errors import UserError
 from robustbench_dc.files import atomic_write, environment
 from robustbench_dc.inference import predict
@@ -66,6 +66,7 @@ class _Context:
     provenance: dict[str, Any]
     planned: int = 0  # cells this call reads or computes, for "cell k of n" in progress messages
     rows: list[dict[str, Any]] = field(default_factory=list)
+    weights: list[Tensor] | None = None  # the target's state when its identity was taken: every computed cell must leave it so
 
     def key(self, subset: Subset, **fields: Any) -> CellKey:
         return CellKey(function=self.target.function_id, dataset=self.test.info.name, data=self.data, subset=subset,
@@ -83,9 +84,23 @@ class _Context:
             self.progress.position(len(self.rows), self.planned)
             self.progress(f"{self.target.label}: {k.threat} {k.attack}{eps}{count}")
 
-        stored = self.store.cell(key, compute, provenance=self.provenance, recompute=self.recompute, on_compute=announce)
+        stored = self.store.cell(key, self._unchanged(compute), provenance=self.provenance, recompute=self.recompute, on_compute=announce)
         self.rows.append(result_row(stored, self.target.label, source.title if source else ""))
         return stored
+
+    def _unchanged(self, compute: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
+        """``compute``, refusing to store what it gives if the target's weights or buffers changed meanwhile."""
+
+        def checked() -> dict[str, Any]:
+            out = compute()
+            if self.weights is not None:
+                now = _state(self.target.module)
+                if len(now) != len(self.weights) or any(not torch.equal(a, b) for a, b in zip(now, self.weights)):
+                    raise UserError(f"{self.target.label}: the model changed its weights or buffers while it was evaluated (in its forward "
+                                    "pass?); a number computed so belongs to no fixed function. Make its forward pass leave its state alone")  # fmt: skip
+            return out
+
+        return checked
 
     def attacked(self, attack: Attack, module: nn.Module, images: Tensor, labels: Tensor, eps: float, seed: int) -> Tensor:
         """``run_attack`` with this evaluation's backend and batch size, reporting its batches to the progress."""
@@ -127,6 +142,42 @@ def check_model_fits(module: nn.Module, data: ImageDataset, *, exact_classes: bo
     if not torch.isfinite(out).all():
         raise UserError("the model's outputs are not finite (NaN or inf) on clean test images")
     return int(out.shape[1])
+
+
+class ModelContract(nn.Module):
+    """The evaluated model behind a check of every batch it is given: floating-point (N, classes) logits for N
+    images (every accuracy is counted through it, the clean one and each attack's). A model that gives 11 logits for larger batches, or integer "logits" (no gradient, so no attack
+    moves anything), would otherwise score a number that means nothing."""
+
+    def __init__(self, model: nn.Module, classes: int) -> None:
+        super().__init__()
+        self.model, self.classes = model, classes
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.model(x)
+        if not isinstance(out, Tensor) or out.ndim != 2 or out.shape != (x.shape[0], self.classes):
+            shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            raise UserError(f"the model's output has shape {shape} on a batch of {x.shape[0]} images; every batch needs ({x.shape[0]}, {self.classes}) logits")
+        if not out.is_floating_point():
+            raise UserError(f"the model's outputs are {out.dtype}, not floating-point logits: no attack can follow their gradient; return the logits")
+        return out
+
+
+def _state(module: nn.Module) -> list[Tensor]:
+    return [t.detach().clone() for t in module.state_dict().values() if isinstance(t, Tensor)]
+
+
+def check_deterministic(module: nn.Module, images: Tensor) -> None:
+    """Refuse a model whose outputs differ between two passes over the same images (noise or dropout at test time):
+    a stored cell would hold one draw of a random function under a fixed identity."""
+    x = images[:64].to(module_device(module))
+    module.eval()
+    with torch.no_grad(), full_precision():
+        first, second = module(x.clone()), module(x.clone())
+    if not torch.allclose(first, second, rtol=1e-4, atol=1e-6):
+        raise UserError("the model's outputs differ between two passes over the same images (randomised at test time: noise, dropout, "
+                        "sampling?); its accuracy is a random variable this suite does not store as one function. Evaluate a "
+                        "deterministic version (eval mode, no test-time randomness)")  # fmt: skip
 
 
 def as_target(model: nn.Module | EvalModel, *, label: str | None = None, mean=None, std=None) -> EvalModel:
@@ -259,6 +310,9 @@ def evaluate(
         outputs = check_model_fits(target.module, test, exact_classes=own is None)
         if own is not None:  # the caller's data: as many classes as the model has outputs
             test = replace(test, info=replace(test.info, num_classes=outputs))
+        check_deterministic(target.module, test.float_images(slice(0, 64)))
+        module = ModelContract(target.module, outputs)
+        weights = _state(target.module)
         indices = subset_indices(len(test), n, subset_seed)
         sub = test.select(indices)
         images, labels = sub.float_images(), sub.labels
@@ -267,21 +321,21 @@ def evaluate(
             provenance = {"label": target.label, "device": describe_device(dev), "environment": environment()}
             planned = 1 + sum(len(eps_of(a)) * (1 + (src is not None and a.transferable)) for a in attack_objs) + 3 * lipschitz
             ctx = _Context(store, ws, target, test, test.content_sha256(), role, backend, recompute, as_progress(progress),
-                           batch_size, provenance, planned)  # fmt: skip
+                           batch_size, provenance, planned, weights=weights)  # fmt: skip
             store.put_function(target.function_id, {**target.info, "data_source": target.info.get("data_source") or test.source})
-            ctx.cell(ctx.key(subset, kind="accuracy", threat="none", attack="none"), lambda: accuracy_metrics(predict(target.module, images, batch_size), labels))
+            ctx.cell(ctx.key(subset, kind="accuracy", threat="none", attack="none"), lambda: accuracy_metrics(predict(module, images, batch_size), labels))
             for attack in attack_objs:
                 threat = "white-box" if attack.access == "white-box" else "black-box"
                 for e in eps_of(attack):
                     ctx.cell(ctx.attack_key(subset, attack, e, threat), lambda a=attack, e=e: accuracy_metrics(
-                        predict(target.module, ctx.attacked(a, target.module, images, labels, e, subset_seed), batch_size), labels))  # fmt: skip
+                        predict(module, ctx.attacked(a, target.module, images, labels, e, subset_seed), batch_size), labels))  # fmt: skip
             if src is not None:
                 store.put_function(src.function_id, src.info)
                 for attack in [a for a in attack_objs if a.transferable]:
                     for e in eps_of(attack):
                         key = ctx.attack_key(subset, attack, e, "black-box", source=src.function_id)
                         ctx.cell(key, lambda a=attack, e=e, k=key: accuracy_metrics(
-                            predict(target.module, _transfer_examples(ctx, src, a, e, k, images, labels), batch_size), labels), source=src)  # fmt: skip
+                            predict(module, _transfer_examples(ctx, src, a, e, k, images, labels), batch_size), labels), source=src)  # fmt: skip
             if lipschitz:
                 _lipschitz_cells(ctx, max(eps_list), lipschitz_n, subset_seed)
         frame = pd.DataFrame(ctx.rows)
