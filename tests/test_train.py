@@ -339,3 +339,19 @@ def test_catastrophic_overfitting_is_the_pgd_collapse_while_fgsm_rises():
     assert catastrophic_overfitting(history((0.3, 0.25), (0.1, 0.1))) is None  # both fell: not the signature
     assert catastrophic_overfitting(history((0.05, 0.05), (0.2, 0.01))) is None  # never robust to begin with
     assert catastrophic_overfitting([{"epoch": 1}]) is None
+
+
+def test_a_bare_model_name_means_the_store_even_beside_a_folder_of_that_name(digits_models, tmp_path, monkeypatch):
+    """``./tanhconv/`` in the working directory once replaced the store's tanhconv, ignoring --workspace,
+    --training and --seed; a bare name is the store's, the folder needs ./ or a Path."""
+    import shutil
+
+    from robustbench_dc.checkpoint import resolve_checkpoint
+
+    ws = digits_models["workspace"]
+    shutil.copytree(digits_models[("baseline", "natural", 0)], tmp_path / "tanhconv")  # another model, named like a zoo model
+    monkeypatch.chdir(tmp_path)
+    found = resolve_checkpoint("tanhconv", dataset="digits", training="fgsm", seed=0, workspace=ws)
+    assert found == digits_models[("tanhconv", "fgsm", 0)]
+    assert resolve_checkpoint("./tanhconv", dataset="digits", workspace=ws) == tmp_path / "tanhconv" or \
+        resolve_checkpoint("./tanhconv", dataset="digits", workspace=ws).resolve() == (tmp_path / "tanhconv").resolve()

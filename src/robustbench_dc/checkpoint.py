@@ -127,9 +127,13 @@ def find_checkpoints(workspace: Path, *, dataset: str | None = None, model: str 
 
 def resolve_checkpoint(name_or_path: str | os.PathLike, *, dataset: str | None, training: str = "natural", seed: int = 0,
                        arch: str | None = None, width: float | None = None, workspace: str | os.PathLike | None = None) -> Path:  # fmt: skip
-    """A checkpoint directory: the path itself, or the one store entry for ``dataset + model + training + seed``."""
+    """A checkpoint directory: the path itself, or the one store entry for ``dataset + model + training + seed``.
+
+    A bare model name (``tanhconv``) always means the store, even where a folder of that name lies in the current
+    directory; write ``./tanhconv`` (or pass a ``Path``) for the folder."""
     path = Path(name_or_path)
-    if path.is_file() or (path / CARD_FILE).is_file():  # a folder that merely shares a model's name is not a checkpoint
+    bare_name = isinstance(name_or_path, str) and "/" not in name_or_path and os.sep not in name_or_path and _is_model_name(name_or_path)
+    if not bare_name and (path.is_file() or (path / CARD_FILE).is_file()):  # a folder that merely shares a model's name is not a checkpoint
         return path
     ws = workspace_dir(workspace)
     parse_model_name(str(name_or_path))  # an unknown name fails here, listing the valid ones
@@ -147,6 +151,14 @@ def resolve_checkpoint(name_or_path: str | os.PathLike, *, dataset: str | None, 
         listing = ", ".join(p.name for p in found)
         raise UserError(f"several checkpoints match ({listing}); choose one with --arch and --width")
     return found[0]
+
+
+def _is_model_name(name: str) -> bool:
+    try:
+        parse_model_name(name)
+    except UserError:
+        return False
+    return True
 
 
 def load_model(name_or_path: str | os.PathLike, *, dataset: str | None = None, training: str = "natural", seed: int = 0,
