@@ -17,7 +17,7 @@ from robustbench_dc.results.query import Aggregate
 from robustbench_dc.stats import mcnemar_exact, paired_difference_interval, paired_t_p, t_interval
 
 #: the checks that catch partial masking; without them a PASS elsewhere says less
-STRONG_CHECKS = ("DLR loss does not beat cross-entropy", "gradient beats random directions")
+STRONG_CHECKS = ("DLR loss does not beat cross-entropy", "gradient beats random directions", "smoothed gradients do not beat true gradients")
 
 #: (model, training, threat, attack) -> the aggregate the report shows in its tables, or None
 CellLookup = Callable[[str, str, str, str], Aggregate | None]

@@ -412,10 +412,13 @@ def build_report(
                         "1. iterative attacks at least as strong as FGSM; 2. white-box at least as strong as black-box (transfer and "
                         "Square); 3. accuracy falls with eps and is near zero (<= 5%) at eps 0.5; 4. PGD-20 has converged (PGD-40 and "
                         "3 restarts change accuracy by at most the tolerance: 2 points or 3 images, whichever is larger); 5. BPDA "
-                        "surrogate gradients do not beat the true gradients by more than the tolerance; 6. gradient health (<= 1% "
+                        "surrogate gradients do not beat the true gradients; 6. gradient health (<= 1% "
                         "zero or non-finite input gradients, <= 90% saturated patches in any bounded layer); 7. the scale-free DLR loss "
                         "(APGD-DLR) does not beat cross-entropy (APGD-CE) by more than the tolerance; 8. the signed-gradient step raises the "
-                        "loss more than the best of 8 random sign steps on at least 90% of images."))  # fmt: skip
+                        "loss more than the best of 8 random sign steps on at least 90% of images; 9. PGD through gradients averaged over "
+                        "a small neighbourhood of the input does not beat PGD-20. Checks 1, 2, 5 and 9 are paired, image by image, at "
+                        "every eps both attacks ran at, and warn for an exact McNemar p below 0.05 with an effect of at least 1 point "
+                        "(the eps is named)."))  # fmt: skip
     blocks += diagnostics_blocks(diags)
     blocks.append(("h2", "Which of the paper's robustness claims survive the diagnostics"))
     blocks.append(("list", surviving_claims(cl, diags)))
