@@ -4,7 +4,11 @@ import sys
 import pytest
 import torch
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+torch.set_num_threads(min(2, torch.get_num_threads()))  # OMP_NUM_THREADS=1 runs the suite on a one-thread path
+
+#: The trained models' precision: DC_ROBUST_TEST_PRECISION=fp32 runs the suite on another floating-point path than
+#: the bf16 default, to show that no test rests on the bits one CPU's kernels happen to train.
+TRAINING_PRECISION = os.environ.get("DC_ROBUST_TEST_PRECISION", "auto")
 
 
 @pytest.fixture
@@ -23,7 +27,8 @@ def digits_models(tmp_path_factory):
     ws = tmp_path_factory.mktemp("digits-ws")
     out = {}
     for name, training, seed in [("baseline", "natural", 0), ("tanhconv", "natural", 0), ("baseline", "fgsm", 0), ("tanhconv", "fgsm", 0), ("baseline", "natural", 1)]:
-        config = TrainConfig(model=name, dataset="digits", width=0.25, epochs=4, batch_size=64, lr=0.05, training=training, seed=seed)
+        config = TrainConfig(model=name, dataset="digits", width=0.25, epochs=4, batch_size=64, lr=0.05, training=training, seed=seed,
+                             precision=TRAINING_PRECISION)  # fmt: skip
         out[(name, training, seed)] = train(config, workspace=ws)
     out["workspace"] = ws
     return out

@@ -133,3 +133,21 @@ def test_evaluate_restores_the_modules_mode_and_device(tmp_path):
     model = create_model("baseline", width=0.125, in_channels=1, input_size=8).train()
     evaluate(model, dataset="digits", attacks=["fgsm"], n=20, lipschitz=False, workspace=tmp_path, device="cpu")
     assert model.training and next(model.parameters()).device.type == "cpu"
+
+
+def test_threads_follow_what_the_process_may_use(monkeypatch):
+    from robustbench_dc import devices
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setattr(devices, "_cgroup_quota", lambda: 1.5)  # a cgroup quota of one and a half CPUs
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        assert devices.usable_cpus() == 1
+        monkeypatch.setattr(devices, "_cgroup_quota", lambda: None)
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert devices.usable_cpus() == 1 and devices.set_threads() == 1 and torch.get_num_threads() == 1
+        assert devices.set_threads(2) == 2 and torch.get_num_threads() == 2
+        with pytest.raises(UserError, match="threads must be >= 1"):
+            devices.set_threads(0)
+    finally:
+        torch.set_num_threads(before)

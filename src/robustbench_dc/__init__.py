@@ -14,7 +14,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
 
-_LAZY = {"evaluate": "robustbench_dc.evaluation", "load_model": "robustbench_dc.checkpoint"}
+_LAZY = {"evaluate": "robustbench_dc.evaluation", "load_model": "robustbench_dc.checkpoint", "set_threads": "robustbench_dc.devices"}
 
 
 def __getattr__(name: str) -> Any:
@@ -29,4 +29,4 @@ def __dir__() -> list[str]:
     return sorted([*globals(), *_LAZY])
 
 
-__all__ = ["__version__", "evaluate", "load_model"]
+__all__ = ["__version__", "evaluate", "load_model", "set_threads"]

@@ -91,6 +91,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--download", action="store_true", help="allow downloading the dataset where it is missing (CIFAR-10, MNIST, Fashion-MNIST)")
     p.add_argument("-v", "--verbose", action="store_true", help="log what is reused, trained and computed")
+    p.add_argument("--threads", type=int, default=None,
+                   help="intra-op CPU threads (default: the CPUs this process may use: affinity, cgroup quota, OMP_NUM_THREADS)")
 
 
 def _add_train(sub) -> None:
@@ -755,6 +757,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
+        if hasattr(args, "threads"):
+            from robustbench_dc.devices import set_threads
+
+            set_threads(args.threads)
         return COMMANDS[args.command][1](args)
     except UserError as exc:  # anything else is a bug: its traceback is shown (exit 1)
         print(f"error: {exc}", file=sys.stderr)

@@ -7,7 +7,10 @@ uses autocast and channels-last, chosen per device and recorded in the checkpoin
 from __future__ import annotations
 
 import contextlib
+import math
+import os
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Iterable, Iterator
 
 import torch
@@ -46,6 +49,44 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
     elif device.type != "cpu":
         raise UserError(f"unsupported device {spec!r}; valid: {DEVICE_CHOICES}")
     return device
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may really use: its affinity mask, a cgroup CPU quota (v2 ``cpu.max``, v1
+    ``cfs_quota_us``), and ``OMP_NUM_THREADS`` where set; ``os.cpu_count()`` sees none of these."""
+    counts = [len(os.sched_getaffinity(0))] if hasattr(os, "sched_getaffinity") else [os.cpu_count() or 1]
+    quota = _cgroup_quota()
+    if quota is not None:
+        counts.append(max(1, math.floor(quota)))
+    omp = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if omp.isdigit() and int(omp) > 0:
+        counts.append(int(omp))
+    return max(1, min(counts))
+
+
+def _cgroup_quota() -> float | None:
+    """CPUs granted by this process's cgroup quota, or None for no quota (or no cgroup to read)."""
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota_us = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text())
+        period_us = int(Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text())
+        return None if quota_us <= 0 else quota_us / period_us
+    except (OSError, ValueError):
+        return None
+
+
+def set_threads(threads: int | None = None) -> int:
+    """Set torch's intra-op threads: ``threads``, or every CPU the process may use (``usable_cpus``); returns the
+    number. More threads than usable CPUs make every step wait for descheduled siblings."""
+    if threads is not None and threads < 1:
+        raise UserError(f"threads must be >= 1, got {threads}")
+    n = threads or usable_cpus()
+    torch.set_num_threads(n)
+    return n
 
 
 def _mps_available() -> bool:

@@ -584,7 +584,7 @@ def train(
         **({"robustness_check": {"images": config.robustness_check, "attacks": "FGSM and PGD-10 (step eps/4, random start) at the training eps, fp32",
                                  "catastrophic_overfitting_epoch": catastrophic_overfitting(history)}} if config.robustness_check else {}),
         **({"executed_block_rate": {"test_images": len(test_set), "per_block": rates, "mean": sum(rates) / len(rates)}} if rates else {}),
-        "compute": {**mode.to_dict(), "compile": runner.outcome, "device_name": describe_device(dev)},
+        "compute": {**mode.to_dict(), "compile": runner.outcome, "device_name": describe_device(dev), "threads": torch.get_num_threads()},
         "wall_time_s": wall,
     }  # fmt: skip
     save_checkpoint(model, out_dir, card)
