@@ -145,7 +145,7 @@ def test_evaluate_any_module_and_bad_input(digits_models, tmp_path):
     assert rows.iloc[0]["model"].startswith("baseline-") and list(rows["attack"]) == ["none", "fgsm"]
     named = robustbench_dc.evaluate(module, dataset="digits", attacks=["fgsm"], n=50, workspace=tmp_path, lipschitz=False, label="mine")
     assert set(named["model"]) == {"mine"} and named["cached"].all()  # the label is a name, not identity
-    with pytest.raises(UserError, match="unknown attack 'cw'; valid: fgsm, fgsm-pred, bim, pgd, bpda-pgd, apgd-ce, apgd-dlr, autoattack, square"):
+    with pytest.raises(UserError, match="unknown attack 'cw'; valid: fgsm, fgsm-pred, bim, pgd, bpda-pgd, pgd-smoothed, apgd-ce, apgd-dlr, autoattack, square"):
         evaluate(module, dataset="digits", attacks=["cw"], workspace=tmp_path, source=None)
     with pytest.raises(UserError, match=r"eps must be in \[0, 1\]"):
         evaluate(module, dataset="digits", eps=[2.0], workspace=tmp_path, source=None)

@@ -36,7 +36,20 @@ def _same_weights(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(a[d].keys() == b[d].keys() and all(torch.equal(a[d][k], b[d][k]) for k in a[d]) for d in a)
 
 
-def test_smoke_preset_on_ray_equals_local(tmp_path):
+@pytest.fixture
+def two_threads():
+    """The local run with as many threads as each Ray task (cpus_per_task=2): oneDNN's reductions follow the
+    thread count, so runs on other thread counts differ in their last bits (the card and each cell's provenance
+    say how many threads made them)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_smoke_preset_on_ray_equals_local(tmp_path, two_threads):
     reproduce(SMOKE, workspace=tmp_path / "local", executor=LocalExecutor())
     seen = []
     reproduce(SMOKE, workspace=tmp_path / "ray", executor=RayExecutor(cpus_per_task=2, init_options=RAY), on_stage=lambda i, n, label: seen.append(label))
@@ -60,7 +73,7 @@ def _dying_train(marker: Path):
     return run
 
 
-def test_killed_training_worker_is_retried_and_the_store_is_complete(tmp_path):
+def test_killed_training_worker_is_retried_and_the_store_is_complete(tmp_path, two_threads):
     import cloudpickle
 
     import tests.test_ray as this

@@ -45,7 +45,6 @@ def test_shipped_studies_parse_and_plan():
         ({"name": "a/b"}, "name must be one word"),
         ({"name": ".hidden"}, "name must be one word"),
         ({"training": {"recipe": "slow"}}, "unknown recipe 'slow'"),
-        ({"attacks": ["fgsm", "bpda-pgd"]}, "bpda-pgd on plain would be plain PGD"),
     ],
 )
 def test_bad_study_files_say_what_is_wrong(change, message):
@@ -135,3 +134,13 @@ def test_recipe_in_a_study_and_explicit_settings_override_it():
     study = parse_study({**TINY, "training": {"recipe": "fast", "width": 0.125, "epochs": 1}}, "tiny.toml")
     config = trainings(study)[0]
     assert config.schedule == "triangle" and config.epochs == 1 and config.batch_size == 512 and config.init == "dirac"
+
+
+def test_bpda_runs_only_where_it_differs_from_pgd():
+    """In a study bpda-pgd runs for the models with a surrogate gradient (decoupled layers, hard decisions), not for
+    those where it would be plain PGD with the same seed."""
+    from robustbench_dc.study import jobs
+
+    study = parse_study({**TINY, "attacks": ["fgsm", "bpda-pgd"]}, "tiny.toml")
+    by_label = {j.label: j.attacks for j in jobs(study)}
+    assert by_label == {"plain natural seed 0": ("fgsm",), "gated natural seed 0": ("fgsm", "bpda-pgd")}

@@ -265,14 +265,6 @@ def _validate(study: Study, where: str) -> None:
             study.train_config(m, study.regimes_of(m)[0], study.seeds[0])  # checks model, arch, options, training settings
         elif m.options or m.operator or m.regimes:
             raise UserError(f"{where}: model {m.label!r} is a checkpoint; options, operator and regimes apply to trained models only")
-    if "bpda-pgd" in study.attacks:
-        from robustbench_dc.attacks.bpda import has_surrogate
-        from robustbench_dc.train import build
-
-        plain = [m.label for m in study.models if m.trained and not has_surrogate(build(study.train_config(m, study.regimes_of(m)[0], study.seeds[0])))]
-        if plain:
-            raise UserError(f"{where}: bpda-pgd on {', '.join(plain)} would be plain PGD with the same seed (no decoupled layer or hard decision "
-                            "to give a surrogate gradient); run pgd for them, in a study of their own or without bpda-pgd")  # fmt: skip
     for c in study.claims:
         if c.attack not in study.attacks:
             raise UserError(f"{where}: claim about {c.attack!r}, which the study does not run; its attacks: {', '.join(study.attacks)}")
@@ -325,13 +317,24 @@ def external_spec(study: Study, m: StudyModel) -> tuple[str, dict[str, Any]]:
                                       mean=m.mean, std=m.std, label=m.label)  # fmt: skip
 
 
+def attacks_for(study: Study, t: Target) -> tuple[str, ...]:
+    """The study's attacks for one target; bpda-pgd only where it differs from PGD (a zoo model with a decoupled
+    layer or a hard decision: for the others it is plain PGD with the same seed, and the report says n/a)."""
+    if "bpda-pgd" not in study.attacks or t.config is None:
+        return study.attacks
+    from robustbench_dc.attacks.bpda import has_surrogate
+    from robustbench_dc.train import build
+
+    return study.attacks if has_surrogate(build(t.config)) else tuple(a for a in study.attacks if a != "bpda-pgd")
+
+
 def jobs(study: Study) -> list[EvalJob]:
     """One evaluation job per target: its attacks at every eps, Lipschitz estimates and diagnostics."""
     out = []
     for t in targets(study):
         source = protocol_source_training(t.config.to_dict()) if study.source == "protocol" and t.config is not None else None
         out.append(EvalJob(label=f"{t.label} {t.training}" + ("" if t.seed < 0 else f" seed {t.seed}"), dataset=study.dataset,
-                           attacks=study.attacks, eps=tuple(sorted(set(study.eps) | {study.table_eps})), eps_l2=study.eps_l2, n=study.n, lipschitz_n=study.lipschitz_n,
+                           attacks=attacks_for(study, t), eps=tuple(sorted(set(study.eps) | {study.table_eps})), eps_l2=study.eps_l2, n=study.n, lipschitz_n=study.lipschitz_n,
                            target=t.config, external=None if t.config is not None else external_spec(study, study.model(t.label)), source=source,
                            diagnostics=study.diagnostics, table_eps=study.table_eps, diagnostics_n=study.diagnostics_n, square_queries=study.square_queries))  # fmt: skip
     return out
