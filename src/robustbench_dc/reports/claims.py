@@ -167,4 +167,4 @@ def surviving_claims(cl: list[Claim], diags: dict[tuple[str, str, int], list]) -
                          f"({', '.join(STRONG_CHECKS)}) did not run")  # fmt: skip
         else:
             lines.append(f"{c.text}: reproduced; no sign of gross masking found by any of the diagnostics, strong checks included")
-    return lines or ["None of the paper's robustness claims was reproduced, so none is left to check against the diagnostics."]
+    return lines or ["No robustness claim of the paper was reproduced, so there is none to check against the diagnostics."]
