@@ -252,3 +252,30 @@ def test_a_failed_download_is_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(torchvision.datasets, "FashionMNIST", offline)
     with pytest.raises(DataNotFoundError, match=r"could not download fashion-mnist into .* \(Error downloading train-images-idx3-ubyte.gz:\); check the network"):
         load_dataset("fashion-mnist", "test", tmp_path / "fm", download=True)
+
+
+def test_eps_strings_duplicates_and_tiny_eps(digits_models, tmp_path):
+    """eps strings work from Python as on the command line, an eps given twice is computed once, 1e-9 is not '0/255'."""
+    from robustbench_dc.attacks import eps_label
+    from robustbench_dc.evaluation import evaluate
+    from robustbench_dc.targets import from_checkpoint
+
+    model = from_checkpoint(digits_models[("baseline", "natural", 0)])
+    rows = evaluate(model, dataset="digits", attacks=["fgsm"], eps=["8/255", 8 / 255, "0.0313725490196078"], n=30, lipschitz=False, workspace=tmp_path)
+    assert list(rows["attack"]) == ["none", "fgsm"]
+    assert eps_label(1e-9) == "1e-09" and eps_label(0.0) == "0/255" and eps_label(8 / 255) == "8/255"
+    with pytest.raises(UserError, match="not a number or a fraction"):
+        evaluate(model, dataset="digits", eps="eight", n=30, workspace=tmp_path)
+
+
+def test_plan_is_checked_before_the_source_is_trained(digits_models, tmp_path):
+    """A typo in --attacks, or --device cuda without a GPU, once stopped only after the black-box source trained."""
+    from tests.conftest import run_cli
+
+    ws = tmp_path / "ws"
+    r = run_cli("eval", "--model", "baseline", "--dataset", "digits", "--workspace", str(ws), "--attacks", "fgsm,bmi", "--no-progress",
+                "--checkpoint", str(digits_models[("baseline", "natural", 0)]))
+    assert r.returncode == 2 and "unknown attack 'bmi'" in r.stderr
+    assert not (ws / "models").exists()  # no protocol source was trained first
+    r = run_cli("report", "--dataset", "digits", "--eps=-1", "--workspace", str(ws))
+    assert r.returncode == 2 and "epsilon must be in [0, 1]" in r.stderr

@@ -26,6 +26,14 @@ def parse_fraction(text: str) -> float:
     return value
 
 
+def parse_eps(text: str) -> float:
+    """One epsilon in [0, 1] (pixel units)."""
+    value = parse_fraction(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"epsilon must be in [0, 1] (pixel units, e.g. 8/255), got {text!r}")
+    return value
+
+
 def parse_positive(text: str) -> float:
     """A finite number > 0 (a width, a learning rate)."""
     value = parse_fraction(text)
@@ -212,7 +220,7 @@ def _add_report(sub) -> None:
     p.add_argument("--dataset", choices=DATASETS, help="default: the one dataset the store holds results of")
     p.add_argument("--arch", default=None, help="only models of this architecture")
     p.add_argument("--width", type=float, default=None, help="only models of this width")
-    p.add_argument("--eps", type=parse_fraction, default=8 / 255, help="epsilon of the tables (default 8/255)")
+    p.add_argument("--eps", type=parse_eps, default=8 / 255, help="epsilon of the tables (default 8/255)")
     p.add_argument("--n", type=int, default=None, help="the test-subset size of the table cells, when the store holds several")
     p.add_argument("--out", help="output directory (default WORKSPACE/reports/DATASET)")
     p.add_argument("--format", default="markdown", choices=["markdown", "html"], help="report format (default: markdown)")
@@ -465,17 +473,20 @@ def cmd_eval(args: argparse.Namespace, *, lipschitz_only: bool = False) -> int:
         frame = evaluate(target, dataset=args.dataset, attacks=[], eps=[args.eps], n=args.n, workspace=args.workspace,
                          data_dir=args.data_dir, lipschitz_n=args.n, device=args.device, progress=progress)  # fmt: skip
     else:
+        from robustbench_dc.devices import resolve_device
         from robustbench_dc.planning import resolve_source
 
+        resolve_device(args.device)  # a missing GPU, like an unknown attack, is found before the source is trained
+        straight_through = tuple(n.strip() for n in args.straight_through.split(",") if n.strip())
+        attacks = [_attack(a.strip(), straight_through) for a in args.attacks.split(",") if a.strip()]
         source_arg = args.source
         if source_arg == "default" and not target.is_zoo:
             print("note: no black-box rows: a model from outside the zoo needs --source NAME|PATH (a zoo model or checkpoint)", file=sys.stderr)
             source_arg = "none"
         source = resolve_source(source_arg, target, dataset=args.dataset, workspace=args.workspace, data_dir=args.data_dir,
                                 say=lambda m: print(m, file=sys.stderr, flush=True))  # fmt: skip
-        straight_through = tuple(n.strip() for n in args.straight_through.split(",") if n.strip())
         frame = evaluate(
-            target, dataset=args.dataset, attacks=[_attack(a.strip(), straight_through) for a in args.attacks.split(",") if a.strip()], eps=args.eps, eps_l2=args.eps_l2,
+            target, dataset=args.dataset, attacks=attacks, eps=args.eps, eps_l2=args.eps_l2,
             n=args.n, subset_seed=args.subset_seed, source=source, backend=args.backend, workspace=args.workspace,
             data_dir=args.data_dir, recompute=args.recompute, lipschitz=not args.no_lipschitz, device=args.device,
             batch_size=args.batch_size, progress=progress,

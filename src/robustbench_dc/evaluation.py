@@ -9,7 +9,9 @@ it never trains: the caller resolves the black-box source (see ``robustbench_dc.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -144,6 +146,20 @@ def check_model_fits(module: nn.Module, data: ImageDataset, *, exact_classes: bo
     return int(out.shape[1])
 
 
+def _eps_values(eps: float | str | Sequence[float | str]) -> list[float]:
+    """Numbers or fractions (``8/255``, as on the command line), each once, in the order given."""
+    items = [eps] if isinstance(eps, (int, float, str)) else list(eps)
+    out: list[float] = []
+    for e in items:
+        try:
+            value = float(Fraction(e.strip())) if isinstance(e, str) else float(e)
+        except (ValueError, ZeroDivisionError) as exc:
+            raise UserError(f"eps {e!r} is not a number or a fraction such as 8/255") from exc
+        if not any(math.isclose(value, v, rel_tol=1e-12, abs_tol=0.0) for v in out):
+            out.append(value)
+    return out
+
+
 class ModelContract(nn.Module):
     """The evaluated model behind a check of every batch it is given: floating-point (N, classes) logits for N
     images (every accuracy is counted through it, the clean one and each attack's). A model that gives 11 logits for larger batches, or integer "logits" (no gradient, so no attack
@@ -232,8 +248,8 @@ def evaluate(
     y: Tensor | None = None,
     loader: Iterable[tuple[Tensor, Tensor]] | None = None,
     attacks: Sequence[str | Attack] = DEFAULT_ATTACKS,
-    eps: float | Sequence[float] = DEFAULT_EPS,
-    eps_l2: float | Sequence[float] | None = None,
+    eps: float | str | Sequence[float | str] = DEFAULT_EPS,
+    eps_l2: float | str | Sequence[float | str] | None = None,
     n: int | None = 1000,
     subset_seed: int = 0,
     source: nn.Module | EvalModel | None = None,
@@ -266,14 +282,14 @@ def evaluate(
     that also hears each attack's batches. Attacks run in fp32.
     """
     ws = workspace_dir(workspace)
-    eps_list = [float(eps)] if isinstance(eps, (int, float)) else [float(e) for e in eps]
+    eps_list = _eps_values(eps)
     bad = [e for e in eps_list if not 0 <= e <= 1]
     if bad or not eps_list:
         raise UserError(f"eps must be in [0, 1] (pixel units, e.g. 8/255), got {bad or eps_list}")
     if role not in ROLES:
         raise UserError(f"unknown role {role!r}; valid: {', '.join(ROLES)}")
     attack_objs = [a if isinstance(a, Attack) else get_attack(a) for a in attacks]
-    l2_list = [] if eps_l2 is None else [float(eps_l2)] if isinstance(eps_l2, (int, float)) else [float(e) for e in eps_l2]
+    l2_list = [] if eps_l2 is None else _eps_values(eps_l2)
     if [e for e in l2_list if not 0 <= e < float("inf")]:
         raise UserError(f"eps_l2 must be finite numbers >= 0 (L2 units of [0, 1] pixels, e.g. 0.5), got {l2_list}")
     if any(a.norm == "l2" for a in attack_objs) and not l2_list:

@@ -199,7 +199,8 @@ def eps_label(eps: float, attack: str | None = None) -> str:
     if attack in names.L2_ATTACKS:
         return f"L2 {eps:g}"
     k = eps * 255
-    return f"{round(k)}/255" if abs(k - round(k)) < 1e-6 else f"{eps:g}"
+    whole = abs(k - round(k)) < 1e-6 and (round(k) > 0 or eps == 0)  # 1e-9 is not "0/255"
+    return f"{round(k)}/255" if whole else f"{eps:g}"
 
 
 ATTACKS: dict[str, type[Attack]] = {a.name: a for a in (FGSM, FGSMPredicted, BIM, PGD, BPDA, SmoothedPGD, APGDCE, APGDDLR, AutoAttack, Square, FGM, PGDL2)}
