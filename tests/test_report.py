@@ -136,3 +136,12 @@ def test_significance_follows_the_exact_test_not_the_wald_interval():
     assert few.p == pytest.approx(0.125) and not significant(few)  # ... the exact test does not, and it decides
     many = Comparison(1.2, 0.5, 1.9, mcnemar_exact(12, 0), "")
     assert significant(many) and not significant(Comparison(-1.2, -1.9, -0.5, mcnemar_exact(0, 12), ""))
+
+
+def test_provenance_states_the_threat_model_of_its_attacks():
+    """A study of L2 attacks said 'untargeted L-inf' (a sentence copied between the two report builders)."""
+    from robustbench_dc.reports.tables import threat_model
+
+    assert "untargeted L2," in threat_model(["fgm", "pgd-l2"]) and "L-inf" not in threat_model(["fgm", "pgd-l2"])
+    assert "untargeted L-inf," in threat_model(["none", "fgsm", "bim"])
+    assert "L-inf and L2 (each with its own eps)" in threat_model(["fgsm", "pgd-l2"])

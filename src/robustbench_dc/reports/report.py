@@ -20,6 +20,7 @@ from robustbench_dc.reports.claims import claims, compare, masking_notes, surviv
 from robustbench_dc.reports.paper import ATTACK_ROWS, PAPER_COLUMNS, PAPER_TRAINING, display, paper_tables, paper_value
 from robustbench_dc.reports.plots import plot_accuracy, plot_differences, plot_lipschitz
 from robustbench_dc.reports.render import Block, render_text, write_report
+from robustbench_dc.reports.tables import threat_model
 from robustbench_dc.results.query import AmbiguousResults, Entry, Results, aggregate
 from robustbench_dc.targets import PROTOCOL_SOURCE, describe
 
@@ -270,7 +271,7 @@ def _provenance(results: Results, n: int, other_n: list[int], command: str, pres
         f"Tables 7 and 8: {n} test images per cell (the same seeded subset for every model)"
         + (f"; cells on {', '.join(map(str, other_n))} images are in the store but not in these tables" if other_n else ""),
         f"Attack backend: {', '.join(backends) or 'none'}; precision: {', '.join(precisions)}; device: {', '.join(devices)}; "
-        "threat model: untargeted L-inf, pixels in [0, 1], normalisation inside the model",
+        + threat_model(e.key.attack for e in table.entries if e.key.kind == "accuracy"),
         f"Black-box source (Table 8): the protocol source only, {PROTOCOL_SOURCE} ("
         + (", ".join(sorted({describe(e.source) for e in table.entries if e.source and e.protocol_source})) or "none in the store")
         + "); transfer examples are crafted on it once and fed to every target",

@@ -19,6 +19,7 @@ from robustbench_dc.reports.claims import STRONG_CHECKS, Claim, compare, differe
 from robustbench_dc.reports.plots import plot_accuracy, plot_differences
 from robustbench_dc.reports.render import Block, write_report
 from robustbench_dc.reports.report import PROTOCOL_DOC, export_frame
+from robustbench_dc.reports.tables import threat_model
 from robustbench_dc.results.query import Aggregate, Results
 from robustbench_dc.study import Study, Target, jobs, targets
 from robustbench_dc.targets import PROTOCOL_SOURCE, EvalModel
@@ -188,7 +189,7 @@ def _provenance(cells: StudyCells, results: Results, command: str, missing: list
         f"Data: {'; '.join(sources) or 'unknown'}",
         f"Training settings shared by every model: {json.dumps(study.training, sort_keys=True)}",
         f"Attack backend: {', '.join(backends) or 'none'}; precision: {', '.join(sorted({e.key.precision for e in entries}))}; device: {', '.join(devices)}; "
-        "threat model: untargeted L-inf, pixels in [0, 1], normalisation inside the model",
+        + threat_model(study.attacks),
         f"Black-box source: {PROTOCOL_SOURCE if study.source == 'protocol' else 'none'}",
         f"Protocol: {PROTOCOL_DOC} (section 2: attacks; section 3: training; section 4: statistics; section 5: diagnostics; section 7: architectures)",
         "Evaluating environment: " + (" | ".join(env_text) or "unknown"),

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import math
+from typing import Iterable
 
 import pandas as pd
 from tabulate import tabulate
 
+from robustbench_dc import names
 from robustbench_dc.attacks import eps_label
+
+
+def threat_model(attacks: Iterable[str]) -> str:
+    """The threat model the attacks of a report add up to, as its provenance states it."""
+    norms = {"L2" if a in names.L2_ATTACKS else "L-inf" for a in attacks if a != "none"} or {"L-inf"}
+    said = " and ".join(n for n in ("L-inf", "L2") if n in norms)
+    return f"threat model: untargeted {said}{' (each with its own eps)' if len(norms) > 1 else ''}, pixels in [0, 1], normalisation inside the model"
 
 
 def pct_ci(row) -> str:
