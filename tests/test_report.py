@@ -37,6 +37,19 @@ def test_report_has_tables_paper_numbers_claims_and_plots(small_store, tmp_path,
         else:
             assert "data:image/png;base64," in text
     assert (tmp_path / "results.csv").stat().st_size > 0 and (tmp_path / "results.json").stat().st_size > 0
+    if fmt == "markdown":  # the per-image outcomes behind every paired test are shipped, and re-derive the claims' counts
+        import pandas as pd
+
+        from robustbench_dc.stats import mcnemar_exact
+
+        outcomes = pd.read_csv(tmp_path / "outcomes.csv.gz", dtype={"per_example": str})
+        fgsm = outcomes[(outcomes["role"] == "table") & (outcomes["attack"] == "fgsm") & (outcomes["threat"] == "white-box")
+                        & (abs(outcomes["eps"] - 32 / 255) < 1e-9)]  # fmt: skip
+        by_model = dict(zip(fgsm["model"], fgsm["per_example"]))
+        a, b = by_model["tanhconv natural seed 0"], by_model["baseline natural seed 0"]
+        only_a = sum(x == "1" and y == "0" for x, y in zip(a, b))
+        only_b = sum(x == "0" and y == "1" for x, y in zip(a, b))
+        assert f"exact McNemar p = {mcnemar_exact(only_a, only_b):.2g}; right only under the first: {only_a} images, only under the second: {only_b}" in text
 
 
 def test_interrupted_reproduce_resumes(tmp_path):

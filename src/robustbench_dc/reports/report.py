@@ -5,6 +5,7 @@ through the query layer: every number shown comes from cells that differ at most
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 from pathlib import Path
@@ -309,6 +310,19 @@ def export_frame(results: Results) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def write_exports(out: Path, results: Results) -> None:
+    """results.csv and results.json (every cell, without per-image outcomes), and outcomes.csv.gz: each accuracy
+    cell's identity with its per-image outcomes ("1" right, "0" wrong, in the subset's order), from which anyone can
+    re-derive every paired test of the report."""
+    export = export_frame(results)
+    atomic_write_bytes(out / "results.csv", export.to_csv(index=False).encode())
+    atomic_write_bytes(out / "results.json", export.to_json(orient="records", indent=1).encode())
+    has = [i for i, e in enumerate(results.entries) if e.metrics.get("per_example")]
+    outcomes = export.iloc[has][[c for c in export.columns if not c.startswith("model.") and c not in ("seconds",)]].copy()
+    outcomes["per_example"] = [results.entries[i].metrics["per_example"] for i in has]
+    atomic_write_bytes(out / "outcomes.csv.gz", gzip.compress(outcomes.to_csv(index=False).encode(), mtime=0))
+
+
 def _select(workspace: str | Path | None, dataset: str, eps: float, arch: str | None, width: float | None,
             n: int | None) -> tuple[Results, _Tables, list[int]]:
     """The report's cells: all of this dataset's (narrowed by arch and width), its table cells on one subset, and
@@ -360,9 +374,7 @@ def build_report(
     lip_headers, lip_rows, lip_points = _lipschitz(cell.results)
     smoothness = [(display(m), PAPER_TRAINING.get(tr, tr), local, acc) for m, tr, local in lip_points for acc in [cell(m, tr, "white-box", "bim")] if acc is not None]
     plot_lipschitz(smoothness, out / "lipschitz.png", f"white-box BIM at {eps_label(eps)}")
-    export = export_frame(results)
-    atomic_write_bytes(out / "results.csv", export.to_csv(index=False).encode())
-    atomic_write_bytes(out / "results.json", export.to_json(orient="records", indent=1).encode())
+    write_exports(out, results)
 
     blocks: list[Block] = [("h1", title or f"Robustness report: {dataset}")]
     blocks.append(("p", "Our numbers against the paper's Tables 7 and 8 (Liu et al., CVPR 2018). The paper does not state the "
@@ -430,6 +442,7 @@ def build_report(
                         "subset, including those Tables 7 and 8 have no place for)."))  # fmt: skip
     blocks += all_cells_blocks(results)
     blocks += _provenance(results, n, other_n, command, preset_note, stage_times)
-    blocks.append(("p", "Machine-readable: results.csv, results.json (one row per result cell, per seed, with its full identity)."))
+    blocks.append(("p", "Machine-readable: results.csv, results.json (one row per result cell, per seed, with its full identity); "
+                        "outcomes.csv.gz holds each accuracy cell's per-image outcomes, from which every paired test here can be re-derived."))
 
     return write_report(blocks, out, fmt)

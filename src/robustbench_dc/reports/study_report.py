@@ -14,11 +14,10 @@ from robustbench_dc.attacks.specs import eps_label
 from robustbench_dc.checkpoint import CARD_FILE
 from robustbench_dc.diagnostics.checks import diagnose, measured_from_cells
 from robustbench_dc.executors import job_target
-from robustbench_dc.files import atomic_write_bytes
 from robustbench_dc.reports.claims import STRONG_CHECKS, Claim, compare, difference_claim
 from robustbench_dc.reports.plots import plot_accuracy, plot_differences
 from robustbench_dc.reports.render import Block, write_report
-from robustbench_dc.reports.report import PROTOCOL_DOC, export_frame
+from robustbench_dc.reports.report import PROTOCOL_DOC, write_exports
 from robustbench_dc.reports.tables import threat_model
 from robustbench_dc.results.query import Aggregate, Results
 from robustbench_dc.study import Study, Target, jobs, targets
@@ -217,9 +216,7 @@ def build_study_report(study: Study, *, workspace: str | Path | None, out_dir: s
     plot_accuracy(cells, labels, sorted(set(study.eps) | {study.table_eps}), out / "accuracy_vs_eps.png", trainings={r: r for r in regimes},
                   attacks=tuple(a for a in study.attacks if a not in ("square", "autoattack")) or study.attacks, label=str)  # fmt: skip
     own = Results(e for pair in cells.pairs() for e in cells.results(*pair).entries)
-    export = export_frame(own)
-    atomic_write_bytes(out / "results.csv", export.to_csv(index=False).encode())
-    atomic_write_bytes(out / "results.json", export.to_json(orient="records", indent=1).encode())
+    write_exports(out, own)
 
     blocks: list[Block] = [("h1", f"Study {study.name}: {study.dataset}")]
     if study.description:
