@@ -365,3 +365,16 @@ def test_the_model_contract_is_checked_on_every_batch_and_cell(digits_models, tm
     model = wrapper(copy.deepcopy(from_checkpoint(digits_models[("baseline", "natural", 0)]).module))
     with pytest.raises(UserError, match=message):
         evaluate(model, dataset="digits", attacks=["fgsm"], eps=[16 / 255], n=100, lipschitz=False, workspace=tmp_path)
+
+
+class FailsOnLargeBatches(ElevenForLargeBatches):
+    def forward(self, x):
+        if x.shape[0] > 64:
+            raise RuntimeError("out of memory in my layer")
+        return self.model(x)
+
+
+def test_an_exception_of_a_third_party_model_is_its_error_not_a_bug_of_the_suite(digits_models, tmp_path):
+    model = FailsOnLargeBatches(from_checkpoint(digits_models[("baseline", "natural", 0)]).module)
+    with pytest.raises(UserError, match=r"the model raised RuntimeError on a batch of \d+ images: out of memory in my layer"):
+        evaluate(model, dataset="digits", attacks=[], eps=[8 / 255], n=200, lipschitz=False, workspace=tmp_path)

@@ -165,12 +165,19 @@ class ModelContract(nn.Module):
     images (every accuracy is counted through it, the clean one and each attack's). A model that gives 11 logits for larger batches, or integer "logits" (no gradient, so no attack
     moves anything), would otherwise score a number that means nothing."""
 
-    def __init__(self, model: nn.Module, classes: int) -> None:
+    def __init__(self, model: nn.Module, classes: int, foreign: bool = False) -> None:
         super().__init__()
-        self.model, self.classes = model, classes
+        self.model, self.classes, self.foreign = model, classes, foreign
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.model(x)
+        try:
+            out = self.model(x)
+        except UserError:
+            raise
+        except Exception as exc:  # noqa: BLE001  (a model from outside the zoo can raise anything; ours are our bugs)
+            if not self.foreign:
+                raise
+            raise UserError(f"the model raised {type(exc).__name__} on a batch of {x.shape[0]} images: {str(exc).strip()[:300]}") from exc
         if not isinstance(out, Tensor) or out.ndim != 2 or out.shape != (x.shape[0], self.classes):
             shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
             raise UserError(f"the model's output has shape {shape} on a batch of {x.shape[0]} images; every batch needs ({x.shape[0]}, {self.classes}) logits")
@@ -327,7 +334,7 @@ def evaluate(
         if own is not None:  # the caller's data: as many classes as the model has outputs
             test = replace(test, info=replace(test.info, num_classes=outputs))
         check_deterministic(target.module, test.float_images(slice(0, 64)))
-        module = ModelContract(target.module, outputs)
+        module = ModelContract(target.module, outputs, foreign=not target.is_zoo)
         weights = _state(target.module)
         indices = subset_indices(len(test), n, subset_seed)
         sub = test.select(indices)
