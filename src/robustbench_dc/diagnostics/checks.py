@@ -44,10 +44,7 @@ class Measured:
     """The numbers the checks judge, for one model on one image subset (accuracies as fractions)."""
 
     n: int = 0
-    white: dict[str, float] = field(default_factory=dict)  # fgsm, bim, pgd20, pgd40, pgd20x3, bpda-pgd
-    black: dict[str, float] = field(default_factory=dict)  # fgsm, bim (transfer), square (queries)
-    white_broken: set[int] | None = None  # images broken by some white-box attack at eps
-    black_broken: set[int] | None = None
+    white: dict[str, float] = field(default_factory=dict)  # white-box accuracies at eps: fgsm, bim, pgd20, pgd40, pgd20x3, apgd-*
     #: per-image outcomes ("1" right, "0" wrong) of every attack at every eps it was measured at, by (threat, name, eps)
     outcomes: dict[tuple[str, str, float], str] = field(default_factory=dict)
     sweep: list[tuple[float, float]] = field(default_factory=list)  # (eps, PGD-20 accuracy)
@@ -66,18 +63,9 @@ def _same_params(stored: dict[str, Any], wanted: dict[str, Any]) -> bool:
     return all(_close(stored[k], v) if isinstance(v, float) else stored[k] == v for k, v in wanted.items())
 
 
-def _broken(per_example: Iterable[str]) -> set[int]:
-    out: set[int] = set()
-    for s in per_example:
-        out |= {i for i, c in enumerate(s) if c == "0"}
-    return out
-
-
 def measured_from_cells(cells: Iterable[Any], eps: float) -> Measured:
     """Collect the numbers of one model's diagnostic cells (objects with ``.key`` and ``.metrics``)."""
     m = Measured()
-    white_pe: list[str] = []
-    black_pe: list[str] = []
     sweep: dict[float, float] = {}
     for c in cells:
         k, x = c.key, c.metrics
@@ -106,12 +94,6 @@ def measured_from_cells(cells: Iterable[Any], eps: float) -> Measured:
             continue
         if k.threat == "white-box":
             m.white[name] = x["accuracy"]
-            white_pe.append(x.get("per_example", ""))
-        elif k.threat == "black-box":
-            m.black[name] = x["accuracy"]
-            black_pe.append(x.get("per_example", ""))
-    m.white_broken = _broken(white_pe) if white_pe else None
-    m.black_broken = _broken(black_pe) if black_pe else None
     m.sweep = sorted(sweep.items())
     return m
 
