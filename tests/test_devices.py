@@ -37,6 +37,38 @@ def test_training_mode_choices():
         TrainConfig(model="baseline", dataset="digits", precision="fp8")
 
 
+def test_datasets_hold_plain_nchw_images():
+    """numpy's ``x[:, None]`` gives a one-channel array channels-last strides that still count as contiguous: a
+    network fed such images ran every convolution channels-last (seen: the digits networks, whatever their mode)."""
+    import numpy as np
+
+    from robustbench_dc.data import ImageDataset, dataset_info, load_dataset
+
+    ambiguous = torch.from_numpy(np.zeros((5, 8, 8), dtype=np.uint8)[:, None])
+    assert ambiguous.is_contiguous() and ambiguous.stride() != (64, 64, 8, 1)
+    assert ImageDataset(dataset_info("digits"), "test", ambiguous, torch.zeros(5, dtype=torch.int64), "x").images.stride() == (64, 64, 8, 1)
+    batch = load_dataset("digits", "train").float_images(torch.arange(8))
+    assert batch.stride() == (64, 64, 8, 1)
+
+
+def test_channels_last_is_not_used_where_its_cpu_gradient_is_unsafe(tmp_path):
+    """oneDNN's channels-last weight gradient of a strided 1x1 convolution with 2-5 input channels corrupts memory
+    on some CPUs (AVX2): such networks train in NCHW on the CPU, and asking for channels-last there is refused."""
+    from robustbench_dc.devices import channels_last_hazard
+    from robustbench_dc.train import build, place_for_training
+
+    narrow = TrainConfig(model="baseline", dataset="digits", arch="resnet32", width=0.25)  # a 4 -> 8 channel strided shortcut
+    hazard = channels_last_hazard(build(narrow))
+    assert hazard is not None and "1x1 convolution, stride 2, 4 input channels" in hazard
+    assert channels_last_hazard(build(TrainConfig(model="baseline", dataset="digits", arch="resnet32", width=0.5))) is None
+    cpu = torch.device("cpu")
+    assert training_mode(cpu, "fp32", hazard=hazard).channels_last is False
+    assert training_mode(torch.device("cuda"), "fp32", hazard=hazard).channels_last is True  # a CPU kernel's fault: CUDA keeps it
+    with pytest.raises(UserError, match="use --channels-last no"):
+        training_mode(cpu, "fp32", True, hazard=hazard)
+    assert place_for_training(build(narrow), narrow, cpu).channels_last is False
+
+
 @pytest.mark.parametrize("stride,padding,dilation", [(1, 1, 1), (2, 1, 1), (1, 0, 1), (1, 2, 2), (1, "same", 1)])
 def test_patch_norm_matches_the_unfolded_patches(stride, padding, dilation):
     x = torch.randn(2, 5, 9, 9, dtype=torch.float64)

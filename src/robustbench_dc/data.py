@@ -62,6 +62,12 @@ class ImageDataset:
     labels: Tensor
     source: str
 
+    def __post_init__(self) -> None:
+        # plain NCHW strides: a one-channel tensor with channels-last strides (numpy's x[:, None] gives them) is also
+        # "contiguous", and a network fed it runs its convolutions channels-last, whatever the training mode says
+        if self.images.ndim == 4 and self.images.stride() != torch.empty(self.images.shape, device="meta").stride():
+            object.__setattr__(self, "images", self.images.clone(memory_format=torch.contiguous_format))
+
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 

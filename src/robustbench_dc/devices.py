@@ -162,10 +162,23 @@ class ComputeMode:
         return asdict(self)
 
 
-def training_mode(device: torch.device, precision: str = "auto", channels_last: bool | None = None, *, decoupled: bool = False) -> ComputeMode:
+def channels_last_hazard(model: nn.Module) -> str | None:
+    """The first layer of ``model`` whose channels-last gradient on a CPU is unsafe, or None: oneDNN's kernel for
+    the weight gradient of a strided 1x1 convolution with 2 to 5 input channels in channels-last layout corrupts
+    memory on some CPUs (seen with torch 2.14.1 on an AVX2 AMD EPYC: heap corruption, or with 2 threads a
+    gradient 51 off, silently; NCHW is right there, and so is 6 or more channels). Below 8 channels is refused."""
+    for name, m in model.named_modules():
+        if type(m) is nn.Conv2d and m.kernel_size == (1, 1) and max(m.stride) > 1 and m.in_channels < 8:
+            return f"{name} (1x1 convolution, stride {m.stride[0]}, {m.in_channels} input channels)"
+    return None
+
+
+def training_mode(device: torch.device, precision: str = "auto", channels_last: bool | None = None, *, decoupled: bool = False,
+                  hazard: str | None = None) -> ComputeMode:  # fmt: skip
     """``auto`` precision: bf16 autocast where the device supports it (CUDA, CPUs with AVX-512 bf16 or AMX), else
     fp32. Channels-last by default on CUDA and, on the CPU, for networks without decoupled layers (where we
-    measured it faster; the decoupled operator's channel reductions gain little from it there)."""
+    measured it faster; the decoupled operator's channel reductions gain little from it there) and without a layer
+    whose channels-last gradient is unsafe on a CPU (``hazard``, from ``channels_last_hazard``)."""
     if precision not in PRECISIONS:
         raise UserError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
     if precision == "auto":
@@ -174,6 +187,9 @@ def training_mode(device: torch.device, precision: str = "auto", channels_last: 
         raise UserError(f"bf16 is not supported on {device}; use --precision fp32")
     if precision == "fp16" and device.type != "cuda":
         raise UserError("fp16 training (with a gradient scaler) needs a CUDA device; use bf16 or fp32 on the CPU")
+    if channels_last and device.type == "cpu" and hazard:
+        raise UserError(f"channels-last training on the CPU is unsafe for this network's {hazard}: oneDNN computes its gradient wrongly "
+                        "on some CPUs; use --channels-last no (a study: channels_last = false), or a width with at least 8 channels there")  # fmt: skip
     if channels_last is None:
-        channels_last = device.type == "cuda" or (device.type == "cpu" and not decoupled)
+        channels_last = device.type == "cuda" or (device.type == "cpu" and not decoupled and hazard is None)
     return ComputeMode(str(device), precision, bool(channels_last))

@@ -24,7 +24,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from robustbench_dc.checkpoint import read_card, save_checkpoint
 from robustbench_dc.data import ImageDataset, dataset_info, load_dataset
-from robustbench_dc.devices import ComputeMode, describe_device, resolve_device, training_mode
+from robustbench_dc.devices import ComputeMode, channels_last_hazard, describe_device, resolve_device, training_mode
 from robustbench_dc.errors import UserError
 from robustbench_dc.files import atomic_write_bytes
 from robustbench_dc.inference import predict
@@ -288,7 +288,7 @@ def training_batch(model: nn.Module, data: ImageDataset, idx: Tensor, config: Tr
 def place_for_training(model: nn.Module, config: TrainConfig, device: torch.device) -> ComputeMode:
     """Choose the training precision and layout for this network on ``device`` and move it there accordingly."""
     decoupled = any(isinstance(m, (DecoupledConv2d, DecoupledLinear)) for m in model.modules())
-    mode = training_mode(device, config.precision, config.channels_last, decoupled=decoupled)
+    mode = training_mode(device, config.precision, config.channels_last, decoupled=decoupled, hazard=channels_last_hazard(model))
     model.to(device, memory_format=torch.channels_last if mode.channels_last else torch.preserve_format)
     return mode
 
