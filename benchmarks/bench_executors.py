@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from robustbench_dc.executors import LocalExecutor, RayExecutor
-from robustbench_dc.reproduce import get_preset, reproduce
+from robustbench_dc.reproduce import reproduce
 from robustbench_dc.results.store import ResultStore
 
 
@@ -35,15 +35,15 @@ def main() -> None:
     p.add_argument("--cpus", type=int, default=2, help="CPUs of the local Ray instance (and torch threads of the local run)")
     p.add_argument("--cpus-per-task", type=int, default=1)
     args = p.parse_args()
-    preset = get_preset(args.preset)
+
     torch.set_num_threads(args.cpus)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        reproduce(preset, workspace=Path(tmp) / "local", executor=LocalExecutor(), device="cpu")
+        reproduce(args.preset, workspace=Path(tmp) / "local", executor=LocalExecutor(), device="cpu")
         local = time.perf_counter() - t0
         t0 = time.perf_counter()
         executor = RayExecutor(cpus_per_task=args.cpus_per_task, init_options={"num_cpus": args.cpus})
-        reproduce(preset, workspace=Path(tmp) / "ray", executor=executor, device="cpu")
+        reproduce(args.preset, workspace=Path(tmp) / "ray", executor=executor, device="cpu")
         ray = time.perf_counter() - t0
         a, b = _state(Path(tmp) / "local"), _state(Path(tmp) / "ray")
     print(f"preset {args.preset}, {args.cpus} CPUs, Ray tasks of {args.cpus_per_task} CPU(s), torch {torch.__version__}")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from robustbench_dc.reports.paper import PAPER_COLUMNS, display, paper_tables, paper_value
+from robustbench_dc.paper import PAPER_COLUMNS, display, paper_tables, paper_value
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "reports" / "README.md"

@@ -11,14 +11,15 @@ from safetensors.torch import load_file
 pytest.importorskip("ray", reason="the Ray executor is an optional extra: pip install 'robustbench-dc[ray]'")
 
 from robustbench_dc.executors import LocalExecutor, RayExecutor  # noqa: E402
-from robustbench_dc.reproduce import PRESETS, plan, reproduce  # noqa: E402
+from robustbench_dc.pipeline import plan, run_study  # noqa: E402
 from robustbench_dc.results.store import ResultStore  # noqa: E402
-from robustbench_dc.study import parse_study, run_study  # noqa: E402
+from robustbench_dc.study import StudyModel, load_study, parse_study  # noqa: E402
 from robustbench_dc.train import train  # noqa: E402
 
 RAY = {"num_cpus": 2}
-SMOKE = replace(PRESETS["smoke"], dataset="synthetic", models=("tanhconv",), eps=(8 / 255,), table_eps=8 / 255,
-                lipschitz_n=10, diagnostics_n=24, square_queries=10).with_training(epochs=1, width=0.125)  # fmt: skip
+_SMOKE = load_study("smoke")
+SMOKE = replace(_SMOKE, dataset="synthetic", models=(StudyModel("tanhconv", model="tanhconv"),), eps=(8 / 255,), table_eps=8 / 255, lipschitz_n=10,
+                diagnostics_n=24, square_queries=10, eps_match=False, training={**_SMOKE.training, "epochs": 1, "width": 0.125})  # fmt: skip
 
 
 def _cells(ws: Path) -> dict[str, dict]:
@@ -50,10 +51,10 @@ def two_threads():
 
 
 def test_smoke_preset_on_ray_equals_local(tmp_path, two_threads):
-    reproduce(SMOKE, workspace=tmp_path / "local", executor=LocalExecutor())
+    run_study(SMOKE, workspace=tmp_path / "local", executor=LocalExecutor())
     seen = []
-    reproduce(SMOKE, workspace=tmp_path / "ray", executor=RayExecutor(cpus_per_task=2, init_options=RAY), on_stage=lambda i, n, label: seen.append(label))
-    trainings = [s for s in plan(SMOKE, SMOKE.seeds) if s.kind == "train"]
+    run_study(SMOKE, workspace=tmp_path / "ray", executor=RayExecutor(cpus_per_task=2, init_options=RAY), on_stage=lambda i, n, label: seen.append(label))
+    trainings = plan(SMOKE).trainings
     assert len(list((tmp_path / "ray" / "models").rglob("card.json"))) == len(trainings)
     assert _same_weights(_weights(tmp_path / "local"), _weights(tmp_path / "ray"))
     local, ray_cells = _cells(tmp_path / "local"), _cells(tmp_path / "ray")

@@ -6,8 +6,9 @@ import pytest
 from PIL import Image
 
 from robustbench_dc.evaluation import evaluate
+from robustbench_dc.pipeline import plan, run_study
 from robustbench_dc.reports.report import build_report
-from robustbench_dc.reproduce import PRESETS, plan, reproduce
+from robustbench_dc.study import StudyModel, load_study
 from robustbench_dc.targets import from_checkpoint
 
 
@@ -53,9 +54,10 @@ def test_report_has_tables_paper_numbers_claims_and_plots(small_store, tmp_path,
 
 
 def test_interrupted_reproduce_resumes(tmp_path):
-    preset = replace(PRESETS["smoke"], dataset="synthetic", models=("baseline", "tanhconv"), eps=(8 / 255,),
-                     table_eps=8 / 255, lipschitz_n=10, diagnostics_n=40, square_queries=10).with_training(epochs=1, width=0.125)
-    stages = plan(preset, (0,))
+    smoke = load_study("smoke")
+    preset = replace(smoke, dataset="synthetic", models=(StudyModel("baseline"), StudyModel("tanhconv", model="tanhconv")), eps=(8 / 255,),
+                     table_eps=8 / 255, lipschitz_n=10, diagnostics_n=40, square_queries=10, training={**smoke.training, "epochs": 1, "width": 0.125})
+    stages = plan(preset)
     seen = []
 
     def stop_at_fourth(i, total, label):
@@ -64,16 +66,16 @@ def test_interrupted_reproduce_resumes(tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        reproduce(preset, workspace=tmp_path, on_stage=stop_at_fourth)
+        run_study(preset, workspace=tmp_path, on_stage=stop_at_fourth)
     done = sorted(p.stat().st_mtime_ns for p in (tmp_path / "models").rglob("card.json"))
     assert len(done) == 3
-    reproduce(preset, workspace=tmp_path)
+    run_study(preset, workspace=tmp_path)
     cards = sorted(p.stat().st_mtime_ns for p in (tmp_path / "models").rglob("card.json"))
-    assert len(cards) == len([s for s in stages if s.kind == "train"]) and cards[:3] == done  # finished work was not redone
+    assert len(cards) == len(stages.trainings) and cards[:3] == done  # finished work was not redone
 
 
 def test_match_eps_bisects_to_the_measured_eps_closest_to_the_target():
-    from robustbench_dc.reproduce import match_eps
+    from robustbench_dc.pipeline import match_eps
 
     calls = []
 
@@ -128,7 +130,7 @@ def test_lipschitz_plot_is_local_smoothness_against_robust_accuracy(tmp_path, mo
     from robustbench_dc.results.query import Aggregate
 
     figures = []
-    plt = plots._pyplot()
+    plt = plots.pyplot()
     monkeypatch.setattr(plt, "close", figures.append)
     acc = [Aggregate(mean=m, std=0.0, low=m - 3, high=m + 3, seeds=1, n=100) for m in (40.0, 55.0, 20.0)]
     points = [("Baseline", "natural", 3.1, acc[0]), ("TanhConv", "natural", 1.2, acc[1]), ("Baseline", "adversarial", 0.4, acc[2])]

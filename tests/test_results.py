@@ -9,7 +9,7 @@ from robustbench_dc.diagnostics.checks import Measured, diagnose, measured_from_
 from robustbench_dc.reports.report import build_report
 from robustbench_dc.results.cells import CellKey, Subset, attack_params
 from robustbench_dc.results.query import AmbiguousResults, Results
-from robustbench_dc.results.store import ResultStore, StoredCell
+from robustbench_dc.results.store import ResultStore, StoredCell, StudyTarget
 from robustbench_dc.targets import protocol_source_config, recipe_id
 
 BASE = {"model": "tanhconv", "dataset": "digits", "arch": "cnn9", "width": 0.25, "training": "natural", "eps": 8 / 255, "epochs": 4,
@@ -229,7 +229,7 @@ def test_many_processes_opening_and_writing_one_new_store(tmp_path):
     with ResultStore(tmp_path) as store:
         assert store.count() == 240
     tables = {r[0] for r in sqlite3.connect(tmp_path / "results.sqlite").execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert tables == {"meta", "functions", "cells"}
+    assert tables == {"meta", "functions", "cells", "study_targets"}
 
 
 @pytest.mark.parametrize("share,status", [(0.02, "pass"), (0.5, "warn")])
@@ -249,6 +249,7 @@ def _workspace_with_seed(ws, seed: int, accuracy: float) -> None:
         s.put_function(fid, zoo_info({**BASE, "seed": seed}))
         put(s, key(fid, attack="none"), 0.9)
         put(s, key(fid), accuracy)
+        s.put_study_target(StudyTarget("st", "tanhconv", "natural", seed), fid, "{}")
 
 
 def test_seeds_computed_apart_merge_into_one_report(tmp_path):
@@ -266,6 +267,7 @@ def test_seeds_computed_apart_merge_into_one_report(tmp_path):
     with ResultStore(merged) as s:
         origins = {c.provenance["merged_from"] for c in s.cells()}
     assert origins == {str(a.resolve()), str(b.resolve())}
+    assert Results.load(merged, "digits").targets == {StudyTarget("st", "tanhconv", "natural", s): f"fn-seed{s}" for s in (0, 1)}  # a study report finds both
     again = merge_workspaces(merged, [a, b])
     assert (again.cells_added, again.cells_same, again.checkpoints_added, again.checkpoints_same) == (0, 4, 0, 2)
     with ResultStore(b) as s:  # the same cell recomputed elsewhere with other numbers

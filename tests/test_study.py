@@ -4,9 +4,11 @@ import pandas as pd
 import pytest
 
 from robustbench_dc.errors import UserError
+from robustbench_dc.pipeline import plan, run_study, trainings
+from robustbench_dc.reports.build import write_study_report
 from robustbench_dc.reports.study_report import StudyCells, build_study_report, measured_targets
 from robustbench_dc.results.query import Results
-from robustbench_dc.study import load_study, parse_study, run_study, shipped_studies, targets, trainings
+from robustbench_dc.study import load_study, parse_study, shipped_studies
 from tests.conftest import run_cli
 
 TINY = {
@@ -21,7 +23,7 @@ def test_shipped_studies_parse_and_plan():
     assert {"aig", "seeds-smoke"} <= set(shipped_studies())
     aig = load_study("aig")
     assert [m.label for m in aig.models] == ["resnet32", "convnet-aig"]
-    assert len(targets(aig)) == 4 and len(trainings(aig)) == 6  # 2 models x 2 regimes, + each one's protocol source
+    assert len(aig.targets()) == 4 and len(trainings(aig)) == 6  # 2 models x 2 regimes, + each one's protocol source
     smoke = load_study("seeds-smoke")
     assert {m.arch for m in smoke.models} == {"cnn9", "resnet32", "convnet-aig", "drconv", "ir-se"}
 
@@ -45,6 +47,23 @@ def test_shipped_studies_parse_and_plan():
         ({"name": "a/b"}, "name must be one word"),
         ({"name": ".hidden"}, "name must be one word"),
         ({"training": {"recipe": "slow"}}, "unknown recipe 'slow'"),
+        # every value is checked for its type, with the key named (never read as something else, never a traceback)
+        ({"seeds": "abc"}, "seeds: expected a list, got 'abc'"),
+        ({"seeds": [0, "1"]}, "seeds: expected an integer, got '1'"),
+        ({"seeds": [2**64]}, r"seeds must be integers in \[0, 2\*\*32\)"),
+        ({"training": {"width": "wide"}}, r"\[training\] width: expected a number, got 'wide'"),
+        ({"training": {"epochs": 1e12}}, r"\[training\] epochs: expected an integer, got 1000000000000.0 \(float\)"),
+        ({"training": {"compile": "yes"}}, r"\[training\] compile: expected a bool"),
+        ({"models": 5}, "models: expected a list, got 5"),
+        ({"models": ["resnet32"]}, r"models\[0\]: expected a table"),
+        ({"models": [{"label": 3}]}, r"models\[0\] label: expected a str"),
+        ({"diagnostics": "false"}, "diagnostics: expected a bool, got 'false'"),
+        ({"n": 0}, "n must be an integer >= 1 or \"all\", got 0"),
+        ({"n": "half"}, "n must be an integer >= 1 or \"all\""),
+        ({"square_queries": 2.5}, "square_queries must be an integer >= 1"),
+        ({"attacks": "fgsm"}, "attacks: expected a list"),
+        ({"claims": [{"better": "gated", "than": "plain", "attack": "fgsm", "by": "lots"}]}, r"claims\[0\] by: expected a number"),
+        ({"transfer_matrix": 1}, "transfer_matrix: expected a bool"),
     ],
 )
 def test_bad_study_files_say_what_is_wrong(change, message):
@@ -55,7 +74,7 @@ def test_bad_study_files_say_what_is_wrong(change, message):
         parse_study(raw, "tiny.toml")
 
 
-def test_study_cli_errors_and_list(tmp_path):
+def test_study_cli_errors_and_list(tmp_path, monkeypatch):
     bad = tmp_path / "bad.toml"
     bad.write_text('name = "x"\ndataset = "digits"\nmodels = [ { label = "a", arch = "vgg" } ]\n')
     r = run_cli("study", str(bad), "--workspace", str(tmp_path / "ws"))
@@ -66,6 +85,9 @@ def test_study_cli_errors_and_list(tmp_path):
     assert "not valid TOML" in run_cli("study", str(tmp_path / "broken.toml")).stderr
     listing = run_cli("study", "--list")
     assert listing.returncode == 0 and "aig: ConvNet-AIG" in listing.stdout
+    (tmp_path / "aig").mkdir()  # a folder named like a shipped study (a workspace, say) does not hide the study
+    monkeypatch.chdir(tmp_path)
+    assert load_study("aig").name == "aig"
 
 
 def test_two_models_with_one_zoo_name_are_reported_from_their_own_cells(tmp_path):
@@ -75,39 +97,78 @@ def test_two_models_with_one_zoo_name_are_reported_from_their_own_cells(tmp_path
     times = run_study(study, workspace=ws, device="cpu")
     assert times["train"] > 0 and times["eval"] > 0
     assert run_study(study, workspace=ws, device="cpu")["train"] < times["train"]  # everything found, nothing redone
-    measured, missing = measured_targets(study, ws)
-    assert not missing and len({m.model.function_id for m in measured}) == 2
-    cells = StudyCells(study, Results.load(ws, "synthetic"), measured)
+    results = Results.load(ws, "synthetic")
+    measured, missing = measured_targets(study, results)
+    assert not missing and len({m.function_id for m in measured}) == 2
+    cells = StudyCells(study, results, measured)
     for m in measured:
-        own = Results.load(ws, "synthetic").where(function=m.model.function_id, role="table", kind="accuracy", threat="none")
+        own = results.where(function=m.function_id, role="table", kind="accuracy", threat="none")
         assert cells(m.target.label, "natural", "white-box", "none").mean == pytest.approx(100 * own.entries[0].metrics["accuracy"])
         assert cells(m.target.label, "natural", "black-box", "fgsm", 8 / 255) is not None  # from the protocol source
     path = build_study_report(study, workspace=ws, out_dir=tmp_path / "report", command="dc-robust study tiny.toml")
     text = path.read_text()
     assert "| attack" in text and "plain" in text and "gated" in text and "Executed blocks (ConvNet-AIG gates)" in text
     assert "gated (natural) resists white-box fgsm at 8/255 better than plain by at least 1 points" in text
-    assert "dc-robust study tiny.toml" in text and "not trained yet" not in text.lower() and "](differences.png)" in text
+    assert "dc-robust study tiny.toml" in text and "not evaluated yet" not in text.lower() and "](differences.png)" in text
+    assert "## Lipschitz estimates" in text and "](lipschitz.png)" in text  # the study computed Lipschitz cells: they are shown
     frame = pd.read_csv(tmp_path / "report" / "results.csv")
-    assert set(frame["function"]) <= {m.model.function_id for m in measured}  # no other model's cells (the sources are not targets)
+    assert set(frame["function"]) <= {m.function_id for m in measured}  # no other model's cells (the sources are not targets)
+
+    # the report reads the store alone: without the checkpoints it is the same report
+    import shutil
+    import sqlite3
+
+    from robustbench_dc.pipeline import record_targets
+
+    shutil.move(ws / "models", tmp_path / "models-aside")
+    assert build_study_report(study, workspace=ws, out_dir=tmp_path / "again", command="dc-robust study tiny.toml").read_text() == text
+    # a store whose cells were evaluated before it recorded which model is which: record_targets finds them again
+    shutil.move(tmp_path / "models-aside", ws / "models")
+    with sqlite3.connect(ws / "results.sqlite") as db:
+        db.execute("DELETE FROM study_targets")
+    assert "Not evaluated yet (or not trained), so not in this report: plain natural seed 0, gated natural seed 0" in build_study_report(
+        study, workspace=ws, out_dir=tmp_path / "old").read_text()
+    record_targets(study, ws)
+    assert build_study_report(study, workspace=ws, out_dir=tmp_path / "again", command="dc-robust study tiny.toml").read_text() == text
 
 
 def test_report_of_a_partly_trained_study_says_what_is_missing(tmp_path):
     study = parse_study({**TINY, "models": [TINY["models"][0]], "claims": [], "source": "none"}, "tiny.toml")
     run_study(study, workspace=tmp_path / "ws", device="cpu")
     bigger = parse_study({**TINY, "claims": [], "source": "none"}, "tiny.toml")
-    text = build_study_report(bigger, workspace=tmp_path / "ws", out_dir=tmp_path / "r").read_text()
-    assert "Not trained yet, so not in this report: gated natural seed 0" in text
+    path, tables = write_study_report(bigger, workspace=tmp_path / "ws", out_dir=tmp_path / "r")
+    assert "Not evaluated yet (or not trained), so not in this report: gated natural seed 0" in path.read_text() and tables == ""
 
 
 def test_presets_are_shipped_studies_with_the_paper_report():
-    from robustbench_dc.reproduce import PRESETS, Preset
+    from robustbench_dc import names
 
-    for name, preset in PRESETS.items():
+    for name in names.PRESETS:
         study = load_study(name)
-        assert study.report == "paper" and Preset.from_study(study) == preset
-    assert PRESETS["quick"].seeds == (0, 1, 2) and PRESETS["quick"].models == ("baseline", "sphereconv", "ballconv", "tanhconv")
+        assert study.report == "paper" and study.transfer_matrix and study.eps_match
+        stages = plan(study).afterwards
+        assert [type(s).__name__ for s in stages] == ["TransferStage", "EpsMatchStage"]
+    quick = load_study("quick")
+    assert quick.seeds == (0, 1, 2) and [m.label for m in quick.models] == ["baseline", "sphereconv", "ballconv", "tanhconv"]
+    assert not plan(load_study("aig")).afterwards  # only where a study asks for them
     with pytest.raises(UserError, match="needs zoo models of one architecture"):
-        Preset.from_study(load_study("aig"))
+        parse_study({**TINY, "report": "paper", "claims": []}, "tiny.toml")
+    with pytest.raises(UserError, match="eps_match needs a trained model labelled"):
+        parse_study({**TINY, "eps_match": True, "claims": []}, "tiny.toml")
+
+
+def test_the_shipped_checkpoints_are_the_planned_trainings():
+    """One function owns the training identity: the paper-cpu checkpoints shipped in reports/ are exactly what
+    the study plans (a resumed long run continues them instead of training others)."""
+    import json
+    from pathlib import Path
+
+    shipped = Path(__file__).parent.parent / "reports" / "paper-cpu" / "models"
+    cards = sorted(shipped.rglob("card.json"))
+    assert cards
+    planned = [json.dumps(c.to_dict(), sort_keys=True) for c in trainings(load_study("paper-cpu"))]
+    for card in cards:
+        assert json.dumps(json.loads(card.read_text())["train_config"], sort_keys=True) in planned, card
 
 
 def test_a_study_runs_no_factory_code_without_trust(tmp_path):
@@ -123,7 +184,7 @@ def test_a_study_runs_no_factory_code_without_trust(tmp_path):
     with pytest.raises(UserError, match="imports and runs that code"):
         run_study(load_study(study_file), workspace=tmp_path / "ws")
     assert not marker.exists()
-    from robustbench_dc.study import external_spec
+    from robustbench_dc.pipeline import external_spec
 
     trusted = load_study(study_file, trust_code=True)
     _, kwargs = external_spec(trusted, trusted.model("theirs"))
@@ -139,7 +200,7 @@ def test_recipe_in_a_study_and_explicit_settings_override_it():
 def test_bpda_runs_only_where_it_differs_from_pgd():
     """In a study bpda-pgd runs for the models with a surrogate gradient (decoupled layers, hard decisions), not for
     those where it would be plain PGD with the same seed."""
-    from robustbench_dc.study import jobs
+    from robustbench_dc.pipeline import jobs
 
     study = parse_study({**TINY, "attacks": ["fgsm", "bpda-pgd"]}, "tiny.toml")
     by_label = {j.label: j.attacks for j in jobs(study)}

@@ -54,9 +54,9 @@ def save_adversarials(target: EvalModel, images: torch.Tensor, labels: torch.Ten
 
 def _figure(images: torch.Tensor, labels: torch.Tensor, clean_pred: torch.Tensor, rows: list[tuple[str, torch.Tensor, torch.Tensor]], path: Path,
             columns: int = 8) -> None:  # fmt: skip
-    from robustbench_dc.reports.plots import _pyplot
+    from robustbench_dc.figures import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     k = min(columns, images.shape[0])
     fig, axes = plt.subplots(1 + len(rows), k, figsize=(1.3 * k, 1.5 * (1 + len(rows))), squeeze=False)
     for r, (title, imgs, pred) in enumerate([("clean", images, clean_pred)] + rows):

@@ -290,53 +290,15 @@ def _add_study(sub) -> None:
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    import time
-    from dataclasses import replace
-    from pathlib import Path
-
-    from robustbench_dc.study import load_study, run_study, shipped_studies
+    from robustbench_dc.study import load_study, shipped_studies
 
     if args.list or not args.study:
         if not args.list:
             raise UserError(f"name a study file or a shipped study: {', '.join(shipped_studies())}")
         for name in shipped_studies():
-            study = load_study(name)
-            print(f"{name}: {' '.join(study.description.split())}")
+            print(f"{name}: {' '.join(load_study(name).description.split())}")
         return 0
-    study = load_study(args.study, trust_code=args.trust_code)
-    if args.compile:
-        study = replace(study, training={**study.training, "compile": True})
-    if study.report == "paper" and not args.report_only:
-        from robustbench_dc.reproduce import Preset
-
-        return _reproduce(Preset.from_study(study), args, f"dc-robust study {args.study}" + (" --compile" if args.compile else ""))
-    if args.seeds:
-        try:
-            study = replace(study, seeds=tuple(int(s) for s in args.seeds.split(",") if s.strip()))
-        except ValueError as exc:
-            raise UserError(f"--seeds takes comma-separated integers, got {args.seeds!r}") from exc
-    if study.dataset == "cifar10" and not args.data_dir and not args.report_only:
-        raise UserError(f"study {study.name!r} needs CIFAR-10: pass --data-dir DIR (torchvision batches or train/ and test/ image folders; "
-                        "with --download, torchvision's copy is fetched into it)")  # fmt: skip
-    if not args.report_only:
-        _fetch(args, study.dataset, ("train", "test"))
-    from robustbench_dc.reports.study_report import build_study_report
-    from robustbench_dc.workspace import reports_dir, workspace_dir
-
-    times = None
-    if not args.report_only:
-        bars = _Bars(not args.no_progress, "stage")
-        t0 = time.perf_counter()
-        times = run_study(study, workspace=args.workspace, data_dir=args.data_dir, device=args.device, executor=_executor(args),
-                          on_stage=bars.stage, on_progress=bars)  # fmt: skip
-        bars.close()
-        times["total"] = time.perf_counter() - t0
-    out = Path(args.out) if args.out else reports_dir(workspace_dir(args.workspace), f"study-{study.name}")
-    command = " ".join(["dc-robust", "study", str(args.study)] + (["--seeds", args.seeds] if args.seeds else []) + (["--compile"] if args.compile else [])
-                       + (["--data-dir", "DIR"] if args.data_dir else []) + (["--format", args.format] if args.format != "markdown" else []))  # fmt: skip
-    path = build_study_report(study, workspace=args.workspace, out_dir=out, command=command, times=times, fmt=args.format)
-    print(f"report: {path}")
-    return 0
+    return _run_study(load_study(args.study, trust_code=args.trust_code), args, ["dc-robust", "study", str(args.study)])
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -358,47 +320,41 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
+    """An alias of ``dc-robust study PRESET``: the presets are shipped studies (same plan, store and report)."""
     from robustbench_dc.reproduce import get_preset
 
-    preset = replace(get_preset(args.preset), compile=args.compile)
-    return _reproduce(preset, args, f"dc-robust reproduce --preset {preset.name}" + (" --compile" if args.compile else ""))
+    args.report_only = False
+    return _run_study(get_preset(args.preset), args, ["dc-robust", "reproduce", "--preset", args.preset])
 
 
-def _reproduce(preset, args: argparse.Namespace, command: str) -> int:
-    """Run a preset (or a study with report = "paper"), write its report and print Tables 7 and 8."""
+def _run_study(study, args: argparse.Namespace, command: list[str]) -> int:
+    """Run a study (unless --report-only), write its report, and for a paper-tables study print Tables 7 and 8."""
     import time
     from pathlib import Path
 
-    from robustbench_dc.reports.report import build_report, summary_tables
-    from robustbench_dc.reproduce import plan, reproduce
-    from robustbench_dc.workspace import reports_dir, workspace_dir
+    from robustbench_dc.pipeline import check_data, record_targets, run_study
+    from robustbench_dc.reports.build import write_study_report
+    from robustbench_dc.study import with_options
 
-    try:
-        seeds = preset.seeds if args.seeds is None else tuple(int(s) for s in args.seeds.split(",") if s.strip())
-    except ValueError as exc:
-        raise UserError(f"--seeds takes comma-separated integers, got {args.seeds!r}") from exc
-    if not seeds:
-        raise UserError("--seeds needs at least one seed")
-    if preset.dataset == "cifar10" and not args.data_dir:
-        raise UserError(f"preset {preset.name!r} needs CIFAR-10: pass --data-dir DIR (torchvision batches or train/ and test/ image folders; "
-                        "with --download, torchvision's copy is fetched into it)")  # fmt: skip
-    _fetch(args, preset.dataset, ("train", "test"))
-    stages = plan(preset, seeds)
-    bars = _Bars(not args.no_progress, "stage", total=len(stages))
-    t0 = time.perf_counter()
-    times = reproduce(preset, seeds=seeds, workspace=args.workspace, data_dir=args.data_dir, device=args.device, executor=_executor(args),
-                      on_stage=bars.stage, on_progress=bars)  # fmt: skip
-    bars.close()
-    out = Path(args.out) if args.out else reports_dir(workspace_dir(args.workspace), preset.name)
-    command += (f" --seeds {','.join(map(str, seeds))}" if seeds != preset.seeds else "") + (" --data-dir DIR" if args.data_dir else "")
-    times["total"] = time.perf_counter() - t0
-    path = build_report(workspace=args.workspace, dataset=preset.dataset, out_dir=out, eps=preset.table_eps, arch=preset.arch, width=preset.width,
-                        n=preset.n, command=command, title=f"Robustness report: preset {preset.name} ({preset.dataset})",
-                        preset_note=preset.note, stage_times=times, fmt=args.format)  # fmt: skip
-    print(summary_tables(workspace=args.workspace, dataset=preset.dataset, eps=preset.table_eps, arch=preset.arch, width=preset.width, n=preset.n))
-    print(f"\nreport: {path}")
+    study = with_options(study, seeds=args.seeds, compile=args.compile)
+    command += (["--seeds", args.seeds] if args.seeds else []) + (["--compile"] if args.compile else []) + (["--data-dir", "DIR"] if args.data_dir else [])
+    command += ["--format", args.format] if args.format != "markdown" else []
+    times = None
+    if not args.report_only:
+        check_data(study, args.data_dir)
+        _fetch(args, study.dataset, ("train", "test"))
+        bars = _Bars(not args.no_progress, "stage")
+        t0 = time.perf_counter()
+        times = run_study(study, workspace=args.workspace, data_dir=args.data_dir, device=args.device, executor=_executor(args),
+                          on_stage=bars.stage, on_progress=bars)  # fmt: skip
+        bars.close()
+        times["total"] = time.perf_counter() - t0
+    record_targets(study, args.workspace)  # for cells evaluated before the store recorded which model is which
+    path, tables = write_study_report(study, workspace=args.workspace, out_dir=Path(args.out) if args.out else None, command=" ".join(command),
+                                      times=times, fmt=args.format)  # fmt: skip
+    if tables:
+        print(tables + "\n")
+    print(f"report: {path}")
     return 0
 
 

@@ -34,7 +34,7 @@ from robustbench_dc.errors import UserError
 from robustbench_dc.files import atomic_write_bytes
 from robustbench_dc.progress import as_progress
 from robustbench_dc.results.cells import CellKey
-from robustbench_dc.results.store import ResultStore
+from robustbench_dc.results.store import ResultStore, StudyTarget
 from robustbench_dc.train import TrainConfig, checkpoint_dir, train
 from robustbench_dc.workspace import cache_dir, models_dir, results_path, workspace_dir
 
@@ -63,6 +63,11 @@ class EvalJob:
     table_eps: float = 8 / 255
     diagnostics_n: int | None = 500
     square_queries: int = 300
+    names: StudyTarget | None = None  # which model of which study this is: recorded in the store for the study's report
+
+    def spec(self) -> str:
+        """What was planned for this model (its training, or its file and loader arguments), as the store records it."""
+        return json.dumps(self.target.to_dict() if self.target is not None else self.external, sort_keys=True, default=str)
 
     def needs(self) -> list[TrainConfig]:
         return [c for c in (self.target, self.source) if c is not None]
@@ -92,6 +97,9 @@ def run_job(job: EvalJob, workspace: Path, data_dir: Any = None, device: Any = "
     evaluate(target, attacks=job.attacks, eps=job.eps, eps_l2=job.eps_l2 or None, n=job.n, lipschitz_n=job.lipschitz_n, **kw)
     if job.diagnostics:
         run_diagnostics(target, eps=job.table_eps, n=job.diagnostics_n, square_queries=job.square_queries, **kw)
+    if job.names is not None:
+        with ResultStore(workspace) as store:
+            store.put_study_target(job.names, target.function_id, job.spec())
 
 
 class Executor(Protocol):
@@ -99,7 +107,7 @@ class Executor(Protocol):
             on_stage: OnStage | None = None, on_progress: Callable[[str], None] | None = None) -> dict[str, float]: ...  # fmt: skip
 
 
-def _train_label(c: TrainConfig) -> str:
+def train_label(c: TrainConfig) -> str:
     return f"train {c.model} {c.arch_label} {c.training_label} seed {c.seed}"
 
 
@@ -113,7 +121,7 @@ class LocalExecutor:
         progress = as_progress(on_progress)
         for i, config in enumerate(trainings):
             if on_stage is not None:
-                on_stage(i, total, _train_label(config))
+                on_stage(i, total, train_label(config))
             t0 = time.perf_counter()
             train(config, workspace=workspace, data_dir=data_dir, device=device,
                   on_batch=lambda s, c=config: progress.advance(s.epoch * s.batches + s.batch + 1, c.epochs * s.batches, "batches"))
@@ -178,7 +186,8 @@ def _ray_job(job: EvalJob, workspace: str, data_dir: Any, device: Any, shared: b
         run_job(job, private, data_dir, device)
         with ResultStore(private) as store:
             cells = [(c.key.to_dict(), c.metrics, c.provenance, c.seconds) for c in store.cells() if c.key.store_key() not in before]
-            return {"cells": cells, "functions": store.functions()}
+            names = [(t, *fs) for t, fs in store.study_targets().items() if t == job.names]
+            return {"cells": cells, "functions": store.functions(), "targets": names}
     finally:
         shutil.rmtree(private, ignore_errors=True)
 
@@ -237,9 +246,9 @@ class RayExecutor:
                 refs[_key(c)] = train_task.remote(c, str(workspace), data, task_device, self.shared, self.cpus, self.train_function)
         missing = [c for j in jobs for c in j.needs() if _key(c) not in refs]
         if missing:
-            raise ValueError(f"jobs need trainings that were not planned: {[_train_label(c) for c in missing]}")
+            raise ValueError(f"jobs need trainings that were not planned: {[train_label(c) for c in missing]}")
         job_refs = {job_task.remote(j, str(workspace), data, task_device, self.shared, self.cpus, *[refs[_key(c)] for c in j.needs()]): j for j in jobs}
-        labels = {r: _train_label(c) for c, r in zip(trainings, refs.values())} | {r: f"evaluate {j.label}" for r, j in job_refs.items()}
+        labels = {r: train_label(c) for c, r in zip(trainings, refs.values())} | {r: f"evaluate {j.label}" for r, j in job_refs.items()}
         pending, done, total = list(labels), 0, len(labels)
         with ResultStore(workspace) as store:
             while pending:
@@ -250,6 +259,8 @@ class RayExecutor:
                         store.put_function(function, info)
                     for key_dict, metrics, provenance, seconds in result["cells"]:
                         store.put(CellKey.from_dict(key_dict), metrics, seconds, provenance)
+                    for target, function, spec in result["targets"]:
+                        store.put_study_target(target, function, spec)
                 elif not self.shared:
                     relative, files = result
                     if not (workspace / relative / CARD_FILE).exists():

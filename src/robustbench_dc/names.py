@@ -1,4 +1,4 @@
-"""The names users type, in one torch-free place: the command line builds its choices from them without
+"""The names users type (and how an eps is written), in one torch-free place: the command line builds its choices from them without
 importing torch (``--help`` stays fast), and each module that implements them checks it implements exactly
 these at import.
 """
@@ -12,5 +12,14 @@ RECIPES = ("standard", "fast")  # named sets of TrainConfig settings (train.RECI
 ATTACKS = ("fgsm", "fgsm-pred", "bim", "pgd", "bpda-pgd", "pgd-smoothed", "apgd-ce", "apgd-dlr", "autoattack", "square", "fgm", "pgd-l2")
 L2_ATTACKS = ("fgm", "pgd-l2")  # eps in L2 units of [0, 1] pixels; every other attack is L-inf
 BACKENDS = ("torchattacks", "foolbox")
-PRESETS = ("smoke", "quick", "paper", "paper-cpu")
+PRESETS = ("smoke", "quick", "paper", "paper-cpu")  # the shipped studies with report = "paper"; `reproduce --preset` runs them
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def eps_label(eps: float, attack: str | None = None) -> str:
+    """``8/255`` where eps is a whole number of 255ths, else the number; ``L2 0.5`` for an L2 attack's eps."""
+    if attack in L2_ATTACKS:
+        return f"L2 {eps:g}"
+    k = eps * 255
+    whole = abs(k - round(k)) < 1e-6 and (round(k) > 0 or eps == 0)  # 1e-9 is not "0/255"
+    return f"{round(k)}/255" if whole else f"{eps:g}"

@@ -10,9 +10,9 @@ from typing import Any
 import pandas as pd
 
 from robustbench_dc import __version__
-from robustbench_dc.attacks.specs import eps_label
 from robustbench_dc.checkpoint import CARD_FILE, read_card
 from robustbench_dc.files import atomic_write_bytes
+from robustbench_dc.names import eps_label
 from robustbench_dc.targets import EvalModel
 
 THREAT_MODELS = {"linf": "Linf", "l2": "L2"}

@@ -16,6 +16,9 @@ A study file (every key but ``name``, ``dataset`` and ``models`` has a default):
     n = 1000                                # test images (a fixed seeded subset), or "all"
     source = "protocol"                     # black-box source: "protocol" (docs/protocol.md, section 2) or "none"
     diagnostics = true
+    report = "study"                        # or "paper": Tables 7 and 8 next to the paper's (zoo models named by their names)
+    transfer_matrix = false                 # true: every natural model of the first seed as source for every other
+    eps_match = false                       # true: FGSM and BIM again at the eps matching the paper's natural baseline
 
     [training]                              # TrainConfig settings shared by every zoo model
     recipe = "fast"                         # a named set of settings (docs/recipes.md); the keys below override it
@@ -47,21 +50,20 @@ A study file (every key but ``name``, ``dataset`` and ``models`` has a default):
 
 from __future__ import annotations
 
-import json
 import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from fractions import Fraction
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from robustbench_dc import names
 from robustbench_dc.errors import UserError
-from robustbench_dc.executors import EvalJob, Executor, LocalExecutor
-from robustbench_dc.planning import protocol_source_training
-from robustbench_dc.train import TrainConfig, recipe_config
-from robustbench_dc.workspace import workspace_dir
+from robustbench_dc.results.store import StudyTarget
+
+if TYPE_CHECKING:
+    from robustbench_dc.train import TrainConfig
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
@@ -117,7 +119,7 @@ class ClaimSpec:
     text: str = ""
 
     def describe(self, table_eps: float) -> str:
-        from robustbench_dc.attacks.specs import eps_label
+        from robustbench_dc.names import eps_label
 
         return self.text or (f"{self.better} ({self.training}) resists {self.threat} {self.attack} at {eps_label(self.eps or table_eps)} "
                              f"better than {self.than} by at least {self.by:g} points")  # fmt: skip
@@ -143,7 +145,9 @@ class Study:
     lipschitz_n: int = 200
     training: dict[str, Any] = field(default_factory=dict)
     claims: tuple[ClaimSpec, ...] = ()
-    report: str = "study"  # "paper": Tables 7 and 8 next to the paper's, via reproduce (the presets)
+    report: str = "study"  # "paper": Tables 7 and 8 next to the paper's (the presets); "study": the study's own tables
+    transfer_matrix: bool = False  # every natural model of the first seed as the black-box source of every other
+    eps_match: bool = False  # FGSM and BIM re-run at the eps where the natural baseline comes closest to the paper's
     path: str = ""  # where it was read from (for the regenerate line)
     trust_code: bool = False  # a model's ``factory`` runs code: only where the user said so (load_study's trust_code)
 
@@ -156,7 +160,23 @@ class Study:
     def regimes_of(self, m: StudyModel) -> tuple[str, ...]:
         return ("external",) if not m.trained else (m.regimes or self.regimes)
 
+    @property
+    def all_eps(self) -> tuple[float, ...]:
+        """The L-inf eps every model is evaluated at: ``eps`` and ``table_eps``."""
+        return tuple(sorted(set(self.eps) | {self.table_eps}))
+
+    def targets(self) -> list[StudyTarget]:
+        """Every evaluated model, seed by seed (so that a long run finishes one seed's models first), then the
+        third-party checkpoints."""
+        regimes = dict.fromkeys(r for m in self.models if m.trained for r in self.regimes_of(m))
+        trained = [StudyTarget(self.name, m.label, regime, seed) for seed in self.seeds for regime in regimes
+                   for m in self.models if m.trained and regime in self.regimes_of(m)]  # fmt: skip
+        return trained + [StudyTarget(self.name, m.label, "external", -1) for m in self.models if not m.trained]
+
     def train_config(self, m: StudyModel, regime: str, seed: int) -> TrainConfig:
+        """The one place a study's model becomes a training identity (its recipe, then the study's and the model's settings)."""
+        from robustbench_dc.train import recipe_config
+
         settings = {**self.training, **({"width": m.width} if m.width is not None else {})}
         return recipe_config(settings.pop("recipe", "standard"), model=m.model, dataset=self.dataset, arch=m.arch, training=regime, seed=seed,
                              operator=dict(m.operator), arch_options=dict(m.options), **settings)  # fmt: skip
@@ -171,9 +191,12 @@ def load_study(path_or_name: str | Path, *, trust_code: bool = False) -> Study:
     ``trust_code``: allow its models' ``factory`` entries, which import and run code (a study file someone sent
     you runs nothing without it)."""
     path = Path(path_or_name)
-    if path.exists():
-        text, where = path.read_text(encoding="utf-8"), str(path)
-    elif str(path_or_name) in shipped_studies():
+    if path.is_file():
+        try:
+            text, where = path.read_text(encoding="utf-8"), str(path)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"{path}: cannot read this study file ({exc})") from exc
+    elif str(path_or_name) in shipped_studies():  # a folder of that name here (a workspace, say) does not hide it
         text, where = resources.files("robustbench_dc.studies").joinpath(f"{path_or_name}.toml").read_text(encoding="utf-8"), str(path_or_name)
     else:
         raise UserError(f"no study file {path_or_name!r}, and no shipped study of that name; shipped: {', '.join(shipped_studies())}")
@@ -184,56 +207,104 @@ def load_study(path_or_name: str | Path, *, trust_code: bool = False) -> Study:
     return replace(parse_study(raw, where), trust_code=trust_code)
 
 
+def _expect(value: Any, kind: str, what: str) -> Any:
+    """``value`` if it is of ``kind`` (TOML's types: bool, int, number, str, table, list), else a UserError naming it."""
+    ok = {"bool": isinstance(value, bool), "int": isinstance(value, int) and not isinstance(value, bool),
+          "number": isinstance(value, (int, float)) and not isinstance(value, bool), "str": isinstance(value, str),
+          "table": isinstance(value, dict), "list": isinstance(value, list)}[kind]  # fmt: skip
+    if not ok:
+        raise UserError(f"{what}: expected {'an integer' if kind == 'int' else 'a ' + kind}, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def _count(raw: dict[str, Any], key: str, default: int | str | None, where: str, *, minimum: int = 1, all_ok: bool = False) -> int | None:
+    """An image or query count: an integer >= ``minimum``, or "all" where ``all_ok`` (None)."""
+    value = raw.get(key, default)
+    if all_ok and value == "all" or value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        also = ' or "all"' if all_ok else ""
+        raise UserError(f"{where}: {key} must be an integer >= {minimum}{also}, got {value!r}")
+    return value
+
+
+def _strings(raw: dict[str, Any], key: str, default: tuple[str, ...], what: str) -> tuple[str, ...]:
+    return tuple(_expect(v, "str", f"{what} {key}") for v in _expect(raw.get(key, list(default)), "list", f"{what} {key}"))
+
+
+#: the type of each [training] value, from TrainConfig's annotations (None-able fields take their type or nothing)
+_TRAIN_KINDS = {"bool": "bool", "int": "int", "float": "number", "str": "str", "dict[str, Any]": "table", "int | None": "int",
+                "bool | None": "bool"}  # fmt: skip
+_MODEL_KINDS = {"label": "str", "model": "str", "arch": "str", "width": "number", "options": "table", "operator": "table", "regimes": "list",
+                "checkpoint": "str", "factory": "str", "mean": "list", "std": "list"}  # fmt: skip
+_CLAIM_KINDS = {"better": "str", "than": "str", "attack": "str", "training": "str", "threat": "str", "by": "number", "text": "str"}
+_STUDY_KINDS = {"name": "str", "dataset": "str", "description": "str", "source": "str", "report": "str", "diagnostics": "bool",
+                "transfer_matrix": "bool", "eps_match": "bool", "training": "table", "models": "list", "claims": "list"}  # fmt: skip
+
+
+def _training(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    from robustbench_dc.train import TrainConfig
+
+    kinds = {f.name: _TRAIN_KINDS.get(str(f.type), "str") for f in fields(TrainConfig)} | {"recipe": "str", "eps": "eps"}
+    _check_keys(raw, set(kinds) - _PER_MODEL, f"{where} [training]")
+    training = {}
+    for key, value in raw.items():
+        what = f"{where} [training] {key}"
+        training[key] = _number(value, what) if kinds[key] == "eps" else _expect(value, kinds[key], what)
+    return training
+
+
 def parse_study(raw: dict[str, Any], where: str = "study") -> Study:
+    """A study from its TOML table: every key checked for name and type (a wrong one is a UserError naming it)."""
     valid = {f.name for f in fields(Study)} - {"path", "trust_code"}
     _check_keys(raw, valid, where)
     for key in ("name", "dataset", "models"):
         if key not in raw:
             raise UserError(f"{where}: missing {key!r}")
-    if not isinstance(raw["name"], str) or not _NAME.fullmatch(raw["name"]):
+    for key, kind in _STUDY_KINDS.items():
+        if key in raw:
+            _expect(raw[key], kind, f"{where} {key}")
+    if not _NAME.fullmatch(raw["name"]):
         raise UserError(f"{where}: name must be one word of letters, digits, '.', '_' or '-' (it names the report's folder), got {raw['name']!r}")
     if raw["dataset"] not in names.DATASETS:
         raise UserError(f"{where}: unknown dataset {raw['dataset']!r}; valid: {', '.join(names.DATASETS)}")
-    training = dict(raw.get("training", {}))
-    train_fields = ({f.name for f in fields(TrainConfig)} - _PER_MODEL) | {"recipe"}
-    _check_keys(training, train_fields, f"{where} [training]")
-    if "eps" in training:
-        training["eps"] = _number(training["eps"], f"{where} [training] eps")
+    training = _training(raw.get("training", {}), where)
     models = []
-    model_keys = {f.name for f in fields(StudyModel)}
     for i, m in enumerate(raw["models"]):
-        _check_keys(m, model_keys, f"{where} models[{i}]")
+        what = f"{where} models[{i}]"
+        _check_keys(_expect(m, "table", what), set(_MODEL_KINDS), what)
         if "label" not in m:
-            raise UserError(f"{where} models[{i}]: give it a label (how tables and claims name it)")
-        m = dict(m)
+            raise UserError(f"{what}: give it a label (how tables and claims name it)")
+        m = {k: _expect(v, _MODEL_KINDS[k], f"{what} {k}") for k, v in m.items()}
         for key in ("regimes", "mean", "std"):
             if key in m:
-                m[key] = tuple(m[key])
+                m[key] = tuple(_expect(v, "str" if key == "regimes" else "number", f"{what} {key}") for v in m[key])
         models.append(StudyModel(**m))
     labels = [m.label for m in models]
     if len(set(labels)) != len(labels) or not labels:
         raise UserError(f"{where}: models need distinct labels, got {labels}")
     claims = []
     for i, c in enumerate(raw.get("claims", [])):
-        _check_keys(c, {f.name for f in fields(ClaimSpec)}, f"{where} claims[{i}]")
-        c = dict(c)
-        if "eps" in c:
-            c["eps"] = _number(c["eps"], f"{where} claims[{i}] eps")
+        what = f"{where} claims[{i}]"
+        _check_keys(_expect(c, "table", what), set(_CLAIM_KINDS) | {"eps"}, what)
+        c = {k: _number(v, f"{what} eps") if k == "eps" else _expect(v, _CLAIM_KINDS[k], f"{what} {k}") for k, v in c.items()}
         claim = ClaimSpec(**c)
         for label in (claim.better, claim.than):
             if label not in labels:
-                raise UserError(f"{where} claims[{i}]: no model labelled {label!r}; models: {', '.join(labels)}")
+                raise UserError(f"{what}: no model labelled {label!r}; models: {', '.join(labels)}")
         claims.append(claim)
+    seeds = tuple(_expect(s, "int", f"{where} seeds") for s in _expect(raw.get("seeds", [0]), "list", f"{where} seeds"))
+    if any(not 0 <= s < 2**32 for s in seeds):
+        raise UserError(f"{where}: seeds must be integers in [0, 2**32), got {list(seeds)}")
+    eps_list = lambda key, default: tuple(_number(e, f"{where} {key}") for e in _expect(raw.get(key, default), "list", f"{where} {key}"))  # noqa: E731
     study = Study(
-        name=raw["name"], dataset=raw["dataset"], models=tuple(models), description=raw.get("description", ""),
-        seeds=tuple(int(s) for s in raw.get("seeds", (0,))), regimes=tuple(raw.get("regimes", ("natural",))),
-        attacks=tuple(raw.get("attacks", ("fgsm", "bim"))), eps=tuple(_number(e, f"{where} eps") for e in raw.get("eps", ("8/255",))),
-        eps_l2=tuple(_number(e, f"{where} eps_l2") for e in raw.get("eps_l2", ())),
-        table_eps=_number(raw.get("table_eps", "8/255"), f"{where} table_eps"), n=None if raw.get("n", 1000) == "all" else int(raw.get("n", 1000)),
-        source=raw.get("source", "protocol"), diagnostics=bool(raw.get("diagnostics", True)),
-        diagnostics_n=None if raw.get("diagnostics_n", 500) == "all" else int(raw.get("diagnostics_n", 500)),
-        square_queries=int(raw.get("square_queries", 300)), lipschitz_n=int(raw.get("lipschitz_n", 200)), training=training,
-        claims=tuple(claims), report=raw.get("report", "study"), path=where,
+        name=raw["name"], dataset=raw["dataset"], models=tuple(models), description=raw.get("description", ""), seeds=seeds,
+        regimes=_strings(raw, "regimes", ("natural",), where), attacks=_strings(raw, "attacks", ("fgsm", "bim"), where),
+        eps=eps_list("eps", ["8/255"]), eps_l2=eps_list("eps_l2", []), table_eps=_number(raw.get("table_eps", "8/255"), f"{where} table_eps"),
+        n=_count(raw, "n", 1000, where, all_ok=True), source=raw.get("source", "protocol"), diagnostics=raw.get("diagnostics", True),
+        diagnostics_n=_count(raw, "diagnostics_n", 500, where, all_ok=True), square_queries=_count(raw, "square_queries", 300, where),
+        lipschitz_n=_count(raw, "lipschitz_n", 200, where, minimum=0) or 0, training=training, claims=tuple(claims),
+        report=raw.get("report", "study"), transfer_matrix=raw.get("transfer_matrix", False), eps_match=raw.get("eps_match", False), path=where,
     )  # fmt: skip
     _validate(study, where)
     return study
@@ -270,91 +341,40 @@ def _validate(study: Study, where: str) -> None:
             raise UserError(f"{where}: claim about {c.attack!r}, which the study does not run; its attacks: {', '.join(study.attacks)}")
         if c.training not in study.regimes_of(study.model(c.better)) or c.training not in study.regimes_of(study.model(c.than)):
             raise UserError(f"{where}: claim about {c.training!r} training, which {c.better!r} or {c.than!r} does not have")
+    if study.report == "paper":
+        odd = [m.label for m in study.models if not m.trained or m.options or m.operator or m.width is not None or m.label != m.model]
+        if len({m.arch for m in study.models}) != 1 or odd:
+            raise UserError(f"{where}: a paper-tables study (report = \"paper\") needs zoo models of one architecture, labelled by their names, "
+                            f"without options{'; not so: ' + ', '.join(odd) if odd else ''}")  # fmt: skip
+    if study.eps_match and (study.source != "protocol" or not any(m.label == "baseline" and m.model == "baseline" and m.trained
+                                                                   and "natural" in study.regimes_of(m) for m in study.models)):  # fmt: skip
+        raise UserError(f"{where}: eps_match needs a trained model labelled \"baseline\" (model baseline, natural regime) and source = \"protocol\"")
 
 
-@dataclass(frozen=True)
-class Target:
-    """One evaluated model of a study: its label, regime and seed (``external`` and -1 for checkpoints)."""
-
-    label: str
-    training: str
-    seed: int
-    config: TrainConfig | None
-
-
-def targets(study: Study) -> list[Target]:
-    out = []
-    for m in study.models:
-        for regime in study.regimes_of(m):
-            for seed in study.seeds if m.trained else (-1,):
-                out.append(Target(m.label, regime, seed, study.train_config(m, regime, seed) if m.trained else None))
-    return out
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """``"0,1,2"`` -> (0, 1, 2): training seeds as the command line takes them."""
+    try:
+        seeds = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError as exc:
+        raise UserError(f"--seeds takes comma-separated integers, e.g. 0,1,2; got {text!r}") from exc
+    if not seeds or any(not 0 <= s < 2**32 for s in seeds):
+        raise UserError(f"--seeds needs at least one training seed, each in [0, 2**32); got {text!r}")
+    return seeds
 
 
-def trainings(study: Study) -> list[TrainConfig]:
-    """Every training the study needs, each once: the targets', then their protocol sources'."""
-    configs = [t.config for t in targets(study) if t.config is not None]
-    if study.source == "protocol":
-        configs += [protocol_source_training(c.to_dict()) for c in configs]
-    return list({json.dumps(c.to_dict(), sort_keys=True): c for c in configs}.values())
+def with_options(study: Study, *, seeds: str | None = None, compile: bool = False) -> Study:
+    """The study with the command line's overrides: other training seeds (``"0,1"``), training through torch.compile."""
+    if seeds:
+        study = replace(study, seeds=parse_seeds(seeds))
+    if compile:
+        study = replace(study, training={**study.training, "compile": True})
+    return study
 
 
-def external_spec(study: Study, m: StudyModel) -> tuple[str, dict[str, Any]]:
-    """A third-party model's file (relative paths are relative to the study file) and ``load_external`` arguments."""
-    here = Path(study.path).parent if study.path and Path(study.path).exists() else None
-    path = Path(m.checkpoint)
-    if not path.is_absolute() and here is not None:
-        path = here / path
-    factory = m.factory
-    if factory is not None:
-        if not study.trust_code:
-            raise UserError(f"study {study.name!r}: model {m.label!r} has factory = {factory!r}, which imports and runs that code; "
-                            "if you trust it, run again with --trust-code (Python: load_study(..., trust_code=True))")  # fmt: skip
-        file, _, function = factory.rpartition(":")
-        if file.endswith(".py") and not Path(file).is_absolute() and here is not None:
-            factory = f"{here / file}:{function}"
-    return str(path.resolve()), dict(arch=m.arch if m.factory is None else None, model_name=m.model, width=m.width, factory=factory,
-                                      mean=m.mean, std=m.std, label=m.label)  # fmt: skip
+def __getattr__(name: str) -> Any:
+    """``run_study``, ``plan``, ``jobs`` and ``trainings`` live in ``robustbench_dc.pipeline``; kept importable from here."""
+    if name in ("run_study", "plan", "jobs", "trainings", "external_spec"):
+        from robustbench_dc import pipeline
 
-
-def attacks_for(study: Study, t: Target) -> tuple[str, ...]:
-    """The study's attacks for one target; bpda-pgd only where it differs from PGD (a zoo model with a decoupled
-    layer or a hard decision: for the others it is plain PGD with the same seed, and the report says n/a)."""
-    if "bpda-pgd" not in study.attacks or t.config is None:
-        return study.attacks
-    from robustbench_dc.attacks.bpda import has_surrogate
-    from robustbench_dc.train import build
-
-    return study.attacks if has_surrogate(build(t.config)) else tuple(a for a in study.attacks if a != "bpda-pgd")
-
-
-def jobs(study: Study) -> list[EvalJob]:
-    """One evaluation job per target: its attacks at every eps, Lipschitz estimates and diagnostics."""
-    out = []
-    for t in targets(study):
-        source = protocol_source_training(t.config.to_dict()) if study.source == "protocol" and t.config is not None else None
-        out.append(EvalJob(label=f"{t.label} {t.training}" + ("" if t.seed < 0 else f" seed {t.seed}"), dataset=study.dataset,
-                           attacks=attacks_for(study, t), eps=tuple(sorted(set(study.eps) | {study.table_eps})), eps_l2=study.eps_l2, n=study.n, lipschitz_n=study.lipschitz_n,
-                           target=t.config, external=None if t.config is not None else external_spec(study, study.model(t.label)), source=source,
-                           diagnostics=study.diagnostics, table_eps=study.table_eps, diagnostics_n=study.diagnostics_n, square_queries=study.square_queries))  # fmt: skip
-    return out
-
-
-def run_study(
-    study: Study,
-    *,
-    workspace: str | Path | None = None,
-    data_dir: str | Path | None = None,
-    device: str | None = "auto",
-    executor: Executor | None = None,
-    on_stage: Callable[[int, int, str], None] | None = None,
-    on_progress: Callable[[str], None] | None = None,
-) -> dict[str, float]:
-    """Train what is missing, then evaluate every target (and its diagnostics), on ``executor`` (default: this
-    process); resumable like ``reproduce``. Returns wall times of this run (seconds)."""
-    return (executor or LocalExecutor()).run(trainings(study), jobs(study), workspace=workspace_dir(workspace), data_dir=data_dir, device=device,
-                                             on_stage=on_stage, on_progress=on_progress)  # fmt: skip
-
-
-def with_overrides(study: Study, *, seeds: tuple[int, ...] | None = None) -> Study:
-    return study if seeds is None else replace(study, seeds=seeds)
+        return getattr(pipeline, name)
+    raise AttributeError(f"module 'robustbench_dc.study' has no attribute {name!r}")

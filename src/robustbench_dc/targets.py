@@ -19,10 +19,7 @@ from torch import nn
 
 from robustbench_dc.checkpoint import load_checkpoint
 from robustbench_dc.models.registry import arch_label
-
-#: The black-box source the protocol prescribes for a zoo model: a naturally trained baseline of the same
-#: recipe (architecture, width, data, epochs, ...) with the training seed + 1.
-PROTOCOL_SOURCE = "natural baseline, same recipe, training seed + 1"
+from robustbench_dc.protocol import PROTOCOL_SOURCE, describe, protocol_source_config, recipe_id  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)
@@ -45,13 +42,6 @@ class EvalModel:
     def title(self) -> str:
         """``baseline natural seed 1`` for a zoo model, else the label."""
         return describe(self.info) or self.label
-
-
-def describe(info: dict[str, Any]) -> str:
-    """How tables name a zoo model: name, training and seed."""
-    if info.get("kind") != "zoo":
-        return str(info.get("label", ""))
-    return f"{info['name']} {info['training']} seed {info['seed']}"
 
 
 def state_sha256(module: nn.Module) -> str:
@@ -98,18 +88,6 @@ def function_identity(module: nn.Module) -> str:
     h = hashlib.sha256(state_sha256(module).encode())
     h.update(structure_description(module).encode())
     return h.hexdigest()
-
-
-def recipe_id(train_config: dict[str, Any]) -> str:
-    """Identity of a training recipe without its seed: models that differ only in the seed share it."""
-    rest = {k: v for k, v in train_config.items() if k != "seed"}
-    return hashlib.sha256(json.dumps(rest, sort_keys=True).encode()).hexdigest()
-
-
-def protocol_source_config(train_config: dict[str, Any]) -> dict[str, Any]:
-    """The training configuration of a zoo model's protocol black-box source (see ``PROTOCOL_SOURCE``)."""
-    return {**train_config, "model": "baseline", "training": "natural", "operator": {}, "weight_projection": False,
-            "eps": 8 / 255, "seed": int(train_config["seed"]) + 1}  # fmt: skip
 
 
 def from_checkpoint(path: str | Path) -> EvalModel:

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 from robustbench_dc import names
 from robustbench_dc.errors import UserError
+from robustbench_dc.names import eps_label  # noqa: F401  (re-exported: its home is names, torch-free)
 
 
 @dataclass(frozen=True)
@@ -192,15 +193,6 @@ class PGDL2(Attack):
 
     def params(self, eps: float) -> dict[str, Any]:
         return {"norm": "l2", "step": self.relative_step * eps, "steps": self.steps}
-
-
-def eps_label(eps: float, attack: str | None = None) -> str:
-    """``8/255`` where eps is a whole number of 255ths, else the number; ``L2 0.5`` for an L2 attack's eps."""
-    if attack in names.L2_ATTACKS:
-        return f"L2 {eps:g}"
-    k = eps * 255
-    whole = abs(k - round(k)) < 1e-6 and (round(k) > 0 or eps == 0)  # 1e-9 is not "0/255"
-    return f"{round(k)}/255" if whole else f"{eps:g}"
 
 
 ATTACKS: dict[str, type[Attack]] = {a.name: a for a in (FGSM, FGSMPredicted, BIM, PGD, BPDA, SmoothedPGD, APGDCE, APGDDLR, AutoAttack, Square, FGM, PGDL2)}

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from robustbench_dc.reports.paper import PAPER_COLUMNS, display
+from robustbench_dc.paper import PAPER_COLUMNS, display
 from robustbench_dc.results.query import Aggregate
 from robustbench_dc.stats import mcnemar_exact, paired_difference_interval, paired_t_p, t_interval
 

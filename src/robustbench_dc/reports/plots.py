@@ -5,26 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from robustbench_dc.reports.paper import PAPER_TRAINING, display
+from robustbench_dc.figures import OKABE_ITO, pyplot
+from robustbench_dc.paper import PAPER_TRAINING, display
 from robustbench_dc.results.query import Aggregate
-
-#: colour-blind-safe (Okabe & Ito 2008); every line also has its own marker and dash pattern
-OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def plot_accuracy(cell: Callable[[str, str, str, str, float | None], Aggregate | None], models: list[str], eps_values: list[float], path: Path,
                   trainings: dict[str, str] = PAPER_TRAINING, attacks: tuple[str, ...] = ("fgsm", "bim"), label: Callable[[str], str] = display) -> None:  # fmt: skip
     """White-box accuracy against eps, a panel per (training, attack); ``trainings`` maps regimes to titles."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(len(trainings), len(attacks), figsize=(5 * len(attacks), 4 * len(trainings)), sharex=True, sharey=True, squeeze=False)
     markers = "osD^vP*X"
     colours = OKABE_ITO
@@ -57,7 +46,7 @@ def plot_lipschitz(points: list[tuple[str, str, float, Aggregate]], path: Path, 
     """Empirical local Lipschitz constant against white-box accuracy, a point per (model, training) from
     ``points``: (model label, training title, mean local L, accuracy aggregate). The global upper bounds stay in
     the table: they are loose by orders of magnitude (SphereConv's depends on eps and has none worth drawing)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     models = list(dict.fromkeys(p[0] for p in points))
     trainings = list(dict.fromkeys(p[1] for p in points))
@@ -82,7 +71,7 @@ def plot_lipschitz(points: list[tuple[str, str, float, Aggregate]], path: Path, 
 
 def plot_differences(rows: list[tuple[str, float, float, float]], path: Path, title: str) -> None:
     """``rows``: (label, difference in points, low, high) of paired comparisons: a forest plot around zero."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 0.4 * len(rows) + 1.2))
     ys = list(range(len(rows)))[::-1]
     for y, (_, diff, low, high) in zip(ys, rows):

@@ -9,21 +9,21 @@ import gzip
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 
-from robustbench_dc.attacks.specs import eps_label
 from robustbench_dc.diagnostics.checks import diagnose, measured_from_cells
 from robustbench_dc.errors import UserError
 from robustbench_dc.files import atomic_write_bytes
+from robustbench_dc.names import eps_label
+from robustbench_dc.paper import ATTACK_ROWS, PAPER_COLUMNS, PAPER_TRAINING, display, paper_tables, paper_value
+from robustbench_dc.protocol import PROTOCOL_SOURCE, describe
 from robustbench_dc.reports.claims import claims, compare, masking_notes, surviving_claims
-from robustbench_dc.reports.paper import ATTACK_ROWS, PAPER_COLUMNS, PAPER_TRAINING, display, paper_tables, paper_value
 from robustbench_dc.reports.plots import plot_accuracy, plot_differences, plot_lipschitz
 from robustbench_dc.reports.render import Block, render_text, write_report
 from robustbench_dc.reports.tables import threat_model
-from robustbench_dc.results.query import AmbiguousResults, Entry, Results, aggregate
-from robustbench_dc.targets import PROTOCOL_SOURCE, describe
+from robustbench_dc.results.query import Aggregate, AmbiguousResults, Entry, Results, aggregate
 
 PROTOCOL_DOC = "docs/protocol.md in the robustbench-dc repository"
 MATCH_TOLERANCE = 2.0  # points: how close our baseline must come to the paper's to call an eps matched
@@ -78,20 +78,21 @@ def _difference(cell: _Tables, model: str, training: str, attack: str):
     return compare(a, b) if a is not None and b is not None else None
 
 
-def _lipschitz(results: Results) -> tuple[list[str], list[list[str]], list[tuple[str, str, float]]]:
-    """The Lipschitz table, and (model, training, mean local L) for the plot."""
+def lipschitz_table(groups: list[tuple[str, str, Results]], show: Callable[[str], str] = str) -> tuple[list[str], list[list[str]], list[tuple[str, str, float]]]:
+    """The Lipschitz table of (name, training, that model's cells) groups (a row names its model ``show(name)``),
+    and (name, training, mean local L) for the plot."""
     headers = ["model", "training", "seeds", "local L (mean)", "margin grad L1 (mean)", "global bound log10 (L-inf->L1)", "note"]
     rows, points = [], []
-    for name, training in results.models():
-        sel = results.where(model=name, training=training, role="table", kind="lipschitz")
+    for name, training, results in groups:
+        sel = results.where(role="table", kind="lipschitz")
         if not len(sel):
             continue
         values: dict[str, list[dict[str, Any]]] = {}
         for attack in ("local", "gradient-norm", "global"):
-            groups = sel.where(attack=attack).groups()
-            if len(groups) > 1:
+            groups_ = sel.where(attack=attack).groups()
+            if len(groups_) > 1:
                 raise AmbiguousResults(f"Lipschitz {attack} of {name} {training}: cells differ in more than the training seed; narrow the report")
-            values[attack] = [e.metrics for e in groups[0]] if groups else []
+            values[attack] = [e.metrics for e in groups_[0]] if groups_ else []
         local = [v["mean"] for v in values["local"]]
         grad = [v["mean"] for v in values["gradient-norm"]]
         glob = values["global"]
@@ -103,11 +104,29 @@ def _lipschitz(results: Results) -> tuple[list[str], list[list[str]], list[tuple
             note = f"no bound for {glob[0]['unsupported']}"
         seeds = max(len(local), len(grad), len(glob))
         mean = lambda xs: sum(xs) / len(xs) if xs else float("nan")  # noqa: E731
-        rows.append([display(name), training, str(seeds), f"{mean(local):.3g}" if local else "-", f"{mean(grad):.3g}" if grad else "-",
+        rows.append([show(name), training, str(seeds), f"{mean(local):.3g}" if local else "-", f"{mean(grad):.3g}" if grad else "-",
                      "n/a" if math.isnan(bound) else f"{bound:.2f}", note])  # fmt: skip
         if local:
             points.append((name, training, mean(local)))
     return headers, rows, points
+
+
+def lipschitz_section(groups: list[tuple[str, str, Results]], png: Path, accuracy: Callable[[str, str], Aggregate | None], accuracy_label: str,
+                      show: Callable[[str], str] = str) -> list[Block]:  # fmt: skip
+    """The section on Lipschitz estimates, where any of ``groups`` has them: the table, what each column is, and
+    the local constant plotted into ``png`` against ``accuracy(name, training)`` (an iterative white-box attack's)."""
+    headers, rows, points = lipschitz_table(groups, show)
+    if not rows:
+        return []
+    smoothness = [(show(name), PAPER_TRAINING.get(tr, tr), local, acc) for name, tr, local in points for acc in [accuracy(name, tr)] if acc is not None]
+    blocks: list[Block] = [("h2", "Lipschitz estimates"), ("table", (headers, rows)),
+                           ("p", "Local: empirical local Lipschitz constant (Yang et al. 2020), PGD-maximised, a lower bound. Margin "
+                                 "gradient: L1 norm of the input gradient of the logit margin. Global: an estimate of the layer-wise product upper bound, log10 (power iteration approaches each layer's norm from below, so the product is an estimate of an upper bound, not a certificate).")]  # fmt: skip
+    if smoothness:
+        plot_lipschitz(smoothness, png, accuracy_label)
+        blocks.append(("img", (png.name, f"Empirical local Lipschitz constant against {accuracy_label} accuracy, a point per model "
+                                         "and training (the global bounds, loose by orders of magnitude, stay in the table)")))  # fmt: skip
+    return blocks
 
 
 def matched_eps(cell: _Tables, paper: pd.DataFrame, attack: str) -> float | None:
@@ -156,12 +175,13 @@ def eps_matched_blocks(cell: _Tables, paper: pd.DataFrame) -> list[Block]:
     return blocks or [("p", "No cells at an eps matched to the paper's baseline (dc-robust reproduce computes them).")]
 
 
-def label_leaking_blocks(cell: _Tables) -> list[Block]:
-    """White-box FGSM with the true labels against FGSM with the model's predicted labels (Kurakin et al. 2017)."""
+def label_leaking_blocks(cell: Callable[..., Aggregate | None], models: list[tuple[str, str]], eps: float) -> list[Block]:
+    """White-box FGSM with the true labels against FGSM with the model's predicted labels (Kurakin et al. 2017),
+    for each (name, training) of ``models``, read through ``cell(name, training, threat, attack, eps)``."""
     rows, comparisons = [], []
-    for name, training in cell.results.models():
+    for name, training in models:
         try:
-            true, pred = cell(name, training, "white-box", "fgsm"), cell(name, training, "white-box", "fgsm-pred")
+            true, pred = cell(name, training, "white-box", "fgsm", eps), cell(name, training, "white-box", "fgsm-pred", eps)
         except AmbiguousResults:
             continue
         if true is None or pred is None:
@@ -175,7 +195,7 @@ def label_leaking_blocks(cell: _Tables) -> list[Block]:
     leaking = [f"{r[0]} ({r[1]})" for r, c in zip(rows, comparisons) if c is not None and c.low > 0]
     verdict = (f"Label leaking (more accurate under the true-label attack, significantly): {', '.join(leaking)}." if leaking else
                "No model is significantly more accurate under the true-label attack than under the predicted-label one: no sign of label leaking.")  # fmt: skip
-    return [("p", f"White-box FGSM at {eps_label(cell.eps)} crafted with the true labels and with the model's own predictions. A model "
+    return [("p", f"White-box FGSM at {eps_label(eps)} crafted with the true labels and with the model's own predictions. A model "
                   "that is more accurate under the true-label attack than under the predicted-label one has learnt from label "
                   "leaking (its FGSM training examples gave the label away), and its true-label FGSM accuracy overstates its robustness."),
             ("table", (["model", "training", "FGSM, true labels %", "FGSM, predicted labels %", "difference, points [95% CI]", "test"], rows)),
@@ -205,19 +225,22 @@ def diagnostics_blocks(diags: dict[tuple[str, str, int], list]) -> list[Block]:
     return [("table", (["model", "training", "seed", *names], rows)), ("p", "The numbers behind each verdict:"), ("list", details)]
 
 
-def transfer_blocks(results: Results, eps: float) -> list[Block]:
+def transfer_blocks(results: Results, eps: float, name: Callable[[str], str] | None = None) -> list[Block]:
+    """The transfer matrix at ``eps`` from role ``transfer-matrix`` cells; ``name(function)`` names each model
+    (default: its description in the store)."""
     sel = results.where(role="transfer-matrix", kind="accuracy", eps=eps)
     black = [e for e in sel.entries if e.key.threat == "black-box"]
     if not black:
         return [("p", "No transfer matrix in the store.")]
     functions = {e.key.function: e.model for e in sel.entries}
+    title = name or (lambda f: describe(functions[f]))
     order = list(dict.fromkeys(e.key.source for e in black if e.key.source in functions))
     sizes = sorted({e.key.subset.n for e in sel.entries})
     blocks: list[Block] = [("p", f"Role 'transfer-matrix' cells on {', '.join(map(str, sizes))} test images; these cells never enter Tables 7 and 8.")]
     for attack in ("fgsm", "bim"):
         rows = []
         for src in order:
-            row = [describe(functions[src])]
+            row = [title(src)]
             for tgt in order:
                 if src == tgt:
                     hit = [e for e in sel.entries if e.key.function == tgt and e.key.threat == "white-box" and e.key.attack == attack]
@@ -225,10 +248,25 @@ def transfer_blocks(results: Results, eps: float) -> list[Block]:
                     hit = [e for e in black if e.key.function == tgt and e.key.source == src and e.key.attack == attack]
                 row.append(f"{100 * hit[0].metrics['accuracy']:.1f}" if len(hit) == 1 else "-")
             rows.append(row)
-        headers = [f"{attack.upper()} source \\ target"] + [describe(functions[t]) for t in order]
+        headers = [f"{attack.upper()} source \\ target"] + [title(t) for t in order]
         blocks += [("p", f"{attack.upper()} at {eps_label(eps)}: accuracy % of the target (columns) on examples crafted on the source (rows); the diagonal is white-box."),
                    ("table", (headers, rows))]  # fmt: skip
     return blocks
+
+
+def execution_blocks(models: list[tuple[str, dict[str, Any]]]) -> list[Block]:
+    """How often each gated block runs, for the (name, stored description) of ``models`` whose card measured it."""
+    rows = []
+    for name, info in models:
+        rates = info.get("executed_block_rate")
+        if rates:
+            rows.append([name, f"{100 * rates['mean']:.1f}", " ".join(f"{100 * r:.0f}" for r in rates["per_block"]), rates["test_images"]])
+    if not rows:
+        return []
+    return [("h2", "Executed blocks (ConvNet-AIG gates)"),
+            ("p", "Percentage of clean test images for which the evaluated network (hard gates) executes each residual block, in order; "
+                  "a gate that is always off makes its block dead weight, one always on makes it a plain ResNet block."),
+            ("table", (["model", "mean %", "per block %", "test images"], rows))]  # fmt: skip
 
 
 def all_cells_blocks(results: Results) -> list[Block]:
@@ -371,9 +409,6 @@ def build_report(
     out.mkdir(parents=True, exist_ok=True)
     paper = paper_tables()
     plot_accuracy(lambda m, tr, th, at, e: cell(m, tr, th, at, e), models, cell.results.where(n=n).eps_values(), out / "accuracy_vs_eps.png")
-    lip_headers, lip_rows, lip_points = _lipschitz(cell.results)
-    smoothness = [(display(m), PAPER_TRAINING.get(tr, tr), local, acc) for m, tr, local in lip_points for acc in [cell(m, tr, "white-box", "bim")] if acc is not None]
-    plot_lipschitz(smoothness, out / "lipschitz.png", f"white-box BIM at {eps_label(eps)}")
     write_exports(out, results)
 
     blocks: list[Block] = [("h1", title or f"Robustness report: {dataset}")]
@@ -394,12 +429,9 @@ def build_report(
                         "tables to eps, not as the paper's setting recovered. If the paper's DCNet advantage came from its eps, it would "
                         "show here."))  # fmt: skip
     blocks += eps_matched_blocks(cell, paper)
-    blocks.append(("h2", "Lipschitz estimates"))
-    blocks.append(("table", (lip_headers, lip_rows)))
-    blocks.append(("p", "Local: empirical local Lipschitz constant (Yang et al. 2020), PGD-maximised, a lower bound. Margin "
-                        "gradient: L1 norm of the input gradient of the logit margin. Global: an estimate of the layer-wise product upper bound, log10 (power iteration approaches each layer's norm from below, so the product is an estimate of an upper bound, not a certificate)."))  # fmt: skip
-    blocks.append(("img", ("lipschitz.png", f"Empirical local Lipschitz constant against white-box BIM accuracy at {eps_label(eps)}, a point per model "
-                                            "and training (the global bounds, loose by orders of magnitude, stay in the table)")))
+    groups = [(m, tr, cell.results.where(model=m, training=tr)) for m, tr in cell.results.models()]
+    blocks += lipschitz_section(groups, out / "lipschitz.png", lambda m, tr: cell(m, tr, "white-box", "bim"),
+                                f"white-box BIM at {eps_label(eps)}", show=display)  # fmt: skip
     blocks.append(("h2", "Accuracy against epsilon"))
     blocks.append(("img", ("accuracy_vs_eps.png", "White-box accuracy against epsilon, natural and adversarial training")))
     blocks.append(("h2", "The paper's claims, judged from our numbers"))
@@ -418,7 +450,7 @@ def build_report(
     blocks.append(("p", "Gradient masking check (FGSM gain that BIM removes):"))
     blocks.append(("list", masking_notes(cell, models) or ["No model shows a white-box FGSM advantage of 10 points or more that BIM halves."]))
     blocks.append(("h2", "Label leaking"))
-    blocks += label_leaking_blocks(cell)
+    blocks += label_leaking_blocks(cell, cell.results.models(), eps)
     diags = _diagnostics(results, eps)
     blocks.append(("h2", "Gradient-masking diagnostics"))
     blocks.append(("p", "Per model, at eps = " + eps_label(eps) + f" ({PROTOCOL_DOC}, section 5; Carlini et al. 2019; Athalye et al. 2018): "
@@ -437,6 +469,7 @@ def build_report(
     blocks.append(("list", surviving_claims(cl, diags)))
     blocks.append(("h2", "Transfer matrix (natural models)"))
     blocks += transfer_blocks(results.where(training="natural"), eps)
+    blocks += execution_blocks(list({describe(e.model): e.model for e in results.entries}.items()))
     blocks.append(("h2", "Every measured cell"))
     blocks.append(("p", "All table cells of this selection, each row one set of cells that differ only in the training seed (any model, attack and "
                         "subset, including those Tables 7 and 8 have no place for)."))  # fmt: skip

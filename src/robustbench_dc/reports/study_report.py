@@ -1,6 +1,7 @@
 """The report of a study: exactly the study's models, attacks and eps, each table cell read from the cells of
 that model's own functions (one per training seed), so two models that share a zoo name (a ResNet and a
-ConvNet-AIG both with ordinary convolutions) are never mixed.
+ConvNet-AIG both with ordinary convolutions) are never mixed. Built from the store alone: which function each
+model is was recorded when it was evaluated (``ResultStore.study_targets``).
 """
 
 from __future__ import annotations
@@ -8,22 +9,20 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from robustbench_dc import names
-from robustbench_dc.attacks.specs import eps_label
-from robustbench_dc.checkpoint import CARD_FILE
 from robustbench_dc.diagnostics.checks import diagnose, measured_from_cells
-from robustbench_dc.executors import job_target
+from robustbench_dc.names import eps_label
+from robustbench_dc.protocol import PROTOCOL_SOURCE
 from robustbench_dc.reports.claims import STRONG_CHECKS, Claim, compare, difference_claim
 from robustbench_dc.reports.plots import plot_accuracy, plot_differences
 from robustbench_dc.reports.render import Block, write_report
-from robustbench_dc.reports.report import PROTOCOL_DOC, write_exports
+from robustbench_dc.reports.report import PROTOCOL_DOC, execution_blocks, label_leaking_blocks, lipschitz_section, transfer_blocks, write_exports
 from robustbench_dc.reports.tables import threat_model
 from robustbench_dc.results.query import Aggregate, Results
-from robustbench_dc.study import Study, Target, jobs, targets
-from robustbench_dc.targets import PROTOCOL_SOURCE, EvalModel
-from robustbench_dc.train import checkpoint_dir
-from robustbench_dc.workspace import workspace_dir
+from robustbench_dc.results.store import StudyTarget
+from robustbench_dc.study import Study
 
 #: wide tables (a column per model) up to this many models, long format (a row per model and attack) beyond
 WIDE_MAX_MODELS = 3
@@ -31,8 +30,11 @@ WIDE_MAX_MODELS = 3
 
 @dataclass(frozen=True)
 class _Measured:
-    target: Target
-    model: EvalModel
+    """A model of the study that was evaluated: which one, its function, and the store's description of it."""
+
+    target: StudyTarget
+    function_id: str
+    info: dict[str, Any]
 
 
 class StudyCells:
@@ -42,7 +44,7 @@ class StudyCells:
         self.study, self.measured = study, measured
         functions: dict[tuple[str, str], set[str]] = {}
         for m in measured:
-            functions.setdefault((m.target.label, m.target.training), set()).add(m.model.function_id)
+            functions.setdefault((m.target.label, m.target.training), set()).add(m.function_id)
         self._by = {k: Results(e for e in results.entries if e.key.function in f) for k, f in functions.items()}
 
     def pairs(self) -> list[tuple[str, str]]:
@@ -59,14 +61,16 @@ class StudyCells:
         return sel.single(f"{label} {training} {threat} {attack}" + ("" if eps is None else f" at eps {eps_label(eps)}"))
 
 
-def measured_targets(study: Study, workspace: Path) -> tuple[list[_Measured], list[str]]:
-    """The study's models that exist (trained ones from the store, never trained here), and what is missing."""
+def measured_targets(study: Study, results: Results) -> tuple[list[_Measured], list[str]]:
+    """The study's models the store has cells of (in the study's order), and the names of those it has not."""
     found, missing = [], []
-    for t, job in zip(targets(study), jobs(study)):  # one job per target, in the same order
-        if t.config is not None and not (checkpoint_dir(t.config, workspace) / CARD_FILE).exists():
-            missing.append(f"{t.label} {t.training} seed {t.seed}")
-            continue
-        found.append(_Measured(t, job_target(job, workspace)))
+    infos = {e.key.function: e.model for e in results.entries}
+    for t in study.targets():
+        function = results.targets.get(t)
+        if function is None or function not in infos:
+            missing.append(t.describe())
+        else:
+            found.append(_Measured(t, function, infos[function]))
     return found, missing
 
 
@@ -130,7 +134,7 @@ def differences(cells: StudyCells) -> list[tuple[str, float, float, float]]:
 def diagnostics_by_model(cells: StudyCells) -> list[tuple[_Measured, list]]:
     out = []
     for m in cells.measured:
-        entries = [e for e in cells.results(m.target.label, m.target.training).entries if e.key.function == m.model.function_id and e.key.role == "diagnostics"]
+        entries = [e for e in cells.results(m.target.label, m.target.training).entries if e.key.function == m.function_id and e.key.role == "diagnostics"]
         if entries:
             out.append((m, diagnose(measured_from_cells(entries, cells.study.table_eps))))
     return out
@@ -153,24 +157,10 @@ def diagnostics_blocks(diags: list[tuple[_Measured, list]]) -> list[Block]:
     return blocks
 
 
-def execution_blocks(measured: list[_Measured]) -> list[Block]:
-    rows = []
-    for m in measured:
-        rates = m.model.info.get("executed_block_rate")
-        if rates:
-            rows.append([_name(m), f"{100 * rates['mean']:.1f}", " ".join(f"{100 * r:.0f}" for r in rates["per_block"]), rates["test_images"]])
-    if not rows:
-        return []
-    return [("h2", "Executed blocks (ConvNet-AIG gates)"),
-            ("p", "Percentage of clean test images for which the evaluated network (hard gates) executes each residual block, in order; "
-                  "a gate that is always off makes its block dead weight, one always on makes it a plain ResNet block."),
-            ("table", (["model", "mean %", "per block %", "test images"], rows))]  # fmt: skip
-
-
 def _provenance(cells: StudyCells, results: Results, command: str, missing: list[str], times: dict[str, float] | None) -> list[Block]:
     study = cells.study
     entries = [e for label, training in cells.pairs() for e in cells.results(label, training).entries]
-    sources = sorted({str(m.model.info.get("data_source")) for m in cells.measured if m.model.info.get("data_source")})
+    sources = sorted({str(m.info.get("data_source")) for m in cells.measured if m.info.get("data_source")})
     params = sorted({f"{e.key.attack} @ {eps_label(e.key.eps, e.key.attack)}: {e.key.params}" for e in entries if e.key.kind == "accuracy" and e.key.attack != "none" and e.key.role == "table"})
     backends = sorted({f"{e.key.backend} {e.key.backend_version}" for e in entries if e.key.backend})
     devices = sorted({str(e.cell.provenance.get("device", "?")) for e in entries})
@@ -179,9 +169,9 @@ def _provenance(cells: StudyCells, results: Results, command: str, missing: list
                 for v in map(json.loads, envs) if v]  # fmt: skip
     rows = []
     for m in cells.measured:
-        i = m.model.info
+        i = m.info
         rows.append([_name(m), i.get("arch", "-"), i.get("width", "-"), i.get("epochs", "-"), i.get("train_images", "-"),
-                     f"{100 * i['clean_test_accuracy']:.2f}" if "clean_test_accuracy" in i else "-", str(i.get("weights_sha256", ""))[:12], m.model.function_id[:12]])  # fmt: skip
+                     f"{100 * i['clean_test_accuracy']:.2f}" if "clean_test_accuracy" in i else "-", str(i.get("weights_sha256", ""))[:12], m.function_id[:12]])  # fmt: skip
     items = [
         f"Study: {study.name} ({study.path}); dataset {study.dataset}; training seeds {', '.join(map(str, study.seeds))}; "
         f"{'all' if study.n is None else study.n} test images per cell (the same seeded subset for every model)",
@@ -196,7 +186,8 @@ def _provenance(cells: StudyCells, results: Results, command: str, missing: list
     if times:
         items.append("Wall time of this run: " + ", ".join(f"{k} {v:.0f}s" for k, v in times.items()))
     if missing:
-        items.append(f"Not trained yet, so not in this report: {', '.join(missing)}")
+        items.append(f"Not evaluated yet (or not trained), so not in this report: {', '.join(missing)} (cells evaluated by a release "
+                     f"before 2026-12 are found once `dc-robust study {study.path or study.name} --report-only` has recorded which model is which)")
     return [("h2", "Provenance"), ("list", items), ("p", "Attack parameters:"), ("list", params),
             ("table", (["model", "arch", "width", "epochs", "train images", "clean % (card)", "weights sha256", "function id"], rows)),
             ("p", "Regenerate this report with:"), ("code", command)]  # fmt: skip
@@ -205,9 +196,8 @@ def _provenance(cells: StudyCells, results: Results, command: str, missing: list
 def build_study_report(study: Study, *, workspace: str | Path | None, out_dir: str | Path, command: str = "",
                        times: dict[str, float] | None = None, fmt: str = "markdown") -> Path:  # fmt: skip
     """Write the study's report (REPORT.md or report.html), its figure and results.csv/json into ``out_dir``."""
-    ws = workspace_dir(workspace)
-    measured, missing = measured_targets(study, ws)
-    results = Results.load(ws, study.dataset)
+    results = Results.load(workspace, study.dataset)
+    measured, missing = measured_targets(study, results)
     cells = StudyCells(study, results, measured)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -227,7 +217,20 @@ def build_study_report(study: Study, *, workspace: str | Path | None, out_dir: s
         blocks.append(("h2", f"Accuracy: {training} training"))
         blocks += accuracy_blocks(cells, training)
     blocks.append(("img", ("accuracy_vs_eps.png", "White-box accuracy against eps per training regime and attack")))
-    blocks += execution_blocks(measured)
+    blocks += execution_blocks([(_name(m), m.info) for m in measured])
+    pairs = [(m.label, t) for t in regimes for m in study.models if t in study.regimes_of(m) and cells.results(m.label, t).entries]
+    iterative = next((a for a in ("bim", "pgd") if a in study.attacks), None)
+    lipschitz = lipschitz_section([(label, t, cells.results(label, t)) for label, t in pairs], out / "lipschitz.png",
+                                  lambda label, t: None if iterative is None else cells(label, t, "white-box", iterative, study.table_eps),
+                                  f"white-box {(iterative or '').upper()} at {eps_label(study.table_eps)}")  # fmt: skip
+    blocks += lipschitz
+    if {"fgsm", "fgsm-pred"} <= set(study.attacks):
+        blocks.append(("h2", "Label leaking"))
+        blocks += label_leaking_blocks(cells, pairs, study.table_eps)
+    names_of = {m.function_id: _name(m) for m in measured}
+    if any(e.key.role == "transfer-matrix" for e in own.entries):
+        blocks.append(("h2", "Transfer matrix (natural models)"))
+        blocks += transfer_blocks(own, study.table_eps, name=lambda f: names_of.get(f, f[:12]))
     if study.claims:
         blocks.append(("h2", "Claims"))
         blocks.append(("p", "A claim holds ('reproduced') when the paired difference reaches the stated gap and its 95% interval excludes "

@@ -9,7 +9,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from robustbench_dc import names
-from robustbench_dc.attacks import eps_label
+from robustbench_dc.names import eps_label
 
 
 def threat_model(attacks: Iterable[str]) -> str:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from robustbench_dc.errors import UserError
-from robustbench_dc.results.store import ResultStore
+from robustbench_dc.results.store import ResultStore, StudyTarget
 from robustbench_dc.workspace import models_dir, results_path
 
 CARD_FILE = "card.json"  # checkpoint.CARD_FILE; repeated here so that merging stays torch-free
@@ -94,6 +94,8 @@ def _merge_cells(destination: Path, source: Path, summary: MergeSummary) -> None
         conn = sqlite3.connect(f"file:{results_path(source)}?mode=ro", uri=True)
         rows = conn.execute("SELECT key, function, role, identity, metrics, provenance, seconds, created FROM cells").fetchall()
         functions = conn.execute("SELECT function, info FROM functions").fetchall()
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        targets = conn.execute("SELECT study, label, training, seed, function, spec FROM study_targets").fetchall() if "study_targets" in tables else []
         conn.close()
     except sqlite3.DatabaseError as exc:
         raise UserError(f"{results_path(source)}: cannot read its result cells ({exc})") from exc
@@ -103,6 +105,10 @@ def _merge_cells(destination: Path, source: Path, summary: MergeSummary) -> None
             if function not in known:
                 store.put_function(function, json.loads(info))
         added, same, conflicts = store.import_cells(rows, str(source.resolve()))
+        recorded = store.study_targets()
+        for study, label, training, seed, function, spec in targets:  # which model of a study each function is (its report reads it)
+            if StudyTarget(study, label, training, seed) not in recorded:
+                store.put_study_target(StudyTarget(study, label, training, seed), function, spec)
     summary.cells_added += added
     summary.cells_same += same
     summary.cell_conflicts += conflicts

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from robustbench_dc.errors import UserError
+from robustbench_dc.protocol import protocol_source_config
 from robustbench_dc.results.cells import canonical_json
-from robustbench_dc.results.store import ResultStore, StoredCell
+from robustbench_dc.results.store import ResultStore, StoredCell, StudyTarget
 from robustbench_dc.stats import t_interval, wilson_interval
-from robustbench_dc.targets import protocol_source_config
 from robustbench_dc.workspace import results_path, workspace_dir
 
 
@@ -100,21 +100,23 @@ def _differences(groups: list[dict[str, Any]]) -> str:
 class Results:
     """The entries of one dataset, filterable; ``accuracy`` is the one way to read a table cell."""
 
-    def __init__(self, entries: Iterable[Entry]) -> None:
+    def __init__(self, entries: Iterable[Entry], targets: dict[StudyTarget, str] | None = None) -> None:
         self.entries = list(entries)
+        self.targets = targets or {}  # each study's evaluated models -> function (ResultStore.study_targets)
 
     @classmethod
     def load(cls, workspace: str | Path | None, dataset: str) -> "Results":
         ws = workspace_dir(workspace)
         if not results_path(ws).exists():
             raise UserError(f"no results in {ws}: evaluate models first (dc-robust eval ... or dc-robust reproduce)")
-        with ResultStore(ws) as store:
+        with ResultStore(ws, readonly=True) as store:
             functions = store.functions()
             cells = [c for c in store.cells() if c.key.dataset == dataset]
+            targets = {t: function for t, (function, _) in store.study_targets().items()}
         if not cells:
             raise UserError(f"no results for dataset {dataset!r} in {ws}: evaluate models first")
         unknown = {"label": "unknown", "kind": "unknown"}
-        return cls(Entry(c, functions.get(c.key.function, unknown), functions.get(c.key.source) if c.key.source else None) for c in cells)
+        return cls((Entry(c, functions.get(c.key.function, unknown), functions.get(c.key.source) if c.key.source else None) for c in cells), targets)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -143,7 +145,7 @@ class Results:
             if protocol_source is not None and e.protocol_source != protocol_source:
                 continue
             out.append(e)
-        return Results(out)
+        return Results(out, self.targets)
 
     def groups(self) -> list[list[Entry]]:
         """The entries split into groups that differ in more than the training seed."""

@@ -37,7 +37,30 @@ CREATE TABLE IF NOT EXISTS cells (
     created TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS cells_function ON cells (function);
+CREATE TABLE IF NOT EXISTS study_targets (
+    study TEXT NOT NULL,
+    label TEXT NOT NULL,
+    training TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    function TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    PRIMARY KEY (study, label, training, seed)
+);
 """
+
+
+@dataclass(frozen=True)
+class StudyTarget:
+    """One evaluated model of a study, as its report names it: a study report finds the model's cells through the
+    function the store recorded for it when it was evaluated, never through its checkpoint."""
+
+    study: str
+    label: str
+    training: str  # the regime's label, or "external" for a third-party checkpoint
+    seed: int  # -1: a third-party checkpoint
+
+    def describe(self) -> str:
+        return f"{self.label} {self.training}" + ("" if self.seed < 0 else f" seed {self.seed}")
 
 
 @dataclass(frozen=True)
@@ -52,15 +75,24 @@ class StoredCell:
 class ResultStore:
     """Read and write result cells; safe to reopen after an interruption and to share between processes."""
 
-    def __init__(self, workspace: Path) -> None:
+    def __init__(self, workspace: Path, *, readonly: bool = False) -> None:
+        """``readonly``: only read (a report): the store may sit on a read-only disk or be another user's."""
         self.path = results_path(workspace)
         try:
+            if readonly:
+                self._conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=120, isolation_level=None)
+                self._tables = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                return
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(self.path, timeout=120, isolation_level=None)  # transactions are explicit
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._migrate()
+            self._tables = {"study_targets"}
+        except OSError as exc:
+            raise UserError(f"{self.path}: cannot create the result store ({exc.strerror or exc}); choose a writable --workspace") from exc
         except sqlite3.DatabaseError as exc:
-            raise UserError(f"{self.path}: cannot open the result store ({exc}); move the file away to start a new one") from exc
+            raise UserError(f"{self.path}: cannot open the result store ({exc}); if it is damaged, move it away to start a new one "
+                            "(its cells are then recomputed)") from exc  # fmt: skip
 
     def _migrate(self) -> None:
         """Create or check the schema in one write transaction, so that processes opening a new store at the same
@@ -103,6 +135,22 @@ class ResultStore:
 
     def functions(self) -> dict[str, dict[str, Any]]:
         return {f: json.loads(i) for f, i in self._conn.execute("SELECT function, info FROM functions")}
+
+    def put_study_target(self, target: StudyTarget, function: str, spec: str) -> None:
+        """Record that ``target`` is ``function``; ``spec`` says what was planned for it (its training or file), so
+        that a changed study file is noticed (see ``pipeline.record_targets``)."""
+        with self._conn:
+            self._conn.execute("INSERT OR REPLACE INTO study_targets VALUES (?, ?, ?, ?, ?, ?)",
+                               (target.study, target.label, target.training, target.seed, function, spec))  # fmt: skip
+
+    def study_targets(self, study: str | None = None) -> dict[StudyTarget, tuple[str, str]]:
+        """Each recorded target of ``study`` (of every study: None) -> (function, spec)."""
+        if "study_targets" not in self._tables:  # a store written before targets were recorded, opened read-only
+            return {}
+        query, args = "SELECT study, label, training, seed, function, spec FROM study_targets", ()
+        if study is not None:
+            query, args = query + " WHERE study = ?", (study,)
+        return {StudyTarget(s, label, training, seed): (function, spec) for s, label, training, seed, function, spec in self._conn.execute(query, args)}
 
     def get(self, key: CellKey) -> StoredCell | None:
         row = self._conn.execute("SELECT metrics, provenance, seconds FROM cells WHERE key = ?", (key.store_key(),)).fetchone()
