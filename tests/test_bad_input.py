@@ -279,3 +279,129 @@ def test_plan_is_checked_before_the_source_is_trained(digits_models, tmp_path):
     assert not (ws / "models").exists()  # no protocol source was trained first
     r = run_cli("report", "--dataset", "digits", "--eps=-1", "--workspace", str(ws))
     assert r.returncode == 2 and "epsilon must be in [0, 1]" in r.stderr
+
+
+def _failing(exc):
+    def write(_tmp):
+        raise exc
+
+    return write
+
+
+@pytest.mark.parametrize(
+    "where,write,message",
+    [
+        ("folder", None, r"cannot write .*: Is a directory; a folder has that name"),
+        ("under-a-file", None, r"cannot write .*: File exists; a file stands where a folder is needed"),
+        ("file", "enospc", r"No space left on device; free some disk space"),
+        ("file", "erofs", r"Read-only file system; choose a writable --workspace or --out"),
+        ("file", "safetensors-full", r"No space left on device; free some disk space"),
+    ],
+)
+def test_every_output_path_failure_is_one_line_naming_the_path(tmp_path, where, write, message):
+    """Whatever the file system refuses (a folder in the way, a file where a folder should be, a full or
+    read-only disk, safetensors' own I/O error) comes out of atomic_write as a UserError, and no temporary file is left."""
+    import errno
+    import os
+
+    from safetensors import SafetensorError
+
+    from robustbench_dc.files import atomic_write, atomic_write_bytes
+
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "a-file").write_text("x")
+    path = {"folder": tmp_path / "folder", "under-a-file": tmp_path / "a-file" / "out.json", "file": tmp_path / "out.json"}[where]
+    failure = {None: None, "enospc": OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), "erofs": OSError(errno.EROFS, os.strerror(errno.EROFS)),
+               "safetensors-full": SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })')}[write]  # fmt: skip
+    with pytest.raises(UserError, match=message):
+        if failure is None:
+            atomic_write_bytes(path, b"{}")
+        else:
+            atomic_write(path, _failing(failure))
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_a_report_folder_that_is_a_file_and_a_full_store(tmp_path, digits_models):
+    from robustbench_dc.evaluation import evaluate
+    from robustbench_dc.results.cells import CellKey
+    from robustbench_dc.results.store import ResultStore
+    from robustbench_dc.targets import from_checkpoint
+
+    ws = tmp_path / "ws"
+    evaluate(from_checkpoint(digits_models[("baseline", "natural", 0)]), dataset="digits", eps=[8 / 255], n=20, workspace=ws, lipschitz=False)
+    (tmp_path / "taken").write_text("x")
+    r = run_cli("report", "--workspace", str(ws), "--dataset", "digits", "--out", str(tmp_path / "taken"))
+    assert r.returncode == 2 and "taken: File exists; a file stands where a folder is needed" in r.stderr and "Traceback" not in r.stderr
+    with ResultStore(ws) as store:  # a store whose disk fills up: one line, and what was stored stays
+        before = store.count()
+        store._conn.execute(f"PRAGMA max_page_count = {store._conn.execute('PRAGMA page_count').fetchone()[0]}")
+        key = next(store.cells()).key
+        with pytest.raises(UserError, match="the disk is full .*; free some space"):
+            for i in range(10_000):
+                store.put(CellKey.from_dict({**key.to_dict(), "params": json.dumps({"filler": i})}), {"pad": "x" * 2000}, 0.0, {})
+        assert store.count() >= before
+
+
+def test_a_report_only_reads_the_store(tmp_path, digits_models, monkeypatch):
+    """A report opens the store read-only and writes nothing into the workspace (SQLite's own -wal/-shm files
+    aside); where even those cannot be made (a read-only disk), it reads the file as immutable."""
+    import sqlite3
+
+    from robustbench_dc.evaluation import evaluate
+    from robustbench_dc.reports.report import build_report
+    from robustbench_dc.results import store as store_module
+    from robustbench_dc.targets import from_checkpoint
+
+    ws = tmp_path / "ws"
+    evaluate(from_checkpoint(digits_models[("baseline", "natural", 0)]), dataset="digits", eps=[8 / 255], n=20, workspace=ws, lipschitz=False)
+    before = (ws / "results.sqlite").stat().st_mtime_ns, sorted(p.name for p in ws.iterdir() if not p.name.startswith("results.sqlite"))
+    build_report(workspace=ws, dataset="digits", out_dir=tmp_path / "report", eps=8 / 255)
+    assert ((ws / "results.sqlite").stat().st_mtime_ns, sorted(p.name for p in ws.iterdir() if not p.name.startswith("results.sqlite"))) == before
+    real_connect, opened = sqlite3.connect, []
+
+    def read_only_disk(target, *args, **kwargs):  # what SQLite says where it cannot create the -shm file
+        opened.append(str(target))
+        if "mode=ro" in str(target) and "immutable=1" not in str(target):
+            raise sqlite3.OperationalError("unable to open database file")
+        return real_connect(target, *args, **kwargs)
+
+    monkeypatch.setattr(store_module.sqlite3, "connect", read_only_disk)
+    assert build_report(workspace=ws, dataset="digits", out_dir=tmp_path / "report2", eps=8 / 255).stat().st_size > 0
+    assert any("immutable=1" in o for o in opened)
+
+
+def test_an_unwritable_card_leaves_the_evaluation_in_the_store(tmp_path, monkeypatch, digits_models):
+    from robustbench_dc import records
+
+    def refuse(path, data):
+        raise UserError(f"cannot write {path}: Read-only file system; choose a writable --workspace or --out")
+
+    monkeypatch.setattr(records, "atomic_write_bytes", refuse)
+    why = records.write_into_card(digits_models[("baseline", "natural", 0)], [], "0" * 64)
+    assert why is not None and "Read-only file system" in why
+
+
+def test_a_run_is_never_resumed_in_another_compute_mode(tmp_path):
+    """precision 'auto' resolves per device (bf16 with AVX-512 bf16 or AMX, fp32 without): a run begun on one
+    machine is not continued on another in a different precision, which would make a model of neither recipe."""
+    import torch
+
+    from robustbench_dc.train import RESUME_FILE, checkpoint_dir
+
+    config = TrainConfig(model="baseline", dataset="synthetic", width=0.125, epochs=2)
+
+    class Interrupt(Exception):
+        pass
+
+    def stop(stats) -> None:
+        raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(config, workspace=tmp_path, on_epoch=stop)
+    path = checkpoint_dir(config, tmp_path) / RESUME_FILE
+    state = torch.load(path, weights_only=True)
+    mode = json.loads(state["mode"])
+    state["mode"] = json.dumps({**mode, "precision": "fp32" if mode["precision"] == "bf16" else "bf16"}, sort_keys=True)
+    torch.save(state, path)
+    with pytest.raises(UserError, match="a run is never mixed: resume it where it started, or delete resume.pt"):
+        train(config, workspace=tmp_path)

@@ -205,3 +205,23 @@ def test_bpda_runs_only_where_it_differs_from_pgd():
     study = parse_study({**TINY, "attacks": ["fgsm", "bpda-pgd"]}, "tiny.toml")
     by_label = {j.label: j.attacks for j in jobs(study)}
     assert by_label == {"plain natural seed 0": ("fgsm",), "gated natural seed 0": ("fgsm", "bpda-pgd")}
+
+
+def test_a_study_is_not_continued_in_another_precision(tmp_path, monkeypatch):
+    """paper-cpu's shipped checkpoints ran in bf16 (a CPU with AMX): continued where precision 'auto' resolves
+    to fp32, the study is refused before any training; where it resolves to bf16, it goes on."""
+    import shutil
+    from pathlib import Path
+
+    from robustbench_dc import devices
+    from robustbench_dc.pipeline import check_one_precision
+
+    shutil.copytree(Path(__file__).parent.parent / "reports" / "paper-cpu" / "models", tmp_path / "models")
+    study = load_study("paper-cpu")
+    monkeypatch.setattr(devices, "bf16_supported", lambda device: False)
+    with pytest.raises(UserError, match=r"finished trainings ran in bf16 .*would train the rest in fp32; one study's models share one precision"):
+        check_one_precision(study, trainings(study), tmp_path, "cpu")
+    with pytest.raises(UserError, match="one study's models share one precision"):
+        run_study(study, workspace=tmp_path, device="cpu", data_dir=tmp_path)
+    monkeypatch.setattr(devices, "bf16_supported", lambda device: True)
+    check_one_precision(study, trainings(study), tmp_path, "cpu")

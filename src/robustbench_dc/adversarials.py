@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 from robustbench_dc import __version__
 from robustbench_dc.attacks import DEFAULT_ATTACK_BATCH_SIZE, eps_label, get_attack, run_attack
 from robustbench_dc.devices import placed, resolve_device
-from robustbench_dc.files import atomic_write
+from robustbench_dc.files import atomic_write, output_dir
 from robustbench_dc.inference import predict
 from robustbench_dc.progress import as_progress, counter
 from robustbench_dc.targets import EvalModel
@@ -26,7 +26,7 @@ def save_adversarials(target: EvalModel, images: torch.Tensor, labels: torch.Ten
     the labels, the test-split indices and the model's predictions, its metadata naming the model and the attack;
     and ``examples.png``, the first images clean and adversarial. The attacks run again, with the seed the
     evaluation used (the same examples where the device computes deterministically)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    output_dir(out_dir)
     written, shown = [], []
     report = as_progress(progress)
     with placed([target.module], resolve_device(device)):

@@ -547,7 +547,9 @@ def _records(args: argparse.Namespace, target, frame) -> None:
         atomic_write_bytes(Path(args.save_model_record), (json.dumps(records, indent=2) + "\n").encode())
         print(f"model record: {args.save_model_record}", file=sys.stderr)
     if target.is_zoo and records and "checkpoint_dir" in target.info:
-        write_into_card(Path(target.info["checkpoint_dir"]), records, frame.attrs["data_sha256"])
+        why_not = write_into_card(Path(target.info["checkpoint_dir"]), records, frame.attrs["data_sha256"])
+        if why_not:
+            print(f"note: the evaluation is in the result store; its checkpoint card was left as it was ({why_not})", file=sys.stderr)
 
 
 def _progress_bar(enabled: bool, **kwargs: Any):

@@ -8,7 +8,7 @@ import os
 import platform
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from robustbench_dc.errors import UserError
 
@@ -16,32 +16,68 @@ from robustbench_dc.errors import UserError
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp)`` on a unique temporary file beside ``path``, fsync it, then rename it over ``path``.
 
-    Readers see the old file or the new one, never half of one; two writers never share a temporary file.
+    Readers see the old file or the new one, never half of one; two writers never share a temporary file. A
+    failure of the file system (full, read-only, a folder in the way) is a UserError naming the path.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(name)
+    tmp: Path | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        tmp = Path(name)
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        if exc.errno in _USER_FIXABLE:
-            raise UserError(f"cannot write {path}: {os.strerror(exc.errno)}; {_USER_FIXABLE[exc.errno]}, then run the same command "
-                            "again (finished work is kept)") from exc  # fmt: skip
+        _discard(tmp)
+        raise write_error(path, exc.errno, exc.strerror or str(exc)) from exc
+    except Exception as exc:
+        _discard(tmp)
+        if type(exc).__name__ == "SafetensorError" and ("StorageFull" in str(exc) or "os error 28" in str(exc)):  # safetensors' own I/O
+            raise write_error(path, errno.ENOSPC, os.strerror(errno.ENOSPC)) from exc
         raise
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _discard(tmp)
         raise
+
+
+def write_error(path: Path, code: int | None, reason: str) -> UserError:
+    """The one-line error for an output file the system would not write, with what to do about it."""
+    fix = _USER_FIXABLE.get(code or 0, "choose another output path")
+    return UserError(f"cannot write {path}: {reason}; {fix}, then run the same command again (finished work is kept)")
+
+
+def _discard(tmp: Path | None) -> None:
+    if tmp is not None:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 _USER_FIXABLE = {errno.ENOSPC: "free some disk space", errno.EDQUOT: "free some of your disk quota",
-                 errno.EROFS: "choose a writable --workspace", errno.EACCES: "choose a writable --workspace"}  # fmt: skip
+                 errno.EROFS: "choose a writable --workspace or --out", errno.EACCES: "choose a writable --workspace or --out",
+                 errno.EPERM: "choose a writable --workspace or --out", errno.EISDIR: "a folder has that name: choose another --out or move it",
+                 errno.ENOTDIR: "a file stands where a folder is needed on that path: choose another --out or move it",
+                 errno.EEXIST: "a file stands where a folder is needed on that path: choose another --out or move it"}  # fmt: skip
+
+
+def output_dir(path: Path) -> Path:
+    """``path`` as a folder to write into, made if missing; a file in the way or an unwritable parent is a UserError."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_error(path, exc.errno, exc.strerror or str(exc)) from exc
+    return path
+
+
+def save_figure(figure: Any, path: Path) -> None:
+    """A Matplotlib figure written as PNG, atomically (see ``atomic_write``)."""
+    atomic_write(Path(path), lambda tmp: figure.savefig(tmp, dpi=110, format="png"))
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

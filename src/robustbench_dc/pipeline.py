@@ -190,7 +190,10 @@ def _run_eps_match(stage: EpsMatchStage, ws: Path, data_dir: Any, device: Any, p
     targets = [(from_checkpoint(checkpoint_dir(c, ws)), from_checkpoint(checkpoint_dir(protocol_source_training(c.to_dict()), ws)))
                for c in stage.targets]  # fmt: skip
     for attack in ("fgsm", "bim"):
-        wanted = paper_value(paper, 7, "natural", attack, "baseline") / 100
+        value = paper_value(paper, 7, "natural", attack, "baseline")
+        if value is None:
+            continue
+        wanted = value / 100
 
         def accuracy_at(eps: float, attack: str = attack) -> float:
             rows = evaluate(baseline, attacks=[attack], eps=[eps], **kw)
@@ -217,6 +220,7 @@ def run_study(
     process), then the transfer matrix and the eps match here. Returns the wall time of each kind (seconds, this run)."""
     ws = workspace_dir(workspace)
     the_plan = plan(study)
+    check_one_precision(study, the_plan.trainings, ws, device)
     total = len(the_plan.stages)
     times = (executor or LocalExecutor()).run(the_plan.trainings, the_plan.jobs, workspace=ws, data_dir=data_dir, device=device,
                                               on_stage=None if on_stage is None else lambda i, _, label: on_stage(i, total, label),
@@ -232,6 +236,27 @@ def run_study(
             _run_eps_match(stage, ws, data_dir, device, on_progress)
             times["eps-match"] = time.perf_counter() - t0
     return times
+
+
+def check_one_precision(study: Study, configs: list[TrainConfig], ws: Path, device: str | None) -> None:
+    """Before any training: precision "auto" resolves per device (bf16 with AVX-512 bf16 or AMX, else fp32), so a
+    study continued on another machine could train its other models or seeds in another precision; their report
+    could not average them (other recipes) nor compare them fairly. Refused here, naming what ran how."""
+    from robustbench_dc.checkpoint import CARD_FILE, read_card
+    from robustbench_dc.devices import bf16_supported, resolve_device
+
+    auto = [c for c in configs if c.precision == "auto"]
+    finished = {train_label(c): read_card(checkpoint_dir(c, ws))["compute"]["precision"] for c in auto if (checkpoint_dir(c, ws) / CARD_FILE).is_file()}
+    if not finished or len(finished) == len(auto):
+        return
+    dev = resolve_device(device)
+    here = "bf16" if bf16_supported(dev) else "fp32"
+    other = sorted(label for label, precision in finished.items() if precision != here)
+    if other:
+        raise UserError(f"study {study.name!r}: {len(other)} of its finished trainings ran in {finished[other[0]]} ({', '.join(other[:3])}"
+                        f"{', ...' if len(other) > 3 else ''}), and this {dev} would train the rest in {here}; one study's models share one "
+                        "precision (its report never averages or pairs other recipes). Go on where that precision is supported, or set "
+                        f"precision = \"{here}\" under [training] (every model then retrains)")  # fmt: skip
 
 
 def check_data(study: Study, data_dir: str | Path | None) -> None:

@@ -11,6 +11,7 @@ import pandas as pd
 
 from robustbench_dc import __version__
 from robustbench_dc.checkpoint import CARD_FILE, read_card
+from robustbench_dc.errors import UserError
 from robustbench_dc.files import atomic_write_bytes
 from robustbench_dc.names import eps_label
 from robustbench_dc.targets import EvalModel
@@ -66,13 +67,19 @@ def model_record(target: EvalModel, frame: pd.DataFrame, *, dataset: str, eps: f
     }
 
 
-def write_into_card(directory: Path, records: list[dict[str, Any]], data_sha256: str) -> None:
+def write_into_card(directory: Path, records: list[dict[str, Any]], data_sha256: str) -> str | None:
     """Add the records' accuracies to the checkpoint card under ``evaluations`` (keyed by dataset, threat model,
-    eps, images and test-data hash, so a later evaluation of the same kind replaces an earlier one), atomically."""
+    eps, images and test-data hash, so a later evaluation of the same kind replaces an earlier one), atomically.
+    Returns why the card could not be written (a read-only model store), or None: the card is a convenience,
+    the result store holds the evaluation either way."""
     card = read_card(directory)
     evaluations = dict(card.get("evaluations", {}))
     for r in records:
         key = f"{r['dataset']} {r['threat_model']} {r['eps']} n={r['test_images']} data={data_sha256[:12]}"
         evaluations[key] = {k: r[k] for k in ("clean_acc", "robust_acc", "robust_attack", "autoattack_acc", "attacks", "footnote")}
     card["evaluations"] = evaluations
-    atomic_write_bytes(directory / CARD_FILE, (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
+    try:
+        atomic_write_bytes(directory / CARD_FILE, (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
+    except UserError as exc:
+        return str(exc)
+    return None

@@ -302,7 +302,7 @@ def parse_study(raw: dict[str, Any], where: str = "study") -> Study:
         regimes=_strings(raw, "regimes", ("natural",), where), attacks=_strings(raw, "attacks", ("fgsm", "bim"), where),
         eps=eps_list("eps", ["8/255"]), eps_l2=eps_list("eps_l2", []), table_eps=_number(raw.get("table_eps", "8/255"), f"{where} table_eps"),
         n=_count(raw, "n", 1000, where, all_ok=True), source=raw.get("source", "protocol"), diagnostics=raw.get("diagnostics", True),
-        diagnostics_n=_count(raw, "diagnostics_n", 500, where, all_ok=True), square_queries=_count(raw, "square_queries", 300, where),
+        diagnostics_n=_count(raw, "diagnostics_n", 500, where, all_ok=True), square_queries=_count(raw, "square_queries", 300, where) or 300,
         lipschitz_n=_count(raw, "lipschitz_n", 200, where, minimum=0) or 0, training=training, claims=tuple(claims),
         report=raw.get("report", "study"), transfer_matrix=raw.get("transfer_matrix", False), eps_match=raw.get("eps_match", False), path=where,
     )  # fmt: skip

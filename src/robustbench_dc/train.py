@@ -498,6 +498,10 @@ def train(
             raise UserError(f"{resume_path}: unreadable resume state ({type(exc).__name__}); delete it to start this run over") from exc
         if state["config"] != json.dumps(wanted, sort_keys=True):
             raise UserError(f"{resume_path} belongs to a run with other settings; delete it to start over")
+        if state.get("mode", json.dumps(mode.to_dict(), sort_keys=True)) != json.dumps(mode.to_dict(), sort_keys=True):  # older states: unchecked
+            raise UserError(f"{resume_path}: its first {state['epoch']} epochs were trained as {state['mode']}, this machine would go on as "
+                            f"{json.dumps(mode.to_dict(), sort_keys=True)} (precision 'auto' resolves per device); a run is never mixed: "
+                            "resume it where it started, or delete resume.pt to start over here")  # fmt: skip
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -537,6 +541,7 @@ def train(
         history.append(stats.to_dict())
         state = {
             "config": json.dumps(wanted, sort_keys=True),
+            "mode": json.dumps(mode.to_dict(), sort_keys=True),
             "epoch": epoch + 1,
             "model": model.state_dict(),
             "optimizer": opt.state_dict(),

@@ -25,7 +25,7 @@ def write_study_report(study: Study, *, workspace: str | Path | None = None, out
     if study.report != "paper":
         return build_study_report(study, workspace=workspace, out_dir=out, command=command, times=times, fmt=fmt), ""
     arch, width = study.models[0].arch, float(study.training.get("width", 1.0))
-    where = dict(workspace=workspace, dataset=study.dataset, eps=study.table_eps, arch=arch, width=width, n=study.n)
-    path = build_report(**where, out_dir=out, command=command, title=f"Robustness report: preset {study.name} ({study.dataset})",
+    path = build_report(workspace=workspace, dataset=study.dataset, out_dir=out, eps=study.table_eps, arch=arch, width=width, n=study.n,
+                        command=command, title=f"Robustness report: preset {study.name} ({study.dataset})",
                         preset_note=" ".join(study.description.split()), stage_times=times, fmt=fmt)  # fmt: skip
-    return path, summary_tables(**where)
+    return path, summary_tables(workspace=workspace, dataset=study.dataset, eps=study.table_eps, arch=arch, width=width, n=study.n)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Callable
 
 from robustbench_dc.figures import OKABE_ITO, pyplot
+from robustbench_dc.files import save_figure
 from robustbench_dc.paper import PAPER_TRAINING, display
 from robustbench_dc.results.query import Aggregate
 
@@ -38,7 +39,7 @@ def plot_accuracy(cell: Callable[[str, str, str, str, float | None], Aggregate |
             if ax.get_legend_handles_labels()[0]:
                 ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -65,7 +66,7 @@ def plot_lipschitz(points: list[tuple[str, str, float, Aggregate]], path: Path, 
     if points:
         ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -83,5 +84,5 @@ def plot_differences(rows: list[tuple[str, float, float, float]], path: Path, ti
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path)
     plt.close(fig)

@@ -15,7 +15,7 @@ import pandas as pd
 
 from robustbench_dc.diagnostics.checks import diagnose, measured_from_cells
 from robustbench_dc.errors import UserError
-from robustbench_dc.files import atomic_write_bytes
+from robustbench_dc.files import atomic_write_bytes, output_dir
 from robustbench_dc.names import eps_label
 from robustbench_dc.paper import ATTACK_ROWS, PAPER_COLUMNS, PAPER_TRAINING, display, paper_tables, paper_value
 from robustbench_dc.protocol import PROTOCOL_SOURCE, describe
@@ -405,8 +405,7 @@ def build_report(
     results, cell, other_n = _select(workspace, dataset, eps, arch, width, n)
     n = cell.n
     models = cell.models()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(Path(out_dir))
     paper = paper_tables()
     plot_accuracy(lambda m, tr, th, at, e: cell(m, tr, th, at, e), models, cell.results.where(n=n).eps_values(), out / "accuracy_vs_eps.png")
     write_exports(out, results)

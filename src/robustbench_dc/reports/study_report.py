@@ -13,6 +13,7 @@ from typing import Any
 
 from robustbench_dc import names
 from robustbench_dc.diagnostics.checks import diagnose, measured_from_cells
+from robustbench_dc.files import output_dir
 from robustbench_dc.names import eps_label
 from robustbench_dc.protocol import PROTOCOL_SOURCE
 from robustbench_dc.reports.claims import STRONG_CHECKS, Claim, compare, difference_claim
@@ -199,8 +200,7 @@ def build_study_report(study: Study, *, workspace: str | Path | None, out_dir: s
     results = Results.load(workspace, study.dataset)
     measured, missing = measured_targets(study, results)
     cells = StudyCells(study, results, measured)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(Path(out_dir))
     regimes = list(dict.fromkeys(t for m in study.models for t in study.regimes_of(m)))
     labels = [m.label for m in study.models]
     plot_accuracy(cells, labels, sorted(set(study.eps) | {study.table_eps}), out / "accuracy_vs_eps.png", trainings={r: r for r in regimes},

@@ -80,7 +80,7 @@ class ResultStore:
         self.path = results_path(workspace)
         try:
             if readonly:
-                self._conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=120, isolation_level=None)
+                self._conn = self._open_readonly()
                 self._tables = {r[0] for r in self._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
                 return
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -93,6 +93,16 @@ class ResultStore:
         except sqlite3.DatabaseError as exc:
             raise UserError(f"{self.path}: cannot open the result store ({exc}); if it is damaged, move it away to start a new one "
                             "(its cells are then recomputed)") from exc  # fmt: skip
+
+    def _open_readonly(self) -> sqlite3.Connection:
+        """Read-only; on a disk where SQLite cannot even make its -shm file, as an immutable file (nothing writes there)."""
+        uri = self.path.resolve().as_uri()
+        try:
+            conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=120, isolation_level=None)
+            conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+            return conn
+        except sqlite3.OperationalError:
+            return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, timeout=120, isolation_level=None)
 
     def _migrate(self) -> None:
         """Create or check the schema in one write transaction, so that processes opening a new store at the same
@@ -129,9 +139,23 @@ class ResultStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _write(self, sql: str, args: tuple[Any, ...]) -> None:
+        """One statement in its own transaction; a full disk or a read-only store is a UserError saying what to do."""
+        try:
+            with self._conn:
+                self._conn.execute(sql, args)
+        except sqlite3.OperationalError as exc:
+            text = str(exc)
+            if "full" in text:
+                raise UserError(f"{self.path}: the disk is full ({text}); free some space, then run the same command again "
+                                "(every finished cell is kept)") from exc  # fmt: skip
+            if "readonly" in text or "read-only" in text:
+                raise UserError(f"{self.path}: the result store is read-only ({text}); reports can read it, but computing "
+                                "needs a writable --workspace (copy it, or dc-robust merge it into one)") from exc  # fmt: skip
+            raise
+
     def put_function(self, function: str, info: dict[str, Any]) -> None:
-        with self._conn:
-            self._conn.execute("INSERT OR REPLACE INTO functions VALUES (?, ?)", (function, canonical_json(info)))
+        self._write("INSERT OR REPLACE INTO functions VALUES (?, ?)", (function, canonical_json(info)))
 
     def functions(self) -> dict[str, dict[str, Any]]:
         return {f: json.loads(i) for f, i in self._conn.execute("SELECT function, info FROM functions")}
@@ -139,9 +163,7 @@ class ResultStore:
     def put_study_target(self, target: StudyTarget, function: str, spec: str) -> None:
         """Record that ``target`` is ``function``; ``spec`` says what was planned for it (its training or file), so
         that a changed study file is noticed (see ``pipeline.record_targets``)."""
-        with self._conn:
-            self._conn.execute("INSERT OR REPLACE INTO study_targets VALUES (?, ?, ?, ?, ?, ?)",
-                               (target.study, target.label, target.training, target.seed, function, spec))  # fmt: skip
+        self._write("INSERT OR REPLACE INTO study_targets VALUES (?, ?, ?, ?, ?, ?)", (target.study, target.label, target.training, target.seed, function, spec))
 
     def study_targets(self, study: str | None = None) -> dict[StudyTarget, tuple[str, str]]:
         """Each recorded target of ``study`` (of every study: None) -> (function, spec)."""
@@ -160,12 +182,9 @@ class ResultStore:
 
     def put(self, key: CellKey, metrics: dict[str, Any], seconds: float, provenance: dict[str, Any]) -> None:
         """Store one cell in its own transaction."""
-        with self._conn:
-            self._conn.execute(
-                "INSERT OR REPLACE INTO cells VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (key.store_key(), key.function, key.role, canonical_json(key.to_dict()), canonical_json(metrics),
-                 canonical_json(provenance), seconds, time.strftime("%Y-%m-%dT%H:%M:%S%z")),
-            )  # fmt: skip
+        self._write("INSERT OR REPLACE INTO cells VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (key.store_key(), key.function, key.role, canonical_json(key.to_dict()), canonical_json(metrics),
+                     canonical_json(provenance), seconds, time.strftime("%Y-%m-%dT%H:%M:%S%z")))  # fmt: skip
 
     def cell(self, key: CellKey, compute: Callable[[], dict[str, Any]], *, provenance: dict[str, Any],
              recompute: bool = False, on_compute: Callable[[CellKey], None] | None = None) -> StoredCell:  # fmt: skip
