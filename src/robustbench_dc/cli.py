@@ -424,7 +424,7 @@ def cmd_eval(args: argparse.Namespace, *, lipschitz_only: bool = False) -> int:
     target = _target(args)
     progress = _Bars(not args.no_progress, "cell")
 
-    diagnostics = []
+    diagnostics: list[Any] = []
     if lipschitz_only:
         frame = evaluate(target, dataset=args.dataset, attacks=[], eps=[args.eps], n=args.n, workspace=args.workspace,
                          data_dir=args.data_dir, lipschitz_n=args.n, device=args.device, progress=progress)  # fmt: skip
@@ -569,7 +569,7 @@ class _Bars(Progress):
         self.counts_steps = unit != "stage"  # the outer bar counts cells (or files); a study's stages come through stage()
         self.outer = _progress_bar(enabled, unit=unit, total=total, position=0)
         self.as_lines = enabled and self.outer.disable
-        self.inner = None
+        self.inner: Any = None
 
     def _say(self, line: str) -> None:
         if self.as_lines:
@@ -597,12 +597,13 @@ class _Bars(Progress):
         self._end_inner()
 
     def advance(self, done: int, total: int, unit: str) -> None:
-        if self.inner is None:
-            self.inner = _progress_bar(self.enabled, unit=unit, total=total, position=1, leave=False)
-        elif done < self.inner.n or total != self.inner.total:
-            self.inner.reset(total=total)
-        self.inner.unit = unit
-        self.inner.update(done - self.inner.n)
+        inner = self.inner
+        if inner is None:
+            inner = self.inner = _progress_bar(self.enabled, unit=unit, total=total, position=1, leave=False)
+        elif done < inner.n or total != inner.total:
+            inner.reset(total=total)
+        inner.unit = unit
+        inner.update(done - inner.n)
 
     def detail(self, message: str) -> None:
         self._say(f"  {message}")

@@ -81,6 +81,8 @@ def job_target(job: EvalJob, workspace: Path):
 
     if job.target is not None:
         return from_checkpoint(checkpoint_dir(job.target, workspace))
+    if job.external is None:
+        raise ValueError(f"job {job.label!r} names neither a training nor a file")
     path, kwargs = job.external
     return load_external(path, dataset_info(job.dataset), **kwargs)
 
@@ -123,8 +125,10 @@ class LocalExecutor:
             if on_stage is not None:
                 on_stage(i, total, train_label(config))
             t0 = time.perf_counter()
-            train(config, workspace=workspace, data_dir=data_dir, device=device,
-                  on_batch=lambda s, c=config: progress.advance(s.epoch * s.batches + s.batch + 1, c.epochs * s.batches, "batches"))
+            def on_batch(s: Any, c: TrainConfig = config) -> None:
+                progress.advance(s.epoch * s.batches + s.batch + 1, c.epochs * s.batches, "batches")
+
+            train(config, workspace=workspace, data_dir=data_dir, device=device, on_batch=on_batch)
             times["train"] += time.perf_counter() - t0
         for j, job in enumerate(jobs):
             if on_stage is not None:

@@ -81,7 +81,7 @@ def save_figure(figure: Any, path: Path) -> None:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    atomic_write(path, lambda tmp: tmp.write_bytes(data))
+    atomic_write(path, lambda tmp: None if tmp.write_bytes(data) else None)
 
 
 def _umask() -> int:

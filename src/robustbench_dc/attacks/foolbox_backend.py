@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 from torch import Tensor, nn
 
@@ -19,6 +19,7 @@ def craft(attack: Attack, model: nn.Module, images: Tensor, labels: Tensor, eps:
     except ImportError as exc:
         raise UserError("the foolbox backend needs Foolbox 3: pip install 'robustbench-dc[foolbox]'") from exc
 
+    atk: Any
     if isinstance(attack, FGSM):
         atk = fb.attacks.LinfFastGradientAttack(random_start=False)
     elif isinstance(attack, BIM):

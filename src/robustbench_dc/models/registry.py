@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from torch import nn
 
 from robustbench_dc.errors import ConfigError
 from robustbench_dc.ops.functional import ANGULARS
 from robustbench_dc.ops.modules import OperatorConfig
+
+if TYPE_CHECKING:
+    from robustbench_dc.models.layers import Network
 
 #: Operator names of the zoo and the magnitude function each stands for (``None``: ordinary convolution).
 OPERATORS: dict[str, str | None] = {
@@ -63,7 +66,7 @@ class ModelSpec:
 
 
 ConvFactory = Callable[..., nn.Module]
-ArchBuilder = Callable[[ModelSpec, ConvFactory], nn.Module]
+ArchBuilder = Callable[[ModelSpec], "Network"]
 
 
 class ArchRegistry:

@@ -61,7 +61,7 @@ def compare(a: Aggregate, b: Aggregate) -> Comparison | None:
     seeds_b = {e.seed: 100 * e.metrics["accuracy"] for e in b.entries}
     if set(seeds_a) != set(seeds_b) or len(seeds_a) < 2:
         return None
-    diffs = [seeds_a[s] - seeds_b[s] for s in sorted(seeds_a)]
+    diffs = [seeds_a[s] - seeds_b[s] for s in sorted(seeds_a, key=lambda s: -1 if s is None else s)]
     low, high = t_interval(diffs)
     p = paired_t_p(diffs)
     return Comparison(sum(diffs) / len(diffs), low, high, p, f"paired over {len(diffs)} training seeds, t-test p = {p:.2g}")
@@ -83,7 +83,7 @@ def _evidence(a: Aggregate, b: Aggregate, names: tuple[str, str], c: Comparison)
 def difference_claim(text: str, a: Aggregate | None, b: Aggregate | None, min_gap: float, names: tuple[str, str], models=()) -> Claim:
     """``a`` exceeds ``b`` by at least ``min_gap`` points, and the paired difference is significant (5%)."""
     c = compare(a, b) if a is not None and b is not None else None
-    if c is None:
+    if a is None or b is None or c is None:
         return Claim(text, "not measured", "" if a is None or b is None else "not measured on the same images and seeds", models)
     ok = c.diff >= min_gap and significant(c)
     return Claim(text, "reproduced" if ok else "not reproduced", _evidence(a, b, names, c), models)
@@ -94,7 +94,7 @@ def _close_claim(text: str, a: Aggregate | None, b: Aggregate | None, tolerance:
     if premise.verdict != "reproduced":
         return Claim(text, "not applicable", f"its premise ({premise.text[:1].lower() + premise.text[1:]}) is {premise.verdict}")
     c = compare(a, b) if a is not None and b is not None else None
-    if c is None:
+    if a is None or b is None or c is None:
         return Claim(text, "not measured", "")
     if -tolerance <= c.low and c.high <= tolerance:
         verdict = "reproduced"

@@ -22,8 +22,8 @@ def plot_accuracy(cell: Callable[[str, str, str, str, float | None], Aggregate |
         for j, attack in enumerate(attacks):
             ax = axes[i][j]
             for mi, m in enumerate(models):
-                pts = [(0.0, cell(m, training, "white-box", "none", None))] + [(e * 255, cell(m, training, "white-box", attack, e)) for e in eps_values]
-                pts = [(x, c) for x, c in pts if c is not None]
+                found = [(0.0, cell(m, training, "white-box", "none", None))] + [(e * 255, cell(m, training, "white-box", attack, e)) for e in eps_values]
+                pts = [(x, c) for x, c in found if c is not None]
                 if len(pts) < 2:
                     continue
                 ax.errorbar([x for x, _ in pts], [c.mean for _, c in pts],

@@ -276,6 +276,8 @@ def all_cells_blocks(results: Results) -> list[Block]:
     rows = []
     for group in results.where(role="table", kind="accuracy").groups():
         agg = aggregate(sorted(group, key=lambda e: e.seed or 0))
+        if agg is None:
+            continue
         k, m = group[0].key, group[0].model
         source = "" if group[0].source is None else ("protocol" if group[0].protocol_source else describe(group[0].source))
         name = f"{m.get('name')} ({m.get('arch')}, width {m.get('width')})" if m.get("kind") == "zoo" else describe(m)

@@ -186,7 +186,7 @@ class Results:
         seen: dict[tuple[str, str], None] = {}
         for e in self.entries:
             m = e.model
-            seen[(m.get("name") if m.get("kind") == "zoo" else m.get("label", "?"), m.get("training", "external"))] = None
+            seen[(str(m.get("name") if m.get("kind") == "zoo" else m.get("label", "?")), str(m.get("training", "external")))] = None
         return list(seen)
 
     def eps_values(self, threat: str = "white-box") -> list[float]:

@@ -169,7 +169,7 @@ class ResultStore:
         """Each recorded target of ``study`` (of every study: None) -> (function, spec)."""
         if "study_targets" not in self._tables:  # a store written before targets were recorded, opened read-only
             return {}
-        query, args = "SELECT study, label, training, seed, function, spec FROM study_targets", ()
+        query, args = "SELECT study, label, training, seed, function, spec FROM study_targets", ()  # type: tuple[str, tuple[str, ...]]
         if study is not None:
             query, args = query + " WHERE study = ?", (study,)
         return {StudyTarget(s, label, training, seed): (function, spec) for s, label, training, seed, function, spec in self._conn.execute(query, args)}
@@ -231,7 +231,7 @@ class ResultStore:
 
     def cells(self, function: str | None = None) -> Iterator[StoredCell]:
         """Every stored cell, or those of one evaluated function (an indexed lookup)."""
-        query, args = "SELECT identity, metrics, provenance, seconds FROM cells", ()
+        query, args = "SELECT identity, metrics, provenance, seconds FROM cells", ()  # type: tuple[str, tuple[str, ...]]
         if function is not None:
             query, args = query + " WHERE function = ?", (function,)
         for identity, metrics, provenance, seconds in self._conn.execute(query, args):
