@@ -145,7 +145,7 @@ def test_evaluate_any_module_and_bad_input(digits_models, tmp_path):
     assert rows.iloc[0]["model"].startswith("baseline-") and list(rows["attack"]) == ["none", "fgsm"]
     named = robustbench_dc.evaluate(module, dataset="digits", attacks=["fgsm"], n=50, workspace=tmp_path, lipschitz=False, label="mine")
     assert set(named["model"]) == {"mine"} and named["cached"].all()  # the label is a name, not identity
-    with pytest.raises(UserError, match="unknown attack 'cw'; valid: fgsm, fgsm-pred, bim, pgd, bpda-pgd, pgd-smoothed, apgd-ce, apgd-dlr, autoattack, square"):
+    with pytest.raises(UserError, match="unknown attack .cw.; valid: fgsm, fgsm-pred, bim, pgd, bpda-pgd, pgd-smoothed, apgd-ce, apgd-dlr, autoattack, autoattack-ta, square"):
         evaluate(module, dataset="digits", attacks=["cw"], workspace=tmp_path, source=None)
     with pytest.raises(UserError, match=r"eps must be in \[0, 1\]"):
         evaluate(module, dataset="digits", eps=[2.0], workspace=tmp_path, source=None)
@@ -378,3 +378,23 @@ def test_an_exception_of_a_third_party_model_is_its_error_not_a_bug_of_the_suite
     model = FailsOnLargeBatches(from_checkpoint(digits_models[("baseline", "natural", 0)]).module)
     with pytest.raises(UserError, match=r"the model raised RuntimeError on a batch of \d+ images: out of memory in my layer"):
         evaluate(model, dataset="digits", attacks=[], eps=[8 / 255], n=200, lipschitz=False, workspace=tmp_path)
+
+
+def test_autoattack_is_the_official_package_and_only_it_fills_autoattack_acc(digits_models, tmp_path):
+    """attack autoattack runs the official AutoAttack (pyautoattack, what RobustBench evaluates with) and its cells
+    say so; torchattacks' port is autoattack-ta, and a record's autoattack_acc comes from the official one only."""
+    from importlib.metadata import version
+
+    from robustbench_dc.records import model_record
+    from robustbench_dc.results.store import ResultStore
+
+    target = from_checkpoint(digits_models[("baseline", "natural", 0)])
+    frame = evaluate(target, dataset="digits", attacks=["autoattack", "autoattack-ta"], eps=[16 / 255], n=16, workspace=tmp_path, lipschitz=False)
+    with ResultStore(tmp_path) as store:
+        backends = {c.key.attack: (c.key.backend, c.key.backend_version) for c in store.cells() if c.key.attack.startswith("autoattack")}
+    assert backends == {"autoattack": ("pyautoattack", version("pyautoattack")), "autoattack-ta": ("torchattacks", version("torchattacks"))}
+    official = float(frame.loc[frame["attack"] == "autoattack", "accuracy"].iloc[0])
+    record = model_record(target, frame, dataset="digits", eps=16 / 255)
+    assert record["autoattack_acc"] == f"{100 * official:.2f}"
+    clean = float(frame.loc[frame["attack"] == "none", "accuracy"].iloc[0])
+    assert official <= clean

@@ -5,7 +5,7 @@ import io
 import torch
 from torch import nn
 
-from robustbench_dc.attacks import AutoAttack, run_attack
+from robustbench_dc.attacks import AutoAttack, AutoAttackTorchattacks, run_attack
 from robustbench_dc.attacks.torchattacks_backend import AUTOATTACK_COMPONENTS
 from robustbench_dc.evaluation import evaluate
 from robustbench_dc.models import create_model
@@ -67,10 +67,13 @@ class _Sure(nn.Module):
 def test_autoattack_announces_its_component_attacks():
     x, y = torch.rand(2, 1, 4, 4), torch.zeros(2, dtype=torch.long)
     details: list[str] = []
-    adv = run_attack(AutoAttack(), _Sure(), x, y, 8 / 255, on_detail=details.append)
+    adv = run_attack(AutoAttackTorchattacks(), _Sure(), x, y, 8 / 255, on_detail=details.append)
     assert adv.shape == x.shape
     assert [d.split()[1] for d in details] == list(AUTOATTACK_COMPONENTS)
     assert all("the 2 of 2 images still classified right" in d for d in details)
+    official: list[str] = []
+    adv = run_attack(AutoAttack(), _Sure(), x, y, 8 / 255, on_detail=official.append)  # the official package's log, passed on
+    assert adv.shape == x.shape and official and official[0].startswith("autoattack: apgd-ce")
 
 
 class _Terminal(io.StringIO):

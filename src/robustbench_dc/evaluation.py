@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from robustbench_dc import lipschitz as lip
-from robustbench_dc.attacks import BPDA, DEFAULT_ATTACK_BATCH_SIZE, Attack, eps_label, get_attack, run_attack
+from robustbench_dc.attacks import BPDA, DEFAULT_ATTACK_BATCH_SIZE, Attack, carried_out_by, eps_label, get_attack, run_attack
 from robustbench_dc.attacks.bpda import has_surrogate
 from robustbench_dc.data import DatasetInfo, ImageDataset, dataset_info, load_dataset, subset_indices
 from robustbench_dc.devices import describe_device, full_precision, module_device, placed, resolve_device
@@ -76,7 +76,7 @@ class _Context:
 
     def attack_key(self, subset: Subset, attack: Attack, eps: float, threat: str, source: str = "") -> CellKey:
         return self.key(subset, kind="accuracy", threat=threat, attack=attack.name, params=attack_params(attack.params(eps)), eps=eps,
-                        backend=self.backend, backend_version=backend_version(self.backend), source=source,
+                        backend=carried_out_by(attack, self.backend), backend_version=backend_version(carried_out_by(attack, self.backend)), source=source,
                         batch_size=self.batch_size if attack.randomized else 0)  # fmt: skip
 
     def cell(self, key: CellKey, compute: Callable[[], dict[str, Any]], source: EvalModel | None = None) -> StoredCell:

@@ -25,6 +25,7 @@ from robustbench_dc.attacks.specs import (
     PGDL2,
     Attack,
     AutoAttack,
+    AutoAttackTorchattacks,
     FGSMPredicted,
     SmoothedPGD,
     Square,
@@ -58,12 +59,27 @@ class _InputConnected(nn.Module):
 DEFAULT_ATTACK_BATCH_SIZE = 250
 
 BACKENDS = {name: f"robustbench_dc.attacks.{name}_backend" for name in names.BACKENDS}
+#: packages that carry out one attack whatever the backend (``Attack.library``)
+LIBRARIES = {"pyautoattack": "robustbench_dc.attacks.pyautoattack_backend"}
 
 
 def _backend(name: str):
     if name not in BACKENDS:
         raise UserError(f"unknown attack backend {name!r}; valid: {', '.join(BACKENDS)}")
     return importlib.import_module(BACKENDS[name])
+
+
+def crafter(attack: Attack, backend: str) -> Callable:
+    """The ``craft`` function that carries out ``attack``: its own library's where it has one, else the backend's."""
+    if attack.library is not None:
+        _backend(backend)  # a wrong backend name is an error all the same
+        return importlib.import_module(LIBRARIES[attack.library]).craft
+    return _backend(backend).craft
+
+
+def carried_out_by(attack: Attack, backend: str) -> str:
+    """The package whose code crafts ``attack`` (what a result cell records as its backend)."""
+    return attack.library or backend
 
 
 def run_attack(
@@ -92,7 +108,7 @@ def run_attack(
         return images.clone()
     if batch_size < 1:
         raise UserError(f"batch_size must be >= 1, got {batch_size}")
-    craft = _backend(backend).craft
+    craft = crafter(attack, backend)
     device = module_device(model)
     was_training = model.training
     model.eval()
@@ -131,4 +147,4 @@ def run_attack(
         model.train(was_training)
 
 
-__all__ = ["APGDCE", "APGDDLR", "ATTACKS", "BACKENDS", "BIM", "BPDA", "FGM", "FGSM", "PGDL2", "FGSMPredicted", "PGD", "SmoothedPGD", "Attack", "AutoAttack", "Square", "bpda_surrogate", "eps_label", "get_attack", "run_attack"]
+__all__ = ["APGDCE", "APGDDLR", "ATTACKS", "BACKENDS", "BIM", "BPDA", "FGM", "FGSM", "PGDL2", "FGSMPredicted", "PGD", "SmoothedPGD", "Attack", "AutoAttack", "AutoAttackTorchattacks", "Square", "carried_out_by", "crafter", "bpda_surrogate", "eps_label", "get_attack", "run_attack"]

@@ -27,6 +27,8 @@ class Attack:
     randomized: ClassVar[bool] = False
     #: craft against the model's own predictions instead of the true labels
     predicted_labels: ClassVar[bool] = False
+    #: the package that carries out this attack whatever the chosen backend (None: the backend does)
+    library: ClassVar[str | None] = None
 
     def params(self, eps: float) -> dict[str, Any]:
         """The attack's parameters at ``eps`` (what is stored and printed)."""
@@ -151,9 +153,27 @@ class APGDDLR(APGDCE):
 
 @dataclass(frozen=True)
 class AutoAttack(Attack):
-    """Croce & Hein 2020, standard version (APGD-CE, APGD-T, FAB-T, Square) through torchattacks."""
+    """Croce & Hein 2020, the official implementation (the package RobustBench evaluates with, pyautoattack):
+    ``standard`` runs APGD-CE, APGD-T, FAB-T (100 iterations each) and Square (5,000 queries) one after another on
+    the images still standing; ``plus`` and ``rand`` are its other versions. The only attack that fills a model
+    record's ``autoattack_acc``."""
 
     name: ClassVar[str] = "autoattack"
+    randomized: ClassVar[bool] = True
+    library: ClassVar[str | None] = "pyautoattack"
+    version: str = "standard"
+
+    def __post_init__(self) -> None:
+        if self.version not in ("standard", "plus", "rand"):
+            raise UserError(f"AutoAttack version must be standard, plus or rand, got {self.version!r}")
+
+
+@dataclass(frozen=True)
+class AutoAttackTorchattacks(Attack):
+    """torchattacks' port of AutoAttack's standard version: not the official code (its APGD, APGD-T and FAB-T take
+    their own step counts), so never reported as AutoAttack."""
+
+    name: ClassVar[str] = "autoattack-ta"
     randomized: ClassVar[bool] = True
 
 
@@ -195,7 +215,7 @@ class PGDL2(Attack):
         return {"norm": "l2", "step": self.relative_step * eps, "steps": self.steps}
 
 
-ATTACKS: dict[str, type[Attack]] = {a.name: a for a in (FGSM, FGSMPredicted, BIM, PGD, BPDA, SmoothedPGD, APGDCE, APGDDLR, AutoAttack, Square, FGM, PGDL2)}
+ATTACKS: dict[str, type[Attack]] = {a.name: a for a in (FGSM, FGSMPredicted, BIM, PGD, BPDA, SmoothedPGD, APGDCE, APGDDLR, AutoAttack, AutoAttackTorchattacks, Square, FGM, PGDL2)}
 if tuple(ATTACKS) != names.ATTACKS:
     raise ImportError(f"robustbench_dc.names.ATTACKS {names.ATTACKS} does not list the attacks defined here {tuple(ATTACKS)}")
 if tuple(a for a, cls in ATTACKS.items() if cls.norm == "l2") != names.L2_ATTACKS:

@@ -7,12 +7,12 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from robustbench_dc.attacks.specs import APGDCE, BIM, FGM, FGSM, PGD, PGDL2, Attack, AutoAttack, Square
+from robustbench_dc.attacks.specs import APGDCE, BIM, FGM, FGSM, PGD, PGDL2, Attack, AutoAttackTorchattacks, Square
 
 NAME = "torchattacks"
 
 
-AUTOATTACK_COMPONENTS = ("apgd-ce", "apgd-t", "fab-t", "square")  # the standard version, in the order it runs them
+AUTOATTACK_COMPONENTS = ("apgd-ce", "apgd-t", "fab-t", "square")  # the port of the standard version, in the order it runs them
 
 
 def craft(attack: Attack, model: nn.Module, images: Tensor, labels: Tensor, eps: float, on_detail: Callable[[str], None] | None = None) -> Tensor:
@@ -33,7 +33,7 @@ def craft(attack: Attack, model: nn.Module, images: Tensor, labels: Tensor, eps:
     elif isinstance(attack, APGDCE):  # and APGDDLR
         seed = int(torch.randint(0, 2**31 - 1, ()).item())
         atk = torchattacks.APGD(model, norm="Linf", eps=eps, steps=attack.steps, n_restarts=attack.restarts, seed=seed, loss=attack.loss)
-    elif isinstance(attack, AutoAttack):
+    elif isinstance(attack, AutoAttackTorchattacks):
         n_classes = int(model(images[:1]).shape[1])
         seed = int(torch.randint(0, 2**31 - 1, ()).item())
         atk = torchattacks.AutoAttack(model, norm="Linf", eps=eps, version="standard", n_classes=n_classes, seed=seed)
