@@ -75,8 +75,9 @@ class _Context:
                        role=self.role, precision=PRECISION, **fields)  # fmt: skip
 
     def attack_key(self, subset: Subset, attack: Attack, eps: float, threat: str, source: str = "") -> CellKey:
+        backend = carried_out_by(attack, self.backend)
         return self.key(subset, kind="accuracy", threat=threat, attack=attack.name, params=attack_params(attack.params(eps)), eps=eps,
-                        backend=carried_out_by(attack, self.backend), backend_version=backend_version(carried_out_by(attack, self.backend)), source=source,
+                        backend=backend, backend_version=backend_version(backend), source=source,
                         batch_size=self.batch_size if attack.randomized else 0)  # fmt: skip
 
     def cell(self, key: CellKey, compute: Callable[[], dict[str, Any]], source: EvalModel | None = None) -> StoredCell:

@@ -190,7 +190,7 @@ def _ray_job(job: EvalJob, workspace: str, data_dir: Any, device: Any, shared: b
         run_job(job, private, data_dir, device)
         with ResultStore(private) as store:
             cells = [(c.key.to_dict(), c.metrics, c.provenance, c.seconds) for c in store.cells() if c.key.store_key() not in before]
-            names = [(t, *fs) for t, fs in store.study_targets().items() if t == job.names]
+            names = [] if job.names is None else [(t, *fs) for t, fs in store.study_targets(job.names.study).items() if t == job.names]
             return {"cells": cells, "functions": store.functions(), "targets": names}
     finally:
         shutil.rmtree(private, ignore_errors=True)

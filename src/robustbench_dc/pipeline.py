@@ -87,9 +87,9 @@ class Plan:
         return [s for s in self.stages if isinstance(s, (TransferStage, EpsMatchStage))]
 
 
-def trainings(study: Study) -> list[TrainConfig]:
+def trainings(study: Study, targets: list[tuple[StudyTarget, TrainConfig | None]] | None = None) -> list[TrainConfig]:
     """Every training the study needs, each once: the targets', then their protocol sources'."""
-    configs = [c for _, c in _targets(study) if c is not None]
+    configs = [c for _, c in (targets or _targets(study)) if c is not None]
     if study.source == "protocol":
         configs += [protocol_source_training(c.to_dict()) for c in configs]
     return list({json.dumps(c.to_dict(), sort_keys=True): c for c in configs}.values())
@@ -128,10 +128,10 @@ def attacks_for(study: Study, config: TrainConfig | None) -> tuple[str, ...]:
     return study.attacks if has_surrogate(build(config)) else tuple(a for a in study.attacks if a != "bpda-pgd")
 
 
-def jobs(study: Study) -> list[EvalJob]:
+def jobs(study: Study, targets: list[tuple[StudyTarget, TrainConfig | None]] | None = None) -> list[EvalJob]:
     """One evaluation job per target: its attacks at every eps, Lipschitz estimates and diagnostics."""
     out = []
-    for t, config in _targets(study):
+    for t, config in targets or _targets(study):
         source = protocol_source_training(config.to_dict()) if study.source == "protocol" and config is not None else None
         out.append(EvalJob(label=t.describe(), dataset=study.dataset, attacks=attacks_for(study, config), eps=study.all_eps, eps_l2=study.eps_l2,
                            n=study.n, lipschitz_n=study.lipschitz_n, target=config,
@@ -144,14 +144,15 @@ def jobs(study: Study) -> list[EvalJob]:
 def plan(study: Study) -> Plan:
     """Trainings first (every target's protocol black-box source among them), then evaluations, then, where the
     study asks for them, the transfer matrix of the first seed's natural models and the eps match."""
-    configs = [c for _, c in _targets(study) if c is not None]
-    stages: list[Stage] = [TrainStage(c) for c in trainings(study)]
-    stages += [EvalStage(j) for j in jobs(study)]
+    targets = _targets(study)
+    configs = [c for _, c in targets if c is not None]
+    stages: list[Stage] = [TrainStage(c) for c in trainings(study, targets)]
+    stages += [EvalStage(j) for j in jobs(study, targets)]
     if study.transfer_matrix:
         natural = tuple(c for c in configs if c.training == "natural" and c.seed == study.seeds[0])
         stages.append(TransferStage(natural, study.dataset, study.attacks, study.table_eps, study.n))
     if study.eps_match:
-        baseline = next(c for t, c in _targets(study) if c is not None and t.label == "baseline" and c.training == "natural")
+        baseline = next(c for t, c in targets if c is not None and t.label == "baseline" and c.training == "natural")
         stages.append(EpsMatchStage(baseline, tuple(configs), study.dataset, study.n, max(study.eps)))
     return Plan(tuple(stages))
 
@@ -243,14 +244,14 @@ def check_one_precision(study: Study, configs: list[TrainConfig], ws: Path, devi
     study continued on another machine could train its other models or seeds in another precision; their report
     could not average them (other recipes) nor compare them fairly. Refused here, naming what ran how."""
     from robustbench_dc.checkpoint import CARD_FILE, read_card
-    from robustbench_dc.devices import bf16_supported, resolve_device
+    from robustbench_dc.devices import resolve_device, training_mode
 
     auto = [c for c in configs if c.precision == "auto"]
     finished = {train_label(c): read_card(checkpoint_dir(c, ws))["compute"]["precision"] for c in auto if (checkpoint_dir(c, ws) / CARD_FILE).is_file()}
     if not finished or len(finished) == len(auto):
         return
     dev = resolve_device(device)
-    here = "bf16" if bf16_supported(dev) else "fp32"
+    here = training_mode(dev, "auto").precision
     other = sorted(label for label, precision in finished.items() if precision != here)
     if other:
         raise UserError(f"study {study.name!r}: {len(other)} of its finished trainings ran in {finished[other[0]]} ({', '.join(other[:3])}"

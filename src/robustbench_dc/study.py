@@ -217,14 +217,21 @@ def _expect(value: Any, kind: str, what: str) -> Any:
     return value
 
 
-def _count(raw: dict[str, Any], key: str, default: int | str | None, where: str, *, minimum: int = 1, all_ok: bool = False) -> int | None:
-    """An image or query count: an integer >= ``minimum``, or "all" where ``all_ok`` (None)."""
+def _count(raw: dict[str, Any], key: str, default: int, where: str, *, minimum: int = 1) -> int:
+    """An image or query count: an integer >= ``minimum``."""
     value = raw.get(key, default)
-    if all_ok and value == "all" or value is None:
-        return None
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        also = ' or "all"' if all_ok else ""
-        raise UserError(f"{where}: {key} must be an integer >= {minimum}{also}, got {value!r}")
+        raise UserError(f"{where}: {key} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _images(raw: dict[str, Any], key: str, default: int, where: str) -> int | None:
+    """A number of test images >= 1, or "all" (None)."""
+    value = raw.get(key, default)
+    if value == "all":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UserError(f'{where}: {key} must be an integer >= 1 or "all", got {value!r}')
     return value
 
 
@@ -301,9 +308,9 @@ def parse_study(raw: dict[str, Any], where: str = "study") -> Study:
         name=raw["name"], dataset=raw["dataset"], models=tuple(models), description=raw.get("description", ""), seeds=seeds,
         regimes=_strings(raw, "regimes", ("natural",), where), attacks=_strings(raw, "attacks", ("fgsm", "bim"), where),
         eps=eps_list("eps", ["8/255"]), eps_l2=eps_list("eps_l2", []), table_eps=_number(raw.get("table_eps", "8/255"), f"{where} table_eps"),
-        n=_count(raw, "n", 1000, where, all_ok=True), source=raw.get("source", "protocol"), diagnostics=raw.get("diagnostics", True),
-        diagnostics_n=_count(raw, "diagnostics_n", 500, where, all_ok=True), square_queries=_count(raw, "square_queries", 300, where) or 300,
-        lipschitz_n=_count(raw, "lipschitz_n", 200, where, minimum=0) or 0, training=training, claims=tuple(claims),
+        n=_images(raw, "n", 1000, where), source=raw.get("source", "protocol"), diagnostics=raw.get("diagnostics", True),
+        diagnostics_n=_images(raw, "diagnostics_n", 500, where), square_queries=_count(raw, "square_queries", 300, where),
+        lipschitz_n=_count(raw, "lipschitz_n", 200, where, minimum=0), training=training, claims=tuple(claims),
         report=raw.get("report", "study"), transfer_matrix=raw.get("transfer_matrix", False), eps_match=raw.get("eps_match", False), path=where,
     )  # fmt: skip
     _validate(study, where)
