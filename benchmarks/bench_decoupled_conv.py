@@ -48,9 +48,15 @@ def main() -> None:
         for channels_last in (False, True):
             fmt = torch.channels_last if channels_last else torch.contiguous_format
             # In bf16 the input is bf16, as every layer but the first of a bf16 network receives it.
-            x = torch.randn(args.batch, c, 32, 32, dtype=torch.bfloat16 if bf16 else torch.float32).contiguous(memory_format=fmt).requires_grad_(True)
+            x = (
+                torch.randn(args.batch, c, 32, 32, dtype=torch.bfloat16 if bf16 else torch.float32)
+                .contiguous(memory_format=fmt)
+                .requires_grad_(True)
+            )
             conv = nn.Conv2d(c, c, 3, padding=1, bias=False).to(memory_format=fmt)
-            dc = DecoupledConv2d(c, c, 3, padding=1, bias=False, magnitude="tanh", angular="cos", relative_rho=True).to(memory_format=fmt)
+            dc = DecoupledConv2d(c, c, 3, padding=1, bias=False, magnitude="tanh", angular="cos", relative_rho=True).to(
+                memory_format=fmt
+            )
             compiled = torch.compile(dc) if args.compile else None
             t_conv, t_dc, t_compiled = [], [], []
             for _ in range(3):  # interleave to share whatever the machine is doing
@@ -64,6 +70,7 @@ def main() -> None:
             if t_compiled:
                 line += f" | compiled {min(t_compiled) * 1e3:7.1f} ms  ratio {min(t_compiled) / conv_s:.3f}"
             print(line, flush=True)
+
 
 if __name__ == "__main__":
     main()

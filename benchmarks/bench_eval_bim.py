@@ -30,18 +30,28 @@ STEPS, STEP, BATCH = 10, 1 / 255, 250  # BATCH is run_attack's default batch siz
 
 def direct_torchattacks(model, images, labels, eps):
     model.eval()
-    adv = torch.cat([
-        torchattacks.BIM(model, eps=eps, alpha=STEP, steps=STEPS)(images[i : i + BATCH], labels[i : i + BATCH])
-        for i in range(0, len(images), BATCH)
-    ])  # fmt: skip
+    adv = torch.cat(
+        [
+            torchattacks.BIM(model, eps=eps, alpha=STEP, steps=STEPS)(images[i : i + BATCH], labels[i : i + BATCH])
+            for i in range(0, len(images), BATCH)
+        ]
+    )
     return int((predict(model, adv) == labels).sum())
 
 
 def through_evaluate(target, dataset, data_dir, n, eps, workspace):
     rows = robustbench_dc.evaluate(
-        target, dataset=dataset, attacks=[BIM(step=STEP, steps=STEPS)], eps=[eps], n=n, source=None,
-        lipschitz=False, workspace=workspace, data_dir=data_dir, recompute=True,
-    )  # fmt: skip
+        target,
+        dataset=dataset,
+        attacks=[BIM(step=STEP, steps=STEPS)],
+        eps=[eps],
+        n=n,
+        source=None,
+        lipschitz=False,
+        workspace=workspace,
+        data_dir=data_dir,
+        recompute=True,
+    )
     return int(rows.loc[rows["attack"] == "bim", "correct"].iloc[0])
 
 
@@ -64,8 +74,16 @@ def main() -> None:
     else:
         info = dataset_info(args.dataset)
         torch.manual_seed(0)
-        module = create_model(args.model, arch=args.arch, width=args.width, num_classes=info.num_classes,
-                              in_channels=info.in_channels, input_size=info.input_size, mean=info.mean, std=info.std)  # fmt: skip
+        module = create_model(
+            args.model,
+            arch=args.arch,
+            width=args.width,
+            num_classes=info.num_classes,
+            in_channels=info.in_channels,
+            input_size=info.input_size,
+            mean=info.mean,
+            std=info.std,
+        )
         target, dataset = from_module(module, label=args.model), args.dataset
     with tempfile.TemporaryDirectory() as workspace:
         test = load_dataset(dataset, "test", args.data_dir, cache_dir=f"{workspace}/cache")  # fills the cache once
@@ -81,11 +99,20 @@ def main() -> None:
             t_direct.append(time.perf_counter() - start)
     eval_s, direct_s = min(t_eval), min(t_direct)
     print(f"torch {torch.__version__}, torchattacks {torchattacks.__version__}, threads {torch.get_num_threads()}")
-    print(f"model {target.label} ({args.checkpoint or 'freshly initialised'}), {dataset}, {len(images)} test images, "
-          f"BIM {STEPS} steps of {STEP * 255:g}/255 at eps {args.eps * 255:g}/255")  # fmt: skip
-    print(f"correct under attack: evaluate {correct_eval}, torchattacks {correct_direct} of {len(images)}" + ("" if correct_eval == correct_direct else "  MISMATCH"))
-    print(f"robustbench_dc.evaluate  {eval_s:8.2f} s  (best of {args.repeats}: {', '.join(f'{t:.2f}' for t in t_eval)})")
-    print(f"torchattacks.BIM direct  {direct_s:8.2f} s  (best of {args.repeats}: {', '.join(f'{t:.2f}' for t in t_direct)})")
+    print(
+        f"model {target.label} ({args.checkpoint or 'freshly initialised'}), {dataset}, {len(images)} test images, "
+        f"BIM {STEPS} steps of {STEP * 255:g}/255 at eps {args.eps * 255:g}/255"
+    )
+    print(
+        f"correct under attack: evaluate {correct_eval}, torchattacks {correct_direct} of {len(images)}"
+        + ("" if correct_eval == correct_direct else "  MISMATCH")
+    )
+    print(
+        f"robustbench_dc.evaluate  {eval_s:8.2f} s  (best of {args.repeats}: {', '.join(f'{t:.2f}' for t in t_eval)})"
+    )
+    print(
+        f"torchattacks.BIM direct  {direct_s:8.2f} s  (best of {args.repeats}: {', '.join(f'{t:.2f}' for t in t_direct)})"
+    )
     print(f"ratio {eval_s / direct_s:.3f} (goal <= 1.10)")
     if correct_eval != correct_direct:
         raise SystemExit("the two paths disagree on robust accuracy")

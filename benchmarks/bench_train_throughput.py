@@ -41,12 +41,25 @@ def plain_step(model, opt, x, y, fgsm: bool, eps: float) -> None:
 
 
 def measure(name: str, training: str, args, device) -> tuple[float, float, str]:
-    config = TrainConfig(model=name, dataset="cifar10", width=args.width, training=training, batch_size=args.batch, seed=0, compile=args.compile,
-                         channels_last={"auto": None, "yes": True, "no": False}[args.channels_last])  # fmt: skip
+    config = TrainConfig(
+        model=name,
+        dataset="cifar10",
+        width=args.width,
+        training=training,
+        batch_size=args.batch,
+        seed=0,
+        compile=args.compile,
+        channels_last={"auto": None, "yes": True, "no": False}[args.channels_last],
+    )
     n = args.batch * args.steps
     g = torch.Generator().manual_seed(0)
-    data = ImageDataset(INFOS["cifar10"], "train", torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g),
-                        torch.randint(0, 10, (n,), generator=g), "random").to(device)  # fmt: skip
+    data = ImageDataset(
+        INFOS["cifar10"],
+        "train",
+        torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g),
+        torch.randint(0, 10, (n,), generator=g),
+        "random",
+    ).to(device)
     fast, plain = build(config), build(config)
     mode = place_for_training(fast, config, device)
     fast.train()
@@ -80,7 +93,11 @@ def measure(name: str, training: str, args, device) -> tuple[float, float, str]:
     for _ in range(args.rounds):
         f.append(run_fast())
         p.append(run_plain())
-    return statistics.median(f), statistics.median(p), f"{mode.precision}, {'channels-last' if mode.channels_last else 'NCHW'}, {runner.outcome}, first round {warm:.0f} s"
+    return (
+        statistics.median(f),
+        statistics.median(p),
+        f"{mode.precision}, {'channels-last' if mode.channels_last else 'NCHW'}, {runner.outcome}, first round {warm:.0f} s",
+    )
 
 
 def _sync(device) -> None:
@@ -96,18 +113,28 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--compile", action="store_true", help="the fast side through torch.compile")
-    parser.add_argument("--channels-last", default="auto", choices=["auto", "yes", "no"], help="the fast side's layout (default: as train chooses)")
+    parser.add_argument(
+        "--channels-last",
+        default="auto",
+        choices=["auto", "yes", "no"],
+        help="the fast side's layout (default: as train chooses)",
+    )
     parser.add_argument("--models", default="baseline,tanhconv")
     parser.add_argument("--trainings", default="natural,fgsm")
     args = parser.parse_args()
     device = resolve_device(args.device)
-    print(f"torch {torch.__version__}, {describe_device(device)}, {torch.get_num_threads()} threads, cnn9 width {args.width:g}, batch {args.batch}")
+    print(
+        f"torch {torch.__version__}, {describe_device(device)}, {torch.get_num_threads()} threads, cnn9 width {args.width:g}, batch {args.batch}"
+    )
     seconds = {}
     for training in args.trainings.split(","):
         for name in args.models.split(","):
             fast, plain, mode = measure(name, training, args, device)
             seconds[(name, training)] = 1 / fast
-            print(f"{name:9s} {training:8s} default ({mode}) {fast:7.0f} img/s | plain fp32 NCHW {plain:7.0f} img/s | ratio {fast / plain:.2f} (goal >= 2.5)", flush=True)
+            print(
+                f"{name:9s} {training:8s} default ({mode}) {fast:7.0f} img/s | plain fp32 NCHW {plain:7.0f} img/s | ratio {fast / plain:.2f} (goal >= 2.5)",
+                flush=True,
+            )
     for training in [t for t in args.trainings.split(",") if ("tanhconv", t) in seconds and ("baseline", t) in seconds]:
         ratio = seconds[("tanhconv", training)] / seconds[("baseline", training)]
         print(f"{training}: tanhconv time / baseline time in the default mode {ratio:.2f} (goal <= 1.3)")

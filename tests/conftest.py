@@ -26,9 +26,24 @@ def digits_models(tmp_path_factory):
 
     ws = tmp_path_factory.mktemp("digits-ws")
     out = {}
-    for name, training, seed in [("baseline", "natural", 0), ("tanhconv", "natural", 0), ("baseline", "fgsm", 0), ("tanhconv", "fgsm", 0), ("baseline", "natural", 1)]:
-        config = TrainConfig(model=name, dataset="digits", width=0.25, epochs=4, batch_size=64, lr=0.05, training=training, seed=seed,
-                             precision=TRAINING_PRECISION)  # fmt: skip
+    for name, training, seed in [
+        ("baseline", "natural", 0),
+        ("tanhconv", "natural", 0),
+        ("baseline", "fgsm", 0),
+        ("tanhconv", "fgsm", 0),
+        ("baseline", "natural", 1),
+    ]:
+        config = TrainConfig(
+            model=name,
+            dataset="digits",
+            width=0.25,
+            epochs=4,
+            batch_size=64,
+            lr=0.05,
+            training=training,
+            seed=seed,
+            precision=TRAINING_PRECISION,
+        )
         out[(name, training, seed)] = train(config, workspace=ws)
     out["workspace"] = ws
     return out
@@ -37,4 +52,11 @@ def digits_models(tmp_path_factory):
 def run_cli(*args: str, cwd=None, env=None, timeout=600):
     import subprocess
 
-    return subprocess.run([sys.executable, "-m", "robustbench_dc.cli", *args], capture_output=True, text=True, cwd=cwd, env={**os.environ, **(env or {})}, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "robustbench_dc.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )

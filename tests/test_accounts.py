@@ -30,7 +30,12 @@ def test_a_regenerated_report_with_a_stale_account_fails_the_check(tmp_path):
     shutil.copytree(ROOT / "reports", tmp_path / "reports")
     cells = tmp_path / "reports" / "quick-cifar10" / "results.csv"
     table = pd.read_csv(cells)
-    clean = (table["role"] == "table") & (table["attack"] == "none") & (table["model.name"] == "tanhconv") & (table["model.training"] == "natural")
+    clean = (
+        (table["role"] == "table")
+        & (table["attack"] == "none")
+        & (table["model.name"] == "tanhconv")
+        & (table["model.training"] == "natural")
+    )
     table.loc[clean, "accuracy"] = 0.95
     table.to_csv(cells, index=False)
     accounts = _accounts(tmp_path)

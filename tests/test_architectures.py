@@ -16,8 +16,15 @@ from robustbench_dc.models.irse import ArcMarginHead
 from robustbench_dc.models.relaxation import set_relaxed
 from robustbench_dc.train import TrainConfig, train
 
-NEW = [("resnet110", {}), ("convnet-aig", {}), ("convnet-aig", {"depth": 110}), ("drconv", {}), ("drconv", {"stage": 0, "regions": 2}),
-       ("ir-se", {}), ("ir-se", {"head": "linear", "dropout": 0.2})]  # fmt: skip
+NEW = [
+    ("resnet110", {}),
+    ("convnet-aig", {}),
+    ("convnet-aig", {"depth": 110}),
+    ("drconv", {}),
+    ("drconv", {"stage": 0, "regions": 2}),
+    ("ir-se", {}),
+    ("ir-se", {"head": "linear", "dropout": 0.2}),
+]
 
 
 @pytest.mark.parametrize("arch,options", NEW)
@@ -54,7 +61,9 @@ def test_small_grey_inputs_and_same_seed_same_model(arch):
 
 
 def test_architecture_options_are_checked():
-    with pytest.raises(ConfigError, match=r"takes no option colour; its options \(defaults\): depth=32, target_rate=0.6"):
+    with pytest.raises(
+        ConfigError, match=r"takes no option colour; its options \(defaults\): depth=32, target_rate=0.6"
+    ):
         create_model("baseline", arch="convnet-aig", arch_options={"colour": 1})
     with pytest.raises(ConfigError, match="target_rate=.*must be of type float"):
         create_model("baseline", arch="convnet-aig", arch_options={"target_rate": "high"})
@@ -66,7 +75,9 @@ def test_architecture_options_are_checked():
         create_model("baseline", arch="ir-se", arch_options={"head": "softmax"})
     with pytest.raises(ConfigError, match="takes no option"):
         create_model("baseline", arch="resnet32", arch_options={"depth": 110})
-    assert create_model("baseline", arch="convnet-aig", width=0.125, arch_options={"target_rate": 1}).target_rate == 1.0  # int -> float
+    assert (
+        create_model("baseline", arch="convnet-aig", width=0.125, arch_options={"target_rate": 1}).target_rate == 1.0
+    )  # int -> float
 
 
 def _gated_block(bias: tuple[float, float]) -> GatedBlock:
@@ -109,7 +120,9 @@ def test_training_gates_are_hard_samples_with_soft_gradients_and_the_rate_loss_p
     x = torch.randn(400, 4, 3, 3)
     torch.manual_seed(1)
     z = block.gate(x)
-    assert set(z.detach().unique().tolist()) <= {0.0, 1.0} and 0.35 < float(z.detach().mean()) < 0.65  # Gumbel samples at p = 0.5
+    assert (
+        set(z.detach().unique().tolist()) <= {0.0, 1.0} and 0.35 < float(z.detach().mean()) < 0.65
+    )  # Gumbel samples at p = 0.5
     block(x)
     loss = target_rate_loss(block, 0.9)
     assert math.isclose(float(loss), (float(block.last_rate) - 0.9) ** 2, rel_tol=1e-6)
@@ -120,14 +133,30 @@ def test_training_gates_are_hard_samples_with_soft_gradients_and_the_rate_loss_p
 
 
 def test_convnet_aig_training_records_execution_rates_and_resumes_exactly(tmp_path):
-    config = TrainConfig(model="baseline", dataset="digits", arch="convnet-aig", width=0.25, epochs=2, batch_size=64, lr=0.05,
-                         arch_options={"target_rate": 0.5}, recalibration_batches=2)  # fmt: skip
-    assert config.arch_label == "convnet-aig+target_rate=0.5" and "arch_options" not in TrainConfig(model="baseline", dataset="digits").to_dict()
+    config = TrainConfig(
+        model="baseline",
+        dataset="digits",
+        arch="convnet-aig",
+        width=0.25,
+        epochs=2,
+        batch_size=64,
+        lr=0.05,
+        arch_options={"target_rate": 0.5},
+        recalibration_batches=2,
+    )
+    assert (
+        config.arch_label == "convnet-aig+target_rate=0.5"
+        and "arch_options" not in TrainConfig(model="baseline", dataset="digits").to_dict()
+    )
     done = train(config, workspace=tmp_path / "a")
     assert done.parent.name == "natural" and done.name == "convnet-aig+target_rate=0.5-w0.25-seed0"
     model, card = load_checkpoint(done)
     rates = card["executed_block_rate"]
-    assert len(rates["per_block"]) == 15 and all(0 <= r <= 1 for r in rates["per_block"]) and rates["test_images"] == card["test_images"]
+    assert (
+        len(rates["per_block"]) == 15
+        and all(0 <= r <= 1 for r in rates["per_block"])
+        and rates["test_images"] == card["test_images"]
+    )
     assert card["model"]["arch_options"] == {"target_rate": 0.5} and model.target_rate == 0.5
 
     class Interrupt(Exception):
@@ -210,6 +239,23 @@ def test_zoo_listing_and_architecture_options_on_the_command_line(tmp_path):
     with pytest.raises(argparse.ArgumentTypeError, match="KEY=VALUE"):
         parse_option("0.5")
     zoo = run_cli("models", "--zoo")
-    assert zoo.returncode == 0 and "convnet-aig" in zoo.stdout and "target_rate=0.6" in zoo.stdout and "regions=4" in zoo.stdout
-    bad = run_cli("train", "--model", "baseline", "--arch", "drconv", "--arch-option", "regions=many", "--dataset", "digits", "--workspace", str(tmp_path))
+    assert (
+        zoo.returncode == 0
+        and "convnet-aig" in zoo.stdout
+        and "target_rate=0.6" in zoo.stdout
+        and "regions=4" in zoo.stdout
+    )
+    bad = run_cli(
+        "train",
+        "--model",
+        "baseline",
+        "--arch",
+        "drconv",
+        "--arch-option",
+        "regions=many",
+        "--dataset",
+        "digits",
+        "--workspace",
+        str(tmp_path),
+    )
     assert bad.returncode == 2 and "regions='many' of 'drconv' must be of type int" in bad.stderr

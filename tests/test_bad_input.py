@@ -11,7 +11,9 @@ from robustbench_dc.train import TrainConfig, train
 from tests.conftest import run_cli
 
 
-@pytest.mark.parametrize("field,value", [("width", float("inf")), ("width", 0.0), ("lr", float("nan")), ("weight_decay", -1.0)])
+@pytest.mark.parametrize(
+    "field,value", [("width", float("inf")), ("width", 0.0), ("lr", float("nan")), ("weight_decay", -1.0)]
+)
 def test_train_config_rejects_non_finite_and_out_of_range_numbers(field, value):
     with pytest.raises(UserError, match=f"{field} must be a finite number"):
         TrainConfig(model="baseline", dataset="digits", **{field: value})
@@ -58,7 +60,12 @@ def test_diagnostics_refuse_zero_square_queries(digits_models, tmp_path):
     from robustbench_dc.targets import from_checkpoint
 
     with pytest.raises(UserError, match="square_queries must be >= 1"):
-        run_diagnostics(from_checkpoint(digits_models[("baseline", "natural", 0)]), dataset="digits", square_queries=0, workspace=tmp_path)
+        run_diagnostics(
+            from_checkpoint(digits_models[("baseline", "natural", 0)]),
+            dataset="digits",
+            square_queries=0,
+            workspace=tmp_path,
+        )
 
 
 def test_the_command_line_parser_does_not_import_torch():
@@ -91,10 +98,14 @@ def test_factory_from_a_file_and_a_factory_that_raises(tmp_path):
     from robustbench_dc.external import load_external
     from tests.thirdparty import SmallNet
 
-    (tmp_path / "mynet.py").write_text("from tests.thirdparty import SmallNet\n\ndef build():\n    return SmallNet()\n\ndef broken():\n    raise RuntimeError('no GPU here')\n")
+    (tmp_path / "mynet.py").write_text(
+        "from tests.thirdparty import SmallNet\n\ndef build():\n    return SmallNet()\n\ndef broken():\n    raise RuntimeError('no GPU here')\n"
+    )
     torch.save(SmallNet().state_dict(), tmp_path / "w.pt")
     info = dataset_info("digits")
-    assert load_external(tmp_path / "w.pt", info, factory=f"{tmp_path / 'mynet.py'}:build").info["format"] == "state-dict"
+    assert (
+        load_external(tmp_path / "w.pt", info, factory=f"{tmp_path / 'mynet.py'}:build").info["format"] == "state-dict"
+    )
     with pytest.raises(UserError, match="raised RuntimeError: no GPU here"):
         load_external(tmp_path / "w.pt", info, factory=f"{tmp_path / 'mynet.py'}:broken")
 
@@ -138,28 +149,52 @@ def test_two_evaluations_and_a_report_at_once_on_one_workspace(digits_models, tm
 
     ws = tmp_path / "ws"
     shutil.copytree(digits_models["workspace"] / "models", ws / "models")
-    common = ["--dataset", "digits", "--workspace", str(ws), "--n", "120", "--eps", "8/255,16/255", "--no-progress", "--no-lipschitz"]
-    evals = [subprocess.Popen([sys.executable, "-m", "robustbench_dc.cli", "eval", "--model", m, *common], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for m in ("baseline", "tanhconv")]  # fmt: skip
+    common = [
+        "--dataset",
+        "digits",
+        "--workspace",
+        str(ws),
+        "--n",
+        "120",
+        "--eps",
+        "8/255,16/255",
+        "--no-progress",
+        "--no-lipschitz",
+    ]
+    evals = [
+        subprocess.Popen(
+            [sys.executable, "-m", "robustbench_dc.cli", "eval", "--model", m, *common],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for m in ("baseline", "tanhconv")
+    ]
     import time
 
     from robustbench_dc.results.store import ResultStore
 
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and all(p.poll() is None for p in evals):  # a report while the evaluations still write
+    while time.monotonic() < deadline and all(
+        p.poll() is None for p in evals
+    ):  # a report while the evaluations still write
         if (ws / "results.sqlite").exists():
             with ResultStore(ws) as store:
                 if store.count() >= 2:
                     break
         time.sleep(0.2)
-    report = run_cli("report", "--dataset", "digits", "--workspace", str(ws), "--eps", "16/255", "--out", str(tmp_path / "r"))
+    report = run_cli(
+        "report", "--dataset", "digits", "--workspace", str(ws), "--eps", "16/255", "--out", str(tmp_path / "r")
+    )
     outputs = [p.communicate(timeout=300) for p in evals]
     assert [p.returncode for p in evals] == [0, 0], [o[1][-500:] for o in outputs]
     assert report.returncode == 0, report.stderr
 
     with ResultStore(ws) as store:
         keys = [c.key.store_key() for c in store.cells()]
-    assert len(keys) == len(set(keys)) and len(keys) == 2 * (1 + 4 + 4)  # per model: clean, 2 attacks x 2 eps white and black
+    assert len(keys) == len(set(keys)) and len(keys) == 2 * (
+        1 + 4 + 4
+    )  # per model: clean, 2 attacks x 2 eps white and black
 
 
 def test_a_full_disk_is_a_clear_error_and_leaves_no_partial_files(tmp_path, monkeypatch):
@@ -208,9 +243,18 @@ def test_torchscript_models_get_diagnostics_without_per_layer_hooks(digits_model
     from robustbench_dc.diagnostics.run import run_diagnostics
     from robustbench_dc.targets import from_checkpoint, from_module
 
-    scripted = torch.jit.trace(from_checkpoint(digits_models[("baseline", "natural", 0)]).module.eval(), torch.rand(2, 1, 8, 8))
-    diags, _ = run_diagnostics(from_module(scripted, label="scripted"), dataset="digits", n=60, square_queries=10, eps=32 / 255, source=None,
-                               workspace=tmp_path)  # fmt: skip
+    scripted = torch.jit.trace(
+        from_checkpoint(digits_models[("baseline", "natural", 0)]).module.eval(), torch.rand(2, 1, 8, 8)
+    )
+    diags, _ = run_diagnostics(
+        from_module(scripted, label="scripted"),
+        dataset="digits",
+        n=60,
+        square_queries=10,
+        eps=32 / 255,
+        source=None,
+        workspace=tmp_path,
+    )
     assert {d.name: d.status for d in diags}["gradient health"] in ("pass", "warn")  # computed, no hook error
 
 
@@ -228,12 +272,31 @@ def test_every_option_has_help_with_its_default_and_dataset_is_inferred(digits_m
         text = command.format_help()
         for a in command._actions:
             if a.option_strings and a.default not in (None, False, "", [], argparse.SUPPRESS):
-                assert "default" in (a.help or "") or f"(default: {a.default})" in " ".join(text.split()), (name, a.option_strings)
+                assert "default" in (a.help or "") or f"(default: {a.default})" in " ".join(text.split()), (
+                    name,
+                    a.option_strings,
+                )
     ws = tmp_path / "ws"
     shutil.copytree(digits_models["workspace"] / "models", ws / "models")
-    r = run_cli("eval", "--model", "baseline", "--workspace", str(ws), "--n", "30", "--attacks", "fgsm", "--source", "none", "--no-lipschitz", "--no-progress")
+    r = run_cli(
+        "eval",
+        "--model",
+        "baseline",
+        "--workspace",
+        str(ws),
+        "--n",
+        "30",
+        "--attacks",
+        "fgsm",
+        "--source",
+        "none",
+        "--no-lipschitz",
+        "--no-progress",
+    )
     assert r.returncode == 0 and "baseline" in r.stdout, r.stderr  # --dataset digits, the only one in the store
-    r = run_cli("eval", "--checkpoint", str(ws / "models/digits/baseline/natural/cnn9-w0.25-seed0"), "--workspace", str(ws))
+    r = run_cli(
+        "eval", "--checkpoint", str(ws / "models/digits/baseline/natural/cnn9-w0.25-seed0"), "--workspace", str(ws)
+    )
     assert r.returncode == 2 and "--checkpoint needs --dataset" in r.stderr
     (ws / "models" / "cifar10").mkdir()
     r = run_cli("report", "--workspace", str(ws))
@@ -250,7 +313,10 @@ def test_a_failed_download_is_one_clear_error(tmp_path, monkeypatch):
         raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried http://example.invalid/")
 
     monkeypatch.setattr(torchvision.datasets, "FashionMNIST", offline)
-    with pytest.raises(DataNotFoundError, match=r"could not download fashion-mnist into .* \(Error downloading train-images-idx3-ubyte.gz:\); check the network"):
+    with pytest.raises(
+        DataNotFoundError,
+        match=r"could not download fashion-mnist into .* \(Error downloading train-images-idx3-ubyte.gz:\); check the network",
+    ):
         load_dataset("fashion-mnist", "test", tmp_path / "fm", download=True)
 
 
@@ -261,7 +327,15 @@ def test_eps_strings_duplicates_and_tiny_eps(digits_models, tmp_path):
     from robustbench_dc.targets import from_checkpoint
 
     model = from_checkpoint(digits_models[("baseline", "natural", 0)])
-    rows = evaluate(model, dataset="digits", attacks=["fgsm"], eps=["8/255", 8 / 255, "0.0313725490196078"], n=30, lipschitz=False, workspace=tmp_path)
+    rows = evaluate(
+        model,
+        dataset="digits",
+        attacks=["fgsm"],
+        eps=["8/255", 8 / 255, "0.0313725490196078"],
+        n=30,
+        lipschitz=False,
+        workspace=tmp_path,
+    )
     assert list(rows["attack"]) == ["none", "fgsm"]
     assert eps_label(1e-9) == "1e-09" and eps_label(0.0) == "0/255" and eps_label(8 / 255) == "8/255"
     with pytest.raises(UserError, match="not a number or a fraction"):
@@ -273,8 +347,20 @@ def test_plan_is_checked_before_the_source_is_trained(digits_models, tmp_path):
     from tests.conftest import run_cli
 
     ws = tmp_path / "ws"
-    r = run_cli("eval", "--model", "baseline", "--dataset", "digits", "--workspace", str(ws), "--attacks", "fgsm,bmi", "--no-progress",
-                "--checkpoint", str(digits_models[("baseline", "natural", 0)]))
+    r = run_cli(
+        "eval",
+        "--model",
+        "baseline",
+        "--dataset",
+        "digits",
+        "--workspace",
+        str(ws),
+        "--attacks",
+        "fgsm,bmi",
+        "--no-progress",
+        "--checkpoint",
+        str(digits_models[("baseline", "natural", 0)]),
+    )
     assert r.returncode == 2 and "unknown attack 'bmi'" in r.stderr
     assert not (ws / "models").exists()  # no protocol source was trained first
     r = run_cli("report", "--dataset", "digits", "--eps=-1", "--workspace", str(ws))
@@ -310,9 +396,19 @@ def test_every_output_path_failure_is_one_line_naming_the_path(tmp_path, where, 
 
     (tmp_path / "folder").mkdir()
     (tmp_path / "a-file").write_text("x")
-    path = {"folder": tmp_path / "folder", "under-a-file": tmp_path / "a-file" / "out.json", "file": tmp_path / "out.json"}[where]
-    failure = {None: None, "enospc": OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), "erofs": OSError(errno.EROFS, os.strerror(errno.EROFS)),
-               "safetensors-full": SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })')}[write]  # fmt: skip
+    path = {
+        "folder": tmp_path / "folder",
+        "under-a-file": tmp_path / "a-file" / "out.json",
+        "file": tmp_path / "out.json",
+    }[where]
+    failure = {
+        None: None,
+        "enospc": OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)),
+        "erofs": OSError(errno.EROFS, os.strerror(errno.EROFS)),
+        "safetensors-full": SafetensorError(
+            'Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })'
+        ),
+    }[write]
     with pytest.raises(UserError, match=message):
         if failure is None:
             atomic_write_bytes(path, b"{}")
@@ -328,17 +424,33 @@ def test_a_report_folder_that_is_a_file_and_a_full_store(tmp_path, digits_models
     from robustbench_dc.targets import from_checkpoint
 
     ws = tmp_path / "ws"
-    evaluate(from_checkpoint(digits_models[("baseline", "natural", 0)]), dataset="digits", eps=[8 / 255], n=20, workspace=ws, lipschitz=False)
+    evaluate(
+        from_checkpoint(digits_models[("baseline", "natural", 0)]),
+        dataset="digits",
+        eps=[8 / 255],
+        n=20,
+        workspace=ws,
+        lipschitz=False,
+    )
     (tmp_path / "taken").write_text("x")
     r = run_cli("report", "--workspace", str(ws), "--dataset", "digits", "--out", str(tmp_path / "taken"))
-    assert r.returncode == 2 and "taken: File exists; a file stands where a folder is needed" in r.stderr and "Traceback" not in r.stderr
+    assert (
+        r.returncode == 2
+        and "taken: File exists; a file stands where a folder is needed" in r.stderr
+        and "Traceback" not in r.stderr
+    )
     with ResultStore(ws) as store:  # a store whose disk fills up: one line, and what was stored stays
         before = store.count()
         store._conn.execute(f"PRAGMA max_page_count = {store._conn.execute('PRAGMA page_count').fetchone()[0]}")
         key = next(store.cells()).key
         with pytest.raises(UserError, match="the disk is full .*; free some space"):
             for i in range(10_000):
-                store.put(CellKey.from_dict({**key.to_dict(), "params": json.dumps({"filler": i})}), {"pad": "x" * 2000}, 0.0, {})
+                store.put(
+                    CellKey.from_dict({**key.to_dict(), "params": json.dumps({"filler": i})}),
+                    {"pad": "x" * 2000},
+                    0.0,
+                    {},
+                )
         assert store.count() >= before
 
 
@@ -353,10 +465,23 @@ def test_a_report_only_reads_the_store(tmp_path, digits_models, monkeypatch):
     from robustbench_dc.targets import from_checkpoint
 
     ws = tmp_path / "ws"
-    evaluate(from_checkpoint(digits_models[("baseline", "natural", 0)]), dataset="digits", eps=[8 / 255], n=20, workspace=ws, lipschitz=False)
-    before = (ws / "results.sqlite").stat().st_mtime_ns, sorted(p.name for p in ws.iterdir() if not p.name.startswith("results.sqlite"))
+    evaluate(
+        from_checkpoint(digits_models[("baseline", "natural", 0)]),
+        dataset="digits",
+        eps=[8 / 255],
+        n=20,
+        workspace=ws,
+        lipschitz=False,
+    )
+    before = (
+        (ws / "results.sqlite").stat().st_mtime_ns,
+        sorted(p.name for p in ws.iterdir() if not p.name.startswith("results.sqlite")),
+    )
     build_report(workspace=ws, dataset="digits", out_dir=tmp_path / "report", eps=8 / 255)
-    assert ((ws / "results.sqlite").stat().st_mtime_ns, sorted(p.name for p in ws.iterdir() if not p.name.startswith("results.sqlite"))) == before
+    assert (
+        (ws / "results.sqlite").stat().st_mtime_ns,
+        sorted(p.name for p in ws.iterdir() if not p.name.startswith("results.sqlite")),
+    ) == before
     real_connect, opened = sqlite3.connect, []
 
     def read_only_disk(target, *args, **kwargs):  # what SQLite says where it cannot create the -shm file

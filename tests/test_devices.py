@@ -13,7 +13,9 @@ from robustbench_dc.ops import DecoupledConv2d
 from robustbench_dc.ops.functional import patch_norm2d, scale_channels
 from robustbench_dc.train import TrainConfig, train
 
-CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine: the CUDA path runs only where one is present")
+CUDA = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA GPU on this machine: the CUDA path runs only where one is present"
+)
 
 
 def test_resolve_device():
@@ -46,7 +48,9 @@ def test_datasets_hold_plain_nchw_images():
 
     ambiguous = torch.from_numpy(np.zeros((5, 8, 8), dtype=np.uint8)[:, None])
     assert ambiguous.is_contiguous() and ambiguous.stride() != (64, 64, 8, 1)
-    assert ImageDataset(dataset_info("digits"), "test", ambiguous, torch.zeros(5, dtype=torch.int64), "x").images.stride() == (64, 64, 8, 1)
+    assert ImageDataset(
+        dataset_info("digits"), "test", ambiguous, torch.zeros(5, dtype=torch.int64), "x"
+    ).images.stride() == (64, 64, 8, 1)
     batch = load_dataset("digits", "train").float_images(torch.arange(8))
     assert batch.stride() == (64, 64, 8, 1)
 
@@ -57,13 +61,19 @@ def test_channels_last_is_not_used_where_its_cpu_gradient_is_unsafe(tmp_path):
     from robustbench_dc.devices import channels_last_hazard
     from robustbench_dc.train import build, place_for_training
 
-    narrow = TrainConfig(model="baseline", dataset="digits", arch="resnet32", width=0.25)  # a 4 -> 8 channel strided shortcut
+    narrow = TrainConfig(
+        model="baseline", dataset="digits", arch="resnet32", width=0.25
+    )  # a 4 -> 8 channel strided shortcut
     hazard = channels_last_hazard(build(narrow))
     assert hazard is not None and "1x1 convolution, stride 2, 4 input channels" in hazard
-    assert channels_last_hazard(build(TrainConfig(model="baseline", dataset="digits", arch="resnet32", width=0.5))) is None
+    assert (
+        channels_last_hazard(build(TrainConfig(model="baseline", dataset="digits", arch="resnet32", width=0.5))) is None
+    )
     cpu = torch.device("cpu")
     assert training_mode(cpu, "fp32", hazard=hazard).channels_last is False
-    assert training_mode(torch.device("cuda"), "fp32", hazard=hazard).channels_last is True  # a CPU kernel's fault: CUDA keeps it
+    assert (
+        training_mode(torch.device("cuda"), "fp32", hazard=hazard).channels_last is True
+    )  # a CPU kernel's fault: CUDA keeps it
     with pytest.raises(UserError, match="use --channels-last no"):
         training_mode(cpu, "fp32", True, hazard=hazard)
     assert place_for_training(build(narrow), narrow, cpu).channels_last is False
@@ -127,7 +137,16 @@ class InPlace(nn.Module):
 
 def test_a_model_that_changes_its_input_cannot_corrupt_the_test_images(tmp_path):
     model = InPlace(create_model("baseline", width=0.125, in_channels=1, input_size=8)).eval()
-    rows = evaluate(model, dataset="digits", attacks=["fgsm", "bim"], eps=[0.0, 8 / 255], n=60, lipschitz=False, workspace=tmp_path, device="cpu")
+    rows = evaluate(
+        model,
+        dataset="digits",
+        attacks=["fgsm", "bim"],
+        eps=[0.0, 8 / 255],
+        n=60,
+        lipschitz=False,
+        workspace=tmp_path,
+        device="cpu",
+    )
     acc = {(r.attack, r.eps): r.accuracy for r in rows.itertuples()}
     assert acc[("fgsm", 0.0)] == acc[("none", 0.0)] == acc[("bim", 0.0)]  # was: the eps-0 attacks saw halved images
 
@@ -135,9 +154,21 @@ def test_a_model_that_changes_its_input_cannot_corrupt_the_test_images(tmp_path)
 def test_training_records_its_compute_mode(tmp_path):
     from robustbench_dc.checkpoint import read_card
 
-    config = TrainConfig(model="tanhconv", dataset="synthetic", width=0.125, epochs=1, batch_size=64, precision="fp32", channels_last=True)
+    config = TrainConfig(
+        model="tanhconv",
+        dataset="synthetic",
+        width=0.125,
+        epochs=1,
+        batch_size=64,
+        precision="fp32",
+        channels_last=True,
+    )
     card = read_card(train(config, workspace=tmp_path, device="cpu"))
-    assert card["compute"]["precision"] == "fp32" and card["compute"]["channels_last"] is True and card["compute"]["device"] == "cpu"
+    assert (
+        card["compute"]["precision"] == "fp32"
+        and card["compute"]["channels_last"] is True
+        and card["compute"]["device"] == "cpu"
+    )
 
 
 @CUDA

@@ -75,7 +75,9 @@ def test_healthy_model_is_not_flagged(source, tmp_path):
 
 @pytest.mark.parametrize("wrapper", [LogitScaled, Quantised])
 def test_masked_models_are_flagged(digits_models, source, tmp_path, wrapper):
-    masked = from_module(wrapper(from_checkpoint(digits_models[("baseline", "natural", 0)]).module), label=wrapper.__name__)
+    masked = from_module(
+        wrapper(from_checkpoint(digits_models[("baseline", "natural", 0)]).module), label=wrapper.__name__
+    )
     diags, _ = run_diagnostics(masked, source=source, workspace=tmp_path, **FAST)
     s = statuses(diags)
     assert s["white-box >= black-box"] == "warn"
@@ -121,7 +123,9 @@ class PartiallyMasked(nn.Module):
 
 
 def test_a_partially_masked_model_is_flagged(digits_models, source, tmp_path):
-    masked = from_module(PartiallyMasked(from_checkpoint(digits_models[("baseline", "natural", 0)]).module), label="partial")
+    masked = from_module(
+        PartiallyMasked(from_checkpoint(digits_models[("baseline", "natural", 0)]).module), label="partial"
+    )
     s = statuses(run_diagnostics(masked, source=source, workspace=tmp_path, **FAST)[0])
     assert s["DLR loss does not beat cross-entropy"] == "warn" and s["gradient beats random directions"] == "warn"
 
@@ -148,7 +152,12 @@ class Oscillating(nn.Module):
         return self.model(x + 0.005 * torch.sin(400 * x))
 
 
-PAIRED = ("iterative >= single-step", "white-box >= black-box", "BPDA does not beat true gradients", "smoothed gradients do not beat true gradients")
+PAIRED = (
+    "iterative >= single-step",
+    "white-box >= black-box",
+    "BPDA does not beat true gradients",
+    "smoothed gradients do not beat true gradients",
+)
 
 
 @pytest.mark.slow
@@ -159,8 +168,12 @@ def test_partial_masking_by_an_oscillating_input_transform_is_flagged_at_each_ep
     kw = dict(dataset="digits", n=None, square_queries=50, eps=8 / 255, source=source)
     clean, _ = run_diagnostics(from_module(linear, label="softmax-regression"), workspace=tmp_path / "clean", **kw)
     assert [d.summary for d in clean if d.name in PAIRED and d.status == "warn"] == []
-    shattered, _ = run_diagnostics(from_module(Oscillating(linear), label="oscillating"), workspace=tmp_path / "masked", **kw)
+    shattered, _ = run_diagnostics(
+        from_module(Oscillating(linear), label="oscillating"), workspace=tmp_path / "masked", **kw
+    )
     flagged = {e for d in shattered if d.name in PAIRED and d.status == "warn" for e in d.numbers["flagged_eps"]}
-    assert any(abs(e - 8 / 255) < 1e-9 for e in flagged) and any(abs(e - 16 / 255) < 1e-9 for e in flagged), [d.summary for d in shattered]
+    assert any(abs(e - 8 / 255) < 1e-9 for e in flagged) and any(abs(e - 16 / 255) < 1e-9 for e in flagged), [
+        d.summary for d in shattered
+    ]
     smoothed = next(d for d in shattered if d.name == "smoothed gradients do not beat true gradients")
     assert smoothed.status == "warn" and "8/255" in smoothed.summary

@@ -99,13 +99,23 @@ def test_global_bound_is_above_local_estimate(name):
 def test_global_bound_on_resnet_and_trained_model(digits_models):
     model = create_model("tanhconv", arch="resnet32", width=0.25, input_size=8).eval()
     x = torch.rand(8, 3, 8, 8)
-    assert global_upper_bound(model, (3, 8, 8), 10).log10_linf_l1 >= torch.log10(torch.tensor(local_lipschitz(model, x, eps=0.03, steps=5).max)).item()
+    assert (
+        global_upper_bound(model, (3, 8, 8), 10).log10_linf_l1
+        >= torch.log10(torch.tensor(local_lipschitz(model, x, eps=0.03, steps=5).max)).item()
+    )
 
 
 def test_evaluate_stores_cells_and_reuses_them(digits_models, tmp_path):
     target = from_checkpoint(digits_models[("tanhconv", "natural", 0)])
-    kw = dict(dataset="digits", attacks=["fgsm", "bim"], eps=[8 / 255, 32 / 255], n=100, workspace=tmp_path, lipschitz_n=20,
-              source=from_checkpoint(digits_models[("baseline", "natural", 1)]))
+    kw = dict(
+        dataset="digits",
+        attacks=["fgsm", "bim"],
+        eps=[8 / 255, 32 / 255],
+        n=100,
+        workspace=tmp_path,
+        lipschitz_n=20,
+        source=from_checkpoint(digits_models[("baseline", "natural", 1)]),
+    )
     first = evaluate(target, **kw)
     assert not first["cached"].any()
     assert set(first["threat"]) == {"none", "white-box", "black-box", "lipschitz"}
@@ -121,7 +131,15 @@ def test_evaluate_stores_cells_and_reuses_them(digits_models, tmp_path):
 
 def test_interrupted_evaluation_resumes_without_duplicates(digits_models, tmp_path):
     target = from_checkpoint(digits_models[("baseline", "fgsm", 0)])
-    kw = dict(dataset="digits", attacks=["fgsm", "bim"], eps=[8 / 255, 16 / 255], n=60, workspace=tmp_path, source=None, lipschitz=False)
+    kw = dict(
+        dataset="digits",
+        attacks=["fgsm", "bim"],
+        eps=[8 / 255, 16 / 255],
+        n=60,
+        workspace=tmp_path,
+        source=None,
+        lipschitz=False,
+    )
     calls = []
 
     def boom(message):
@@ -141,42 +159,92 @@ def test_interrupted_evaluation_resumes_without_duplicates(digits_models, tmp_pa
 
 def test_evaluate_any_module_and_bad_input(digits_models, tmp_path):
     module = from_checkpoint(digits_models[("baseline", "natural", 0)]).module
-    rows = robustbench_dc.evaluate(module, dataset="digits", attacks=["fgsm"], n=50, workspace=tmp_path, source=None, lipschitz=False)
+    rows = robustbench_dc.evaluate(
+        module, dataset="digits", attacks=["fgsm"], n=50, workspace=tmp_path, source=None, lipschitz=False
+    )
     assert rows.iloc[0]["model"].startswith("baseline-") and list(rows["attack"]) == ["none", "fgsm"]
-    named = robustbench_dc.evaluate(module, dataset="digits", attacks=["fgsm"], n=50, workspace=tmp_path, lipschitz=False, label="mine")
+    named = robustbench_dc.evaluate(
+        module, dataset="digits", attacks=["fgsm"], n=50, workspace=tmp_path, lipschitz=False, label="mine"
+    )
     assert set(named["model"]) == {"mine"} and named["cached"].all()  # the label is a name, not identity
-    with pytest.raises(UserError, match="unknown attack .cw.; valid: fgsm, fgsm-pred, bim, pgd, bpda-pgd, pgd-smoothed, apgd-ce, apgd-dlr, autoattack, autoattack-ta, square"):
+    with pytest.raises(
+        UserError,
+        match="unknown attack .cw.; valid: fgsm, fgsm-pred, bim, pgd, bpda-pgd, pgd-smoothed, apgd-ce, apgd-dlr, autoattack, autoattack-ta, square",
+    ):
         evaluate(module, dataset="digits", attacks=["cw"], workspace=tmp_path, source=None)
     with pytest.raises(UserError, match=r"eps must be in \[0, 1\]"):
         evaluate(module, dataset="digits", eps=[2.0], workspace=tmp_path, source=None)
     with pytest.raises(UserError, match="not a zoo model, so it has no protocol black-box source"):
         resolve_source("default", from_module(module), dataset="digits", workspace=tmp_path)
     with pytest.raises(UserError, match="output has shape \\(2, 10\\); synthetic needs \\(N, 4\\)"):
-        evaluate(create_model("baseline", width=0.125, input_size=8), dataset="synthetic", workspace=tmp_path, source=None)
+        evaluate(
+            create_model("baseline", width=0.125, input_size=8), dataset="synthetic", workspace=tmp_path, source=None
+        )
 
 
 def test_cli_eval_and_errors(digits_models, tmp_path):
     ws = str(digits_models["workspace"])
-    r = run_cli("eval", "--model", "tanhconv", "--dataset", "digits", "--workspace", ws, "--eps", "8/255,0.1", "--n", "64", "--json", "--no-progress", "--source", "none")
+    r = run_cli(
+        "eval",
+        "--model",
+        "tanhconv",
+        "--dataset",
+        "digits",
+        "--workspace",
+        ws,
+        "--eps",
+        "8/255,0.1",
+        "--n",
+        "64",
+        "--json",
+        "--no-progress",
+        "--source",
+        "none",
+    )
     assert r.returncode == 0, r.stderr
     payload = json.loads(r.stdout)
-    assert payload["schema"] == "robustbench-dc/eval-v1" and payload["diagnostics"] == [] and payload["model"]["name"] == "tanhconv"
+    assert (
+        payload["schema"] == "robustbench-dc/eval-v1"
+        and payload["diagnostics"] == []
+        and payload["model"]["name"] == "tanhconv"
+    )
     rows = payload["results"]
     assert any(row["eps"] == 0.1 for row in rows)  # eps as given, not rounded
     assert {row["threat"] for row in rows} == {"none", "white-box", "lipschitz"}
-    r = run_cli("eval", "--model", "tanhconv", "--dataset", "digits", "--workspace", ws, "--n", "64", "--no-progress", "--no-lipschitz")
+    r = run_cli(
+        "eval",
+        "--model",
+        "tanhconv",
+        "--dataset",
+        "digits",
+        "--workspace",
+        ws,
+        "--n",
+        "64",
+        "--no-progress",
+        "--no-lipschitz",
+    )
     assert r.returncode == 0, r.stderr
     assert "black-box" in r.stdout and "baseline natural seed 1" in r.stdout and "95% CI" in r.stdout
     for args, message in [
         (["--model", "nosuchconv"], "unknown model"),
         (["--model", "tanhconv", "--attacks", "cw"], "unknown attack 'cw'"),
         (["--model", "tanhconv", "--eps", "2"], "epsilons must be in [0, 1]"),
-        (["--checkpoint", str(digits_models[("baseline", "natural", 0)]), "--dataset", "synthetic"], "trained on 'digits', not 'synthetic'"),
+        (
+            ["--checkpoint", str(digits_models[("baseline", "natural", 0)]), "--dataset", "synthetic"],
+            "trained on 'digits', not 'synthetic'",
+        ),
     ]:
-        r = run_cli("eval", "--dataset", "digits", "--workspace", ws, "--no-progress", *args) if "--dataset" not in args else run_cli("eval", "--workspace", ws, "--no-progress", *args)
+        r = (
+            run_cli("eval", "--dataset", "digits", "--workspace", ws, "--no-progress", *args)
+            if "--dataset" not in args
+            else run_cli("eval", "--workspace", ws, "--no-progress", *args)
+        )
         assert r.returncode == 2, (args, r.stdout, r.stderr)
         assert message in r.stderr and "Traceback" not in r.stderr
-    r = run_cli("eval", "--model", "tanhconv", "--dataset", "digits", "--workspace", str(tmp_path / "empty"), "--no-progress")
+    r = run_cli(
+        "eval", "--model", "tanhconv", "--dataset", "digits", "--workspace", str(tmp_path / "empty"), "--no-progress"
+    )
     assert r.returncode == 2 and "no checkpoint for model=tanhconv" in r.stderr
 
 
@@ -185,9 +253,13 @@ def test_evaluate_the_callers_own_tensors(digits_models, tmp_path):
     module = from_checkpoint(digits_models[("baseline", "natural", 0)]).module
     x, y = test.float_images()[:80], test.labels[:80]
     rows = evaluate(module, x=x, y=y, attacks=["fgsm"], eps=16 / 255, n=None, workspace=tmp_path, lipschitz=False)
-    named = evaluate(module, dataset="digits", attacks=["fgsm"], eps=16 / 255, n=None, workspace=tmp_path, lipschitz=False)
+    named = evaluate(
+        module, dataset="digits", attacks=["fgsm"], eps=16 / 255, n=None, workspace=tmp_path, lipschitz=False
+    )
     assert rows.iloc[0]["n"] == 80 and rows.iloc[0]["accuracy"] > 0.8
-    same = evaluate(module, x=test.images[:80], y=y, attacks=["fgsm"], eps=16 / 255, n=None, workspace=tmp_path, lipschitz=False)
+    same = evaluate(
+        module, x=test.images[:80], y=y, attacks=["fgsm"], eps=16 / 255, n=None, workspace=tmp_path, lipschitz=False
+    )
     assert same["cached"].all()  # the same pixels given as uint8 are the same data
     assert len(named) == 2  # the named dataset is other data (all 360 images): its own cells
     with pytest.raises(UserError, match=r"pixels in \[0, 1\]"):
@@ -201,15 +273,33 @@ def test_per_example_outcomes_are_saved(digits_models, tmp_path):
 
     ws = str(digits_models["workspace"])
     out = tmp_path / "per_example.csv"
-    r = run_cli("eval", "--model", "baseline", "--dataset", "digits", "--workspace", ws, "--n", "50", "--source", "none", "--no-lipschitz",
-                "--no-progress", "--save-per-example", str(out))  # fmt: skip
+    r = run_cli(
+        "eval",
+        "--model",
+        "baseline",
+        "--dataset",
+        "digits",
+        "--workspace",
+        ws,
+        "--n",
+        "50",
+        "--source",
+        "none",
+        "--no-lipschitz",
+        "--no-progress",
+        "--save-per-example",
+        str(out),
+    )
     assert r.returncode == 0, r.stderr
     table = pd.read_csv(out)
     assert len(table) == 3 * 50 and set(table["attack"]) == {"none", "fgsm", "bim"}
     clean = table[table["attack"] == "none"]
     test = load_dataset("digits", "test")
     model = from_checkpoint(digits_models[("baseline", "natural", 0)]).module
-    right = (predict(model, test.float_images()[torch.tensor(clean["test_index"].tolist())]) == test.labels[torch.tensor(clean["test_index"].tolist())]).int()
+    right = (
+        predict(model, test.float_images()[torch.tensor(clean["test_index"].tolist())])
+        == test.labels[torch.tensor(clean["test_index"].tolist())]
+    ).int()
     assert right.tolist() == clean["correct"].tolist()  # the indices point at the images that were scored
 
 
@@ -219,12 +309,35 @@ def test_model_record_and_robust_accuracy_in_the_card(digits_models, tmp_path):
     ws = tmp_path / "ws"
     shutil.copytree(digits_models["workspace"] / "models", ws / "models")
     record = tmp_path / "record.json"
-    r = run_cli("eval", "--model", "baseline", "--dataset", "digits", "--workspace", str(ws), "--n", "60", "--eps", "16/255", "--attacks", "fgsm,pgd,fgm",
-                "--eps-l2", "1.0", "--source", "none", "--no-lipschitz", "--no-progress", "--save-model-record", str(record))  # fmt: skip
+    r = run_cli(
+        "eval",
+        "--model",
+        "baseline",
+        "--dataset",
+        "digits",
+        "--workspace",
+        str(ws),
+        "--n",
+        "60",
+        "--eps",
+        "16/255",
+        "--attacks",
+        "fgsm,pgd,fgm",
+        "--eps-l2",
+        "1.0",
+        "--source",
+        "none",
+        "--no-lipschitz",
+        "--no-progress",
+        "--save-model-record",
+        str(record),
+    )
     assert r.returncode == 0, r.stderr
     linf, l2 = json.loads(record.read_text())
     assert linf["threat_model"] == "Linf" and linf["eps"] == "16/255" and set(linf["attacks"]) == {"fgsm", "pgd"}
-    assert linf["robust_acc"] == min(linf["attacks"].values(), key=float) and linf["autoattack_acc"] is None  # AutoAttack did not run
+    assert (
+        linf["robust_acc"] == min(linf["attacks"].values(), key=float) and linf["autoattack_acc"] is None
+    )  # AutoAttack did not run
     assert "AutoAttack was not run" in linf["footnote"] and float(linf["clean_acc"]) >= float(linf["robust_acc"])
     assert l2["threat_model"] == "L2" and l2["eps"] == "L2 1" and set(l2["attacks"]) == {"fgm"}
     card = json.loads((ws / "models/digits/baseline/natural/cnn9-w0.25-seed0/card.json").read_text())
@@ -243,18 +356,49 @@ def test_adversarial_examples_are_saved_with_their_figure(digits_models, tmp_pat
 
     out, ws = tmp_path / "adv", tmp_path / "ws"
     shutil.copytree(digits_models["workspace"] / "models", ws / "models")
-    r = run_cli("eval", "--model", "baseline", "--dataset", "digits", "--workspace", str(ws), "--n", "40", "--eps", "16/255",
-                "--attacks", "fgsm,pgd", "--source", "none", "--no-lipschitz", "--no-progress", "--json", "--save-adversarials", str(out))  # fmt: skip
+    r = run_cli(
+        "eval",
+        "--model",
+        "baseline",
+        "--dataset",
+        "digits",
+        "--workspace",
+        str(ws),
+        "--n",
+        "40",
+        "--eps",
+        "16/255",
+        "--attacks",
+        "fgsm,pgd",
+        "--source",
+        "none",
+        "--no-lipschitz",
+        "--no-progress",
+        "--json",
+        "--save-adversarials",
+        str(out),
+    )
     assert r.returncode == 0, r.stderr
     rows = {row["attack"]: row for row in json.loads(r.stdout)["results"]}
-    assert sorted(p.name for p in out.iterdir()) == ["examples.png", "fgsm-16over255.safetensors", "pgd-16over255.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "examples.png",
+        "fgsm-16over255.safetensors",
+        "pgd-16over255.safetensors",
+    ]
     with safe_open(str(out / "fgsm-16over255.safetensors"), "pt") as f:
-        adv, labels, pred, idx = f.get_tensor("adversarial"), f.get_tensor("labels"), f.get_tensor("predictions"), f.get_tensor("indices")
+        adv, labels, pred, idx = (
+            f.get_tensor("adversarial"),
+            f.get_tensor("labels"),
+            f.get_tensor("predictions"),
+            f.get_tensor("indices"),
+        )
         assert f.metadata()["attack"] == "fgsm" and float(f.metadata()["eps"]) == pytest.approx(16 / 255)
     test = load_dataset("digits", "test")
     clean = test.float_images()[idx]
     assert float((adv - clean).abs().max()) <= 16 / 255 + 1e-6 and torch.equal(labels, test.labels[idx])
-    assert float((pred == labels).float().mean()) == pytest.approx(rows["fgsm"]["accuracy"])  # the very examples the cell counted
+    assert float((pred == labels).float().mean()) == pytest.approx(
+        rows["fgsm"]["accuracy"]
+    )  # the very examples the cell counted
     with Image.open(out / "examples.png") as im:
         im.verify()
 
@@ -300,11 +444,30 @@ def test_bpda_in_a_table_takes_straight_through_or_is_refused(baseline, tmp_path
     """For a model without decoupled layers bpda-pgd is plain PGD: refused, unless parts to pass straight through
     are named, which the command line passes on as the diagnostics do."""
     with pytest.raises(UserError, match="would be plain PGD with the same seed.*--straight-through"):
-        evaluate(baseline, dataset="digits", attacks=["bpda-pgd"], eps=[16 / 255], n=40, lipschitz=False, workspace=tmp_path)
+        evaluate(
+            baseline, dataset="digits", attacks=["bpda-pgd"], eps=[16 / 255], n=40, lipschitz=False, workspace=tmp_path
+        )
     quantised = torch.nn.Sequential(Quantise(), baseline)
     torch.save(quantised, tmp_path / "quantised.pt")
-    args = ["eval", "--checkpoint", str(tmp_path / "quantised.pt"), "--trust-checkpoint", "--dataset", "digits", "--workspace", str(tmp_path / "ws"),
-            "--attacks", "pgd,bpda-pgd", "--eps", "16/255", "--n", "60", "--no-lipschitz", "--json", "--no-progress"]
+    args = [
+        "eval",
+        "--checkpoint",
+        str(tmp_path / "quantised.pt"),
+        "--trust-checkpoint",
+        "--dataset",
+        "digits",
+        "--workspace",
+        str(tmp_path / "ws"),
+        "--attacks",
+        "pgd,bpda-pgd",
+        "--eps",
+        "16/255",
+        "--n",
+        "60",
+        "--no-lipschitz",
+        "--json",
+        "--no-progress",
+    ]
     r = run_cli(*args, "--straight-through", "0")
     assert r.returncode == 0, r.stderr
     rows = {row["attack"]: row for row in json.loads(r.stdout)["results"] if row["threat"] == "white-box"}
@@ -351,12 +514,15 @@ class CountingCalls(ElevenForLargeBatches):
         return self.model(x)
 
 
-@pytest.mark.parametrize("wrapper,message", [
-    (ElevenForLargeBatches, r"output has shape \(\d+, 11\) on a batch of \d+ images"),
-    (IntegerLogits, "not floating-point logits"),
-    (NoisyAtTestTime, "differ between two passes over the same images"),
-    (CountingCalls, "changed its weights or buffers while it was evaluated"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "wrapper,message",
+    [
+        (ElevenForLargeBatches, r"output has shape \(\d+, 11\) on a batch of \d+ images"),
+        (IntegerLogits, "not floating-point logits"),
+        (NoisyAtTestTime, "differ between two passes over the same images"),
+        (CountingCalls, "changed its weights or buffers while it was evaluated"),
+    ],
+)
 def test_the_model_contract_is_checked_on_every_batch_and_cell(digits_models, tmp_path, wrapper, message):
     """Each of these once gave a number (0% with advice about --mean/--std, robust = clean, a random draw stored
     as a function, another function's accuracy); now each is an error that names the cause."""
@@ -376,7 +542,9 @@ class FailsOnLargeBatches(ElevenForLargeBatches):
 
 def test_an_exception_of_a_third_party_model_is_its_error_not_a_bug_of_the_suite(digits_models, tmp_path):
     model = FailsOnLargeBatches(from_checkpoint(digits_models[("baseline", "natural", 0)]).module)
-    with pytest.raises(UserError, match=r"the model raised RuntimeError on a batch of \d+ images: out of memory in my layer"):
+    with pytest.raises(
+        UserError, match=r"the model raised RuntimeError on a batch of \d+ images: out of memory in my layer"
+    ):
         evaluate(model, dataset="digits", attacks=[], eps=[8 / 255], n=200, lipschitz=False, workspace=tmp_path)
 
 
@@ -389,10 +557,25 @@ def test_autoattack_is_the_official_package_and_only_it_fills_autoattack_acc(dig
     from robustbench_dc.results.store import ResultStore
 
     target = from_checkpoint(digits_models[("baseline", "natural", 0)])
-    frame = evaluate(target, dataset="digits", attacks=["autoattack", "autoattack-ta"], eps=[16 / 255], n=16, workspace=tmp_path, lipschitz=False)
+    frame = evaluate(
+        target,
+        dataset="digits",
+        attacks=["autoattack", "autoattack-ta"],
+        eps=[16 / 255],
+        n=16,
+        workspace=tmp_path,
+        lipschitz=False,
+    )
     with ResultStore(tmp_path) as store:
-        backends = {c.key.attack: (c.key.backend, c.key.backend_version) for c in store.cells() if c.key.attack.startswith("autoattack")}
-    assert backends == {"autoattack": ("pyautoattack", version("pyautoattack")), "autoattack-ta": ("torchattacks", version("torchattacks"))}
+        backends = {
+            c.key.attack: (c.key.backend, c.key.backend_version)
+            for c in store.cells()
+            if c.key.attack.startswith("autoattack")
+        }
+    assert backends == {
+        "autoattack": ("pyautoattack", version("pyautoattack")),
+        "autoattack-ta": ("torchattacks", version("torchattacks")),
+    }
     official = float(frame.loc[frame["attack"] == "autoattack", "accuracy"].iloc[0])
     record = model_record(target, frame, dataset="digits", eps=16 / 255)
     assert record["autoattack_acc"] == f"{100 * official:.2f}"

@@ -36,7 +36,9 @@ def small_files(tmp_path_factory):
     torch.jit.save(torch.jit.trace(model, torch.rand(1, 1, 8, 8)), str(d / "small_script.pt"))
     exported = torch.export.export(model, (torch.rand(2, 1, 8, 8),), dynamic_shapes=({0: torch.export.Dim("batch")},))
     torch.export.save(exported, str(d / "small.pt2"))
-    torch.export.save(torch.export.export(model, (torch.rand(4, 1, 8, 8),)), str(d / "small_static.pt2"))  # torch.export's default
+    torch.export.save(
+        torch.export.export(model, (torch.rand(4, 1, 8, 8),)), str(d / "small_static.pt2")
+    )  # torch.export's default
     torch.jit.save(torch.jit.script(model), str(d / "small_scripted.pt"))
     return model, d
 
@@ -46,8 +48,27 @@ def test_every_format_evaluates_with_the_default_options(small_files, tmp_path, 
     """Traced and scripted TorchScript, and torch.export programs with dynamic and with static (default) shapes:
     the default options (Lipschitz estimates included) work, and a bound that cannot apply says so."""
     model, d = small_files
-    r = run_cli("eval", "--checkpoint", str(d / name), "--dataset", "digits", "--workspace", str(tmp_path), "--mean", "0.3", "--std", "0.4",
-                "--n", "30", "--attacks", "fgsm", "--eps", "16/255", "--json", "--no-progress")
+    r = run_cli(
+        "eval",
+        "--checkpoint",
+        str(d / name),
+        "--dataset",
+        "digits",
+        "--workspace",
+        str(tmp_path),
+        "--mean",
+        "0.3",
+        "--std",
+        "0.4",
+        "--n",
+        "30",
+        "--attacks",
+        "fgsm",
+        "--eps",
+        "16/255",
+        "--json",
+        "--no-progress",
+    )
     assert r.returncode == 0, r.stderr
     rows = json.loads(r.stdout)["results"]
     clean = next(row for row in rows if row["threat"] == "none")
@@ -59,8 +80,29 @@ def test_every_format_evaluates_with_the_default_options(small_files, tmp_path, 
 
 
 def _cli_eval(path, ws, *extra):
-    r = run_cli("eval", "--checkpoint", str(path), "--dataset", "digits", "--workspace", str(ws), "--mean", "0.3", "--std", "0.4",
-                "--n", "100", "--attacks", "fgsm,bim", "--eps", "16/255", "--no-lipschitz", "--json", "--no-progress", *extra)
+    r = run_cli(
+        "eval",
+        "--checkpoint",
+        str(path),
+        "--dataset",
+        "digits",
+        "--workspace",
+        str(ws),
+        "--mean",
+        "0.3",
+        "--std",
+        "0.4",
+        "--n",
+        "100",
+        "--attacks",
+        "fgsm,bim",
+        "--eps",
+        "16/255",
+        "--no-lipschitz",
+        "--json",
+        "--no-progress",
+        *extra,
+    )
     assert r.returncode == 0, r.stderr
     rows = json.loads(r.stdout)["results"]
     return {(row["threat"], row["attack"]): row["accuracy"] for row in rows}
@@ -68,15 +110,39 @@ def _cli_eval(path, ws, *extra):
 
 def test_four_formats_agree_through_cli_and_api(small_files, tmp_path):
     model, d = small_files
-    api = evaluate(model, dataset="digits", mean=MEAN, std=STD, attacks=["fgsm", "bim"], eps=[16 / 255], n=100, source=None, lipschitz=False, workspace=tmp_path)
+    api = evaluate(
+        model,
+        dataset="digits",
+        mean=MEAN,
+        std=STD,
+        attacks=["fgsm", "bim"],
+        eps=[16 / 255],
+        n=100,
+        source=None,
+        lipschitz=False,
+        workspace=tmp_path,
+    )
     expected = {(r.threat, r.attack): r.accuracy for r in api.itertuples()}
     assert expected[("none", "none")] > 0.8 and expected[("white-box", "bim")] < expected[("none", "none")]
-    for name, extra in [("small.pt", ["--factory", "tests.thirdparty:build"]), ("small.safetensors", ["--factory", "tests.thirdparty:build"]), ("small_script.pt", []),
-                        ("small.pt2", [])]:  # fmt: skip
+    for name, extra in [
+        ("small.pt", ["--factory", "tests.thirdparty:build"]),
+        ("small.safetensors", ["--factory", "tests.thirdparty:build"]),
+        ("small_script.pt", []),
+        ("small.pt2", []),
+    ]:
         assert _cli_eval(d / name, tmp_path / name, *extra) == expected, name
         target = load_external(d / name, INFO, factory="tests.thirdparty:build" if extra else None, mean=MEAN, std=STD)
         assert target.info["file_sha256"] and target.info["format"] in ("state-dict", "torchscript", "torch-export")
-        api_rows = evaluate(target, dataset="digits", attacks=["fgsm", "bim"], eps=[16 / 255], n=100, source=None, lipschitz=False, workspace=tmp_path / ("api-" + name))
+        api_rows = evaluate(
+            target,
+            dataset="digits",
+            attacks=["fgsm", "bim"],
+            eps=[16 / 255],
+            n=100,
+            source=None,
+            lipschitz=False,
+            workspace=tmp_path / ("api-" + name),
+        )
         assert {(r.threat, r.attack): r.accuracy for r in api_rows.itertuples()} == expected
 
 
@@ -97,15 +163,30 @@ def test_state_dict_key_mismatch_lists_keys(small_files, tmp_path):
     state["extra.weight"] = torch.zeros(1)
     del state["fc.bias"]
     torch.save(state, tmp_path / "bad.pt")
-    with pytest.raises(CheckpointError, match=r"1 missing keys \(first: fc.bias\); 1 unexpected keys \(first: extra.weight\)"):
+    with pytest.raises(
+        CheckpointError, match=r"1 missing keys \(first: fc.bias\); 1 unexpected keys \(first: extra.weight\)"
+    ):
         load_external(tmp_path / "bad.pt", INFO, factory="tests.thirdparty:build")
-    r = run_cli("eval", "--checkpoint", str(tmp_path / "bad.pt"), "--factory", "tests.thirdparty:build", "--dataset", "digits", "--workspace", str(tmp_path))
+    r = run_cli(
+        "eval",
+        "--checkpoint",
+        str(tmp_path / "bad.pt"),
+        "--factory",
+        "tests.thirdparty:build",
+        "--dataset",
+        "digits",
+        "--workspace",
+        str(tmp_path),
+    )
     assert r.returncode == 2 and "missing keys" in r.stderr and "Traceback" not in r.stderr
 
 
 @pytest.mark.parametrize(
     "factory,message",
-    [("tests.thirdparty:build_wrong_classes", r"output has shape \(2, 3\); digits needs \(N, 10\)"), ("tests.thirdparty:build_nonfinite", "not finite")],
+    [
+        ("tests.thirdparty:build_wrong_classes", r"output has shape \(2, 3\); digits needs \(N, 10\)"),
+        ("tests.thirdparty:build_nonfinite", "not finite"),
+    ],
 )
 def test_wrong_outputs(tmp_path, factory, message):
     from tests import thirdparty
@@ -120,7 +201,9 @@ def test_wrong_outputs(tmp_path, factory, message):
 def test_wrong_input_shape(small_files, tmp_path):
     _, d = small_files
     target = load_external(d / "small.pt", INFO, factory="tests.thirdparty:build")
-    with pytest.raises(UserError, match=r"cannot take cifar10 images of shape \(2, 3, 32, 32\)|cannot take synthetic images"):
+    with pytest.raises(
+        UserError, match=r"cannot take cifar10 images of shape \(2, 3, 32, 32\)|cannot take synthetic images"
+    ):
         evaluate(target, dataset="synthetic", source=None, workspace=tmp_path)
     with pytest.raises(UserError, match="--input-size 32 does not match digits"):
         load_external(d / "small.pt", INFO, factory="tests.thirdparty:build", input_size=32)
@@ -157,7 +240,9 @@ def test_code_executing_pickle_is_refused(tmp_path):
     for kwargs in ({"factory": "tests.thirdparty:build"}, {}):
         with pytest.raises(CheckpointError, match="refused to load.*--trust-checkpoint"):
             load_external(tmp_path / "evil.pt", INFO, **kwargs)
-    r = run_cli("eval", "--checkpoint", str(tmp_path / "evil.pt"), "--dataset", "digits", "--workspace", str(tmp_path / "ws"))
+    r = run_cli(
+        "eval", "--checkpoint", str(tmp_path / "evil.pt"), "--dataset", "digits", "--workspace", str(tmp_path / "ws")
+    )
     assert r.returncode == 2 and "refused to load" in r.stderr
     assert not marker.exists()
 
@@ -169,8 +254,26 @@ def test_trusted_pickled_module_loads_with_a_warning(small_files, tmp_path):
         load_external(tmp_path / "full.pt", INFO)
     target = load_external(tmp_path / "full.pt", INFO, trust=True, mean=MEAN, std=STD)
     assert target.info["format"] == "pickled-module"
-    r = run_cli("eval", "--checkpoint", str(tmp_path / "full.pt"), "--trust-checkpoint", "--dataset", "digits", "--workspace", str(tmp_path / "ws"),
-                "--mean", "0.3", "--std", "0.4", "--n", "20", "--attacks", "fgsm", "--no-lipschitz", "--no-progress")
+    r = run_cli(
+        "eval",
+        "--checkpoint",
+        str(tmp_path / "full.pt"),
+        "--trust-checkpoint",
+        "--dataset",
+        "digits",
+        "--workspace",
+        str(tmp_path / "ws"),
+        "--mean",
+        "0.3",
+        "--std",
+        "0.4",
+        "--n",
+        "20",
+        "--attacks",
+        "fgsm",
+        "--no-lipschitz",
+        "--no-progress",
+    )
     assert r.returncode == 0, r.stderr
     assert "runs whatever code" in r.stderr
 
@@ -189,8 +292,24 @@ def test_forgotten_normalisation_gets_a_hint(small_files, tmp_path):
 
     path = tmp_path / "expects255.pt"
     torch.jit.save(torch.jit.trace(Expects255().eval(), torch.rand(1, 1, 8, 8)), str(path))
-    common = ["eval", "--checkpoint", str(path), "--dataset", "digits", "--workspace", str(tmp_path), "--n", "100", "--attacks", "fgsm", "--no-lipschitz", "--no-progress"]
+    common = [
+        "eval",
+        "--checkpoint",
+        str(path),
+        "--dataset",
+        "digits",
+        "--workspace",
+        str(tmp_path),
+        "--n",
+        "100",
+        "--attacks",
+        "fgsm",
+        "--no-lipschitz",
+        "--no-progress",
+    ]
     r = run_cli(*common)
-    assert r.returncode == 0 and "If the model expects normalised inputs, pass --mean/--std (digits's: --mean" in r.stderr, r.stdout[:600]
+    assert (
+        r.returncode == 0 and "If the model expects normalised inputs, pass --mean/--std (digits's: --mean" in r.stderr
+    ), r.stdout[:600]
     ok = run_cli(*common, "--mean", "0", "--std", str(1 / 255))
     assert ok.returncode == 0 and "note: clean accuracy" not in ok.stderr

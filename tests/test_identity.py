@@ -23,7 +23,9 @@ def test_same_state_dict_under_two_zoo_models_is_two_functions(tmp_path):
     state = create_model("tanhconv", width=0.125, in_channels=1, input_size=8).state_dict()
     torch.save(state, tmp_path / "w.pt")
     tanh = load_external(tmp_path / "w.pt", DIGITS, arch="cnn9", model_name="tanhconv", width=0.125)
-    sphere = load_external(tmp_path / "w.pt", DIGITS, arch="cnn9", model_name="sphereconv", width=0.125)  # --width is honoured
+    sphere = load_external(
+        tmp_path / "w.pt", DIGITS, arch="cnn9", model_name="sphereconv", width=0.125
+    )  # --width is honoured
     assert tanh.info["weights_sha256"] == sphere.info["weights_sha256"]
     assert tanh.function_id != sphere.function_id
     first = evaluate(tanh, workspace=tmp_path / "ws", **KW)
@@ -89,7 +91,9 @@ def _write_cifar_like(root, fmt: str, seed: int = 0, size: tuple[int, int] = (32
             d.mkdir(parents=True, exist_ok=True)
             for i in range(2):
                 arr = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
-                Image.fromarray(arr).save(d / f"{i}.{fmt}", quality=75) if fmt == "jpg" else Image.fromarray(arr).save(d / f"{i}.{fmt}")
+                Image.fromarray(arr).save(d / f"{i}.{fmt}", quality=75) if fmt == "jpg" else Image.fromarray(arr).save(
+                    d / f"{i}.{fmt}"
+                )
 
 
 def test_two_copies_of_a_dataset_are_two_datasets(tmp_path):

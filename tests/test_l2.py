@@ -47,9 +47,25 @@ def test_evaluate_keeps_l2_eps_apart(model_and_data, tmp_path):
         evaluate(model, x=x, y=y, attacks=["fgm"], workspace=tmp_path, lipschitz=False)
     with pytest.raises(UserError, match="L2 eps must be a finite number"):
         run_attack(FGM(), model, x, y, float("inf"))
-    frame = evaluate(model, x=x, y=y, attacks=["fgsm", "fgm", "pgd-l2"], eps=8 / 255, eps_l2=[0.25, 2.0], workspace=tmp_path, lipschitz=False, n=None)
+    frame = evaluate(
+        model,
+        x=x,
+        y=y,
+        attacks=["fgsm", "fgm", "pgd-l2"],
+        eps=8 / 255,
+        eps_l2=[0.25, 2.0],
+        workspace=tmp_path,
+        lipschitz=False,
+        n=None,
+    )
     got = {(r.attack, round(r.eps, 6)) for r in frame.itertuples() if r.attack != "none"}
-    assert got == {("fgsm", round(8 / 255, 6)), ("fgm", 0.25), ("fgm", 2.0), ("pgd-l2", 0.25), ("pgd-l2", 2.0)}  # eps > 1 is fine in L2
+    assert got == {
+        ("fgsm", round(8 / 255, 6)),
+        ("fgm", 0.25),
+        ("fgm", 2.0),
+        ("pgd-l2", 0.25),
+        ("pgd-l2", 2.0),
+    }  # eps > 1 is fine in L2
     with ResultStore(tmp_path) as store:
         assert {c.key.parameters.get("norm") for c in store.cells() if c.key.attack in ("fgm", "pgd-l2")} == {"l2"}
     assert eps_label(0.5, "pgd-l2") == "L2 0.5" and eps_label(8 / 255, "pgd") == "8/255"
@@ -67,8 +83,17 @@ def test_a_data_loader_gives_the_same_cells_as_the_tensors(model_and_data, tmp_p
 
     model, x, y = model_and_data
     direct = evaluate(model, x=x, y=y, attacks=["fgsm"], workspace=tmp_path, lipschitz=False, n=None)
-    loaded = evaluate(model, loader=DataLoader(TensorDataset(x, y), batch_size=5), attacks=["fgsm"], workspace=tmp_path, lipschitz=False, n=None)
-    assert direct["accuracy"].tolist() == loaded["accuracy"].tolist() and bool(loaded["cached"].all())  # the same cells, found in the store
+    loaded = evaluate(
+        model,
+        loader=DataLoader(TensorDataset(x, y), batch_size=5),
+        attacks=["fgsm"],
+        workspace=tmp_path,
+        lipschitz=False,
+        n=None,
+    )
+    assert direct["accuracy"].tolist() == loaded["accuracy"].tolist() and bool(
+        loaded["cached"].all()
+    )  # the same cells, found in the store
     with pytest.raises(UserError, match="give the test data one way"):
         evaluate(model, x=x, y=y, loader=[(x, y)], workspace=tmp_path)
     with pytest.raises(UserError, match="not \\(images, labels\\) tensors"):
@@ -78,5 +103,16 @@ def test_a_data_loader_gives_the_same_cells_as_the_tensors(model_and_data, tmp_p
 def test_progress_messages_count_the_cells(model_and_data, tmp_path):
     model, x, y = model_and_data
     messages = []
-    frame = evaluate(model, x=x, y=y, attacks=["fgsm", "fgm"], eps=[8 / 255, 16 / 255], eps_l2=0.5, workspace=tmp_path, lipschitz=False, n=None, progress=messages.append)
+    frame = evaluate(
+        model,
+        x=x,
+        y=y,
+        attacks=["fgsm", "fgm"],
+        eps=[8 / 255, 16 / 255],
+        eps_l2=0.5,
+        workspace=tmp_path,
+        lipschitz=False,
+        n=None,
+        progress=messages.append,
+    )
     assert len(frame) == 4 and [m.rsplit("(", 1)[1] for m in messages] == [f"cell {k} of 4)" for k in range(1, 5)]

@@ -13,18 +13,43 @@ SRC = Path(__file__).parent.parent / "src" / "robustbench_dc"
 
 #: lowest first; a module's layer is that of the longest prefix listed
 LAYERS = [
-    ("core", ["robustbench_dc", "errors", "names", "files", "workspace", "protocol", "stats", "progress", "figures", "paper"]),
+    (
+        "core",
+        [
+            "robustbench_dc",
+            "errors",
+            "names",
+            "files",
+            "workspace",
+            "protocol",
+            "stats",
+            "progress",
+            "figures",
+            "paper",
+        ],
+    ),
     ("results", ["results", "diagnostics.checks"]),
     ("models", ["devices", "ops", "models", "data", "inference", "perturb", "checkpoint"]),
     ("attacks", ["attacks", "lipschitz"]),
-    ("evaluation", ["train", "targets", "evaluation", "diagnostics", "external", "adversarials", "records", "planning"]),
+    (
+        "evaluation",
+        ["train", "targets", "evaluation", "diagnostics", "external", "adversarials", "records", "planning"],
+    ),
     ("pipeline", ["study", "executors", "pipeline", "reproduce"]),
     ("reports", ["reports"]),
     ("cli", ["cli"]),
 ]
-TORCH_FREE = ["robustbench_dc.names", "robustbench_dc.protocol", "robustbench_dc.results.query", "robustbench_dc.results.merge",
-              "robustbench_dc.diagnostics.checks", "robustbench_dc.study", "robustbench_dc.reports.report", "robustbench_dc.reports.study_report",
-              "robustbench_dc.reports.build"]  # fmt: skip
+TORCH_FREE = [
+    "robustbench_dc.names",
+    "robustbench_dc.protocol",
+    "robustbench_dc.results.query",
+    "robustbench_dc.results.merge",
+    "robustbench_dc.diagnostics.checks",
+    "robustbench_dc.study",
+    "robustbench_dc.reports.report",
+    "robustbench_dc.reports.study_report",
+    "robustbench_dc.reports.build",
+]
 
 
 def _module(path: Path) -> str:
@@ -48,7 +73,10 @@ def _imports(path: Path) -> list[tuple[int, str]]:
     out = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("robustbench_dc"):
-            out += [(node.lineno, f"{node.module}.{a.name}" if node.module == "robustbench_dc" else node.module) for a in node.names]
+            out += [
+                (node.lineno, f"{node.module}.{a.name}" if node.module == "robustbench_dc" else node.module)
+                for a in node.names
+            ]
         elif isinstance(node, ast.Import):
             out += [(node.lineno, a.name) for a in node.names if a.name.startswith("robustbench_dc")]
     return out
@@ -59,9 +87,16 @@ def test_no_module_imports_a_higher_layer():
     for path in sorted(SRC.rglob("*.py")):
         me = _module(path)
         for line, imported in _imports(path):
-            target = imported if (SRC.parent / imported.replace(".", "/")).with_suffix(".py").exists() or (SRC.parent / imported.replace(".", "/")).is_dir() else imported.rpartition(".")[0]
+            target = (
+                imported
+                if (SRC.parent / imported.replace(".", "/")).with_suffix(".py").exists()
+                or (SRC.parent / imported.replace(".", "/")).is_dir()
+                else imported.rpartition(".")[0]
+            )
             if layer(target) > layer(me):
-                wrong.append(f"{path.relative_to(SRC.parent)}:{line} ({LAYERS[layer(me)][0]}) imports {target} ({LAYERS[layer(target)][0]})")
+                wrong.append(
+                    f"{path.relative_to(SRC.parent)}:{line} ({LAYERS[layer(me)][0]}) imports {target} ({LAYERS[layer(target)][0]})"
+                )
     assert not wrong, "\n".join(wrong)
 
 

@@ -45,7 +45,12 @@ def test_widths_and_channels():
 def test_operator_options_reach_layers():
     model = create_model("ballconv-sqcos", rho=2.0, alpha=3.0, learnable_rho=True)
     layer = next(m for m in model.modules() if isinstance(m, DecoupledConv2d))
-    assert (layer.config.magnitude, layer.config.angular, layer.config.rho, layer.config.alpha) == ("ball", "sqcos", 2.0, 3.0)
+    assert (layer.config.magnitude, layer.config.angular, layer.config.rho, layer.config.alpha) == (
+        "ball",
+        "sqcos",
+        2.0,
+        3.0,
+    )
     assert layer.rho_r is not None and layer.config.relative_rho  # zoo default
 
 
@@ -54,7 +59,10 @@ def test_operator_options_reach_layers():
     [
         (dict(name="cubeconv"), "unknown model 'cubeconv'; valid: baseline, sphereconv"),
         (dict(name="tanhconv-tan"), "unknown angular function 'tan'.*valid suffixes: cos, linear"),
-        (dict(name="tanhconv", arch="vgg"), "unknown architecture 'vgg'; valid: cnn9, convnet-aig, drconv, ir-se, resnet110, resnet32"),
+        (
+            dict(name="tanhconv", arch="vgg"),
+            "unknown architecture 'vgg'; valid: cnn9, convnet-aig, drconv, ir-se, resnet110, resnet32",
+        ),
         (dict(name="tanhconv", rho=-1.0), "rho must be > 0"),
         (dict(name="tanhconv", radius=2.0), "unknown operator options \\['radius'\\]; valid:"),
         (dict(name="baseline", rho=2.0), "the baseline takes no operator options"),
@@ -69,7 +77,8 @@ def test_bad_names_and_options(kwargs, match):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
 @pytest.mark.parametrize(
-    "kernel,stride,padding,dilation,ceil", [(2, None, 0, 1, False), (3, 2, 1, 1, False), (3, 2, 1, 2, True), ((2, 3), (1, 2), (1, 0), 1, True)]
+    "kernel,stride,padding,dilation,ceil",
+    [(2, None, 0, 1, False), (3, 2, 1, 1, False), (3, 2, 1, 2, True), ((2, 3), (1, 2), (1, 0), 1, True)],
 )
 def test_max_pool_layer_equals_torch(dtype, kernel, stride, padding, dilation, ceil):
     """cnn9's pooling (through the channels-last kernel on a CPU) gives nn.MaxPool2d's outputs and gradients,
@@ -88,7 +97,10 @@ def test_max_pool_layer_equals_torch(dtype, kernel, stride, padding, dilation, c
     assert y.is_contiguous() and torch.equal(y.nan_to_num(7.0), y_ref.nan_to_num(7.0))
     assert torch.equal(ours.grad, ref.grad)
     if dtype == torch.float64:
-        assert torch.autograd.gradcheck(MaxPool2d(kernel, stride, padding, dilation, ceil_mode=ceil), (torch.randn(2, 8, 7, 7, dtype=dtype, requires_grad=True),))
+        assert torch.autograd.gradcheck(
+            MaxPool2d(kernel, stride, padding, dilation, ceil_mode=ceil),
+            (torch.randn(2, 8, 7, 7, dtype=dtype, requires_grad=True),),
+        )
     assert any(isinstance(m, MaxPool2d) for m in create_model("tanhconv", width=0.25).modules())
 
 

@@ -24,9 +24,7 @@ from robustbench_dc.ops.functional import COS_CLAMP
 from robustbench_dc.ops.modules import layer_lipschitz
 
 
-@pytest.mark.parametrize(
-    "stride,padding,dilation", [(1, 0, 1), (2, 1, 1), (1, 2, 2), ((2, 1), (1, 0), (1, 2))]
-)
+@pytest.mark.parametrize("stride,padding,dilation", [(1, 0, 1), (2, 1, 1), (1, 2, 2), ((2, 1), (1, 0), (1, 2))])
 def test_linear_weighted_cos_equals_conv2d(stride, padding, dilation):
     torch.manual_seed(0)
     x = torch.randn(2, 3, 11, 9, dtype=torch.float64)
@@ -85,7 +83,9 @@ def test_angular_closed_forms():
     e = math.exp(-math.pi / (2 * k))
     scale = (1 + e) / (1 - e)
     ref = [scale * (1 - math.exp(t / k - math.pi / (2 * k))) / (1 + math.exp(t / k - math.pi / (2 * k))) for t in theta]
-    torch.testing.assert_close(angular_fn("sigmoid", c, k=k), torch.tensor(ref, dtype=torch.float64), atol=clamp_err * 3, rtol=0)
+    torch.testing.assert_close(
+        angular_fn("sigmoid", c, k=k), torch.tensor(ref, dtype=torch.float64), atol=clamp_err * 3, rtol=0
+    )
     assert abs(float(angular_fn("sigmoid", c, k=k)[2])) < 1e-12
 
 
@@ -151,16 +151,25 @@ def test_gradcheck_every_operator(magnitude, angular):
         assert torch.autograd.gradcheck(fn, (x, weight), eps=1e-7, atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("stride,padding,dilation,kernel", [(2, 1, 1, 3), (1, 2, 2, 3), ((2, 1), (1, 0), (1, 2), 3), (1, "same", 1, 2), (1, "same", 2, 3)])
+@pytest.mark.parametrize(
+    "stride,padding,dilation,kernel",
+    [(2, 1, 1, 3), (1, 2, 2, 3), ((2, 1), (1, 0), (1, 2), 3), (1, "same", 1, 2), (1, "same", 2, 3)],
+)
 def test_gradcheck_strided_padded_dilated(stride, padding, dilation, kernel):
     """The fused backward's transposed box sum, per geometry (an even kernel with "same" pads one side more)."""
     torch.manual_seed(4)
     x = torch.randn(2, 3, 7, 6, dtype=torch.float64, requires_grad=True)
     w = torch.randn(4, 3, kernel, kernel, dtype=torch.float64, requires_grad=True)
-    fn = lambda x_, w_: decoupled_conv2d(x_, w_, magnitude="tanh", angular="cos", rho=0.9, stride=stride, padding=padding, dilation=dilation)
+    fn = lambda x_, w_: decoupled_conv2d(
+        x_, w_, magnitude="tanh", angular="cos", rho=0.9, stride=stride, padding=padding, dilation=dilation
+    )
     assert torch.autograd.gradcheck(fn, (x, w), eps=1e-7, atol=1e-5, rtol=1e-4)
-    lin = decoupled_conv2d(x, w, magnitude="linear", weighted="linear", stride=stride, padding=padding, dilation=dilation)
-    torch.testing.assert_close(lin, F.conv2d(x, w, stride=stride, padding=padding, dilation=dilation), rtol=1e-10, atol=1e-10)
+    lin = decoupled_conv2d(
+        x, w, magnitude="linear", weighted="linear", stride=stride, padding=padding, dilation=dilation
+    )
+    torch.testing.assert_close(
+        lin, F.conv2d(x, w, stride=stride, padding=padding, dilation=dilation), rtol=1e-10, atol=1e-10
+    )
 
 
 def test_input_gradient_comes_from_one_fused_backward():

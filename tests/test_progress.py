@@ -34,14 +34,38 @@ def test_evaluate_reports_each_cell_and_the_batches_inside_it(tmp_path):
     model = create_model("baseline", width=0.125, in_channels=3, input_size=8).eval()
     x, y = torch.randint(0, 256, (24, 3, 8, 8)) / 255, torch.randint(0, 10, (24,))
     rec = Recorder()
-    evaluate(model, x=x, y=y, attacks=["fgsm", "bim"], eps=8 / 255, workspace=tmp_path, lipschitz=False, n=None, batch_size=10, progress=rec)
+    evaluate(
+        model,
+        x=x,
+        y=y,
+        attacks=["fgsm", "bim"],
+        eps=8 / 255,
+        workspace=tmp_path,
+        lipschitz=False,
+        n=None,
+        batch_size=10,
+        progress=rec,
+    )
     assert [e for e in rec.events if e[0] == "position"] == [("position", k, 3) for k in range(3)]
     # after each attack cell's message: its batches of 10, 10 and 4 images, counted up to the whole subset
     steps = [i for i, e in enumerate(rec.events) if e[0] == "step"]
     for start, end in zip(steps[1:], steps[2:] + [len(rec.events)]):
-        assert [e for e in rec.events[start:end] if e[0] == "advance"] == [("advance", k, 24, "images") for k in (10, 20, 24)]
+        assert [e for e in rec.events[start:end] if e[0] == "advance"] == [
+            ("advance", k, 24, "images") for k in (10, 20, 24)
+        ]
     rec.events.clear()
-    evaluate(model, x=x, y=y, attacks=["fgsm", "bim"], eps=8 / 255, workspace=tmp_path, lipschitz=False, n=None, batch_size=10, progress=rec)
+    evaluate(
+        model,
+        x=x,
+        y=y,
+        attacks=["fgsm", "bim"],
+        eps=8 / 255,
+        workspace=tmp_path,
+        lipschitz=False,
+        n=None,
+        batch_size=10,
+        progress=rec,
+    )
     assert rec.events == []  # every cell read from the store: nothing computed, nothing reported
 
 
@@ -72,7 +96,9 @@ def test_autoattack_announces_its_component_attacks():
     assert [d.split()[1] for d in details] == list(AUTOATTACK_COMPONENTS)
     assert all("the 2 of 2 images still classified right" in d for d in details)
     official: list[str] = []
-    adv = run_attack(AutoAttack(), _Sure(), x, y, 8 / 255, on_detail=official.append)  # the official package's log, passed on
+    adv = run_attack(
+        AutoAttack(), _Sure(), x, y, 8 / 255, on_detail=official.append
+    )  # the official package's log, passed on
     assert adv.shape == x.shape and official and official[0].startswith("autoattack: apgd-ce")
 
 
@@ -107,4 +133,7 @@ def test_cli_bars_nest_batches_with_an_eta_inside_cells(monkeypatch):
     lines.advance(10, 20, "images")
     lines.detail("autoattack: square on the 3 of 20 images still classified right")
     lines.close()
-    assert quiet.getvalue().splitlines() == ["m: white-box fgsm (cell 1 of 1)", "  autoattack: square on the 3 of 20 images still classified right"]
+    assert quiet.getvalue().splitlines() == [
+        "m: white-box fgsm (cell 1 of 1)",
+        "  autoattack: square on the 3 of 20 images still classified right",
+    ]

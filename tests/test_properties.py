@@ -39,8 +39,11 @@ def state_bytes(tmp_path_factory):
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(cut=st.integers(min_value=0, max_value=10_000), flips=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=8),
-       suffix=st.sampled_from([".pt", ".safetensors"]))  # fmt: skip
+@given(
+    cut=st.integers(min_value=0, max_value=10_000),
+    flips=st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=8),
+    suffix=st.sampled_from([".pt", ".safetensors"]),
+)
 def test_mutated_checkpoints_fail_clearly(state_bytes, tmp_path, cut, flips, suffix):
     data = bytearray(state_bytes[: max(1, len(state_bytes) - cut % len(state_bytes))])
     for pos, value in flips:

@@ -18,8 +18,18 @@ from robustbench_dc.train import train  # noqa: E402
 
 RAY = {"num_cpus": 2}
 _SMOKE = load_study("smoke")
-SMOKE = replace(_SMOKE, dataset="synthetic", models=(StudyModel("tanhconv", model="tanhconv"),), eps=(8 / 255,), table_eps=8 / 255, lipschitz_n=10,
-                diagnostics_n=24, square_queries=10, eps_match=False, training={**_SMOKE.training, "epochs": 1, "width": 0.125})  # fmt: skip
+SMOKE = replace(
+    _SMOKE,
+    dataset="synthetic",
+    models=(StudyModel("tanhconv", model="tanhconv"),),
+    eps=(8 / 255,),
+    table_eps=8 / 255,
+    lipschitz_n=10,
+    diagnostics_n=24,
+    square_queries=10,
+    eps_match=False,
+    training={**_SMOKE.training, "epochs": 1, "width": 0.125},
+)
 
 
 def _cells(ws: Path) -> dict[str, dict]:
@@ -34,7 +44,9 @@ def _weights(ws: Path) -> dict[str, dict]:
 def _same_weights(a: dict, b: dict) -> bool:
     import torch
 
-    return a.keys() == b.keys() and all(a[d].keys() == b[d].keys() and all(torch.equal(a[d][k], b[d][k]) for k in a[d]) for d in a)
+    return a.keys() == b.keys() and all(
+        a[d].keys() == b[d].keys() and all(torch.equal(a[d][k], b[d][k]) for k in a[d]) for d in a
+    )
 
 
 @pytest.fixture
@@ -53,7 +65,12 @@ def two_threads():
 def test_smoke_preset_on_ray_equals_local(tmp_path, two_threads):
     run_study(SMOKE, workspace=tmp_path / "local", executor=LocalExecutor())
     seen = []
-    run_study(SMOKE, workspace=tmp_path / "ray", executor=RayExecutor(cpus_per_task=2, init_options=RAY), on_stage=lambda i, n, label: seen.append(label))
+    run_study(
+        SMOKE,
+        workspace=tmp_path / "ray",
+        executor=RayExecutor(cpus_per_task=2, init_options=RAY),
+        on_stage=lambda i, n, label: seen.append(label),
+    )
     trainings = plan(SMOKE).trainings
     assert len(list((tmp_path / "ray" / "models").rglob("card.json"))) == len(trainings)
     assert _same_weights(_weights(tmp_path / "local"), _weights(tmp_path / "ray"))
@@ -80,15 +97,31 @@ def test_killed_training_worker_is_retried_and_the_store_is_complete(tmp_path, t
     import tests.test_ray as this
 
     cloudpickle.register_pickle_by_value(this)
-    study = parse_study({"name": "tiny", "dataset": "synthetic", "attacks": ["fgsm"], "eps": ["8/255"], "n": 32, "diagnostics": False, "lipschitz_n": 8,
-                         "source": "protocol", "training": {"width": 0.125, "epochs": 1, "batch_size": 32, "recalibration_batches": 2},
-                         "models": [{"label": "plain", "arch": "cnn9"}, {"label": "decoupled", "model": "tanhconv", "arch": "cnn9"}]}, "tiny.toml")  # fmt: skip
+    study = parse_study(
+        {
+            "name": "tiny",
+            "dataset": "synthetic",
+            "attacks": ["fgsm"],
+            "eps": ["8/255"],
+            "n": 32,
+            "diagnostics": False,
+            "lipschitz_n": 8,
+            "source": "protocol",
+            "training": {"width": 0.125, "epochs": 1, "batch_size": 32, "recalibration_batches": 2},
+            "models": [{"label": "plain", "arch": "cnn9"}, {"label": "decoupled", "model": "tanhconv", "arch": "cnn9"}],
+        },
+        "tiny.toml",
+    )
     run_study(study, workspace=tmp_path / "local", device="cpu")
     marker = tmp_path / "killed"
-    executor = RayExecutor(cpus_per_task=2, shared_workspace=False, train_function=_dying_train(marker), init_options=RAY)
+    executor = RayExecutor(
+        cpus_per_task=2, shared_workspace=False, train_function=_dying_train(marker), init_options=RAY
+    )
     run_study(study, workspace=tmp_path / "ray", device="cpu", executor=executor)
     assert marker.exists()  # a worker did die
-    assert _same_weights(_weights(tmp_path / "local"), _weights(tmp_path / "ray"))  # written by the driver from the object store
+    assert _same_weights(
+        _weights(tmp_path / "local"), _weights(tmp_path / "ray")
+    )  # written by the driver from the object store
     local, ray_cells = _cells(tmp_path / "local"), _cells(tmp_path / "ray")
     assert local == ray_cells  # complete, and one row per cell (keys are unique)
     with ResultStore(tmp_path / "ray") as store:

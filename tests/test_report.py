@@ -16,8 +16,21 @@ from robustbench_dc.targets import from_checkpoint
 def small_store(digits_models, tmp_path_factory):
     ws = tmp_path_factory.mktemp("report-ws")
     source = from_checkpoint(digits_models[("baseline", "natural", 1)])
-    for key in [("baseline", "natural", 0), ("tanhconv", "natural", 0), ("baseline", "fgsm", 0), ("tanhconv", "fgsm", 0)]:
-        evaluate(from_checkpoint(digits_models[key]), dataset="digits", eps=[8 / 255, 32 / 255], n=80, source=source, workspace=ws, lipschitz_n=20)
+    for key in [
+        ("baseline", "natural", 0),
+        ("tanhconv", "natural", 0),
+        ("baseline", "fgsm", 0),
+        ("tanhconv", "fgsm", 0),
+    ]:
+        evaluate(
+            from_checkpoint(digits_models[key]),
+            dataset="digits",
+            eps=[8 / 255, 32 / 255],
+            n=80,
+            source=source,
+            workspace=ws,
+            lipschitz_n=20,
+        )
     return ws
 
 
@@ -25,11 +38,22 @@ def small_store(digits_models, tmp_path_factory):
 def test_report_has_tables_paper_numbers_claims_and_plots(small_store, tmp_path, fmt):
     path = build_report(workspace=small_store, dataset="digits", out_dir=tmp_path, eps=32 / 255, fmt=fmt)
     text = html.unescape(path.read_text())
-    for needle in ("Table 7: white-box attacks", "Table 8: black-box attacks", "85.35", "50.90", "The paper's claims, judged from our numbers",
-                   "Lipschitz estimates", "Provenance", "baseline natural seed 1", "Regenerate this report"):
+    for needle in (
+        "Table 7: white-box attacks",
+        "Table 8: black-box attacks",
+        "85.35",
+        "50.90",
+        "The paper's claims, judged from our numbers",
+        "Lipschitz estimates",
+        "Provenance",
+        "baseline natural seed 1",
+        "Regenerate this report",
+    ):
         assert needle in text, needle
     assert "reproduced" in text
-    assert "no evaluated eps brings our naturally trained baseline within 2 points" in text  # digits never fall to the paper's 18.82%
+    assert (
+        "no evaluated eps brings our naturally trained baseline within 2 points" in text
+    )  # digits never fall to the paper's 18.82%
     for png in ("accuracy_vs_eps.png", "lipschitz.png", "differences.png"):
         with Image.open(tmp_path / png) as im:
             im.verify()
@@ -38,25 +62,43 @@ def test_report_has_tables_paper_numbers_claims_and_plots(small_store, tmp_path,
         else:
             assert "data:image/png;base64," in text
     assert (tmp_path / "results.csv").stat().st_size > 0 and (tmp_path / "results.json").stat().st_size > 0
-    if fmt == "markdown":  # the per-image outcomes behind every paired test are shipped, and re-derive the claims' counts
+    if (
+        fmt == "markdown"
+    ):  # the per-image outcomes behind every paired test are shipped, and re-derive the claims' counts
         import pandas as pd
 
         from robustbench_dc.stats import mcnemar_exact
 
         outcomes = pd.read_csv(tmp_path / "outcomes.csv.gz", dtype={"per_example": str})
-        fgsm = outcomes[(outcomes["role"] == "table") & (outcomes["attack"] == "fgsm") & (outcomes["threat"] == "white-box")
-                        & (abs(outcomes["eps"] - 32 / 255) < 1e-9)]  # fmt: skip
+        fgsm = outcomes[
+            (outcomes["role"] == "table")
+            & (outcomes["attack"] == "fgsm")
+            & (outcomes["threat"] == "white-box")
+            & (abs(outcomes["eps"] - 32 / 255) < 1e-9)
+        ]
         by_model = dict(zip(fgsm["model"], fgsm["per_example"]))
         a, b = by_model["tanhconv natural seed 0"], by_model["baseline natural seed 0"]
         only_a = sum(x == "1" and y == "0" for x, y in zip(a, b))
         only_b = sum(x == "0" and y == "1" for x, y in zip(a, b))
-        assert f"exact McNemar p = {mcnemar_exact(only_a, only_b):.2g}; right only under the first: {only_a} images, only under the second: {only_b}" in text
+        assert (
+            f"exact McNemar p = {mcnemar_exact(only_a, only_b):.2g}; right only under the first: {only_a} images, only under the second: {only_b}"
+            in text
+        )
 
 
 def test_interrupted_reproduce_resumes(tmp_path):
     smoke = load_study("smoke")
-    preset = replace(smoke, dataset="synthetic", models=(StudyModel("baseline"), StudyModel("tanhconv", model="tanhconv")), eps=(8 / 255,),
-                     table_eps=8 / 255, lipschitz_n=10, diagnostics_n=40, square_queries=10, training={**smoke.training, "epochs": 1, "width": 0.125})
+    preset = replace(
+        smoke,
+        dataset="synthetic",
+        models=(StudyModel("baseline"), StudyModel("tanhconv", model="tanhconv")),
+        eps=(8 / 255,),
+        table_eps=8 / 255,
+        lipschitz_n=10,
+        diagnostics_n=40,
+        square_queries=10,
+        training={**smoke.training, "epochs": 1, "width": 0.125},
+    )
     stages = plan(preset)
     seen = []
 
@@ -101,10 +143,20 @@ def test_attacks_without_a_paper_row_still_reach_the_report(small_store, digits_
 
     ws = tmp_path / "ws"
     shutil.copytree(small_store, ws)
-    evaluate(from_checkpoint(digits_models[("tanhconv", "natural", 0)]), dataset="digits", attacks=["pgd"], eps=[32 / 255], n=80, workspace=ws, lipschitz=False)
+    evaluate(
+        from_checkpoint(digits_models[("tanhconv", "natural", 0)]),
+        dataset="digits",
+        attacks=["pgd"],
+        eps=[32 / 255],
+        n=80,
+        workspace=ws,
+        lipschitz=False,
+    )
     text = build_report(workspace=ws, dataset="digits", out_dir=tmp_path / "r", eps=32 / 255).read_text()
     section = text[text.index("## Every measured cell") : text.index("## Provenance")]
-    rows = [r for r in section.splitlines() if r.startswith("| tanhconv (cnn9, width 0.25) | natural    | white-box | pgd ")]
+    rows = [
+        r for r in section.splitlines() if r.startswith("| tanhconv (cnn9, width 0.25) | natural    | white-box | pgd ")
+    ]
     assert len(rows) == 1 and "| 32/255 |" in rows[0] and "| 80 " in rows[0]
 
 
@@ -115,14 +167,22 @@ def test_html_report_renders_in_a_headless_browser(small_store, tmp_path):
 
     browser = next((b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
     if browser is None:
-        pytest.skip("no headless browser here (Debian: apt-get install chromium); the HTML is still checked as text above")
+        pytest.skip(
+            "no headless browser here (Debian: apt-get install chromium); the HTML is still checked as text above"
+        )
     path = build_report(workspace=small_store, dataset="digits", out_dir=tmp_path, eps=32 / 255, fmt="html")
-    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", path.resolve().as_uri()],
-                         capture_output=True, text=True, timeout=120).stdout  # fmt: skip
-    assert "<nav id=\"toc\">" in dom and dom.count("<table>") >= 5 and "href=\"#provenance\"" in dom
-    assert "class=\"num\"" in dom and ("class=\"good\"" in dom or "class=\"bad\"" in dom)
+    dom = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", path.resolve().as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    assert '<nav id="toc">' in dom and dom.count("<table>") >= 5 and 'href="#provenance"' in dom
+    assert 'class="num"' in dom and ('class="good"' in dom or 'class="bad"' in dom)
     text = html.unescape(re.sub(r"<[^>]+>", " ", dom[dom.index("<body>") :]))
-    assert not re.search(r"\bnan\b|\bNaN\b|\{'|\bNone\b", text), re.search(r".{40}(\bnan\b|\bNaN\b|\{'|\bNone\b).{40}", text)
+    assert not re.search(r"\bnan\b|\bNaN\b|\{'|\bNone\b", text), re.search(
+        r".{40}(\bnan\b|\bNaN\b|\{'|\bNone\b).{40}", text
+    )
 
 
 def test_lipschitz_plot_is_local_smoothness_against_robust_accuracy(tmp_path, monkeypatch):
@@ -133,11 +193,17 @@ def test_lipschitz_plot_is_local_smoothness_against_robust_accuracy(tmp_path, mo
     plt = plots.pyplot()
     monkeypatch.setattr(plt, "close", figures.append)
     acc = [Aggregate(mean=m, std=0.0, low=m - 3, high=m + 3, seeds=1, n=100) for m in (40.0, 55.0, 20.0)]
-    points = [("Baseline", "natural", 3.1, acc[0]), ("TanhConv", "natural", 1.2, acc[1]), ("Baseline", "adversarial", 0.4, acc[2])]
+    points = [
+        ("Baseline", "natural", 3.1, acc[0]),
+        ("TanhConv", "natural", 1.2, acc[1]),
+        ("Baseline", "adversarial", 0.4, acc[2]),
+    ]
     plots.plot_lipschitz(points, tmp_path / "l.png", "white-box BIM at 8/255")
     (ax,) = figures[0].axes
     assert ax.get_xscale() == "log" and "under white-box BIM at 8/255" in ax.get_ylabel()
-    drawn = sorted((float(line.get_xdata()[0]), float(line.get_ydata()[0])) for line in ax.lines if line.get_marker() != "_")  # caps are "_" lines
+    drawn = sorted(
+        (float(line.get_xdata()[0]), float(line.get_ydata()[0])) for line in ax.lines if line.get_marker() != "_"
+    )  # caps are "_" lines
     assert drawn == [(0.4, 20.0), (1.2, 55.0), (3.1, 40.0)]  # one point per (model, training), at (local L, accuracy)
 
 

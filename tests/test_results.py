@@ -12,25 +12,64 @@ from robustbench_dc.results.query import AmbiguousResults, Results
 from robustbench_dc.results.store import ResultStore, StoredCell, StudyTarget
 from robustbench_dc.targets import protocol_source_config, recipe_id
 
-BASE = {"model": "tanhconv", "dataset": "digits", "arch": "cnn9", "width": 0.25, "training": "natural", "eps": 8 / 255, "epochs": 4,
-        "seed": 0, "operator": {}, "weight_projection": False}
+BASE = {
+    "model": "tanhconv",
+    "dataset": "digits",
+    "arch": "cnn9",
+    "width": 0.25,
+    "training": "natural",
+    "eps": 8 / 255,
+    "epochs": 4,
+    "seed": 0,
+    "operator": {},
+    "weight_projection": False,
+}
 
 
 def zoo_info(config: dict) -> dict:
-    return {"kind": "zoo", "name": config["model"], "training": config["training"], "seed": config["seed"], "arch": config["arch"],
-            "width": config["width"], "label": config["model"], "train_config": config, "recipe": recipe_id(config), "dataset": "digits"}
+    return {
+        "kind": "zoo",
+        "name": config["model"],
+        "training": config["training"],
+        "seed": config["seed"],
+        "arch": config["arch"],
+        "width": config["width"],
+        "label": config["model"],
+        "train_config": config,
+        "recipe": recipe_id(config),
+        "dataset": "digits",
+    }
 
 
-def key(function: str, threat="white-box", attack="fgsm", eps=8 / 255, n=100, role="table", source="", params=None) -> CellKey:
+def key(
+    function: str, threat="white-box", attack="fgsm", eps=8 / 255, n=100, role="table", source="", params=None
+) -> CellKey:
     none = attack == "none"
-    return CellKey(function=function, dataset="digits", data="d" * 64, subset=Subset(n, 360, 0), role=role, kind="accuracy",
-                   threat="none" if none else threat, attack=attack, params=attack_params(params or {}), eps=0.0 if none else eps,
-                   backend="" if none else "torchattacks", backend_version="" if none else "3.5.1", source=source)
+    return CellKey(
+        function=function,
+        dataset="digits",
+        data="d" * 64,
+        subset=Subset(n, 360, 0),
+        role=role,
+        kind="accuracy",
+        threat="none" if none else threat,
+        attack=attack,
+        params=attack_params(params or {}),
+        eps=0.0 if none else eps,
+        backend="" if none else "torchattacks",
+        backend_version="" if none else "3.5.1",
+        source=source,
+    )
 
 
 def put(store: ResultStore, k: CellKey, accuracy: float, n: int = 100) -> None:
     correct = round(accuracy * n)
-    store.put(k, {"n": n, "correct": correct, "accuracy": correct / n, "per_example": "1" * correct + "0" * (n - correct)}, 1.0, {"device": "cpu"})
+    store.put(
+        k,
+        {"n": n, "correct": correct, "accuracy": correct / n, "per_example": "1" * correct + "0" * (n - correct)},
+        1.0,
+        {"device": "cpu"},
+    )
 
 
 @pytest.fixture
@@ -64,13 +103,17 @@ def test_cells_differing_in_more_than_the_seed_are_never_pooled(store, tmp_path)
     assert r.where(width=0.25).accuracy("tanhconv", "natural", "fgsm", 8 / 255).mean == pytest.approx(30.0)
 
 
-@pytest.mark.parametrize("field,value", [("backend_version", "3.6"), ("n", 50), ("params", '{"step":0.1}'), ("role", "diagnostics")])
+@pytest.mark.parametrize(
+    "field,value", [("backend_version", "3.6"), ("n", 50), ("params", '{"step":0.1}'), ("role", "diagnostics")]
+)
 def test_query_groups_split_on_every_identity_field(store, tmp_path, field, value):
     store.put_function("a", zoo_info(BASE))
     store.put_function("a1", zoo_info({**BASE, "seed": 1}))
     put(store, key("a"), 0.3)
     k = key("a1")
-    changed = CellKey.from_dict({**k.to_dict(), **({"subset": {"n": value, "of": 360, "seed": 0}} if field == "n" else {field: value})})
+    changed = CellKey.from_dict(
+        {**k.to_dict(), **({"subset": {"n": value, "of": 360, "seed": 0}} if field == "n" else {field: value})}
+    )
     put(store, changed, 0.5)
     r = Results.load(tmp_path, "digits").where(role=None)
     assert len(r.where(kind="accuracy").groups()) == 2
@@ -101,14 +144,21 @@ def test_report_refuses_to_mix_subsets_and_notes_the_ones_left_out(store, tmp_pa
 
 def test_an_older_schema_is_set_aside_with_a_warning(tmp_path, caplog):
     conn = sqlite3.connect(tmp_path / "results.sqlite")
-    conn.executescript("CREATE TABLE cells (key TEXT PRIMARY KEY, model_sha256 TEXT, kind TEXT, identity TEXT, metrics TEXT, seconds REAL, created TEXT);"
-                       "INSERT INTO cells VALUES ('k', 'm', 'accuracy', '{}', '{}', 1.0, 'now');")
+    conn.executescript(
+        "CREATE TABLE cells (key TEXT PRIMARY KEY, model_sha256 TEXT, kind TEXT, identity TEXT, metrics TEXT, seconds REAL, created TEXT);"
+        "INSERT INTO cells VALUES ('k', 'm', 'accuracy', '{}', '{}', 1.0, 'now');"
+    )
     conn.commit()
     conn.close()
     with caplog.at_level(logging.WARNING), ResultStore(tmp_path) as store:
         assert store.count() == 0
     assert "older schema" in caplog.text
-    tables = {r[0] for r in sqlite3.connect(tmp_path / "results.sqlite").execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    tables = {
+        r[0]
+        for r in sqlite3.connect(tmp_path / "results.sqlite").execute(
+            "SELECT name FROM sqlite_master WHERE type='table'"
+        )
+    }
     assert any(t.startswith("cells_v1_") for t in tables)
 
 
@@ -122,13 +172,22 @@ def test_store_cell_computes_once(store):
 
 
 def _cell(attack, acc, eps=32 / 255, threat="white-box", params=None, n=100):
-    return StoredCell(key("f", threat=threat, attack=attack, eps=eps, params=params), {"accuracy": acc, "n": n, "per_example": ""}, {}, 0.0)
+    return StoredCell(
+        key("f", threat=threat, attack=attack, eps=eps, params=params),
+        {"accuracy": acc, "n": n, "per_example": ""},
+        {},
+        0.0,
+    )
 
 
 def test_diagnostic_pgd_cells_are_found_by_their_full_parameters():
     eps = 32 / 255
-    cells = [_cell("none", 0.9), _cell("fgsm", 0.5), _cell("pgd", 0.2, params=pgd_params("pgd20", eps)),
-             _cell("pgd", 0.1, params={"step": 2 / 255, "steps": 40, "restarts": 1})]  # a PGD-40 of another step: not the diagnostic one
+    cells = [
+        _cell("none", 0.9),
+        _cell("fgsm", 0.5),
+        _cell("pgd", 0.2, params=pgd_params("pgd20", eps)),
+        _cell("pgd", 0.1, params={"step": 2 / 255, "steps": 40, "restarts": 1}),
+    ]  # a PGD-40 of another step: not the diagnostic one
     m = measured_from_cells(cells, eps)
     assert m.white == {"fgsm": 0.5, "pgd20": 0.2} and m.n == 100
 
@@ -141,34 +200,113 @@ def right(k: int, n: int = 100) -> str:
 E = 32 / 255
 
 
-@pytest.mark.parametrize("measured,name,status", [
-    (Measured(n=100, outcomes={("white-box", "fgsm", E): right(50), ("white-box", "bim", E): right(20)}), "iterative >= single-step", "pass"),
-    (Measured(n=100, outcomes={("white-box", "fgsm", E): right(20), ("white-box", "bim", E): right(50)}), "iterative >= single-step", "warn"),
-    # a reversal at another eps than the table's is found too
-    (Measured(n=100, outcomes={("white-box", "fgsm", E): right(50), ("white-box", "pgd20", E): right(20),
-                               ("white-box", "fgsm", 2 * E): right(10), ("white-box", "pgd20", 2 * E): right(30)}), "iterative >= single-step", "warn"),
-    # too few reversed images to be significant, or too small an effect: no warning
-    (Measured(n=100, outcomes={("white-box", "fgsm", E): right(20), ("white-box", "bim", E): right(23)}), "iterative >= single-step", "pass"),
-    (Measured(n=100, outcomes={("white-box", "fgsm", E): right(20), ("black-box", "fgsm", E): right(40)}), "white-box >= black-box", "pass"),
-    (Measured(n=100, outcomes={("white-box", "fgsm", E): right(50), ("white-box", "bim", E): right(40), ("black-box", "fgsm", E): right(20)}),
-     "white-box >= black-box", "warn"),
-    (Measured(n=100, outcomes={("white-box", "pgd20", E): right(30), ("white-box", "bpda-pgd", E): right(10)}), "BPDA does not beat true gradients", "warn"),
-    (Measured(n=100, outcomes={("white-box", "pgd20", E): right(30), ("white-box", "bpda-pgd", E): right(31)}), "BPDA does not beat true gradients", "pass"),
-    (Measured(n=100, outcomes={("white-box", "pgd20", E): right(30), ("white-box", "pgd-smoothed", 2 * E): right(10)}),
-     "smoothed gradients do not beat true gradients", "n/a"),  # not measured at the same eps
-    (Measured(n=100, outcomes={("white-box", "pgd20", 2 * E): right(30), ("white-box", "pgd-smoothed", 2 * E): right(10)}),
-     "smoothed gradients do not beat true gradients", "warn"),
-    (Measured(n=100, sweep=[(0.01, 0.5), (0.02, 0.3), (0.5, 0.0)]), "monotone in eps, near zero at large eps", "pass"),
-    (Measured(n=100, sweep=[(0.01, 0.5), (0.02, 0.6), (0.5, 0.0)]), "monotone in eps, near zero at large eps", "warn"),
-    (Measured(n=100, sweep=[(0.01, 0.5), (0.02, 0.3), (0.5, 0.2)]), "monotone in eps, near zero at large eps", "warn"),
-    (Measured(n=100, white={"pgd20": 0.3, "pgd40": 0.29, "pgd20x3": 0.3}), "PGD converged", "pass"),
-    (Measured(n=100, white={"pgd20": 0.3, "pgd40": 0.2}), "PGD converged", "warn"),
-    (Measured(n=100, gradient={"zero": 0.0, "nonfinite": 0.0}, health={"saturation": {"a": 0.95}}), "gradient health", "warn"),
-    (Measured(n=100, gradient={"zero": 0.0, "nonfinite": 0.0}, health={"saturation": {"a": 0.5}}), "gradient health", "pass"),
-    (Measured(n=100), "gradient health", "n/a"),
-    (Measured(n=100, white={"apgd-ce": 0.30, "apgd-dlr": 0.31}), "DLR loss does not beat cross-entropy", "pass"),
-    (Measured(n=100, white={"apgd-ce": 0.60, "apgd-dlr": 0.10}), "DLR loss does not beat cross-entropy", "warn"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "measured,name,status",
+    [
+        (
+            Measured(n=100, outcomes={("white-box", "fgsm", E): right(50), ("white-box", "bim", E): right(20)}),
+            "iterative >= single-step",
+            "pass",
+        ),
+        (
+            Measured(n=100, outcomes={("white-box", "fgsm", E): right(20), ("white-box", "bim", E): right(50)}),
+            "iterative >= single-step",
+            "warn",
+        ),
+        # a reversal at another eps than the table's is found too
+        (
+            Measured(
+                n=100,
+                outcomes={
+                    ("white-box", "fgsm", E): right(50),
+                    ("white-box", "pgd20", E): right(20),
+                    ("white-box", "fgsm", 2 * E): right(10),
+                    ("white-box", "pgd20", 2 * E): right(30),
+                },
+            ),
+            "iterative >= single-step",
+            "warn",
+        ),
+        # too few reversed images to be significant, or too small an effect: no warning
+        (
+            Measured(n=100, outcomes={("white-box", "fgsm", E): right(20), ("white-box", "bim", E): right(23)}),
+            "iterative >= single-step",
+            "pass",
+        ),
+        (
+            Measured(n=100, outcomes={("white-box", "fgsm", E): right(20), ("black-box", "fgsm", E): right(40)}),
+            "white-box >= black-box",
+            "pass",
+        ),
+        (
+            Measured(
+                n=100,
+                outcomes={
+                    ("white-box", "fgsm", E): right(50),
+                    ("white-box", "bim", E): right(40),
+                    ("black-box", "fgsm", E): right(20),
+                },
+            ),
+            "white-box >= black-box",
+            "warn",
+        ),
+        (
+            Measured(n=100, outcomes={("white-box", "pgd20", E): right(30), ("white-box", "bpda-pgd", E): right(10)}),
+            "BPDA does not beat true gradients",
+            "warn",
+        ),
+        (
+            Measured(n=100, outcomes={("white-box", "pgd20", E): right(30), ("white-box", "bpda-pgd", E): right(31)}),
+            "BPDA does not beat true gradients",
+            "pass",
+        ),
+        (
+            Measured(
+                n=100, outcomes={("white-box", "pgd20", E): right(30), ("white-box", "pgd-smoothed", 2 * E): right(10)}
+            ),
+            "smoothed gradients do not beat true gradients",
+            "n/a",
+        ),  # not measured at the same eps
+        (
+            Measured(
+                n=100,
+                outcomes={("white-box", "pgd20", 2 * E): right(30), ("white-box", "pgd-smoothed", 2 * E): right(10)},
+            ),
+            "smoothed gradients do not beat true gradients",
+            "warn",
+        ),
+        (
+            Measured(n=100, sweep=[(0.01, 0.5), (0.02, 0.3), (0.5, 0.0)]),
+            "monotone in eps, near zero at large eps",
+            "pass",
+        ),
+        (
+            Measured(n=100, sweep=[(0.01, 0.5), (0.02, 0.6), (0.5, 0.0)]),
+            "monotone in eps, near zero at large eps",
+            "warn",
+        ),
+        (
+            Measured(n=100, sweep=[(0.01, 0.5), (0.02, 0.3), (0.5, 0.2)]),
+            "monotone in eps, near zero at large eps",
+            "warn",
+        ),
+        (Measured(n=100, white={"pgd20": 0.3, "pgd40": 0.29, "pgd20x3": 0.3}), "PGD converged", "pass"),
+        (Measured(n=100, white={"pgd20": 0.3, "pgd40": 0.2}), "PGD converged", "warn"),
+        (
+            Measured(n=100, gradient={"zero": 0.0, "nonfinite": 0.0}, health={"saturation": {"a": 0.95}}),
+            "gradient health",
+            "warn",
+        ),
+        (
+            Measured(n=100, gradient={"zero": 0.0, "nonfinite": 0.0}, health={"saturation": {"a": 0.5}}),
+            "gradient health",
+            "pass",
+        ),
+        (Measured(n=100), "gradient health", "n/a"),
+        (Measured(n=100, white={"apgd-ce": 0.30, "apgd-dlr": 0.31}), "DLR loss does not beat cross-entropy", "pass"),
+        (Measured(n=100, white={"apgd-ce": 0.60, "apgd-dlr": 0.10}), "DLR loss does not beat cross-entropy", "warn"),
+    ],
+)
 def test_checks(measured, name, status):
     assert {d.name: d.status for d in diagnose(measured)}[name] == status
 
@@ -196,12 +334,23 @@ def test_claims_use_paired_tests_and_premises(store, tmp_path):
     r = Results.load(tmp_path, "digits")
     cell = lambda m, tr, th, at: r.accuracy(m, tr, at, 8 / 255, threat=th)  # noqa: E731
     c = compare(cell("tanhconv", "natural", "white-box", "fgsm"), cell("baseline", "natural", "white-box", "fgsm"))
-    assert c.diff == pytest.approx(30.0) and c.p < 1e-6 and c.low > 0 and "right only under the first: 30 images" in c.detail
+    assert (
+        c.diff == pytest.approx(30.0)
+        and c.p < 1e-6
+        and c.low > 0
+        and "right only under the first: 30 images" in c.detail
+    )
     verdicts = {cl.text: cl.verdict for cl in claims(cell)}
-    assert verdicts["Naturally trained TanhConv resists white-box FGSM far better than the baseline (>= 10 points)"] == "reproduced"
+    assert (
+        verdicts["Naturally trained TanhConv resists white-box FGSM far better than the baseline (>= 10 points)"]
+        == "reproduced"
+    )
     assert verdicts["Under white-box BIM the natural TanhConv's advantage disappears (within 5 points)"] == "reproduced"
     # no advantage to lose: the "disappears" claims of models without one are not applicable, never "reproduced"
-    assert verdicts["Under white-box BIM the natural BallConv's advantage disappears (within 5 points)"] == "not applicable"
+    assert (
+        verdicts["Under white-box BIM the natural BallConv's advantage disappears (within 5 points)"]
+        == "not applicable"
+    )
     assert verdicts["... but not against white-box BIM (within 5 points)"] == "not applicable"
 
 
@@ -221,20 +370,33 @@ def test_many_processes_opening_and_writing_one_new_store(tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys; from pathlib import Path; from tests.test_results import key, put; from robustbench_dc.results.store import ResultStore\n"
-            "with ResultStore(Path(sys.argv[1])) as s:\n    [put(s, key(f'f{sys.argv[2]}', n=10 + i), 0.5) for i in range(40)]")  # fmt: skip
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path), str(i)], stderr=subprocess.PIPE, text=True) for i in range(6)]
+    code = (
+        "import sys; from pathlib import Path; from tests.test_results import key, put; from robustbench_dc.results.store import ResultStore\n"
+        "with ResultStore(Path(sys.argv[1])) as s:\n    [put(s, key(f'f{sys.argv[2]}', n=10 + i), 0.5) for i in range(40)]"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(tmp_path), str(i)], stderr=subprocess.PIPE, text=True)
+        for i in range(6)
+    ]
     errors = [p.communicate(timeout=120)[1] for p in procs]
     assert [p.returncode for p in procs] == [0] * 6, errors
     with ResultStore(tmp_path) as store:
         assert store.count() == 240
-    tables = {r[0] for r in sqlite3.connect(tmp_path / "results.sqlite").execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    tables = {
+        r[0]
+        for r in sqlite3.connect(tmp_path / "results.sqlite").execute(
+            "SELECT name FROM sqlite_master WHERE type='table'"
+        )
+    }
     assert tables == {"meta", "functions", "cells", "study_targets"}
 
 
 @pytest.mark.parametrize("share,status", [(0.02, "pass"), (0.5, "warn")])
 def test_direction_check(share, status):
-    m = Measured(n=100, direction={"gradient_not_better_fraction": share, "mean_gain_gradient": 1.0, "mean_gain_best_random": 0.1})
+    m = Measured(
+        n=100,
+        direction={"gradient_not_better_fraction": share, "mean_gain_gradient": 1.0, "mean_gain_best_random": 0.1},
+    )
     assert {d.name: d.status for d in diagnose(m)}["gradient beats random directions"] == status
 
 
@@ -267,7 +429,9 @@ def test_seeds_computed_apart_merge_into_one_report(tmp_path):
     with ResultStore(merged) as s:
         origins = {c.provenance["merged_from"] for c in s.cells()}
     assert origins == {str(a.resolve()), str(b.resolve())}
-    assert Results.load(merged, "digits").targets == {StudyTarget("st", "tanhconv", "natural", s): f"fn-seed{s}" for s in (0, 1)}  # a study report finds both
+    assert Results.load(merged, "digits").targets == {
+        StudyTarget("st", "tanhconv", "natural", s): f"fn-seed{s}" for s in (0, 1)
+    }  # a study report finds both
     again = merge_workspaces(merged, [a, b])
     assert (again.cells_added, again.cells_same, again.checkpoints_added, again.checkpoints_same) == (0, 4, 0, 2)
     with ResultStore(b) as s:  # the same cell recomputed elsewhere with other numbers

@@ -12,11 +12,21 @@ from robustbench_dc.study import load_study, parse_study, shipped_studies
 from tests.conftest import run_cli
 
 TINY = {
-    "name": "tiny", "dataset": "synthetic", "attacks": ["fgsm", "pgd"], "eps": ["8/255"], "n": 48, "source": "protocol",
-    "diagnostics": False, "lipschitz_n": 8, "training": {"width": 0.125, "epochs": 1, "batch_size": 32, "recalibration_batches": 2},
-    "models": [{"label": "plain", "arch": "resnet32"}, {"label": "gated", "arch": "convnet-aig", "options": {"target_rate": 0.5}}],
+    "name": "tiny",
+    "dataset": "synthetic",
+    "attacks": ["fgsm", "pgd"],
+    "eps": ["8/255"],
+    "n": 48,
+    "source": "protocol",
+    "diagnostics": False,
+    "lipschitz_n": 8,
+    "training": {"width": 0.125, "epochs": 1, "batch_size": 32, "recalibration_batches": 2},
+    "models": [
+        {"label": "plain", "arch": "resnet32"},
+        {"label": "gated", "arch": "convnet-aig", "options": {"target_rate": 0.5}},
+    ],
     "claims": [{"better": "gated", "than": "plain", "attack": "fgsm", "by": 1}],
-}  # fmt: skip
+}
 
 
 def test_shipped_studies_parse_and_plan():
@@ -58,11 +68,14 @@ def test_shipped_studies_parse_and_plan():
         ({"models": ["resnet32"]}, r"models\[0\]: expected a table"),
         ({"models": [{"label": 3}]}, r"models\[0\] label: expected a str"),
         ({"diagnostics": "false"}, "diagnostics: expected a bool, got 'false'"),
-        ({"n": 0}, "n must be an integer >= 1 or \"all\", got 0"),
-        ({"n": "half"}, "n must be an integer >= 1 or \"all\""),
+        ({"n": 0}, 'n must be an integer >= 1 or "all", got 0'),
+        ({"n": "half"}, 'n must be an integer >= 1 or "all"'),
         ({"square_queries": 2.5}, "square_queries must be an integer >= 1"),
         ({"attacks": "fgsm"}, "attacks: expected a list"),
-        ({"claims": [{"better": "gated", "than": "plain", "attack": "fgsm", "by": "lots"}]}, r"claims\[0\] by: expected a number"),
+        (
+            {"claims": [{"better": "gated", "than": "plain", "attack": "fgsm", "by": "lots"}]},
+            r"claims\[0\] by: expected a number",
+        ),
         ({"transfer_matrix": 1}, "transfer_matrix: expected a bool"),
     ],
 )
@@ -103,16 +116,24 @@ def test_two_models_with_one_zoo_name_are_reported_from_their_own_cells(tmp_path
     cells = StudyCells(study, results, measured)
     for m in measured:
         own = results.where(function=m.function_id, role="table", kind="accuracy", threat="none")
-        assert cells(m.target.label, "natural", "white-box", "none").mean == pytest.approx(100 * own.entries[0].metrics["accuracy"])
+        assert cells(m.target.label, "natural", "white-box", "none").mean == pytest.approx(
+            100 * own.entries[0].metrics["accuracy"]
+        )
         assert cells(m.target.label, "natural", "black-box", "fgsm", 8 / 255) is not None  # from the protocol source
     path = build_study_report(study, workspace=ws, out_dir=tmp_path / "report", command="dc-robust study tiny.toml")
     text = path.read_text()
     assert "| attack" in text and "plain" in text and "gated" in text and "Executed blocks (ConvNet-AIG gates)" in text
     assert "gated (natural) resists white-box fgsm at 8/255 better than plain by at least 1 points" in text
-    assert "dc-robust study tiny.toml" in text and "not evaluated yet" not in text.lower() and "](differences.png)" in text
-    assert "## Lipschitz estimates" in text and "](lipschitz.png)" in text  # the study computed Lipschitz cells: they are shown
+    assert (
+        "dc-robust study tiny.toml" in text and "not evaluated yet" not in text.lower() and "](differences.png)" in text
+    )
+    assert (
+        "## Lipschitz estimates" in text and "](lipschitz.png)" in text
+    )  # the study computed Lipschitz cells: they are shown
     frame = pd.read_csv(tmp_path / "report" / "results.csv")
-    assert set(frame["function"]) <= {m.function_id for m in measured}  # no other model's cells (the sources are not targets)
+    assert set(frame["function"]) <= {
+        m.function_id for m in measured
+    }  # no other model's cells (the sources are not targets)
 
     # the report reads the store alone: without the checkpoints it is the same report
     import shutil
@@ -121,15 +142,27 @@ def test_two_models_with_one_zoo_name_are_reported_from_their_own_cells(tmp_path
     from robustbench_dc.pipeline import record_targets
 
     shutil.move(ws / "models", tmp_path / "models-aside")
-    assert build_study_report(study, workspace=ws, out_dir=tmp_path / "again", command="dc-robust study tiny.toml").read_text() == text
+    assert (
+        build_study_report(
+            study, workspace=ws, out_dir=tmp_path / "again", command="dc-robust study tiny.toml"
+        ).read_text()
+        == text
+    )
     # a store whose cells were evaluated before it recorded which model is which: record_targets finds them again
     shutil.move(tmp_path / "models-aside", ws / "models")
     with sqlite3.connect(ws / "results.sqlite") as db:
         db.execute("DELETE FROM study_targets")
-    assert "Not evaluated yet (or not trained), so not in this report: plain natural seed 0, gated natural seed 0" in build_study_report(
-        study, workspace=ws, out_dir=tmp_path / "old").read_text()
+    assert (
+        "Not evaluated yet (or not trained), so not in this report: plain natural seed 0, gated natural seed 0"
+        in build_study_report(study, workspace=ws, out_dir=tmp_path / "old").read_text()
+    )
     record_targets(study, ws)
-    assert build_study_report(study, workspace=ws, out_dir=tmp_path / "again", command="dc-robust study tiny.toml").read_text() == text
+    assert (
+        build_study_report(
+            study, workspace=ws, out_dir=tmp_path / "again", command="dc-robust study tiny.toml"
+        ).read_text()
+        == text
+    )
 
 
 def test_report_of_a_partly_trained_study_says_what_is_missing(tmp_path):
@@ -137,7 +170,10 @@ def test_report_of_a_partly_trained_study_says_what_is_missing(tmp_path):
     run_study(study, workspace=tmp_path / "ws", device="cpu")
     bigger = parse_study({**TINY, "claims": [], "source": "none"}, "tiny.toml")
     path, tables = write_study_report(bigger, workspace=tmp_path / "ws", out_dir=tmp_path / "r")
-    assert "Not evaluated yet (or not trained), so not in this report: gated natural seed 0" in path.read_text() and tables == ""
+    assert (
+        "Not evaluated yet (or not trained), so not in this report: gated natural seed 0" in path.read_text()
+        and tables == ""
+    )
 
 
 def test_presets_are_shipped_studies_with_the_paper_report():
@@ -149,7 +185,12 @@ def test_presets_are_shipped_studies_with_the_paper_report():
         stages = plan(study).afterwards
         assert [type(s).__name__ for s in stages] == ["TransferStage", "EpsMatchStage"]
     quick = load_study("quick")
-    assert quick.seeds == (0, 1, 2) and [m.label for m in quick.models] == ["baseline", "sphereconv", "ballconv", "tanhconv"]
+    assert quick.seeds == (0, 1, 2) and [m.label for m in quick.models] == [
+        "baseline",
+        "sphereconv",
+        "ballconv",
+        "tanhconv",
+    ]
     assert not plan(load_study("aig")).afterwards  # only where a study asks for them
     with pytest.raises(UserError, match="needs zoo models of one architecture"):
         parse_study({**TINY, "report": "paper", "claims": []}, "tiny.toml")
@@ -175,10 +216,14 @@ def test_a_study_runs_no_factory_code_without_trust(tmp_path):
     """A study file someone sends you must not run code: ``factory`` needs --trust-code, and its relative path is
     the study file's neighbour, not the current directory's."""
     marker = tmp_path / "ran"
-    (tmp_path / "evil.py").write_text(f"import pathlib\npathlib.Path({str(marker)!r}).write_text('x')\ndef build():\n    raise SystemExit\n")
+    (tmp_path / "evil.py").write_text(
+        f"import pathlib\npathlib.Path({str(marker)!r}).write_text('x')\ndef build():\n    raise SystemExit\n"
+    )
     (tmp_path / "weights.pt").write_bytes(b"")
     study_file = tmp_path / "sent.toml"
-    study_file.write_text('name = "sent"\ndataset = "digits"\n[[models]]\nlabel = "theirs"\ncheckpoint = "weights.pt"\nfactory = "evil.py:build"\n')
+    study_file.write_text(
+        'name = "sent"\ndataset = "digits"\n[[models]]\nlabel = "theirs"\ncheckpoint = "weights.pt"\nfactory = "evil.py:build"\n'
+    )
     r = run_cli("study", str(study_file), "--workspace", str(tmp_path / "ws"), "--no-progress", cwd=tmp_path.parent)
     assert r.returncode == 2 and "--trust-code" in r.stderr and not marker.exists()
     with pytest.raises(UserError, match="imports and runs that code"):
@@ -219,7 +264,10 @@ def test_a_study_is_not_continued_in_another_precision(tmp_path, monkeypatch):
     shutil.copytree(Path(__file__).parent.parent / "reports" / "paper-cpu" / "models", tmp_path / "models")
     study = load_study("paper-cpu")
     monkeypatch.setattr(devices, "bf16_supported", lambda device: False)
-    with pytest.raises(UserError, match=r"finished trainings ran in bf16 .*would train the rest in fp32; one study's models share one precision"):
+    with pytest.raises(
+        UserError,
+        match=r"finished trainings ran in bf16 .*would train the rest in fp32; one study's models share one precision",
+    ):
         check_one_precision(study, trainings(study), tmp_path, "cpu")
     with pytest.raises(UserError, match="one study's models share one precision"):
         run_study(study, workspace=tmp_path, device="cpu", data_dir=tmp_path)

@@ -29,7 +29,9 @@ from robustbench_dc.train import (
 )
 
 
-@pytest.mark.parametrize("key", [("baseline", "natural", 0), ("tanhconv", "natural", 0), ("baseline", "fgsm", 0), ("tanhconv", "fgsm", 0)])
+@pytest.mark.parametrize(
+    "key", [("baseline", "natural", 0), ("tanhconv", "natural", 0), ("baseline", "fgsm", 0), ("tanhconv", "fgsm", 0)]
+)
 def test_training_on_digits_reaches_real_accuracy(digits_models, key):
     model, card = load_checkpoint(digits_models[key])
     assert card["clean_test_accuracy"] > 0.8  # chance is 0.1
@@ -76,19 +78,44 @@ def test_short_run_is_as_good_in_eval_mode_as_in_training_mode(tmp_path):
 
 
 def test_same_seed_same_weights(tmp_path):
-    config = TrainConfig(model="tanhconv", dataset="synthetic", width=0.125, epochs=2, batch_size=32, training="fgsm", eps=0.05)
+    config = TrainConfig(
+        model="tanhconv", dataset="synthetic", width=0.125, epochs=2, batch_size=32, training="fgsm", eps=0.05
+    )
     a = load_file(str(train(config, workspace=tmp_path / "a") / "model.safetensors"))
     b = load_file(str(train(config, workspace=tmp_path / "b") / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_kill_and_resume_gives_the_same_weights(tmp_path):
-    args = ["train", "--model", "tanhconv", "--dataset", "digits", "--width", "0.25", "--epochs", "4", "--batch-size", "32", "--no-progress"]
+    args = [
+        "train",
+        "--model",
+        "tanhconv",
+        "--dataset",
+        "digits",
+        "--width",
+        "0.25",
+        "--epochs",
+        "4",
+        "--batch-size",
+        "32",
+        "--no-progress",
+    ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    ref = subprocess.run([sys.executable, "-m", "robustbench_dc.cli", *args, "--workspace", str(tmp_path / "ref")], env=env, capture_output=True, text=True)
+    ref = subprocess.run(
+        [sys.executable, "-m", "robustbench_dc.cli", *args, "--workspace", str(tmp_path / "ref")],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert ref.returncode == 0, ref.stderr
     ws = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "robustbench_dc.cli", *args, "--workspace", str(ws)], env=env, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "robustbench_dc.cli", *args, "--workspace", str(ws)],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     for line in proc.stdout:  # kill -9 right after the second epoch ends, mid-way through the third
         if line.startswith("epoch 2/4"):
             time.sleep(0.2)
@@ -98,7 +125,12 @@ def test_kill_and_resume_gives_the_same_weights(tmp_path):
     assert proc.returncode == -signal.SIGKILL
     run = ws / "models/digits/tanhconv/natural/cnn9-w0.25-seed0"
     assert (run / "resume.pt").exists() and not (run / "card.json").exists()
-    again = subprocess.run([sys.executable, "-m", "robustbench_dc.cli", *args, "--workspace", str(ws)], env=env, capture_output=True, text=True)
+    again = subprocess.run(
+        [sys.executable, "-m", "robustbench_dc.cli", *args, "--workspace", str(ws)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert again.returncode == 0, again.stderr
     assert "epoch 1/4" not in again.stdout and "epoch 3/4" in again.stdout  # resumed, not restarted
     a = load_file(str(run / "model.safetensors"))
@@ -126,13 +158,25 @@ def test_corrupt_checkpoint_is_a_clear_error(digits_models, tmp_path):
 
 
 def test_missing_dataset_says_where_it_looked(tmp_path):
-    with pytest.raises(DataNotFoundError, match=r"(?s)looked for train-images-idx3-ubyte.*" + str(tmp_path) + ".*--download"):
+    with pytest.raises(
+        DataNotFoundError, match=r"(?s)looked for train-images-idx3-ubyte.*" + str(tmp_path) + ".*--download"
+    ):
         load_dataset("mnist", "train", data_dir=tmp_path)
     with pytest.raises(DataNotFoundError, match="neither .*cifar-10-batches-py .* nor .*train"):
         load_dataset("cifar10", "train", data_dir=tmp_path)
     from tests.conftest import run_cli
 
-    r = run_cli("train", "--model", "baseline", "--dataset", "cifar10", "--data-dir", str(tmp_path), "--workspace", str(tmp_path / "ws"))
+    r = run_cli(
+        "train",
+        "--model",
+        "baseline",
+        "--dataset",
+        "cifar10",
+        "--data-dir",
+        str(tmp_path),
+        "--workspace",
+        str(tmp_path / "ws"),
+    )
     assert r.returncode == 2 and "error: cifar10 (train) not found" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -161,9 +205,14 @@ def test_augmentation_is_a_crop_or_flip_of_the_image():
         assert torch.equal(out[i], x[i]) or torch.equal(out[i], x[i].flip(-1))
 
 
-@pytest.mark.skipif(not (FASHION_MNIST_SYSTEM_DIR / "train-images-idx3-ubyte.gz").exists(), reason="Debian's dataset-fashion-mnist is not installed")
+@pytest.mark.skipif(
+    not (FASHION_MNIST_SYSTEM_DIR / "train-images-idx3-ubyte.gz").exists(),
+    reason="Debian's dataset-fashion-mnist is not installed",
+)
 def test_fashion_mnist_one_epoch_on_a_subset(tmp_path):
-    config = TrainConfig(model="baseline", dataset="fashion-mnist", width=0.25, epochs=1, batch_size=64, lr=0.05, train_subset=3000)
+    config = TrainConfig(
+        model="baseline", dataset="fashion-mnist", width=0.25, epochs=1, batch_size=64, lr=0.05, train_subset=3000
+    )
     _, card = load_checkpoint(train(config, workspace=tmp_path))
     assert card["test_images"] == 10000 and card["train_images"] == 3000
     assert card["clean_test_accuracy"] > 0.6  # chance is 0.1
@@ -175,8 +224,12 @@ def test_kurakin_regime_uses_predicted_labels_per_example_eps_and_weights(tmp_pa
 
     g = torch.Generator().manual_seed(0)
     eps = truncated_eps(4000, 8 / 255, g)
-    assert float(eps.min()) >= 0 and float(eps.max()) <= 8 / 255 and 0.3 < float(eps.mean()) * 255 / 8 < 0.5  # E|N(0, s)| = 0.8 s
-    config = TrainConfig(model="baseline", dataset="synthetic", width=0.125, training="kurakin", epochs=1, batch_size=64)
+    assert (
+        float(eps.min()) >= 0 and float(eps.max()) <= 8 / 255 and 0.3 < float(eps.mean()) * 255 / 8 < 0.5
+    )  # E|N(0, s)| = 0.8 s
+    config = TrainConfig(
+        model="baseline", dataset="synthetic", width=0.125, training="kurakin", epochs=1, batch_size=64
+    )
     model = build(config).train()
     x, y = torch.rand(8, 3, 8, 8), torch.zeros(8, dtype=torch.long)
     out, weights = adversarial_batch(model, x, y, config, g)
@@ -192,7 +245,9 @@ def test_kurakin_regime_uses_predicted_labels_per_example_eps_and_weights(tmp_pa
 def test_compile_failure_falls_back_to_eager_with_the_same_weights(tmp_path, monkeypatch):
     """A compiler that fails (no C++ toolchain, say): the run goes on eager, says so in the card, and ends with
     the weights an eager run gives (the failed compile touched neither the model nor the random state)."""
-    config = TrainConfig(model="tanhconv", dataset="synthetic", width=0.125, epochs=1, batch_size=32, training="fgsm", eps=0.05)
+    config = TrainConfig(
+        model="tanhconv", dataset="synthetic", width=0.125, epochs=1, batch_size=32, training="fgsm", eps=0.05
+    )
     eager_dir = train(config, workspace=tmp_path / "eager")
     eager = load_file(str(eager_dir / "model.safetensors"))
 
@@ -203,14 +258,20 @@ def test_compile_failure_falls_back_to_eager_with_the_same_weights(tmp_path, mon
     monkeypatch.setattr(torch, "compile", lambda model, **kw: real_compile(model, backend=no_compiler, **kw))
     directory = train(replace(config, compile=True), workspace=tmp_path / "fallback")
     _, card = load_checkpoint(directory)
-    assert card["compute"]["compile"].startswith("eager (torch.compile failed") and card["train_config"]["compile"] is True
+    assert (
+        card["compute"]["compile"].startswith("eager (torch.compile failed") and card["train_config"]["compile"] is True
+    )
     fell_back = load_file(str(directory / "model.safetensors"))
     assert all(torch.equal(eager[k], fell_back[k]) for k in eager)
     assert "compile" not in config.to_dict()  # off: the identity of runs from before the option existed
     plain = from_checkpoint(eager_dir).info
     compute = {k: v for k, v in plain["compute"].items() if k in ("precision", "channels_last")}
-    assert plain["recipe"] == recipe_id({**plain["train_config"], "compute": compute})  # an eager card keeps the old recipe
-    assert from_checkpoint(directory).info["recipe"] != plain["recipe"]  # asked to compile: never pooled with eager seeds
+    assert plain["recipe"] == recipe_id(
+        {**plain["train_config"], "compute": compute}
+    )  # an eager card keeps the old recipe
+    assert (
+        from_checkpoint(directory).info["recipe"] != plain["recipe"]
+    )  # asked to compile: never pooled with eager seeds
 
 
 @pytest.mark.slow
@@ -222,13 +283,24 @@ def test_compiled_trainings_one_after_another_all_run_compiled(tmp_path):
     compiled_frames = []
     for seed in (0, 1):
         before = counters["frames"]["ok"]
-        config = TrainConfig(model="tanhconv", dataset="synthetic", width=0.125, epochs=1, batch_size=64, train_subset=128,
-                             recalibration_batches=1, seed=seed, compile=True)  # fmt: skip
+        config = TrainConfig(
+            model="tanhconv",
+            dataset="synthetic",
+            width=0.125,
+            epochs=1,
+            batch_size=64,
+            train_subset=128,
+            recalibration_batches=1,
+            seed=seed,
+            compile=True,
+        )
         with torch._dynamo.config.patch(recompile_limit=1):  # (monkeypatch's undo would delete the setting)
             _, card = load_checkpoint(train(config, workspace=tmp_path))
         assert card["compute"]["compile"] == "torch.compile (inductor)" and math.isfinite(card["history"][-1]["loss"])
         compiled_frames.append(counters["frames"]["ok"] - before)
-    assert compiled_frames[0] >= 1 and compiled_frames[1] >= 1, compiled_frames  # the second training compiled its own graph too
+    assert compiled_frames[0] >= 1 and compiled_frames[1] >= 1, (
+        compiled_frames
+    )  # the second training compiled its own graph too
 
 
 def test_compiled_training_keeps_static_shapes_when_the_last_batch_is_smaller(tmp_path, monkeypatch):
@@ -237,13 +309,27 @@ def test_compiled_training_keeps_static_shapes_when_the_last_batch_is_smaller(tm
     symbolic = []
 
     def recording(gm, example_inputs):  # a backend that notes whether dynamo handed it symbolic sizes, then runs eager
-        symbolic.append(any(isinstance(a, torch.SymInt) or (isinstance(a, torch.Tensor) and any(isinstance(d, torch.SymInt) for d in a.shape))
-                            for a in example_inputs))  # fmt: skip
+        symbolic.append(
+            any(
+                isinstance(a, torch.SymInt)
+                or (isinstance(a, torch.Tensor) and any(isinstance(d, torch.SymInt) for d in a.shape))
+                for a in example_inputs
+            )
+        )
         return gm.forward
 
     real_compile = torch.compile
     monkeypatch.setattr(torch, "compile", lambda model, **kw: real_compile(model, backend=recording, **kw))
-    config = TrainConfig(model="tanhconv", dataset="synthetic", width=0.125, epochs=2, batch_size=64, train_subset=96, recalibration_batches=1, compile=True)
+    config = TrainConfig(
+        model="tanhconv",
+        dataset="synthetic",
+        width=0.125,
+        epochs=2,
+        batch_size=64,
+        train_subset=96,
+        recalibration_batches=1,
+        compile=True,
+    )
     train(config, workspace=tmp_path)
     assert len(symbolic) >= 2 and not any(symbolic), symbolic  # a graph per batch size, none symbolic
 
@@ -252,12 +338,36 @@ def test_standard_recipe_keeps_the_identity_of_runs_made_before_recipes():
     """The fields recipes added are left out of ``to_dict`` at their defaults: stores and cards written before keep
     their training identity (and so their checkpoints and cells)."""
     config = TrainConfig(model="baseline", dataset="digits")
-    assert set(config.to_dict()) == {"model", "dataset", "arch", "width", "training", "eps", "pgd_steps", "pgd_step", "adv_weight", "epochs",
-                                     "batch_size", "lr", "momentum", "weight_decay", "schedule", "seed", "train_subset", "weight_projection",
-                                     "augment", "recalibration_batches", "precision", "channels_last", "operator"}  # fmt: skip
+    assert set(config.to_dict()) == {
+        "model",
+        "dataset",
+        "arch",
+        "width",
+        "training",
+        "eps",
+        "pgd_steps",
+        "pgd_step",
+        "adv_weight",
+        "epochs",
+        "batch_size",
+        "lr",
+        "momentum",
+        "weight_decay",
+        "schedule",
+        "seed",
+        "train_subset",
+        "weight_projection",
+        "augment",
+        "recalibration_batches",
+        "precision",
+        "channels_last",
+        "operator",
+    }
     assert recipe_config("standard", model="baseline", dataset="digits") == config
     fast = recipe_config("fast", model="baseline", dataset="digits", epochs=3)
-    assert fast.epochs == 3 and fast.schedule == "triangle" and fast.to_dict()["ema_decay"] == RECIPES["fast"]["ema_decay"]
+    assert (
+        fast.epochs == 3 and fast.schedule == "triangle" and fast.to_dict()["ema_decay"] == RECIPES["fast"]["ema_decay"]
+    )
     with pytest.raises(UserError, match="unknown recipe 'slow'; valid: standard, fast"):
         recipe_config("slow", model="baseline", dataset="digits")
     with pytest.raises(UserError, match="ema_decay needs recalibration_batches"):
@@ -307,7 +417,9 @@ def test_dirac_init_passes_channels_through(model_name):
 def test_ema_weights_are_saved_and_resume_identically(tmp_path):
     """With ema_decay the checkpoint holds the averaged weights (then recalibrated); a run interrupted after an epoch
     and resumed ends with the same bits as one that ran through."""
-    config = TrainConfig(model="baseline", dataset="digits", width=0.25, epochs=3, batch_size=64, ema_decay=0.9, robustness_check=50)
+    config = TrainConfig(
+        model="baseline", dataset="digits", width=0.25, epochs=3, batch_size=64, ema_decay=0.9, robustness_check=50
+    )
     straight = load_file(str(train(config, workspace=tmp_path / "a") / "model.safetensors"))
     stops = []
 
@@ -349,9 +461,14 @@ def test_a_bare_model_name_means_the_store_even_beside_a_folder_of_that_name(dig
     from robustbench_dc.checkpoint import resolve_checkpoint
 
     ws = digits_models["workspace"]
-    shutil.copytree(digits_models[("baseline", "natural", 0)], tmp_path / "tanhconv")  # another model, named like a zoo model
+    shutil.copytree(
+        digits_models[("baseline", "natural", 0)], tmp_path / "tanhconv"
+    )  # another model, named like a zoo model
     monkeypatch.chdir(tmp_path)
     found = resolve_checkpoint("tanhconv", dataset="digits", training="fgsm", seed=0, workspace=ws)
     assert found == digits_models[("tanhconv", "fgsm", 0)]
-    assert resolve_checkpoint("./tanhconv", dataset="digits", workspace=ws) == tmp_path / "tanhconv" or \
-        resolve_checkpoint("./tanhconv", dataset="digits", workspace=ws).resolve() == (tmp_path / "tanhconv").resolve()
+    assert (
+        resolve_checkpoint("./tanhconv", dataset="digits", workspace=ws) == tmp_path / "tanhconv"
+        or resolve_checkpoint("./tanhconv", dataset="digits", workspace=ws).resolve()
+        == (tmp_path / "tanhconv").resolve()
+    )

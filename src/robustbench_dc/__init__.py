@@ -14,7 +14,11 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
 
-_LAZY = {"evaluate": "robustbench_dc.evaluation", "load_model": "robustbench_dc.checkpoint", "set_threads": "robustbench_dc.devices"}
+_LAZY = {
+    "evaluate": "robustbench_dc.evaluation",
+    "load_model": "robustbench_dc.checkpoint",
+    "set_threads": "robustbench_dc.devices",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -19,9 +19,20 @@ from robustbench_dc.progress import as_progress, counter
 from robustbench_dc.targets import EvalModel
 
 
-def save_adversarials(target: EvalModel, images: torch.Tensor, labels: torch.Tensor, indices: Sequence[int], runs: list[tuple[str, float]],
-                      out_dir: Path, *, backend: str = "torchattacks", seed: int = 0, device: Any = "auto",
-                      batch_size: int = DEFAULT_ATTACK_BATCH_SIZE, progress: Callable[[str], None] | None = None) -> list[Path]:  # fmt: skip
+def save_adversarials(
+    target: EvalModel,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    indices: Sequence[int],
+    runs: list[tuple[str, float]],
+    out_dir: Path,
+    *,
+    backend: str = "torchattacks",
+    seed: int = 0,
+    device: Any = "auto",
+    batch_size: int = DEFAULT_ATTACK_BATCH_SIZE,
+    progress: Callable[[str], None] | None = None,
+) -> list[Path]:
     """For each (attack, eps) in ``runs``: ``ATTACK-EPS.safetensors`` with the adversarial images (float32 in [0, 1]),
     the labels, the test-split indices and the model's predictions, its metadata naming the model and the attack;
     and ``examples.png``, the first images clean and adversarial. The attacks run again, with the seed the
@@ -34,13 +45,35 @@ def save_adversarials(target: EvalModel, images: torch.Tensor, labels: torch.Ten
         for name, eps in runs:
             attack = get_attack(name)
             report(f"adversarial examples: {name} at {eps_label(eps, name)}")
-            adv = run_attack(attack, target.module, images, labels, eps, backend=backend, seed=seed, batch_size=batch_size,
-                             on_batch=counter(report, images.shape[0], "images"), on_detail=report.detail)  # fmt: skip
+            adv = run_attack(
+                attack,
+                target.module,
+                images,
+                labels,
+                eps,
+                backend=backend,
+                seed=seed,
+                batch_size=batch_size,
+                on_batch=counter(report, images.shape[0], "images"),
+                on_detail=report.detail,
+            )
             pred = predict(target.module, adv, batch_size)
-            meta = {"model": target.label, "function_id": target.function_id, "attack": name, "params": json.dumps(attack.params(eps), sort_keys=True),
-                    "eps": repr(eps), "backend": backend, "seed": str(seed), "robustbench_dc": __version__}  # fmt: skip
-            tensors = {"adversarial": adv.float().contiguous(), "labels": labels.long().contiguous(), "indices": torch.tensor(list(indices)),
-                       "predictions": pred.long().contiguous()}  # fmt: skip
+            meta = {
+                "model": target.label,
+                "function_id": target.function_id,
+                "attack": name,
+                "params": json.dumps(attack.params(eps), sort_keys=True),
+                "eps": repr(eps),
+                "backend": backend,
+                "seed": str(seed),
+                "robustbench_dc": __version__,
+            }
+            tensors = {
+                "adversarial": adv.float().contiguous(),
+                "labels": labels.long().contiguous(),
+                "indices": torch.tensor(list(indices)),
+                "predictions": pred.long().contiguous(),
+            }
             path = out_dir / f"{name}-{eps_label(eps, name).replace('/', 'over').replace(' ', '')}.safetensors"
             atomic_write(path, lambda tmp, t=tensors, m=meta: save_file(t, str(tmp), metadata=m))
             written.append(path)
@@ -52,8 +85,14 @@ def save_adversarials(target: EvalModel, images: torch.Tensor, labels: torch.Ten
     return written
 
 
-def _figure(images: torch.Tensor, labels: torch.Tensor, clean_pred: torch.Tensor, rows: list[tuple[str, torch.Tensor, torch.Tensor]], path: Path,
-            columns: int = 8) -> None:  # fmt: skip
+def _figure(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    clean_pred: torch.Tensor,
+    rows: list[tuple[str, torch.Tensor, torch.Tensor]],
+    path: Path,
+    columns: int = 8,
+) -> None:
     from robustbench_dc.figures import pyplot
 
     plt = pyplot()
@@ -63,12 +102,20 @@ def _figure(images: torch.Tensor, labels: torch.Tensor, clean_pred: torch.Tensor
         for c in range(k):
             ax = axes[r][c]
             img = imgs[c].permute(1, 2, 0).clamp(0, 1).numpy()
-            ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None, vmin=0, vmax=1)
+            ax.imshow(
+                img.squeeze(-1) if img.shape[-1] == 1 else img,
+                cmap="gray" if img.shape[-1] == 1 else None,
+                vmin=0,
+                vmax=1,
+            )
             ok = int(pred[c]) == int(labels[c])
             ax.set_title(f"{int(pred[c])}{'' if ok else ' ✗'}", fontsize=8, color="black" if ok else "#D55E00")
             ax.set_xticks([]), ax.set_yticks([])
         axes[r][0].set_ylabel(title, fontsize=8)
-    fig.suptitle("predicted class per image (✗: wrong; true labels: " + " ".join(str(int(y)) for y in labels[:k]) + ")", fontsize=8)
+    fig.suptitle(
+        "predicted class per image (✗: wrong; true labels: " + " ".join(str(int(y)) for y in labels[:k]) + ")",
+        fontsize=8,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110, format="png")
     plt.close(fig)

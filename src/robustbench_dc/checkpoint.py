@@ -48,18 +48,24 @@ def read_card(path: Path) -> dict[str, Any]:
     """The card of a checkpoint directory (or of ``card.json`` itself), validated."""
     card_path = path / CARD_FILE if path.is_dir() else path
     if not card_path.is_file():
-        raise CheckpointError(f"{card_path}: no checkpoint card here; a checkpoint directory holds {CARD_FILE} and {WEIGHTS_FILE}")
+        raise CheckpointError(
+            f"{card_path}: no checkpoint card here; a checkpoint directory holds {CARD_FILE} and {WEIGHTS_FILE}"
+        )
     try:
         card = json.loads(card_path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{card_path}: corrupt checkpoint card ({exc}); retrain or restore the file") from exc
     if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
-        raise CheckpointError(f"{card_path}: not a robustbench-dc checkpoint card (format {card.get('format') if isinstance(card, dict) else None!r}, expected {CARD_FORMAT!r})")
+        raise CheckpointError(
+            f"{card_path}: not a robustbench-dc checkpoint card (format {card.get('format') if isinstance(card, dict) else None!r}, expected {CARD_FORMAT!r})"
+        )
     for key in ("model", "weights", "dataset", "training", "train_config", "seed", "epochs", "clean_test_accuracy"):
         if key not in card:
             raise CheckpointError(f"{card_path}: checkpoint card lacks {key!r}; retrain or restore the file")
     if not isinstance(card["weights"], dict) or not {"file", "sha256"} <= set(card["weights"]):
-        raise CheckpointError(f"{card_path}: the card's 'weights' entry needs 'file' and 'sha256'; retrain or restore the file")
+        raise CheckpointError(
+            f"{card_path}: the card's 'weights' entry needs 'file' and 'sha256'; retrain or restore the file"
+        )
     return card
 
 
@@ -70,7 +76,9 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[Network, dict[str, Any]]:
     directory = path if path.is_dir() else path.parent
     weights = directory / str(card["weights"].get("file", ""))
     if weights.resolve().parent != directory.resolve():
-        raise CheckpointError(f"{directory / CARD_FILE}: the weights file {card['weights'].get('file')!r} is not inside the checkpoint directory")
+        raise CheckpointError(
+            f"{directory / CARD_FILE}: the weights file {card['weights'].get('file')!r} is not inside the checkpoint directory"
+        )
     if not weights.is_file():
         raise CheckpointError(f"{weights}: weights file missing for card {directory / CARD_FILE}")
     digest = sha256_file(weights)
@@ -102,7 +110,11 @@ def load_state_dict_checked(model: nn.Module, state: dict[str, torch.Tensor], *,
     state = {**{k: v for k, v in expected.items() if k.endswith("num_batches_tracked") and k not in state}, **state}
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    wrong = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and state[k].shape != v.shape
+    ]
     if missing or unexpected or wrong:
         parts = []
         if missing:
@@ -115,31 +127,62 @@ def load_state_dict_checked(model: nn.Module, state: dict[str, torch.Tensor], *,
     model.load_state_dict(state, strict=True)
 
 
-def find_checkpoints(workspace: Path, *, dataset: str | None = None, model: str | None = None, training: str | None = None,
-                     arch: str | None = None, width: float | None = None, seed: int | None = None) -> list[Path]:  # fmt: skip
+def find_checkpoints(
+    workspace: Path,
+    *,
+    dataset: str | None = None,
+    model: str | None = None,
+    training: str | None = None,
+    arch: str | None = None,
+    width: float | None = None,
+    seed: int | None = None,
+) -> list[Path]:
     """Checkpoint directories in the store matching every given field."""
     root = models_dir(workspace)
     pattern = "/".join(
-        [dataset or "*", model or "*", training or "*", f"{arch or '*'}-w{'*' if width is None else f'{width:g}'}-seed{'*' if seed is None else seed}", CARD_FILE]
+        [
+            dataset or "*",
+            model or "*",
+            training or "*",
+            f"{arch or '*'}-w{'*' if width is None else f'{width:g}'}-seed{'*' if seed is None else seed}",
+            CARD_FILE,
+        ]
     )
     return sorted(p.parent for p in root.glob(pattern)) if root.is_dir() else []
 
 
-def resolve_checkpoint(name_or_path: str | os.PathLike, *, dataset: str | None, training: str = "natural", seed: int = 0,
-                       arch: str | None = None, width: float | None = None, workspace: str | os.PathLike | None = None) -> Path:  # fmt: skip
+def resolve_checkpoint(
+    name_or_path: str | os.PathLike,
+    *,
+    dataset: str | None,
+    training: str = "natural",
+    seed: int = 0,
+    arch: str | None = None,
+    width: float | None = None,
+    workspace: str | os.PathLike | None = None,
+) -> Path:
     """A checkpoint directory: the path itself, or the one store entry for ``dataset + model + training + seed``.
 
     A bare model name (``tanhconv``) always means the store, even where a folder of that name lies in the current
     directory; write ``./tanhconv`` (or pass a ``Path``) for the folder."""
     path = Path(name_or_path)
-    bare_name = isinstance(name_or_path, str) and "/" not in name_or_path and os.sep not in name_or_path and _is_model_name(name_or_path)
-    if not bare_name and (path.is_file() or (path / CARD_FILE).is_file()):  # a folder that merely shares a model's name is not a checkpoint
+    bare_name = (
+        isinstance(name_or_path, str)
+        and "/" not in name_or_path
+        and os.sep not in name_or_path
+        and _is_model_name(name_or_path)
+    )
+    if not bare_name and (
+        path.is_file() or (path / CARD_FILE).is_file()
+    ):  # a folder that merely shares a model's name is not a checkpoint
         return path
     ws = workspace_dir(workspace)
     parse_model_name(str(name_or_path))  # an unknown name fails here, listing the valid ones
     if dataset is None:
         raise UserError(f"{name_or_path!r} is not a file; to look it up in the model store, give the dataset too")
-    found = find_checkpoints(ws, dataset=dataset, model=str(name_or_path), training=training, arch=arch, width=width, seed=seed)
+    found = find_checkpoints(
+        ws, dataset=dataset, model=str(name_or_path), training=training, arch=arch, width=width, seed=seed
+    )
     if not found:
         hint = f"train it: dc-robust train --model {name_or_path} --dataset {dataset} --training {training.split('-eps')[0]} --seed {seed}"
         raise CheckpointError(
@@ -161,15 +204,25 @@ def _is_model_name(name: str) -> bool:
     return True
 
 
-def load_model(name_or_path: str | os.PathLike, *, dataset: str | None = None, training: str = "natural", seed: int = 0,
-               arch: str | None = None, width: float | None = None, workspace: str | os.PathLike | None = None,
-               device: str | torch.device | None = "cpu") -> Network:  # fmt: skip
+def load_model(
+    name_or_path: str | os.PathLike,
+    *,
+    dataset: str | None = None,
+    training: str = "natural",
+    seed: int = 0,
+    arch: str | None = None,
+    width: float | None = None,
+    workspace: str | os.PathLike | None = None,
+    device: str | torch.device | None = "cpu",
+) -> Network:
     """A trained model, rebuilt from its checkpoint card, in eval mode, on ``device`` (``auto``: CUDA, else MPS, else CPU).
 
     ``load_model("tanhconv", dataset="cifar10", training="fgsm", seed=0)`` looks in the workspace's model store;
     a path to a checkpoint directory or card loads that checkpoint.
     """
-    directory = resolve_checkpoint(name_or_path, dataset=dataset, training=training, seed=seed, arch=arch, width=width, workspace=workspace)
+    directory = resolve_checkpoint(
+        name_or_path, dataset=dataset, training=training, seed=seed, arch=arch, width=width, workspace=workspace
+    )
     model, card = load_checkpoint(directory)
     if dataset is not None and card["dataset"] != dataset:
         raise CheckpointError(f"{directory}: checkpoint was trained on {card['dataset']!r}, not {dataset!r}")

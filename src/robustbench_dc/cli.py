@@ -93,14 +93,29 @@ def parse_option(text: str) -> tuple[str, Any]:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workspace", help="directory for models, results and reports (default: $DC_ROBUST_WORKSPACE or ./dc-robust-workspace)")
-    p.add_argument("--device", default="auto", help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N or mps (default: auto)")
-    p.add_argument("--data-dir", help="where the dataset lives (CIFAR-10: torchvision batches or train/ and test/ image folders)")
+    p.add_argument(
+        "--workspace",
+        help="directory for models, results and reports (default: $DC_ROBUST_WORKSPACE or ./dc-robust-workspace)",
+    )
+    p.add_argument(
+        "--device", default="auto", help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N or mps (default: auto)"
+    )
+    p.add_argument(
+        "--data-dir", help="where the dataset lives (CIFAR-10: torchvision batches or train/ and test/ image folders)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--download", action="store_true", help="allow downloading the dataset where it is missing (CIFAR-10, MNIST, Fashion-MNIST)")
+    p.add_argument(
+        "--download",
+        action="store_true",
+        help="allow downloading the dataset where it is missing (CIFAR-10, MNIST, Fashion-MNIST)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log what is reused, trained and computed")
-    p.add_argument("--threads", type=int, default=None,
-                   help="intra-op CPU threads (default: the CPUs this process may use: affinity, cgroup quota, OMP_NUM_THREADS)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="intra-op CPU threads (default: the CPUs this process may use: affinity, cgroup quota, OMP_NUM_THREADS)",
+    )
 
 
 def _add_train(sub) -> None:
@@ -108,43 +123,99 @@ def _add_train(sub) -> None:
 
     p = sub.add_parser("train", help="train a zoo model naturally or adversarially into the model store")
     _common(p)
-    p.add_argument("--model", required=True, help="zoo model, e.g. baseline, tanhconv, ballconv-sqcos (see dc-robust models --zoo)")
+    p.add_argument(
+        "--model", required=True, help="zoo model, e.g. baseline, tanhconv, ballconv-sqcos (see dc-robust models --zoo)"
+    )
     p.add_argument("--arch", default="cnn9", choices=ARCHITECTURES, help="architecture (default: cnn9)")
-    p.add_argument("--arch-option", type=parse_option, action="append", default=[], metavar="KEY=VALUE",
-                   help="an architecture option, repeatable, e.g. target_rate=0.5 for convnet-aig (see dc-robust models --zoo)")
+    p.add_argument(
+        "--arch-option",
+        type=parse_option,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an architecture option, repeatable, e.g. target_rate=0.5 for convnet-aig (see dc-robust models --zoo)",
+    )
     p.add_argument("--width", type=parse_positive, default=1.0, help="channel-width multiplier (default: 1.0)")
-    p.add_argument("--dataset", required=True, choices=[d for d in DATASETS if d != "synthetic"], help="the training data")
+    p.add_argument(
+        "--dataset", required=True, choices=[d for d in DATASETS if d != "synthetic"], help="the training data"
+    )
     p.add_argument("--training", default="natural", choices=REGIMES, help="training regime, docs/protocol.md section 3")
     p.add_argument("--eps", type=parse_fraction, default=8 / 255, help="adversarial training epsilon (default 8/255)")
-    p.add_argument("--recipe", default="standard", choices=RECIPES,
-                   help="a named set of the settings below (docs/recipes.md); flags given override it (default: standard)")
+    p.add_argument(
+        "--recipe",
+        default="standard",
+        choices=RECIPES,
+        help="a named set of the settings below (docs/recipes.md); flags given override it (default: standard)",
+    )
     p.add_argument("--epochs", type=int, default=None, help="passes over the training set (standard: 10)")
     p.add_argument("--batch-size", type=int, default=None, help="training batch size (standard: 128)")
     p.add_argument("--lr", type=parse_positive, default=None, help="peak learning rate (standard: 0.1)")
     p.add_argument("--schedule", default=None, choices=SCHEDULES, help="learning-rate schedule (standard: onecycle)")
-    p.add_argument("--warmup", type=parse_fraction, default=None, help="fraction of the steps the schedule rises over (standard: 0.25)")
-    p.add_argument("--label-smoothing", type=parse_fraction, default=None, help="label smoothing of the training loss (standard: 0)")
-    p.add_argument("--ema-decay", type=parse_fraction, default=None, help="keep an exponential moving average of the weights (standard: 0, off)")
+    p.add_argument(
+        "--warmup",
+        type=parse_fraction,
+        default=None,
+        help="fraction of the steps the schedule rises over (standard: 0.25)",
+    )
+    p.add_argument(
+        "--label-smoothing",
+        type=parse_fraction,
+        default=None,
+        help="label smoothing of the training loss (standard: 0)",
+    )
+    p.add_argument(
+        "--ema-decay",
+        type=parse_fraction,
+        default=None,
+        help="keep an exponential moving average of the weights (standard: 0, off)",
+    )
     p.add_argument("--init", default=None, choices=INITS, help="convolution initialisation (standard: default)")
-    p.add_argument("--no-decay-norms", dest="decay_norms", action="store_const", const=False, default=None,
-                   help="no weight decay on BatchNorm parameters and biases")
-    p.add_argument("--robustness-check", type=int, default=None, metavar="N",
-                   help="after each epoch, FGSM and PGD-10 accuracy on N fixed training images, in the card (catastrophic overfitting; default 0: off)")
+    p.add_argument(
+        "--no-decay-norms",
+        dest="decay_norms",
+        action="store_const",
+        const=False,
+        default=None,
+        help="no weight decay on BatchNorm parameters and biases",
+    )
+    p.add_argument(
+        "--robustness-check",
+        type=int,
+        default=None,
+        metavar="N",
+        help="after each epoch, FGSM and PGD-10 accuracy on N fixed training images, in the card (catastrophic overfitting; default 0: off)",
+    )
     p.add_argument("--seed", type=int, default=0, help="training seed (weights, data order, augmentation)")
     p.add_argument("--train-subset", type=int, default=None, help="train on this many images (a fixed seeded subset)")
     p.add_argument("--weight-projection", action="store_true", help="renormalise decoupled kernels after every step")
-    p.add_argument("--recalibration-batches", type=int, default=None,
-                   help="after training, recompute BatchNorm and radius statistics over this many training batches (0: off; standard: 50)")
-    p.add_argument("--precision", default="auto", choices=PRECISIONS,
-                   help="training autocast: auto = bf16 where the device supports it, else fp32; fp16 needs CUDA (default: auto)")
-    p.add_argument("--channels-last", default="auto", choices=["auto", "yes", "no"], help="memory layout for training (default: auto)")
+    p.add_argument(
+        "--recalibration-batches",
+        type=int,
+        default=None,
+        help="after training, recompute BatchNorm and radius statistics over this many training batches (0: off; standard: 50)",
+    )
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="training autocast: auto = bf16 where the device supports it, else fp32; fp16 needs CUDA (default: auto)",
+    )
+    p.add_argument(
+        "--channels-last",
+        default="auto",
+        choices=["auto", "yes", "no"],
+        help="memory layout for training (default: auto)",
+    )
     _compile_option(p)
 
 
 def _compile_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--compile", action="store_true",
-                   help="train through torch.compile (inductor; first steps compile for a minute or so): faster steps for decoupled networks, "
-                        "slower for short runs (BENCHMARKS.md); falls back to eager where compiling fails; recorded in the card (default: off)")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="train through torch.compile (inductor; first steps compile for a minute or so): faster steps for decoupled networks, "
+        "slower for short runs (BENCHMARKS.md); falls back to eager where compiling fails; recorded in the card (default: off)",
+    )
 
 
 def _add_models(sub) -> None:
@@ -157,50 +228,118 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     """Which model: one from the store, or a file (ours or third-party)."""
     from robustbench_dc.names import ARCHITECTURES, DATASETS
 
-    p.add_argument("--model", help="zoo model name, looked up in the store with --dataset/--training/--seed "
-                   "(with --checkpoint FILE --arch: the zoo model to build for the state dict, default baseline)")
-    p.add_argument("--checkpoint", help="a checkpoint of ours (directory or card.json), a state dict (.pt/.pth) or safetensors file "
-                   "with --arch or --factory, or a TorchScript file")
+    p.add_argument(
+        "--model",
+        help="zoo model name, looked up in the store with --dataset/--training/--seed "
+        "(with --checkpoint FILE --arch: the zoo model to build for the state dict, default baseline)",
+    )
+    p.add_argument(
+        "--checkpoint",
+        help="a checkpoint of ours (directory or card.json), a state dict (.pt/.pth) or safetensors file "
+        "with --arch or --factory, or a TorchScript file",
+    )
     p.add_argument("--factory", help="package.module:function that builds the module for a state dict")
-    p.add_argument("--mean", type=parse_float_list, help="per-channel mean the model expects inputs normalised with, e.g. 0.49,0.48,0.45")
+    p.add_argument(
+        "--mean",
+        type=parse_float_list,
+        help="per-channel mean the model expects inputs normalised with, e.g. 0.49,0.48,0.45",
+    )
     p.add_argument("--std", type=parse_float_list, help="per-channel std, with --mean")
     p.add_argument("--num-classes", type=int, help="checked against the dataset")
     p.add_argument("--input-size", type=int, help="checked against the dataset")
-    p.add_argument("--trust-checkpoint", action="store_true", help="allow a full pickled module: this runs code from the file")
+    p.add_argument(
+        "--trust-checkpoint", action="store_true", help="allow a full pickled module: this runs code from the file"
+    )
     p.add_argument("--label", help="name of a third-party model in tables and reports (default: file name)")
-    p.add_argument("--dataset", choices=DATASETS, help="test data; default: the one dataset the store holds models of (required for --checkpoint)")
-    p.add_argument("--training", default="natural", help="training label in the store: natural, fgsm, kurakin, pgd, fgsm-rs (default natural)")
+    p.add_argument(
+        "--dataset",
+        choices=DATASETS,
+        help="test data; default: the one dataset the store holds models of (required for --checkpoint)",
+    )
+    p.add_argument(
+        "--training",
+        default="natural",
+        help="training label in the store: natural, fgsm, kurakin, pgd, fgsm-rs (default natural)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the model to look up")
-    p.add_argument("--arch", default=None, choices=ARCHITECTURES, help="architecture of the model to look up, or to build for a state dict")
-    p.add_argument("--width", type=parse_positive, default=None, help="width of the model to look up, or to build for a state dict (default: any; 1 to build)")
+    p.add_argument(
+        "--arch",
+        default=None,
+        choices=ARCHITECTURES,
+        help="architecture of the model to look up, or to build for a state dict",
+    )
+    p.add_argument(
+        "--width",
+        type=parse_positive,
+        default=None,
+        help="width of the model to look up, or to build for a state dict (default: any; 1 to build)",
+    )
 
 
 def _add_eval(sub) -> None:
     from robustbench_dc.names import ATTACKS, BACKENDS
 
-    p = sub.add_parser("eval", help="attack a trained model (white-box and black-box) and estimate its Lipschitz constant")
+    p = sub.add_parser(
+        "eval", help="attack a trained model (white-box and black-box) and estimate its Lipschitz constant"
+    )
     _common(p)
     _model_options(p)
     p.add_argument("--attacks", default="fgsm,bim", help=f"comma-separated, from: {', '.join(ATTACKS)}")
-    p.add_argument("--eps", type=parse_eps_list, default=[8 / 255], help="comma-separated L-inf epsilons, e.g. 2/255,4/255,8/255 (default: 8/255)")
-    p.add_argument("--eps-l2", type=parse_l2_eps_list, default=None, help="comma-separated epsilons of the L2 attacks (fgm, pgd-l2), e.g. 0.25,0.5")
+    p.add_argument(
+        "--eps",
+        type=parse_eps_list,
+        default=[8 / 255],
+        help="comma-separated L-inf epsilons, e.g. 2/255,4/255,8/255 (default: 8/255)",
+    )
+    p.add_argument(
+        "--eps-l2",
+        type=parse_l2_eps_list,
+        default=None,
+        help="comma-separated epsilons of the L2 attacks (fgm, pgd-l2), e.g. 0.25,0.5",
+    )
     p.add_argument("--n", type=parse_n, default=1000, help="number of test images (a fixed seeded subset), or 'all'")
     p.add_argument("--subset-seed", type=int, default=0, help="seed of the test subset and of randomised attacks")
-    p.add_argument("--backend", default="torchattacks", choices=list(BACKENDS), help="library that carries out the attacks")
-    p.add_argument("--source", default="default", help="black-box source: 'default' (the protocol source: natural baseline of the same recipe, seed + 1, trained first if missing), "
-                   "'none', a zoo name or a checkpoint path")
+    p.add_argument(
+        "--backend", default="torchattacks", choices=list(BACKENDS), help="library that carries out the attacks"
+    )
+    p.add_argument(
+        "--source",
+        default="default",
+        help="black-box source: 'default' (the protocol source: natural baseline of the same recipe, seed + 1, trained first if missing), "
+        "'none', a zoo name or a checkpoint path",
+    )
     p.add_argument("--no-lipschitz", action="store_true", help="skip the Lipschitz estimates")
     p.add_argument("--recompute", action="store_true", help="recompute cells already in the result store")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
-    p.add_argument("--save-adversarials", metavar="DIR", help="write each white-box attack's adversarial images (safetensors, with labels, "
-                   "test indices and predictions) and examples.png, clean next to adversarial; the attacks run again for this")
-    p.add_argument("--save-model-record", metavar="FILE", help="write a record per eps in RobustBench's model_info fields (clean, robust and AutoAttack accuracy) as JSON")
-    p.add_argument("--save-per-example", metavar="FILE", help="write one CSV row per (cell, test image): index in the test split, right or wrong")
-    p.add_argument("--diagnostics", action="store_true", help="run the gradient-masking diagnostics (stronger attacks, BPDA, eps sweep, gradient health)")
+    p.add_argument(
+        "--save-adversarials",
+        metavar="DIR",
+        help="write each white-box attack's adversarial images (safetensors, with labels, "
+        "test indices and predictions) and examples.png, clean next to adversarial; the attacks run again for this",
+    )
+    p.add_argument(
+        "--save-model-record",
+        metavar="FILE",
+        help="write a record per eps in RobustBench's model_info fields (clean, robust and AutoAttack accuracy) as JSON",
+    )
+    p.add_argument(
+        "--save-per-example",
+        metavar="FILE",
+        help="write one CSV row per (cell, test image): index in the test split, right or wrong",
+    )
+    p.add_argument(
+        "--diagnostics",
+        action="store_true",
+        help="run the gradient-masking diagnostics (stronger attacks, BPDA, eps sweep, gradient health)",
+    )
     p.add_argument("--square-queries", type=int, default=300, help="queries of the Square attack in the diagnostics")
     p.add_argument("--batch-size", type=int, default=250, help="images per attack and prediction batch (default: 250)")
-    p.add_argument("--straight-through", default="", help="with --diagnostics: comma-separated submodule names (e.g. an input "
-                   "quantiser) whose gradients the BPDA attack passes straight through")
+    p.add_argument(
+        "--straight-through",
+        default="",
+        help="with --diagnostics: comma-separated submodule names (e.g. an input "
+        "quantiser) whose gradients the BPDA attack passes straight through",
+    )
 
 
 def _add_lipschitz(sub) -> None:
@@ -216,14 +355,20 @@ def _add_report(sub) -> None:
     from robustbench_dc.names import DATASETS
 
     p = sub.add_parser("report", help="build the report (Tables 7 and 8 next to the paper's) from the result store")
-    p.add_argument("--workspace", help="the store to report on (default: $DC_ROBUST_WORKSPACE or ./dc-robust-workspace)")
+    p.add_argument(
+        "--workspace", help="the store to report on (default: $DC_ROBUST_WORKSPACE or ./dc-robust-workspace)"
+    )
     p.add_argument("--dataset", choices=DATASETS, help="default: the one dataset the store holds results of")
     p.add_argument("--arch", default=None, help="only models of this architecture")
     p.add_argument("--width", type=float, default=None, help="only models of this width")
     p.add_argument("--eps", type=parse_eps, default=8 / 255, help="epsilon of the tables (default 8/255)")
-    p.add_argument("--n", type=int, default=None, help="the test-subset size of the table cells, when the store holds several")
+    p.add_argument(
+        "--n", type=int, default=None, help="the test-subset size of the table cells, when the store holds several"
+    )
     p.add_argument("--out", help="output directory (default WORKSPACE/reports/DATASET)")
-    p.add_argument("--format", default="markdown", choices=["markdown", "html"], help="report format (default: markdown)")
+    p.add_argument(
+        "--format", default="markdown", choices=["markdown", "html"], help="report format (default: markdown)"
+    )
 
 
 def _add_reproduce(sub) -> None:
@@ -231,33 +376,67 @@ def _add_reproduce(sub) -> None:
 
     p = sub.add_parser("reproduce", help="train, attack and report everything Tables 7 and 8 need")
     _common(p)
-    p.add_argument("--preset", default="smoke", choices=list(PRESETS), help="smoke: digits, minutes; quick: CIFAR-10, about 30 minutes on 2 CPU cores; paper: full width, for one GPU; "
-                        "paper-cpu: paper-strength half-width networks by the fast recipe, hours per seed on 2 CPU cores (default: smoke)")
-    p.add_argument("--seeds", default=None, help="comma-separated training seeds, e.g. 0,1,2 (default: the preset's: 0 for smoke, 0,1,2 for quick and paper)")
+    p.add_argument(
+        "--preset",
+        default="smoke",
+        choices=list(PRESETS),
+        help="smoke: digits, minutes; quick: CIFAR-10, about 30 minutes on 2 CPU cores; paper: full width, for one GPU; "
+        "paper-cpu: paper-strength half-width networks by the fast recipe, hours per seed on 2 CPU cores (default: smoke)",
+    )
+    p.add_argument(
+        "--seeds",
+        default=None,
+        help="comma-separated training seeds, e.g. 0,1,2 (default: the preset's: 0 for smoke, 0,1,2 for quick and paper)",
+    )
     p.add_argument("--out", help="report directory (default WORKSPACE/reports/PRESET)")
-    p.add_argument("--format", default="markdown", choices=["markdown", "html"], help="report format (default: markdown)")
+    p.add_argument(
+        "--format", default="markdown", choices=["markdown", "html"], help="report format (default: markdown)"
+    )
     _compile_option(p)
     _executor_options(p)
 
 
 def _executor_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--executor", default="local", choices=["local", "ray"], help="where trainings and evaluations run: this process, or Ray tasks (default: local)")
+    p.add_argument(
+        "--executor",
+        default="local",
+        choices=["local", "ray"],
+        help="where trainings and evaluations run: this process, or Ray tasks (default: local)",
+    )
     p.add_argument("--ray-address", help="a running Ray cluster's address (default: start a local Ray instance)")
     p.add_argument("--ray-cpus-per-task", type=int, default=1, help="CPUs each Ray task asks for (default: 1)")
-    p.add_argument("--ray-no-shared-workspace", action="store_true",
-                   help="workers do not see the workspace at the same path: checkpoints travel through Ray's object store")
+    p.add_argument(
+        "--ray-no-shared-workspace",
+        action="store_true",
+        help="workers do not see the workspace at the same path: checkpoints travel through Ray's object store",
+    )
 
 
 def _executor(args: argparse.Namespace):
     from robustbench_dc.executors import get_executor
 
-    return get_executor(args.executor, ray_address=args.ray_address, shared_workspace=not args.ray_no_shared_workspace, cpus_per_task=args.ray_cpus_per_task)
+    return get_executor(
+        args.executor,
+        ray_address=args.ray_address,
+        shared_workspace=not args.ray_no_shared_workspace,
+        cpus_per_task=args.ray_cpus_per_task,
+    )
 
 
 def _add_merge(sub) -> None:
-    p = sub.add_parser("merge", help="copy the result cells and checkpoints of workspaces computed apart (other seeds, other machines) into one")
-    p.add_argument("sources", nargs="+", metavar="WORKSPACE", help="workspaces to copy from (each the folder its runs were given as --workspace)")
-    p.add_argument("--workspace", help="the destination workspace (default: $DC_ROBUST_WORKSPACE or ./dc-robust-workspace)")
+    p = sub.add_parser(
+        "merge",
+        help="copy the result cells and checkpoints of workspaces computed apart (other seeds, other machines) into one",
+    )
+    p.add_argument(
+        "sources",
+        nargs="+",
+        metavar="WORKSPACE",
+        help="workspaces to copy from (each the folder its runs were given as --workspace)",
+    )
+    p.add_argument(
+        "--workspace", help="the destination workspace (default: $DC_ROBUST_WORKSPACE or ./dc-robust-workspace)"
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log what is copied")
 
 
@@ -271,20 +450,34 @@ def cmd_merge(args: argparse.Namespace) -> int:
     summary = merge_workspaces(destination, [Path(s) for s in args.sources])
     for line in summary.lines():
         print(line)
-    print(f"merged into {destination}; build the report there (dc-robust study NAME --report-only, or dc-robust report)")
+    print(
+        f"merged into {destination}; build the report there (dc-robust study NAME --report-only, or dc-robust report)"
+    )
     return 0
 
 
 def _add_study(sub) -> None:
-    p = sub.add_parser("study", help="run a study (a TOML file, or a shipped study by name): train what is missing, evaluate, report")
+    p = sub.add_parser(
+        "study", help="run a study (a TOML file, or a shipped study by name): train what is missing, evaluate, report"
+    )
     _common(p)
     p.add_argument("study", nargs="?", help="path to a study TOML file, or the name of a shipped study (see --list)")
     p.add_argument("--list", action="store_true", help="list the shipped studies and exit")
     p.add_argument("--seeds", help="comma-separated training seeds instead of the study's")
-    p.add_argument("--report-only", action="store_true", help="write the report from what is in the store; train and evaluate nothing")
-    p.add_argument("--trust-code", action="store_true", help="allow the study's factory = 'file.py:fn' entries: they import and run that code")
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="write the report from what is in the store; train and evaluate nothing",
+    )
+    p.add_argument(
+        "--trust-code",
+        action="store_true",
+        help="allow the study's factory = 'file.py:fn' entries: they import and run that code",
+    )
     p.add_argument("--out", help="report directory (default: WORKSPACE/reports/study-NAME)")
-    p.add_argument("--format", default="markdown", choices=["markdown", "html"], help="report format (default: markdown)")
+    p.add_argument(
+        "--format", default="markdown", choices=["markdown", "html"], help="report format (default: markdown)"
+    )
     _compile_option(p)
     _executor_options(p)
 
@@ -310,11 +503,25 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     _infer_dataset(args, "models")
     out = Path(args.out) if args.out else reports_dir(workspace_dir(args.workspace), args.dataset)
-    command = " ".join(["dc-robust", "report", "--dataset", args.dataset, "--eps", eps_label(args.eps)] + (["--workspace", args.workspace] if args.workspace else []) + (["--arch", args.arch] if args.arch else [])
-                       + (["--width", f"{args.width:g}"] if args.width else []) + (["--n", str(args.n)] if args.n else [])
-                       + (["--format", args.format] if args.format != "markdown" else []))  # fmt: skip
-    path = build_report(workspace=args.workspace, dataset=args.dataset, out_dir=out, eps=args.eps, arch=args.arch, width=args.width,
-                        n=args.n, command=command, fmt=args.format)  # fmt: skip
+    command = " ".join(
+        ["dc-robust", "report", "--dataset", args.dataset, "--eps", eps_label(args.eps)]
+        + (["--workspace", args.workspace] if args.workspace else [])
+        + (["--arch", args.arch] if args.arch else [])
+        + (["--width", f"{args.width:g}"] if args.width else [])
+        + (["--n", str(args.n)] if args.n else [])
+        + (["--format", args.format] if args.format != "markdown" else [])
+    )
+    path = build_report(
+        workspace=args.workspace,
+        dataset=args.dataset,
+        out_dir=out,
+        eps=args.eps,
+        arch=args.arch,
+        width=args.width,
+        n=args.n,
+        command=command,
+        fmt=args.format,
+    )
     print(f"report: {path}")
     return 0
 
@@ -337,7 +544,11 @@ def _run_study(study, args: argparse.Namespace, command: list[str]) -> int:
     from robustbench_dc.study import with_options
 
     study = with_options(study, seeds=args.seeds, compile=args.compile)
-    command += (["--seeds", args.seeds] if args.seeds else []) + (["--compile"] if args.compile else []) + (["--data-dir", "DIR"] if args.data_dir else [])
+    command += (
+        (["--seeds", args.seeds] if args.seeds else [])
+        + (["--compile"] if args.compile else [])
+        + (["--data-dir", "DIR"] if args.data_dir else [])
+    )
     command += ["--format", args.format] if args.format != "markdown" else []
     times = None
     if not args.report_only:
@@ -345,13 +556,26 @@ def _run_study(study, args: argparse.Namespace, command: list[str]) -> int:
         _fetch(args, study.dataset, ("train", "test"))
         bars = _Bars(not args.no_progress, "stage")
         t0 = time.perf_counter()
-        times = run_study(study, workspace=args.workspace, data_dir=args.data_dir, device=args.device, executor=_executor(args),
-                          on_stage=bars.stage, on_progress=bars)  # fmt: skip
+        times = run_study(
+            study,
+            workspace=args.workspace,
+            data_dir=args.data_dir,
+            device=args.device,
+            executor=_executor(args),
+            on_stage=bars.stage,
+            on_progress=bars,
+        )
         bars.close()
         times["total"] = time.perf_counter() - t0
     record_targets(study, args.workspace)  # for cells evaluated before the store recorded which model is which
-    path, tables = write_study_report(study, workspace=args.workspace, out_dir=Path(args.out) if args.out else None, command=" ".join(command),
-                                      times=times, fmt=args.format)  # fmt: skip
+    path, tables = write_study_report(
+        study,
+        workspace=args.workspace,
+        out_dir=Path(args.out) if args.out else None,
+        command=" ".join(command),
+        times=times,
+        fmt=args.format,
+    )
     if tables:
         print(tables + "\n")
     print(f"report: {path}")
@@ -395,13 +619,30 @@ def _target(args: argparse.Namespace):
         if args.trust_checkpoint:
             print(f"warning: {TRUST_WARNING}", file=sys.stderr)
         return load_external(
-            args.checkpoint, dataset_info(args.dataset), arch=args.arch, model_name=args.model or "baseline", width=args.width, factory=args.factory,
-            mean=args.mean, std=args.std, num_classes=args.num_classes, input_size=args.input_size, trust=args.trust_checkpoint, label=args.label,
-        )  # fmt: skip
+            args.checkpoint,
+            dataset_info(args.dataset),
+            arch=args.arch,
+            model_name=args.model or "baseline",
+            width=args.width,
+            factory=args.factory,
+            mean=args.mean,
+            std=args.std,
+            num_classes=args.num_classes,
+            input_size=args.input_size,
+            trust=args.trust_checkpoint,
+            label=args.label,
+        )
     if not args.model:
         raise UserError("give --model NAME (a model in the store) or --checkpoint PATH")
-    path = resolve_checkpoint(args.model, dataset=args.dataset, training=args.training, seed=args.seed,
-                              arch=args.arch, width=args.width, workspace=args.workspace)  # fmt: skip
+    path = resolve_checkpoint(
+        args.model,
+        dataset=args.dataset,
+        training=args.training,
+        seed=args.seed,
+        arch=args.arch,
+        width=args.width,
+        workspace=args.workspace,
+    )
     return from_checkpoint(path)
 
 
@@ -426,8 +667,18 @@ def cmd_eval(args: argparse.Namespace, *, lipschitz_only: bool = False) -> int:
 
     diagnostics: list[Any] = []
     if lipschitz_only:
-        frame = evaluate(target, dataset=args.dataset, attacks=[], eps=[args.eps], n=args.n, workspace=args.workspace,
-                         data_dir=args.data_dir, lipschitz_n=args.n, device=args.device, progress=progress)  # fmt: skip
+        frame = evaluate(
+            target,
+            dataset=args.dataset,
+            attacks=[],
+            eps=[args.eps],
+            n=args.n,
+            workspace=args.workspace,
+            data_dir=args.data_dir,
+            lipschitz_n=args.n,
+            device=args.device,
+            progress=progress,
+        )
     else:
         from robustbench_dc.devices import resolve_device
         from robustbench_dc.planning import resolve_source
@@ -437,24 +688,55 @@ def cmd_eval(args: argparse.Namespace, *, lipschitz_only: bool = False) -> int:
         attacks = [_attack(a.strip(), straight_through) for a in args.attacks.split(",") if a.strip()]
         source_arg = args.source
         if source_arg == "default" and not target.is_zoo:
-            print("note: no black-box rows: a model from outside the zoo needs --source NAME|PATH (a zoo model or checkpoint)", file=sys.stderr)
+            print(
+                "note: no black-box rows: a model from outside the zoo needs --source NAME|PATH (a zoo model or checkpoint)",
+                file=sys.stderr,
+            )
             source_arg = "none"
-        source = resolve_source(source_arg, target, dataset=args.dataset, workspace=args.workspace, data_dir=args.data_dir,
-                                say=lambda m: print(m, file=sys.stderr, flush=True))  # fmt: skip
+        source = resolve_source(
+            source_arg,
+            target,
+            dataset=args.dataset,
+            workspace=args.workspace,
+            data_dir=args.data_dir,
+            say=lambda m: print(m, file=sys.stderr, flush=True),
+        )
         frame = evaluate(
-            target, dataset=args.dataset, attacks=attacks, eps=args.eps, eps_l2=args.eps_l2,
-            n=args.n, subset_seed=args.subset_seed, source=source, backend=args.backend, workspace=args.workspace,
-            data_dir=args.data_dir, recompute=args.recompute, lipschitz=not args.no_lipschitz, device=args.device,
-            batch_size=args.batch_size, progress=progress,
-        )  # fmt: skip
+            target,
+            dataset=args.dataset,
+            attacks=attacks,
+            eps=args.eps,
+            eps_l2=args.eps_l2,
+            n=args.n,
+            subset_seed=args.subset_seed,
+            source=source,
+            backend=args.backend,
+            workspace=args.workspace,
+            data_dir=args.data_dir,
+            recompute=args.recompute,
+            lipschitz=not args.no_lipschitz,
+            device=args.device,
+            batch_size=args.batch_size,
+            progress=progress,
+        )
         if args.diagnostics:
             from robustbench_dc.diagnostics.run import run_diagnostics
 
             eps = 8 / 255 if any(abs(e - 8 / 255) < 1e-12 for e in args.eps) else max(args.eps)
-            diagnostics, _ = run_diagnostics(target, dataset=args.dataset, eps=eps, n=args.n, source=source, square_queries=args.square_queries,
-                                             workspace=args.workspace, data_dir=args.data_dir, device=args.device,
-                                             batch_size=args.batch_size, straight_through=straight_through,
-                                             progress=progress)  # fmt: skip
+            diagnostics, _ = run_diagnostics(
+                target,
+                dataset=args.dataset,
+                eps=eps,
+                n=args.n,
+                source=source,
+                square_queries=args.square_queries,
+                workspace=args.workspace,
+                data_dir=args.data_dir,
+                device=args.device,
+                batch_size=args.batch_size,
+                straight_through=straight_through,
+                progress=progress,
+            )
     progress.close()
     hint = clean_accuracy_hint(target, frame, args.dataset, normalised=args.mean is not None)
     if hint:
@@ -472,19 +754,57 @@ def cmd_eval(args: argparse.Namespace, *, lipschitz_only: bool = False) -> int:
         atomic_write_bytes(Path(args.save_per_example), per_example_frame(frame).to_csv(index=False).encode())
         print(f"per-example outcomes: {args.save_per_example}", file=sys.stderr)
     if args.json:
-        results = json.loads(frame.drop(columns=["per_example"], errors="ignore").to_json(orient="records", double_precision=15))
-        model = {"label": target.label, "function_id": target.function_id,
-                 **{k: target.info[k] for k in ("kind", "name", "arch", "width", "training", "seed", "format", "file", "file_sha256", "weights_sha256") if k in target.info}}  # fmt: skip
+        results = json.loads(
+            frame.drop(columns=["per_example"], errors="ignore").to_json(orient="records", double_precision=15)
+        )
+        model = {
+            "label": target.label,
+            "function_id": target.function_id,
+            **{
+                k: target.info[k]
+                for k in (
+                    "kind",
+                    "name",
+                    "arch",
+                    "width",
+                    "training",
+                    "seed",
+                    "format",
+                    "file",
+                    "file_sha256",
+                    "weights_sha256",
+                )
+                if k in target.info
+            },
+        }
         # one shape with or without diagnostics (JSON_SCHEMA in the README)
-        print(json.dumps({"schema": JSON_SCHEMA, "robustbench_dc": __version__, "protocol": "docs/protocol.md", "dataset": args.dataset,
-                          "model": model, "results": results, "diagnostics": [asdict(d) for d in diagnostics]}, indent=2, default=str))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "schema": JSON_SCHEMA,
+                    "robustbench_dc": __version__,
+                    "protocol": "docs/protocol.md",
+                    "dataset": args.dataset,
+                    "model": model,
+                    "results": results,
+                    "diagnostics": [asdict(d) for d in diagnostics],
+                },
+                indent=2,
+                default=str,
+            )
+        )
     else:
         print(eval_tables(frame, target.label))
         if diagnostics:
             from tabulate import tabulate
 
             print()
-            print(tabulate([[d.status.upper(), d.name, d.summary] for d in diagnostics], headers=["status", "gradient-masking diagnostic", "numbers"]))
+            print(
+                tabulate(
+                    [[d.status.upper(), d.name, d.summary] for d in diagnostics],
+                    headers=["status", "gradient-masking diagnostic", "numbers"],
+                )
+            )
     return 0
 
 
@@ -497,13 +817,30 @@ def _save_adversarials(args: argparse.Namespace, target, frame) -> None:
     from robustbench_dc.data import load_dataset
     from robustbench_dc.workspace import cache_dir, workspace_dir
 
-    runs = sorted({(r.attack, float(r.eps)) for r in frame.itertuples() if r.threat == "white-box" and r.attack != "none" and not r.source})
+    runs = sorted(
+        {
+            (r.attack, float(r.eps))
+            for r in frame.itertuples()
+            if r.threat == "white-box" and r.attack != "none" and not r.source
+        }
+    )
     test = load_dataset(args.dataset, "test", args.data_dir, cache_dir=cache_dir(workspace_dir(args.workspace)))
     indices = frame.attrs["test_indices"]
     sub = test.select(torch.tensor(indices))
     bars = _Bars(not args.no_progress, "file")
-    paths = save_adversarials(target, sub.float_images(), sub.labels, indices, runs, Path(args.save_adversarials), backend=args.backend,
-                              seed=args.subset_seed, device=args.device, batch_size=args.batch_size, progress=bars)  # fmt: skip
+    paths = save_adversarials(
+        target,
+        sub.float_images(),
+        sub.labels,
+        indices,
+        runs,
+        Path(args.save_adversarials),
+        backend=args.backend,
+        seed=args.subset_seed,
+        device=args.device,
+        batch_size=args.batch_size,
+        progress=bars,
+    )
     bars.close()
     print(f"adversarial examples: {len(paths)} files in {args.save_adversarials}", file=sys.stderr)
 
@@ -521,13 +858,17 @@ def clean_accuracy_hint(target, frame, dataset: str, *, normalised: bool) -> str
     _, high = wilson_interval(int(round(acc * n)), n)
     card = target.info.get("clean_test_accuracy")
     if card is not None and high < card - 0.05:
-        return (f"clean accuracy {100 * acc:.1f}% (95% CI up to {100 * high:.1f}%) is far below the {100 * card:.1f}% its card records: "
-                "is this the test data it was trained for (--dataset, --data-dir)?")  # fmt: skip
+        return (
+            f"clean accuracy {100 * acc:.1f}% (95% CI up to {100 * high:.1f}%) is far below the {100 * card:.1f}% its card records: "
+            "is this the test data it was trained for (--dataset, --data-dir)?"
+        )
     if not target.is_zoo and not normalised and acc < 0.5:
         info = dataset_info(dataset)
-        return (f"clean accuracy is only {100 * acc:.1f}%. If the model expects normalised inputs, pass --mean/--std "
-                f"({dataset}'s: --mean {','.join(f'{m:g}' for m in info.mean)} --std {','.join(f'{s:g}' for s in info.std)}); "
-                "inputs are pixels in [0, 1], so a model trained on 0-255 pixels needs its own scaling in front")  # fmt: skip
+        return (
+            f"clean accuracy is only {100 * acc:.1f}%. If the model expects normalised inputs, pass --mean/--std "
+            f"({dataset}'s: --mean {','.join(f'{m:g}' for m in info.mean)} --std {','.join(f'{s:g}' for s in info.std)}); "
+            "inputs are pixels in [0, 1], so a model trained on 0-255 pixels needs its own scaling in front"
+        )
     return ""
 
 
@@ -549,7 +890,10 @@ def _records(args: argparse.Namespace, target, frame) -> None:
     if target.is_zoo and records and "checkpoint_dir" in target.info:
         why_not = write_into_card(Path(target.info["checkpoint_dir"]), records, frame.attrs["data_sha256"])
         if why_not:
-            print(f"note: the evaluation is in the result store; its checkpoint card was left as it was ({why_not})", file=sys.stderr)
+            print(
+                f"note: the evaluation is in the result store; its checkpoint card was left as it was ({why_not})",
+                file=sys.stderr,
+            )
 
 
 def _progress_bar(enabled: bool, **kwargs: Any):
@@ -566,7 +910,9 @@ class _Bars(Progress):
 
     def __init__(self, enabled: bool, unit: str, total: int | None = None) -> None:
         self.enabled = enabled
-        self.counts_steps = unit != "stage"  # the outer bar counts cells (or files); a study's stages come through stage()
+        self.counts_steps = (
+            unit != "stage"
+        )  # the outer bar counts cells (or files); a study's stages come through stage()
         self.outer = _progress_bar(enabled, unit=unit, total=total, position=0)
         self.as_lines = enabled and self.outer.disable
         self.inner: Any = None
@@ -625,14 +971,40 @@ def cmd_train(args: argparse.Namespace) -> int:
     from robustbench_dc.checkpoint import read_card
     from robustbench_dc.train import recipe_config, train
 
-    given = {k: getattr(args, k) for k in ("epochs", "batch_size", "lr", "schedule", "warmup", "label_smoothing", "ema_decay", "init",
-                                           "decay_norms", "robustness_check", "recalibration_batches") if getattr(args, k) is not None}  # fmt: skip
+    given = {
+        k: getattr(args, k)
+        for k in (
+            "epochs",
+            "batch_size",
+            "lr",
+            "schedule",
+            "warmup",
+            "label_smoothing",
+            "ema_decay",
+            "init",
+            "decay_norms",
+            "robustness_check",
+            "recalibration_batches",
+        )
+        if getattr(args, k) is not None
+    }
     config = recipe_config(
-        args.recipe, model=args.model, dataset=args.dataset, arch=args.arch, width=args.width, training=args.training,
-        eps=args.eps, seed=args.seed, train_subset=args.train_subset, weight_projection=args.weight_projection, precision=args.precision,
-        channels_last={"auto": None, "yes": True, "no": False}[args.channels_last], arch_options=dict(args.arch_option), compile=args.compile,
+        args.recipe,
+        model=args.model,
+        dataset=args.dataset,
+        arch=args.arch,
+        width=args.width,
+        training=args.training,
+        eps=args.eps,
+        seed=args.seed,
+        train_subset=args.train_subset,
+        weight_projection=args.weight_projection,
+        precision=args.precision,
+        channels_last={"auto": None, "yes": True, "no": False}[args.channels_last],
+        arch_options=dict(args.arch_option),
+        compile=args.compile,
         **given,
-    )  # fmt: skip
+    )
     bars: list = []
 
     def on_batch(s) -> None:
@@ -646,15 +1018,26 @@ def cmd_train(args: argparse.Namespace) -> int:
         bar.set_postfix(loss=f"{s.loss:.3f}", acc=f"{s.accuracy:.3f}", img_s=f"{s.images_per_s:.0f}")
 
     def on_epoch(s) -> None:
-        bars[0].write(f"epoch {s.epoch}/{s.epochs}: loss {s.loss:.4f}  train acc {100 * s.accuracy:.2f}%  {s.images_per_s:.0f} img/s  {s.seconds:.1f}s")
+        bars[0].write(
+            f"epoch {s.epoch}/{s.epochs}: loss {s.loss:.4f}  train acc {100 * s.accuracy:.2f}%  {s.images_per_s:.0f} img/s  {s.seconds:.1f}s"
+        )
 
-    directory = train(config, workspace=args.workspace, data_dir=args.data_dir, download=args.download, device=args.device,
-                      on_batch=on_batch, on_epoch=on_epoch)  # fmt: skip
+    directory = train(
+        config,
+        workspace=args.workspace,
+        data_dir=args.data_dir,
+        download=args.download,
+        device=args.device,
+        on_batch=on_batch,
+        on_epoch=on_epoch,
+    )
     for bar in bars:
         bar.close()
     card = read_card(directory)
-    print(f"{config.model} ({config.arch_label}, width {config.width:g}) on {config.dataset}, {config.training_label}, seed {config.seed}: "
-          f"clean test accuracy {100 * card['clean_test_accuracy']:.2f}% on {card['test_images']} images")  # fmt: skip
+    print(
+        f"{config.model} ({config.arch_label}, width {config.width:g}) on {config.dataset}, {config.training_label}, seed {config.seed}: "
+        f"clean test accuracy {100 * card['clean_test_accuracy']:.2f}% on {card['test_images']} images"
+    )
     print(f"checkpoint: {directory}")
     return 0
 
@@ -666,8 +1049,15 @@ def cmd_models(args: argparse.Namespace) -> int:
         from robustbench_dc.models import ARCHITECTURES, list_models
 
         print("models (operators):", ", ".join(list_models()))
-        print(tabulate([[a, ", ".join(f"{k}={v!r}" for k, v in ARCHITECTURES.defaults(a).items()) or "-"] for a in ARCHITECTURES.names()],
-                       headers=["architecture", "options (--arch-option KEY=VALUE), defaults"]))  # fmt: skip
+        print(
+            tabulate(
+                [
+                    [a, ", ".join(f"{k}={v!r}" for k, v in ARCHITECTURES.defaults(a).items()) or "-"]
+                    for a in ARCHITECTURES.names()
+                ],
+                headers=["architecture", "options (--arch-option KEY=VALUE), defaults"],
+            )
+        )
         return 0
     from robustbench_dc.checkpoint import find_checkpoints, read_card
     from robustbench_dc.models.registry import arch_label
@@ -677,12 +1067,29 @@ def cmd_models(args: argparse.Namespace) -> int:
     rows = []
     for d in find_checkpoints(ws):
         c = read_card(d)
-        rows.append([c["dataset"], c["model"]["name"], arch_label(c["model"]["arch"], c["model"].get("arch_options")), c["model"]["width"], c["training"]["label"], c["seed"],
-                     c["epochs"], f"{100 * c['clean_test_accuracy']:.2f}", c["weights"]["sha256"][:12], str(d)])  # fmt: skip
+        rows.append(
+            [
+                c["dataset"],
+                c["model"]["name"],
+                arch_label(c["model"]["arch"], c["model"].get("arch_options")),
+                c["model"]["width"],
+                c["training"]["label"],
+                c["seed"],
+                c["epochs"],
+                f"{100 * c['clean_test_accuracy']:.2f}",
+                c["weights"]["sha256"][:12],
+                str(d),
+            ]
+        )
     if not rows:
         print(f"no trained models in {models_dir(ws)}; train one: dc-robust train --model baseline --dataset digits")
         return 0
-    print(tabulate(rows, headers=["dataset", "model", "arch", "width", "training", "seed", "epochs", "clean %", "sha256", "path"]))
+    print(
+        tabulate(
+            rows,
+            headers=["dataset", "model", "arch", "width", "training", "seed", "epochs", "clean %", "sha256", "path"],
+        )
+    )
     return 0
 
 
@@ -725,7 +1132,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:
         if hasattr(args, "threads"):
             from robustbench_dc.devices import set_threads

@@ -145,7 +145,9 @@ def _digits(info: DatasetInfo, split: str) -> ImageDataset:
     try:
         from sklearn.datasets import load_digits
     except ImportError as exc:
-        raise DataNotFoundError("the digits dataset comes with scikit-learn: pip install 'robustbench-dc[digits]'") from exc
+        raise DataNotFoundError(
+            "the digits dataset comes with scikit-learn: pip install 'robustbench-dc[digits]'"
+        ) from exc
 
     bunch = load_digits()
     images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None]
@@ -157,9 +159,12 @@ def _digits(info: DatasetInfo, split: str) -> ImageDataset:
         test[idx[::5]] = True
     keep = test if split == "test" else ~test
     return ImageDataset(
-        info, split, torch.from_numpy(images[keep]), torch.from_numpy(labels[keep]),
+        info,
+        split,
+        torch.from_numpy(images[keep]),
+        torch.from_numpy(labels[keep]),
         "scikit-learn digits (8x8, 1,797 images; every 5th image of each class is test)",
-    )  # fmt: skip
+    )
 
 
 def _synthetic(info: DatasetInfo, split: str) -> ImageDataset:
@@ -176,7 +181,10 @@ def _synthetic(info: DatasetInfo, split: str) -> ImageDataset:
 
 # --- IDX (MNIST, Fashion-MNIST) ------------------------------------------------------------------------------
 
-_IDX_STEMS = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"), "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+_IDX_STEMS = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -215,7 +223,11 @@ def _idx_dataset(info: DatasetInfo, split: str, data_dir, download: bool) -> Ima
             raise UserError("--download needs --data-dir: where to put the files")
         import torchvision
 
-        _download(lambda: getattr(torchvision.datasets, tv_name)(str(data_dir), train=split == "train", download=True), info.name, data_dir)
+        _download(
+            lambda: getattr(torchvision.datasets, tv_name)(str(data_dir), train=split == "train", download=True),
+            info.name,
+            data_dir,
+        )
     image_stem, label_stem = _IDX_STEMS[split]
     image_path, label_path = _find_idx(image_stem, dirs), _find_idx(label_stem, dirs)
     if image_path is None or label_path is None:
@@ -234,9 +246,12 @@ def _idx_dataset(info: DatasetInfo, split: str, data_dir, download: bool) -> Ima
     if images.ndim != 3 or labels.shape[0] != images.shape[0]:
         raise UserError(f"{image_path}: {images.shape[0]} images but {labels.shape[0]} labels; the files do not match")
     return ImageDataset(
-        info, split, torch.from_numpy(images.copy())[:, None], torch.from_numpy(labels.astype(np.int64)),
+        info,
+        split,
+        torch.from_numpy(images.copy())[:, None],
+        torch.from_numpy(labels.astype(np.int64)),
         f"{info.name} IDX files ({image_path.parent.name}/)",
-    )  # fmt: skip
+    )
 
 
 # --- CIFAR-10 ------------------------------------------------------------------------------------------------
@@ -250,8 +265,10 @@ def _download(fetch, name: str, into) -> None:
         fetch()
     except (RuntimeError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataNotFoundError(f"could not download {name} into {into} ({first}); check the network, or put the files there "
-                                "yourself and run again without --download") from exc  # fmt: skip
+        raise DataNotFoundError(
+            f"could not download {name} into {into} ({first}); check the network, or put the files there "
+            "yourself and run again without --download"
+        ) from exc
 
 
 def _cifar10(info: DatasetInfo, split: str, data_dir, download: bool, cache_dir) -> ImageDataset:
@@ -265,16 +282,26 @@ def _cifar10(info: DatasetInfo, split: str, data_dir, download: bool, cache_dir)
     if download and not batches.is_dir():
         import torchvision
 
-        _download(lambda: torchvision.datasets.CIFAR10(str(root), train=split == "train", download=True), info.name, root)
+        _download(
+            lambda: torchvision.datasets.CIFAR10(str(root), train=split == "train", download=True), info.name, root
+        )
     if batches.is_dir():
         import torchvision
 
         try:
             ds = torchvision.datasets.CIFAR10(str(root), train=split == "train", download=False)
         except (RuntimeError, OSError, ValueError, EOFError) as exc:
-            raise UserError(f"{batches}: cannot read torchvision's CIFAR-10 batches ({exc}); delete the directory and get it again") from exc
+            raise UserError(
+                f"{batches}: cannot read torchvision's CIFAR-10 batches ({exc}); delete the directory and get it again"
+            ) from exc
         images = torch.from_numpy(np.ascontiguousarray(ds.data.transpose(0, 3, 1, 2)))
-        return ImageDataset(info, split, images, torch.tensor(ds.targets, dtype=torch.int64), "CIFAR-10 (torchvision batches, cifar-10-batches-py/)")
+        return ImageDataset(
+            info,
+            split,
+            images,
+            torch.tensor(ds.targets, dtype=torch.int64),
+            "CIFAR-10 (torchvision batches, cifar-10-batches-py/)",
+        )
     folder = root / split
     if folder.is_dir():
         return _image_folder(info, split, folder, cache_dir)
@@ -291,7 +318,9 @@ def _default_cache_dir() -> Path:
 def _image_folder(info: DatasetInfo, split: str, folder: Path, cache_dir) -> ImageDataset:
     classes = sorted(d.name for d in folder.iterdir() if d.is_dir())
     if len(classes) != info.num_classes:
-        raise UserError(f"{folder}: expected {info.num_classes} class directories, found {len(classes)}: {classes[:12]}")
+        raise UserError(
+            f"{folder}: expected {info.num_classes} class directories, found {len(classes)}: {classes[:12]}"
+        )
     files = [sorted(p for p in (folder / c).iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES) for c in classes]
     # keyed by content, not by names and sizes: a file replaced by another of the same size is a new dataset
     h = hashlib.sha256()
@@ -342,10 +371,71 @@ def _save_npz(path: Path, **arrays: np.ndarray) -> None:
 
 # Standard JPEG luminance quantisation table (ITU T.81 Annex K), in zig-zag-free natural order.
 _STD_LUMA = [
-    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
-    14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
-    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99,
-]  # fmt: skip
+    16,
+    11,
+    10,
+    16,
+    24,
+    40,
+    51,
+    61,
+    12,
+    12,
+    14,
+    19,
+    26,
+    58,
+    60,
+    55,
+    14,
+    13,
+    16,
+    24,
+    40,
+    57,
+    69,
+    56,
+    14,
+    17,
+    22,
+    29,
+    51,
+    87,
+    80,
+    62,
+    18,
+    22,
+    37,
+    56,
+    68,
+    109,
+    103,
+    77,
+    24,
+    35,
+    55,
+    64,
+    81,
+    104,
+    113,
+    92,
+    49,
+    64,
+    78,
+    87,
+    103,
+    121,
+    120,
+    101,
+    72,
+    92,
+    95,
+    98,
+    112,
+    100,
+    103,
+    99,
+]
 
 
 def _jpeg_quality(path: Path) -> int | None:

@@ -40,9 +40,13 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
     if device.type == "cuda":
         if not torch.cuda.is_available():
             build = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "built without CUDA"
-            raise UserError(f"--device {spec}: no CUDA GPU is available (torch {torch.__version__} is {build}); use --device cpu or auto")
+            raise UserError(
+                f"--device {spec}: no CUDA GPU is available (torch {torch.__version__} is {build}); use --device cpu or auto"
+            )
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise UserError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) here (cuda:0..cuda:{torch.cuda.device_count() - 1})")
+            raise UserError(
+                f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) here (cuda:0..cuda:{torch.cuda.device_count() - 1})"
+            )
     elif device.type == "mps":
         if not _mps_available():
             raise UserError(f"--device {spec}: MPS is not available on this machine; use --device cpu or auto")
@@ -173,8 +177,14 @@ def channels_last_hazard(model: nn.Module) -> str | None:
     return None
 
 
-def training_mode(device: torch.device, precision: str = "auto", channels_last: bool | None = None, *, decoupled: bool = False,
-                  hazard: str | None = None) -> ComputeMode:  # fmt: skip
+def training_mode(
+    device: torch.device,
+    precision: str = "auto",
+    channels_last: bool | None = None,
+    *,
+    decoupled: bool = False,
+    hazard: str | None = None,
+) -> ComputeMode:
     """``auto`` precision: bf16 autocast where the device supports it (CUDA, CPUs with AVX-512 bf16 or AMX), else
     fp32. Channels-last by default on CUDA and, on the CPU, for networks without decoupled layers (where we
     measured it faster; the decoupled operator's channel reductions gain little from it there) and without a layer
@@ -188,8 +198,10 @@ def training_mode(device: torch.device, precision: str = "auto", channels_last: 
     if precision == "fp16" and device.type != "cuda":
         raise UserError("fp16 training (with a gradient scaler) needs a CUDA device; use bf16 or fp32 on the CPU")
     if channels_last and device.type == "cpu" and hazard:
-        raise UserError(f"channels-last training on the CPU is unsafe for this network's {hazard}: oneDNN computes its gradient wrongly "
-                        "on some CPUs; use --channels-last no (a study: channels_last = false), or a width with at least 8 channels there")  # fmt: skip
+        raise UserError(
+            f"channels-last training on the CPU is unsafe for this network's {hazard}: oneDNN computes its gradient wrongly "
+            "on some CPUs; use --channels-last no (a study: channels_last = false), or a width with at least 8 channels there"
+        )
     if channels_last is None:
         channels_last = device.type == "cuda" or (device.type == "cpu" and not decoupled and hazard is None)
     return ComputeMode(str(device), precision, bool(channels_last))

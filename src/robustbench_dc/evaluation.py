@@ -23,7 +23,15 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from robustbench_dc import lipschitz as lip
-from robustbench_dc.attacks import BPDA, DEFAULT_ATTACK_BATCH_SIZE, Attack, carried_out_by, eps_label, get_attack, run_attack
+from robustbench_dc.attacks import (
+    BPDA,
+    DEFAULT_ATTACK_BATCH_SIZE,
+    Attack,
+    carried_out_by,
+    eps_label,
+    get_attack,
+    run_attack,
+)
 from robustbench_dc.attacks.bpda import has_surrogate
 from robustbench_dc.data import DatasetInfo, ImageDataset, dataset_info, load_dataset, subset_indices
 from robustbench_dc.devices import describe_device, full_precision, module_device, placed, resolve_device
@@ -68,17 +76,35 @@ class _Context:
     provenance: dict[str, Any]
     planned: int = 0  # cells this call reads or computes, for "cell k of n" in progress messages
     rows: list[dict[str, Any]] = field(default_factory=list)
-    weights: list[Tensor] | None = None  # the target's state when its identity was taken: every computed cell must leave it so
+    weights: list[Tensor] | None = (
+        None  # the target's state when its identity was taken: every computed cell must leave it so
+    )
 
     def key(self, subset: Subset, **fields: Any) -> CellKey:
-        return CellKey(function=self.target.function_id, dataset=self.test.info.name, data=self.data, subset=subset,
-                       role=self.role, precision=PRECISION, **fields)  # fmt: skip
+        return CellKey(
+            function=self.target.function_id,
+            dataset=self.test.info.name,
+            data=self.data,
+            subset=subset,
+            role=self.role,
+            precision=PRECISION,
+            **fields,
+        )
 
     def attack_key(self, subset: Subset, attack: Attack, eps: float, threat: str, source: str = "") -> CellKey:
         backend = carried_out_by(attack, self.backend)
-        return self.key(subset, kind="accuracy", threat=threat, attack=attack.name, params=attack_params(attack.params(eps)), eps=eps,
-                        backend=backend, backend_version=backend_version(backend), source=source,
-                        batch_size=self.batch_size if attack.randomized else 0)  # fmt: skip
+        return self.key(
+            subset,
+            kind="accuracy",
+            threat=threat,
+            attack=attack.name,
+            params=attack_params(attack.params(eps)),
+            eps=eps,
+            backend=backend,
+            backend_version=backend_version(backend),
+            source=source,
+            batch_size=self.batch_size if attack.randomized else 0,
+        )
 
     def cell(self, key: CellKey, compute: Callable[[], dict[str, Any]], source: EvalModel | None = None) -> StoredCell:
         def announce(k: CellKey) -> None:
@@ -87,7 +113,9 @@ class _Context:
             self.progress.position(len(self.rows), self.planned)
             self.progress(f"{self.target.label}: {k.threat} {k.attack}{eps}{count}")
 
-        stored = self.store.cell(key, self._unchanged(compute), provenance=self.provenance, recompute=self.recompute, on_compute=announce)
+        stored = self.store.cell(
+            key, self._unchanged(compute), provenance=self.provenance, recompute=self.recompute, on_compute=announce
+        )
         self.rows.append(result_row(stored, self.target.label, source.title if source else ""))
         return stored
 
@@ -99,24 +127,49 @@ class _Context:
             if self.weights is not None:
                 now = _state(self.target.module)
                 if len(now) != len(self.weights) or any(not torch.equal(a, b) for a, b in zip(now, self.weights)):
-                    raise UserError(f"{self.target.label}: the model changed its weights or buffers while it was evaluated (in its forward "
-                                    "pass?); a number computed so belongs to no fixed function. Make its forward pass leave its state alone")  # fmt: skip
+                    raise UserError(
+                        f"{self.target.label}: the model changed its weights or buffers while it was evaluated (in its forward "
+                        "pass?); a number computed so belongs to no fixed function. Make its forward pass leave its state alone"
+                    )
             return out
 
         return checked
 
-    def attacked(self, attack: Attack, module: nn.Module, images: Tensor, labels: Tensor, eps: float, seed: int) -> Tensor:
+    def attacked(
+        self, attack: Attack, module: nn.Module, images: Tensor, labels: Tensor, eps: float, seed: int
+    ) -> Tensor:
         """``run_attack`` with this evaluation's backend and batch size, reporting its batches to the progress."""
-        return run_attack(attack, module, images, labels, eps, backend=self.backend, seed=seed, batch_size=self.batch_size,
-                          on_batch=counter(self.progress, images.shape[0], "images"), on_detail=self.progress.detail)  # fmt: skip
+        return run_attack(
+            attack,
+            module,
+            images,
+            labels,
+            eps,
+            backend=self.backend,
+            seed=seed,
+            batch_size=self.batch_size,
+            on_batch=counter(self.progress, images.shape[0], "images"),
+            on_detail=self.progress.detail,
+        )
 
 
 def result_row(cell: StoredCell, label: str, source_label: str = "") -> dict[str, Any]:
     """A cell as one tidy row (what ``evaluate`` returns and the CLI prints)."""
     k = cell.key
-    row = {"model": label, "function": k.function[:12], "role": k.role, "kind": k.kind, "threat": k.threat, "attack": k.attack,
-           "eps": k.eps, "params": k.parameters, "backend": k.backend, "source": source_label, "subset_n": k.subset.n,
-           "precision": k.precision}  # fmt: skip
+    row = {
+        "model": label,
+        "function": k.function[:12],
+        "role": k.role,
+        "kind": k.kind,
+        "threat": k.threat,
+        "attack": k.attack,
+        "eps": k.eps,
+        "params": k.parameters,
+        "backend": k.backend,
+        "source": source_label,
+        "subset_n": k.subset.n,
+        "precision": k.precision,
+    }
     return {**row, **cell.metrics, "seconds": cell.seconds, "cached": cell.cached}
 
 
@@ -124,8 +177,14 @@ def accuracy_metrics(pred: Tensor, labels: Tensor) -> dict[str, Any]:
     right = pred == labels
     correct, n = int(right.sum()), int(right.numel())
     low, high = wilson_interval(correct, n)
-    return {"n": n, "correct": correct, "accuracy": correct / n, "ci_low": low, "ci_high": high,
-            "per_example": "".join("1" if r else "0" for r in right.tolist())}  # fmt: skip
+    return {
+        "n": n,
+        "correct": correct,
+        "accuracy": correct / n,
+        "ci_low": low,
+        "ci_high": high,
+        "per_example": "".join("1" if r else "0" for r in right.tolist()),
+    }
 
 
 def check_model_fits(module: nn.Module, data: ImageDataset, *, exact_classes: bool = True) -> int:
@@ -139,9 +198,15 @@ def check_model_fits(module: nn.Module, data: ImageDataset, *, exact_classes: bo
             out = module(x)
     except (RuntimeError, ValueError) as exc:
         raise UserError(f"the model cannot take {data.info.name} images of shape {tuple(x.shape)}: {exc}") from exc
-    if not isinstance(out, Tensor) or out.ndim != 2 or (out.shape[1] != data.info.num_classes if exact_classes else out.shape[1] < data.info.num_classes):
+    if (
+        not isinstance(out, Tensor)
+        or out.ndim != 2
+        or (out.shape[1] != data.info.num_classes if exact_classes else out.shape[1] < data.info.num_classes)
+    ):
         shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-        raise UserError(f"the model's output has shape {shape}; {data.info.name} needs (N, {data.info.num_classes}) logits")
+        raise UserError(
+            f"the model's output has shape {shape}; {data.info.name} needs (N, {data.info.num_classes}) logits"
+        )
     if not torch.isfinite(out).all():
         raise UserError("the model's outputs are not finite (NaN or inf) on clean test images")
     return int(out.shape[1])
@@ -178,12 +243,18 @@ class ModelContract(nn.Module):
         except Exception as exc:  # noqa: BLE001  (a model from outside the zoo can raise anything; ours are our bugs)
             if not self.foreign:
                 raise
-            raise UserError(f"the model raised {type(exc).__name__} on a batch of {x.shape[0]} images: {str(exc).strip()[:300]}") from exc
+            raise UserError(
+                f"the model raised {type(exc).__name__} on a batch of {x.shape[0]} images: {str(exc).strip()[:300]}"
+            ) from exc
         if not isinstance(out, Tensor) or out.ndim != 2 or out.shape != (x.shape[0], self.classes):
             shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-            raise UserError(f"the model's output has shape {shape} on a batch of {x.shape[0]} images; every batch needs ({x.shape[0]}, {self.classes}) logits")
+            raise UserError(
+                f"the model's output has shape {shape} on a batch of {x.shape[0]} images; every batch needs ({x.shape[0]}, {self.classes}) logits"
+            )
         if not out.is_floating_point():
-            raise UserError(f"the model's outputs are {out.dtype}, not floating-point logits: no attack can follow their gradient; return the logits")
+            raise UserError(
+                f"the model's outputs are {out.dtype}, not floating-point logits: no attack can follow their gradient; return the logits"
+            )
         return out
 
 
@@ -199,9 +270,11 @@ def check_deterministic(module: nn.Module, images: Tensor) -> None:
     with torch.no_grad(), full_precision():
         first, second = module(x.clone()), module(x.clone())
     if not torch.allclose(first, second, rtol=1e-4, atol=1e-6):
-        raise UserError("the model's outputs differ between two passes over the same images (randomised at test time: noise, dropout, "
-                        "sampling?); its accuracy is a random variable this suite does not store as one function. Evaluate a "
-                        "deterministic version (eval mode, no test-time randomness)")  # fmt: skip
+        raise UserError(
+            "the model's outputs differ between two passes over the same images (randomised at test time: noise, dropout, "
+            "sampling?); its accuracy is a random variable this suite does not store as one function. Evaluate a "
+            "deterministic version (eval mode, no test-time randomness)"
+        )
 
 
 def as_target(model: nn.Module | EvalModel, *, label: str | None = None, mean=None, std=None) -> EvalModel:
@@ -217,7 +290,9 @@ def _from_loader(loader: Iterable[Any]) -> tuple[Tensor, Tensor]:
     xs, ys = [], []
     for i, batch in enumerate(loader):
         if not isinstance(batch, (tuple, list)) or len(batch) < 2 or not all(isinstance(t, Tensor) for t in batch[:2]):
-            raise UserError(f"loader batch {i} is a {type(batch).__name__}, not (images, labels) tensors; wrap your dataset to yield them")
+            raise UserError(
+                f"loader batch {i} is a {type(batch).__name__}, not (images, labels) tensors; wrap your dataset to yield them"
+            )
         xs.append(batch[0].detach().cpu())
         ys.append(batch[1].detach().cpu())
     if not xs:
@@ -231,21 +306,31 @@ def tensor_dataset(x: Tensor, y: Tensor) -> ImageDataset:
     if not isinstance(x, Tensor) or not isinstance(y, Tensor):
         raise UserError("x and y must be tensors: images (N, C, H, W) and labels (N,)")
     if x.ndim != 4 or x.shape[2] != x.shape[3] or y.ndim != 1 or y.shape[0] != x.shape[0] or x.shape[0] == 0:
-        raise UserError(f"x must be (N, C, H, H) images and y (N,) labels with the same N > 0; got x {tuple(x.shape)}, y {tuple(y.shape)}")
+        raise UserError(
+            f"x must be (N, C, H, H) images and y (N,) labels with the same N > 0; got x {tuple(x.shape)}, y {tuple(y.shape)}"
+        )
     if y.dtype.is_floating_point or int(y.min()) < 0:
         raise UserError("y must hold class indices (integers >= 0)")
     if x.dtype != torch.uint8:
         x = x.detach().cpu().float()
         if float(x.min()) < 0 or float(x.max()) > 1:
-            raise UserError(f"x must hold pixels in [0, 1] (found {float(x.min()):.3g} to {float(x.max()):.3g}): pass unnormalised images "
-                            "and give the model's normalisation as mean=/std=; divide 0-255 images by 255")  # fmt: skip
+            raise UserError(
+                f"x must hold pixels in [0, 1] (found {float(x.min()):.3g} to {float(x.max()):.3g}): pass unnormalised images "
+                "and give the model's normalisation as mean=/std=; divide 0-255 images by 255"
+            )
         scaled = x * 255
         if not torch.allclose(scaled, scaled.round(), atol=1e-3):
-            raise UserError("x must hold 8-bit images (pixel values k/255), as image files decode to; quantise them first")
+            raise UserError(
+                "x must hold 8-bit images (pixel values k/255), as image files decode to; quantise them first"
+            )
         x = scaled.round().to(torch.uint8)
     num_classes = max(int(y.max()) + 1, 2)
-    info = DatasetInfo("custom", num_classes, int(x.shape[1]), int(x.shape[2]), (0.5,) * x.shape[1], (0.5,) * x.shape[1], False)
-    return ImageDataset(info, "test", x.cpu().contiguous(), y.cpu().long(), f"tensors passed to evaluate ({x.shape[0]} images)")
+    info = DatasetInfo(
+        "custom", num_classes, int(x.shape[1]), int(x.shape[2]), (0.5,) * x.shape[1], (0.5,) * x.shape[1], False
+    )
+    return ImageDataset(
+        info, "test", x.cpu().contiguous(), y.cpu().long(), f"tensors passed to evaluate ({x.shape[0]} images)"
+    )
 
 
 def evaluate(
@@ -301,25 +386,33 @@ def evaluate(
     if [e for e in l2_list if not 0 <= e < float("inf")]:
         raise UserError(f"eps_l2 must be finite numbers >= 0 (L2 units of [0, 1] pixels, e.g. 0.5), got {l2_list}")
     if any(a.norm == "l2" for a in attack_objs) and not l2_list:
-        raise UserError(f"L2 attacks ({', '.join(a.name for a in attack_objs if a.norm == 'l2')}) need their own eps: eps_l2= (--eps-l2), "
-                        "in L2 units of [0, 1] pixels, e.g. 0.5")  # fmt: skip
+        raise UserError(
+            f"L2 attacks ({', '.join(a.name for a in attack_objs if a.norm == 'l2')}) need their own eps: eps_l2= (--eps-l2), "
+            "in L2 units of [0, 1] pixels, e.g. 0.5"
+        )
 
     def eps_of(attack: Attack) -> list[float]:
         return l2_list if attack.norm == "l2" else eps_list
 
     target = as_target(model, label=label, mean=mean, std=std)
     if any(isinstance(a, BPDA) and not a.straight_through for a in attack_objs) and not has_surrogate(target.module):
-        raise UserError(f"bpda-pgd on {target.label!r} would be plain PGD with the same seed: it has no decoupled layer or hard decision "
-                        "to give a surrogate gradient; name its non-differentiable parts with --straight-through NAME "
-                        "(Python: BPDA(straight_through=(NAME,))), or use pgd")  # fmt: skip
+        raise UserError(
+            f"bpda-pgd on {target.label!r} would be plain PGD with the same seed: it has no decoupled layer or hard decision "
+            "to give a surrogate gradient; name its non-differentiable parts with --straight-through NAME "
+            "(Python: BPDA(straight_through=(NAME,))), or use pgd"
+        )
     if sum([dataset is not None, x is not None or y is not None, loader is not None]) != 1:
-        raise UserError("give the test data one way: dataset=NAME, x=IMAGES with y=LABELS, or loader= (batches of images and labels)")
+        raise UserError(
+            "give the test data one way: dataset=NAME, x=IMAGES with y=LABELS, or loader= (batches of images and labels)"
+        )
     if loader is not None:
         x, y = _from_loader(loader)
     own = tensor_dataset(x, y) if dataset is None else None
     dataset = dataset or "custom"
     if target.info.get("dataset") not in (None, dataset) and own is None:
-        raise UserError(f"model {target.label!r} was trained on {target.info['dataset']!r}, not {dataset!r}; pass --dataset {target.info['dataset']}")
+        raise UserError(
+            f"model {target.label!r} was trained on {target.info['dataset']!r}, not {dataset!r}; pass --dataset {target.info['dataset']}"
+        )
     if own is None:
         dataset_info(dataset)
     src = None if source is None else as_target(source, label="source")
@@ -343,23 +436,56 @@ def evaluate(
         subset = Subset(len(sub), len(test), subset_seed)
         with ResultStore(ws) as store:
             provenance = {"label": target.label, "device": describe_device(dev), "environment": environment()}
-            planned = 1 + sum(len(eps_of(a)) * (1 + (src is not None and a.transferable)) for a in attack_objs) + 3 * lipschitz
-            ctx = _Context(store, ws, target, test, test.content_sha256(), role, backend, recompute, as_progress(progress),
-                           batch_size, provenance, planned, weights=weights)  # fmt: skip
-            store.put_function(target.function_id, {**target.info, "data_source": target.info.get("data_source") or test.source})
-            ctx.cell(ctx.key(subset, kind="accuracy", threat="none", attack="none"), lambda: accuracy_metrics(predict(module, images, batch_size), labels))
+            planned = (
+                1
+                + sum(len(eps_of(a)) * (1 + (src is not None and a.transferable)) for a in attack_objs)
+                + 3 * lipschitz
+            )
+            ctx = _Context(
+                store,
+                ws,
+                target,
+                test,
+                test.content_sha256(),
+                role,
+                backend,
+                recompute,
+                as_progress(progress),
+                batch_size,
+                provenance,
+                planned,
+                weights=weights,
+            )
+            store.put_function(
+                target.function_id, {**target.info, "data_source": target.info.get("data_source") or test.source}
+            )
+            ctx.cell(
+                ctx.key(subset, kind="accuracy", threat="none", attack="none"),
+                lambda: accuracy_metrics(predict(module, images, batch_size), labels),
+            )
             for attack in attack_objs:
                 threat = "white-box" if attack.access == "white-box" else "black-box"
                 for e in eps_of(attack):
-                    ctx.cell(ctx.attack_key(subset, attack, e, threat), lambda a=attack, e=e: accuracy_metrics(
-                        predict(module, ctx.attacked(a, target.module, images, labels, e, subset_seed), batch_size), labels))  # fmt: skip
+                    ctx.cell(
+                        ctx.attack_key(subset, attack, e, threat),
+                        lambda a=attack, e=e: accuracy_metrics(
+                            predict(module, ctx.attacked(a, target.module, images, labels, e, subset_seed), batch_size),
+                            labels,
+                        ),
+                    )
             if src is not None:
                 store.put_function(src.function_id, src.info)
                 for attack in [a for a in attack_objs if a.transferable]:
                     for e in eps_of(attack):
                         key = ctx.attack_key(subset, attack, e, "black-box", source=src.function_id)
-                        ctx.cell(key, lambda a=attack, e=e, k=key: accuracy_metrics(
-                            predict(module, _transfer_examples(ctx, src, a, e, k, images, labels), batch_size), labels), source=src)  # fmt: skip
+                        ctx.cell(
+                            key,
+                            lambda a=attack, e=e, k=key: accuracy_metrics(
+                                predict(module, _transfer_examples(ctx, src, a, e, k, images, labels), batch_size),
+                                labels,
+                            ),
+                            source=src,
+                        )
             if lipschitz:
                 _lipschitz_cells(ctx, max(eps_list), lipschitz_n, subset_seed)
         frame = pd.DataFrame(ctx.rows)
@@ -374,28 +500,59 @@ def per_example_frame(frame: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for r in frame[frame["kind"] == "accuracy"].itertuples():
         for index, right in zip(indices, r.per_example):
-            rows.append({"threat": r.threat, "attack": r.attack, "eps": r.eps, "source": r.source, "role": r.role, "test_index": index,
-                         "correct": int(right)})  # fmt: skip
+            rows.append(
+                {
+                    "threat": r.threat,
+                    "attack": r.attack,
+                    "eps": r.eps,
+                    "source": r.source,
+                    "role": r.role,
+                    "test_index": index,
+                    "correct": int(right),
+                }
+            )
     return pd.DataFrame(rows)
 
 
 def transfer_matrix(
-    models: Sequence[EvalModel], *, dataset: str, attacks: Sequence[str | Attack] = DEFAULT_ATTACKS, eps: float = 8 / 255,
-    n: int | None = 1000, workspace: str | Path | None = None, data_dir: str | Path | None = None,
-    device: str | torch.device | None = "auto", progress: Callable[[str], None] | None = None,
+    models: Sequence[EvalModel],
+    *,
+    dataset: str,
+    attacks: Sequence[str | Attack] = DEFAULT_ATTACKS,
+    eps: float = 8 / 255,
+    n: int | None = 1000,
+    workspace: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    device: str | torch.device | None = "auto",
+    progress: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
     """Every model as the black-box source for every other, and white-box on the diagonal, on one subset
     (role ``transfer-matrix``: these cells never enter Tables 7 and 8)."""
     rows = []
     for src in models:
         for tgt in models:
-            rows.append(evaluate(tgt, dataset=dataset, attacks=attacks, eps=[eps], n=n, workspace=workspace, data_dir=data_dir,
-                                 source=None if tgt.function_id == src.function_id else src, lipschitz=False,
-                                 role="transfer-matrix", device=device, progress=progress))  # fmt: skip
+            rows.append(
+                evaluate(
+                    tgt,
+                    dataset=dataset,
+                    attacks=attacks,
+                    eps=[eps],
+                    n=n,
+                    workspace=workspace,
+                    data_dir=data_dir,
+                    source=None if tgt.function_id == src.function_id else src,
+                    lipschitz=False,
+                    role="transfer-matrix",
+                    device=device,
+                    progress=progress,
+                )
+            )
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
 
-def _transfer_examples(ctx: _Context, src: EvalModel, attack: Attack, eps: float, key: CellKey, images: Tensor, labels: Tensor) -> Tensor:
+def _transfer_examples(
+    ctx: _Context, src: EvalModel, attack: Attack, eps: float, key: CellKey, images: Tensor, labels: Tensor
+) -> Tensor:
     """Adversarial examples crafted on the source: computed once, kept under ``transfer/`` for every target."""
     crafted = {k: v for k, v in key.to_dict().items() if k not in ("function", "role", "kind", "threat")}
     name = hashlib.sha256(canonical_json(crafted).encode()).hexdigest()
@@ -416,11 +573,34 @@ def _lipschitz_cells(ctx: _Context, eps: float, n: int, seed: int) -> None:
     subset = Subset(len(sub), len(ctx.test), seed)
     info, module = ctx.test.info, ctx.target.module
     local = {"steps": LOCAL_LIPSCHITZ_STEPS, "step": eps / 4, "random_start": True, "norm": "linf->l1"}
-    ctx.cell(ctx.key(subset, kind="lipschitz", threat="lipschitz", attack="local", params=attack_params(local), eps=eps, batch_size=ctx.batch_size),
-             lambda: lip.as_dict(lip.local_lipschitz(module, x, eps=eps, steps=LOCAL_LIPSCHITZ_STEPS, seed=seed, batch_size=ctx.batch_size)))  # fmt: skip
-    ctx.cell(ctx.key(subset, kind="lipschitz", threat="lipschitz", attack="gradient-norm", params=attack_params({"norm": "l1"})),
-             lambda: lip.as_dict(lip.margin_gradient_norms(module, x, y, batch_size=ctx.batch_size)))  # fmt: skip
+    ctx.cell(
+        ctx.key(
+            subset,
+            kind="lipschitz",
+            threat="lipschitz",
+            attack="local",
+            params=attack_params(local),
+            eps=eps,
+            batch_size=ctx.batch_size,
+        ),
+        lambda: lip.as_dict(
+            lip.local_lipschitz(module, x, eps=eps, steps=LOCAL_LIPSCHITZ_STEPS, seed=seed, batch_size=ctx.batch_size)
+        ),
+    )
+    ctx.cell(
+        ctx.key(
+            subset, kind="lipschitz", threat="lipschitz", attack="gradient-norm", params=attack_params({"norm": "l1"})
+        ),
+        lambda: lip.as_dict(lip.margin_gradient_norms(module, x, y, batch_size=ctx.batch_size)),
+    )
     shape = (info.in_channels, info.input_size, info.input_size)
-    ctx.cell(ctx.key(Subset(0, len(ctx.test), 0), kind="lipschitz", threat="lipschitz", attack="global",
-                     params=attack_params({"iterations": GLOBAL_BOUND_ITERATIONS})),
-             lambda: lip.as_dict(lip.global_upper_bound(module, shape, info.num_classes, iters=GLOBAL_BOUND_ITERATIONS)))  # fmt: skip
+    ctx.cell(
+        ctx.key(
+            Subset(0, len(ctx.test), 0),
+            kind="lipschitz",
+            threat="lipschitz",
+            attack="global",
+            params=attack_params({"iterations": GLOBAL_BOUND_ITERATIONS}),
+        ),
+        lambda: lip.as_dict(lip.global_upper_bound(module, shape, info.num_classes, iters=GLOBAL_BOUND_ITERATIONS)),
+    )

@@ -67,7 +67,9 @@ class EvalJob:
 
     def spec(self) -> str:
         """What was planned for this model (its training, or its file and loader arguments), as the store records it."""
-        return json.dumps(self.target.to_dict() if self.target is not None else self.external, sort_keys=True, default=str)
+        return json.dumps(
+            self.target.to_dict() if self.target is not None else self.external, sort_keys=True, default=str
+        )
 
     def needs(self) -> list[TrainConfig]:
         return [c for c in (self.target, self.source) if c is not None]
@@ -87,7 +89,13 @@ def job_target(job: EvalJob, workspace: Path):
     return load_external(path, dataset_info(job.dataset), **kwargs)
 
 
-def run_job(job: EvalJob, workspace: Path, data_dir: Any = None, device: Any = "auto", progress: Callable[[str], None] | None = None) -> None:
+def run_job(
+    job: EvalJob,
+    workspace: Path,
+    data_dir: Any = None,
+    device: Any = "auto",
+    progress: Callable[[str], None] | None = None,
+) -> None:
     """Evaluate one job into ``workspace``'s store (its checkpoints must be there)."""
     from robustbench_dc.diagnostics.run import run_diagnostics
     from robustbench_dc.evaluation import evaluate
@@ -95,8 +103,12 @@ def run_job(job: EvalJob, workspace: Path, data_dir: Any = None, device: Any = "
 
     target = job_target(job, workspace)
     source = None if job.source is None else from_checkpoint(checkpoint_dir(job.source, workspace))
-    kw = dict(dataset=job.dataset, source=source, workspace=workspace, data_dir=data_dir, device=device, progress=progress)
-    evaluate(target, attacks=job.attacks, eps=job.eps, eps_l2=job.eps_l2 or None, n=job.n, lipschitz_n=job.lipschitz_n, **kw)
+    kw = dict(
+        dataset=job.dataset, source=source, workspace=workspace, data_dir=data_dir, device=device, progress=progress
+    )
+    evaluate(
+        target, attacks=job.attacks, eps=job.eps, eps_l2=job.eps_l2 or None, n=job.n, lipschitz_n=job.lipschitz_n, **kw
+    )
     if job.diagnostics:
         run_diagnostics(target, eps=job.table_eps, n=job.diagnostics_n, square_queries=job.square_queries, **kw)
     if job.names is not None:
@@ -105,8 +117,17 @@ def run_job(job: EvalJob, workspace: Path, data_dir: Any = None, device: Any = "
 
 
 class Executor(Protocol):
-    def run(self, trainings: list[TrainConfig], jobs: list[EvalJob], *, workspace: Path, data_dir: Any, device: Any,
-            on_stage: OnStage | None = None, on_progress: Callable[[str], None] | None = None) -> dict[str, float]: ...  # fmt: skip
+    def run(
+        self,
+        trainings: list[TrainConfig],
+        jobs: list[EvalJob],
+        *,
+        workspace: Path,
+        data_dir: Any,
+        device: Any,
+        on_stage: OnStage | None = None,
+        on_progress: Callable[[str], None] | None = None,
+    ) -> dict[str, float]: ...
 
 
 def train_label(c: TrainConfig) -> str:
@@ -116,8 +137,17 @@ def train_label(c: TrainConfig) -> str:
 class LocalExecutor:
     """Everything in this process, trainings first, then jobs; returns the wall time of each (seconds)."""
 
-    def run(self, trainings: list[TrainConfig], jobs: list[EvalJob], *, workspace: Path, data_dir: Any = None, device: Any = "auto",
-            on_stage: OnStage | None = None, on_progress: Callable[[str], None] | None = None) -> dict[str, float]:  # fmt: skip
+    def run(
+        self,
+        trainings: list[TrainConfig],
+        jobs: list[EvalJob],
+        *,
+        workspace: Path,
+        data_dir: Any = None,
+        device: Any = "auto",
+        on_stage: OnStage | None = None,
+        on_progress: Callable[[str], None] | None = None,
+    ) -> dict[str, float]:
         times = {"train": 0.0, "eval": 0.0}
         total = len(trainings) + len(jobs)
         progress = as_progress(on_progress)
@@ -125,6 +155,7 @@ class LocalExecutor:
             if on_stage is not None:
                 on_stage(i, total, train_label(config))
             t0 = time.perf_counter()
+
             def on_batch(s: Any, c: TrainConfig = config) -> None:
                 progress.advance(s.epoch * s.batches + s.batch + 1, c.epochs * s.batches, "batches")
 
@@ -146,8 +177,15 @@ def _checkpoint_files(directory: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in directory.iterdir() if p.is_file() and p.name != "resume.pt"}
 
 
-def _ray_train(config: TrainConfig, workspace: str, data_dir: Any, device: Any, shared: bool, threads: int,
-               train_function: Callable[..., Path]) -> tuple[str, dict[str, bytes]]:  # fmt: skip
+def _ray_train(
+    config: TrainConfig,
+    workspace: str,
+    data_dir: Any,
+    device: Any,
+    shared: bool,
+    threads: int,
+    train_function: Callable[..., Path],
+) -> tuple[str, dict[str, bytes]]:
     """A training task: the checkpoint's path relative to the workspace, and its files unless the workspace is shared."""
     import torch
 
@@ -175,8 +213,15 @@ def _private_workspace(workspace: Path, shared: bool, checkpoints: tuple[tuple[s
     return private
 
 
-def _ray_job(job: EvalJob, workspace: str, data_dir: Any, device: Any, shared: bool, threads: int,
-             *checkpoints: tuple[str, dict[str, bytes]]) -> dict[str, Any]:  # fmt: skip
+def _ray_job(
+    job: EvalJob,
+    workspace: str,
+    data_dir: Any,
+    device: Any,
+    shared: bool,
+    threads: int,
+    *checkpoints: tuple[str, dict[str, bytes]],
+) -> dict[str, Any]:
     """An evaluation task: evaluates into a private store and returns the cells (and model descriptions) it added."""
     import torch
 
@@ -189,8 +234,16 @@ def _ray_job(job: EvalJob, workspace: str, data_dir: Any, device: Any, shared: b
                 before = {c.key.store_key() for c in store.cells()}
         run_job(job, private, data_dir, device)
         with ResultStore(private) as store:
-            cells = [(c.key.to_dict(), c.metrics, c.provenance, c.seconds) for c in store.cells() if c.key.store_key() not in before]
-            names = [] if job.names is None else [(t, *fs) for t, fs in store.study_targets(job.names.study).items() if t == job.names]
+            cells = [
+                (c.key.to_dict(), c.metrics, c.provenance, c.seconds)
+                for c in store.cells()
+                if c.key.store_key() not in before
+            ]
+            names = (
+                []
+                if job.names is None
+                else [(t, *fs) for t, fs in store.study_targets(job.names.study).items() if t == job.names]
+            )
             return {"cells": cells, "functions": store.functions(), "targets": names}
     finally:
         shutil.rmtree(private, ignore_errors=True)
@@ -200,12 +253,22 @@ class RayExecutor:
     """Trainings and jobs as Ray tasks (see the module's docstring); ``address``: a running cluster's, or None
     to start a local instance. Each task asks for ``cpus_per_task`` CPUs and, on CUDA, one GPU."""
 
-    def __init__(self, address: str | None = None, *, shared_workspace: bool = True, cpus_per_task: int = 1,
-                 max_retries: int = 3, train_function: Callable[..., Path] = train, init_options: dict[str, Any] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        shared_workspace: bool = True,
+        cpus_per_task: int = 1,
+        max_retries: int = 3,
+        train_function: Callable[..., Path] = train,
+        init_options: dict[str, Any] | None = None,
+    ) -> None:
         try:
             import ray  # noqa: F401
         except ImportError as exc:
-            raise UserError("the Ray executor needs Ray: pip install 'robustbench-dc[ray]' (or pip install ray)") from exc
+            raise UserError(
+                "the Ray executor needs Ray: pip install 'robustbench-dc[ray]' (or pip install ray)"
+            ) from exc
         if cpus_per_task < 1:
             raise UserError(f"cpus_per_task must be >= 1, got {cpus_per_task}")
         self.address, self.shared, self.cpus, self.retries = address, shared_workspace, cpus_per_task, max_retries
@@ -218,22 +281,47 @@ class RayExecutor:
         wants_gpu = str(device).startswith("cuda") or (str(device) == "auto" and gpus > 0)
         if str(device).startswith("cuda") and gpus == 0:
             raise UserError(f"--device {device}: the Ray cluster has no GPU; use --device cpu or auto")
-        return {"num_cpus": self.cpus, "num_gpus": 1 if wants_gpu else 0, "max_retries": self.retries, "retry_exceptions": False}
+        return {
+            "num_cpus": self.cpus,
+            "num_gpus": 1 if wants_gpu else 0,
+            "max_retries": self.retries,
+            "retry_exceptions": False,
+        }
 
-    def run(self, trainings: list[TrainConfig], jobs: list[EvalJob], *, workspace: Path, data_dir: Any = None, device: Any = "auto",
-            on_stage: OnStage | None = None, on_progress: Callable[[str], None] | None = None) -> dict[str, float]:  # fmt: skip
+    def run(
+        self,
+        trainings: list[TrainConfig],
+        jobs: list[EvalJob],
+        *,
+        workspace: Path,
+        data_dir: Any = None,
+        device: Any = "auto",
+        on_stage: OnStage | None = None,
+        on_progress: Callable[[str], None] | None = None,
+    ) -> dict[str, float]:
         import ray
 
         started_here = not ray.is_initialized()
         if started_here:
             ray.init(address=self.address, include_dashboard=False, log_to_driver=False, **self.init_options)
         try:
-            return self._run(trainings, jobs, workspace=workspace_dir(workspace), data_dir=data_dir, device=device, on_stage=on_stage)
+            return self._run(
+                trainings, jobs, workspace=workspace_dir(workspace), data_dir=data_dir, device=device, on_stage=on_stage
+            )
         finally:
             if started_here:
                 ray.shutdown()
 
-    def _run(self, trainings: list[TrainConfig], jobs: list[EvalJob], *, workspace: Path, data_dir: Any, device: Any, on_stage: OnStage | None) -> dict[str, float]:
+    def _run(
+        self,
+        trainings: list[TrainConfig],
+        jobs: list[EvalJob],
+        *,
+        workspace: Path,
+        data_dir: Any,
+        device: Any,
+        on_stage: OnStage | None,
+    ) -> dict[str, float]:
         import ray
 
         t0 = time.perf_counter()
@@ -244,15 +332,26 @@ class RayExecutor:
         refs = {}
         for c in trainings:
             directory = checkpoint_dir(c, workspace)
-            if not self.shared and (directory / CARD_FILE).exists():  # trained before: its files go to the object store as they are
+            if (
+                not self.shared and (directory / CARD_FILE).exists()
+            ):  # trained before: its files go to the object store as they are
                 refs[_key(c)] = ray.put((str(directory.relative_to(workspace)), _checkpoint_files(directory)))
             else:
-                refs[_key(c)] = train_task.remote(c, str(workspace), data, task_device, self.shared, self.cpus, self.train_function)
+                refs[_key(c)] = train_task.remote(
+                    c, str(workspace), data, task_device, self.shared, self.cpus, self.train_function
+                )
         missing = [c for j in jobs for c in j.needs() if _key(c) not in refs]
         if missing:
             raise ValueError(f"jobs need trainings that were not planned: {[train_label(c) for c in missing]}")
-        job_refs = {job_task.remote(j, str(workspace), data, task_device, self.shared, self.cpus, *[refs[_key(c)] for c in j.needs()]): j for j in jobs}
-        labels = {r: train_label(c) for c, r in zip(trainings, refs.values())} | {r: f"evaluate {j.label}" for r, j in job_refs.items()}
+        job_refs = {
+            job_task.remote(
+                j, str(workspace), data, task_device, self.shared, self.cpus, *[refs[_key(c)] for c in j.needs()]
+            ): j
+            for j in jobs
+        }
+        labels = {r: train_label(c) for c, r in zip(trainings, refs.values())} | {
+            r: f"evaluate {j.label}" for r, j in job_refs.items()
+        }
         pending, done, total = list(labels), 0, len(labels)
         with ResultStore(workspace) as store:
             while pending:
@@ -268,7 +367,9 @@ class RayExecutor:
                 elif not self.shared:
                     relative, files = result
                     if not (workspace / relative / CARD_FILE).exists():
-                        for name, payload in sorted(files.items(), key=lambda f: f[0] == CARD_FILE):  # the card last: it marks a finished run
+                        for name, payload in sorted(
+                            files.items(), key=lambda f: f[0] == CARD_FILE
+                        ):  # the card last: it marks a finished run
                             atomic_write_bytes(workspace / relative / name, payload)
                 if on_stage is not None:
                     on_stage(done, total, f"done: {labels[ready[0]]}")
@@ -280,7 +381,9 @@ def _key(config: TrainConfig) -> str:
     return json.dumps(config.to_dict(), sort_keys=True)
 
 
-def get_executor(name: str, *, ray_address: str | None = None, shared_workspace: bool = True, cpus_per_task: int = 1) -> Executor:
+def get_executor(
+    name: str, *, ray_address: str | None = None, shared_workspace: bool = True, cpus_per_task: int = 1
+) -> Executor:
     if name == "local":
         return LocalExecutor()
     if name == "ray":

@@ -75,7 +75,9 @@ class ExportedModule(nn.Module):
 
     @classmethod
     def from_program(cls, program: torch.export.ExportedProgram) -> "ExportedModule":
-        inputs = [n for n in program.graph.nodes if n.op == "placeholder" and n.name in program.graph_signature.user_inputs]
+        inputs = [
+            n for n in program.graph.nodes if n.op == "placeholder" and n.name in program.graph_signature.user_inputs
+        ]
         value = inputs[0].meta.get("val") if len(inputs) == 1 else None
         batch = value.shape[0] if value is not None and value.ndim > 0 else None
         return cls(program.module(), batch if isinstance(batch, int) else None)
@@ -120,7 +122,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     state = _read_safetensors(path) if path.suffix == ".safetensors" else _read_torch_state(path)
     if state and all(k.startswith("module.") for k in state):
         log.info("%s: removing the 'module.' prefix of every key (a DataParallel state dict)", path)
-        state = {k[len("module."):]: v for k, v in state.items()}
+        state = {k[len("module.") :]: v for k, v in state.items()}
     return state
 
 
@@ -136,7 +138,9 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except Exception as exc:  # noqa: BLE001  (damaged headers raise many kinds of errors)
-        raise CheckpointError(f"{path}: not a readable safetensors file (truncated or corrupt?): {_plain(exc)}") from exc
+        raise CheckpointError(
+            f"{path}: not a readable safetensors file (truncated or corrupt?): {_plain(exc)}"
+        ) from exc
 
 
 def _read_torch_state(path: Path) -> dict[str, torch.Tensor]:
@@ -144,14 +148,18 @@ def _read_torch_state(path: Path) -> dict[str, torch.Tensor]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "weights only load failed" not in str(exc).lower():  # not a refusal: random or damaged bytes
-            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt, or another format): {_plain(exc)}") from exc
+            raise CheckpointError(
+                f"{path}: not a readable PyTorch checkpoint (truncated or corrupt, or another format): {_plain(exc)}"
+            ) from exc
         raise CheckpointError(
             f"{path}: refused to load: the file holds pickled Python objects beyond tensors (a full module, or "
             f"something that would run code when unpickled). Save a state dict instead (torch.save(model.state_dict(), ...)), "
             f"or pass --trust-checkpoint if you trust the file's author"
         ) from exc
     except Exception as exc:  # noqa: BLE001  (the unpickler raises anything on damaged bytes; it never runs code here)
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt, or another format): {_plain(exc)}") from exc
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint (truncated or corrupt, or another format): {_plain(exc)}"
+        ) from exc
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -184,20 +192,26 @@ def load_external(
     if num_classes is not None and num_classes != info.num_classes:
         raise UserError(f"--num-classes {num_classes} does not match {info.name}, which has {info.num_classes} classes")
     if input_size is not None and input_size != info.input_size:
-        raise UserError(f"--input-size {input_size} does not match {info.name}, whose images are {info.input_size}x{info.input_size}")
+        raise UserError(
+            f"--input-size {input_size} does not match {info.name}, whose images are {info.input_size}x{info.input_size}"
+        )
     digest = sha256_file(path)
     kind: str
     if _is_exported_program(path):
         try:
             module = ExportedModule.from_program(torch.export.load(str(path)))
         except Exception as exc:  # noqa: BLE001  (damaged archives raise many kinds of errors)
-            raise CheckpointError(f"{path}: cannot load this torch.export program (truncated, corrupt, or from another torch?): {_plain(exc)}") from exc
+            raise CheckpointError(
+                f"{path}: cannot load this torch.export program (truncated, corrupt, or from another torch?): {_plain(exc)}"
+            ) from exc
         kind = "torch-export"
     elif _is_torchscript(path):
         try:
             module: nn.Module = torch.jit.load(str(path), map_location="cpu")
         except Exception as exc:  # noqa: BLE001  (damaged archives raise many kinds of errors)
-            raise CheckpointError(f"{path}: cannot load this TorchScript file (truncated or corrupt?): {_plain(exc)}") from exc
+            raise CheckpointError(
+                f"{path}: cannot load this TorchScript file (truncated or corrupt?): {_plain(exc)}"
+            ) from exc
         kind = "torchscript"
     elif trust and path.suffix != ".safetensors" and not (arch or factory):
         log.warning(TRUST_WARNING)
@@ -211,7 +225,9 @@ def load_external(
     else:
         if not (arch or factory):
             state = _read_state_dict(path)  # refuses code-carrying pickles even when no architecture is given
-            raise UserError(f"{path} holds a state dict ({len(state)} tensors): say what to build with --arch NAME (a zoo architecture) or --factory package.module:function")
+            raise UserError(
+                f"{path} holds a state dict ({len(state)} tensors): say what to build with --arch NAME (a zoo architecture) or --factory package.module:function"
+            )
         if arch and factory:
             raise UserError("give --arch or --factory, not both")
         state = _read_state_dict(path)
@@ -225,8 +241,16 @@ def load_external(
             if not isinstance(module, nn.Module):
                 raise UserError(f"factory {factory!r} returned a {type(module).__name__}, not an nn.Module")
         else:
-            module = create_model(model_name, arch=arch, num_classes=info.num_classes, in_channels=info.in_channels, width=1.0 if width is None else width,
-                                  input_size=info.input_size, mean=info.mean, std=info.std)  # fmt: skip
+            module = create_model(
+                model_name,
+                arch=arch,
+                num_classes=info.num_classes,
+                in_channels=info.in_channels,
+                width=1.0 if width is None else width,
+                input_size=info.input_size,
+                mean=info.mean,
+                std=info.std,
+            )
             # zoo architectures normalise inside: a state dict without the normalisation buffers gets the dataset's
             for key in ("normalize.mean", "normalize.std"):
                 state.setdefault(key, module.state_dict()[key])
@@ -234,7 +258,12 @@ def load_external(
         kind = "state-dict"
     module = with_normalization(module, mean, std).eval()
     details: dict[str, Any] = {
-        "format": kind, "file": path.name, "file_sha256": digest, "arch": arch or factory or "", "dataset": None,
-        "mean": list(mean) if mean else None, "std": list(std) if std else None,
-    }  # fmt: skip
+        "format": kind,
+        "file": path.name,
+        "file_sha256": digest,
+        "arch": arch or factory or "",
+        "dataset": None,
+        "mean": list(mean) if mean else None,
+        "std": list(std) if std else None,
+    }
     return from_module(module, label=label or path.stem, **details)

@@ -36,7 +36,9 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         raise write_error(path, exc.errno, exc.strerror or str(exc)) from exc
     except Exception as exc:
         _discard(tmp)
-        if type(exc).__name__ == "SafetensorError" and ("StorageFull" in str(exc) or "os error 28" in str(exc)):  # safetensors' own I/O
+        if type(exc).__name__ == "SafetensorError" and (
+            "StorageFull" in str(exc) or "os error 28" in str(exc)
+        ):  # safetensors' own I/O
             raise write_error(path, errno.ENOSPC, os.strerror(errno.ENOSPC)) from exc
         raise
     except BaseException:
@@ -58,11 +60,16 @@ def _discard(tmp: Path | None) -> None:
             pass
 
 
-_USER_FIXABLE = {errno.ENOSPC: "free some disk space", errno.EDQUOT: "free some of your disk quota",
-                 errno.EROFS: "choose a writable --workspace or --out", errno.EACCES: "choose a writable --workspace or --out",
-                 errno.EPERM: "choose a writable --workspace or --out", errno.EISDIR: "a folder has that name: choose another --out or move it",
-                 errno.ENOTDIR: "a file stands where a folder is needed on that path: choose another --out or move it",
-                 errno.EEXIST: "a file stands where a folder is needed on that path: choose another --out or move it"}  # fmt: skip
+_USER_FIXABLE = {
+    errno.ENOSPC: "free some disk space",
+    errno.EDQUOT: "free some of your disk quota",
+    errno.EROFS: "choose a writable --workspace or --out",
+    errno.EACCES: "choose a writable --workspace or --out",
+    errno.EPERM: "choose a writable --workspace or --out",
+    errno.EISDIR: "a folder has that name: choose another --out or move it",
+    errno.ENOTDIR: "a file stands where a folder is needed on that path: choose another --out or move it",
+    errno.EEXIST: "a file stands where a folder is needed on that path: choose another --out or move it",
+}
 
 
 def output_dir(path: Path) -> Path:

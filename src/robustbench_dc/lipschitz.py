@@ -57,7 +57,9 @@ class GlobalBound:
     unsupported: str = ""
 
 
-def local_lipschitz(model: nn.Module, images: Tensor, *, eps: float, steps: int = 10, seed: int = 0, batch_size: int = 250) -> LocalLipschitz:
+def local_lipschitz(
+    model: nn.Module, images: Tensor, *, eps: float, steps: int = 10, seed: int = 0, batch_size: int = 250
+) -> LocalLipschitz:
     model.eval()
     ratios = []
     gen = torch.Generator().manual_seed(seed)
@@ -94,9 +96,12 @@ def margin_gradient_norms(model: nn.Module, images: Tensor, labels: Tensor, batc
     n = torch.cat(norms)
     finite = torch.isfinite(n)
     return GradientNorms(
-        mean=float(n[finite].mean()) if finite.any() else float("nan"), max=float(n[finite].max()) if finite.any() else float("nan"),
-        zero_fraction=float((n == 0).float().mean()), nonfinite_fraction=float((~finite).float().mean()), n=int(n.numel()),
-    )  # fmt: skip
+        mean=float(n[finite].mean()) if finite.any() else float("nan"),
+        max=float(n[finite].max()) if finite.any() else float("nan"),
+        zero_fraction=float((n == 0).float().mean()),
+        nonfinite_fraction=float((~finite).float().mean()),
+        n=int(n.numel()),
+    )
 
 
 # --- global bound ---------------------------------------------------------------------------------------------
@@ -145,7 +150,9 @@ class _Bounder:
         if isinstance(m, Normalize):
             return -math.log10(float(m.std.min()))
         if isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
-            scale = (m.weight.detach().abs() if m.weight is not None else torch.ones_like(m.running_var)) / torch.sqrt(m.running_var + m.eps)
+            scale = (m.weight.detach().abs() if m.weight is not None else torch.ones_like(m.running_var)) / torch.sqrt(
+                m.running_var + m.eps
+            )
             return math.log10(float(scale.max()))
         if isinstance(m, DECOUPLED_LAYERS):
             per_channel = layer_lipschitz(m)
@@ -160,7 +167,11 @@ class _Bounder:
             w = m.weight.detach()
             fwd = lambda u: F.conv2d(u, w, None, m.stride, m.padding, m.dilation, m.groups)  # noqa: E731
             out_shape = fwd(torch.zeros(1, *shape[1:])).shape
-            pad = tuple(shape[-2 + i] - ((out_shape[-2 + i] - 1) * m.stride[i] - 2 * m.padding[i] + m.dilation[i] * (w.shape[2 + i] - 1) + 1) for i in range(2))
+            pad = tuple(
+                shape[-2 + i]
+                - ((out_shape[-2 + i] - 1) * m.stride[i] - 2 * m.padding[i] + m.dilation[i] * (w.shape[2 + i] - 1) + 1)
+                for i in range(2)
+            )
             adj = lambda v: F.conv_transpose2d(v, w, None, m.stride, m.padding, pad, m.groups, m.dilation)  # noqa: E731
             return math.log10(_power_iteration(fwd, adj, (1, *shape[1:]), self.iters))
         if isinstance(m, nn.Linear):
@@ -176,16 +187,25 @@ class _Bounder:
 
 
 @torch.no_grad()
-def global_upper_bound(model: nn.Module, input_shape: tuple[int, int, int], num_classes: int, *, iters: int = 100) -> GlobalBound:
+def global_upper_bound(
+    model: nn.Module, input_shape: tuple[int, int, int], num_classes: int, *, iters: int = 100
+) -> GlobalBound:
     """Layer-wise product bound for a model made of the layers we know (every zoo model)."""
     model.eval()
     if module_device(model).type != "cpu":  # cheap, and power iteration's random starts stay the same everywhere
         model = copy.deepcopy(model).cpu()
     nan = float("nan")
-    if any(isinstance(m, torch.jit.ScriptModule) for m in model.modules()):  # compiled code: no layers to bound, no hooks to read shapes
-        return GlobalBound(log10_l2=nan, log10_linf_l1=nan, eps_dependent=False, supported=False, unsupported="TorchScript module")
+    if any(
+        isinstance(m, torch.jit.ScriptModule) for m in model.modules()
+    ):  # compiled code: no layers to bound, no hooks to read shapes
+        return GlobalBound(
+            log10_l2=nan, log10_linf_l1=nan, eps_dependent=False, supported=False, unsupported="TorchScript module"
+        )
     in_shapes: dict[nn.Module, tuple[int, ...]] = {}
-    hooks = [m.register_forward_hook(lambda mod, inp, out: in_shapes.__setitem__(mod, tuple(inp[0].shape))) for m in model.modules()]
+    hooks = [
+        m.register_forward_hook(lambda mod, inp, out: in_shapes.__setitem__(mod, tuple(inp[0].shape)))
+        for m in model.modules()
+    ]
     try:
         model(torch.zeros(1, *input_shape))
     finally:
@@ -198,9 +218,12 @@ def global_upper_bound(model: nn.Module, input_shape: tuple[int, int, int], num_
     log_inf1 = log_l2 + 0.5 * math.log10(d * num_classes)
     supported = not bounder.unsupported
     return GlobalBound(
-        log10_l2=log_l2 if supported else nan, log10_linf_l1=log_inf1 if supported else nan,
-        eps_dependent=bounder.eps_dependent, supported=supported, unsupported=bounder.unsupported,
-    )  # fmt: skip
+        log10_l2=log_l2 if supported else nan,
+        log10_linf_l1=log_inf1 if supported else nan,
+        eps_dependent=bounder.eps_dependent,
+        supported=supported,
+        unsupported=bounder.unsupported,
+    )
 
 
 def as_dict(x: LocalLipschitz | GradientNorms | GlobalBound) -> dict:

@@ -9,10 +9,29 @@ REGIMES = ("natural", "fgsm", "kurakin", "pgd", "fgsm-rs")
 SCHEDULES = ("onecycle", "cosine", "triangle")
 INITS = ("default", "dirac")
 RECIPES = ("standard", "fast")  # named sets of TrainConfig settings (train.RECIPES, docs/recipes.md)
-ATTACKS = ("fgsm", "fgsm-pred", "bim", "pgd", "bpda-pgd", "pgd-smoothed", "apgd-ce", "apgd-dlr", "autoattack", "autoattack-ta", "square", "fgm", "pgd-l2")
+ATTACKS = (
+    "fgsm",
+    "fgsm-pred",
+    "bim",
+    "pgd",
+    "bpda-pgd",
+    "pgd-smoothed",
+    "apgd-ce",
+    "apgd-dlr",
+    "autoattack",
+    "autoattack-ta",
+    "square",
+    "fgm",
+    "pgd-l2",
+)
 L2_ATTACKS = ("fgm", "pgd-l2")  # eps in L2 units of [0, 1] pixels; every other attack is L-inf
 BACKENDS = ("torchattacks", "foolbox")
-PRESETS = ("smoke", "quick", "paper", "paper-cpu")  # the shipped studies with report = "paper"; `reproduce --preset` runs them
+PRESETS = (
+    "smoke",
+    "quick",
+    "paper",
+    "paper-cpu",
+)  # the shipped studies with report = "paper"; `reproduce --preset` runs them
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 

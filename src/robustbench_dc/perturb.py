@@ -46,7 +46,9 @@ def ascend_linf(
     x_adv = x.clone()
     if random_start:
         # drawn on the CPU generator on every device, so the same start everywhere
-        noise = (torch.rand(x.shape, generator=generator, dtype=torch.float32) * 2 - 1).to(device=x.device, dtype=x.dtype)
+        noise = (torch.rand(x.shape, generator=generator, dtype=torch.float32) * 2 - 1).to(
+            device=x.device, dtype=x.dtype
+        )
         x_adv = project_linf(x + eps * noise, x, eps)
     for _ in range(steps):
         x_adv.requires_grad_(True)

@@ -96,7 +96,10 @@ def trainings(study: Study, targets: list[tuple[StudyTarget, TrainConfig | None]
 
 
 def _targets(study: Study) -> list[tuple[StudyTarget, TrainConfig | None]]:
-    return [(t, None if t.seed < 0 else study.train_config(study.model(t.label), t.training, t.seed)) for t in study.targets()]
+    return [
+        (t, None if t.seed < 0 else study.train_config(study.model(t.label), t.training, t.seed))
+        for t in study.targets()
+    ]
 
 
 def external_spec(study: Study, m: StudyModel) -> tuple[str, dict[str, Any]]:
@@ -108,13 +111,22 @@ def external_spec(study: Study, m: StudyModel) -> tuple[str, dict[str, Any]]:
     factory = m.factory
     if factory is not None:
         if not study.trust_code:
-            raise UserError(f"study {study.name!r}: model {m.label!r} has factory = {factory!r}, which imports and runs that code; "
-                            "if you trust it, run again with --trust-code (Python: load_study(..., trust_code=True))")  # fmt: skip
+            raise UserError(
+                f"study {study.name!r}: model {m.label!r} has factory = {factory!r}, which imports and runs that code; "
+                "if you trust it, run again with --trust-code (Python: load_study(..., trust_code=True))"
+            )
         file, _, function = factory.rpartition(":")
         if file.endswith(".py") and not Path(file).is_absolute() and here is not None:
             factory = f"{here / file}:{function}"
-    return str(path.resolve()), dict(arch=m.arch if m.factory is None else None, model_name=m.model, width=m.width, factory=factory,
-                                      mean=m.mean, std=m.std, label=m.label)  # fmt: skip
+    return str(path.resolve()), dict(
+        arch=m.arch if m.factory is None else None,
+        model_name=m.model,
+        width=m.width,
+        factory=factory,
+        mean=m.mean,
+        std=m.std,
+        label=m.label,
+    )
 
 
 def attacks_for(study: Study, config: TrainConfig | None) -> tuple[str, ...]:
@@ -132,12 +144,28 @@ def jobs(study: Study, targets: list[tuple[StudyTarget, TrainConfig | None]] | N
     """One evaluation job per target: its attacks at every eps, Lipschitz estimates and diagnostics."""
     out = []
     for t, config in targets or _targets(study):
-        source = protocol_source_training(config.to_dict()) if study.source == "protocol" and config is not None else None
-        out.append(EvalJob(label=t.describe(), dataset=study.dataset, attacks=attacks_for(study, config), eps=study.all_eps, eps_l2=study.eps_l2,
-                           n=study.n, lipschitz_n=study.lipschitz_n, target=config,
-                           external=None if config is not None else external_spec(study, study.model(t.label)), source=source,
-                           diagnostics=study.diagnostics, table_eps=study.table_eps, diagnostics_n=study.diagnostics_n,
-                           square_queries=study.square_queries, names=t))  # fmt: skip
+        source = (
+            protocol_source_training(config.to_dict()) if study.source == "protocol" and config is not None else None
+        )
+        out.append(
+            EvalJob(
+                label=t.describe(),
+                dataset=study.dataset,
+                attacks=attacks_for(study, config),
+                eps=study.all_eps,
+                eps_l2=study.eps_l2,
+                n=study.n,
+                lipschitz_n=study.lipschitz_n,
+                target=config,
+                external=None if config is not None else external_spec(study, study.model(t.label)),
+                source=source,
+                diagnostics=study.diagnostics,
+                table_eps=study.table_eps,
+                diagnostics_n=study.diagnostics_n,
+                square_queries=study.square_queries,
+                names=t,
+            )
+        )
     return out
 
 
@@ -171,25 +199,51 @@ def match_eps(accuracy_at: Callable[[float], float], target: float, hi: float, s
     return min(measured, key=lambda e: (abs(measured[e] - target), e))
 
 
-def _run_transfer(stage: TransferStage, ws: Path, data_dir: Any, device: Any, progress: Callable[[str], None] | None) -> None:
+def _run_transfer(
+    stage: TransferStage, ws: Path, data_dir: Any, device: Any, progress: Callable[[str], None] | None
+) -> None:
     from robustbench_dc.evaluation import transfer_matrix
     from robustbench_dc.targets import from_checkpoint
 
     models = [from_checkpoint(checkpoint_dir(c, ws)) for c in stage.models]
-    transfer_matrix(models, dataset=stage.dataset, attacks=stage.attacks, eps=stage.eps, n=stage.n, workspace=ws, data_dir=data_dir,
-                    device=device, progress=progress)  # fmt: skip
+    transfer_matrix(
+        models,
+        dataset=stage.dataset,
+        attacks=stage.attacks,
+        eps=stage.eps,
+        n=stage.n,
+        workspace=ws,
+        data_dir=data_dir,
+        device=device,
+        progress=progress,
+    )
 
 
-def _run_eps_match(stage: EpsMatchStage, ws: Path, data_dir: Any, device: Any, progress: Callable[[str], None] | None) -> None:
+def _run_eps_match(
+    stage: EpsMatchStage, ws: Path, data_dir: Any, device: Any, progress: Callable[[str], None] | None
+) -> None:
     from robustbench_dc.evaluation import evaluate
     from robustbench_dc.paper import paper_tables, paper_value
     from robustbench_dc.targets import from_checkpoint
 
     paper = paper_tables()
-    kw = dict(dataset=stage.dataset, n=stage.n, workspace=ws, data_dir=data_dir, lipschitz=False, device=device, progress=progress)
+    kw = dict(
+        dataset=stage.dataset,
+        n=stage.n,
+        workspace=ws,
+        data_dir=data_dir,
+        lipschitz=False,
+        device=device,
+        progress=progress,
+    )
     baseline = from_checkpoint(checkpoint_dir(stage.baseline, ws))
-    targets = [(from_checkpoint(checkpoint_dir(c, ws)), from_checkpoint(checkpoint_dir(protocol_source_training(c.to_dict()), ws)))
-               for c in stage.targets]  # fmt: skip
+    targets = [
+        (
+            from_checkpoint(checkpoint_dir(c, ws)),
+            from_checkpoint(checkpoint_dir(protocol_source_training(c.to_dict()), ws)),
+        )
+        for c in stage.targets
+    ]
     for attack in ("fgsm", "bim"):
         value = paper_value(paper, 7, "natural", attack, "baseline")
         if value is None:
@@ -223,9 +277,15 @@ def run_study(
     the_plan = plan(study)
     check_one_precision(study, the_plan.trainings, ws, device)
     total = len(the_plan.stages)
-    times = (executor or LocalExecutor()).run(the_plan.trainings, the_plan.jobs, workspace=ws, data_dir=data_dir, device=device,
-                                              on_stage=None if on_stage is None else lambda i, _, label: on_stage(i, total, label),
-                                              on_progress=on_progress)  # fmt: skip
+    times = (executor or LocalExecutor()).run(
+        the_plan.trainings,
+        the_plan.jobs,
+        workspace=ws,
+        data_dir=data_dir,
+        device=device,
+        on_stage=None if on_stage is None else lambda i, _, label: on_stage(i, total, label),
+        on_progress=on_progress,
+    )
     for i, stage in enumerate(the_plan.afterwards, start=total - len(the_plan.afterwards)):
         if on_stage is not None:
             on_stage(i, total, stage.label)
@@ -247,24 +307,32 @@ def check_one_precision(study: Study, configs: list[TrainConfig], ws: Path, devi
     from robustbench_dc.devices import resolve_device, training_mode
 
     auto = [c for c in configs if c.precision == "auto"]
-    finished = {train_label(c): read_card(checkpoint_dir(c, ws))["compute"]["precision"] for c in auto if (checkpoint_dir(c, ws) / CARD_FILE).is_file()}
+    finished = {
+        train_label(c): read_card(checkpoint_dir(c, ws))["compute"]["precision"]
+        for c in auto
+        if (checkpoint_dir(c, ws) / CARD_FILE).is_file()
+    }
     if not finished or len(finished) == len(auto):
         return
     dev = resolve_device(device)
     here = training_mode(dev, "auto").precision
     other = sorted(label for label, precision in finished.items() if precision != here)
     if other:
-        raise UserError(f"study {study.name!r}: {len(other)} of its finished trainings ran in {finished[other[0]]} ({', '.join(other[:3])}"
-                        f"{', ...' if len(other) > 3 else ''}), and this {dev} would train the rest in {here}; one study's models share one "
-                        "precision (its report never averages or pairs other recipes). Go on where that precision is supported, or set "
-                        f"precision = \"{here}\" under [training] (every model then retrains)")  # fmt: skip
+        raise UserError(
+            f"study {study.name!r}: {len(other)} of its finished trainings ran in {finished[other[0]]} ({', '.join(other[:3])}"
+            f"{', ...' if len(other) > 3 else ''}), and this {dev} would train the rest in {here}; one study's models share one "
+            "precision (its report never averages or pairs other recipes). Go on where that precision is supported, or set "
+            f'precision = "{here}" under [training] (every model then retrains)'
+        )
 
 
 def check_data(study: Study, data_dir: str | Path | None) -> None:
     """Before any work: a CIFAR-10 study needs its data folder (the other datasets are bundled or installed)."""
     if study.dataset == "cifar10" and not data_dir:
-        raise UserError(f"study {study.name!r} needs CIFAR-10: pass --data-dir DIR (torchvision batches or train/ and test/ image folders; "
-                        "with --download, torchvision's copy is fetched into it); Python: data_dir=")  # fmt: skip
+        raise UserError(
+            f"study {study.name!r} needs CIFAR-10: pass --data-dir DIR (torchvision batches or train/ and test/ image folders; "
+            "with --download, torchvision's copy is fetched into it); Python: data_dir="
+        )
 
 
 def record_targets(study: Study, workspace: str | Path | None = None) -> None:

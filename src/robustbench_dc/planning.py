@@ -40,16 +40,22 @@ def resolve_source(
     ws = workspace_dir(workspace)
     if source == "default":
         if not target.is_zoo:
-            raise UserError(f"{target.label!r} is not a zoo model, so it has no protocol black-box source; name one with "
-                            "--source NAME|PATH (a zoo model or checkpoint), or --source none")  # fmt: skip
+            raise UserError(
+                f"{target.label!r} is not a zoo model, so it has no protocol black-box source; name one with "
+                "--source NAME|PATH (a zoo model or checkpoint), or --source none"
+            )
         config = protocol_source_training(target.info["train_config"])
         directory = checkpoint_dir(config, ws)
         if (directory / "card.json").exists():
-            say(f"black-box source: {config.model} {config.training_label} seed {config.seed} ({PROTOCOL_SOURCE}), found in the store")
+            say(
+                f"black-box source: {config.model} {config.training_label} seed {config.seed} ({PROTOCOL_SOURCE}), found in the store"
+            )
         elif not train_missing:
             raise UserError(f"the protocol black-box source ({PROTOCOL_SOURCE}) is not trained: {directory} is missing")
         else:
-            say(f"black-box source: training {config.model} {config.training_label} seed {config.seed} ({PROTOCOL_SOURCE}) first")
+            say(
+                f"black-box source: training {config.model} {config.training_label} seed {config.seed} ({PROTOCOL_SOURCE}) first"
+            )
         return from_checkpoint(train(config, workspace=ws, data_dir=data_dir))
     seed = int(target.info.get("seed", -1)) + 1 if target.is_zoo else 0
     return from_checkpoint(resolve_checkpoint(str(source), dataset=dataset, workspace=ws, seed=seed))

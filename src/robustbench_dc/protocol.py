@@ -29,5 +29,12 @@ def recipe_id(train_config: dict[str, Any]) -> str:
 
 def protocol_source_config(train_config: dict[str, Any]) -> dict[str, Any]:
     """The training configuration of a zoo model's protocol black-box source (see ``PROTOCOL_SOURCE``)."""
-    return {**train_config, "model": "baseline", "training": "natural", "operator": {}, "weight_projection": False,
-            "eps": 8 / 255, "seed": int(train_config["seed"]) + 1}  # fmt: skip
+    return {
+        **train_config,
+        "model": "baseline",
+        "training": "natural",
+        "operator": {},
+        "weight_projection": False,
+        "eps": 8 / 255,
+        "seed": int(train_config["seed"]) + 1,
+    }

@@ -28,7 +28,9 @@ def robust_rows(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[(frame["attack"] != "none") & (frame["threat"] == "white-box") | (frame["attack"] == "square")]
 
 
-def model_record(target: EvalModel, frame: pd.DataFrame, *, dataset: str, eps: float, norm: str = "linf") -> dict[str, Any]:
+def model_record(
+    target: EvalModel, frame: pd.DataFrame, *, dataset: str, eps: float, norm: str = "linf"
+) -> dict[str, Any]:
     """One record in RobustBench's model_info shape (name, architecture, dataset, eps, clean_acc, autoattack_acc,
     ...), plus ``robust_acc``: the lowest accuracy over the white-box and query attacks run at ``eps``, and which.
     ``autoattack_acc`` is filled only where AutoAttack itself ran; nothing here claims more than was measured."""
@@ -43,7 +45,9 @@ def model_record(target: EvalModel, frame: pd.DataFrame, *, dataset: str, eps: f
     n = int(clean["n"].iloc[0]) if len(clean) else 0
     return {
         "name": target.label,
-        "architecture": f"{info.get('arch', 'unknown')} (width {info['width']:g})" if "width" in info else info.get("arch", "unknown"),
+        "architecture": f"{info.get('arch', 'unknown')} (width {info['width']:g})"
+        if "width" in info
+        else info.get("arch", "unknown"),
         "training": info.get("training", "external"),
         "dataset": dataset,
         "threat_model": THREAT_MODELS[norm],
@@ -76,7 +80,9 @@ def write_into_card(directory: Path, records: list[dict[str, Any]], data_sha256:
     evaluations = dict(card.get("evaluations", {}))
     for r in records:
         key = f"{r['dataset']} {r['threat_model']} {r['eps']} n={r['test_images']} data={data_sha256[:12]}"
-        evaluations[key] = {k: r[k] for k in ("clean_acc", "robust_acc", "robust_attack", "autoattack_acc", "attacks", "footnote")}
+        evaluations[key] = {
+            k: r[k] for k in ("clean_acc", "robust_acc", "robust_attack", "autoattack_acc", "attacks", "footnote")
+        }
     card["evaluations"] = evaluations
     try:
         atomic_write_bytes(directory / CARD_FILE, (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())

@@ -16,7 +16,6 @@ def wilson_interval(correct: int, n: int, z: float = 1.959963984540054) -> tuple
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-
 def t_interval(values: list[float], confidence: float = 0.95) -> tuple[float, float]:
     """Student-t interval for the mean of ``values`` (one per training seed): seeds are not more images."""
     from scipy.stats import t

@@ -81,7 +81,9 @@ def _number(value: Any, what: str) -> float:
 def _check_keys(table: dict[str, Any], valid: set[str], where: str) -> None:
     unknown = set(table) - valid
     if unknown:
-        raise UserError(f"{where}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(sorted(unknown))}; valid: {', '.join(sorted(valid))}")
+        raise UserError(
+            f"{where}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(sorted(unknown))}; valid: {', '.join(sorted(valid))}"
+        )
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,7 @@ class StudyModel:
 
 @dataclass(frozen=True)
 class ClaimSpec:
-    """"``better`` is more accurate than ``than`` under ``attack`` by at least ``by`` points" (paired, significant)."""
+    """ "``better`` is more accurate than ``than`` under ``attack`` by at least ``by`` points" (paired, significant)."""
 
     better: str
     than: str
@@ -121,8 +123,10 @@ class ClaimSpec:
     def describe(self, table_eps: float) -> str:
         from robustbench_dc.names import eps_label
 
-        return self.text or (f"{self.better} ({self.training}) resists {self.threat} {self.attack} at {eps_label(self.eps or table_eps)} "
-                             f"better than {self.than} by at least {self.by:g} points")  # fmt: skip
+        return self.text or (
+            f"{self.better} ({self.training}) resists {self.threat} {self.attack} at {eps_label(self.eps or table_eps)} "
+            f"better than {self.than} by at least {self.by:g} points"
+        )
 
 
 @dataclass(frozen=True)
@@ -155,7 +159,9 @@ class Study:
         for m in self.models:
             if m.label == label:
                 return m
-        raise UserError(f"study {self.name!r} has no model {label!r}; its models: {', '.join(m.label for m in self.models)}")
+        raise UserError(
+            f"study {self.name!r} has no model {label!r}; its models: {', '.join(m.label for m in self.models)}"
+        )
 
     def regimes_of(self, m: StudyModel) -> tuple[str, ...]:
         return ("external",) if not m.trained else (m.regimes or self.regimes)
@@ -169,8 +175,13 @@ class Study:
         """Every evaluated model, seed by seed (so that a long run finishes one seed's models first), then the
         third-party checkpoints."""
         regimes = dict.fromkeys(r for m in self.models if m.trained for r in self.regimes_of(m))
-        trained = [StudyTarget(self.name, m.label, regime, seed) for seed in self.seeds for regime in regimes
-                   for m in self.models if m.trained and regime in self.regimes_of(m)]  # fmt: skip
+        trained = [
+            StudyTarget(self.name, m.label, regime, seed)
+            for seed in self.seeds
+            for regime in regimes
+            for m in self.models
+            if m.trained and regime in self.regimes_of(m)
+        ]
         return trained + [StudyTarget(self.name, m.label, "external", -1) for m in self.models if not m.trained]
 
     def train_config(self, m: StudyModel, regime: str, seed: int) -> TrainConfig:
@@ -178,12 +189,25 @@ class Study:
         from robustbench_dc.train import recipe_config
 
         settings = {**self.training, **({"width": m.width} if m.width is not None else {})}
-        return recipe_config(settings.pop("recipe", "standard"), model=m.model, dataset=self.dataset, arch=m.arch, training=regime, seed=seed,
-                             operator=dict(m.operator), arch_options=dict(m.options), **settings)  # fmt: skip
+        return recipe_config(
+            settings.pop("recipe", "standard"),
+            model=m.model,
+            dataset=self.dataset,
+            arch=m.arch,
+            training=regime,
+            seed=seed,
+            operator=dict(m.operator),
+            arch_options=dict(m.options),
+            **settings,
+        )
 
 
 def shipped_studies() -> list[str]:
-    return sorted(p.name.removesuffix(".toml") for p in resources.files("robustbench_dc.studies").iterdir() if p.name.endswith(".toml"))
+    return sorted(
+        p.name.removesuffix(".toml")
+        for p in resources.files("robustbench_dc.studies").iterdir()
+        if p.name.endswith(".toml")
+    )
 
 
 def load_study(path_or_name: str | Path, *, trust_code: bool = False) -> Study:
@@ -197,9 +221,14 @@ def load_study(path_or_name: str | Path, *, trust_code: bool = False) -> Study:
         except (OSError, UnicodeDecodeError) as exc:
             raise UserError(f"{path}: cannot read this study file ({exc})") from exc
     elif str(path_or_name) in shipped_studies():  # a folder of that name here (a workspace, say) does not hide it
-        text, where = resources.files("robustbench_dc.studies").joinpath(f"{path_or_name}.toml").read_text(encoding="utf-8"), str(path_or_name)
+        text, where = (
+            resources.files("robustbench_dc.studies").joinpath(f"{path_or_name}.toml").read_text(encoding="utf-8"),
+            str(path_or_name),
+        )
     else:
-        raise UserError(f"no study file {path_or_name!r}, and no shipped study of that name; shipped: {', '.join(shipped_studies())}")
+        raise UserError(
+            f"no study file {path_or_name!r}, and no shipped study of that name; shipped: {', '.join(shipped_studies())}"
+        )
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -209,11 +238,18 @@ def load_study(path_or_name: str | Path, *, trust_code: bool = False) -> Study:
 
 def _expect(value: Any, kind: str, what: str) -> Any:
     """``value`` if it is of ``kind`` (TOML's types: bool, int, number, str, table, list), else a UserError naming it."""
-    ok = {"bool": isinstance(value, bool), "int": isinstance(value, int) and not isinstance(value, bool),
-          "number": isinstance(value, (int, float)) and not isinstance(value, bool), "str": isinstance(value, str),
-          "table": isinstance(value, dict), "list": isinstance(value, list)}[kind]  # fmt: skip
+    ok = {
+        "bool": isinstance(value, bool),
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "number": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "str": isinstance(value, str),
+        "table": isinstance(value, dict),
+        "list": isinstance(value, list),
+    }[kind]
     if not ok:
-        raise UserError(f"{what}: expected {'an integer' if kind == 'int' else 'a ' + kind}, got {value!r} ({type(value).__name__})")
+        raise UserError(
+            f"{what}: expected {'an integer' if kind == 'int' else 'a ' + kind}, got {value!r} ({type(value).__name__})"
+        )
     return value
 
 
@@ -236,23 +272,65 @@ def _images(raw: dict[str, Any], key: str, default: int, where: str) -> int | No
 
 
 def _strings(raw: dict[str, Any], key: str, default: tuple[str, ...], what: str) -> tuple[str, ...]:
-    return tuple(_expect(v, "str", f"{what} {key}") for v in _expect(raw.get(key, list(default)), "list", f"{what} {key}"))
+    return tuple(
+        _expect(v, "str", f"{what} {key}") for v in _expect(raw.get(key, list(default)), "list", f"{what} {key}")
+    )
 
 
 #: the type of each [training] value, from TrainConfig's annotations (None-able fields take their type or nothing)
-_TRAIN_KINDS = {"bool": "bool", "int": "int", "float": "number", "str": "str", "dict[str, Any]": "table", "int | None": "int",
-                "bool | None": "bool"}  # fmt: skip
-_MODEL_KINDS = {"label": "str", "model": "str", "arch": "str", "width": "number", "options": "table", "operator": "table", "regimes": "list",
-                "checkpoint": "str", "factory": "str", "mean": "list", "std": "list"}  # fmt: skip
-_CLAIM_KINDS = {"better": "str", "than": "str", "attack": "str", "training": "str", "threat": "str", "by": "number", "text": "str"}
-_STUDY_KINDS = {"name": "str", "dataset": "str", "description": "str", "source": "str", "report": "str", "diagnostics": "bool",
-                "transfer_matrix": "bool", "eps_match": "bool", "training": "table", "models": "list", "claims": "list"}  # fmt: skip
+_TRAIN_KINDS = {
+    "bool": "bool",
+    "int": "int",
+    "float": "number",
+    "str": "str",
+    "dict[str, Any]": "table",
+    "int | None": "int",
+    "bool | None": "bool",
+}
+_MODEL_KINDS = {
+    "label": "str",
+    "model": "str",
+    "arch": "str",
+    "width": "number",
+    "options": "table",
+    "operator": "table",
+    "regimes": "list",
+    "checkpoint": "str",
+    "factory": "str",
+    "mean": "list",
+    "std": "list",
+}
+_CLAIM_KINDS = {
+    "better": "str",
+    "than": "str",
+    "attack": "str",
+    "training": "str",
+    "threat": "str",
+    "by": "number",
+    "text": "str",
+}
+_STUDY_KINDS = {
+    "name": "str",
+    "dataset": "str",
+    "description": "str",
+    "source": "str",
+    "report": "str",
+    "diagnostics": "bool",
+    "transfer_matrix": "bool",
+    "eps_match": "bool",
+    "training": "table",
+    "models": "list",
+    "claims": "list",
+}
 
 
 def _training(raw: dict[str, Any], where: str) -> dict[str, Any]:
     from robustbench_dc.train import TrainConfig
 
-    kinds = {f.name: _TRAIN_KINDS.get(str(f.type), "str") for f in fields(TrainConfig)} | {"recipe": "str", "eps": "eps"}
+    kinds = {f.name: _TRAIN_KINDS.get(str(f.type), "str") for f in fields(TrainConfig)} | {
+        "recipe": "str",
+        "eps": "eps",
+    }
     _check_keys(raw, set(kinds) - _PER_MODEL, f"{where} [training]")
     training = {}
     for key, value in raw.items():
@@ -272,7 +350,9 @@ def parse_study(raw: dict[str, Any], where: str = "study") -> Study:
         if key in raw:
             _expect(raw[key], kind, f"{where} {key}")
     if not _NAME.fullmatch(raw["name"]):
-        raise UserError(f"{where}: name must be one word of letters, digits, '.', '_' or '-' (it names the report's folder), got {raw['name']!r}")
+        raise UserError(
+            f"{where}: name must be one word of letters, digits, '.', '_' or '-' (it names the report's folder), got {raw['name']!r}"
+        )
     if raw["dataset"] not in names.DATASETS:
         raise UserError(f"{where}: unknown dataset {raw['dataset']!r}; valid: {', '.join(names.DATASETS)}")
     training = _training(raw.get("training", {}), where)
@@ -294,7 +374,10 @@ def parse_study(raw: dict[str, Any], where: str = "study") -> Study:
     for i, c in enumerate(raw.get("claims", [])):
         what = f"{where} claims[{i}]"
         _check_keys(_expect(c, "table", what), set(_CLAIM_KINDS) | {"eps"}, what)
-        c = {k: _number(v, f"{what} eps") if k == "eps" else _expect(v, _CLAIM_KINDS[k], f"{what} {k}") for k, v in c.items()}
+        c = {
+            k: _number(v, f"{what} eps") if k == "eps" else _expect(v, _CLAIM_KINDS[k], f"{what} {k}")
+            for k, v in c.items()
+        }
         claim = ClaimSpec(**c)
         for label in (claim.better, claim.than):
             if label not in labels:
@@ -303,16 +386,33 @@ def parse_study(raw: dict[str, Any], where: str = "study") -> Study:
     seeds = tuple(_expect(s, "int", f"{where} seeds") for s in _expect(raw.get("seeds", [0]), "list", f"{where} seeds"))
     if any(not 0 <= s < 2**32 for s in seeds):
         raise UserError(f"{where}: seeds must be integers in [0, 2**32), got {list(seeds)}")
-    eps_list = lambda key, default: tuple(_number(e, f"{where} {key}") for e in _expect(raw.get(key, default), "list", f"{where} {key}"))  # noqa: E731
+    eps_list = lambda key, default: tuple(
+        _number(e, f"{where} {key}") for e in _expect(raw.get(key, default), "list", f"{where} {key}")
+    )  # noqa: E731
     study = Study(
-        name=raw["name"], dataset=raw["dataset"], models=tuple(models), description=raw.get("description", ""), seeds=seeds,
-        regimes=_strings(raw, "regimes", ("natural",), where), attacks=_strings(raw, "attacks", ("fgsm", "bim"), where),
-        eps=eps_list("eps", ["8/255"]), eps_l2=eps_list("eps_l2", []), table_eps=_number(raw.get("table_eps", "8/255"), f"{where} table_eps"),
-        n=_images(raw, "n", 1000, where), source=raw.get("source", "protocol"), diagnostics=raw.get("diagnostics", True),
-        diagnostics_n=_images(raw, "diagnostics_n", 500, where), square_queries=_count(raw, "square_queries", 300, where),
-        lipschitz_n=_count(raw, "lipschitz_n", 200, where, minimum=0), training=training, claims=tuple(claims),
-        report=raw.get("report", "study"), transfer_matrix=raw.get("transfer_matrix", False), eps_match=raw.get("eps_match", False), path=where,
-    )  # fmt: skip
+        name=raw["name"],
+        dataset=raw["dataset"],
+        models=tuple(models),
+        description=raw.get("description", ""),
+        seeds=seeds,
+        regimes=_strings(raw, "regimes", ("natural",), where),
+        attacks=_strings(raw, "attacks", ("fgsm", "bim"), where),
+        eps=eps_list("eps", ["8/255"]),
+        eps_l2=eps_list("eps_l2", []),
+        table_eps=_number(raw.get("table_eps", "8/255"), f"{where} table_eps"),
+        n=_images(raw, "n", 1000, where),
+        source=raw.get("source", "protocol"),
+        diagnostics=raw.get("diagnostics", True),
+        diagnostics_n=_images(raw, "diagnostics_n", 500, where),
+        square_queries=_count(raw, "square_queries", 300, where),
+        lipschitz_n=_count(raw, "lipschitz_n", 200, where, minimum=0),
+        training=training,
+        claims=tuple(claims),
+        report=raw.get("report", "study"),
+        transfer_matrix=raw.get("transfer_matrix", False),
+        eps_match=raw.get("eps_match", False),
+        path=where,
+    )
     _validate(study, where)
     return study
 
@@ -324,7 +424,9 @@ def _validate(study: Study, where: str) -> None:
     for a in study.attacks:
         get_attack(a)
     if study.report not in ("study", "paper"):
-        raise UserError(f"{where}: report must be 'study' or 'paper' (Tables 7 and 8, as reproduce writes), got {study.report!r}")
+        raise UserError(
+            f"{where}: report must be 'study' or 'paper' (Tables 7 and 8, as reproduce writes), got {study.report!r}"
+        )
     if study.source not in ("protocol", "none"):
         raise UserError(f"{where}: source must be 'protocol' or 'none', got {study.source!r}")
     bad = [e for e in study.eps + (study.table_eps,) if not 0 <= e <= 1]
@@ -332,7 +434,9 @@ def _validate(study: Study, where: str) -> None:
         raise UserError(f"{where}: eps must be in [0, 1] (pixel units, e.g. 8/255), got {bad}")
     l2 = [a for a in study.attacks if a in names.L2_ATTACKS]
     if l2 and not study.eps_l2 or any(e < 0 for e in study.eps_l2):
-        raise UserError(f"{where}: the L2 attacks ({', '.join(l2)}) need eps_l2 = [...], numbers >= 0 in L2 units of [0, 1] pixels, e.g. [0.25, 0.5]")
+        raise UserError(
+            f"{where}: the L2 attacks ({', '.join(l2)}) need eps_l2 = [...], numbers >= 0 in L2 units of [0, 1] pixels, e.g. [0.25, 0.5]"
+        )
     if not study.seeds:
         raise UserError(f"{where}: seeds needs at least one training seed")
     for regime in study.regimes + tuple(r for m in study.models for r in m.regimes or ()):
@@ -340,22 +444,45 @@ def _validate(study: Study, where: str) -> None:
             raise UserError(f"{where}: unknown training regime {regime!r}; valid: {', '.join(names.REGIMES)}")
     for m in study.models:
         if m.trained:
-            study.train_config(m, study.regimes_of(m)[0], study.seeds[0])  # checks model, arch, options, training settings
+            study.train_config(
+                m, study.regimes_of(m)[0], study.seeds[0]
+            )  # checks model, arch, options, training settings
         elif m.options or m.operator or m.regimes:
-            raise UserError(f"{where}: model {m.label!r} is a checkpoint; options, operator and regimes apply to trained models only")
+            raise UserError(
+                f"{where}: model {m.label!r} is a checkpoint; options, operator and regimes apply to trained models only"
+            )
     for c in study.claims:
         if c.attack not in study.attacks:
-            raise UserError(f"{where}: claim about {c.attack!r}, which the study does not run; its attacks: {', '.join(study.attacks)}")
-        if c.training not in study.regimes_of(study.model(c.better)) or c.training not in study.regimes_of(study.model(c.than)):
-            raise UserError(f"{where}: claim about {c.training!r} training, which {c.better!r} or {c.than!r} does not have")
+            raise UserError(
+                f"{where}: claim about {c.attack!r}, which the study does not run; its attacks: {', '.join(study.attacks)}"
+            )
+        if c.training not in study.regimes_of(study.model(c.better)) or c.training not in study.regimes_of(
+            study.model(c.than)
+        ):
+            raise UserError(
+                f"{where}: claim about {c.training!r} training, which {c.better!r} or {c.than!r} does not have"
+            )
     if study.report == "paper":
-        odd = [m.label for m in study.models if not m.trained or m.options or m.operator or m.width is not None or m.label != m.model]
+        odd = [
+            m.label
+            for m in study.models
+            if not m.trained or m.options or m.operator or m.width is not None or m.label != m.model
+        ]
         if len({m.arch for m in study.models}) != 1 or odd:
-            raise UserError(f"{where}: a paper-tables study (report = \"paper\") needs zoo models of one architecture, labelled by their names, "
-                            f"without options{'; not so: ' + ', '.join(odd) if odd else ''}")  # fmt: skip
-    if study.eps_match and (study.source != "protocol" or not any(m.label == "baseline" and m.model == "baseline" and m.trained
-                                                                   and "natural" in study.regimes_of(m) for m in study.models)):  # fmt: skip
-        raise UserError(f"{where}: eps_match needs a trained model labelled \"baseline\" (model baseline, natural regime) and source = \"protocol\"")
+            raise UserError(
+                f'{where}: a paper-tables study (report = "paper") needs zoo models of one architecture, labelled by their names, '
+                f"without options{'; not so: ' + ', '.join(odd) if odd else ''}"
+            )
+    if study.eps_match and (
+        study.source != "protocol"
+        or not any(
+            m.label == "baseline" and m.model == "baseline" and m.trained and "natural" in study.regimes_of(m)
+            for m in study.models
+        )
+    ):
+        raise UserError(
+            f'{where}: eps_match needs a trained model labelled "baseline" (model baseline, natural regime) and source = "protocol"'
+        )
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:

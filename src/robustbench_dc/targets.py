@@ -95,18 +95,37 @@ def from_checkpoint(path: str | Path) -> EvalModel:
     model, card = load_checkpoint(path)
     spec = card["model"]
     info = {
-        "label": spec["name"], "name": spec["name"], "arch": arch_label(spec["arch"], spec.get("arch_options")), "width": spec["width"],
-        "training": card["training"]["label"], "seed": card["seed"], "dataset": card["dataset"], "kind": "zoo",
+        "label": spec["name"],
+        "name": spec["name"],
+        "arch": arch_label(spec["arch"], spec.get("arch_options")),
+        "width": spec["width"],
+        "training": card["training"]["label"],
+        "seed": card["seed"],
+        "dataset": card["dataset"],
+        "kind": "zoo",
         "file": Path(path).name if Path(path).is_dir() else Path(path).parent.name,
-        "checkpoint_dir": str((Path(path) if Path(path).is_dir() else Path(path).parent).resolve()), "data_source": card.get("data_source", ""),
-        "epochs": card["epochs"], "train_images": card.get("train_images"), "clean_test_accuracy": card["clean_test_accuracy"],
-        "weights_sha256": card["weights"]["sha256"], "train_config": card["train_config"], "compute": card.get("compute", {}),
+        "checkpoint_dir": str((Path(path) if Path(path).is_dir() else Path(path).parent).resolve()),
+        "data_source": card.get("data_source", ""),
+        "epochs": card["epochs"],
+        "train_images": card.get("train_images"),
+        "clean_test_accuracy": card["clean_test_accuracy"],
+        "weights_sha256": card["weights"]["sha256"],
+        "train_config": card["train_config"],
+        "compute": card.get("compute", {}),
         # the resolved training precision, layout and compilation belong to the recipe: seeds trained in bf16 and in
         # fp32, or compiled and eager, are not pooled ("eager" left out: cards from before the option have no entry)
-        "recipe": recipe_id({**card["train_config"], "compute": {k: v for k, v in card.get("compute", {}).items()
-                                                                 if k in ("precision", "channels_last") or (k == "compile" and v != "eager")}}),
+        "recipe": recipe_id(
+            {
+                **card["train_config"],
+                "compute": {
+                    k: v
+                    for k, v in card.get("compute", {}).items()
+                    if k in ("precision", "channels_last") or (k == "compile" and v != "eager")
+                },
+            }
+        ),
         **({"executed_block_rate": card["executed_block_rate"]} if "executed_block_rate" in card else {}),
-    }  # fmt: skip
+    }
     return EvalModel(model, function_identity(model), info)
 
 
@@ -118,4 +137,6 @@ def from_module(module: nn.Module, *, label: str | None = None, **info: Any) -> 
     fid = function_identity(module)
     spec = getattr(module, "spec", None)
     default = f"{spec.name}-{fid[:8]}" if getattr(spec, "name", None) else f"module-{fid[:8]}"
-    return EvalModel(module, fid, {"kind": "third-party", "weights_sha256": state_sha256(module), **info, "label": label or default})
+    return EvalModel(
+        module, fid, {"kind": "third-party", "weights_sha256": state_sha256(module), **info, "label": label or default}
+    )

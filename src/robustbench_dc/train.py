@@ -76,11 +76,17 @@ class TrainConfig:
     operator: dict[str, Any] = field(default_factory=dict)
     arch_options: dict[str, Any] = field(default_factory=dict)  # see ARCHITECTURES.defaults(arch)
     warmup: float = 0.25  # fraction of the steps over which onecycle and triangle schedules rise to lr
-    label_smoothing: float = 0.0  # of the training cross-entropy (it can flatten the loss around the data: docs/recipes.md)
-    ema_decay: float = 0.0  # the saved weights are an exponential moving average of the steps' weights (0: the last step's)
+    label_smoothing: float = (
+        0.0  # of the training cross-entropy (it can flatten the loss around the data: docs/recipes.md)
+    )
+    ema_decay: float = (
+        0.0  # the saved weights are an exponential moving average of the steps' weights (0: the last step's)
+    )
     init: str = "default"  # "dirac": identity-initialised convolutions (the first in_channels filters of each)
     decay_norms: bool = True  # false: no weight decay on BatchNorm parameters and biases
-    robustness_check: int = 0  # after each epoch, FGSM and PGD-10 on this many fixed training images (catastrophic overfitting)
+    robustness_check: int = (
+        0  # after each epoch, FGSM and PGD-10 on this many fixed training images (catastrophic overfitting)
+    )
 
     def __post_init__(self) -> None:
         if self.training not in REGIMES:
@@ -95,7 +101,9 @@ class TrainConfig:
         for name in ("width", "lr", "momentum", "weight_decay", "eps", "pgd_step"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0 or (name in ("width", "lr") and value == 0):
-                raise UserError(f"{name} must be a finite number{' > 0' if name in ('width', 'lr') else ' >= 0'}, got {value}")
+                raise UserError(
+                    f"{name} must be a finite number{' > 0' if name in ('width', 'lr') else ' >= 0'}, got {value}"
+                )
         if self.recalibration_batches < 0:
             raise UserError(f"recalibration_batches must be >= 0 (0: off), got {self.recalibration_batches}")
         if not 0 < self.adv_weight <= 1:
@@ -105,9 +113,13 @@ class TrainConfig:
         if self.train_subset is not None and self.train_subset < 1:
             raise UserError(f"train_subset must be >= 1, got {self.train_subset}")
         if not 0 <= self.warmup < 1 or not 0 <= self.label_smoothing < 1 or not 0 <= self.ema_decay < 1:
-            raise UserError(f"warmup, label_smoothing and ema_decay must be in [0, 1), got {self.warmup}, {self.label_smoothing}, {self.ema_decay}")
+            raise UserError(
+                f"warmup, label_smoothing and ema_decay must be in [0, 1), got {self.warmup}, {self.label_smoothing}, {self.ema_decay}"
+            )
         if self.ema_decay and not self.recalibration_batches:
-            raise UserError("ema_decay needs recalibration_batches > 0: averaged weights need BatchNorm statistics of their own")
+            raise UserError(
+                "ema_decay needs recalibration_batches > 0: averaged weights need BatchNorm statistics of their own"
+            )
         if self.init not in INITS:
             raise UserError(f"unknown init {self.init!r}; valid: {', '.join(INITS)}")
         if self.robustness_check < 0:
@@ -140,8 +152,18 @@ class TrainConfig:
 #: settings override a recipe's, and the card records the resolved settings, so a recipe is never part of an identity.
 RECIPES: dict[str, dict[str, Any]] = {
     "standard": {},  # TrainConfig's defaults: docs/protocol.md, section 3
-    "fast": {"epochs": 10, "batch_size": 512, "lr": 0.4, "schedule": "triangle", "warmup": 0.2, "weight_decay": 5e-4, "decay_norms": False,
-             "init": "dirac", "ema_decay": 0.99, "recalibration_batches": 50},  # fmt: skip
+    "fast": {
+        "epochs": 10,
+        "batch_size": 512,
+        "lr": 0.4,
+        "schedule": "triangle",
+        "warmup": 0.2,
+        "weight_decay": 5e-4,
+        "decay_norms": False,
+        "init": "dirac",
+        "ema_decay": 0.99,
+        "recalibration_batches": 50,
+    },
 }
 assert tuple(RECIPES) == RECIPE_NAMES
 
@@ -154,8 +176,16 @@ def recipe_config(recipe: str = "standard", **settings: Any) -> TrainConfig:
 
 
 #: Fields added after the first stores were written, with their defaults: ``to_dict`` leaves them out at the default.
-_LATER_FIELDS: dict[str, Any] = {"arch_options": {}, "compile": False, "warmup": 0.25, "label_smoothing": 0.0, "ema_decay": 0.0,
-                                 "init": "default", "decay_norms": True, "robustness_check": 0}  # fmt: skip
+_LATER_FIELDS: dict[str, Any] = {
+    "arch_options": {},
+    "compile": False,
+    "warmup": 0.25,
+    "label_smoothing": 0.0,
+    "ema_decay": 0.0,
+    "init": "default",
+    "decay_norms": True,
+    "robustness_check": 0,
+}
 
 
 @dataclass(frozen=True)
@@ -186,17 +216,32 @@ class EpochStats:
 
 
 def checkpoint_dir(config: TrainConfig, workspace: Path) -> Path:
-    return run_dir(workspace, dataset=config.dataset, model=config.model, training=config.training_label,
-                   arch=config.arch_label, width=config.width, seed=config.seed)  # fmt: skip
+    return run_dir(
+        workspace,
+        dataset=config.dataset,
+        model=config.model,
+        training=config.training_label,
+        arch=config.arch_label,
+        width=config.width,
+        seed=config.seed,
+    )
 
 
 def build(config: TrainConfig) -> Network:
     info = dataset_info(config.dataset)
     torch.manual_seed(config.seed)
     model = create_model(
-        config.model, arch=config.arch, num_classes=info.num_classes, in_channels=info.in_channels,
-        width=config.width, input_size=info.input_size, mean=info.mean, std=info.std, arch_options=config.arch_options, **config.operator,
-    )  # fmt: skip
+        config.model,
+        arch=config.arch,
+        num_classes=info.num_classes,
+        in_channels=info.in_channels,
+        width=config.width,
+        input_size=info.input_size,
+        mean=info.mean,
+        std=info.std,
+        arch_options=config.arch_options,
+        **config.operator,
+    )
     if config.init == "dirac":
         dirac_init(model)
     return model
@@ -208,7 +253,12 @@ def dirac_init(model: nn.Module) -> None:
     network then starts near a shallow one and trains faster."""
     with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, (nn.Conv2d, DecoupledConv2d)) and m.weight.ndim == 4 and m.weight.shape[-1] % 2 == 1 and getattr(m, "groups", 1) == 1:
+            if (
+                isinstance(m, (nn.Conv2d, DecoupledConv2d))
+                and m.weight.ndim == 4
+                and m.weight.shape[-1] % 2 == 1
+                and getattr(m, "groups", 1) == 1
+            ):
                 w = m.weight
                 k = min(w.shape[0], w.shape[1])
                 nn.init.dirac_(w[:k])
@@ -241,7 +291,9 @@ def truncated_eps(n: int, eps: float, generator: torch.Generator) -> Tensor:
     return out
 
 
-def adversarial_batch(model: nn.Module, x: Tensor, y: Tensor, config: TrainConfig, generator: torch.Generator) -> tuple[Tensor, Tensor | None]:
+def adversarial_batch(
+    model: nn.Module, x: Tensor, y: Tensor, config: TrainConfig, generator: torch.Generator
+) -> tuple[Tensor, Tensor | None]:
     """The inputs the model learns from in this batch (crafted with the model in eval mode) and per-example
     loss weights (None: equal weights)."""
     if config.training == "natural":
@@ -261,17 +313,36 @@ def adversarial_batch(model: nn.Module, x: Tensor, y: Tensor, config: TrainConfi
         (grad,) = torch.autograd.grad(loss, xa)
         eps = truncated_eps(xa.shape[0], config.eps, generator).to(x.device, x.dtype).view(-1, 1, 1, 1)
         out = torch.cat([x[:half], (xa.detach() + eps * grad.sign()).clamp(0, 1)])
-        weights = torch.cat([torch.ones(half, device=x.device), torch.full((x.shape[0] - half,), config.adv_weight, device=x.device)])
+        weights = torch.cat(
+            [torch.ones(half, device=x.device), torch.full((x.shape[0] - half,), config.adv_weight, device=x.device)]
+        )
     elif config.training == "pgd":
-        out = ascend_linf(objective, x, eps=config.eps, step=config.pgd_step, steps=config.pgd_steps, random_start=True, generator=generator)
+        out = ascend_linf(
+            objective,
+            x,
+            eps=config.eps,
+            step=config.pgd_step,
+            steps=config.pgd_steps,
+            random_start=True,
+            generator=generator,
+        )
     else:  # fgsm-rs
-        out = ascend_linf(objective, x, eps=config.eps, step=1.25 * config.eps, steps=1, random_start=True, generator=generator)
+        out = ascend_linf(
+            objective, x, eps=config.eps, step=1.25 * config.eps, steps=1, random_start=True, generator=generator
+        )
     model.train()
     return out, weights
 
 
-def training_batch(model: nn.Module, data: ImageDataset, idx: Tensor, config: TrainConfig, augment: bool, generator: torch.Generator,
-                   mode: ComputeMode | None = None) -> tuple[Tensor, Tensor, Tensor | None]:  # fmt: skip
+def training_batch(
+    model: nn.Module,
+    data: ImageDataset,
+    idx: Tensor,
+    config: TrainConfig,
+    augment: bool,
+    generator: torch.Generator,
+    mode: ComputeMode | None = None,
+) -> tuple[Tensor, Tensor, Tensor | None]:
     """Inputs, labels and loss weights of one training step: images ``idx`` (gathered where the data lives),
     augmented if asked, then made adversarial; in the mode's layout."""
     idx = idx.to(data.images.device)
@@ -288,13 +359,23 @@ def training_batch(model: nn.Module, data: ImageDataset, idx: Tensor, config: Tr
 def place_for_training(model: nn.Module, config: TrainConfig, device: torch.device) -> ComputeMode:
     """Choose the training precision and layout for this network on ``device`` and move it there accordingly."""
     decoupled = any(isinstance(m, (DecoupledConv2d, DecoupledLinear)) for m in model.modules())
-    mode = training_mode(device, config.precision, config.channels_last, decoupled=decoupled, hazard=channels_last_hazard(model))
+    mode = training_mode(
+        device, config.precision, config.channels_last, decoupled=decoupled, hazard=channels_last_hazard(model)
+    )
     model.to(device, memory_format=torch.channels_last if mode.channels_last else torch.preserve_format)
     return mode
 
 
-def train_step(model: Network, opt: torch.optim.Optimizer, x: Tensor, y: Tensor, mode: ComputeMode,
-               scaler: torch.amp.GradScaler | None = None, weights: Tensor | None = None, label_smoothing: float = 0.0) -> tuple[Tensor, Tensor]:  # fmt: skip
+def train_step(
+    model: Network,
+    opt: torch.optim.Optimizer,
+    x: Tensor,
+    y: Tensor,
+    mode: ComputeMode,
+    scaler: torch.amp.GradScaler | None = None,
+    weights: Tensor | None = None,
+    label_smoothing: float = 0.0,
+) -> tuple[Tensor, Tensor]:
     """One optimiser step on a prepared batch, in the mode's precision; returns (logits, loss).
     ``weights``: per-example loss weights (see ``Network.training_loss``)."""
     with mode.autocast():
@@ -311,8 +392,17 @@ def train_step(model: Network, opt: torch.optim.Optimizer, x: Tensor, y: Tensor,
     return logits, loss
 
 
-def batch_step(model: Network, data: ImageDataset, idx: Tensor, config: TrainConfig, augment: bool, generator: torch.Generator, mode: ComputeMode,
-          opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+def batch_step(
+    model: Network,
+    data: ImageDataset,
+    idx: Tensor,
+    config: TrainConfig,
+    augment: bool,
+    generator: torch.Generator,
+    mode: ComputeMode,
+    opt: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+) -> tuple[Tensor, Tensor, Tensor]:
     """One training step from batch indices (the batch made as ``training_batch`` makes it, then ``train_step``):
     (logits, labels, loss)."""
     x, y, weights = training_batch(model, data, idx, config, augment, generator, mode)
@@ -395,13 +485,17 @@ def _optimizer_and_schedule(model: nn.Module, config: TrainConfig, steps_per_epo
     else:  # weight decay shrinks a BatchNorm scale or a bias without changing what the next layer can express
         flat = [p for p in model.parameters() if p.ndim <= 1]
         groups = [{"params": [p for p in model.parameters() if p.ndim > 1]}, {"params": flat, "weight_decay": 0.0}]
-    opt = torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=True)
+    opt = torch.optim.SGD(
+        groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=True
+    )
     total = config.epochs * steps_per_epoch
     if config.schedule == "onecycle" and total >= 8:  # one-cycle needs a few steps per phase; tiny runs use cosine
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total, pct_start=config.warmup)
     elif config.schedule == "triangle":  # linear rise to lr over the warm-up, then linear fall to zero at the last step
         rise = max(1, round(config.warmup * total))
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: (t + 1) / rise if t < rise else max(0.0, (total - 1 - t) / max(1, total - rise)))
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda t: (t + 1) / rise if t < rise else max(0.0, (total - 1 - t) / max(1, total - rise))
+        )
     else:
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
     return opt, sched
@@ -412,7 +506,9 @@ def robustness_check(model: nn.Module, data: ImageDataset, config: TrainConfig) 
     fp32 and eval mode: when FGSM training overfits catastrophically (Wong et al. 2020), PGD accuracy collapses
     within an epoch while FGSM accuracy rises. Its own generator: the training's random draws are untouched."""
     t0 = time.perf_counter()
-    idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[: config.robustness_check].to(data.images.device)
+    idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[: config.robustness_check].to(
+        data.images.device
+    )
     x, y = data.float_images(idx), data.labels[idx]
     g = torch.Generator().manual_seed(config.seed)
     was_training = model.training
@@ -422,7 +518,15 @@ def robustness_check(model: nn.Module, data: ImageDataset, config: TrainConfig) 
         for name, step, steps, start in (("fgsm", config.eps, 1, False), ("pgd10", config.eps / 4, 10, True)):
             correct = 0
             for xb, yb in zip(x.split(256), y.split(256)):
-                adv = ascend_linf(cross_entropy_objective(model, yb), xb, eps=config.eps, step=step, steps=steps, random_start=start, generator=g)
+                adv = ascend_linf(
+                    cross_entropy_objective(model, yb),
+                    xb,
+                    eps=config.eps,
+                    step=step,
+                    steps=steps,
+                    random_start=start,
+                    generator=g,
+                )
                 correct += int((predict(model, adv) == yb).sum())
             out[name] = correct / len(y)
     model.train(was_training)
@@ -438,7 +542,13 @@ def catastrophic_overfitting(history: list[dict[str, Any]]) -> int | None:
         r = h.get("robustness")
         if r is None:
             continue
-        if best is not None and best >= 0.1 and r["pgd10"] < best / 2 and fgsm_then is not None and r["fgsm"] >= fgsm_then:
+        if (
+            best is not None
+            and best >= 0.1
+            and r["pgd10"] < best / 2
+            and fgsm_then is not None
+            and r["fgsm"] >= fgsm_then
+        ):
             return int(h["epoch"])
         best, fgsm_then = max(best or 0.0, r["pgd10"]), r["fgsm"]
     return None
@@ -469,7 +579,9 @@ def train(
     if (out_dir / "card.json").exists():
         card = read_card(out_dir)
         if card.get("train_config") != json.loads(json.dumps(wanted)):
-            raise UserError(f"{out_dir} holds a model trained with other settings; use another --seed or --workspace, or delete it")
+            raise UserError(
+                f"{out_dir} holds a model trained with other settings; use another --seed or --workspace, or delete it"
+            )
         log.info("already trained: %s", out_dir)
         return out_dir
 
@@ -477,7 +589,9 @@ def train(
     train_set = load_dataset(config.dataset, "train", data_dir, download=download, cache_dir=cache_dir(ws))
     test_set = load_dataset(config.dataset, "test", data_dir, download=download, cache_dir=cache_dir(ws))
     if len(train_set) == 0 or len(test_set) == 0:
-        raise UserError(f"{config.dataset}: the {'training' if len(train_set) == 0 else 'test'} set is empty; check --data-dir")
+        raise UserError(
+            f"{config.dataset}: the {'training' if len(train_set) == 0 else 'test'} set is empty; check --data-dir"
+        )
     dev = resolve_device(device)
     train_set = train_set.subset(config.train_subset, seed=0).to(dev)  # the same subset for every model and seed
     augment = train_set.info.augment if config.augment is None else config.augment
@@ -488,20 +602,30 @@ def train(
     opt, sched = _optimizer_and_schedule(model, config, steps)
     start_epoch, history, wall = 0, [], 0.0
     runner = TrainingSteps(model, config.compile)
-    averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=False) if config.ema_decay else None
+    averaged = (
+        AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=False)
+        if config.ema_decay
+        else None
+    )
 
     resume_path = out_dir / RESUME_FILE
     if resume_path.exists():
         try:
             state = torch.load(resume_path, weights_only=True, map_location=dev)
         except Exception as exc:  # noqa: BLE001  (a truncated or foreign file: anything can come out of the unpickler)
-            raise UserError(f"{resume_path}: unreadable resume state ({type(exc).__name__}); delete it to start this run over") from exc
+            raise UserError(
+                f"{resume_path}: unreadable resume state ({type(exc).__name__}); delete it to start this run over"
+            ) from exc
         if state["config"] != json.dumps(wanted, sort_keys=True):
             raise UserError(f"{resume_path} belongs to a run with other settings; delete it to start over")
-        if state.get("mode", json.dumps(mode.to_dict(), sort_keys=True)) != json.dumps(mode.to_dict(), sort_keys=True):  # older states: unchecked
-            raise UserError(f"{resume_path}: its first {state['epoch']} epochs were trained as {state['mode']}, this machine would go on as "
-                            f"{json.dumps(mode.to_dict(), sort_keys=True)} (precision 'auto' resolves per device); a run is never mixed: "
-                            "resume it where it started, or delete resume.pt to start over here")  # fmt: skip
+        if state.get("mode", json.dumps(mode.to_dict(), sort_keys=True)) != json.dumps(
+            mode.to_dict(), sort_keys=True
+        ):  # older states: unchecked
+            raise UserError(
+                f"{resume_path}: its first {state['epoch']} epochs were trained as {state['mode']}, this machine would go on as "
+                f"{json.dumps(mode.to_dict(), sort_keys=True)} (precision 'auto' resolves per device); a run is never mixed: "
+                "resume it where it started, or delete resume.pt to start over here"
+            )
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -519,7 +643,9 @@ def train(
         loss_sum = correct = seen = 0.0
         for b in range(steps):
             idx = order[b * config.batch_size : (b + 1) * config.batch_size]
-            logits, y, loss = runner.run(lambda m: batch_step(m, train_set, idx, config, augment, g, mode, opt, scaler), g)
+            logits, y, loss = runner.run(
+                lambda m: batch_step(m, train_set, idx, config, augment, g, mode, opt, scaler), g
+            )
             sched.step()
             if config.weight_projection:
                 project_weights(model)
@@ -533,10 +659,16 @@ def train(
                 on_batch(BatchStats(epoch, b, steps, loss_sum / seen, correct / seen, seen / max(elapsed, 1e-9)))
         seconds = time.perf_counter() - t0
         if not math.isfinite(loss_sum):
-            raise UserError(f"training diverged: the loss is not finite in epoch {epoch + 1} of {out_dir}; nothing of this epoch is "
-                            f"saved. Lower --lr (now {config.lr:g}) or change the model, then run again")  # fmt: skip
+            raise UserError(
+                f"training diverged: the loss is not finite in epoch {epoch + 1} of {out_dir}; nothing of this epoch is "
+                f"saved. Lower --lr (now {config.lr:g}) or change the model, then run again"
+            )
         wall += seconds
-        checked = robustness_check(averaged.module if averaged is not None else model, train_set, config) if config.robustness_check else None
+        checked = (
+            robustness_check(averaged.module if averaged is not None else model, train_set, config)
+            if config.robustness_check
+            else None
+        )
         stats = EpochStats(epoch + 1, config.epochs, loss_sum / seen, correct / seen, seen / seconds, seconds, checked)
         history.append(stats.to_dict())
         state = {
@@ -574,10 +706,21 @@ def train(
         "data_source": train_set.source,
         "input_shape": [train_set.info.in_channels, train_set.info.input_size, train_set.info.input_size],
         "normalization": {"mean": list(train_set.info.mean), "std": list(train_set.info.std)},
-        "training": {"regime": config.training, "label": config.training_label, "eps": config.eps,
-                     **({"pgd_steps": config.pgd_steps, "pgd_step": config.pgd_step} if config.training == "pgd" else {}),
-                     **({"adv_weight": config.adv_weight, "labels": "predicted", "eps_per_example": f"|N(0, {config.eps / 2:.4g})| truncated to [0, {config.eps:.4g}]"}
-                        if config.training == "kurakin" else {})},
+        "training": {
+            "regime": config.training,
+            "label": config.training_label,
+            "eps": config.eps,
+            **({"pgd_steps": config.pgd_steps, "pgd_step": config.pgd_step} if config.training == "pgd" else {}),
+            **(
+                {
+                    "adv_weight": config.adv_weight,
+                    "labels": "predicted",
+                    "eps_per_example": f"|N(0, {config.eps / 2:.4g})| truncated to [0, {config.eps:.4g}]",
+                }
+                if config.training == "kurakin"
+                else {}
+            ),
+        },
         "train_config": wanted,
         "train_images": len(train_set),
         "epochs": config.epochs,
@@ -586,12 +729,30 @@ def train(
         "test_images": len(test_set),
         "history": history,
         "recalibration": recalibration,
-        **({"robustness_check": {"images": config.robustness_check, "attacks": "FGSM and PGD-10 (step eps/4, random start) at the training eps, fp32",
-                                 "catastrophic_overfitting_epoch": catastrophic_overfitting(history)}} if config.robustness_check else {}),
-        **({"executed_block_rate": {"test_images": len(test_set), "per_block": rates, "mean": sum(rates) / len(rates)}} if rates else {}),
-        "compute": {**mode.to_dict(), "compile": runner.outcome, "device_name": describe_device(dev), "threads": torch.get_num_threads()},
+        **(
+            {
+                "robustness_check": {
+                    "images": config.robustness_check,
+                    "attacks": "FGSM and PGD-10 (step eps/4, random start) at the training eps, fp32",
+                    "catastrophic_overfitting_epoch": catastrophic_overfitting(history),
+                }
+            }
+            if config.robustness_check
+            else {}
+        ),
+        **(
+            {"executed_block_rate": {"test_images": len(test_set), "per_block": rates, "mean": sum(rates) / len(rates)}}
+            if rates
+            else {}
+        ),
+        "compute": {
+            **mode.to_dict(),
+            "compile": runner.outcome,
+            "device_name": describe_device(dev),
+            "threads": torch.get_num_threads(),
+        },
         "wall_time_s": wall,
-    }  # fmt: skip
+    }
     save_checkpoint(model, out_dir, card)
     resume_path.unlink(missing_ok=True)
     return out_dir

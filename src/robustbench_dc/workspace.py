@@ -1,10 +1,10 @@
 """The one owner of the workspace layout::
 
-    WORKSPACE/models/<dataset>/<model>/<training>/<arch>-w<width>-seed<seed>/{model.safetensors, card.json}
-    WORKSPACE/results.sqlite           result cells (robustbench_dc.results.store)
-    WORKSPACE/cache/                   decoded image folders, keyed by their files' content
-    WORKSPACE/transfer/                adversarial examples crafted on black-box sources
-    WORKSPACE/reports/<name>/          reports
+WORKSPACE/models/<dataset>/<model>/<training>/<arch>-w<width>-seed<seed>/{model.safetensors, card.json}
+WORKSPACE/results.sqlite           result cells (robustbench_dc.results.store)
+WORKSPACE/cache/                   decoded image folders, keyed by their files' content
+WORKSPACE/transfer/                adversarial examples crafted on black-box sources
+WORKSPACE/reports/<name>/          reports
 """
 
 from __future__ import annotations

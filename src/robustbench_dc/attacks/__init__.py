@@ -103,7 +103,11 @@ def run_attack(
     a batch is doing where an attack has parts (AutoAttack's component attacks).
     """
     if not (0 <= eps <= 1 if attack.norm == "linf" else 0 <= eps < float("inf")):
-        raise UserError(f"eps must be in [0, 1] (pixel units), got {eps}" if attack.norm == "linf" else f"L2 eps must be a finite number >= 0, got {eps}")
+        raise UserError(
+            f"eps must be in [0, 1] (pixel units), got {eps}"
+            if attack.norm == "linf"
+            else f"L2 eps must be a finite number >= 0, got {eps}"
+        )
     if eps == 0:
         return images.clone()
     if batch_size < 1:
@@ -129,10 +133,14 @@ def run_attack(
                 if attack.predicted_labels:
                     y = predict(model, x).to(device)
                 adv = craft(attack, attacked, x, y, eps, on_detail)
-                if attacked.nonfinite_gradients:  # sign(NaN) = 0: the attack moved nothing, and its accuracy would say robust
-                    raise UserError(f"the model's input gradients are not finite (NaN or inf) on {attacked.nonfinite_gradients} image(s) of a batch of "
-                                    f"{x.shape[0]} under {attack.name}; an accuracy from this attack would be meaningless. Check the model "
-                                    "(a division by a norm that can be zero?), or evaluate it with query-only attacks (square)")  # fmt: skip
+                if (
+                    attacked.nonfinite_gradients
+                ):  # sign(NaN) = 0: the attack moved nothing, and its accuracy would say robust
+                    raise UserError(
+                        f"the model's input gradients are not finite (NaN or inf) on {attacked.nonfinite_gradients} image(s) of a batch of "
+                        f"{x.shape[0]} under {attack.name}; an accuracy from this attack would be meaningless. Check the model "
+                        "(a division by a norm that can be zero?), or evaluate it with query-only attacks (square)"
+                    )
                 for _ in range(restarts - 1):
                     still_right = (predict(model, adv) == y.cpu()).to(device)
                     if not still_right.any():
@@ -147,4 +155,27 @@ def run_attack(
         model.train(was_training)
 
 
-__all__ = ["APGDCE", "APGDDLR", "ATTACKS", "BACKENDS", "BIM", "BPDA", "FGM", "FGSM", "PGDL2", "FGSMPredicted", "PGD", "SmoothedPGD", "Attack", "AutoAttack", "AutoAttackTorchattacks", "Square", "carried_out_by", "crafter", "bpda_surrogate", "eps_label", "get_attack", "run_attack"]
+__all__ = [
+    "APGDCE",
+    "APGDDLR",
+    "ATTACKS",
+    "BACKENDS",
+    "BIM",
+    "BPDA",
+    "FGM",
+    "FGSM",
+    "PGDL2",
+    "FGSMPredicted",
+    "PGD",
+    "SmoothedPGD",
+    "Attack",
+    "AutoAttack",
+    "AutoAttackTorchattacks",
+    "Square",
+    "carried_out_by",
+    "crafter",
+    "bpda_surrogate",
+    "eps_label",
+    "get_attack",
+    "run_attack",
+]

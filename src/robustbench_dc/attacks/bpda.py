@@ -42,8 +42,10 @@ class _IdentityBackward(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         out = self.part(x)
         if out.shape != x.shape:
-            raise UserError(f"BPDA straight-through part {type(self.part).__name__} changes the shape {tuple(x.shape)} -> {tuple(out.shape)}; "
-                            "only shape-preserving parts (quantisers, denoisers) can pass gradients straight through")  # fmt: skip
+            raise UserError(
+                f"BPDA straight-through part {type(self.part).__name__} changes the shape {tuple(x.shape)} -> {tuple(out.shape)}; "
+                "only shape-preserving parts (quantisers, denoisers) can pass gradients straight through"
+            )
         return x + (out - x).detach()
 
 
@@ -61,7 +63,9 @@ def bpda_surrogate(model: nn.Module, straight_through: tuple[str, ...] = ()) -> 
     names = dict(surrogate.named_modules())
     unknown = [n for n in straight_through if n not in names or n == ""]
     if unknown:
-        raise UserError(f"no submodule named {', '.join(unknown)} to pass gradients straight through; names: {', '.join(n for n in names if n)[:300]}")
+        raise UserError(
+            f"no submodule named {', '.join(unknown)} to pass gradients straight through; names: {', '.join(n for n in names if n)[:300]}"
+        )
     for name in straight_through:
         parent, _, child = name.rpartition(".")
         setattr(names[parent], child, _IdentityBackward(names[name]))
@@ -85,7 +89,10 @@ class _SmoothedBackward(nn.Module):
         out = self.model(x)
         if not x.requires_grad:
             return out
-        noisy = [(x + self.noise * (2 * torch.rand(x.shape, dtype=x.dtype, device=x.device) - 1)).clamp(0, 1) for _ in range(self.samples)]
+        noisy = [
+            (x + self.noise * (2 * torch.rand(x.shape, dtype=x.dtype, device=x.device) - 1)).clamp(0, 1)
+            for _ in range(self.samples)
+        ]
         smooth = torch.stack([self.model(z) for z in noisy]).mean(0)
         return smooth + (out - smooth).detach()
 

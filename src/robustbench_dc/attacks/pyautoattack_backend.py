@@ -24,10 +24,19 @@ class _Announce(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
         if message.startswith("running "):
-            self.on_detail(f"autoattack: {message.removeprefix('running ')} on the images of {self.batch} still classified right")
+            self.on_detail(
+                f"autoattack: {message.removeprefix('running ')} on the images of {self.batch} still classified right"
+            )
 
 
-def craft(attack: Attack, model: nn.Module, images: Tensor, labels: Tensor, eps: float, on_detail: Callable[[str], None] | None = None) -> Tensor:
+def craft(
+    attack: Attack,
+    model: nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    eps: float,
+    on_detail: Callable[[str], None] | None = None,
+) -> Tensor:
     """Adversarial images for one batch, as ``AutoAttack(...).run_standard_evaluation`` makes them; its seed is drawn
     from torch's global generator (seeded by the caller), so a cell is repeatable."""
     if not isinstance(attack, AutoAttack):
@@ -35,8 +44,10 @@ def craft(attack: Attack, model: nn.Module, images: Tensor, labels: Tensor, eps:
     try:
         from pyautoattack import AutoAttack as Official
     except ImportError as exc:
-        raise UserError("attack autoattack is the official AutoAttack: pip install 'robustbench-dc[autoattack]' (or pip install pyautoattack); "
-                        "torchattacks' port runs as autoattack-ta") from exc  # fmt: skip
+        raise UserError(
+            "attack autoattack is the official AutoAttack: pip install 'robustbench-dc[autoattack]' (or pip install pyautoattack); "
+            "torchattacks' port runs as autoattack-ta"
+        ) from exc
     seed = int(torch.randint(0, 2**31 - 1, ()).item())
     official = Official(model, norm="Linf", eps=eps, version=attack.version, seed=seed, device=images.device)
     log = logging.getLogger("auto-attack")

@@ -123,7 +123,10 @@ class BPDA(PGD):
     straight_through: tuple[str, ...] = ()
 
     def params(self, eps: float) -> dict[str, Any]:
-        return {**super().params(eps), **({"straight_through": list(self.straight_through)} if self.straight_through else {})}
+        return {
+            **super().params(eps),
+            **({"straight_through": list(self.straight_through)} if self.straight_through else {}),
+        }
 
     @property
     def transferable(self) -> bool:
@@ -215,9 +218,28 @@ class PGDL2(Attack):
         return {"norm": "l2", "step": self.relative_step * eps, "steps": self.steps}
 
 
-ATTACKS: dict[str, type[Attack]] = {a.name: a for a in (FGSM, FGSMPredicted, BIM, PGD, BPDA, SmoothedPGD, APGDCE, APGDDLR, AutoAttack, AutoAttackTorchattacks, Square, FGM, PGDL2)}
+ATTACKS: dict[str, type[Attack]] = {
+    a.name: a
+    for a in (
+        FGSM,
+        FGSMPredicted,
+        BIM,
+        PGD,
+        BPDA,
+        SmoothedPGD,
+        APGDCE,
+        APGDDLR,
+        AutoAttack,
+        AutoAttackTorchattacks,
+        Square,
+        FGM,
+        PGDL2,
+    )
+}
 if tuple(ATTACKS) != names.ATTACKS:
-    raise ImportError(f"robustbench_dc.names.ATTACKS {names.ATTACKS} does not list the attacks defined here {tuple(ATTACKS)}")
+    raise ImportError(
+        f"robustbench_dc.names.ATTACKS {names.ATTACKS} does not list the attacks defined here {tuple(ATTACKS)}"
+    )
 if tuple(a for a, cls in ATTACKS.items() if cls.norm == "l2") != names.L2_ATTACKS:
     raise ImportError(f"robustbench_dc.names.L2_ATTACKS {names.L2_ATTACKS} does not list the L2 attacks defined here")
 

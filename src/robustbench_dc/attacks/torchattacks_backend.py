@@ -12,10 +12,22 @@ from robustbench_dc.attacks.specs import APGDCE, BIM, FGM, FGSM, PGD, PGDL2, Att
 NAME = "torchattacks"
 
 
-AUTOATTACK_COMPONENTS = ("apgd-ce", "apgd-t", "fab-t", "square")  # the port of the standard version, in the order it runs them
+AUTOATTACK_COMPONENTS = (
+    "apgd-ce",
+    "apgd-t",
+    "fab-t",
+    "square",
+)  # the port of the standard version, in the order it runs them
 
 
-def craft(attack: Attack, model: nn.Module, images: Tensor, labels: Tensor, eps: float, on_detail: Callable[[str], None] | None = None) -> Tensor:
+def craft(
+    attack: Attack,
+    model: nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    eps: float,
+    on_detail: Callable[[str], None] | None = None,
+) -> Tensor:
     """Adversarial images for one batch; randomness comes from torch's global generator (seeded by the caller).
     ``on_detail`` hears when each of AutoAttack's component attacks starts, and on how many images."""
     import torchattacks
@@ -29,10 +41,14 @@ def craft(attack: Attack, model: nn.Module, images: Tensor, labels: Tensor, eps:
     elif isinstance(attack, FGM):  # one normalised-gradient step of eps from the image: FGM, projected and clipped
         atk = torchattacks.PGDL2(model, eps=eps, alpha=eps, steps=1, random_start=False)
     elif isinstance(attack, PGDL2):
-        atk = torchattacks.PGDL2(model, eps=eps, alpha=attack.relative_step * eps, steps=attack.steps, random_start=True)
+        atk = torchattacks.PGDL2(
+            model, eps=eps, alpha=attack.relative_step * eps, steps=attack.steps, random_start=True
+        )
     elif isinstance(attack, APGDCE):  # and APGDDLR
         seed = int(torch.randint(0, 2**31 - 1, ()).item())
-        atk = torchattacks.APGD(model, norm="Linf", eps=eps, steps=attack.steps, n_restarts=attack.restarts, seed=seed, loss=attack.loss)
+        atk = torchattacks.APGD(
+            model, norm="Linf", eps=eps, steps=attack.steps, n_restarts=attack.restarts, seed=seed, loss=attack.loss
+        )
     elif isinstance(attack, AutoAttackTorchattacks):
         n_classes = int(model(images[:1]).shape[1])
         seed = int(torch.randint(0, 2**31 - 1, ()).item())
@@ -41,7 +57,9 @@ def craft(attack: Attack, model: nn.Module, images: Tensor, labels: Tensor, eps:
             _announce_components(atk, images.shape[0], on_detail)
     elif isinstance(attack, Square):
         seed = int(torch.randint(0, 2**31 - 1, ()).item())
-        atk = torchattacks.Square(model, norm="Linf", eps=eps, n_queries=attack.n_queries, p_init=attack.p_init, seed=seed)
+        atk = torchattacks.Square(
+            model, norm="Linf", eps=eps, n_queries=attack.n_queries, p_init=attack.p_init, seed=seed
+        )
     else:
         raise NotImplementedError(type(attack).__name__)
     return atk(images, labels).detach()

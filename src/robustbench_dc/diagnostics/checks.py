@@ -11,7 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 TOLERANCE = 0.02  # accuracy, as a fraction: 2 percentage points
-TABLE_WHITE_BOX = ("fgsm", "bim", "pgd20")  # the cross-entropy attacks a table reports, which black-box attacks must not beat
+TABLE_WHITE_BOX = (
+    "fgsm",
+    "bim",
+    "pgd20",
+)  # the cross-entropy attacks a table reports, which black-box attacks must not beat
 MIN_EFFECT = 0.01  # a paired difference of less than one point of the images never warns, however significant
 LEVEL = 0.05  # two-sided exact McNemar level of the paired checks
 NEAR_ZERO = 0.05  # "near zero" accuracy at the large eps
@@ -22,8 +26,11 @@ SWEEP = (0.25, 0.5, 1.0, 2.0, 4.0)  # multiples of eps for the monotonicity chec
 RANDOM_DIRECTIONS = 8  # random sign directions the gradient step is compared with
 DIRECTION_LIMIT = 0.1  # share of images where the gradient step is no better than the best random one
 RELATIVE_STEP = 0.25  # PGD step as a fraction of eps (2/255 at 8/255), so that every check scales with eps
-PGD_VARIANTS: dict[str, dict[str, int]] = {"pgd20": {"steps": 20, "restarts": 1}, "pgd40": {"steps": 40, "restarts": 1},
-                                           "pgd20x3": {"steps": 20, "restarts": 3}}  # fmt: skip
+PGD_VARIANTS: dict[str, dict[str, int]] = {
+    "pgd20": {"steps": 20, "restarts": 1},
+    "pgd40": {"steps": 40, "restarts": 1},
+    "pgd20x3": {"steps": 20, "restarts": 3},
+}
 
 
 def pgd_params(variant: str, eps: float) -> dict[str, Any]:
@@ -44,7 +51,9 @@ class Measured:
     """The numbers the checks judge, for one model on one image subset (accuracies as fractions)."""
 
     n: int = 0
-    white: dict[str, float] = field(default_factory=dict)  # white-box accuracies at eps: fgsm, bim, pgd20, pgd40, pgd20x3, apgd-*
+    white: dict[str, float] = field(
+        default_factory=dict
+    )  # white-box accuracies at eps: fgsm, bim, pgd20, pgd40, pgd20x3, apgd-*
     #: per-image outcomes ("1" right, "0" wrong) of every attack at every eps it was measured at, by (threat, name, eps)
     outcomes: dict[tuple[str, str, float], str] = field(default_factory=dict)
     sweep: list[tuple[float, float]] = field(default_factory=list)  # (eps, PGD-20 accuracy)
@@ -126,8 +135,10 @@ class PairedFinding:
         return self.against > self.for_ and (self.against - self.for_) >= MIN_EFFECT * self.n and self.p < LEVEL
 
     def text(self) -> str:
-        return (f"{_eps_text(self.eps)}: {self.other} broke {self.against} images {self.stronger} left right, {self.stronger} broke {self.for_} "
-                f"that {self.other} left (p {self.p:.2g})")  # fmt: skip
+        return (
+            f"{_eps_text(self.eps)}: {self.other} broke {self.against} images {self.stronger} left right, {self.stronger} broke {self.for_} "
+            f"that {self.other} left (p {self.p:.2g})"
+        )
 
 
 def _eps_text(eps: float) -> str:
@@ -152,7 +163,9 @@ def paired_findings(m: Measured) -> dict[str, list[PairedFinding]]:
     """The paired comparisons of every eps measured, per check (see ``diagnose``)."""
     o = m.outcomes
     eps_all = sorted({e for (_, _, e) in o})
-    at = lambda threat, name, e: next((v for (t, k, ee), v in o.items() if t == threat and k == name and _close(ee, e)), None)  # noqa: E731
+    at = lambda threat, name, e: next(
+        (v for (t, k, ee), v in o.items() if t == threat and k == name and _close(ee, e)), None
+    )  # noqa: E731
     found: dict[str, list[PairedFinding]] = {"iterative": [], "black": [], "bpda": [], "smoothed": []}
     for e in eps_all:
         fgsm = at("white-box", "fgsm", e)
@@ -179,10 +192,18 @@ def _paired_diagnostic(name: str, findings: list[PairedFinding], absent: str) ->
         return Diagnostic(name, "n/a", absent)
     flagged = [f for f in findings if f.flagged]
     eps_seen = ", ".join(_eps_text(e) for e in sorted({f.eps for f in findings}))
-    summary = (f"WARN at {', '.join(sorted({_eps_text(f.eps) for f in flagged}, key=lambda t: float(t.split('/')[0])))}: " + "; ".join(f.text() for f in flagged)
-               if flagged else f"no significant reversal at {eps_seen}")  # fmt: skip
-    return Diagnostic(name, "warn" if flagged else "pass", summary + f" (paired, exact McNemar at {LEVEL:g}, effect >= {100 * MIN_EFFECT:g} point)",
-                      {"flagged_eps": sorted({f.eps for f in flagged}), "findings": [f.__dict__ for f in findings]})  # fmt: skip
+    summary = (
+        f"WARN at {', '.join(sorted({_eps_text(f.eps) for f in flagged}, key=lambda t: float(t.split('/')[0])))}: "
+        + "; ".join(f.text() for f in flagged)
+        if flagged
+        else f"no significant reversal at {eps_seen}"
+    )
+    return Diagnostic(
+        name,
+        "warn" if flagged else "pass",
+        summary + f" (paired, exact McNemar at {LEVEL:g}, effect >= {100 * MIN_EFFECT:g} point)",
+        {"flagged_eps": sorted({f.eps for f in flagged}), "findings": [f.__dict__ for f in findings]},
+    )
 
 
 def _pct(x: float | None) -> str:
@@ -200,8 +221,18 @@ def diagnose(m: Measured, *, tolerance: float = TOLERANCE) -> list[Diagnostic]:
     out: list[Diagnostic] = []
 
     found = paired_findings(m)
-    out.append(_paired_diagnostic("iterative >= single-step", found["iterative"], "needs white-box FGSM and BIM/PGD cells with per-image outcomes"))
-    out.append(_paired_diagnostic("white-box >= black-box", found["black"], "needs white-box and black-box cells with per-image outcomes"))
+    out.append(
+        _paired_diagnostic(
+            "iterative >= single-step",
+            found["iterative"],
+            "needs white-box FGSM and BIM/PGD cells with per-image outcomes",
+        )
+    )
+    out.append(
+        _paired_diagnostic(
+            "white-box >= black-box", found["black"], "needs white-box and black-box cells with per-image outcomes"
+        )
+    )
 
     if len(m.sweep) < 3:
         out.append(Diagnostic("monotone in eps, near zero at large eps", "n/a", "needs a PGD sweep over eps"))
@@ -210,42 +241,78 @@ def diagnose(m: Measured, *, tolerance: float = TOLERANCE) -> list[Diagnostic]:
         final_eps, final = m.sweep[-1]
         ok = not rises and final <= NEAR_ZERO
         text = ", ".join(f"{e * 255:.4g}/255: {_pct(a)}" for e, a in m.sweep)
-        out.append(Diagnostic("monotone in eps, near zero at large eps", "pass" if ok else "warn",
-                              f"PGD-20 (step eps/4): {text}" + ("" if final <= NEAR_ZERO else f"; not near zero (> {_pct(NEAR_ZERO)}) at eps {final_eps:.3g}"),
-                              {"sweep": m.sweep, "rises": len(rises)}))  # fmt: skip
+        out.append(
+            Diagnostic(
+                "monotone in eps, near zero at large eps",
+                "pass" if ok else "warn",
+                f"PGD-20 (step eps/4): {text}"
+                + ("" if final <= NEAR_ZERO else f"; not near zero (> {_pct(NEAR_ZERO)}) at eps {final_eps:.3g}"),
+                {"sweep": m.sweep, "rises": len(rises)},
+            )
+        )
 
     pgd40, pgd_r = w.get("pgd40"), w.get("pgd20x3")
     if pgd is None or (pgd40 is None and pgd_r is None):
         out.append(Diagnostic("PGD converged", "n/a", "needs PGD-20, PGD-40 and PGD with restarts"))
     else:
         drops = [pgd - a for a in (pgd40, pgd_r) if a is not None]
-        out.append(Diagnostic("PGD converged", "pass" if max(abs(d) for d in drops) <= tol else "warn",
-                              f"PGD-20 {_pct(pgd)}, PGD-40 {_pct(pgd40)}, PGD-20 x3 restarts {_pct(pgd_r)} (tolerance {_pct(tol)})",
-                              {"pgd20": pgd, "pgd40": pgd40, "pgd20_restarts3": pgd_r}))  # fmt: skip
+        out.append(
+            Diagnostic(
+                "PGD converged",
+                "pass" if max(abs(d) for d in drops) <= tol else "warn",
+                f"PGD-20 {_pct(pgd)}, PGD-40 {_pct(pgd40)}, PGD-20 x3 restarts {_pct(pgd_r)} (tolerance {_pct(tol)})",
+                {"pgd20": pgd, "pgd40": pgd40, "pgd20_restarts3": pgd_r},
+            )
+        )
 
     if m.direction is None:
         out.append(Diagnostic("gradient beats random directions", "n/a", "needs the direction cell"))
     else:
         share = m.direction["gradient_not_better_fraction"]
-        out.append(Diagnostic("gradient beats random directions", "pass" if share <= DIRECTION_LIMIT else "warn",
-                              f"the signed-gradient step raises the loss no more than the best of {RANDOM_DIRECTIONS} random steps on "
-                              f"{_pct(share)} of images (limit {_pct(DIRECTION_LIMIT)}); mean loss gain {m.direction['mean_gain_gradient']:.3g} "
-                              f"along the gradient, {m.direction['mean_gain_best_random']:.3g} along the best random direction",
-                              dict(m.direction)))  # fmt: skip
+        out.append(
+            Diagnostic(
+                "gradient beats random directions",
+                "pass" if share <= DIRECTION_LIMIT else "warn",
+                f"the signed-gradient step raises the loss no more than the best of {RANDOM_DIRECTIONS} random steps on "
+                f"{_pct(share)} of images (limit {_pct(DIRECTION_LIMIT)}); mean loss gain {m.direction['mean_gain_gradient']:.3g} "
+                f"along the gradient, {m.direction['mean_gain_best_random']:.3g} along the best random direction",
+                dict(m.direction),
+            )
+        )
 
     ce, dlr = w.get("apgd-ce"), w.get("apgd-dlr")
     if ce is None or dlr is None:
         out.append(Diagnostic("DLR loss does not beat cross-entropy", "n/a", "needs APGD-CE and APGD-DLR cells"))
     else:
         ok = dlr >= ce - tol
-        out.append(Diagnostic("DLR loss does not beat cross-entropy", "pass" if ok else "warn",
-                              f"APGD-CE {_pct(ce)}, APGD-DLR {_pct(dlr)}"
-                              + ("" if ok else "; the scale-free DLR loss breaks what cross-entropy could not: saturated (masked) cross-entropy gradients"),
-                              {"apgd_ce": ce, "apgd_dlr": dlr}))  # fmt: skip
+        out.append(
+            Diagnostic(
+                "DLR loss does not beat cross-entropy",
+                "pass" if ok else "warn",
+                f"APGD-CE {_pct(ce)}, APGD-DLR {_pct(dlr)}"
+                + (
+                    ""
+                    if ok
+                    else "; the scale-free DLR loss breaks what cross-entropy could not: saturated (masked) cross-entropy gradients"
+                ),
+                {"apgd_ce": ce, "apgd_dlr": dlr},
+            )
+        )
 
-    out.append(_paired_diagnostic("BPDA does not beat true gradients", found["bpda"],
-                                  "no decoupled layers, hard decisions or declared straight-through parts (or no BPDA cell)"))
-    out.append(_paired_diagnostic("smoothed gradients do not beat true gradients", found["smoothed"], "needs PGD-20 and PGD with smoothed gradients"))
+    out.append(
+        _paired_diagnostic(
+            "BPDA does not beat true gradients",
+            found["bpda"],
+            "no decoupled layers, hard decisions or declared straight-through parts (or no BPDA cell)",
+        )
+    )
+    out.append(
+        _paired_diagnostic(
+            "smoothed gradients do not beat true gradients",
+            found["smoothed"],
+            "needs PGD-20 and PGD with smoothed gradients",
+        )
+    )
 
     if m.gradient is None:
         out.append(Diagnostic("gradient health", "n/a", "needs the gradient-norm cell"))
@@ -256,11 +323,24 @@ def diagnose(m: Measured, *, tolerance: float = TOLERANCE) -> list[Diagnostic]:
         ce_zero, ce_nonfinite = float(h.get("ce_zero_fraction", 0.0)), float(h.get("ce_nonfinite_fraction", 0.0))
         worst = max(shares.values()) if shares else 0.0
         ok = max(zero + nonfinite, ce_zero + ce_nonfinite) <= GRADIENT_HEALTH_LIMIT and worst <= SATURATION_LIMIT
-        text = (f"zero input gradients: margin {_pct(zero)}, cross-entropy {_pct(ce_zero)}; "
-                f"non-finite: margin {_pct(nonfinite)}, cross-entropy {_pct(ce_nonfinite)}")  # fmt: skip
+        text = (
+            f"zero input gradients: margin {_pct(zero)}, cross-entropy {_pct(ce_zero)}; "
+            f"non-finite: margin {_pct(nonfinite)}, cross-entropy {_pct(ce_nonfinite)}"
+        )
         if shares:
             text += f"; saturated patches per bounded layer: max {_pct(worst)}, mean {_pct(sum(shares.values()) / len(shares))}"
-        out.append(Diagnostic("gradient health", "pass" if ok else "warn", text,
-                              {"zero": zero, "nonfinite": nonfinite, "ce_zero": ce_zero, "ce_nonfinite": ce_nonfinite, "saturation": shares}))  # fmt: skip
+        out.append(
+            Diagnostic(
+                "gradient health",
+                "pass" if ok else "warn",
+                text,
+                {
+                    "zero": zero,
+                    "nonfinite": nonfinite,
+                    "ce_zero": ce_zero,
+                    "ce_nonfinite": ce_nonfinite,
+                    "saturation": shares,
+                },
+            )
+        )
     return out
-

@@ -54,7 +54,16 @@ def _pgd(variant: str) -> PGD:
 def diagnostic_attacks(square_queries: int) -> list:
     """FGSM, BIM, the PGD variants of :mod:`.checks` (steps eps/4), APGD with the cross-entropy and the DLR loss,
     and Square."""
-    return [FGSM(), BIM(), _pgd("pgd20"), _pgd("pgd40"), _pgd("pgd20x3"), APGDCE(), APGDDLR(), Square(n_queries=square_queries)]
+    return [
+        FGSM(),
+        BIM(),
+        _pgd("pgd20"),
+        _pgd("pgd40"),
+        _pgd("pgd20x3"),
+        APGDCE(),
+        APGDDLR(),
+        Square(n_queries=square_queries),
+    ]
 
 
 def surrogate_attacks(decoupled: bool, straight_through: tuple[str, ...] = ()) -> list:
@@ -71,7 +80,14 @@ def saturation(model: nn.Module, images: torch.Tensor) -> dict[str, float]:
 
     def hook(name: str, layer: DecoupledConv2d):
         def fn(mod, inp, out):
-            r = patch_norm2d(inp[0], layer.kernel_size, stride=layer.stride, padding=layer.padding, dilation=layer.dilation, eps=layer.config.eps)
+            r = patch_norm2d(
+                inp[0],
+                layer.kernel_size,
+                stride=layer.stride,
+                padding=layer.padding,
+                dilation=layer.dilation,
+                eps=layer.config.eps,
+            )
             rho = layer.eval_radius().view(1, -1, 1, 1)
             flat = torch.tanh(r / rho) > 0.99 if layer.config.magnitude == "tanh" else r > rho
             shares[name] = float(flat.float().mean())
@@ -100,7 +116,10 @@ def loss_gradient_health(model: nn.Module, images: torch.Tensor, labels: torch.T
     x = images.to(device, copy=True).requires_grad_(True)
     loss = torch.nn.functional.cross_entropy(model(x.clone()), labels.to(device), reduction="sum")
     g = input_gradient(loss, x).flatten(1)
-    return {"ce_zero_fraction": float((g == 0).all(1).float().mean()), "ce_nonfinite_fraction": float((~torch.isfinite(g)).any(1).float().mean())}
+    return {
+        "ce_zero_fraction": float((g == 0).all(1).float().mean()),
+        "ce_nonfinite_fraction": float((~torch.isfinite(g)).any(1).float().mean()),
+    }
 
 
 @torch.no_grad()
@@ -108,8 +127,15 @@ def _ce(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.cross_entropy(model(x.clone()), y, reduction="none")
 
 
-def gradient_direction(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, eps: float, directions: int = RANDOM_DIRECTIONS,
-                       seed: int = 0, batch_size: int = DEFAULT_ATTACK_BATCH_SIZE) -> dict[str, float]:  # fmt: skip
+def gradient_direction(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    eps: float,
+    directions: int = RANDOM_DIRECTIONS,
+    seed: int = 0,
+    batch_size: int = DEFAULT_ATTACK_BATCH_SIZE,
+) -> dict[str, float]:
     """Share of images where the signed gradient step of size eps raises the cross-entropy no more than the best
     of ``directions`` random sign steps of the same size: where gradients carry information, it is near zero."""
     model.eval()
@@ -130,8 +156,11 @@ def gradient_direction(model: nn.Module, images: torch.Tensor, labels: torch.Ten
         worse.append((along <= best_random).cpu())
         gains.append(torch.stack([along, best_random], 1).cpu())
     w, gain = torch.cat(worse), torch.cat(gains)
-    return {"gradient_not_better_fraction": float(w.float().mean()), "mean_gain_gradient": float(gain[:, 0].mean()),
-            "mean_gain_best_random": float(gain[:, 1].mean())}  # fmt: skip
+    return {
+        "gradient_not_better_fraction": float(w.float().mean()),
+        "mean_gain_gradient": float(gain[:, 0].mean()),
+        "mean_gain_best_random": float(gain[:, 1].mean()),
+    }
 
 
 def run_diagnostics(
@@ -159,23 +188,58 @@ def run_diagnostics(
     ws = workspace_dir(workspace)
     full = load_dataset(dataset, "test", data_dir, cache_dir=cache_dir(ws))
     test = full.subset(n, 0)
-    kw = dict(dataset=dataset, n=n, workspace=workspace, data_dir=data_dir, progress=progress, role="diagnostics", device=device, batch_size=batch_size)
+    kw = dict(
+        dataset=dataset,
+        n=n,
+        workspace=workspace,
+        data_dir=data_dir,
+        progress=progress,
+        role="diagnostics",
+        device=device,
+        batch_size=batch_size,
+    )
     # the gradient-norm cell on the same images as the attacks (lipschitz_n = the subset's size)
     evaluate(target, attacks=diagnostic_attacks(square_queries), eps=[eps], source=source, lipschitz_n=len(test), **kw)
     # every check that compares two attacks image by image reads every eps both ran at: the sweep's FGSM and PGD-20,
     # and the surrogate-gradient attacks at eps and twice eps (partial masking can show only at the larger one)
     evaluate(target, attacks=[FGSM(), _pgd("pgd20")], eps=[eps * k for k in SWEEP] + [LARGE_EPS], lipschitz=False, **kw)
     evaluate(target, attacks=surrogate_attacks(decoupled, straight_through), eps=[eps, 2 * eps], lipschitz=False, **kw)
-    key = CellKey(function=target.function_id, dataset=dataset, data=full.content_sha256(), subset=Subset(len(test), len(full), 0),
-                  role="diagnostics", kind="health", threat="health", attack="saturation")  # fmt: skip
-    direction = replace(key, attack="direction", eps=eps, params=attack_params({"random_directions": RANDOM_DIRECTIONS, "step": "eps * sign"}))
+    key = CellKey(
+        function=target.function_id,
+        dataset=dataset,
+        data=full.content_sha256(),
+        subset=Subset(len(test), len(full), 0),
+        role="diagnostics",
+        kind="health",
+        threat="health",
+        attack="saturation",
+    )
+    direction = replace(
+        key,
+        attack="direction",
+        eps=eps,
+        params=attack_params({"random_directions": RANDOM_DIRECTIONS, "step": "eps * sign"}),
+    )
     with ResultStore(ws) as store, placed([target.module], resolve_device(device)):
         x = test.float_images()
-        provenance = {"label": target.label, "device": describe_device(module_device(target.module)), "environment": environment()}
-        store.cell(key, lambda: {"saturation": saturation(target.module, x), **loss_gradient_health(target.module, x, test.labels)}, provenance=provenance)
-        store.cell(direction, lambda: gradient_direction(target.module, x, test.labels, eps, batch_size=batch_size), provenance=provenance)
-        cells = [c for c in store.cells(function=target.function_id) if c.key.role == "diagnostics" and c.key.data == key.data
-                 and c.key.subset.n == key.subset.n]  # fmt: skip
+        provenance = {
+            "label": target.label,
+            "device": describe_device(module_device(target.module)),
+            "environment": environment(),
+        }
+        store.cell(
+            key,
+            lambda: {"saturation": saturation(target.module, x), **loss_gradient_health(target.module, x, test.labels)},
+            provenance=provenance,
+        )
+        store.cell(
+            direction,
+            lambda: gradient_direction(target.module, x, test.labels, eps, batch_size=batch_size),
+            provenance=provenance,
+        )
+        cells = [
+            c
+            for c in store.cells(function=target.function_id)
+            if c.key.role == "diagnostics" and c.key.data == key.data and c.key.subset.n == key.subset.n
+        ]
     return diagnose(measured_from_cells(cells, eps)), cells
-
-

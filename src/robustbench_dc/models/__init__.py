@@ -20,7 +20,9 @@ from robustbench_dc.models.registry import (
 )
 
 if tuple(ARCHITECTURES.names()) != tuple(sorted(names.ARCHITECTURES)):
-    raise ImportError(f"robustbench_dc.names.ARCHITECTURES {names.ARCHITECTURES} does not list the registered architectures {ARCHITECTURES.names()}")
+    raise ImportError(
+        f"robustbench_dc.names.ARCHITECTURES {names.ARCHITECTURES} does not list the registered architectures {ARCHITECTURES.names()}"
+    )
 
 
 def build_model(spec: ModelSpec) -> Network:
@@ -65,9 +67,17 @@ def create_model(
     if std is None:
         std = CIFAR_STD if in_channels == 3 else (0.5,) * in_channels
     spec = ModelSpec(
-        name=name, arch=arch, num_classes=num_classes, in_channels=in_channels, width=width,
-        input_size=input_size, mean=tuple(mean), std=tuple(std), operator=dict(operator_options), arch_options=dict(arch_options or {}),
-    )  # fmt: skip
+        name=name,
+        arch=arch,
+        num_classes=num_classes,
+        in_channels=in_channels,
+        width=width,
+        input_size=input_size,
+        mean=tuple(mean),
+        std=tuple(std),
+        operator=dict(operator_options),
+        arch_options=dict(arch_options or {}),
+    )
     return build_model(spec)
 
 

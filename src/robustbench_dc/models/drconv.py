@@ -20,8 +20,16 @@ from robustbench_dc.models.relaxation import HardDecision, one_hot_argmax, strai
 class DRConv2d(HardDecision):
     """Drop-in for a k x k ``nn.Conv2d`` (same arguments) with ``regions`` input-dependent filters."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
-                 bias: bool = False, regions: int = 4) -> None:  # fmt: skip
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        bias: bool = False,
+        regions: int = 4,
+    ) -> None:
         super().__init__()
         if regions < 1:
             raise ConfigError(f"DRConv needs at least one region, got regions={regions}")
@@ -54,4 +62,3 @@ class DRConv2d(HardDecision):
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, regions={self.regions}"
-

@@ -24,9 +24,13 @@ class Gate(HardDecision):
         super().__init__()
         self.temperature = temperature
         self.layers = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, hidden, bias=False),
-            nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 2),
-        )  # fmt: skip
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(channels, hidden, bias=False),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, 2),
+        )
         with torch.no_grad():  # start with every block executed for most images, as the reference does
             self.layers[-1].weight.mul_(0.1)
             self.layers[-1].bias.copy_(torch.tensor([0.0, math.log(initial_rate / (1 - initial_rate))]))

@@ -28,7 +28,13 @@ class SqueezeExcitation(nn.Module):
     def __init__(self, channels: int, reduction: int = 16) -> None:
         super().__init__()
         hidden = max(1, channels // reduction)
-        self.layers = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, channels, 1), nn.Sigmoid())
+        self.layers = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),
+            nn.Conv2d(channels, hidden, 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, channels, 1),
+            nn.Sigmoid(),
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return x * self.layers(x)
@@ -40,10 +46,19 @@ class IRSEUnit(nn.Module):
     def __init__(self, conv: ConvFactory, cin: int, cout: int, stride: int) -> None:
         super().__init__()
         self.branch = nn.Sequential(
-            nn.BatchNorm2d(cin), conv(cin, cout, 3, stride=1, padding=1, bias=False), nn.BatchNorm2d(cout), nn.PReLU(cout),
-            conv(cout, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), SqueezeExcitation(cout),
-        )  # fmt: skip
-        self.shortcut: nn.Module = nn.Identity() if stride == 1 and cin == cout else nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+            nn.BatchNorm2d(cin),
+            conv(cin, cout, 3, stride=1, padding=1, bias=False),
+            nn.BatchNorm2d(cout),
+            nn.PReLU(cout),
+            conv(cout, cout, 3, stride=stride, padding=1, bias=False),
+            nn.BatchNorm2d(cout),
+            SqueezeExcitation(cout),
+        )
+        self.shortcut: nn.Module = (
+            nn.Identity()
+            if stride == 1 and cin == cout
+            else nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return self.branch(x) + self.shortcut(x)
@@ -53,7 +68,13 @@ class Embedding(nn.Sequential):
     """ArcFace's output layer: BN-Dropout-FC-BN over the flattened feature map."""
 
     def __init__(self, channels: int, size: int, dim: int, dropout: float) -> None:
-        super().__init__(nn.BatchNorm2d(channels), nn.Dropout(dropout), nn.Flatten(), nn.Linear(channels * size * size, dim), nn.BatchNorm1d(dim))
+        super().__init__(
+            nn.BatchNorm2d(channels),
+            nn.Dropout(dropout),
+            nn.Flatten(),
+            nn.Linear(channels * size * size, dim),
+            nn.BatchNorm1d(dim),
+        )
 
 
 class ArcMarginHead(MarginHead):
@@ -91,7 +112,13 @@ def ir_se(spec: ModelSpec) -> Network:
         raise ConfigError(f"ir-se needs units >= 1, dropout in [0, 1), scale > 0 and margin in [0, pi/2); got {o}")
     conv = conv_factory(spec)
     widths = scaled_widths(spec, (64, 128, 256))
-    layers: list[nn.Module] = [nn.Sequential(conv(spec.in_channels, widths[0], 3, stride=1, padding=1, bias=False), nn.BatchNorm2d(widths[0]), nn.PReLU(widths[0]))]
+    layers: list[nn.Module] = [
+        nn.Sequential(
+            conv(spec.in_channels, widths[0], 3, stride=1, padding=1, bias=False),
+            nn.BatchNorm2d(widths[0]),
+            nn.PReLU(widths[0]),
+        )
+    ]
     cin, size = widths[0], spec.input_size
     for stage, cout in enumerate(widths):
         for i in range(o["units"]):
@@ -99,5 +126,9 @@ def ir_se(spec: ModelSpec) -> Network:
             layers.append(IRSEUnit(conv, cin, cout, stride))
             cin, size = cout, (size - 1) // stride + 1
     dim = max(8, round(o["embedding"] * spec.width))
-    classifier: nn.Module = ArcMarginHead(dim, spec.num_classes, o["scale"], o["margin"]) if o["head"] == "arcface" else nn.Linear(dim, spec.num_classes)
+    classifier: nn.Module = (
+        ArcMarginHead(dim, spec.num_classes, o["scale"], o["margin"])
+        if o["head"] == "arcface"
+        else nn.Linear(dim, spec.num_classes)
+    )
     return Network(spec, nn.Sequential(*layers), nn.Sequential(Embedding(cin, size, dim, o["dropout"]), classifier))

@@ -63,7 +63,9 @@ class _MaxPool2dChannelsLast(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, geometry: tuple) -> Tensor:  # noqa: ANN001
-        out, indices = torch.ops.aten.max_pool2d_with_indices(x.contiguous(memory_format=torch.channels_last), *geometry)
+        out, indices = torch.ops.aten.max_pool2d_with_indices(
+            x.contiguous(memory_format=torch.channels_last), *geometry
+        )
         ctx.save_for_backward(x, indices)
         ctx.geometry = geometry
         return out.contiguous()
@@ -71,20 +73,33 @@ class _MaxPool2dChannelsLast(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):  # noqa: ANN206
         x, indices = ctx.saved_tensors
-        return torch.ops.aten.max_pool2d_with_indices_backward(grad.contiguous(), x, *ctx.geometry, indices.contiguous()), None
+        return torch.ops.aten.max_pool2d_with_indices_backward(
+            grad.contiguous(), x, *ctx.geometry, indices.contiguous()
+        ), None
 
 
 class MaxPool2d(nn.MaxPool2d):
     """``nn.MaxPool2d`` that pools NCHW inputs on a CPU through the channels-last kernel (same results)."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.device.type != "cpu" or x.ndim != 4 or x.shape[1] < 8 or not x.is_contiguous() or self.return_indices or plain_autograd():
+        if (
+            x.device.type != "cpu"
+            or x.ndim != 4
+            or x.shape[1] < 8
+            or not x.is_contiguous()
+            or self.return_indices
+            or plain_autograd()
+        ):
             return super().forward(x)
-        return _MaxPool2dChannelsLast.apply(x, (self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode))
+        return _MaxPool2dChannelsLast.apply(
+            x, (self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
+        )
 
 
 def conv_bn_relu(conv: ConvFactory, cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(conv(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        conv(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+    )
 
 
 class ClassifierHead(nn.Sequential):
@@ -119,7 +134,9 @@ class Network(nn.Sequential):
             )
         return super().forward(x)
 
-    def training_loss(self, logits: Tensor, labels: Tensor, weights: Tensor | None = None, label_smoothing: float = 0.0) -> Tensor:
+    def training_loss(
+        self, logits: Tensor, labels: Tensor, weights: Tensor | None = None, label_smoothing: float = 0.0
+    ) -> Tensor:
         """What training minimises: cross-entropy (the weighted mean with per-example ``weights``), on the
         head's margin logits where it has a margin; architectures with extra terms add them."""
         margin = next((m for m in self.head.modules() if isinstance(m, MarginHead)), None)  # the head's last layer
@@ -127,4 +144,6 @@ class Network(nn.Sequential):
             logits = margin.training_logits(logits, labels)
         if weights is None:
             return F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
-        return (F.cross_entropy(logits, labels, reduction="none", label_smoothing=label_smoothing) * weights).sum() / weights.sum()
+        return (
+            F.cross_entropy(logits, labels, reduction="none", label_smoothing=label_smoothing) * weights
+        ).sum() / weights.sum()

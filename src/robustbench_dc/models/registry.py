@@ -96,14 +96,18 @@ class ArchRegistry:
         unknown = set(spec.arch_options) - set(defaults)
         if unknown:
             valid = ", ".join(f"{k}={v!r}" for k, v in defaults.items()) or "none"
-            raise ConfigError(f"architecture {spec.arch!r} takes no option {', '.join(sorted(unknown))}; its options (defaults): {valid}")
+            raise ConfigError(
+                f"architecture {spec.arch!r} takes no option {', '.join(sorted(unknown))}; its options (defaults): {valid}"
+            )
         options = {**defaults, **spec.arch_options}
         for key, value in spec.arch_options.items():
             kind = type(defaults[key])
             if kind is float and isinstance(value, int) and not isinstance(value, bool):
                 options[key] = value = float(value)
             if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-                raise ConfigError(f"architecture option {key}={value!r} of {spec.arch!r} must be of type {kind.__name__} (default {defaults[key]!r})")
+                raise ConfigError(
+                    f"architecture option {key}={value!r} of {spec.arch!r} must be of type {kind.__name__} (default {defaults[key]!r})"
+                )
         return options
 
     def get(self, name: str) -> ArchBuilder:
@@ -132,7 +136,9 @@ def parse_model_name(name: str) -> tuple[str, str | None, str]:
         raise ConfigError(f"unknown model {name!r}: the baseline has no angular function; use 'baseline'")
     angular = angular or "cos"
     if angular not in ANGULARS:
-        raise ConfigError(f"unknown angular function {angular!r} in model {name!r}; valid suffixes: {', '.join(ANGULARS)}")
+        raise ConfigError(
+            f"unknown angular function {angular!r} in model {name!r}; valid suffixes: {', '.join(ANGULARS)}"
+        )
     return base, OPERATORS[base], angular
 
 

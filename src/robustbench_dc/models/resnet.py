@@ -28,7 +28,11 @@ DEPTHS = (20, 32, 44, 56, 110)
 
 
 def residual_branch(conv: ConvFactory, cin: int, cout: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(conv_bn_relu(conv, cin, cout, stride), conv(cout, cout, 3, stride=1, padding=1, bias=False), nn.BatchNorm2d(cout))
+    return nn.Sequential(
+        conv_bn_relu(conv, cin, cout, stride),
+        conv(cout, cout, 3, stride=1, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+    )
 
 
 def projection(cin: int, cout: int, stride: int) -> nn.Module:
@@ -53,17 +57,26 @@ class BasicBlock(nn.Module):
 class GatedNetwork(Network):
     """A network with ConvNet-AIG gates: training adds ``rate_weight`` times the target-rate loss."""
 
-    def __init__(self, spec: ModelSpec, features: nn.Module, head: nn.Module, target_rate: float, rate_weight: float) -> None:
+    def __init__(
+        self, spec: ModelSpec, features: nn.Module, head: nn.Module, target_rate: float, rate_weight: float
+    ) -> None:
         super().__init__(spec, features, head)
         self.target_rate, self.rate_weight = target_rate, rate_weight
 
-    def training_loss(self, logits: Tensor, labels: Tensor, weights: Tensor | None = None, label_smoothing: float = 0.0) -> Tensor:
+    def training_loss(
+        self, logits: Tensor, labels: Tensor, weights: Tensor | None = None, label_smoothing: float = 0.0
+    ) -> Tensor:
         loss = super().training_loss(logits, labels, weights, label_smoothing)
         rate = target_rate_loss(self, self.target_rate)
         return loss if rate is None else loss + self.rate_weight * rate
 
 
-def _resnet(spec: ModelSpec, depth: int, block: Callable[..., nn.Module] = BasicBlock, stage_conv: dict[int, ConvFactory] | None = None) -> tuple[nn.Sequential, int]:
+def _resnet(
+    spec: ModelSpec,
+    depth: int,
+    block: Callable[..., nn.Module] = BasicBlock,
+    stage_conv: dict[int, ConvFactory] | None = None,
+) -> tuple[nn.Sequential, int]:
     if depth not in DEPTHS:
         raise ConfigError(f"CIFAR ResNet depth must be one of {', '.join(map(str, DEPTHS))} (6n + 2), got {depth}")
     conv = conv_factory(spec)
@@ -72,7 +85,9 @@ def _resnet(spec: ModelSpec, depth: int, block: Callable[..., nn.Module] = Basic
     cin = widths[0]
     for stage, cout in enumerate(widths):
         for i in range((depth - 2) // 6):
-            layers.append(block((stage_conv or {}).get(stage, conv), cin, cout, stride=2 if stage > 0 and i == 0 else 1))
+            layers.append(
+                block((stage_conv or {}).get(stage, conv), cin, cout, stride=2 if stage > 0 and i == 0 else 1)
+            )
             cin = cout
     return nn.Sequential(*layers), cin
 
@@ -95,10 +110,14 @@ def convnet_aig(spec: ModelSpec) -> Network:
     if not 0 < o["target_rate"] <= 1:
         raise ConfigError(f"convnet-aig target_rate must be in (0, 1], got {o['target_rate']}")
     if o["rate_weight"] < 0 or o["gate_hidden"] < 1:
-        raise ConfigError(f"convnet-aig needs rate_weight >= 0 and gate_hidden >= 1, got {o['rate_weight']} and {o['gate_hidden']}")
+        raise ConfigError(
+            f"convnet-aig needs rate_weight >= 0 and gate_hidden >= 1, got {o['rate_weight']} and {o['gate_hidden']}"
+        )
 
     def gated(conv: ConvFactory, cin: int, cout: int, stride: int) -> GatedBlock:
-        return GatedBlock(residual_branch(conv, cin, cout, stride), projection(cin, cout, stride), cin, o["gate_hidden"])
+        return GatedBlock(
+            residual_branch(conv, cin, cout, stride), projection(cin, cout, stride), cin, o["gate_hidden"]
+        )
 
     features, channels = _resnet(spec, o["depth"], gated)
     return GatedNetwork(spec, features, ClassifierHead(channels, spec.num_classes), o["target_rate"], o["rate_weight"])
@@ -108,6 +127,8 @@ def convnet_aig(spec: ModelSpec) -> Network:
 def drconv(spec: ModelSpec) -> Network:
     o = ARCHITECTURES.options(spec)
     if o["stage"] not in (0, 1, 2):
-        raise ConfigError(f"drconv stage must be 0, 1 or 2 (the ResNet stage whose 3x3 convolutions become DRConv), got {o['stage']}")
+        raise ConfigError(
+            f"drconv stage must be 0, 1 or 2 (the ResNet stage whose 3x3 convolutions become DRConv), got {o['stage']}"
+        )
     features, channels = _resnet(spec, o["depth"], stage_conv={o["stage"]: partial(DRConv2d, regions=o["regions"])})
     return Network(spec, features, ClassifierHead(channels, spec.num_classes))

@@ -83,7 +83,11 @@ def magnitude_fn(name: str, r: Tensor, *, alpha: float, beta: float, rho: RhoLik
     if name == "sphere":
         return torch.full_like(r, alpha)
     if name == "ball":
-        return alpha * torch.clamp(r, max=rho) / rho if not isinstance(rho, Tensor) else alpha * torch.minimum(r, rho) / rho
+        return (
+            alpha * torch.clamp(r, max=rho) / rho
+            if not isinstance(rho, Tensor)
+            else alpha * torch.minimum(r, rho) / rho
+        )
     if name == "tanh":
         return alpha * torch.tanh(r / rho)
     if name == "linear":
@@ -178,8 +182,13 @@ def patch_norm2d(
     return torch.sqrt(_box_sum(_channel_sq(x), _pair(kernel_size), _pair(stride), pad, _pair(dilation)) + eps)
 
 
-def _explicit_padding(x: Tensor, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int],
-                      padding: int | tuple[int, int] | str) -> tuple[Tensor, tuple[int, int]]:  # fmt: skip
+def _explicit_padding(
+    x: Tensor,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+    padding: int | tuple[int, int] | str,
+) -> tuple[Tensor, tuple[int, int]]:
     """``padding`` as symmetric (rows, columns), padding ``x`` itself where ``"same"`` needs more on one side
     (an even kernel), as ``F.conv2d`` does."""
     if padding == "valid":
@@ -220,10 +229,17 @@ def _windows(padded: tuple[int, int], kernel: tuple[int, int], stride: tuple[int
     h_out, w_out = (hp - dh * (kh - 1) - 1) // sh + 1, (wp - dw * (kw - 1) - 1) // sw + 1
     for i in range(kh):
         for j in range(kw):
-            yield (slice(None), slice(None), slice(i * dh, i * dh + sh * (h_out - 1) + 1, sh), slice(j * dw, j * dw + sw * (w_out - 1) + 1, sw))
+            yield (
+                slice(None),
+                slice(None),
+                slice(i * dh, i * dh + sh * (h_out - 1) + 1, sh),
+                slice(j * dw, j * dw + sw * (w_out - 1) + 1, sw),
+            )
 
 
-def _box_sum(t: Tensor, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int], dilation: tuple[int, int]) -> Tensor:
+def _box_sum(
+    t: Tensor, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int], dilation: tuple[int, int]
+) -> Tensor:
     """Sum over every (dilated) k*k window of a one-channel map, as the convolution with a ones kernel would
     (a one-channel convolution or pooling is slow in every layout; k*k shifted slices are not)."""
     (ph, pw) = padding
@@ -234,8 +250,14 @@ def _box_sum(t: Tensor, kernel: tuple[int, int], stride: tuple[int, int], paddin
     return out
 
 
-def _box_sum_transpose(grad: Tensor, shape: torch.Size, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
-                       dilation: tuple[int, int]) -> Tensor:  # fmt: skip
+def _box_sum_transpose(
+    grad: Tensor,
+    shape: torch.Size,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+) -> Tensor:
     """The gradient of ``_box_sum`` with respect to its (unpadded) input of ``shape``: every window adds its
     output gradient back, in place in one buffer."""
     (ph, pw) = padding
@@ -245,10 +267,18 @@ def _box_sum_transpose(grad: Tensor, shape: torch.Size, kernel: tuple[int, int],
     return out[:, :, ph : ph + shape[2], pw : pw + shape[3]]
 
 
-def _projection_and_patch_sq(x: Tensor, w_hat: Tensor, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
-                             dilation: tuple[int, int]) -> tuple[Tensor, Tensor]:  # fmt: skip
+def _projection_and_patch_sq(
+    x: Tensor,
+    w_hat: Tensor,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+) -> tuple[Tensor, Tensor]:
     """The operator's two full-size parts: ``conv2d(x, w_hat)`` and the squared patch norms ``box_sum(sum_c x^2)``."""
-    return F.conv2d(x, w_hat, None, stride, padding, dilation), _box_sum(_channel_sq(x), kernel, stride, padding, dilation)
+    return F.conv2d(x, w_hat, None, stride, padding, dilation), _box_sum(
+        _channel_sq(x), kernel, stride, padding, dilation
+    )
 
 
 class _ConvAndPatchSq(torch.autograd.Function):
@@ -273,9 +303,18 @@ class _ConvAndPatchSq(torch.autograd.Function):
         if grad_projection is not None and (need_x or need_w):
             dtype = ctx.conv_dtype
             grad_x, grad_w, _ = torch.ops.aten.convolution_backward(
-                grad_projection.to(dtype), x.to(dtype), weight.to(dtype), None, list(stride), list(padding), list(dilation), False,
-                [0, 0], 1, [need_x, need_w, False],
-            )  # fmt: skip
+                grad_projection.to(dtype),
+                x.to(dtype),
+                weight.to(dtype),
+                None,
+                list(stride),
+                list(padding),
+                list(dilation),
+                False,
+                [0, 0],
+                1,
+                [need_x, need_w, False],
+            )
             grad_x = grad_x.to(x.dtype) if grad_x is not None else None
             grad_w = grad_w.to(weight.dtype) if grad_w is not None else None
         if grad_patch_sq is not None and need_x:
@@ -312,7 +351,9 @@ def _wanted(ctx, i: int) -> bool:  # noqa: ANN001
 
 
 def _channels_last(t: Tensor) -> bool:
-    return t.ndim == 4 and t.shape[1] > 1 and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+    return (
+        t.ndim == 4 and t.shape[1] > 1 and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+    )
 
 
 def scale_channels(t: Tensor, scale: Tensor) -> Tensor:
@@ -358,7 +399,9 @@ def decoupled_conv2d(
     ``(N, 1, H_out, W_out)`` returning either. ``eps`` is added to the squared patch norm. With ``magnitude="linear", weighted="linear", angular="cos"`` this is exactly ``F.conv2d``.
     """
     beta = default_beta(magnitude) if beta is None else beta
-    check_operator(magnitude, angular, alpha=alpha, beta=beta, rho=1.0 if callable(rho) else rho, k=k, eps=eps, weighted=weighted)
+    check_operator(
+        magnitude, angular, alpha=alpha, beta=beta, rho=1.0 if callable(rho) else rho, k=k, eps=eps, weighted=weighted
+    )
     if x.ndim != 4 or x.shape[1] != weight.shape[1]:
         raise ConfigError(
             f"decoupled_conv2d expects input (N, {weight.shape[1]}, H, W) for a weight of shape "
@@ -404,7 +447,9 @@ def decoupled_linear(
 ) -> Tensor:
     """Decoupled fully connected layer: the whole input vector is the patch (``rho`` as for the conv)."""
     beta = default_beta(magnitude) if beta is None else beta
-    check_operator(magnitude, angular, alpha=alpha, beta=beta, rho=1.0 if callable(rho) else rho, k=k, eps=eps, weighted=weighted)
+    check_operator(
+        magnitude, angular, alpha=alpha, beta=beta, rho=1.0 if callable(rho) else rho, k=k, eps=eps, weighted=weighted
+    )
     if x.shape[-1] != weight.shape[1]:
         raise ConfigError(
             f"decoupled_linear expects inputs with {weight.shape[1]} features, got shape {tuple(x.shape)}"
@@ -489,4 +534,3 @@ def channel_lipschitz(
     elif weighted == "tanh-product":
         per_channel = per_channel * torch.tanh(w_norm / rho)
     return per_channel
-

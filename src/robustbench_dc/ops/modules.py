@@ -80,7 +80,9 @@ class _DecoupledMixin:
         if self.config.relative_rho:
             if self.training:
                 batch_mean = patch_norm.detach().mean()
-                if self.rho_momentum is None:  # counted only here: a Python counter that changes makes torch.compile recompile
+                if (
+                    self.rho_momentum is None
+                ):  # counted only here: a Python counter that changes makes torch.compile recompile
                     self.rho_batches_tracked += 1
                     weight = 1 / self.rho_batches_tracked
                 else:
@@ -104,13 +106,17 @@ class _DecoupledMixin:
 
     def _operator_kwargs(self) -> dict:
         c = self.config
-        return dict(magnitude=c.magnitude, angular=c.angular, alpha=c.alpha, beta=c.beta, k=c.k, eps=c.eps, weighted=c.weighted)
+        return dict(
+            magnitude=c.magnitude, angular=c.angular, alpha=c.alpha, beta=c.beta, k=c.k, eps=c.eps, weighted=c.weighted
+        )
 
     def _operator_repr(self) -> str:
         c = self.config
         defaults = OperatorConfig(magnitude=c.magnitude)
         parts = [f"magnitude={c.magnitude}"]
-        parts += [f"{key}={val}" for key, val in c.to_dict().items() if key != "magnitude" and getattr(defaults, key) != val]
+        parts += [
+            f"{key}={val}" for key, val in c.to_dict().items() if key != "magnitude" and getattr(defaults, key) != val
+        ]
         return ", ".join(parts)
 
 
@@ -156,19 +162,38 @@ class DecoupledConv2d(_DecoupledMixin, nn.Conv2d):
         if padding_mode != "zeros":
             raise ConfigError(f"DecoupledConv2d supports padding_mode='zeros' only, got {padding_mode!r}")
         config = OperatorConfig(
-            magnitude=magnitude, angular=angular, alpha=alpha, beta=beta, rho=rho, k=k, eps=eps,
-            weighted=weighted, learnable_rho=learnable_rho, relative_rho=relative_rho, rho_momentum=rho_momentum,
-        )  # fmt: skip
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode, device, dtype)
+            magnitude=magnitude,
+            angular=angular,
+            alpha=alpha,
+            beta=beta,
+            rho=rho,
+            k=k,
+            eps=eps,
+            weighted=weighted,
+            learnable_rho=learnable_rho,
+            relative_rho=relative_rho,
+            rho_momentum=rho_momentum,
+        )
+        super().__init__(
+            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode, device, dtype
+        )
         self._init_operator(config, out_channels, device, dtype)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.ndim != 4 or x.shape[1] != self.in_channels:
-            raise ConfigError(f"{type(self).__name__} expects input (N, {self.in_channels}, H, W), got {tuple(x.shape)}")
+            raise ConfigError(
+                f"{type(self).__name__} expects input (N, {self.in_channels}, H, W), got {tuple(x.shape)}"
+            )
         return DF.decoupled_conv2d(
-            x, self.weight, self.bias, rho=self.radius, stride=self.stride, padding=self.padding,
-            dilation=self.dilation, **self._operator_kwargs(),
-        )  # fmt: skip
+            x,
+            self.weight,
+            self.bias,
+            rho=self.radius,
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            **self._operator_kwargs(),
+        )
 
     def extra_repr(self) -> str:
         return super().extra_repr() + ", " + self._operator_repr()
@@ -198,9 +223,18 @@ class DecoupledLinear(_DecoupledMixin, nn.Linear):
         rho_momentum: float = 0.1,
     ) -> None:
         config = OperatorConfig(
-            magnitude=magnitude, angular=angular, alpha=alpha, beta=beta, rho=rho, k=k, eps=eps,
-            weighted=weighted, learnable_rho=learnable_rho, relative_rho=relative_rho, rho_momentum=rho_momentum,
-        )  # fmt: skip
+            magnitude=magnitude,
+            angular=angular,
+            alpha=alpha,
+            beta=beta,
+            rho=rho,
+            k=k,
+            eps=eps,
+            weighted=weighted,
+            learnable_rho=learnable_rho,
+            relative_rho=relative_rho,
+            rho_momentum=rho_momentum,
+        )
         super().__init__(in_features, out_features, bias, device, dtype)
         self._init_operator(config, out_features, device, dtype)
 
@@ -219,9 +253,16 @@ def layer_lipschitz(layer: DecoupledConv2d | DecoupledLinear) -> Tensor:
     c = layer.config
     w_norm = layer.weight.detach().flatten(1).norm(dim=1)
     return DF.channel_lipschitz(
-        magnitude=c.magnitude, angular=c.angular, alpha=c.alpha, beta=float(c.beta or 0.0), rho=layer.eval_radius(),
-        k=c.k, eps=c.eps, w_norm=w_norm, weighted=c.weighted,
-    )  # fmt: skip
+        magnitude=c.magnitude,
+        angular=c.angular,
+        alpha=c.alpha,
+        beta=float(c.beta or 0.0),
+        rho=layer.eval_radius(),
+        k=c.k,
+        eps=c.eps,
+        w_norm=w_norm,
+        weighted=c.weighted,
+    )
 
 
 def patch_overlap(layer: nn.Conv2d) -> int:

@@ -23,5 +23,10 @@ def paper_tables() -> pd.DataFrame:
 
 
 def paper_value(paper: pd.DataFrame, table: int, training: str, attack: str, method: str) -> float | None:
-    rows = paper[(paper["table"].astype(str) == str(table)) & (paper["training"] == training) & (paper["attack"] == attack) & (paper["method"] == method)]
+    rows = paper[
+        (paper["table"].astype(str) == str(table))
+        & (paper["training"] == training)
+        & (paper["attack"] == attack)
+        & (paper["method"] == method)
+    ]
     return float(rows["value"].iloc[0]) if len(rows) else None

@@ -16,8 +16,15 @@ def report_dir(study: Study, workspace: str | Path | None = None) -> Path:
     return reports_dir(workspace_dir(workspace), study.name if study.report == "paper" else f"study-{study.name}")
 
 
-def write_study_report(study: Study, *, workspace: str | Path | None = None, out_dir: str | Path | None = None, command: str = "",
-                       times: dict[str, float] | None = None, fmt: str = "markdown") -> tuple[Path, str]:  # fmt: skip
+def write_study_report(
+    study: Study,
+    *,
+    workspace: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    command: str = "",
+    times: dict[str, float] | None = None,
+    fmt: str = "markdown",
+) -> tuple[Path, str]:
     """The study's report from the store (the paper-tables template for ``report = "paper"``, the study's own
     otherwise); returns its path and, for the paper tables, Tables 7 and 8 as plain text ("" otherwise)."""
     out = Path(out_dir) if out_dir is not None else report_dir(study, workspace)
@@ -25,7 +32,20 @@ def write_study_report(study: Study, *, workspace: str | Path | None = None, out
     if study.report != "paper":
         return build_study_report(study, workspace=workspace, out_dir=out, command=command, times=times, fmt=fmt), ""
     arch, width = study.models[0].arch, float(study.training.get("width", 1.0))
-    path = build_report(workspace=workspace, dataset=study.dataset, out_dir=out, eps=study.table_eps, arch=arch, width=width, n=study.n,
-                        command=command, title=f"Robustness report: preset {study.name} ({study.dataset})",
-                        preset_note=" ".join(study.description.split()), stage_times=times, fmt=fmt)  # fmt: skip
-    return path, summary_tables(workspace=workspace, dataset=study.dataset, eps=study.table_eps, arch=arch, width=width, n=study.n)
+    path = build_report(
+        workspace=workspace,
+        dataset=study.dataset,
+        out_dir=out,
+        eps=study.table_eps,
+        arch=arch,
+        width=width,
+        n=study.n,
+        command=command,
+        title=f"Robustness report: preset {study.name} ({study.dataset})",
+        preset_note=" ".join(study.description.split()),
+        stage_times=times,
+        fmt=fmt,
+    )
+    return path, summary_tables(
+        workspace=workspace, dataset=study.dataset, eps=study.table_eps, arch=arch, width=width, n=study.n
+    )

@@ -17,7 +17,11 @@ from robustbench_dc.results.query import Aggregate
 from robustbench_dc.stats import mcnemar_exact, paired_difference_interval, paired_t_p, t_interval
 
 #: the checks that catch partial masking; without them a PASS elsewhere says less
-STRONG_CHECKS = ("DLR loss does not beat cross-entropy", "gradient beats random directions", "smoothed gradients do not beat true gradients")
+STRONG_CHECKS = (
+    "DLR loss does not beat cross-entropy",
+    "gradient beats random directions",
+    "smoothed gradients do not beat true gradients",
+)
 
 #: (model, training, threat, attack) -> the aggregate the report shows in its tables, or None
 CellLookup = Callable[[str, str, str, str], Aggregate | None]
@@ -55,8 +59,13 @@ def compare(a: Aggregate, b: Aggregate) -> Comparison | None:
         only_a = sum(1 for x, y in zip(pa, pb) if x == "1" and y == "0")
         only_b = sum(1 for x, y in zip(pa, pb) if x == "0" and y == "1")
         low, high = paired_difference_interval(only_a, only_b, len(pa))
-        return Comparison(100 * (only_a - only_b) / len(pa), 100 * low, 100 * high, mcnemar_exact(only_a, only_b),
-                          f"exact McNemar p = {mcnemar_exact(only_a, only_b):.2g}; right only under the first: {only_a} images, only under the second: {only_b}")  # fmt: skip
+        return Comparison(
+            100 * (only_a - only_b) / len(pa),
+            100 * low,
+            100 * high,
+            mcnemar_exact(only_a, only_b),
+            f"exact McNemar p = {mcnemar_exact(only_a, only_b):.2g}; right only under the first: {only_a} images, only under the second: {only_b}",
+        )
     seeds_a = {e.seed: 100 * e.metrics["accuracy"] for e in a.entries}
     seeds_b = {e.seed: 100 * e.metrics["accuracy"] for e in b.entries}
     if set(seeds_a) != set(seeds_b) or len(seeds_a) < 2:
@@ -64,7 +73,9 @@ def compare(a: Aggregate, b: Aggregate) -> Comparison | None:
     diffs = [seeds_a[s] - seeds_b[s] for s in sorted(seeds_a, key=lambda s: -1 if s is None else s)]
     low, high = t_interval(diffs)
     p = paired_t_p(diffs)
-    return Comparison(sum(diffs) / len(diffs), low, high, p, f"paired over {len(diffs)} training seeds, t-test p = {p:.2g}")
+    return Comparison(
+        sum(diffs) / len(diffs), low, high, p, f"paired over {len(diffs)} training seeds, t-test p = {p:.2g}"
+    )
 
 
 def significant(c: Comparison, level: float = 0.05) -> bool:
@@ -76,23 +87,33 @@ def significant(c: Comparison, level: float = 0.05) -> bool:
 
 def _evidence(a: Aggregate, b: Aggregate, names: tuple[str, str], c: Comparison) -> str:
     spread = lambda x: f" ±{x.std:.1f} sd over {x.seeds} seeds" if x.seeds > 1 else ""  # noqa: E731
-    return (f"{names[0]} {a.mean:.1f}%{spread(a)} vs {names[1]} {b.mean:.1f}%{spread(b)}: "
-            f"{c.diff:+.1f} points [95% CI {c.low:+.1f}, {c.high:+.1f}]; {c.detail}")  # fmt: skip
+    return (
+        f"{names[0]} {a.mean:.1f}%{spread(a)} vs {names[1]} {b.mean:.1f}%{spread(b)}: "
+        f"{c.diff:+.1f} points [95% CI {c.low:+.1f}, {c.high:+.1f}]; {c.detail}"
+    )
 
 
-def difference_claim(text: str, a: Aggregate | None, b: Aggregate | None, min_gap: float, names: tuple[str, str], models=()) -> Claim:
+def difference_claim(
+    text: str, a: Aggregate | None, b: Aggregate | None, min_gap: float, names: tuple[str, str], models=()
+) -> Claim:
     """``a`` exceeds ``b`` by at least ``min_gap`` points, and the paired difference is significant (5%)."""
     c = compare(a, b) if a is not None and b is not None else None
     if a is None or b is None or c is None:
-        return Claim(text, "not measured", "" if a is None or b is None else "not measured on the same images and seeds", models)
+        return Claim(
+            text, "not measured", "" if a is None or b is None else "not measured on the same images and seeds", models
+        )
     ok = c.diff >= min_gap and significant(c)
     return Claim(text, "reproduced" if ok else "not reproduced", _evidence(a, b, names, c), models)
 
 
-def _close_claim(text: str, a: Aggregate | None, b: Aggregate | None, tolerance: float, names: tuple[str, str], premise: Claim) -> Claim:
+def _close_claim(
+    text: str, a: Aggregate | None, b: Aggregate | None, tolerance: float, names: tuple[str, str], premise: Claim
+) -> Claim:
     """An advantage shown by ``premise`` is gone: the paired difference's interval lies within ``tolerance``."""
     if premise.verdict != "reproduced":
-        return Claim(text, "not applicable", f"its premise ({premise.text[:1].lower() + premise.text[1:]}) is {premise.verdict}")
+        return Claim(
+            text, "not applicable", f"its premise ({premise.text[:1].lower() + premise.text[1:]}) is {premise.verdict}"
+        )
     c = compare(a, b) if a is not None and b is not None else None
     if a is None or b is None or c is None:
         return Claim(text, "not measured", "")
@@ -110,24 +131,67 @@ def claims(cell: CellLookup) -> list[Claim]:
     base = lambda tr, th, at: cell("baseline", tr, th, at)  # noqa: E731
     for m in ("sphereconv", "ballconv", "tanhconv"):
         d = display(m)
-        fgsm = difference_claim(f"Naturally trained {d} resists white-box FGSM far better than the baseline (>= 10 points)",
-                           cell(m, "natural", "white-box", "fgsm"), base("natural", "white-box", "fgsm"), 10, (d, "Baseline"), ((m, "natural"),))  # fmt: skip
+        fgsm = difference_claim(
+            f"Naturally trained {d} resists white-box FGSM far better than the baseline (>= 10 points)",
+            cell(m, "natural", "white-box", "fgsm"),
+            base("natural", "white-box", "fgsm"),
+            10,
+            (d, "Baseline"),
+            ((m, "natural"),),
+        )
         out.append(fgsm)
-        out.append(_close_claim(f"Under white-box BIM the natural {d}'s advantage disappears (within 5 points)",
-                                cell(m, "natural", "white-box", "bim"), base("natural", "white-box", "bim"), 5, (d, "Baseline"), fgsm))  # fmt: skip
-    helps = difference_claim("FGSM adversarial training helps the baseline against white-box FGSM (>= 10 points)",
-                        base("fgsm", "white-box", "fgsm"), base("natural", "white-box", "fgsm"), 10, ("adversarial", "natural"), (("baseline", "fgsm"),))  # fmt: skip
+        out.append(
+            _close_claim(
+                f"Under white-box BIM the natural {d}'s advantage disappears (within 5 points)",
+                cell(m, "natural", "white-box", "bim"),
+                base("natural", "white-box", "bim"),
+                5,
+                (d, "Baseline"),
+                fgsm,
+            )
+        )
+    helps = difference_claim(
+        "FGSM adversarial training helps the baseline against white-box FGSM (>= 10 points)",
+        base("fgsm", "white-box", "fgsm"),
+        base("natural", "white-box", "fgsm"),
+        10,
+        ("adversarial", "natural"),
+        (("baseline", "fgsm"),),
+    )
     out.append(helps)
-    out.append(_close_claim("... but not against white-box BIM (within 5 points)",
-                            base("fgsm", "white-box", "bim"), base("natural", "white-box", "bim"), 5, ("adversarial", "natural"), helps))  # fmt: skip
+    out.append(
+        _close_claim(
+            "... but not against white-box BIM (within 5 points)",
+            base("fgsm", "white-box", "bim"),
+            base("natural", "white-box", "bim"),
+            5,
+            ("adversarial", "natural"),
+            helps,
+        )
+    )
     for m in ("sphereconv", "ballconv", "tanhconv"):
         d = display(m)
-        out.append(difference_claim(f"Adversarially trained {d} resists white-box BIM better than the adversarially trained baseline (>= 5 points)",
-                               cell(m, "fgsm", "white-box", "bim"), base("fgsm", "white-box", "bim"), 5, (d, "Baseline"), ((m, "fgsm"),)))  # fmt: skip
+        out.append(
+            difference_claim(
+                f"Adversarially trained {d} resists white-box BIM better than the adversarially trained baseline (>= 5 points)",
+                cell(m, "fgsm", "white-box", "bim"),
+                base("fgsm", "white-box", "bim"),
+                5,
+                (d, "Baseline"),
+                ((m, "fgsm"),),
+            )
+        )
     for m in PAPER_COLUMNS:
         d = display(m)
-        out.append(difference_claim(f"For natural {d}, black-box (transfer) FGSM is weaker than white-box FGSM (>= 5 points)",
-                               cell(m, "natural", "black-box", "fgsm"), cell(m, "natural", "white-box", "fgsm"), 5, ("black-box", "white-box")))  # fmt: skip
+        out.append(
+            difference_claim(
+                f"For natural {d}, black-box (transfer) FGSM is weaker than white-box FGSM (>= 5 points)",
+                cell(m, "natural", "black-box", "fgsm"),
+                cell(m, "natural", "white-box", "fgsm"),
+                5,
+                ("black-box", "white-box"),
+            )
+        )
     return out
 
 
@@ -144,9 +208,11 @@ def masking_notes(cell: CellLookup, models: list[str]) -> list[str]:
                 continue
             fgsm_gain, bim_gain = f.mean - bf.mean, b.mean - bb.mean
             if fgsm_gain >= 10 and bim_gain < fgsm_gain / 2:
-                notes.append(f"{display(m)} ({training}): +{fgsm_gain:.1f} points over the baseline under white-box FGSM "
-                             f"but {bim_gain:+.1f} under BIM. An advantage that an iterative attack removes suggests gradient "
-                             f"masking, not robustness.")  # fmt: skip
+                notes.append(
+                    f"{display(m)} ({training}): +{fgsm_gain:.1f} points over the baseline under white-box FGSM "
+                    f"but {bim_gain:+.1f} under BIM. An advantage that an iterative attack removes suggests gradient "
+                    f"masking, not robustness."
+                )
     return notes
 
 
@@ -156,15 +222,31 @@ def surviving_claims(cl: list[Claim], diags: dict[tuple[str, str, int], list]) -
     for c in cl:
         if c.verdict != "reproduced" or not c.models:
             continue
-        warns = [f"{display(m)} ({tr}): {d.name}" for (m, tr, _), v in diags.items() if (m, tr) in c.models for d in v if d.status == "warn"]
+        warns = [
+            f"{display(m)} ({tr}): {d.name}"
+            for (m, tr, _), v in diags.items()
+            if (m, tr) in c.models
+            for d in v
+            if d.status == "warn"
+        ]
         measured = any((m, tr) in c.models and any(d.status != "n/a" for d in v) for (m, tr, _), v in diags.items())
         if not measured:
             lines.append(f"{c.text}: reproduced, but not checked (no diagnostics for the model)")
         elif warns:
             lines.append(f"{c.text}: reproduced, but does NOT survive the diagnostics ({'; '.join(warns)})")
-        elif any((m, tr) in c.models and d.name in STRONG_CHECKS and d.status == "n/a" for (m, tr, _), v in diags.items() for d in v):
-            lines.append(f"{c.text}: reproduced; the diagnostics that ran found no sign of gross masking, but the strong checks "
-                         f"({', '.join(STRONG_CHECKS)}) did not run")  # fmt: skip
+        elif any(
+            (m, tr) in c.models and d.name in STRONG_CHECKS and d.status == "n/a"
+            for (m, tr, _), v in diags.items()
+            for d in v
+        ):
+            lines.append(
+                f"{c.text}: reproduced; the diagnostics that ran found no sign of gross masking, but the strong checks "
+                f"({', '.join(STRONG_CHECKS)}) did not run"
+            )
         else:
-            lines.append(f"{c.text}: reproduced; no sign of gross masking found by any of the diagnostics, strong checks included")
-    return lines or ["No robustness claim of the paper was reproduced, so there is none to check against the diagnostics."]
+            lines.append(
+                f"{c.text}: reproduced; no sign of gross masking found by any of the diagnostics, strong checks included"
+            )
+    return lines or [
+        "No robustness claim of the paper was reproduced, so there is none to check against the diagnostics."
+    ]

@@ -11,25 +11,47 @@ from robustbench_dc.paper import PAPER_TRAINING, display
 from robustbench_dc.results.query import Aggregate
 
 
-def plot_accuracy(cell: Callable[[str, str, str, str, float | None], Aggregate | None], models: list[str], eps_values: list[float], path: Path,
-                  trainings: dict[str, str] = PAPER_TRAINING, attacks: tuple[str, ...] = ("fgsm", "bim"), label: Callable[[str], str] = display) -> None:  # fmt: skip
+def plot_accuracy(
+    cell: Callable[[str, str, str, str, float | None], Aggregate | None],
+    models: list[str],
+    eps_values: list[float],
+    path: Path,
+    trainings: dict[str, str] = PAPER_TRAINING,
+    attacks: tuple[str, ...] = ("fgsm", "bim"),
+    label: Callable[[str], str] = display,
+) -> None:
     """White-box accuracy against eps, a panel per (training, attack); ``trainings`` maps regimes to titles."""
     plt = pyplot()
-    fig, axes = plt.subplots(len(trainings), len(attacks), figsize=(5 * len(attacks), 4 * len(trainings)), sharex=True, sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        len(trainings),
+        len(attacks),
+        figsize=(5 * len(attacks), 4 * len(trainings)),
+        sharex=True,
+        sharey=True,
+        squeeze=False,
+    )
     markers = "osD^vP*X"
     colours = OKABE_ITO
     for i, training in enumerate(trainings):
         for j, attack in enumerate(attacks):
             ax = axes[i][j]
             for mi, m in enumerate(models):
-                found = [(0.0, cell(m, training, "white-box", "none", None))] + [(e * 255, cell(m, training, "white-box", attack, e)) for e in eps_values]
+                found = [(0.0, cell(m, training, "white-box", "none", None))] + [
+                    (e * 255, cell(m, training, "white-box", attack, e)) for e in eps_values
+                ]
                 pts = [(x, c) for x, c in found if c is not None]
                 if len(pts) < 2:
                     continue
-                ax.errorbar([x for x, _ in pts], [c.mean for _, c in pts],
-                            yerr=[[max(0.0, c.mean - c.low) for _, c in pts], [max(0.0, c.high - c.mean) for _, c in pts]],
-                            marker=markers[mi % len(markers)], linestyle=("-", "--", ":", "-.")[mi % 4], color=colours[mi % len(colours)],
-                            capsize=3, label=label(m))  # fmt: skip
+                ax.errorbar(
+                    [x for x, _ in pts],
+                    [c.mean for _, c in pts],
+                    yerr=[[max(0.0, c.mean - c.low) for _, c in pts], [max(0.0, c.high - c.mean) for _, c in pts]],
+                    marker=markers[mi % len(markers)],
+                    linestyle=("-", "--", ":", "-.")[mi % 4],
+                    color=colours[mi % len(colours)],
+                    capsize=3,
+                    label=label(m),
+                )
             ax.set_title(f"{trainings[training]} training, white-box {attack.upper()}")
             ax.grid(alpha=0.3)
             if i == len(trainings) - 1:
@@ -55,9 +77,18 @@ def plot_lipschitz(points: list[tuple[str, str, float, Aggregate]], path: Path, 
     for label, training, local, acc in points:
         mi, ti = models.index(label), trainings.index(training)
         colour = OKABE_ITO[mi % len(OKABE_ITO)]
-        ax.errorbar([local], [acc.mean], yerr=[[max(0.0, acc.mean - acc.low)], [max(0.0, acc.high - acc.mean)]], marker=markers[mi % len(markers)],
-                    markersize=8, color=colour, markerfacecolor=colour if ti == 0 else "white", capsize=3, linestyle="none",
-                    label=f"{label}, {training}")  # fmt: skip
+        ax.errorbar(
+            [local],
+            [acc.mean],
+            yerr=[[max(0.0, acc.mean - acc.low)], [max(0.0, acc.high - acc.mean)]],
+            marker=markers[mi % len(markers)],
+            markersize=8,
+            color=colour,
+            markerfacecolor=colour if ti == 0 else "white",
+            capsize=3,
+            linestyle="none",
+            label=f"{label}, {training}",
+        )
     ax.set_xscale("log")
     ax.set_xlabel("empirical local Lipschitz constant (L-inf -> L1, log scale; lower is smoother)")
     ax.set_ylabel(f"accuracy % under {accuracy_label} (95% CI)")

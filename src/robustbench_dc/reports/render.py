@@ -36,7 +36,10 @@ def render_markdown(blocks: Sequence[Block]) -> str:
         elif kind == "table":
             headers, rows = payload
             rows = [[_md_cell(v) for v in row] for row in rows]
-            lines += [tabulate(rows, headers=[_md_cell(h) for h in headers], tablefmt="github", disable_numparse=True), ""]
+            lines += [
+                tabulate(rows, headers=[_md_cell(h) for h in headers], tablefmt="github", disable_numparse=True),
+                "",
+            ]
         elif kind == "img":
             src, alt = payload
             lines += [f"![{alt}]({src})", ""]
@@ -46,8 +49,16 @@ def render_markdown(blocks: Sequence[Block]) -> str:
 
 
 #: cell classes by their text: a status or verdict keeps its word and gets a colour (Okabe-Ito, colour-blind safe)
-_CELL_CLASS = {"PASS": "good", "WARN": "bad", "N/A": "none", "reproduced": "good", "not reproduced": "bad", "inconclusive": "mid",
-               "not applicable": "none", "not measured": "none"}  # fmt: skip
+_CELL_CLASS = {
+    "PASS": "good",
+    "WARN": "bad",
+    "N/A": "none",
+    "reproduced": "good",
+    "not reproduced": "bad",
+    "inconclusive": "mid",
+    "not applicable": "none",
+    "not measured": "none",
+}
 _NUMBER = re.compile(r"^[-+]?\d[\d.,]*(e[-+]?\d+)?( ±[\d.]+ sd over \d+ seeds)?( \[[-+\d., ]+\])?%?$")
 
 
@@ -83,19 +94,25 @@ def render_html(blocks: Sequence[Block], out: Path) -> str:
             headers, rows = payload
             head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
             body_rows = "".join("<tr>" + "".join(_td(v) for v in row) + "</tr>" for row in rows)
-            body.append(f"<div class='wide'><table><thead><tr>{head}</tr></thead><tbody>{body_rows}</tbody></table></div>")
+            body.append(
+                f"<div class='wide'><table><thead><tr>{head}</tr></thead><tbody>{body_rows}</tbody></table></div>"
+            )
         elif kind == "img":
             src, alt = payload
             data = base64.b64encode((out / src).read_bytes()).decode()
             body.append(f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">')
         elif kind == "code":
             body.append(f"<pre>{html.escape(payload)}</pre>")
-    page = "".join(body).replace("<nav id='toc'></nav>", f"<nav id='toc'><strong>Contents</strong><ol>{''.join(toc)}</ol></nav>", 1)
-    style = ("body{font-family:sans-serif;max-width:1200px;margin:auto;padding:0 1em}table{border-collapse:collapse;font-size:13px}"
-             "td,th{border:1px solid #ccc;padding:3px 6px;vertical-align:top}th{background:#f3f3f3;position:sticky;top:0}"
-             "td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}.wide{overflow-x:auto}"
-             "td.good{background:#cde9df}td.bad{background:#f6dfb3}td.mid{background:#e3ddef}td.none{color:#777}"
-             "img{max-width:100%}nav#toc{background:#fafafa;border:1px solid #ddd;padding:.5em 1em;margin:1em 0}pre{background:#f6f6f6;padding:.5em}")  # fmt: skip
+    page = "".join(body).replace(
+        "<nav id='toc'></nav>", f"<nav id='toc'><strong>Contents</strong><ol>{''.join(toc)}</ol></nav>", 1
+    )
+    style = (
+        "body{font-family:sans-serif;max-width:1200px;margin:auto;padding:0 1em}table{border-collapse:collapse;font-size:13px}"
+        "td,th{border:1px solid #ccc;padding:3px 6px;vertical-align:top}th{background:#f3f3f3;position:sticky;top:0}"
+        "td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}.wide{overflow-x:auto}"
+        "td.good{background:#cde9df}td.bad{background:#f6dfb3}td.mid{background:#e3ddef}td.none{color:#777}"
+        "img{max-width:100%}nav#toc{background:#fafafa;border:1px solid #ddd;padding:.5em 1em;margin:1em 0}pre{background:#f6f6f6;padding:.5em}"
+    )
     return f"<!doctype html><html><head><meta charset='utf-8'><title>robustbench-dc report</title><style>{style}</style></head><body>{page}</body></html>\n"
 
 

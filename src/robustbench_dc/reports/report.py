@@ -46,10 +46,14 @@ class _Tables:
 def _table_subset(results: Results, n: int | None) -> tuple[int, list[int]]:
     sizes = results.where(role="table", kind="accuracy").subsets()
     if not sizes:
-        raise UserError("no table cells (role 'table') in the store for this selection: run dc-robust eval or reproduce first")
+        raise UserError(
+            "no table cells (role 'table') in the store for this selection: run dc-robust eval or reproduce first"
+        )
     if n is None:
         if len(sizes) > 1:
-            raise AmbiguousResults(f"table cells were evaluated on subsets of {', '.join(map(str, sizes))} images; choose one with --n")
+            raise AmbiguousResults(
+                f"table cells were evaluated on subsets of {', '.join(map(str, sizes))} images; choose one with --n"
+            )
         n = sizes[0]
     elif n not in sizes:
         raise UserError(f"no table cells on {n} images; subsets in the store: {', '.join(map(str, sizes))}")
@@ -68,7 +72,11 @@ def table7_8(cell: _Tables, threat: str, paper: pd.DataFrame, table: int) -> tup
             for m in models:
                 c = cell(m, ours_training, threat, attack)
                 p = paper_value(paper, table, paper_training, attack, m) if m in PAPER_COLUMNS else None
-                row += [c.text() if c else "-", f"{p:.2f}" if p is not None else "-", f"{c.mean - p:+.2f}" if c and p is not None else "-"]
+                row += [
+                    c.text() if c else "-",
+                    f"{p:.2f}" if p is not None else "-",
+                    f"{c.mean - p:+.2f}" if c and p is not None else "-",
+                ]
             rows.append(row)
     return headers, rows
 
@@ -78,10 +86,20 @@ def _difference(cell: _Tables, model: str, training: str, attack: str):
     return compare(a, b) if a is not None and b is not None else None
 
 
-def lipschitz_table(groups: list[tuple[str, str, Results]], show: Callable[[str], str] = str) -> tuple[list[str], list[list[str]], list[tuple[str, str, float]]]:
+def lipschitz_table(
+    groups: list[tuple[str, str, Results]], show: Callable[[str], str] = str
+) -> tuple[list[str], list[list[str]], list[tuple[str, str, float]]]:
     """The Lipschitz table of (name, training, that model's cells) groups (a row names its model ``show(name)``),
     and (name, training, mean local L) for the plot."""
-    headers = ["model", "training", "seeds", "local L (mean)", "margin grad L1 (mean)", "global bound log10 (L-inf->L1)", "note"]
+    headers = [
+        "model",
+        "training",
+        "seeds",
+        "local L (mean)",
+        "margin grad L1 (mean)",
+        "global bound log10 (L-inf->L1)",
+        "note",
+    ]
     rows, points = [], []
     for name, training, results in groups:
         sel = results.where(role="table", kind="lipschitz")
@@ -91,7 +109,9 @@ def lipschitz_table(groups: list[tuple[str, str, Results]], show: Callable[[str]
         for attack in ("local", "gradient-norm", "global"):
             groups_ = sel.where(attack=attack).groups()
             if len(groups_) > 1:
-                raise AmbiguousResults(f"Lipschitz {attack} of {name} {training}: cells differ in more than the training seed; narrow the report")
+                raise AmbiguousResults(
+                    f"Lipschitz {attack} of {name} {training}: cells differ in more than the training seed; narrow the report"
+                )
             values[attack] = [e.metrics for e in groups_[0]] if groups_ else []
         local = [v["mean"] for v in values["local"]]
         grad = [v["mean"] for v in values["gradient-norm"]]
@@ -104,28 +124,61 @@ def lipschitz_table(groups: list[tuple[str, str, Results]], show: Callable[[str]
             note = f"no bound for {glob[0]['unsupported']}"
         seeds = max(len(local), len(grad), len(glob))
         mean = lambda xs: sum(xs) / len(xs) if xs else float("nan")  # noqa: E731
-        rows.append([show(name), training, str(seeds), f"{mean(local):.3g}" if local else "-", f"{mean(grad):.3g}" if grad else "-",
-                     "n/a" if math.isnan(bound) else f"{bound:.2f}", note])  # fmt: skip
+        rows.append(
+            [
+                show(name),
+                training,
+                str(seeds),
+                f"{mean(local):.3g}" if local else "-",
+                f"{mean(grad):.3g}" if grad else "-",
+                "n/a" if math.isnan(bound) else f"{bound:.2f}",
+                note,
+            ]
+        )
         if local:
             points.append((name, training, mean(local)))
     return headers, rows, points
 
 
-def lipschitz_section(groups: list[tuple[str, str, Results]], png: Path, accuracy: Callable[[str, str], Aggregate | None], accuracy_label: str,
-                      show: Callable[[str], str] = str) -> list[Block]:  # fmt: skip
+def lipschitz_section(
+    groups: list[tuple[str, str, Results]],
+    png: Path,
+    accuracy: Callable[[str, str], Aggregate | None],
+    accuracy_label: str,
+    show: Callable[[str], str] = str,
+) -> list[Block]:
     """The section on Lipschitz estimates, where any of ``groups`` has them: the table, what each column is, and
     the local constant plotted into ``png`` against ``accuracy(name, training)`` (an iterative white-box attack's)."""
     headers, rows, points = lipschitz_table(groups, show)
     if not rows:
         return []
-    smoothness = [(show(name), PAPER_TRAINING.get(tr, tr), local, acc) for name, tr, local in points for acc in [accuracy(name, tr)] if acc is not None]
-    blocks: list[Block] = [("h2", "Lipschitz estimates"), ("table", (headers, rows)),
-                           ("p", "Local: empirical local Lipschitz constant (Yang et al. 2020), PGD-maximised, a lower bound. Margin "
-                                 "gradient: L1 norm of the input gradient of the logit margin. Global: an estimate of the layer-wise product upper bound, log10 (power iteration approaches each layer's norm from below, so the product is an estimate of an upper bound, not a certificate).")]  # fmt: skip
+    smoothness = [
+        (show(name), PAPER_TRAINING.get(tr, tr), local, acc)
+        for name, tr, local in points
+        for acc in [accuracy(name, tr)]
+        if acc is not None
+    ]
+    blocks: list[Block] = [
+        ("h2", "Lipschitz estimates"),
+        ("table", (headers, rows)),
+        (
+            "p",
+            "Local: empirical local Lipschitz constant (Yang et al. 2020), PGD-maximised, a lower bound. Margin "
+            "gradient: L1 norm of the input gradient of the logit margin. Global: an estimate of the layer-wise product upper bound, log10 (power iteration approaches each layer's norm from below, so the product is an estimate of an upper bound, not a certificate).",
+        ),
+    ]
     if smoothness:
         plot_lipschitz(smoothness, png, accuracy_label)
-        blocks.append(("img", (png.name, f"Empirical local Lipschitz constant against {accuracy_label} accuracy, a point per model "
-                                         "and training (the global bounds, loose by orders of magnitude, stay in the table)")))  # fmt: skip
+        blocks.append(
+            (
+                "img",
+                (
+                    png.name,
+                    f"Empirical local Lipschitz constant against {accuracy_label} accuracy, a point per model "
+                    "and training (the global bounds, loose by orders of magnitude, stay in the table)",
+                ),
+            )
+        )
     return blocks
 
 
@@ -163,43 +216,84 @@ def eps_matched_blocks(cell: _Tables, paper: pd.DataFrame) -> list[Block]:
                     p = paper_value(paper, table, paper_training, attack, m)
                     row += [c.text() if c else "-", f"{p:.2f}" if p is not None else "-"]
                 rows.append(row)
-        wanted, ours = paper_value(paper, 7, "natural", attack, "baseline"), cell("baseline", "natural", "white-box", attack, eps)
+        wanted, ours = (
+            paper_value(paper, 7, "natural", attack, "baseline"),
+            cell("baseline", "natural", "white-box", attack, eps),
+        )
         if abs(ours.mean - wanted) <= MATCH_TOLERANCE:
-            text = (f"{attack.upper()} at eps = {255 * eps:.3g}/255, where our naturally trained baseline's white-box accuracy "
-                    f"({ours.mean:.2f}%) is closest to the paper's {wanted:.2f}% (measured, not interpolated):")  # fmt: skip
+            text = (
+                f"{attack.upper()} at eps = {255 * eps:.3g}/255, where our naturally trained baseline's white-box accuracy "
+                f"({ours.mean:.2f}%) is closest to the paper's {wanted:.2f}% (measured, not interpolated):"
+            )
         else:
-            text = (f"{attack.upper()}: no evaluated eps brings our naturally trained baseline within {MATCH_TOLERANCE:g} points of the "
-                    f"paper's {wanted:.2f}%; the closest, eps = {255 * eps:.3g}/255, gives {ours.mean:.2f}%. The table is read there "
-                    "but is not a match:")  # fmt: skip
+            text = (
+                f"{attack.upper()}: no evaluated eps brings our naturally trained baseline within {MATCH_TOLERANCE:g} points of the "
+                f"paper's {wanted:.2f}%; the closest, eps = {255 * eps:.3g}/255, gives {ours.mean:.2f}%. The table is read there "
+                "but is not a match:"
+            )
         blocks += [("p", text), ("table", (headers, rows))]
     return blocks or [("p", "No cells at an eps matched to the paper's baseline (dc-robust reproduce computes them).")]
 
 
-def label_leaking_blocks(cell: Callable[..., Aggregate | None], models: list[tuple[str, str]], eps: float) -> list[Block]:
+def label_leaking_blocks(
+    cell: Callable[..., Aggregate | None], models: list[tuple[str, str]], eps: float
+) -> list[Block]:
     """White-box FGSM with the true labels against FGSM with the model's predicted labels (Kurakin et al. 2017),
     for each (name, training) of ``models``, read through ``cell(name, training, threat, attack, eps)``."""
     rows, comparisons = [], []
     for name, training in models:
         try:
-            true, pred = cell(name, training, "white-box", "fgsm", eps), cell(name, training, "white-box", "fgsm-pred", eps)
+            true, pred = (
+                cell(name, training, "white-box", "fgsm", eps),
+                cell(name, training, "white-box", "fgsm-pred", eps),
+            )
         except AmbiguousResults:
             continue
         if true is None or pred is None:
             continue
         c = compare(true, pred)
         comparisons.append(c)
-        rows.append([display(name), training, true.text(), pred.text(), "-" if c is None else f"{c.diff:+.1f} [{c.low:+.1f}, {c.high:+.1f}]",
-                     "-" if c is None else c.detail])  # fmt: skip
+        rows.append(
+            [
+                display(name),
+                training,
+                true.text(),
+                pred.text(),
+                "-" if c is None else f"{c.diff:+.1f} [{c.low:+.1f}, {c.high:+.1f}]",
+                "-" if c is None else c.detail,
+            ]
+        )
     if not rows:
         return [("p", "No FGSM cells with predicted labels (attack fgsm-pred) in the store.")]
     leaking = [f"{r[0]} ({r[1]})" for r, c in zip(rows, comparisons) if c is not None and c.low > 0]
-    verdict = (f"Label leaking (more accurate under the true-label attack, significantly): {', '.join(leaking)}." if leaking else
-               "No model is significantly more accurate under the true-label attack than under the predicted-label one: no sign of label leaking.")  # fmt: skip
-    return [("p", f"White-box FGSM at {eps_label(eps)} crafted with the true labels and with the model's own predictions. A model "
-                  "that is more accurate under the true-label attack than under the predicted-label one has learnt from label "
-                  "leaking (its FGSM training examples gave the label away), and its true-label FGSM accuracy overstates its robustness."),
-            ("table", (["model", "training", "FGSM, true labels %", "FGSM, predicted labels %", "difference, points [95% CI]", "test"], rows)),
-            ("p", verdict)]  # fmt: skip
+    verdict = (
+        f"Label leaking (more accurate under the true-label attack, significantly): {', '.join(leaking)}."
+        if leaking
+        else "No model is significantly more accurate under the true-label attack than under the predicted-label one: no sign of label leaking."
+    )
+    return [
+        (
+            "p",
+            f"White-box FGSM at {eps_label(eps)} crafted with the true labels and with the model's own predictions. A model "
+            "that is more accurate under the true-label attack than under the predicted-label one has learnt from label "
+            "leaking (its FGSM training examples gave the label away), and its true-label FGSM accuracy overstates its robustness.",
+        ),
+        (
+            "table",
+            (
+                [
+                    "model",
+                    "training",
+                    "FGSM, true labels %",
+                    "FGSM, predicted labels %",
+                    "difference, points [95% CI]",
+                    "test",
+                ],
+                rows,
+            ),
+        ),
+        ("p", verdict),
+    ]
 
 
 def _diagnostics(results: Results, eps: float) -> dict[tuple[str, str, int], list]:
@@ -218,11 +312,25 @@ def _diagnostics(results: Results, eps: float) -> dict[tuple[str, str, int], lis
 def diagnostics_blocks(diags: dict[tuple[str, str, int], list]) -> list[Block]:
     measured = {k: v for k, v in diags.items() if any(d.status != "n/a" for d in v)}
     if not measured:
-        return [("p", "No diagnostics in the store for these models: run dc-robust eval --diagnostics or dc-robust reproduce.")]
+        return [
+            (
+                "p",
+                "No diagnostics in the store for these models: run dc-robust eval --diagnostics or dc-robust reproduce.",
+            )
+        ]
     names = [d.name for d in next(iter(measured.values()))]
     rows = [[display(m), tr, seed] + [d.status.upper() for d in v] for (m, tr, seed), v in measured.items()]
-    details = [f"{display(m)} ({tr}, seed {seed}), {d.name}: {d.status.upper()}: {d.summary}" for (m, tr, seed), v in measured.items() for d in v if d.status != "n/a"]
-    return [("table", (["model", "training", "seed", *names], rows)), ("p", "The numbers behind each verdict:"), ("list", details)]
+    details = [
+        f"{display(m)} ({tr}, seed {seed}), {d.name}: {d.status.upper()}: {d.summary}"
+        for (m, tr, seed), v in measured.items()
+        for d in v
+        if d.status != "n/a"
+    ]
+    return [
+        ("table", (["model", "training", "seed", *names], rows)),
+        ("p", "The numbers behind each verdict:"),
+        ("list", details),
+    ]
 
 
 def transfer_blocks(results: Results, eps: float, name: Callable[[str], str] | None = None) -> list[Block]:
@@ -236,21 +344,35 @@ def transfer_blocks(results: Results, eps: float, name: Callable[[str], str] | N
     title = name or (lambda f: describe(functions[f]))
     order = list(dict.fromkeys(e.key.source for e in black if e.key.source in functions))
     sizes = sorted({e.key.subset.n for e in sel.entries})
-    blocks: list[Block] = [("p", f"Role 'transfer-matrix' cells on {', '.join(map(str, sizes))} test images; these cells never enter Tables 7 and 8.")]
+    blocks: list[Block] = [
+        (
+            "p",
+            f"Role 'transfer-matrix' cells on {', '.join(map(str, sizes))} test images; these cells never enter Tables 7 and 8.",
+        )
+    ]
     for attack in ("fgsm", "bim"):
         rows = []
         for src in order:
             row = [title(src)]
             for tgt in order:
                 if src == tgt:
-                    hit = [e for e in sel.entries if e.key.function == tgt and e.key.threat == "white-box" and e.key.attack == attack]
+                    hit = [
+                        e
+                        for e in sel.entries
+                        if e.key.function == tgt and e.key.threat == "white-box" and e.key.attack == attack
+                    ]
                 else:
                     hit = [e for e in black if e.key.function == tgt and e.key.source == src and e.key.attack == attack]
                 row.append(f"{100 * hit[0].metrics['accuracy']:.1f}" if len(hit) == 1 else "-")
             rows.append(row)
         headers = [f"{attack.upper()} source \\ target"] + [title(t) for t in order]
-        blocks += [("p", f"{attack.upper()} at {eps_label(eps)}: accuracy % of the target (columns) on examples crafted on the source (rows); the diagonal is white-box."),
-                   ("table", (headers, rows))]  # fmt: skip
+        blocks += [
+            (
+                "p",
+                f"{attack.upper()} at {eps_label(eps)}: accuracy % of the target (columns) on examples crafted on the source (rows); the diagonal is white-box.",
+            ),
+            ("table", (headers, rows)),
+        ]
     return blocks
 
 
@@ -260,13 +382,25 @@ def execution_blocks(models: list[tuple[str, dict[str, Any]]]) -> list[Block]:
     for name, info in models:
         rates = info.get("executed_block_rate")
         if rates:
-            rows.append([name, f"{100 * rates['mean']:.1f}", " ".join(f"{100 * r:.0f}" for r in rates["per_block"]), rates["test_images"]])
+            rows.append(
+                [
+                    name,
+                    f"{100 * rates['mean']:.1f}",
+                    " ".join(f"{100 * r:.0f}" for r in rates["per_block"]),
+                    rates["test_images"],
+                ]
+            )
     if not rows:
         return []
-    return [("h2", "Executed blocks (ConvNet-AIG gates)"),
-            ("p", "Percentage of clean test images for which the evaluated network (hard gates) executes each residual block, in order; "
-                  "a gate that is always off makes its block dead weight, one always on makes it a plain ResNet block."),
-            ("table", (["model", "mean %", "per block %", "test images"], rows))]  # fmt: skip
+    return [
+        ("h2", "Executed blocks (ConvNet-AIG gates)"),
+        (
+            "p",
+            "Percentage of clean test images for which the evaluated network (hard gates) executes each residual block, in order; "
+            "a gate that is always off makes its block dead weight, one always on makes it a plain ResNet block.",
+        ),
+        ("table", (["model", "mean %", "per block %", "test images"], rows)),
+    ]
 
 
 def all_cells_blocks(results: Results) -> list[Block]:
@@ -279,42 +413,92 @@ def all_cells_blocks(results: Results) -> list[Block]:
         if agg is None:
             continue
         k, m = group[0].key, group[0].model
-        source = "" if group[0].source is None else ("protocol" if group[0].protocol_source else describe(group[0].source))
+        source = (
+            "" if group[0].source is None else ("protocol" if group[0].protocol_source else describe(group[0].source))
+        )
         name = f"{m.get('name')} ({m.get('arch')}, width {m.get('width')})" if m.get("kind") == "zoo" else describe(m)
-        rows.append((name, m.get("training", "external"), k.threat, k.attack, "-" if k.attack == "none" else eps_label(k.eps, k.attack),
-                     source, k.subset.n, agg.seeds, agg.text(), k.eps))  # fmt: skip
+        rows.append(
+            (
+                name,
+                m.get("training", "external"),
+                k.threat,
+                k.attack,
+                "-" if k.attack == "none" else eps_label(k.eps, k.attack),
+                source,
+                k.subset.n,
+                agg.seeds,
+                agg.text(),
+                k.eps,
+            )
+        )
     rows.sort(key=lambda r: (r[0], r[1], r[2] != "none", r[2], r[3], r[6], r[9]))
-    return [("table", (["model", "training", "threat", "attack", "eps", "source", "images", "seeds", "accuracy % [95% CI]"], [list(map(str, r[:9])) for r in rows]))]
+    return [
+        (
+            "table",
+            (
+                ["model", "training", "threat", "attack", "eps", "source", "images", "seeds", "accuracy % [95% CI]"],
+                [list(map(str, r[:9])) for r in rows],
+            ),
+        )
+    ]
 
 
-def _provenance(results: Results, n: int, other_n: list[int], command: str, preset_note: str, stage_times: dict[str, float] | None) -> list[Block]:
+def _provenance(
+    results: Results, n: int, other_n: list[int], command: str, preset_note: str, stage_times: dict[str, float] | None
+) -> list[Block]:
     table = results.where(role="table")
     sources = sorted({str(e.model.get("data_source")) for e in results.entries if e.model.get("data_source")})
-    params = sorted({f"{e.key.attack} @ {eps_label(e.key.eps, e.key.attack)}: {e.key.params}" for e in table.entries if e.key.kind == "accuracy" and e.key.attack != "none"})
+    params = sorted(
+        {
+            f"{e.key.attack} @ {eps_label(e.key.eps, e.key.attack)}: {e.key.params}"
+            for e in table.entries
+            if e.key.kind == "accuracy" and e.key.attack != "none"
+        }
+    )
     backends = sorted({f"{e.key.backend} {e.key.backend_version}" for e in results.entries if e.key.backend})
     precisions = sorted({e.key.precision for e in results.entries})
     envs = sorted({json.dumps(e.cell.provenance.get("environment", {}), sort_keys=True) for e in results.entries})
     env_text = []
     for env in map(json.loads, envs):
         if env:
-            env_text.append(f"robustbench-dc {env.get('robustbench_dc')}, torch {env.get('torch')} ({env.get('torch_build', '?')}), "
-                            f"Python {env.get('python')}; {env.get('machine')}")  # fmt: skip
+            env_text.append(
+                f"robustbench-dc {env.get('robustbench_dc')}, torch {env.get('torch')} ({env.get('torch_build', '?')}), "
+                f"Python {env.get('python')}; {env.get('machine')}"
+            )
     devices = sorted({str(e.cell.provenance.get("device", "?")) for e in results.entries})
     times: dict[str, float] = {}
     models: dict[str, dict[str, Any]] = {}
     for e in results.entries:
         times[e.key.function] = times.get(e.key.function, 0.0) + e.cell.seconds
         models[e.key.function] = e.model
-    train_rows = [[describe(m), m.get("arch", "-"), m.get("width", "-"), m.get("epochs", "-"), m.get("train_images", "-"),
-                   str(m.get("weights_sha256", ""))[:12], f[:12], f"{times[f]:.1f}"] for f, m in models.items()]  # fmt: skip
+    train_rows = [
+        [
+            describe(m),
+            m.get("arch", "-"),
+            m.get("width", "-"),
+            m.get("epochs", "-"),
+            m.get("train_images", "-"),
+            str(m.get("weights_sha256", ""))[:12],
+            f[:12],
+            f"{times[f]:.1f}",
+        ]
+        for f, m in models.items()
+    ]
     items = [
         f"Data: {'; '.join(sources) or 'unknown'}",
         f"Tables 7 and 8: {n} test images per cell (the same seeded subset for every model)"
-        + (f"; cells on {', '.join(map(str, other_n))} images are in the store but not in these tables" if other_n else ""),
+        + (
+            f"; cells on {', '.join(map(str, other_n))} images are in the store but not in these tables"
+            if other_n
+            else ""
+        ),
         f"Attack backend: {', '.join(backends) or 'none'}; precision: {', '.join(precisions)}; device: {', '.join(devices)}; "
         + threat_model(e.key.attack for e in table.entries if e.key.kind == "accuracy"),
         f"Black-box source (Table 8): the protocol source only, {PROTOCOL_SOURCE} ("
-        + (", ".join(sorted({describe(e.source) for e in table.entries if e.source and e.protocol_source})) or "none in the store")
+        + (
+            ", ".join(sorted({describe(e.source) for e in table.entries if e.source and e.protocol_source}))
+            or "none in the store"
+        )
         + "); transfer examples are crafted on it once and fed to every target",
         "'Adversarial' rows: regime fgsm, each batch half clean and half FGSM at 8/255 crafted with the true labels, equal "
         "weights (protocol section 3); it can leak labels, see 'Label leaking'",
@@ -330,7 +514,22 @@ def _provenance(results: Results, n: int, other_n: list[int], command: str, pres
         ("list", items),
         ("p", "Attack parameters:"),
         ("list", params),
-        ("table", (["model", "arch", "width", "epochs", "train images", "weights sha256", "function id", "evaluation s (all cells)"], train_rows)),
+        (
+            "table",
+            (
+                [
+                    "model",
+                    "arch",
+                    "width",
+                    "epochs",
+                    "train images",
+                    "weights sha256",
+                    "function id",
+                    "evaluation s (all cells)",
+                ],
+                train_rows,
+            ),
+        ),
         ("p", "Regenerate this report with:"),
         ("code", command),
     ]
@@ -343,10 +542,20 @@ def export_frame(results: Results) -> pd.DataFrame:
         k = e.key.to_dict()
         subset = k.pop("subset")
         metrics = {m: v for m, v in e.metrics.items() if m != "per_example"}
-        rows.append({**k, "subset_n": subset["n"], "subset_of": subset["of"], "subset_seed": subset["seed"],
-                     "model": describe(e.model), "source_model": describe(e.source) if e.source else "",
-                     "protocol_source": e.protocol_source, **{f"model.{a}": e.model.get(a) for a in ("name", "arch", "width", "training", "seed", "epochs")},
-                     **{m: json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v for m, v in metrics.items()}, "seconds": e.cell.seconds})  # fmt: skip
+        rows.append(
+            {
+                **k,
+                "subset_n": subset["n"],
+                "subset_of": subset["of"],
+                "subset_seed": subset["seed"],
+                "model": describe(e.model),
+                "source_model": describe(e.source) if e.source else "",
+                "protocol_source": e.protocol_source,
+                **{f"model.{a}": e.model.get(a) for a in ("name", "arch", "width", "training", "seed", "epochs")},
+                **{m: json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v for m, v in metrics.items()},
+                "seconds": e.cell.seconds,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -358,31 +567,46 @@ def write_exports(out: Path, results: Results) -> None:
     atomic_write_bytes(out / "results.csv", export.to_csv(index=False).encode())
     atomic_write_bytes(out / "results.json", export.to_json(orient="records", indent=1).encode())
     has = [i for i, e in enumerate(results.entries) if e.metrics.get("per_example")]
-    outcomes = export.iloc[has][[c for c in export.columns if not c.startswith("model.") and c not in ("seconds",)]].copy()
+    outcomes = export.iloc[has][
+        [c for c in export.columns if not c.startswith("model.") and c not in ("seconds",)]
+    ].copy()
     outcomes["per_example"] = [results.entries[i].metrics["per_example"] for i in has]
     atomic_write_bytes(out / "outcomes.csv.gz", gzip.compress(outcomes.to_csv(index=False).encode(), mtime=0))
 
 
-def _select(workspace: str | Path | None, dataset: str, eps: float, arch: str | None, width: float | None,
-            n: int | None) -> tuple[Results, _Tables, list[int]]:
+def _select(
+    workspace: str | Path | None, dataset: str, eps: float, arch: str | None, width: float | None, n: int | None
+) -> tuple[Results, _Tables, list[int]]:
     """The report's cells: all of this dataset's (narrowed by arch and width), its table cells on one subset, and
     the other subset sizes left out of the tables."""
     results = Results.load(workspace, dataset).where(arch=arch, width=width)
     if not len(results):
-        raise UserError(f"no results for dataset {dataset!r}{'' if arch is None else f' arch {arch}'}{'' if width is None else f' width {width:g}'}")
+        raise UserError(
+            f"no results for dataset {dataset!r}{'' if arch is None else f' arch {arch}'}{'' if width is None else f' width {width:g}'}"
+        )
     n, other_n = _table_subset(results, n)
     return results, _Tables(results.where(role="table"), eps, n), other_n
 
 
-def summary_tables(*, workspace: str | Path | None, dataset: str, eps: float = 8 / 255, arch: str | None = None,
-                   width: float | None = None, n: int | None = None) -> str:
+def summary_tables(
+    *,
+    workspace: str | Path | None,
+    dataset: str,
+    eps: float = 8 / 255,
+    arch: str | None = None,
+    width: float | None = None,
+    n: int | None = None,
+) -> str:
     """Tables 7 and 8 as plain text (what ``reproduce`` prints when it is done)."""
     _, cell, _ = _select(workspace, dataset, eps, arch, width, n)
     paper = paper_tables()
     parts = []
     for table, threat in ((7, "white-box"), (8, "black-box")):
         headers, rows = table7_8(cell, threat, paper, table)
-        parts.append(f"Table {table}: {threat} at {eps_label(eps)}, accuracy % [95% CI] (ours, paper, diff)\n" + render_text(headers, rows))
+        parts.append(
+            f"Table {table}: {threat} at {eps_label(eps)}, accuracy % [95% CI] (ours, paper, diff)\n"
+            + render_text(headers, rows)
+        )
     return "\n\n".join(parts)
 
 
@@ -409,62 +633,119 @@ def build_report(
     models = cell.models()
     out = output_dir(Path(out_dir))
     paper = paper_tables()
-    plot_accuracy(lambda m, tr, th, at, e: cell(m, tr, th, at, e), models, cell.results.where(n=n).eps_values(), out / "accuracy_vs_eps.png")
+    plot_accuracy(
+        lambda m, tr, th, at, e: cell(m, tr, th, at, e),
+        models,
+        cell.results.where(n=n).eps_values(),
+        out / "accuracy_vs_eps.png",
+    )
     write_exports(out, results)
 
     blocks: list[Block] = [("h1", title or f"Robustness report: {dataset}")]
-    blocks.append(("p", "Our numbers against the paper's Tables 7 and 8 (Liu et al., CVPR 2018). The paper does not state the "
-                        f"network, epsilon or attack steps behind these tables; ours follow this suite's protocol ({PROTOCOL_DOC}, "
-                        f"section 2) at eps = {eps_label(eps)}, so differences are expected and are not errors of either side. "
-                        "Each of our cells is accuracy % with its 95% interval (Wilson for one training seed; over several seeds, "
-                        "mean ± sd with a t-interval over the seeds); 'diff' is ours minus the paper's."))  # fmt: skip
+    blocks.append(
+        (
+            "p",
+            "Our numbers against the paper's Tables 7 and 8 (Liu et al., CVPR 2018). The paper does not state the "
+            f"network, epsilon or attack steps behind these tables; ours follow this suite's protocol ({PROTOCOL_DOC}, "
+            f"section 2) at eps = {eps_label(eps)}, so differences are expected and are not errors of either side. "
+            "Each of our cells is accuracy % with its 95% interval (Wilson for one training seed; over several seeds, "
+            "mean ± sd with a t-interval over the seeds); 'diff' is ours minus the paper's.",
+        )
+    )
     for table, threat in ((7, "white-box"), (8, "black-box")):
         blocks.append(("h2", f"Table {table}: {threat} attacks"))
         if threat == "black-box":
             blocks.append(("p", f"Transfer from the protocol source only: {PROTOCOL_SOURCE}."))
         blocks.append(("table", table7_8(cell, threat, paper, table)))
     blocks.append(("h2", "Tables 7 and 8 at the eps matched to the paper's baseline (a sensitivity analysis)"))
-    blocks.append(("p", "The paper gives no eps. Here each attack's eps is chosen so that our naturally trained baseline's white-box "
-                        "accuracy comes closest to the paper's; the other models are read at that same eps. FGSM and BIM are matched "
-                        "apart, so their two eps need not be one setting of the paper's: read this as a sensitivity analysis of the "
-                        "tables to eps, not as the paper's setting recovered. If the paper's DCNet advantage came from its eps, it would "
-                        "show here."))  # fmt: skip
+    blocks.append(
+        (
+            "p",
+            "The paper gives no eps. Here each attack's eps is chosen so that our naturally trained baseline's white-box "
+            "accuracy comes closest to the paper's; the other models are read at that same eps. FGSM and BIM are matched "
+            "apart, so their two eps need not be one setting of the paper's: read this as a sensitivity analysis of the "
+            "tables to eps, not as the paper's setting recovered. If the paper's DCNet advantage came from its eps, it would "
+            "show here.",
+        )
+    )
     blocks += eps_matched_blocks(cell, paper)
     groups = [(m, tr, cell.results.where(model=m, training=tr)) for m, tr in cell.results.models()]
-    blocks += lipschitz_section(groups, out / "lipschitz.png", lambda m, tr: cell(m, tr, "white-box", "bim"),
-                                f"white-box BIM at {eps_label(eps)}", show=display)  # fmt: skip
+    blocks += lipschitz_section(
+        groups,
+        out / "lipschitz.png",
+        lambda m, tr: cell(m, tr, "white-box", "bim"),
+        f"white-box BIM at {eps_label(eps)}",
+        show=display,
+    )
     blocks.append(("h2", "Accuracy against epsilon"))
-    blocks.append(("img", ("accuracy_vs_eps.png", "White-box accuracy against epsilon, natural and adversarial training")))
+    blocks.append(
+        ("img", ("accuracy_vs_eps.png", "White-box accuracy against epsilon, natural and adversarial training"))
+    )
     blocks.append(("h2", "The paper's claims, judged from our numbers"))
-    blocks.append(("p", f"Paired statistics ({PROTOCOL_DOC}, section 4): every model is attacked on the same images, so 'A beats B' "
-                        "is an exact McNemar test on the images where the two disagree (one training seed), or a paired t-interval "
-                        "over training seeds (several); a claim is reproduced when the difference reaches the stated gap and that test "
-                        "rejects equality at 5% (the interval beside it is descriptive). A claim that an advantage disappears applies only where the advantage was shown, and "
-                        "holds when the difference's interval lies within the tolerance."))  # fmt: skip
+    blocks.append(
+        (
+            "p",
+            f"Paired statistics ({PROTOCOL_DOC}, section 4): every model is attacked on the same images, so 'A beats B' "
+            "is an exact McNemar test on the images where the two disagree (one training seed), or a paired t-interval "
+            "over training seeds (several); a claim is reproduced when the difference reaches the stated gap and that test "
+            "rejects equality at 5% (the interval beside it is descriptive). A claim that an advantage disappears applies only where the advantage was shown, and "
+            "holds when the difference's interval lies within the tolerance.",
+        )
+    )
     cl = claims(cell)
     blocks.append(("table", (["claim", "verdict", "our numbers"], [[c.text, c.verdict, c.evidence] for c in cl])))
-    rows = [(f"{display(m)} - Baseline, {PAPER_TRAINING[tr]}, {at.upper()}", d.diff, d.low, d.high) for tr in PAPER_TRAINING for at in ("fgsm", "bim")
-            for m in models if m != "baseline" for d in [_difference(cell, m, tr, at)] if d is not None]  # fmt: skip
+    rows = [
+        (f"{display(m)} - Baseline, {PAPER_TRAINING[tr]}, {at.upper()}", d.diff, d.low, d.high)
+        for tr in PAPER_TRAINING
+        for at in ("fgsm", "bim")
+        for m in models
+        if m != "baseline"
+        for d in [_difference(cell, m, tr, at)]
+        if d is not None
+    ]
     if rows:
-        plot_differences(rows, out / "differences.png", f"White-box accuracy minus the baseline's at {eps_label(eps)} (paired)")
-        blocks.append(("img", ("differences.png", "Each model's white-box accuracy minus the baseline's, with the paired 95% interval (blue: above zero, vermilion: below, grey: includes zero)")))
+        plot_differences(
+            rows, out / "differences.png", f"White-box accuracy minus the baseline's at {eps_label(eps)} (paired)"
+        )
+        blocks.append(
+            (
+                "img",
+                (
+                    "differences.png",
+                    "Each model's white-box accuracy minus the baseline's, with the paired 95% interval (blue: above zero, vermilion: below, grey: includes zero)",
+                ),
+            )
+        )
     blocks.append(("p", "Gradient masking check (FGSM gain that BIM removes):"))
-    blocks.append(("list", masking_notes(cell, models) or ["No model shows a white-box FGSM advantage of 10 points or more that BIM halves."]))
+    blocks.append(
+        (
+            "list",
+            masking_notes(cell, models)
+            or ["No model shows a white-box FGSM advantage of 10 points or more that BIM halves."],
+        )
+    )
     blocks.append(("h2", "Label leaking"))
     blocks += label_leaking_blocks(cell, cell.results.models(), eps)
     diags = _diagnostics(results, eps)
     blocks.append(("h2", "Gradient-masking diagnostics"))
-    blocks.append(("p", "Per model, at eps = " + eps_label(eps) + f" ({PROTOCOL_DOC}, section 5; Carlini et al. 2019; Athalye et al. 2018): "
-                        "1. iterative attacks at least as strong as FGSM; 2. white-box at least as strong as black-box (transfer and "
-                        "Square); 3. accuracy falls with eps and is near zero (<= 5%) at eps 0.5; 4. PGD-20 has converged (PGD-40 and "
-                        "3 restarts change accuracy by at most the tolerance: 2 points or 3 images, whichever is larger); 5. BPDA "
-                        "surrogate gradients do not beat the true gradients; 6. gradient health (<= 1% "
-                        "zero or non-finite input gradients, <= 90% saturated patches in any bounded layer); 7. the scale-free DLR loss "
-                        "(APGD-DLR) does not beat cross-entropy (APGD-CE) by more than the tolerance; 8. the signed-gradient step raises the "
-                        "loss more than the best of 8 random sign steps on at least 90% of images; 9. PGD through gradients averaged over "
-                        "a small neighbourhood of the input does not beat PGD-20. Checks 1, 2, 5 and 9 are paired, image by image, at "
-                        "every eps both attacks ran at, and warn for an exact McNemar p below 0.05 with an effect of at least 1 point "
-                        "(the eps is named)."))  # fmt: skip
+    blocks.append(
+        (
+            "p",
+            "Per model, at eps = "
+            + eps_label(eps)
+            + f" ({PROTOCOL_DOC}, section 5; Carlini et al. 2019; Athalye et al. 2018): "
+            "1. iterative attacks at least as strong as FGSM; 2. white-box at least as strong as black-box (transfer and "
+            "Square); 3. accuracy falls with eps and is near zero (<= 5%) at eps 0.5; 4. PGD-20 has converged (PGD-40 and "
+            "3 restarts change accuracy by at most the tolerance: 2 points or 3 images, whichever is larger); 5. BPDA "
+            "surrogate gradients do not beat the true gradients; 6. gradient health (<= 1% "
+            "zero or non-finite input gradients, <= 90% saturated patches in any bounded layer); 7. the scale-free DLR loss "
+            "(APGD-DLR) does not beat cross-entropy (APGD-CE) by more than the tolerance; 8. the signed-gradient step raises the "
+            "loss more than the best of 8 random sign steps on at least 90% of images; 9. PGD through gradients averaged over "
+            "a small neighbourhood of the input does not beat PGD-20. Checks 1, 2, 5 and 9 are paired, image by image, at "
+            "every eps both attacks ran at, and warn for an exact McNemar p below 0.05 with an effect of at least 1 point "
+            "(the eps is named).",
+        )
+    )
     blocks += diagnostics_blocks(diags)
     blocks.append(("h2", "Which of the paper's robustness claims survive the diagnostics"))
     blocks.append(("list", surviving_claims(cl, diags)))
@@ -472,11 +753,21 @@ def build_report(
     blocks += transfer_blocks(results.where(training="natural"), eps)
     blocks += execution_blocks(list({describe(e.model): e.model for e in results.entries}.items()))
     blocks.append(("h2", "Every measured cell"))
-    blocks.append(("p", "All table cells of this selection, each row one set of cells that differ only in the training seed (any model, attack and "
-                        "subset, including those Tables 7 and 8 have no place for)."))  # fmt: skip
+    blocks.append(
+        (
+            "p",
+            "All table cells of this selection, each row one set of cells that differ only in the training seed (any model, attack and "
+            "subset, including those Tables 7 and 8 have no place for).",
+        )
+    )
     blocks += all_cells_blocks(results)
     blocks += _provenance(results, n, other_n, command, preset_note, stage_times)
-    blocks.append(("p", "Machine-readable: results.csv, results.json (one row per result cell, per seed, with its full identity); "
-                        "outcomes.csv.gz holds each accuracy cell's per-image outcomes, from which every paired test here can be re-derived."))
+    blocks.append(
+        (
+            "p",
+            "Machine-readable: results.csv, results.json (one row per result cell, per seed, with its full identity); "
+            "outcomes.csv.gz holds each accuracy cell's per-image outcomes, from which every paired test here can be re-derived.",
+        )
+    )
 
     return write_report(blocks, out, fmt)

@@ -19,7 +19,14 @@ from robustbench_dc.protocol import PROTOCOL_SOURCE
 from robustbench_dc.reports.claims import STRONG_CHECKS, Claim, compare, difference_claim
 from robustbench_dc.reports.plots import plot_accuracy, plot_differences
 from robustbench_dc.reports.render import Block, write_report
-from robustbench_dc.reports.report import PROTOCOL_DOC, execution_blocks, label_leaking_blocks, lipschitz_section, transfer_blocks, write_exports
+from robustbench_dc.reports.report import (
+    PROTOCOL_DOC,
+    execution_blocks,
+    label_leaking_blocks,
+    lipschitz_section,
+    transfer_blocks,
+    write_exports,
+)
 from robustbench_dc.reports.tables import threat_model
 from robustbench_dc.results.query import Aggregate, Results
 from robustbench_dc.results.store import StudyTarget
@@ -54,12 +61,23 @@ class StudyCells:
     def results(self, label: str, training: str) -> Results:
         return self._by.get((label, training), Results([]))
 
-    def __call__(self, label: str, training: str, threat: str, attack: str, eps: float | None = None) -> Aggregate | None:
+    def __call__(
+        self, label: str, training: str, threat: str, attack: str, eps: float | None = None
+    ) -> Aggregate | None:
         if attack == "none":
             threat, eps = "none", None
-        sel = self.results(label, training).where(role="table", kind="accuracy", threat=threat, attack=attack, eps=eps, n=self.study.n,
-                                                  protocol_source=True if threat == "black-box" else None)  # fmt: skip
-        return sel.single(f"{label} {training} {threat} {attack}" + ("" if eps is None else f" at eps {eps_label(eps)}"))
+        sel = self.results(label, training).where(
+            role="table",
+            kind="accuracy",
+            threat=threat,
+            attack=attack,
+            eps=eps,
+            n=self.study.n,
+            protocol_source=True if threat == "black-box" else None,
+        )
+        return sel.single(
+            f"{label} {training} {threat} {attack}" + ("" if eps is None else f" at eps {eps_label(eps)}")
+        )
 
 
 def measured_targets(study: Study, results: Results) -> tuple[list[_Measured], list[str]]:
@@ -85,17 +103,31 @@ def accuracy_blocks(cells: StudyCells, training: str) -> list[Block]:
     study = cells.study
     labels = [m.label for m in study.models if training in study.regimes_of(m)]
     blocks: list[Block] = []
-    groups = [("L-inf", [a for a in study.attacks if a not in names.L2_ATTACKS], sorted(set(study.eps) | {study.table_eps})),
-              ("L2", [a for a in study.attacks if a in names.L2_ATTACKS], sorted(study.eps_l2))]  # fmt: skip
+    groups = [
+        ("L-inf", [a for a in study.attacks if a not in names.L2_ATTACKS], sorted(set(study.eps) | {study.table_eps})),
+        ("L2", [a for a in study.attacks if a in names.L2_ATTACKS], sorted(study.eps_l2)),
+    ]
     for g, (norm, attacks, eps_values) in enumerate(x for x in groups if x[1]):
         if len(groups[1][1]):
             blocks.append(("p", f"{norm} threat model:"))
         with_clean = g == 0
         if len(labels) <= WIDE_MAX_MODELS:
-            specs = [("white-box", "none", None)] * with_clean + [(threat, a, e) for threat in ("white-box", "black-box") for a in attacks for e in eps_values]
+            specs = [("white-box", "none", None)] * with_clean + [
+                (threat, a, e) for threat in ("white-box", "black-box") for a in attacks for e in eps_values
+            ]
             specs = [r for r in specs if any(cells(label, training, *r) is not None for label in labels)]
-            what = lambda threat, attack, eps: "clean" if attack == "none" else f"{threat} {attack} @ {eps_label(eps, attack)}"  # noqa: E731
-            blocks.append(("table", (["attack", *labels], [[what(*r)] + [_text(cells(label, training, *r)) for label in labels] for r in specs])))
+            what = lambda threat, attack, eps: (
+                "clean" if attack == "none" else f"{threat} {attack} @ {eps_label(eps, attack)}"
+            )  # noqa: E731
+            blocks.append(
+                (
+                    "table",
+                    (
+                        ["attack", *labels],
+                        [[what(*r)] + [_text(cells(label, training, *r)) for label in labels] for r in specs],
+                    ),
+                )
+            )
             continue
         rows = []
         for label in labels:
@@ -104,7 +136,15 @@ def accuracy_blocks(cells: StudyCells, training: str) -> list[Block]:
                 for e in eps_values:
                     values = [cells(label, training, threat, a, e) for a in attacks]
                     if any(v is not None for v in values):
-                        rows.append([label, threat, eps_label(e, attacks[0]), *([clean] if with_clean else []), *map(_text, values)])
+                        rows.append(
+                            [
+                                label,
+                                threat,
+                                eps_label(e, attacks[0]),
+                                *([clean] if with_clean else []),
+                                *map(_text, values),
+                            ]
+                        )
                         clean = ""
         blocks.append(("table", (["model", "threat", "eps", *(["clean"] if with_clean else []), *attacks], rows)))
     return blocks
@@ -116,7 +156,9 @@ def claim_results(cells: StudyCells) -> list[Claim]:
     for c in study.claims:
         eps = c.eps or study.table_eps
         a, b = cells(c.better, c.training, c.threat, c.attack, eps), cells(c.than, c.training, c.threat, c.attack, eps)
-        out.append(difference_claim(c.describe(study.table_eps), a, b, c.by, (c.better, c.than), ((c.better, c.training),)))
+        out.append(
+            difference_claim(c.describe(study.table_eps), a, b, c.by, (c.better, c.than), ((c.better, c.training),))
+        )
     return out
 
 
@@ -128,14 +170,25 @@ def differences(cells: StudyCells) -> list[tuple[str, float, float, float]]:
         a, b = cells(c.better, c.training, c.threat, c.attack, eps), cells(c.than, c.training, c.threat, c.attack, eps)
         d = compare(a, b) if a is not None and b is not None else None
         if d is not None:
-            out.append((f"{c.better} - {c.than}, {c.training}, {c.threat} {c.attack} @ {eps_label(eps, c.attack)}", d.diff, d.low, d.high))
+            out.append(
+                (
+                    f"{c.better} - {c.than}, {c.training}, {c.threat} {c.attack} @ {eps_label(eps, c.attack)}",
+                    d.diff,
+                    d.low,
+                    d.high,
+                )
+            )
     return out
 
 
 def diagnostics_by_model(cells: StudyCells) -> list[tuple[_Measured, list]]:
     out = []
     for m in cells.measured:
-        entries = [e for e in cells.results(m.target.label, m.target.training).entries if e.key.function == m.function_id and e.key.role == "diagnostics"]
+        entries = [
+            e
+            for e in cells.results(m.target.label, m.target.training).entries
+            if e.key.function == m.function_id and e.key.role == "diagnostics"
+        ]
         if entries:
             out.append((m, diagnose(measured_from_cells(entries, cells.study.table_eps))))
     return out
@@ -150,29 +203,61 @@ def diagnostics_blocks(diags: list[tuple[_Measured, list]]) -> list[Block]:
         return [("p", "No diagnostics were run for this study (diagnostics = false).")]
     names = [d.name for d in diags[0][1]]
     rows = [[_name(m)] + [d.status.upper() for d in v] for m, v in diags]
-    details = [f"{_name(m)}, {d.name}: {d.status.upper()}: {d.summary}" for m, v in diags for d in v if d.status != "n/a"]
+    details = [
+        f"{_name(m)}, {d.name}: {d.status.upper()}: {d.summary}" for m, v in diags for d in v if d.status != "n/a"
+    ]
     missing_strong = [_name(m) for m, v in diags if any(d.name in STRONG_CHECKS and d.status == "n/a" for d in v)]
-    blocks: list[Block] = [("table", (["model", *names], rows)), ("p", "The numbers behind each verdict:"), ("list", details)]
+    blocks: list[Block] = [
+        ("table", (["model", *names], rows)),
+        ("p", "The numbers behind each verdict:"),
+        ("list", details),
+    ]
     if missing_strong:
-        blocks.append(("p", f"The strong checks (7, 8) did not run for {', '.join(missing_strong)}: a PASS elsewhere says less for them."))
+        blocks.append(
+            (
+                "p",
+                f"The strong checks (7, 8) did not run for {', '.join(missing_strong)}: a PASS elsewhere says less for them.",
+            )
+        )
     return blocks
 
 
-def _provenance(cells: StudyCells, results: Results, command: str, missing: list[str], times: dict[str, float] | None) -> list[Block]:
+def _provenance(
+    cells: StudyCells, results: Results, command: str, missing: list[str], times: dict[str, float] | None
+) -> list[Block]:
     study = cells.study
     entries = [e for label, training in cells.pairs() for e in cells.results(label, training).entries]
     sources = sorted({str(m.info.get("data_source")) for m in cells.measured if m.info.get("data_source")})
-    params = sorted({f"{e.key.attack} @ {eps_label(e.key.eps, e.key.attack)}: {e.key.params}" for e in entries if e.key.kind == "accuracy" and e.key.attack != "none" and e.key.role == "table"})
+    params = sorted(
+        {
+            f"{e.key.attack} @ {eps_label(e.key.eps, e.key.attack)}: {e.key.params}"
+            for e in entries
+            if e.key.kind == "accuracy" and e.key.attack != "none" and e.key.role == "table"
+        }
+    )
     backends = sorted({f"{e.key.backend} {e.key.backend_version}" for e in entries if e.key.backend})
     devices = sorted({str(e.cell.provenance.get("device", "?")) for e in entries})
     envs = sorted({json.dumps(e.cell.provenance.get("environment", {}), sort_keys=True) for e in entries})
-    env_text = [f"robustbench-dc {v.get('robustbench_dc')}, torch {v.get('torch')} ({v.get('torch_build', '?')}), Python {v.get('python')}; {v.get('machine')}"
-                for v in map(json.loads, envs) if v]  # fmt: skip
+    env_text = [
+        f"robustbench-dc {v.get('robustbench_dc')}, torch {v.get('torch')} ({v.get('torch_build', '?')}), Python {v.get('python')}; {v.get('machine')}"
+        for v in map(json.loads, envs)
+        if v
+    ]
     rows = []
     for m in cells.measured:
         i = m.info
-        rows.append([_name(m), i.get("arch", "-"), i.get("width", "-"), i.get("epochs", "-"), i.get("train_images", "-"),
-                     f"{100 * i['clean_test_accuracy']:.2f}" if "clean_test_accuracy" in i else "-", str(i.get("weights_sha256", ""))[:12], m.function_id[:12]])  # fmt: skip
+        rows.append(
+            [
+                _name(m),
+                i.get("arch", "-"),
+                i.get("width", "-"),
+                i.get("epochs", "-"),
+                i.get("train_images", "-"),
+                f"{100 * i['clean_test_accuracy']:.2f}" if "clean_test_accuracy" in i else "-",
+                str(i.get("weights_sha256", ""))[:12],
+                m.function_id[:12],
+            ]
+        )
     items = [
         f"Study: {study.name} ({study.path}); dataset {study.dataset}; training seeds {', '.join(map(str, study.seeds))}; "
         f"{'all' if study.n is None else study.n} test images per cell (the same seeded subset for every model)",
@@ -187,15 +272,36 @@ def _provenance(cells: StudyCells, results: Results, command: str, missing: list
     if times:
         items.append("Wall time of this run: " + ", ".join(f"{k} {v:.0f}s" for k, v in times.items()))
     if missing:
-        items.append(f"Not evaluated yet (or not trained), so not in this report: {', '.join(missing)} (cells evaluated by a release "
-                     f"before 2026-12 are found once `dc-robust study {study.path or study.name} --report-only` has recorded which model is which)")
-    return [("h2", "Provenance"), ("list", items), ("p", "Attack parameters:"), ("list", params),
-            ("table", (["model", "arch", "width", "epochs", "train images", "clean % (card)", "weights sha256", "function id"], rows)),
-            ("p", "Regenerate this report with:"), ("code", command)]  # fmt: skip
+        items.append(
+            f"Not evaluated yet (or not trained), so not in this report: {', '.join(missing)} (cells evaluated by a release "
+            f"before 2026-12 are found once `dc-robust study {study.path or study.name} --report-only` has recorded which model is which)"
+        )
+    return [
+        ("h2", "Provenance"),
+        ("list", items),
+        ("p", "Attack parameters:"),
+        ("list", params),
+        (
+            "table",
+            (
+                ["model", "arch", "width", "epochs", "train images", "clean % (card)", "weights sha256", "function id"],
+                rows,
+            ),
+        ),
+        ("p", "Regenerate this report with:"),
+        ("code", command),
+    ]
 
 
-def build_study_report(study: Study, *, workspace: str | Path | None, out_dir: str | Path, command: str = "",
-                       times: dict[str, float] | None = None, fmt: str = "markdown") -> Path:  # fmt: skip
+def build_study_report(
+    study: Study,
+    *,
+    workspace: str | Path | None,
+    out_dir: str | Path,
+    command: str = "",
+    times: dict[str, float] | None = None,
+    fmt: str = "markdown",
+) -> Path:
     """Write the study's report (REPORT.md or report.html), its figure and results.csv/json into ``out_dir``."""
     results = Results.load(workspace, study.dataset)
     measured, missing = measured_targets(study, results)
@@ -203,26 +309,46 @@ def build_study_report(study: Study, *, workspace: str | Path | None, out_dir: s
     out = output_dir(Path(out_dir))
     regimes = list(dict.fromkeys(t for m in study.models for t in study.regimes_of(m)))
     labels = [m.label for m in study.models]
-    plot_accuracy(cells, labels, sorted(set(study.eps) | {study.table_eps}), out / "accuracy_vs_eps.png", trainings={r: r for r in regimes},
-                  attacks=tuple(a for a in study.attacks if a not in ("square", "autoattack")) or study.attacks, label=str)  # fmt: skip
+    plot_accuracy(
+        cells,
+        labels,
+        sorted(set(study.eps) | {study.table_eps}),
+        out / "accuracy_vs_eps.png",
+        trainings={r: r for r in regimes},
+        attacks=tuple(a for a in study.attacks if a not in ("square", "autoattack")) or study.attacks,
+        label=str,
+    )
     own = Results(e for pair in cells.pairs() for e in cells.results(*pair).entries)
     write_exports(out, own)
 
     blocks: list[Block] = [("h1", f"Study {study.name}: {study.dataset}")]
     if study.description:
         blocks.append(("p", study.description))
-    blocks.append(("p", "Accuracy % with its 95% interval (Wilson for one training seed; over several, mean ± sd with a t-interval over the "
-                        f"seeds). Attacks follow {PROTOCOL_DOC}, section 2, and run in fp32; every model is attacked on the same images."))  # fmt: skip
+    blocks.append(
+        (
+            "p",
+            "Accuracy % with its 95% interval (Wilson for one training seed; over several, mean ± sd with a t-interval over the "
+            f"seeds). Attacks follow {PROTOCOL_DOC}, section 2, and run in fp32; every model is attacked on the same images.",
+        )
+    )
     for training in regimes:
         blocks.append(("h2", f"Accuracy: {training} training"))
         blocks += accuracy_blocks(cells, training)
     blocks.append(("img", ("accuracy_vs_eps.png", "White-box accuracy against eps per training regime and attack")))
     blocks += execution_blocks([(_name(m), m.info) for m in measured])
-    pairs = [(m.label, t) for t in regimes for m in study.models if t in study.regimes_of(m) and cells.results(m.label, t).entries]
+    pairs = [
+        (m.label, t)
+        for t in regimes
+        for m in study.models
+        if t in study.regimes_of(m) and cells.results(m.label, t).entries
+    ]
     iterative = next((a for a in ("bim", "pgd") if a in study.attacks), None)
-    lipschitz = lipschitz_section([(label, t, cells.results(label, t)) for label, t in pairs], out / "lipschitz.png",
-                                  lambda label, t: None if iterative is None else cells(label, t, "white-box", iterative, study.table_eps),
-                                  f"white-box {(iterative or '').upper()} at {eps_label(study.table_eps)}")  # fmt: skip
+    lipschitz = lipschitz_section(
+        [(label, t, cells.results(label, t)) for label, t in pairs],
+        out / "lipschitz.png",
+        lambda label, t: None if iterative is None else cells(label, t, "white-box", iterative, study.table_eps),
+        f"white-box {(iterative or '').upper()} at {eps_label(study.table_eps)}",
+    )
     blocks += lipschitz
     if {"fgsm", "fgsm-pred"} <= set(study.attacks):
         blocks.append(("h2", "Label leaking"))
@@ -233,18 +359,48 @@ def build_study_report(study: Study, *, workspace: str | Path | None, out_dir: s
         blocks += transfer_blocks(own, study.table_eps, name=lambda f: names_of.get(f, f[:12]))
     if study.claims:
         blocks.append(("h2", "Claims"))
-        blocks.append(("p", "A claim holds ('reproduced') when the paired difference reaches the stated gap and its 95% interval excludes "
-                            f"zero: exact McNemar on per-image outcomes for one seed, a paired t-interval over seeds for several ({PROTOCOL_DOC}, section 4)."))  # fmt: skip
-        blocks.append(("table", (["claim", "verdict", "our numbers"], [[c.text, c.verdict, c.evidence] for c in claim_results(cells)])))
+        blocks.append(
+            (
+                "p",
+                "A claim holds ('reproduced') when the paired difference reaches the stated gap and its 95% interval excludes "
+                f"zero: exact McNemar on per-image outcomes for one seed, a paired t-interval over seeds for several ({PROTOCOL_DOC}, section 4).",
+            )
+        )
+        blocks.append(
+            (
+                "table",
+                (["claim", "verdict", "our numbers"], [[c.text, c.verdict, c.evidence] for c in claim_results(cells)]),
+            )
+        )
         rows = differences(cells)
         if rows:
-            plot_differences(rows, out / "differences.png", "Paired differences behind the claims (first model minus second)")
-            blocks.append(("img", ("differences.png", "Paired difference and 95% interval of each claim (blue: above zero, vermilion: below, grey: includes zero)")))
+            plot_differences(
+                rows, out / "differences.png", "Paired differences behind the claims (first model minus second)"
+            )
+            blocks.append(
+                (
+                    "img",
+                    (
+                        "differences.png",
+                        "Paired difference and 95% interval of each claim (blue: above zero, vermilion: below, grey: includes zero)",
+                    ),
+                )
+            )
     blocks.append(("h2", "Gradient-masking diagnostics"))
-    blocks.append(("p", f"At eps {eps_label(study.table_eps)} ({PROTOCOL_DOC}, section 5). Check 5 attacks hard decisions (gates, region "
-                        "masks) through their soft relaxation as well: its numbers give PGD-20 with the true gradients (which stop at "
-                        "hard decisions) and with the relaxed surrogate. A verdict that survives only without the relaxation is masking."))  # fmt: skip
+    blocks.append(
+        (
+            "p",
+            f"At eps {eps_label(study.table_eps)} ({PROTOCOL_DOC}, section 5). Check 5 attacks hard decisions (gates, region "
+            "masks) through their soft relaxation as well: its numbers give PGD-20 with the true gradients (which stop at "
+            "hard decisions) and with the relaxed surrogate. A verdict that survives only without the relaxation is masking.",
+        )
+    )
     blocks += diagnostics_blocks(diagnostics_by_model(cells))
     blocks += _provenance(cells, results, command or f"dc-robust study {study.path}", missing, times)
-    blocks.append(("p", "Machine-readable: results.csv, results.json (one row per result cell of these models, with its full identity)."))
+    blocks.append(
+        (
+            "p",
+            "Machine-readable: results.csv, results.json (one row per result cell of these models, with its full identity).",
+        )
+    )
     return write_report(blocks, out, fmt)

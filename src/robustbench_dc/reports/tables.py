@@ -28,8 +28,17 @@ def accuracy_table(frame: pd.DataFrame) -> str:
     rows = []
     for _, r in acc.iterrows():
         source = r.get("source") if isinstance(r.get("source"), str) else ""
-        rows.append([r["threat"], r["attack"], eps_label(r["eps"], r["attack"]) if r["attack"] != "none" else "-", pct_ci(r), int(r["n"]),
-                     source, f"{r['seconds']:.1f}s" + (" (stored)" if r.get("cached") else "")])  # fmt: skip
+        rows.append(
+            [
+                r["threat"],
+                r["attack"],
+                eps_label(r["eps"], r["attack"]) if r["attack"] != "none" else "-",
+                pct_ci(r),
+                int(r["n"]),
+                source,
+                f"{r['seconds']:.1f}s" + (" (stored)" if r.get("cached") else ""),
+            ]
+        )
     return tabulate(rows, headers=["threat", "attack", "eps", "accuracy % [95% CI]", "images", "source", "time"])
 
 
@@ -38,11 +47,29 @@ def lipschitz_table(frame: pd.DataFrame) -> str:
     rows = []
     for _, r in lip.iterrows():
         if r["attack"] == "local":
-            rows.append(["empirical local (Yang et al. 2020), L-inf -> L1", f"mean {r['mean']:.3g}, max {r['max']:.3g}", f"eps {eps_label(r['eps'])}, PGD {int(r['steps'])} steps, {int(r['n'])} images"])
+            rows.append(
+                [
+                    "empirical local (Yang et al. 2020), L-inf -> L1",
+                    f"mean {r['mean']:.3g}, max {r['max']:.3g}",
+                    f"eps {eps_label(r['eps'])}, PGD {int(r['steps'])} steps, {int(r['n'])} images",
+                ]
+            )
         elif r["attack"] == "gradient-norm":
-            rows.append(["margin gradient L1 norm", f"mean {r['mean']:.3g}, max {r['max']:.3g}", f"{int(r['n'])} images; zero {100 * r['zero_fraction']:.1f}%, non-finite {100 * r['nonfinite_fraction']:.1f}%"])
+            rows.append(
+                [
+                    "margin gradient L1 norm",
+                    f"mean {r['mean']:.3g}, max {r['max']:.3g}",
+                    f"{int(r['n'])} images; zero {100 * r['zero_fraction']:.1f}%, non-finite {100 * r['nonfinite_fraction']:.1f}%",
+                ]
+            )
         elif r["attack"] == "global":
-            rows.append(["global upper-bound estimate, log10", global_bound_text(r), "layer-wise product (L2, power iteration: an estimate, not a certificate), converted to L-inf -> L1"])
+            rows.append(
+                [
+                    "global upper-bound estimate, log10",
+                    global_bound_text(r),
+                    "layer-wise product (L2, power iteration: an estimate, not a certificate), converted to L-inf -> L1",
+                ]
+            )
     return tabulate(rows, headers=["Lipschitz estimate", "value", "how"])
 
 

@@ -34,11 +34,15 @@ class MergeSummary:
     checkpoint_conflicts: list[str] = field(default_factory=list)  # run directories holding other weights on each side
 
     def lines(self) -> list[str]:
-        out = [f"result cells: {self.cells_added} added, {self.cells_same} already there",
-               f"checkpoints: {self.checkpoints_added} added, {self.checkpoints_same} already there"]  # fmt: skip
+        out = [
+            f"result cells: {self.cells_added} added, {self.cells_same} already there",
+            f"checkpoints: {self.checkpoints_added} added, {self.checkpoints_same} already there",
+        ]
         if self.cell_conflicts:
-            out.append(f"{len(self.cell_conflicts)} cell(s) exist on both sides with other numbers (same function, data and attack computed on "
-                       "machines whose floating-point paths differ?); the destination's were kept, none was averaged")  # fmt: skip
+            out.append(
+                f"{len(self.cell_conflicts)} cell(s) exist on both sides with other numbers (same function, data and attack computed on "
+                "machines whose floating-point paths differ?); the destination's were kept, none was averaged"
+            )
         for run in self.checkpoint_conflicts:
             out.append(f"{run}: the two workspaces hold different weights under this name; the destination's were kept")
         return out
@@ -50,7 +54,9 @@ def merge_workspaces(destination: Path, sources: list[Path]) -> MergeSummary:
     summary = MergeSummary()
     for source in map(Path, sources):
         if not results_path(source).is_file() and not models_dir(source).is_dir():
-            raise UserError(f"{source}: not a workspace (no {results_path(source).name} and no models/); give the folder passed as --workspace")
+            raise UserError(
+                f"{source}: not a workspace (no {results_path(source).name} and no models/); give the folder passed as --workspace"
+            )
         if source.resolve() == destination.resolve():
             raise UserError(f"{source}: is the destination workspace itself")
         _merge_checkpoints(destination, source, summary)
@@ -86,16 +92,24 @@ def _weights_sha(card: Path) -> str:
     try:
         return str(json.loads(card.read_text(encoding="utf-8"))["weights"]["sha256"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"{card}: unreadable checkpoint card ({type(exc).__name__}); repair or remove that run before merging") from exc
+        raise UserError(
+            f"{card}: unreadable checkpoint card ({type(exc).__name__}); repair or remove that run before merging"
+        ) from exc
 
 
 def _merge_cells(destination: Path, source: Path, summary: MergeSummary) -> None:
     try:
         conn = sqlite3.connect(f"file:{results_path(source)}?mode=ro", uri=True)
-        rows = conn.execute("SELECT key, function, role, identity, metrics, provenance, seconds, created FROM cells").fetchall()
+        rows = conn.execute(
+            "SELECT key, function, role, identity, metrics, provenance, seconds, created FROM cells"
+        ).fetchall()
         functions = conn.execute("SELECT function, info FROM functions").fetchall()
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        targets = conn.execute("SELECT study, label, training, seed, function, spec FROM study_targets").fetchall() if "study_targets" in tables else []
+        targets = (
+            conn.execute("SELECT study, label, training, seed, function, spec FROM study_targets").fetchall()
+            if "study_targets" in tables
+            else []
+        )
         conn.close()
     except sqlite3.DatabaseError as exc:
         raise UserError(f"{results_path(source)}: cannot read its result cells ({exc})") from exc
@@ -106,7 +120,14 @@ def _merge_cells(destination: Path, source: Path, summary: MergeSummary) -> None
                 store.put_function(function, json.loads(info))
         added, same, conflicts = store.import_cells(rows, str(source.resolve()))
         recorded = store.study_targets()
-        for study, label, training, seed, function, spec in targets:  # which model of a study each function is (its report reads it)
+        for (
+            study,
+            label,
+            training,
+            seed,
+            function,
+            spec,
+        ) in targets:  # which model of a study each function is (its report reads it)
             if StudyTarget(study, label, training, seed) not in recorded:
                 store.put_study_target(StudyTarget(study, label, training, seed), function, spec)
     summary.cells_added += added

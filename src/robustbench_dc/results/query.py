@@ -46,7 +46,9 @@ class Entry:
         """Whether the source is the one the protocol prescribes for this model (see ``targets.PROTOCOL_SOURCE``)."""
         if self.source is None or "train_config" not in self.model or "train_config" not in self.source:
             return False
-        return canonical_json(self.source["train_config"]) == canonical_json(protocol_source_config(self.model["train_config"]))
+        return canonical_json(self.source["train_config"]) == canonical_json(
+            protocol_source_config(self.model["train_config"])
+        )
 
     def group(self) -> dict[str, Any]:
         """Everything but the training seed (and the identities that follow from it)."""
@@ -54,7 +56,11 @@ class Entry:
         for f in ("function", "source"):
             k.pop(f)
         model = self.model.get("recipe") or self.key.function
-        source = "" if self.source is None else ("protocol" if self.protocol_source else self.source.get("recipe") or self.key.source)
+        source = (
+            ""
+            if self.source is None
+            else ("protocol" if self.protocol_source else self.source.get("recipe") or self.key.source)
+        )
         return {**k, "model": model, "source": source}
 
 
@@ -116,14 +122,33 @@ class Results:
         if not cells:
             raise UserError(f"no results for dataset {dataset!r} in {ws}: evaluate models first")
         unknown = {"label": "unknown", "kind": "unknown"}
-        return cls((Entry(c, functions.get(c.key.function, unknown), functions.get(c.key.source) if c.key.source else None) for c in cells), targets)
+        return cls(
+            (
+                Entry(c, functions.get(c.key.function, unknown), functions.get(c.key.source) if c.key.source else None)
+                for c in cells
+            ),
+            targets,
+        )
 
     def __len__(self) -> int:
         return len(self.entries)
 
-    def where(self, *, model: str | None = None, training: str | None = None, role: str | None = None, kind: str | None = None,
-              threat: str | None = None, attack: str | None = None, eps: float | None = None, function: str | None = None,
-              arch: str | None = None, width: float | None = None, n: int | None = None, protocol_source: bool | None = None) -> "Results":  # fmt: skip
+    def where(
+        self,
+        *,
+        model: str | None = None,
+        training: str | None = None,
+        role: str | None = None,
+        kind: str | None = None,
+        threat: str | None = None,
+        attack: str | None = None,
+        eps: float | None = None,
+        function: str | None = None,
+        arch: str | None = None,
+        width: float | None = None,
+        n: int | None = None,
+        protocol_source: bool | None = None,
+    ) -> "Results":
         """Entries matching every given field (``model`` is a zoo name or a third-party label)."""
         out = []
         for e in self.entries:
@@ -132,7 +157,16 @@ class Results:
                 continue
             if training is not None and m.get("training", "external") != training:
                 continue
-            if any(v is not None and getattr(k, f) != v for f, v in (("role", role), ("kind", kind), ("threat", threat), ("attack", attack), ("function", function))):
+            if any(
+                v is not None and getattr(k, f) != v
+                for f, v in (
+                    ("role", role),
+                    ("kind", kind),
+                    ("threat", threat),
+                    ("attack", attack),
+                    ("function", function),
+                )
+            ):
                 continue
             if eps is not None and not math.isclose(k.eps, eps, abs_tol=1e-12):
                 continue
@@ -160,17 +194,30 @@ class Results:
         if not groups:
             return None
         if len(groups) > 1:
-            raise AmbiguousResults(f"{what}: {len(groups)} sets of cells differ in more than the training seed: "
-                                   f"{_differences([g[0].group() for g in groups])}; narrow the report (--arch, --width, --n) "
-                                   "or use another workspace")  # fmt: skip
+            raise AmbiguousResults(
+                f"{what}: {len(groups)} sets of cells differ in more than the training seed: "
+                f"{_differences([g[0].group() for g in groups])}; narrow the report (--arch, --width, --n) "
+                "or use another workspace"
+            )
         entries = groups[0]
         seeds = [e.seed for e in entries]
         if len(set(seeds)) != len(seeds):
-            raise AmbiguousResults(f"{what}: several models share recipe and seed {seeds} (retrained with other code?); use another workspace")
+            raise AmbiguousResults(
+                f"{what}: several models share recipe and seed {seeds} (retrained with other code?); use another workspace"
+            )
         return aggregate(sorted(entries, key=lambda e: e.seed or 0))
 
-    def accuracy(self, model: str, training: str, attack: str, eps: float | None = None, *, threat: str = "white-box",
-                 role: str = "table", **filters: Any) -> Aggregate | None:  # fmt: skip
+    def accuracy(
+        self,
+        model: str,
+        training: str,
+        attack: str,
+        eps: float | None = None,
+        *,
+        threat: str = "white-box",
+        role: str = "table",
+        **filters: Any,
+    ) -> Aggregate | None:
         """Accuracy of ``model`` (zoo name or label) trained as ``training`` under ``attack`` at ``eps`` (clean:
         ``attack="none"``), aggregated over training seeds. Black-box cells: the protocol source only, unless
         ``protocol_source=False`` is given."""
@@ -178,7 +225,9 @@ class Results:
             threat, eps = "none", None
         if threat == "black-box":
             filters.setdefault("protocol_source", True)
-        sel = self.where(model=model, training=training, role=role, kind="accuracy", threat=threat, attack=attack, eps=eps, **filters)
+        sel = self.where(
+            model=model, training=training, role=role, kind="accuracy", threat=threat, attack=attack, eps=eps, **filters
+        )
         return sel.single(f"{model} {training} {threat} {attack}" + ("" if eps is None else f" at eps {eps:.4g}"))
 
     def models(self) -> list[tuple[str, str]]:
@@ -186,7 +235,12 @@ class Results:
         seen: dict[tuple[str, str], None] = {}
         for e in self.entries:
             m = e.model
-            seen[(str(m.get("name") if m.get("kind") == "zoo" else m.get("label", "?")), str(m.get("training", "external")))] = None
+            seen[
+                (
+                    str(m.get("name") if m.get("kind") == "zoo" else m.get("label", "?")),
+                    str(m.get("training", "external")),
+                )
+            ] = None
         return list(seen)
 
     def eps_values(self, threat: str = "white-box") -> list[float]:

@@ -89,10 +89,14 @@ class ResultStore:
             self._migrate()
             self._tables = {"study_targets"}
         except OSError as exc:
-            raise UserError(f"{self.path}: cannot create the result store ({exc.strerror or exc}); choose a writable --workspace") from exc
+            raise UserError(
+                f"{self.path}: cannot create the result store ({exc.strerror or exc}); choose a writable --workspace"
+            ) from exc
         except sqlite3.DatabaseError as exc:
-            raise UserError(f"{self.path}: cannot open the result store ({exc}); if it is damaged, move it away to start a new one "
-                            "(its cells are then recomputed)") from exc  # fmt: skip
+            raise UserError(
+                f"{self.path}: cannot open the result store ({exc}); if it is damaged, move it away to start a new one "
+                "(its cells are then recomputed)"
+            ) from exc
 
     def _open_readonly(self) -> sqlite3.Connection:
         """Read-only; on a disk where SQLite cannot even make its -shm file, as an immutable file (nothing writes there)."""
@@ -119,8 +123,12 @@ class ResultStore:
                 for t in ("cells", "models", "functions"):
                     if t in tables:
                         self._conn.execute(f"ALTER TABLE {t} RENAME TO {t}_v{old}_{int(time.time())}")
-                log.warning("%s: results of an older schema (%s) are kept aside and not reused: their cells do not "
-                            "identify the evaluated function and data exactly; they will be recomputed", self.path, old)  # fmt: skip
+                log.warning(
+                    "%s: results of an older schema (%s) are kept aside and not reused: their cells do not "
+                    "identify the evaluated function and data exactly; they will be recomputed",
+                    self.path,
+                    old,
+                )
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     self._conn.execute(statement)
@@ -147,11 +155,15 @@ class ResultStore:
         except sqlite3.OperationalError as exc:
             text = str(exc)
             if "full" in text:
-                raise UserError(f"{self.path}: the disk is full ({text}); free some space, then run the same command again "
-                                "(every finished cell is kept)") from exc  # fmt: skip
+                raise UserError(
+                    f"{self.path}: the disk is full ({text}); free some space, then run the same command again "
+                    "(every finished cell is kept)"
+                ) from exc
             if "readonly" in text or "read-only" in text:
-                raise UserError(f"{self.path}: the result store is read-only ({text}); reports can read it, but computing "
-                                "needs a writable --workspace (copy it, or dc-robust merge it into one)") from exc  # fmt: skip
+                raise UserError(
+                    f"{self.path}: the result store is read-only ({text}); reports can read it, but computing "
+                    "needs a writable --workspace (copy it, or dc-robust merge it into one)"
+                ) from exc
             raise
 
     def put_function(self, function: str, info: dict[str, Any]) -> None:
@@ -163,7 +175,10 @@ class ResultStore:
     def put_study_target(self, target: StudyTarget, function: str, spec: str) -> None:
         """Record that ``target`` is ``function``; ``spec`` says what was planned for it (its training or file), so
         that a changed study file is noticed (see ``pipeline.record_targets``)."""
-        self._write("INSERT OR REPLACE INTO study_targets VALUES (?, ?, ?, ?, ?, ?)", (target.study, target.label, target.training, target.seed, function, spec))
+        self._write(
+            "INSERT OR REPLACE INTO study_targets VALUES (?, ?, ?, ?, ?, ?)",
+            (target.study, target.label, target.training, target.seed, function, spec),
+        )
 
     def study_targets(self, study: str | None = None) -> dict[StudyTarget, tuple[str, str]]:
         """Each recorded target of ``study`` (of every study: None) -> (function, spec)."""
@@ -172,22 +187,44 @@ class ResultStore:
         query, args = "SELECT study, label, training, seed, function, spec FROM study_targets", ()  # type: tuple[str, tuple[str, ...]]
         if study is not None:
             query, args = query + " WHERE study = ?", (study,)
-        return {StudyTarget(s, label, training, seed): (function, spec) for s, label, training, seed, function, spec in self._conn.execute(query, args)}
+        return {
+            StudyTarget(s, label, training, seed): (function, spec)
+            for s, label, training, seed, function, spec in self._conn.execute(query, args)
+        }
 
     def get(self, key: CellKey) -> StoredCell | None:
-        row = self._conn.execute("SELECT metrics, provenance, seconds FROM cells WHERE key = ?", (key.store_key(),)).fetchone()
+        row = self._conn.execute(
+            "SELECT metrics, provenance, seconds FROM cells WHERE key = ?", (key.store_key(),)
+        ).fetchone()
         if row is None:
             return None
         return StoredCell(key, json.loads(row[0]), json.loads(row[1]), row[2])
 
     def put(self, key: CellKey, metrics: dict[str, Any], seconds: float, provenance: dict[str, Any]) -> None:
         """Store one cell in its own transaction."""
-        self._write("INSERT OR REPLACE INTO cells VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (key.store_key(), key.function, key.role, canonical_json(key.to_dict()), canonical_json(metrics),
-                     canonical_json(provenance), seconds, time.strftime("%Y-%m-%dT%H:%M:%S%z")))  # fmt: skip
+        self._write(
+            "INSERT OR REPLACE INTO cells VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                key.store_key(),
+                key.function,
+                key.role,
+                canonical_json(key.to_dict()),
+                canonical_json(metrics),
+                canonical_json(provenance),
+                seconds,
+                time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            ),
+        )
 
-    def cell(self, key: CellKey, compute: Callable[[], dict[str, Any]], *, provenance: dict[str, Any],
-             recompute: bool = False, on_compute: Callable[[CellKey], None] | None = None) -> StoredCell:  # fmt: skip
+    def cell(
+        self,
+        key: CellKey,
+        compute: Callable[[], dict[str, Any]],
+        *,
+        provenance: dict[str, Any],
+        recompute: bool = False,
+        on_compute: Callable[[CellKey], None] | None = None,
+    ) -> StoredCell:
         """The stored cell for ``key``, or compute, store and return it (the one get/compute/put path)."""
         if not recompute:
             stored = self.get(key)
@@ -217,8 +254,10 @@ class ResultStore:
                         conflicts.append(key)
                     continue
                 origin_provenance = canonical_json({**json.loads(provenance), "merged_from": origin})
-                self._conn.execute("INSERT INTO cells VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                                   (key, function, role, identity, metrics, origin_provenance, seconds, created))  # fmt: skip
+                self._conn.execute(
+                    "INSERT INTO cells VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (key, function, role, identity, metrics, origin_provenance, seconds, created),
+                )
                 added += 1
             self._conn.execute("COMMIT")
         except BaseException:
@@ -235,4 +274,6 @@ class ResultStore:
         if function is not None:
             query, args = query + " WHERE function = ?", (function,)
         for identity, metrics, provenance, seconds in self._conn.execute(query, args):
-            yield StoredCell(CellKey.from_dict(json.loads(identity)), json.loads(metrics), json.loads(provenance), seconds)
+            yield StoredCell(
+                CellKey.from_dict(json.loads(identity)), json.loads(metrics), json.loads(provenance), seconds
+            )
