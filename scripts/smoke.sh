@@ -6,4 +6,4 @@ python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -c constraints.txt torch torchvision
 .venv/bin/python -m pip install -q -c constraints.txt -e ".[digits]"
-.venv/bin/dc-robust reproduce --preset smoke "$@"
+.venv/bin/dc-robust reproduce --preset smoke --workspace dc-robust-workspace "$@"

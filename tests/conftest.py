@@ -11,6 +11,12 @@ torch.set_num_threads(min(2, torch.get_num_threads()))  # OMP_NUM_THREADS=1 runs
 TRAINING_PRECISION = os.environ.get("DC_ROBUST_TEST_PRECISION", "auto")
 
 
+@pytest.fixture(autouse=True)
+def _no_default_workspace(tmp_path_factory, monkeypatch):
+    """No test writes into the user's own workspace: the default is a temporary folder (a test may set its own)."""
+    monkeypatch.setenv("DC_ROBUST_WORKSPACE", str(tmp_path_factory.mktemp("default-workspace")))
+
+
 @pytest.fixture
 def workspace(tmp_path, monkeypatch):
     ws = tmp_path / "ws"

@@ -335,7 +335,7 @@ def test_eps_strings_duplicates_and_tiny_eps(digits_models, tmp_path):
         n=30,
         lipschitz=False,
         workspace=tmp_path,
-    )
+    ).accuracy
     assert list(rows["attack"]) == ["none", "fgsm"]
     assert eps_label(1e-9) == "1e-09" and eps_label(0.0) == "0/255" and eps_label(8 / 255) == "8/255"
     with pytest.raises(UserError, match="not a number or a fraction"):
@@ -530,3 +530,45 @@ def test_a_run_is_never_resumed_in_another_compute_mode(tmp_path):
     torch.save(state, path)
     with pytest.raises(UserError, match="a run is never mixed: resume it where it started, or delete resume.pt"):
         train(config, workspace=tmp_path)
+
+
+def test_the_tables_word_adversarial_is_fgsm_training():
+    """``--training adversarial`` (what Tables 7 and 8 say) was rejected, and the eval message suggested it."""
+    from robustbench_dc.cli import build_parser
+
+    parser = build_parser()
+    assert (
+        parser.parse_args(["train", "--model", "baseline", "--dataset", "digits", "--training", "adversarial"]).training
+        == "fgsm"
+    )
+    assert parser.parse_args(["eval", "--model", "baseline", "--training", "adversarial"]).training == "fgsm"
+
+
+def test_help_states_defaults_of_zero():
+    from robustbench_dc.cli import build_parser
+
+    train = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
+    assert "(default: 0)" in " ".join(train.split())  # --seed 0, --robustness-check 0: were left out (0 == False)
+
+
+def test_a_model_that_raises_under_attack_is_one_line(tmp_path):
+    """A third-party model raising only when attacked (its input needs a gradient) gave a traceback, "a bug in the
+    suite"; its predictions were already covered."""
+    import torch
+    from torch import nn
+
+    from robustbench_dc.evaluation import evaluate
+
+    class NoGradients(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(3 * 4 * 4, 3)
+
+        def forward(self, x):
+            if x.requires_grad:
+                raise RuntimeError("this model refuses gradients")
+            return self.fc(x.flatten(1))
+
+    x, y = torch.randint(0, 256, (12, 3, 4, 4), dtype=torch.uint8), torch.arange(12) % 3
+    with pytest.raises(UserError, match="fgsm on .* failed: RuntimeError: this model refuses gradients"):
+        evaluate(NoGradients(), x=x, y=y, attacks=["fgsm"], workspace=tmp_path, lipschitz=False)

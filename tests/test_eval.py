@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 import torch
@@ -117,12 +118,16 @@ def test_evaluate_stores_cells_and_reuses_them(digits_models, tmp_path):
         source=from_checkpoint(digits_models[("baseline", "natural", 1)]),
     )
     first = evaluate(target, **kw)
-    assert not first["cached"].any()
-    assert set(first["threat"]) == {"none", "white-box", "black-box", "lipschitz"}
+    assert not first.accuracy["cached"].any() and not first.lipschitz["cached"].any()
+    assert set(first.accuracy["threat"]) == {"none", "white-box", "black-box"}
+    assert list(first.lipschitz["estimate"]) == ["local", "gradient-norm", "global"]
+    assert first.accuracy["n"].dtype == "int64" and first.accuracy["correct"].dtype == "int64"  # tidy: counts
     again = evaluate(target, **kw)
-    assert again["cached"].all()
-    acc = again[again["threat"] != "lipschitz"]
-    assert list(acc["accuracy"]) == list(first[first["threat"] != "lipschitz"]["accuracy"])
+    assert again.cached
+    assert list(again.accuracy["accuracy"]) == list(first.accuracy["accuracy"])
+    assert again.accuracy_of("fgsm", 8 / 255, threat="white-box") == first.accuracy_of(
+        "fgsm", 8 / 255, threat="white-box"
+    )
     # same transfer examples serve every target
     assert len(list((tmp_path / "transfer").glob("*.safetensors"))) == 4
     evaluate(from_checkpoint(digits_models[("baseline", "natural", 0)]), **kw)
@@ -151,7 +156,7 @@ def test_interrupted_evaluation_resumes_without_duplicates(digits_models, tmp_pa
         evaluate(target, progress=boom, **kw)
     with ResultStore(tmp_path) as store:
         assert store.count() == 2
-    rows = evaluate(target, **kw)
+    rows = evaluate(target, **kw).accuracy
     assert rows["cached"].sum() == 2 and len(rows) == 5
     with ResultStore(tmp_path) as store:
         assert store.count() == 5
@@ -161,11 +166,11 @@ def test_evaluate_any_module_and_bad_input(digits_models, tmp_path):
     module = from_checkpoint(digits_models[("baseline", "natural", 0)]).module
     rows = robustbench_dc.evaluate(
         module, dataset="digits", attacks=["fgsm"], n=50, workspace=tmp_path, source=None, lipschitz=False
-    )
+    ).accuracy
     assert rows.iloc[0]["model"].startswith("baseline-") and list(rows["attack"]) == ["none", "fgsm"]
     named = robustbench_dc.evaluate(
         module, dataset="digits", attacks=["fgsm"], n=50, workspace=tmp_path, lipschitz=False, label="mine"
-    )
+    ).accuracy
     assert set(named["model"]) == {"mine"} and named["cached"].all()  # the label is a name, not identity
     with pytest.raises(
         UserError,
@@ -176,6 +181,9 @@ def test_evaluate_any_module_and_bad_input(digits_models, tmp_path):
         evaluate(module, dataset="digits", eps=[2.0], workspace=tmp_path, source=None)
     with pytest.raises(UserError, match="not a zoo model, so it has no protocol black-box source"):
         resolve_source("default", from_module(module), dataset="digits", workspace=tmp_path)
+    said = []  # "auto" (the command line's default): no protocol source for a model from elsewhere, and it says so
+    assert resolve_source("auto", from_module(module), dataset="digits", workspace=tmp_path, say=said.append) is None
+    assert said and "needs --source NAME|PATH" in said[0]
     with pytest.raises(UserError, match="output has shape \\(2, 10\\); synthetic needs \\(N, 4\\)"):
         evaluate(
             create_model("baseline", width=0.125, input_size=8), dataset="synthetic", workspace=tmp_path, source=None
@@ -204,13 +212,14 @@ def test_cli_eval_and_errors(digits_models, tmp_path):
     assert r.returncode == 0, r.stderr
     payload = json.loads(r.stdout)
     assert (
-        payload["schema"] == "robustbench-dc/eval-v1"
+        payload["schema"] == "robustbench-dc/eval-v2"
         and payload["diagnostics"] == []
         and payload["model"]["name"] == "tanhconv"
     )
-    rows = payload["results"]
+    rows = payload["accuracy"]
     assert any(row["eps"] == 0.1 for row in rows)  # eps as given, not rounded
-    assert {row["threat"] for row in rows} == {"none", "white-box", "lipschitz"}
+    assert {row["threat"] for row in rows} == {"none", "white-box"} and isinstance(rows[0]["correct"], int)
+    assert [row["estimate"] for row in payload["lipschitz"]] == ["local", "gradient-norm", "global"]
     r = run_cli(
         "eval",
         "--model",
@@ -252,15 +261,17 @@ def test_evaluate_the_callers_own_tensors(digits_models, tmp_path):
     test = load_dataset("digits", "test")
     module = from_checkpoint(digits_models[("baseline", "natural", 0)]).module
     x, y = test.float_images()[:80], test.labels[:80]
-    rows = evaluate(module, x=x, y=y, attacks=["fgsm"], eps=16 / 255, n=None, workspace=tmp_path, lipschitz=False)
+    rows = evaluate(
+        module, x=x, y=y, attacks=["fgsm"], eps=16 / 255, n=None, workspace=tmp_path, lipschitz=False
+    ).accuracy
     named = evaluate(
         module, dataset="digits", attacks=["fgsm"], eps=16 / 255, n=None, workspace=tmp_path, lipschitz=False
-    )
+    ).accuracy
     assert rows.iloc[0]["n"] == 80 and rows.iloc[0]["accuracy"] > 0.8
     same = evaluate(
         module, x=test.images[:80], y=y, attacks=["fgsm"], eps=16 / 255, n=None, workspace=tmp_path, lipschitz=False
     )
-    assert same["cached"].all()  # the same pixels given as uint8 are the same data
+    assert same.cached  # the same pixels given as uint8 are the same data
     assert len(named) == 2  # the named dataset is other data (all 360 images): its own cells
     with pytest.raises(UserError, match=r"pixels in \[0, 1\]"):
         evaluate(module, x=x * 255, y=y, workspace=tmp_path)
@@ -308,7 +319,7 @@ def test_model_record_and_robust_accuracy_in_the_card(digits_models, tmp_path):
 
     ws = tmp_path / "ws"
     shutil.copytree(digits_models["workspace"] / "models", ws / "models")
-    record = tmp_path / "record.json"
+    record = tmp_path / "records"
     r = run_cli(
         "eval",
         "--model",
@@ -333,7 +344,10 @@ def test_model_record_and_robust_accuracy_in_the_card(digits_models, tmp_path):
         str(record),
     )
     assert r.returncode == 0, r.stderr
-    linf, l2 = json.loads(record.read_text())
+    # no AutoAttack, so no RobustBench model_info file (it ranks by autoattack_acc); ours hold both threat models
+    assert [p.relative_to(record).as_posix() for p in record.rglob("*.json")] == ["dc-robust/baseline.json"]
+    assert "no RobustBench model_info file" in r.stderr
+    linf, l2 = json.loads((record / "dc-robust/baseline.json").read_text())
     assert linf["threat_model"] == "Linf" and linf["eps"] == "16/255" and set(linf["attacks"]) == {"fgsm", "pgd"}
     assert (
         linf["robust_acc"] == min(linf["attacks"].values(), key=float) and linf["autoattack_acc"] is None
@@ -379,7 +393,7 @@ def test_adversarial_examples_are_saved_with_their_figure(digits_models, tmp_pat
         str(out),
     )
     assert r.returncode == 0, r.stderr
-    rows = {row["attack"]: row for row in json.loads(r.stdout)["results"]}
+    rows = {row["attack"]: row for row in json.loads(r.stdout)["accuracy"]}
     assert sorted(p.name for p in out.iterdir()) == [
         "examples.png",
         "fgsm-16over255.safetensors",
@@ -470,7 +484,7 @@ def test_bpda_in_a_table_takes_straight_through_or_is_refused(baseline, tmp_path
     ]
     r = run_cli(*args, "--straight-through", "0")
     assert r.returncode == 0, r.stderr
-    rows = {row["attack"]: row for row in json.loads(r.stdout)["results"] if row["threat"] == "white-box"}
+    rows = {row["attack"]: row for row in json.loads(r.stdout)["accuracy"] if row["threat"] == "white-box"}
     assert rows["bpda-pgd"]["params"]["straight_through"] == ["0"]
     assert rows["bpda-pgd"]["accuracy"] < rows["pgd"]["accuracy"]  # straight through the quantiser, PGD breaks it
     refused = run_cli(*args)
@@ -553,7 +567,7 @@ def test_autoattack_is_the_official_package_and_only_it_fills_autoattack_acc(dig
     say so; torchattacks' port is autoattack-ta, and a record's autoattack_acc comes from the official one only."""
     from importlib.metadata import version
 
-    from robustbench_dc.records import model_record
+    from robustbench_dc.records import ROBUSTBENCH_FIELDS, model_record, write_records
     from robustbench_dc.results.store import ResultStore
 
     target = from_checkpoint(digits_models[("baseline", "natural", 0)])
@@ -576,8 +590,31 @@ def test_autoattack_is_the_official_package_and_only_it_fills_autoattack_acc(dig
         "autoattack": ("pyautoattack", version("pyautoattack")),
         "autoattack-ta": ("torchattacks", version("torchattacks")),
     }
-    official = float(frame.loc[frame["attack"] == "autoattack", "accuracy"].iloc[0])
-    record = model_record(target, frame, dataset="digits", eps=16 / 255)
+    official = frame.accuracy_of("autoattack", 16 / 255)
+    record = model_record(target, frame.accuracy, dataset="digits", eps=16 / 255)
     assert record["autoattack_acc"] == f"{100 * official:.2f}"
-    clean = float(frame.loc[frame["attack"] == "none", "accuracy"].iloc[0])
+    clean = frame.accuracy_of()
     assert official <= clean
+    # RobustBench's layout, read the way its generate_leaderboard reads it: every *.json of <dataset>/<threat model>,
+    # its fields alone, ranked by autoattack_acc; our own record beside it, outside that folder
+    written = write_records(tmp_path / "model_info", [record])
+    assert [p.relative_to(tmp_path / "model_info").as_posix() for p in written] == [
+        "digits/Linf/baseline.json",
+        "dc-robust/baseline.json",
+    ]
+    models = [json.loads(p.read_text()) for p in (tmp_path / "model_info/digits/Linf").glob("*.json")]
+    models.sort(key=lambda m: m["autoattack_acc"], reverse=True)
+    assert list(models[0]) == list(ROBUSTBENCH_FIELDS) and models[0]["autoattack_acc"] == record["autoattack_acc"]
+    assert models[0]["architecture"] == "cnn9 (width 0.25)" and models[0]["eps"] == "16/255"
+
+
+def test_the_callers_own_images_need_not_be_square(tmp_path):
+    """Own tensors of any height and width: accuracy, attacks and the global bound at the images' own shape."""
+    torch.manual_seed(0)
+    model = create_model("tanhconv", width=0.125, in_channels=3, input_size=8).eval()
+    x = (torch.rand(20, 3, 8, 12) * 255).round() / 255
+    y = torch.randint(0, 10, (20,))
+    result = evaluate(model, x=x, y=y, attacks=["fgsm"], eps=8 / 255, n=None, workspace=tmp_path, lipschitz_n=8)
+    assert list(result.accuracy["n"]) == [20, 20] and result.accuracy_of("fgsm", 8 / 255) <= result.accuracy_of()
+    bound = result.lipschitz.set_index("estimate").loc["global"]
+    assert bool(bound["supported"]) and math.isfinite(bound["log10_l2"])

@@ -28,8 +28,8 @@ def test_same_state_dict_under_two_zoo_models_is_two_functions(tmp_path):
     )  # --width is honoured
     assert tanh.info["weights_sha256"] == sphere.info["weights_sha256"]
     assert tanh.function_id != sphere.function_id
-    first = evaluate(tanh, workspace=tmp_path / "ws", **KW)
-    second = evaluate(sphere, workspace=tmp_path / "ws", **KW)
+    first = evaluate(tanh, workspace=tmp_path / "ws", **KW).accuracy
+    second = evaluate(sphere, workspace=tmp_path / "ws", **KW).accuracy
     assert not first["cached"].any() and not second["cached"].any()  # was: the first numbers, marked "(stored)"
 
 
@@ -40,7 +40,7 @@ def test_same_weights_under_another_factory_is_another_function(tmp_path):
     b = load_external(tmp_path / "w.pt", DIGITS, factory="tests.thirdparty:build_avg")
     assert a.info["weights_sha256"] == b.info["weights_sha256"] and a.function_id != b.function_id
     evaluate(a, workspace=tmp_path, **KW)
-    assert not evaluate(b, workspace=tmp_path, **KW)["cached"].any()
+    assert not evaluate(b, workspace=tmp_path, **KW).accuracy["cached"].any()
 
 
 class Scaled(nn.Module):
@@ -79,8 +79,8 @@ def test_label_is_not_identity_and_default_labels_differ(tmp_path):
     ta, tb = from_module(a), from_module(b)
     assert ta.label != tb.label and ta.label.startswith("module-")
     evaluate(a, label="same", workspace=tmp_path, **KW)
-    assert not evaluate(b, label="same", workspace=tmp_path, **KW)["cached"].any()
-    assert evaluate(a, label="other", workspace=tmp_path, **KW)["cached"].all()
+    assert not evaluate(b, label="same", workspace=tmp_path, **KW).accuracy["cached"].any()
+    assert evaluate(a, label="other", workspace=tmp_path, **KW).accuracy["cached"].all()
 
 
 def _write_cifar_like(root, fmt: str, seed: int = 0, size: tuple[int, int] = (32, 32)):
@@ -102,7 +102,7 @@ def test_two_copies_of_a_dataset_are_two_datasets(tmp_path):
     model = create_model("baseline", width=0.125).eval()
     kw = dict(dataset="cifar10", attacks=["fgsm"], eps=[8 / 255], n=None, lipschitz=False, workspace=tmp_path / "ws")
     evaluate(model, data_dir=tmp_path / "png", **kw)
-    again = evaluate(model, data_dir=tmp_path / "jpeg", **kw)
+    again = evaluate(model, data_dir=tmp_path / "jpeg", **kw).accuracy
     assert not again["cached"].any()  # was: the PNG copy's numbers
     with ResultStore(tmp_path / "ws") as store:
         assert len({c.key.data for c in store.cells()}) == 2
@@ -125,5 +125,5 @@ def test_image_cache_sees_a_replaced_file_of_the_same_size(tmp_path):
 def test_subset_and_role_are_identity(tmp_path, n):
     model = PoolNet("max")
     evaluate(model, workspace=tmp_path, **{**KW, "n": n})
-    assert not evaluate(model, workspace=tmp_path, role="diagnostics", **{**KW, "n": n})["cached"].any()
-    assert evaluate(model, workspace=tmp_path, **{**KW, "n": n})["cached"].all()
+    assert not evaluate(model, workspace=tmp_path, role="diagnostics", **{**KW, "n": n}).accuracy["cached"].any()
+    assert evaluate(model, workspace=tmp_path, **{**KW, "n": n}).accuracy["cached"].all()

@@ -57,7 +57,7 @@ def test_evaluate_keeps_l2_eps_apart(model_and_data, tmp_path):
         workspace=tmp_path,
         lipschitz=False,
         n=None,
-    )
+    ).accuracy
     got = {(r.attack, round(r.eps, 6)) for r in frame.itertuples() if r.attack != "none"}
     assert got == {
         ("fgsm", round(8 / 255, 6)),
@@ -82,7 +82,7 @@ def test_a_data_loader_gives_the_same_cells_as_the_tensors(model_and_data, tmp_p
     from torch.utils.data import DataLoader, TensorDataset
 
     model, x, y = model_and_data
-    direct = evaluate(model, x=x, y=y, attacks=["fgsm"], workspace=tmp_path, lipschitz=False, n=None)
+    direct = evaluate(model, x=x, y=y, attacks=["fgsm"], workspace=tmp_path, lipschitz=False, n=None).accuracy
     loaded = evaluate(
         model,
         loader=DataLoader(TensorDataset(x, y), batch_size=5),
@@ -90,7 +90,7 @@ def test_a_data_loader_gives_the_same_cells_as_the_tensors(model_and_data, tmp_p
         workspace=tmp_path,
         lipschitz=False,
         n=None,
-    )
+    ).accuracy
     assert direct["accuracy"].tolist() == loaded["accuracy"].tolist() and bool(
         loaded["cached"].all()
     )  # the same cells, found in the store
@@ -114,5 +114,5 @@ def test_progress_messages_count_the_cells(model_and_data, tmp_path):
         lipschitz=False,
         n=None,
         progress=messages.append,
-    )
+    ).accuracy
     assert len(frame) == 4 and [m.rsplit("(", 1)[1] for m in messages] == [f"cell {k} of 4)" for k in range(1, 5)]

@@ -126,3 +126,12 @@ def test_killed_training_worker_is_retried_and_the_store_is_complete(tmp_path, t
     assert local == ray_cells  # complete, and one row per cell (keys are unique)
     with ResultStore(tmp_path / "ray") as store:
         assert store.count() == len(local)
+
+
+def test_ray_tasks_default_to_the_local_thread_count():
+    """Tasks of one CPU trained other bits than a local run (other thread count) with no word; the default is now
+    the local run's CPUs, so the two executors agree unless the user trades that for parallelism."""
+    from robustbench_dc.devices import usable_cpus
+
+    assert RayExecutor(init_options=RAY).cpus == usable_cpus()
+    assert RayExecutor(cpus_per_task=1, init_options=RAY).cpus == 1

@@ -199,6 +199,11 @@ def test_lipschitz_plot_is_local_smoothness_against_robust_accuracy(tmp_path, mo
         ("Baseline", "adversarial", 0.4, acc[2]),
     ]
     plots.plot_lipschitz(points, tmp_path / "l.png", "white-box BIM at 8/255")
+    # a PNG for the report and a vector PDF beside it for a paper, the same bytes each time they are drawn
+    first = (tmp_path / "l.pdf").read_bytes()
+    assert first.startswith(b"%PDF") and (tmp_path / "l.png").read_bytes().startswith(b"\x89PNG")
+    plots.plot_lipschitz(points, tmp_path / "l.png", "white-box BIM at 8/255")
+    assert (tmp_path / "l.pdf").read_bytes() == first
     (ax,) = figures[0].axes
     assert ax.get_xscale() == "log" and "under white-box BIM at 8/255" in ax.get_ylabel()
     drawn = sorted(
@@ -226,3 +231,13 @@ def test_provenance_states_the_threat_model_of_its_attacks():
     assert "untargeted L2," in threat_model(["fgm", "pgd-l2"]) and "L-inf" not in threat_model(["fgm", "pgd-l2"])
     assert "untargeted L-inf," in threat_model(["none", "fgsm", "bim"])
     assert "L-inf and L2 (each with its own eps)" in threat_model(["fgsm", "pgd-l2"])
+
+
+def test_only_judgements_are_coloured(tmp_path):
+    """The HTML page coloured any cell whose text read like a status: a model named "PASS" came out green."""
+    from robustbench_dc.reports.render import render_html, status_mark, verdict_mark
+
+    rows = [["PASS", status_mark("warn"), verdict_mark("reproduced"), "not reproduced"]]
+    page = render_html([("table", (["model", "status", "verdict", "note"], rows))], tmp_path)
+    assert "<td>PASS</td>" in page and "<td>not reproduced</td>" in page
+    assert "<td class='bad'>WARN</td>" in page and "<td class='good'>reproduced</td>" in page

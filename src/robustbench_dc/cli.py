@@ -8,13 +8,13 @@ import sys
 from fractions import Fraction
 from typing import Any, Callable
 
-from robustbench_dc import __version__
+from robustbench_dc import __version__, names
 from robustbench_dc.errors import UserError
 from robustbench_dc.progress import Progress
 
 log = logging.getLogger("robustbench_dc")
 
-JSON_SCHEMA = "robustbench-dc/eval-v1"
+JSON_SCHEMA = "robustbench-dc/eval-v2"
 
 
 def parse_fraction(text: str) -> float:
@@ -95,7 +95,7 @@ def parse_option(text: str) -> tuple[str, Any]:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--workspace",
-        help="directory for models, results and reports (default: $DC_ROBUST_WORKSPACE or ./dc-robust-workspace)",
+        help="directory for models, results and reports (default: $DC_ROBUST_WORKSPACE, else ~/.local/share/robustbench-dc)",
     )
     p.add_argument(
         "--device", default="auto", help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N or mps (default: auto)"
@@ -139,7 +139,13 @@ def _add_train(sub) -> None:
     p.add_argument(
         "--dataset", required=True, choices=[d for d in DATASETS if d != "synthetic"], help="the training data"
     )
-    p.add_argument("--training", default="natural", choices=REGIMES, help="training regime, docs/protocol.md section 3")
+    p.add_argument(
+        "--training",
+        default="natural",
+        type=names.regime,
+        choices=REGIMES,
+        help="training regime, docs/protocol.md section 3 ('adversarial', the tables' word, is fgsm)",
+    )
     p.add_argument("--eps", type=parse_fraction, default=8 / 255, help="adversarial training epsilon (default 8/255)")
     p.add_argument(
         "--recipe",
@@ -220,7 +226,9 @@ def _compile_option(p: argparse.ArgumentParser) -> None:
 
 def _add_models(sub) -> None:
     p = sub.add_parser("models", help="list the trained models in the store (or the zoo with --zoo)")
-    p.add_argument("--workspace", help="the store to list (default: $DC_ROBUST_WORKSPACE or ./dc-robust-workspace)")
+    p.add_argument(
+        "--workspace", help="the store to list (default: $DC_ROBUST_WORKSPACE, else ~/.local/share/robustbench-dc)"
+    )
     p.add_argument("--zoo", action="store_true", help="list the model names and architectures one can train")
 
 
@@ -259,7 +267,9 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--training",
         default="natural",
-        help="training label in the store: natural, fgsm, kurakin, pgd, fgsm-rs (default natural)",
+        type=names.regime,
+        help="training label in the store: natural, fgsm ('adversarial', the tables' word), kurakin, pgd, fgsm-rs "
+        "(default natural)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the model to look up")
     p.add_argument(
@@ -304,9 +314,10 @@ def _add_eval(sub) -> None:
     )
     p.add_argument(
         "--source",
-        default="default",
-        help="black-box source: 'default' (the protocol source: natural baseline of the same recipe, seed + 1, trained first if missing), "
-        "'none', a zoo name or a checkpoint path",
+        default="auto",
+        help="black-box source: 'auto' (for a zoo model the protocol source: natural baseline of the same recipe, "
+        "seed + 1, trained first if missing; for another model none), 'default' (the protocol source), 'none', "
+        "a zoo name or a checkpoint path",
     )
     p.add_argument("--no-lipschitz", action="store_true", help="skip the Lipschitz estimates")
     p.add_argument("--recompute", action="store_true", help="recompute cells already in the result store")
@@ -319,8 +330,9 @@ def _add_eval(sub) -> None:
     )
     p.add_argument(
         "--save-model-record",
-        metavar="FILE",
-        help="write a record per eps in RobustBench's model_info fields (clean, robust and AutoAttack accuracy) as JSON",
+        metavar="DIR",
+        help="write the model's records: DIR/<dataset>/<Linf|L2>/<label>.json in RobustBench's model_info layout "
+        "(where AutoAttack ran), and every record with ours (robust accuracy over the attacks run) in DIR/dc-robust/",
     )
     p.add_argument(
         "--save-per-example",
@@ -356,7 +368,7 @@ def _add_report(sub) -> None:
 
     p = sub.add_parser("report", help="build the report (Tables 7 and 8 next to the paper's) from the result store")
     p.add_argument(
-        "--workspace", help="the store to report on (default: $DC_ROBUST_WORKSPACE or ./dc-robust-workspace)"
+        "--workspace", help="the store to report on (default: $DC_ROBUST_WORKSPACE, else ~/.local/share/robustbench-dc)"
     )
     p.add_argument("--dataset", choices=DATASETS, help="default: the one dataset the store holds results of")
     p.add_argument("--arch", default=None, help="only models of this architecture")
@@ -404,7 +416,12 @@ def _executor_options(p: argparse.ArgumentParser) -> None:
         help="where trainings and evaluations run: this process, or Ray tasks (default: local)",
     )
     p.add_argument("--ray-address", help="a running Ray cluster's address (default: start a local Ray instance)")
-    p.add_argument("--ray-cpus-per-task", type=int, default=1, help="CPUs each Ray task asks for (default: 1)")
+    p.add_argument(
+        "--ray-cpus-per-task",
+        type=int,
+        help="CPUs (and torch threads) each Ray task asks for (default: the CPUs a local run would use, so that both "
+        "train the same bits; fewer run more tasks at once, with other bits)",
+    )
     p.add_argument(
         "--ray-no-shared-workspace",
         action="store_true",
@@ -435,7 +452,8 @@ def _add_merge(sub) -> None:
         help="workspaces to copy from (each the folder its runs were given as --workspace)",
     )
     p.add_argument(
-        "--workspace", help="the destination workspace (default: $DC_ROBUST_WORKSPACE or ./dc-robust-workspace)"
+        "--workspace",
+        help="the destination workspace (default: $DC_ROBUST_WORKSPACE, else ~/.local/share/robustbench-dc)",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="log what is copied")
 
@@ -654,31 +672,16 @@ def _attack(name: str, straight_through: tuple[str, ...]):
 
 
 def cmd_eval(args: argparse.Namespace, *, lipschitz_only: bool = False) -> int:
-    import json
-    from dataclasses import asdict
-
-    from robustbench_dc.evaluation import evaluate
-    from robustbench_dc.reports.tables import eval_tables
+    from robustbench_dc.evaluation import evaluate, input_mistake_hint
 
     _infer_dataset(args, "models")
     _fetch(args, args.dataset)
     target = _target(args)
     progress = _Bars(not args.no_progress, "cell")
-
+    common = dict(dataset=args.dataset, n=args.n, workspace=args.workspace, data_dir=args.data_dir, device=args.device)
     diagnostics: list[Any] = []
     if lipschitz_only:
-        frame = evaluate(
-            target,
-            dataset=args.dataset,
-            attacks=[],
-            eps=[args.eps],
-            n=args.n,
-            workspace=args.workspace,
-            data_dir=args.data_dir,
-            lipschitz_n=args.n,
-            device=args.device,
-            progress=progress,
-        )
+        result = evaluate(target, attacks=[], eps=[args.eps], lipschitz_n=args.n, progress=progress, **common)
     else:
         from robustbench_dc.devices import resolve_device
         from robustbench_dc.planning import resolve_source
@@ -686,115 +689,58 @@ def cmd_eval(args: argparse.Namespace, *, lipschitz_only: bool = False) -> int:
         resolve_device(args.device)  # a missing GPU, like an unknown attack, is found before the source is trained
         straight_through = tuple(n.strip() for n in args.straight_through.split(",") if n.strip())
         attacks = [_attack(a.strip(), straight_through) for a in args.attacks.split(",") if a.strip()]
-        source_arg = args.source
-        if source_arg == "default" and not target.is_zoo:
-            print(
-                "note: no black-box rows: a model from outside the zoo needs --source NAME|PATH (a zoo model or checkpoint)",
-                file=sys.stderr,
-            )
-            source_arg = "none"
+        say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
         source = resolve_source(
-            source_arg,
-            target,
-            dataset=args.dataset,
-            workspace=args.workspace,
-            data_dir=args.data_dir,
-            say=lambda m: print(m, file=sys.stderr, flush=True),
+            args.source, target, dataset=args.dataset, workspace=args.workspace, data_dir=args.data_dir, say=say
         )
-        frame = evaluate(
+        result = evaluate(
             target,
-            dataset=args.dataset,
             attacks=attacks,
             eps=args.eps,
             eps_l2=args.eps_l2,
-            n=args.n,
             subset_seed=args.subset_seed,
             source=source,
             backend=args.backend,
-            workspace=args.workspace,
-            data_dir=args.data_dir,
             recompute=args.recompute,
             lipschitz=not args.no_lipschitz,
-            device=args.device,
             batch_size=args.batch_size,
             progress=progress,
+            **common,
         )
         if args.diagnostics:
-            from robustbench_dc.diagnostics.run import run_diagnostics
+            from robustbench_dc.diagnostics.run import diagnostics_eps, run_diagnostics
 
-            eps = 8 / 255 if any(abs(e - 8 / 255) < 1e-12 for e in args.eps) else max(args.eps)
             diagnostics, _ = run_diagnostics(
                 target,
-                dataset=args.dataset,
-                eps=eps,
-                n=args.n,
+                eps=diagnostics_eps(args.eps),
                 source=source,
                 square_queries=args.square_queries,
-                workspace=args.workspace,
-                data_dir=args.data_dir,
-                device=args.device,
                 batch_size=args.batch_size,
                 straight_through=straight_through,
                 progress=progress,
+                **common,
             )
     progress.close()
-    hint = clean_accuracy_hint(target, frame, args.dataset, normalised=args.mean is not None)
+    hint = input_mistake_hint(target, result, normalised=args.mean is not None)
     if hint:
         print(f"note: {hint}", file=sys.stderr)
     if not lipschitz_only:
-        _records(args, target, frame)
+        _records(args, target, result)
     if getattr(args, "save_adversarials", None):
-        _save_adversarials(args, target, frame)
+        _save_adversarials(args, target, result)
     if getattr(args, "save_per_example", None):
         from pathlib import Path
 
-        from robustbench_dc.evaluation import per_example_frame
         from robustbench_dc.files import atomic_write_bytes
 
-        atomic_write_bytes(Path(args.save_per_example), per_example_frame(frame).to_csv(index=False).encode())
+        atomic_write_bytes(Path(args.save_per_example), result.per_example().to_csv(index=False).encode())
         print(f"per-example outcomes: {args.save_per_example}", file=sys.stderr)
     if args.json:
-        results = json.loads(
-            frame.drop(columns=["per_example"], errors="ignore").to_json(orient="records", double_precision=15)
-        )
-        model = {
-            "label": target.label,
-            "function_id": target.function_id,
-            **{
-                k: target.info[k]
-                for k in (
-                    "kind",
-                    "name",
-                    "arch",
-                    "width",
-                    "training",
-                    "seed",
-                    "format",
-                    "file",
-                    "file_sha256",
-                    "weights_sha256",
-                )
-                if k in target.info
-            },
-        }
-        # one shape with or without diagnostics (JSON_SCHEMA in the README)
-        print(
-            json.dumps(
-                {
-                    "schema": JSON_SCHEMA,
-                    "robustbench_dc": __version__,
-                    "protocol": "docs/protocol.md",
-                    "dataset": args.dataset,
-                    "model": model,
-                    "results": results,
-                    "diagnostics": [asdict(d) for d in diagnostics],
-                },
-                indent=2,
-                default=str,
-            )
-        )
+        print(_eval_json(args, target, result, diagnostics))
     else:
-        print(eval_tables(frame, target.label))
+        from robustbench_dc.reports.tables import eval_tables
+
+        print(eval_tables(result.accuracy, result.lipschitz, target.label))
         if diagnostics:
             from tabulate import tabulate
 
@@ -808,7 +754,36 @@ def cmd_eval(args: argparse.Namespace, *, lipschitz_only: bool = False) -> int:
     return 0
 
 
-def _save_adversarials(args: argparse.Namespace, target, frame) -> None:
+def _eval_json(args: argparse.Namespace, target, result, diagnostics: list[Any]) -> str:
+    """One shape with or without diagnostics (JSON_SCHEMA in the README): a list per kind of result."""
+    import json
+    from dataclasses import asdict
+
+    def records(frame) -> list[dict[str, Any]]:
+        return json.loads(
+            frame.drop(columns=["per_example"], errors="ignore").to_json(orient="records", double_precision=15)
+        )
+
+    keys = ("kind", "name", "arch", "width", "training", "seed", "format", "file", "file_sha256", "weights_sha256")
+    model = {
+        "label": target.label,
+        "function_id": target.function_id,
+        **{k: target.info[k] for k in keys if k in target.info},
+    }
+    document = {
+        "schema": JSON_SCHEMA,
+        "robustbench_dc": __version__,
+        "protocol": "docs/protocol.md",
+        "dataset": args.dataset,
+        "model": model,
+        "accuracy": records(result.accuracy),
+        "lipschitz": records(result.lipschitz),
+        "diagnostics": [asdict(d) for d in diagnostics],
+    }
+    return json.dumps(document, indent=2, default=str)
+
+
+def _save_adversarials(args: argparse.Namespace, target, result) -> None:
     from pathlib import Path
 
     import torch
@@ -820,12 +795,12 @@ def _save_adversarials(args: argparse.Namespace, target, frame) -> None:
     runs = sorted(
         {
             (r.attack, float(r.eps))
-            for r in frame.itertuples()
-            if r.threat == "white-box" and r.attack != "none" and not r.source
+            for r in result.accuracy.itertuples()
+            if r.threat == names.Threat.WHITE_BOX and r.attack != "none" and not r.source
         }
     )
     test = load_dataset(args.dataset, "test", args.data_dir, cache_dir=cache_dir(workspace_dir(args.workspace)))
-    indices = frame.attrs["test_indices"]
+    indices = list(result.test_indices)
     sub = test.select(torch.tensor(indices))
     bars = _Bars(not args.no_progress, "file")
     paths = save_adversarials(
@@ -845,50 +820,25 @@ def _save_adversarials(args: argparse.Namespace, target, frame) -> None:
     print(f"adversarial examples: {len(paths)} files in {args.save_adversarials}", file=sys.stderr)
 
 
-def clean_accuracy_hint(target, frame, dataset: str, *, normalised: bool) -> str:
-    """A likely input mistake, from clean accuracy: far below the model card's, or near chance for a third-party
-    model evaluated without --mean/--std (the usual cause: a model that expects normalised inputs)."""
-    from robustbench_dc.data import dataset_info
-    from robustbench_dc.stats import wilson_interval
-
-    clean = frame[frame["attack"] == "none"]
-    if clean.empty:
-        return ""
-    acc, n = float(clean["accuracy"].iloc[0]), int(clean["n"].iloc[0])
-    _, high = wilson_interval(int(round(acc * n)), n)
-    card = target.info.get("clean_test_accuracy")
-    if card is not None and high < card - 0.05:
-        return (
-            f"clean accuracy {100 * acc:.1f}% (95% CI up to {100 * high:.1f}%) is far below the {100 * card:.1f}% its card records: "
-            "is this the test data it was trained for (--dataset, --data-dir)?"
-        )
-    if not target.is_zoo and not normalised and acc < 0.5:
-        info = dataset_info(dataset)
-        return (
-            f"clean accuracy is only {100 * acc:.1f}%. If the model expects normalised inputs, pass --mean/--std "
-            f"({dataset}'s: --mean {','.join(f'{m:g}' for m in info.mean)} --std {','.join(f'{s:g}' for s in info.std)}); "
-            "inputs are pixels in [0, 1], so a model trained on 0-255 pixels needs its own scaling in front"
-        )
-    return ""
-
-
-def _records(args: argparse.Namespace, target, frame) -> None:
-    """A model record per eps (RobustBench's model_info fields) to --save-model-record, and into a zoo card."""
-    import json
+def _records(args: argparse.Namespace, target, result) -> None:
+    """The model's records to --save-model-record (RobustBench's layout) and into a zoo model's card."""
     from pathlib import Path
 
-    from robustbench_dc.files import atomic_write_bytes
-    from robustbench_dc.records import model_record, write_into_card
+    from robustbench_dc.records import evaluation_records, write_into_card, write_records
 
-    records = [model_record(target, frame, dataset=args.dataset, eps=e) for e in args.eps]
-    if "fgm" in frame["attack"].values or "pgd-l2" in frame["attack"].values:
-        records += [model_record(target, frame, dataset=args.dataset, eps=e, norm="l2") for e in args.eps_l2 or []]
-    records = [r for r in records if r["robust_acc"] is not None]
+    records = evaluation_records(target, result.accuracy, dataset=args.dataset, eps=args.eps, eps_l2=args.eps_l2)
     if args.save_model_record:
-        atomic_write_bytes(Path(args.save_model_record), (json.dumps(records, indent=2) + "\n").encode())
-        print(f"model record: {args.save_model_record}", file=sys.stderr)
+        written = write_records(Path(args.save_model_record), records)
+        leaderboard = [p for p in written if p.parent.parent.parent == Path(args.save_model_record)]
+        print(f"model records: {len(written)} files in {args.save_model_record}", file=sys.stderr)
+        if records and not leaderboard:
+            print(
+                "note: no RobustBench model_info file: RobustBench ranks by AutoAttack, which did not run "
+                "(--attacks autoattack); our own records are in the dc-robust/ folder there",
+                file=sys.stderr,
+            )
     if target.is_zoo and records and "checkpoint_dir" in target.info:
-        why_not = write_into_card(Path(target.info["checkpoint_dir"]), records, frame.attrs["data_sha256"])
+        why_not = write_into_card(Path(target.info["checkpoint_dir"]), records, result.data_sha256)
         if why_not:
             print(
                 f"note: the evaluation is in the result store; its checkpoint card was left as it was ({why_not})",
@@ -1110,7 +1060,9 @@ class _DefaultsHelp(argparse.HelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if "default" in text or action.default in (None, False, "", [], argparse.SUPPRESS) or not action.option_strings:
+        default = action.default  # by identity: 0 == False, and a default of 0 is worth stating
+        unstated = default is None or default is False or default is argparse.SUPPRESS or default in ("", [])
+        if "default" in text or unstated or not action.option_strings:
             return text
         return f"{text} (default: {action.default})"
 

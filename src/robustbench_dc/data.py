@@ -41,6 +41,12 @@ class DatasetInfo:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     augment: bool  # random crop + flip make sense (natural images)
+    input_width: int = 0  # images wider or narrower than high (the caller's own tensors); 0: square
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(channels, height, width) of one image."""
+        return (self.in_channels, self.input_size, self.input_width or self.input_size)
 
 
 INFOS = {

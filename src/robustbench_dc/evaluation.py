@@ -39,6 +39,7 @@ from robustbench_dc.errors import UserError
 from robustbench_dc.files import atomic_write, environment
 from robustbench_dc.inference import predict
 from robustbench_dc.models.layers import with_normalization
+from robustbench_dc.names import Threat
 from robustbench_dc.progress import Progress, as_progress, counter
 from robustbench_dc.results.cells import ROLES, CellKey, Subset, attack_params, canonical_json
 from robustbench_dc.results.store import ResultStore, StoredCell
@@ -136,41 +137,144 @@ class _Context:
         return checked
 
     def attacked(
-        self, attack: Attack, module: nn.Module, images: Tensor, labels: Tensor, eps: float, seed: int
+        self, attack: Attack, model: EvalModel, images: Tensor, labels: Tensor, eps: float, seed: int
     ) -> Tensor:
-        """``run_attack`` with this evaluation's backend and batch size, reporting its batches to the progress."""
-        return run_attack(
-            attack,
-            module,
-            images,
-            labels,
-            eps,
-            backend=self.backend,
-            seed=seed,
-            batch_size=self.batch_size,
-            on_batch=counter(self.progress, images.shape[0], "images"),
-            on_detail=self.progress.detail,
-        )
+        """``run_attack`` on ``model`` with this evaluation's backend and batch size, reporting its batches to the
+        progress. A model from outside the zoo that raises while attacked is the input's problem (one line, exit
+        2), as it is while predicted; an exception with one of ours is our bug and keeps its traceback."""
+        try:
+            return run_attack(
+                attack,
+                model.module,
+                images,
+                labels,
+                eps,
+                backend=self.backend,
+                seed=seed,
+                batch_size=self.batch_size,
+                on_batch=counter(self.progress, images.shape[0], "images"),
+                on_detail=self.progress.detail,
+            )
+        except UserError:
+            raise
+        except Exception as exc:  # noqa: BLE001  (a third-party model can raise anything under an attack)
+            if model.is_zoo:
+                raise
+            raise UserError(
+                f"{attack.name} on {model.label!r} failed: {type(exc).__name__}: {str(exc).strip()[:300]} (raised by "
+                "the model's forward or backward pass on a batch of attacked images? if not, please report it)"
+            ) from exc
+
+
+ACCURACY_COLUMNS = (
+    "model",
+    "function",
+    "role",
+    "threat",
+    "attack",
+    "eps",
+    "params",
+    "source",
+    "n",
+    "correct",
+    "accuracy",
+    "ci_low",
+    "ci_high",
+    "per_example",
+    "backend",
+    "precision",
+    "seconds",
+    "cached",
+)
+LIPSCHITZ_COLUMNS = (
+    "model",
+    "function",
+    "role",
+    "estimate",
+    "eps",
+    "params",
+    "images",
+    "precision",
+    "seconds",
+    "cached",
+)
 
 
 def result_row(cell: StoredCell, label: str, source_label: str = "") -> dict[str, Any]:
-    """A cell as one tidy row (what ``evaluate`` returns and the CLI prints)."""
+    """A cell as one tidy row of its kind's frame (``Evaluation.accuracy`` or ``Evaluation.lipschitz``)."""
     k = cell.key
-    row = {
-        "model": label,
-        "function": k.function[:12],
-        "role": k.role,
-        "kind": k.kind,
-        "threat": k.threat,
-        "attack": k.attack,
-        "eps": k.eps,
-        "params": k.parameters,
-        "backend": k.backend,
+    common = {"model": label, "function": k.function[:12], "role": k.role}
+    if k.kind == "lipschitz":
+        row = {**common, "estimate": k.attack, "eps": k.eps, "params": k.parameters, "images": k.subset.n}
+        return {**row, "precision": k.precision, **cell.metrics, "seconds": cell.seconds, "cached": cell.cached}
+    row = {**common, "threat": k.threat, "attack": k.attack, "eps": k.eps, "params": k.parameters}
+    return {
+        **row,
         "source": source_label,
-        "subset_n": k.subset.n,
+        **cell.metrics,
+        "backend": k.backend,
         "precision": k.precision,
+        "seconds": cell.seconds,
+        "cached": cell.cached,
     }
-    return {**row, **cell.metrics, "seconds": cell.seconds, "cached": cell.cached}
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What ``evaluate`` measured, one tidy frame per kind of result (the way RobustBench returns clean and robust
+    accuracy apart): ``accuracy`` holds a row per accuracy cell (clean, white-box, black-box) with integer counts,
+    ``lipschitz`` a row per Lipschitz estimate. Both are on the test images at ``test_indices`` of the
+    ``dataset`` split whose content hash is ``data_sha256`` (what each row's ``per_example`` string refers to)."""
+
+    accuracy: pd.DataFrame
+    lipschitz: pd.DataFrame
+    dataset: str
+    data_sha256: str
+    test_indices: tuple[int, ...]
+
+    @classmethod
+    def from_rows(cls, rows: list[dict[str, Any]], **fields: Any) -> "Evaluation":
+        def frame(kind_rows: list[dict[str, Any]], columns: tuple[str, ...]) -> pd.DataFrame:
+            out = pd.DataFrame(kind_rows)
+            return out if kind_rows else pd.DataFrame(columns=list(columns))
+
+        accuracy = frame([r for r in rows if "threat" in r], ACCURACY_COLUMNS)
+        if len(accuracy):
+            accuracy = accuracy.astype({"n": "int64", "correct": "int64"})
+        return cls(accuracy, frame([r for r in rows if "estimate" in r], LIPSCHITZ_COLUMNS), **fields)
+
+    @property
+    def cached(self) -> bool:
+        """Whether every result was read from the store (nothing computed by this call)."""
+        return bool(self.accuracy["cached"].all() and self.lipschitz["cached"].all())
+
+    def accuracy_of(self, attack: str = "none", eps: float | None = None, *, threat: str | None = None) -> float:
+        """One accuracy: the clean one by default, else ``attack`` at ``eps`` (and ``threat``, where both ran)."""
+        rows = self.accuracy[self.accuracy["attack"] == attack]
+        if eps is not None:
+            rows = rows[(rows["eps"] - eps).abs() < 1e-12]
+        if threat is not None:
+            rows = rows[rows["threat"] == threat]
+        if len(rows) != 1:
+            raise KeyError(f"{len(rows)} accuracy rows for attack={attack!r} eps={eps} threat={threat}")
+        return float(rows["accuracy"].iloc[0])
+
+    def per_example(self) -> pd.DataFrame:
+        """One row per (accuracy cell, test image): whether the model got the image right."""
+        rows = [
+            {
+                "threat": r.threat,
+                "attack": r.attack,
+                "eps": r.eps,
+                "source": r.source,
+                "role": r.role,
+                "test_index": index,
+                "correct": int(right),
+            }
+            for r in self.accuracy.itertuples()
+            for index, right in zip(self.test_indices, r.per_example)
+        ]
+        return pd.DataFrame(rows, columns=["threat", "attack", "eps", "source", "role", "test_index", "correct"])
 
 
 def accuracy_metrics(pred: Tensor, labels: Tensor) -> dict[str, Any]:
@@ -210,6 +314,31 @@ def check_model_fits(module: nn.Module, data: ImageDataset, *, exact_classes: bo
     if not torch.isfinite(out).all():
         raise UserError("the model's outputs are not finite (NaN or inf) on clean test images")
     return int(out.shape[1])
+
+
+def input_mistake_hint(target: EvalModel, result: Evaluation, *, normalised: bool) -> str:
+    """A likely input mistake, read from clean accuracy: far below the model card's, or near chance for a
+    third-party model evaluated without mean/std (the usual cause: a model that expects normalised inputs)."""
+    clean = result.accuracy[result.accuracy["attack"] == "none"]
+    if clean.empty:
+        return ""
+    correct, n = int(clean["correct"].iloc[0]), int(clean["n"].iloc[0])
+    acc, (_, high) = correct / n, wilson_interval(correct, n)
+    card = target.info.get("clean_test_accuracy")
+    if card is not None and high < card - 0.05:
+        return (
+            f"clean accuracy {100 * acc:.1f}% (95% CI up to {100 * high:.1f}%) is far below the {100 * card:.1f}% its "
+            "card records: is this the test data it was trained for (--dataset, --data-dir)?"
+        )
+    if not target.is_zoo and not normalised and acc < 0.5 and result.dataset != "custom":
+        info = dataset_info(result.dataset)
+        return (
+            f"clean accuracy is only {100 * acc:.1f}%. If the model expects normalised inputs, pass --mean/--std "
+            f"({result.dataset}'s: --mean {','.join(f'{m:g}' for m in info.mean)} --std "
+            f"{','.join(f'{s:g}' for s in info.std)}); inputs are pixels in [0, 1], so a model trained on 0-255 "
+            "pixels needs its own scaling in front"
+        )
+    return ""
 
 
 def _eps_values(eps: float | str | Sequence[float | str]) -> list[float]:
@@ -305,9 +434,9 @@ def tensor_dataset(x: Tensor, y: Tensor) -> ImageDataset:
     [0, 1] (k/255 values, as image loaders give), ``y`` of N class indices. Identified by its content."""
     if not isinstance(x, Tensor) or not isinstance(y, Tensor):
         raise UserError("x and y must be tensors: images (N, C, H, W) and labels (N,)")
-    if x.ndim != 4 or x.shape[2] != x.shape[3] or y.ndim != 1 or y.shape[0] != x.shape[0] or x.shape[0] == 0:
+    if x.ndim != 4 or y.ndim != 1 or y.shape[0] != x.shape[0] or x.shape[0] == 0:
         raise UserError(
-            f"x must be (N, C, H, H) images and y (N,) labels with the same N > 0; got x {tuple(x.shape)}, y {tuple(y.shape)}"
+            f"x must be (N, C, H, W) images and y (N,) labels with the same N > 0; got x {tuple(x.shape)}, y {tuple(y.shape)}"
         )
     if y.dtype.is_floating_point or int(y.min()) < 0:
         raise UserError("y must hold class indices (integers >= 0)")
@@ -325,12 +454,105 @@ def tensor_dataset(x: Tensor, y: Tensor) -> ImageDataset:
             )
         x = scaled.round().to(torch.uint8)
     num_classes = max(int(y.max()) + 1, 2)
-    info = DatasetInfo(
-        "custom", num_classes, int(x.shape[1]), int(x.shape[2]), (0.5,) * x.shape[1], (0.5,) * x.shape[1], False
-    )
+    c, h, w = (int(d) for d in x.shape[1:])
+    info = DatasetInfo("custom", num_classes, c, h, (0.5,) * c, (0.5,) * c, False, input_width=0 if w == h else w)
     return ImageDataset(
         info, "test", x.cpu().contiguous(), y.cpu().long(), f"tensors passed to evaluate ({x.shape[0]} images)"
     )
+
+
+@dataclass(frozen=True)
+class AttackPlan:
+    """The attacks of one evaluation and the eps each runs at: L2 attacks at ``eps_l2``, every other at ``eps``."""
+
+    attacks: tuple[Attack, ...]
+    eps: tuple[float, ...]
+    eps_l2: tuple[float, ...]
+
+    @classmethod
+    def of(
+        cls,
+        attacks: Sequence[str | Attack],
+        eps: float | str | Sequence[float | str],
+        eps_l2: float | str | Sequence[float | str] | None,
+    ) -> "AttackPlan":
+        eps_list = _eps_values(eps)
+        bad = [e for e in eps_list if not 0 <= e <= 1]
+        if bad or not eps_list:
+            raise UserError(f"eps must be in [0, 1] (pixel units, e.g. 8/255), got {bad or eps_list}")
+        attack_objs = tuple(a if isinstance(a, Attack) else get_attack(a) for a in attacks)
+        l2_list = [] if eps_l2 is None else _eps_values(eps_l2)
+        if [e for e in l2_list if not 0 <= e < float("inf")]:
+            raise UserError(f"eps_l2 must be finite numbers >= 0 (L2 units of [0, 1] pixels, e.g. 0.5), got {l2_list}")
+        l2_attacks = [a.name for a in attack_objs if a.norm == "l2"]
+        if l2_attacks and not l2_list:
+            raise UserError(
+                f"L2 attacks ({', '.join(l2_attacks)}) need their own eps: eps_l2= (--eps-l2), in L2 units of [0, 1] "
+                "pixels, e.g. 0.5"
+            )
+        return cls(attack_objs, tuple(eps_list), tuple(l2_list))
+
+    def eps_of(self, attack: Attack) -> tuple[float, ...]:
+        return self.eps_l2 if attack.norm == "l2" else self.eps
+
+    def cells(self, *, transfer: bool) -> int:
+        """How many attack cells this plan computes (white-box and query, plus transfer ones with a source)."""
+        return sum(len(self.eps_of(a)) * (1 + (transfer and a.transferable)) for a in self.attacks)
+
+
+def _test_data(
+    dataset: str | None, x: Tensor | None, y: Tensor | None, loader: Iterable[Any] | None
+) -> tuple[str, ImageDataset | None]:
+    """The dataset's name and, for the caller's own images, the dataset made of them (None for a named one)."""
+    if sum([dataset is not None, x is not None or y is not None, loader is not None]) != 1:
+        raise UserError(
+            "give the test data one way: dataset=NAME, x=IMAGES with y=LABELS, or loader= (batches of images and labels)"
+        )
+    if loader is not None:
+        x, y = _from_loader(loader)
+    if dataset is not None:
+        dataset_info(dataset)  # an unknown name fails here, before any model is moved or data read
+        return dataset, None
+    return "custom", tensor_dataset(x, y)
+
+
+def _accuracy_cells(
+    ctx: _Context,
+    module: nn.Module,
+    plan: AttackPlan,
+    subset: Subset,
+    images: Tensor,
+    labels: Tensor,
+    src: EvalModel | None,
+) -> None:
+    """The clean cell, each attack's cell at each of its eps, and (with a source) each transfer cell."""
+    seed, batch = subset.seed, ctx.batch_size
+    ctx.cell(
+        ctx.key(subset, kind="accuracy", threat="none", attack="none"),
+        lambda: accuracy_metrics(predict(module, images, batch), labels),
+    )
+    for attack in plan.attacks:
+        threat = Threat.WHITE_BOX if attack.access == Threat.WHITE_BOX else Threat.BLACK_BOX
+        for e in plan.eps_of(attack):
+            ctx.cell(
+                ctx.attack_key(subset, attack, e, threat),
+                lambda a=attack, e=e: accuracy_metrics(
+                    predict(module, ctx.attacked(a, ctx.target, images, labels, e, seed), batch), labels
+                ),
+            )
+    if src is None:
+        return
+    ctx.store.put_function(src.function_id, src.info)
+    for attack in [a for a in plan.attacks if a.transferable]:
+        for e in plan.eps_of(attack):
+            key = ctx.attack_key(subset, attack, e, Threat.BLACK_BOX, source=src.function_id)
+            ctx.cell(
+                key,
+                lambda a=attack, e=e, k=key: accuracy_metrics(
+                    predict(module, _transfer_examples(ctx, src, a, e, k, images, labels), batch), labels
+                ),
+                source=src,
+            )
 
 
 def evaluate(
@@ -359,8 +581,8 @@ def evaluate(
     device: str | torch.device | None = "auto",
     batch_size: int = DEFAULT_ATTACK_BATCH_SIZE,
     progress: Callable[[str], None] | None = None,
-) -> pd.DataFrame:
-    """Evaluate one model; returns one row per result cell (stored in the workspace, reused when present).
+) -> Evaluation:
+    """Evaluate one model; returns its results (every cell stored in the workspace, reused when present).
 
     The test data: ``dataset`` (a name, read from ``data_dir``), or the caller's own ``x`` and ``y`` tensors or
     ``loader`` (e.g. a ``DataLoader`` yielding (images, labels) in [0, 1], unshuffled), stored under the dataset
@@ -375,46 +597,21 @@ def evaluate(
     that also hears each attack's batches. Attacks run in fp32.
     """
     ws = workspace_dir(workspace)
-    eps_list = _eps_values(eps)
-    bad = [e for e in eps_list if not 0 <= e <= 1]
-    if bad or not eps_list:
-        raise UserError(f"eps must be in [0, 1] (pixel units, e.g. 8/255), got {bad or eps_list}")
     if role not in ROLES:
         raise UserError(f"unknown role {role!r}; valid: {', '.join(ROLES)}")
-    attack_objs = [a if isinstance(a, Attack) else get_attack(a) for a in attacks]
-    l2_list = [] if eps_l2 is None else _eps_values(eps_l2)
-    if [e for e in l2_list if not 0 <= e < float("inf")]:
-        raise UserError(f"eps_l2 must be finite numbers >= 0 (L2 units of [0, 1] pixels, e.g. 0.5), got {l2_list}")
-    if any(a.norm == "l2" for a in attack_objs) and not l2_list:
-        raise UserError(
-            f"L2 attacks ({', '.join(a.name for a in attack_objs if a.norm == 'l2')}) need their own eps: eps_l2= (--eps-l2), "
-            "in L2 units of [0, 1] pixels, e.g. 0.5"
-        )
-
-    def eps_of(attack: Attack) -> list[float]:
-        return l2_list if attack.norm == "l2" else eps_list
-
+    plan = AttackPlan.of(attacks, eps, eps_l2)
     target = as_target(model, label=label, mean=mean, std=std)
-    if any(isinstance(a, BPDA) and not a.straight_through for a in attack_objs) and not has_surrogate(target.module):
+    if any(isinstance(a, BPDA) and not a.straight_through for a in plan.attacks) and not has_surrogate(target.module):
         raise UserError(
             f"bpda-pgd on {target.label!r} would be plain PGD with the same seed: it has no decoupled layer or hard decision "
             "to give a surrogate gradient; name its non-differentiable parts with --straight-through NAME "
             "(Python: BPDA(straight_through=(NAME,))), or use pgd"
         )
-    if sum([dataset is not None, x is not None or y is not None, loader is not None]) != 1:
-        raise UserError(
-            "give the test data one way: dataset=NAME, x=IMAGES with y=LABELS, or loader= (batches of images and labels)"
-        )
-    if loader is not None:
-        x, y = _from_loader(loader)
-    own = tensor_dataset(x, y) if dataset is None else None
-    dataset = dataset or "custom"
+    dataset, own = _test_data(dataset, x, y, loader)
     if target.info.get("dataset") not in (None, dataset) and own is None:
         raise UserError(
             f"model {target.label!r} was trained on {target.info['dataset']!r}, not {dataset!r}; pass --dataset {target.info['dataset']}"
         )
-    if own is None:
-        dataset_info(dataset)
     src = None if source is None else as_target(source, label="source")
     if src is not None and src.function_id == target.function_id:
         raise UserError("the black-box source computes the same function as the target; choose another source")
@@ -436,11 +633,7 @@ def evaluate(
         subset = Subset(len(sub), len(test), subset_seed)
         with ResultStore(ws) as store:
             provenance = {"label": target.label, "device": describe_device(dev), "environment": environment()}
-            planned = (
-                1
-                + sum(len(eps_of(a)) * (1 + (src is not None and a.transferable)) for a in attack_objs)
-                + 3 * lipschitz
-            )
+            planned = 1 + plan.cells(transfer=src is not None) + 3 * lipschitz
             ctx = _Context(
                 store,
                 ws,
@@ -459,59 +652,12 @@ def evaluate(
             store.put_function(
                 target.function_id, {**target.info, "data_source": target.info.get("data_source") or test.source}
             )
-            ctx.cell(
-                ctx.key(subset, kind="accuracy", threat="none", attack="none"),
-                lambda: accuracy_metrics(predict(module, images, batch_size), labels),
-            )
-            for attack in attack_objs:
-                threat = "white-box" if attack.access == "white-box" else "black-box"
-                for e in eps_of(attack):
-                    ctx.cell(
-                        ctx.attack_key(subset, attack, e, threat),
-                        lambda a=attack, e=e: accuracy_metrics(
-                            predict(module, ctx.attacked(a, target.module, images, labels, e, subset_seed), batch_size),
-                            labels,
-                        ),
-                    )
-            if src is not None:
-                store.put_function(src.function_id, src.info)
-                for attack in [a for a in attack_objs if a.transferable]:
-                    for e in eps_of(attack):
-                        key = ctx.attack_key(subset, attack, e, "black-box", source=src.function_id)
-                        ctx.cell(
-                            key,
-                            lambda a=attack, e=e, k=key: accuracy_metrics(
-                                predict(module, _transfer_examples(ctx, src, a, e, k, images, labels), batch_size),
-                                labels,
-                            ),
-                            source=src,
-                        )
+            _accuracy_cells(ctx, module, plan, subset, images, labels, src)
             if lipschitz:
-                _lipschitz_cells(ctx, max(eps_list), lipschitz_n, subset_seed)
-        frame = pd.DataFrame(ctx.rows)
-        # what a row's per-example string refers to: positions in the test split, and that split's content hash
-        frame.attrs.update({"dataset": dataset, "data_sha256": ctx.data, "test_indices": indices.tolist()})
-        return frame
-
-
-def per_example_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per (accuracy cell, test image) of an ``evaluate`` result: whether the model got the image right."""
-    indices = frame.attrs["test_indices"]
-    rows = []
-    for r in frame[frame["kind"] == "accuracy"].itertuples():
-        for index, right in zip(indices, r.per_example):
-            rows.append(
-                {
-                    "threat": r.threat,
-                    "attack": r.attack,
-                    "eps": r.eps,
-                    "source": r.source,
-                    "role": r.role,
-                    "test_index": index,
-                    "correct": int(right),
-                }
-            )
-    return pd.DataFrame(rows)
+                _lipschitz_cells(ctx, max(plan.eps), lipschitz_n, subset_seed)
+        return Evaluation.from_rows(
+            ctx.rows, dataset=dataset, data_sha256=ctx.data, test_indices=tuple(indices.tolist())
+        )
 
 
 def transfer_matrix(
@@ -527,7 +673,7 @@ def transfer_matrix(
     progress: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
     """Every model as the black-box source for every other, and white-box on the diagonal, on one subset
-    (role ``transfer-matrix``: these cells never enter Tables 7 and 8)."""
+    (role ``transfer-matrix``: these cells never enter Tables 7 and 8); their accuracy rows in one frame."""
     rows = []
     for src in models:
         for tgt in models:
@@ -545,9 +691,9 @@ def transfer_matrix(
                     role="transfer-matrix",
                     device=device,
                     progress=progress,
-                )
+                ).accuracy
             )
-    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=list(ACCURACY_COLUMNS))
 
 
 def _transfer_examples(
@@ -562,7 +708,7 @@ def _transfer_examples(
             return load_file(str(path))["images"]
         except Exception:  # noqa: BLE001  (a damaged cache file is recomputed, never trusted)
             path.unlink(missing_ok=True)
-    adv = ctx.attacked(attack, src.module, images, labels, eps, key.subset.seed)
+    adv = ctx.attacked(attack, src, images, labels, eps, key.subset.seed)
     atomic_write(path, lambda tmp: save_file({"images": adv.contiguous()}, str(tmp)))
     return adv
 
@@ -593,7 +739,7 @@ def _lipschitz_cells(ctx: _Context, eps: float, n: int, seed: int) -> None:
         ),
         lambda: lip.as_dict(lip.margin_gradient_norms(module, x, y, batch_size=ctx.batch_size)),
     )
-    shape = (info.in_channels, info.input_size, info.input_size)
+    shape = info.image_shape
     ctx.cell(
         ctx.key(
             Subset(0, len(ctx.test), 0),

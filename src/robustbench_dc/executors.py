@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol
 
 from robustbench_dc.checkpoint import CARD_FILE
+from robustbench_dc.devices import usable_cpus
 from robustbench_dc.errors import UserError
 from robustbench_dc.files import atomic_write_bytes
 from robustbench_dc.progress import as_progress
@@ -251,14 +252,17 @@ def _ray_job(
 
 class RayExecutor:
     """Trainings and jobs as Ray tasks (see the module's docstring); ``address``: a running cluster's, or None
-    to start a local instance. Each task asks for ``cpus_per_task`` CPUs and, on CUDA, one GPU."""
+    to start a local instance. Each task asks for ``cpus_per_task`` CPUs and, on CUDA, one GPU, and runs that many
+    torch threads. The default is what a local run here would use (``usable_cpus``), so that both give the same
+    weights and cells bit for bit (oneDNN's reductions follow the thread count); fewer CPUs per task run more tasks
+    at once and train other bits, which each card records (``compute.threads``)."""
 
     def __init__(
         self,
         address: str | None = None,
         *,
         shared_workspace: bool = True,
-        cpus_per_task: int = 1,
+        cpus_per_task: int | None = None,
         max_retries: int = 3,
         train_function: Callable[..., Path] = train,
         init_options: dict[str, Any] | None = None,
@@ -269,6 +273,8 @@ class RayExecutor:
             raise UserError(
                 "the Ray executor needs Ray: pip install 'robustbench-dc[ray]' (or pip install ray)"
             ) from exc
+        if cpus_per_task is None:
+            cpus_per_task = usable_cpus()
         if cpus_per_task < 1:
             raise UserError(f"cpus_per_task must be >= 1, got {cpus_per_task}")
         self.address, self.shared, self.cpus, self.retries = address, shared_workspace, cpus_per_task, max_retries
@@ -382,7 +388,7 @@ def _key(config: TrainConfig) -> str:
 
 
 def get_executor(
-    name: str, *, ray_address: str | None = None, shared_workspace: bool = True, cpus_per_task: int = 1
+    name: str, *, ray_address: str | None = None, shared_workspace: bool = True, cpus_per_task: int | None = None
 ) -> Executor:
     if name == "local":
         return LocalExecutor()

@@ -12,6 +12,7 @@ import logging
 import pickle
 import re
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -167,6 +168,117 @@ def _read_torch_state(path: Path) -> dict[str, torch.Tensor]:
     return obj
 
 
+@dataclass(frozen=True)
+class BuildRequest:
+    """What the user said about a file's network: a zoo architecture or a factory to build a state dict into,
+    and whether a pickled module may be unpickled (it runs the file's code)."""
+
+    info: DatasetInfo
+    arch: str | None = None
+    model_name: str = "baseline"
+    width: float | None = None
+    factory: str | None = None
+    trust: bool = False
+
+    @property
+    def builds(self) -> bool:
+        return bool(self.arch or self.factory)
+
+
+def _load_exported(path: Path, request: BuildRequest) -> nn.Module:
+    try:
+        return ExportedModule.from_program(torch.export.load(str(path)))
+    except Exception as exc:  # noqa: BLE001  (damaged archives raise many kinds of errors)
+        raise CheckpointError(
+            f"{path}: cannot load this torch.export program (truncated, corrupt, or from another torch?): {_plain(exc)}"
+        ) from exc
+
+
+def _load_torchscript(path: Path, request: BuildRequest) -> nn.Module:
+    try:
+        return torch.jit.load(str(path), map_location="cpu")
+    except Exception as exc:  # noqa: BLE001  (damaged archives raise many kinds of errors)
+        raise CheckpointError(
+            f"{path}: cannot load this TorchScript file (truncated or corrupt?): {_plain(exc)}"
+        ) from exc
+
+
+def _load_pickled_module(path: Path, request: BuildRequest) -> nn.Module:
+    log.warning(TRUST_WARNING)
+    try:
+        module = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001  (anything can come out of an arbitrary pickle)
+        raise CheckpointError(f"{path}: cannot unpickle: {exc}") from exc
+    if not isinstance(module, nn.Module):
+        raise CheckpointError(f"{path}: the pickle holds a {type(module).__name__}, not an nn.Module")
+    return module
+
+
+def _built_by_factory(factory: str) -> nn.Module:
+    try:
+        module = load_factory(factory)()
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001  (the user's factory failed: say which, and how)
+        raise UserError(f"factory {factory!r} raised {type(exc).__name__}: {exc}") from exc
+    if not isinstance(module, nn.Module):
+        raise UserError(f"factory {factory!r} returned a {type(module).__name__}, not an nn.Module")
+    return module
+
+
+def _load_state_dict(path: Path, request: BuildRequest) -> nn.Module:
+    state = _read_state_dict(path)  # refuses code-carrying pickles even when no architecture is given
+    if not request.builds:
+        raise UserError(
+            f"{path} holds a state dict ({len(state)} tensors): say what to build with --arch NAME (a zoo "
+            "architecture) or --factory package.module:function"
+        )
+    if request.arch and request.factory:
+        raise UserError("give --arch or --factory, not both")
+    if request.factory:
+        module = _built_by_factory(request.factory)
+    else:
+        info = request.info
+        module = create_model(
+            request.model_name,
+            arch=request.arch,
+            num_classes=info.num_classes,
+            in_channels=info.in_channels,
+            width=1.0 if request.width is None else request.width,
+            input_size=info.input_size,
+            mean=info.mean,
+            std=info.std,
+        )
+        # zoo architectures normalise inside: a state dict without the normalisation buffers gets the dataset's
+        for key in ("normalize.mean", "normalize.std"):
+            state.setdefault(key, module.state_dict()[key])
+    load_state_dict_checked(module, state, source=str(path))
+    return module
+
+
+# Each format: its name in the model's info, whether a file is of it, and how it loads; the first that claims a
+# file loads it (a pickled module only with trust and nothing to build; every other file is read as a state dict).
+LOADERS: tuple[tuple[str, Callable[[Path, BuildRequest], bool], Callable[[Path, BuildRequest], nn.Module]], ...] = (
+    ("torch-export", lambda path, _: _is_exported_program(path), _load_exported),
+    ("torchscript", lambda path, _: _is_torchscript(path), _load_torchscript),
+    (
+        "pickled-module",
+        lambda path, r: r.trust and path.suffix != ".safetensors" and not r.builds,
+        _load_pickled_module,
+    ),
+    ("state-dict", lambda path, _: True, _load_state_dict),
+)
+
+
+def _check_dataset_fit(info: DatasetInfo, num_classes: int | None, input_size: int | None) -> None:
+    if num_classes is not None and num_classes != info.num_classes:
+        raise UserError(f"--num-classes {num_classes} does not match {info.name}, which has {info.num_classes} classes")
+    if input_size is not None and input_size != info.input_size:
+        raise UserError(
+            f"--input-size {input_size} does not match {info.name}, whose images are {info.input_size}x{info.input_size}"
+        )
+
+
 def load_external(
     path: str | Path,
     info: DatasetInfo,
@@ -189,74 +301,11 @@ def load_external(
         raise CheckpointError(f"{path}: no such file")
     if path.is_dir() or path.name == CARD_FILE:
         return from_checkpoint(path)
-    if num_classes is not None and num_classes != info.num_classes:
-        raise UserError(f"--num-classes {num_classes} does not match {info.name}, which has {info.num_classes} classes")
-    if input_size is not None and input_size != info.input_size:
-        raise UserError(
-            f"--input-size {input_size} does not match {info.name}, whose images are {info.input_size}x{info.input_size}"
-        )
+    _check_dataset_fit(info, num_classes, input_size)
     digest = sha256_file(path)
-    kind: str
-    if _is_exported_program(path):
-        try:
-            module = ExportedModule.from_program(torch.export.load(str(path)))
-        except Exception as exc:  # noqa: BLE001  (damaged archives raise many kinds of errors)
-            raise CheckpointError(
-                f"{path}: cannot load this torch.export program (truncated, corrupt, or from another torch?): {_plain(exc)}"
-            ) from exc
-        kind = "torch-export"
-    elif _is_torchscript(path):
-        try:
-            module: nn.Module = torch.jit.load(str(path), map_location="cpu")
-        except Exception as exc:  # noqa: BLE001  (damaged archives raise many kinds of errors)
-            raise CheckpointError(
-                f"{path}: cannot load this TorchScript file (truncated or corrupt?): {_plain(exc)}"
-            ) from exc
-        kind = "torchscript"
-    elif trust and path.suffix != ".safetensors" and not (arch or factory):
-        log.warning(TRUST_WARNING)
-        try:
-            module = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as exc:  # noqa: BLE001  (anything can come out of an arbitrary pickle)
-            raise CheckpointError(f"{path}: cannot unpickle: {exc}") from exc
-        if not isinstance(module, nn.Module):
-            raise CheckpointError(f"{path}: the pickle holds a {type(module).__name__}, not an nn.Module")
-        kind = "pickled-module"
-    else:
-        if not (arch or factory):
-            state = _read_state_dict(path)  # refuses code-carrying pickles even when no architecture is given
-            raise UserError(
-                f"{path} holds a state dict ({len(state)} tensors): say what to build with --arch NAME (a zoo architecture) or --factory package.module:function"
-            )
-        if arch and factory:
-            raise UserError("give --arch or --factory, not both")
-        state = _read_state_dict(path)
-        if factory:
-            try:
-                module = load_factory(factory)()
-            except UserError:
-                raise
-            except Exception as exc:  # noqa: BLE001  (the user's factory failed: say which, and how)
-                raise UserError(f"factory {factory!r} raised {type(exc).__name__}: {exc}") from exc
-            if not isinstance(module, nn.Module):
-                raise UserError(f"factory {factory!r} returned a {type(module).__name__}, not an nn.Module")
-        else:
-            module = create_model(
-                model_name,
-                arch=arch,
-                num_classes=info.num_classes,
-                in_channels=info.in_channels,
-                width=1.0 if width is None else width,
-                input_size=info.input_size,
-                mean=info.mean,
-                std=info.std,
-            )
-            # zoo architectures normalise inside: a state dict without the normalisation buffers gets the dataset's
-            for key in ("normalize.mean", "normalize.std"):
-                state.setdefault(key, module.state_dict()[key])
-        load_state_dict_checked(module, state, source=str(path))
-        kind = "state-dict"
-    module = with_normalization(module, mean, std).eval()
+    request = BuildRequest(info, arch=arch, model_name=model_name, width=width, factory=factory, trust=trust)
+    kind, load = next((kind, load) for kind, claims, load in LOADERS if claims(path, request))
+    module = with_normalization(load(path, request), mean, std).eval()
     details: dict[str, Any] = {
         "format": kind,
         "file": path.name,

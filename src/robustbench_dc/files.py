@@ -83,8 +83,13 @@ def output_dir(path: Path) -> Path:
 
 
 def save_figure(figure: Any, path: Path) -> None:
-    """A Matplotlib figure written as PNG, atomically (see ``atomic_write``)."""
-    atomic_write(Path(path), lambda tmp: figure.savefig(tmp, dpi=110, format="png"))
+    """A Matplotlib figure written atomically (see ``atomic_write``) twice: as the PNG that ``path`` names (for
+    the Markdown and HTML reports) and as a vector PDF beside it (for a paper), without a creation date, so the
+    same figure gives the same bytes."""
+    path = Path(path)
+    atomic_write(path, lambda tmp: figure.savefig(tmp, dpi=150, format="png", metadata={"Software": None}))
+    pdf = {"CreationDate": None, "Creator": None, "Producer": None}
+    atomic_write(path.with_suffix(".pdf"), lambda tmp: figure.savefig(tmp, format="pdf", metadata=pdf))
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -3,9 +3,41 @@ importing torch (``--help`` stays fast), and each module that implements them ch
 these at import.
 """
 
+from enum import StrEnum
+
 DATASETS = ("cifar10", "fashion-mnist", "mnist", "digits", "synthetic")
 ARCHITECTURES = ("cnn9", "resnet32", "resnet110", "convnet-aig", "drconv", "ir-se")
 REGIMES = ("natural", "fgsm", "kurakin", "pgd", "fgsm-rs")
+
+
+ZOO = "zoo"  # the ``kind`` of a model description (EvalModel.info, a stored function) built by our zoo
+
+
+def is_zoo(info: dict) -> bool:
+    """Whether a model description (``EvalModel.info``, a stored function's record) is one of our zoo's models."""
+    return info.get("kind") == ZOO
+
+
+class Threat(StrEnum):
+    """Who the attacker is, as a result cell records it (its members equal their strings, so stored cells and
+    tables compare with them as they are)."""
+
+    NONE = "none"  # clean accuracy
+    WHITE_BOX = "white-box"  # the model's own gradients, or queries to it (Square)
+    BLACK_BOX = "black-box"  # examples transferred from a source model, or query-only attacks
+    LIPSCHITZ = "lipschitz"
+    HEALTH = "health"
+
+
+# the paper's tables say "adversarial" for their adversarially trained models: FGSM training (docs/protocol.md)
+REGIME_ALIASES = {"adversarial": "fgsm"}
+
+
+def regime(name: str) -> str:
+    """A training regime or store label as typed, with the tables' word ``adversarial`` meaning ``fgsm``."""
+    return REGIME_ALIASES.get(name, name)
+
+
 SCHEDULES = ("onecycle", "cosine", "triangle")
 INITS = ("default", "dirac")
 RECIPES = ("standard", "fast")  # named sets of TrainConfig settings (train.RECIPES, docs/recipes.md)

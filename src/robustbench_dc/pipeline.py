@@ -251,8 +251,7 @@ def _run_eps_match(
         wanted = value / 100
 
         def accuracy_at(eps: float, attack: str = attack) -> float:
-            rows = evaluate(baseline, attacks=[attack], eps=[eps], **kw)
-            return float(rows.loc[rows["attack"] == attack, "accuracy"].iloc[0])
+            return evaluate(baseline, attacks=[attack], eps=[eps], **kw).accuracy_of(attack, eps)
 
         eps = match_eps(accuracy_at, wanted, hi=stage.hi)
         if eps is None:

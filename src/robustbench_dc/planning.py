@@ -31,14 +31,20 @@ def resolve_source(
     say: Callable[[str], None] = lambda _: None,
 ) -> EvalModel | None:
     """``"default"``: the protocol source, trained now if missing (and said so) unless ``train_missing`` is false;
-    ``"none"``/``None``: no black-box rows; a checkpoint path; a zoo name (the store's model of that name with
+    ``"auto"``: the same for a zoo target, none (and said so) for a model from elsewhere, which has no protocol
+    source; ``"none"``/``None``: no black-box rows; a checkpoint path; a zoo name (the store's model of that name with
     the target's seed + 1 for a zoo target, seed 0 otherwise); an ``EvalModel``."""
+    if source == "auto" and not target.is_zoo:
+        say(
+            "note: no black-box rows: a model from outside the zoo needs --source NAME|PATH (a zoo model or checkpoint)"
+        )
+        return None
     if source is None or source == "none":
         return None
     if isinstance(source, EvalModel):
         return source
     ws = workspace_dir(workspace)
-    if source == "default":
+    if source in ("default", "auto"):
         if not target.is_zoo:
             raise UserError(
                 f"{target.label!r} is not a zoo model, so it has no protocol black-box source; name one with "

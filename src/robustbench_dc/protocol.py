@@ -9,6 +9,8 @@ import hashlib
 import json
 from typing import Any
 
+from robustbench_dc.names import is_zoo
+
 #: The black-box source the protocol prescribes for a zoo model: a naturally trained baseline of the same
 #: recipe (architecture, width, data, epochs, ...) with the training seed + 1.
 PROTOCOL_SOURCE = "natural baseline, same recipe, training seed + 1"
@@ -16,7 +18,7 @@ PROTOCOL_SOURCE = "natural baseline, same recipe, training seed + 1"
 
 def describe(info: dict[str, Any]) -> str:
     """How tables name a zoo model: name, training and seed."""
-    if info.get("kind") != "zoo":
+    if not is_zoo(info):
         return str(info.get("label", ""))
     return f"{info['name']} {info['training']} seed {info['seed']}"
 

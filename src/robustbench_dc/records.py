@@ -1,9 +1,10 @@
-"""Results outside the store: a leaderboard-style record per evaluated model (RobustBench's model_info fields)
-and the robust accuracies written back into our own model cards."""
+"""Results outside the store: a record per evaluated model and eps (RobustBench's model_info fields plus ours),
+written as files RobustBench's own leaderboard code reads, and the robust accuracies written into our model cards."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,27 @@ from robustbench_dc import __version__
 from robustbench_dc.checkpoint import CARD_FILE, read_card
 from robustbench_dc.errors import UserError
 from robustbench_dc.files import atomic_write_bytes
-from robustbench_dc.names import eps_label
+from robustbench_dc.names import Threat, eps_label, is_zoo
 from robustbench_dc.targets import EvalModel
 
 THREAT_MODELS = {"linf": "Linf", "l2": "L2"}
+# the fields of a RobustBench model_info file (robustbench/leaderboard/template.py reads exactly these)
+ROBUSTBENCH_FIELDS = (
+    "link",
+    "name",
+    "authors",
+    "additional_data",
+    "number_forward_passes",
+    "dataset",
+    "venue",
+    "architecture",
+    "eps",
+    "clean_acc",
+    "reported",
+    "autoattack_acc",
+    "footnote",
+)
+OWN_RECORDS = "dc-robust"  # our full records, beside (never inside) RobustBench's <dataset>/<threat model>/ folders
 
 
 def _pct(x: float) -> str:
@@ -24,16 +42,17 @@ def _pct(x: float) -> str:
 
 
 def robust_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """The white-box and query (Square) accuracy rows of an ``evaluate`` frame: the attacks a robust accuracy takes its minimum over."""
-    return frame[(frame["attack"] != "none") & (frame["threat"] == "white-box") | (frame["attack"] == "square")]
+    """The white-box and query (Square) rows of ``Evaluation.accuracy``: what a robust accuracy is the minimum over."""
+    return frame[(frame["attack"] != "none") & (frame["threat"] == Threat.WHITE_BOX) | (frame["attack"] == "square")]
 
 
 def model_record(
     target: EvalModel, frame: pd.DataFrame, *, dataset: str, eps: float, norm: str = "linf"
 ) -> dict[str, Any]:
-    """One record in RobustBench's model_info shape (name, architecture, dataset, eps, clean_acc, autoattack_acc,
-    ...), plus ``robust_acc``: the lowest accuracy over the white-box and query attacks run at ``eps``, and which.
-    ``autoattack_acc`` is filled only where AutoAttack itself ran; nothing here claims more than was measured."""
+    """One record from ``Evaluation.accuracy``: RobustBench's model_info fields (name, architecture, dataset, eps,
+    clean_acc, autoattack_acc, ...) plus ours, ``robust_acc`` above all: the lowest accuracy over the white-box and
+    query attacks run at ``eps``, and which. ``autoattack_acc`` is filled only where the official AutoAttack ran
+    (else None); nothing here claims more than was measured."""
     from robustbench_dc.names import L2_ATTACKS
 
     clean = frame[frame["attack"] == "none"]
@@ -45,9 +64,7 @@ def model_record(
     n = int(clean["n"].iloc[0]) if len(clean) else 0
     return {
         "name": target.label,
-        "architecture": f"{info.get('arch', 'unknown')} (width {info['width']:g})"
-        if "width" in info
-        else info.get("arch", "unknown"),
+        "architecture": architecture(info),
         "training": info.get("training", "external"),
         "dataset": dataset,
         "threat_model": THREAT_MODELS[norm],
@@ -69,6 +86,70 @@ def model_record(
         "function_id": target.function_id,
         "weights_sha256": info.get("weights_sha256", ""),
     }
+
+
+def evaluation_records(
+    target: EvalModel, accuracy: pd.DataFrame, *, dataset: str, eps: list[float], eps_l2: list[float] | None = None
+) -> list[dict[str, Any]]:
+    """A record per eps (L-inf, and L2 where an L2 attack ran) that has a robust accuracy."""
+    from robustbench_dc.names import L2_ATTACKS
+
+    records = [model_record(target, accuracy, dataset=dataset, eps=e) for e in eps]
+    if accuracy["attack"].isin(L2_ATTACKS).any():
+        records += [model_record(target, accuracy, dataset=dataset, eps=e, norm="l2") for e in eps_l2 or []]
+    return [r for r in records if r["robust_acc"] is not None]
+
+
+def architecture(info: dict[str, Any]) -> str:
+    """What the network is, for a record that travels: a zoo architecture and its width, a factory's function name
+    (never the local path of its file), or the format of a third-party file."""
+    if "width" in info and is_zoo(info):
+        return f"{info.get('arch', 'unknown')} (width {info['width']:g})"
+    arch = str(info.get("arch") or "")
+    if ":" in arch:  # package.module:function or path/to/file.py:function
+        return f"{arch.rpartition(':')[2]} (factory)"
+    if arch:
+        return arch
+    return {"torchscript": "TorchScript module", "torch-export": "torch.export program"}.get(
+        str(info.get("format")), "unknown"
+    )
+
+
+def robustbench_record(record: dict[str, Any]) -> dict[str, Any] | None:
+    """The record as a RobustBench model_info file holds it (its fields alone, accuracies as strings), or None
+    where AutoAttack did not run: RobustBench ranks by ``autoattack_acc`` and has no entry without it."""
+    if record.get("autoattack_acc") is None:
+        return None
+    return {k: record[k] for k in ROBUSTBENCH_FIELDS}
+
+
+def _file_stem(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "model"
+
+
+def write_records(directory: Path, records: list[dict[str, Any]]) -> list[Path]:
+    """``directory/<dataset>/<Linf|L2>/<name>.json`` for each record with AutoAttack (RobustBench's model_info
+    layout, one file per model, what ``generate_leaderboard(models_folder=directory)`` reads; a model evaluated at
+    several eps of one threat model gets a file per eps), and every record, ours in full, in
+    ``directory/dc-robust/<name>.json``. Returns the files written."""
+    if not records:
+        return []
+    written: list[Path] = []
+    stem = _file_stem(records[0]["name"])
+    per_threat: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in records:
+        per_threat.setdefault((r["dataset"], r["threat_model"]), []).append(r)
+    for (dataset, threat), group in per_threat.items():
+        leaderboard = [(r, robustbench_record(r)) for r in group]
+        leaderboard = [(r, rb) for r, rb in leaderboard if rb is not None]
+        for r, rb in leaderboard:
+            eps = f"-eps{_file_stem(r['eps'])}" if len(leaderboard) > 1 else ""
+            path = directory / dataset / threat / f"{stem}{eps}.json"
+            atomic_write_bytes(path, (json.dumps(rb, indent=2) + "\n").encode())
+            written.append(path)
+    own = directory / OWN_RECORDS / f"{stem}.json"
+    atomic_write_bytes(own, (json.dumps(records, indent=2) + "\n").encode())
+    return written + [own]
 
 
 def write_into_card(directory: Path, records: list[dict[str, Any]], data_sha256: str) -> str | None:

@@ -60,6 +60,7 @@ from typing import TYPE_CHECKING, Any
 
 from robustbench_dc import names
 from robustbench_dc.errors import UserError
+from robustbench_dc.names import Threat
 from robustbench_dc.results.store import StudyTarget
 
 if TYPE_CHECKING:
@@ -115,7 +116,7 @@ class ClaimSpec:
     than: str
     attack: str
     training: str = "natural"
-    threat: str = "white-box"
+    threat: str = Threat.WHITE_BOX
     eps: float | None = None  # None: the study's table_eps
     by: float = 0.0
     text: str = ""
@@ -339,6 +340,41 @@ def _training(raw: dict[str, Any], where: str) -> dict[str, Any]:
     return training
 
 
+def _models(raw: list[Any], where: str) -> tuple[StudyModel, ...]:
+    models = []
+    for i, m in enumerate(raw):
+        what = f"{where} models[{i}]"
+        _check_keys(_expect(m, "table", what), set(_MODEL_KINDS), what)
+        if "label" not in m:
+            raise UserError(f"{what}: give it a label (how tables and claims name it)")
+        m = {k: _expect(v, _MODEL_KINDS[k], f"{what} {k}") for k, v in m.items()}
+        for key in ("regimes", "mean", "std"):
+            if key in m:
+                m[key] = tuple(_expect(v, "str" if key == "regimes" else "number", f"{what} {key}") for v in m[key])
+        models.append(StudyModel(**m))
+    labels = [m.label for m in models]
+    if len(set(labels)) != len(labels) or not labels:
+        raise UserError(f"{where}: models need distinct labels, got {labels}")
+    return tuple(models)
+
+
+def _claims(raw: list[Any], labels: list[str], where: str) -> tuple[ClaimSpec, ...]:
+    claims = []
+    for i, c in enumerate(raw):
+        what = f"{where} claims[{i}]"
+        _check_keys(_expect(c, "table", what), set(_CLAIM_KINDS) | {"eps"}, what)
+        c = {
+            k: _number(v, f"{what} eps") if k == "eps" else _expect(v, _CLAIM_KINDS[k], f"{what} {k}")
+            for k, v in c.items()
+        }
+        claim = ClaimSpec(**c)
+        for label in (claim.better, claim.than):
+            if label not in labels:
+                raise UserError(f"{what}: no model labelled {label!r}; models: {', '.join(labels)}")
+        claims.append(claim)
+    return tuple(claims)
+
+
 def parse_study(raw: dict[str, Any], where: str = "study") -> Study:
     """A study from its TOML table: every key checked for name and type (a wrong one is a UserError naming it)."""
     valid = {f.name for f in fields(Study)} - {"path", "trust_code"}
@@ -356,33 +392,8 @@ def parse_study(raw: dict[str, Any], where: str = "study") -> Study:
     if raw["dataset"] not in names.DATASETS:
         raise UserError(f"{where}: unknown dataset {raw['dataset']!r}; valid: {', '.join(names.DATASETS)}")
     training = _training(raw.get("training", {}), where)
-    models = []
-    for i, m in enumerate(raw["models"]):
-        what = f"{where} models[{i}]"
-        _check_keys(_expect(m, "table", what), set(_MODEL_KINDS), what)
-        if "label" not in m:
-            raise UserError(f"{what}: give it a label (how tables and claims name it)")
-        m = {k: _expect(v, _MODEL_KINDS[k], f"{what} {k}") for k, v in m.items()}
-        for key in ("regimes", "mean", "std"):
-            if key in m:
-                m[key] = tuple(_expect(v, "str" if key == "regimes" else "number", f"{what} {key}") for v in m[key])
-        models.append(StudyModel(**m))
-    labels = [m.label for m in models]
-    if len(set(labels)) != len(labels) or not labels:
-        raise UserError(f"{where}: models need distinct labels, got {labels}")
-    claims = []
-    for i, c in enumerate(raw.get("claims", [])):
-        what = f"{where} claims[{i}]"
-        _check_keys(_expect(c, "table", what), set(_CLAIM_KINDS) | {"eps"}, what)
-        c = {
-            k: _number(v, f"{what} eps") if k == "eps" else _expect(v, _CLAIM_KINDS[k], f"{what} {k}")
-            for k, v in c.items()
-        }
-        claim = ClaimSpec(**c)
-        for label in (claim.better, claim.than):
-            if label not in labels:
-                raise UserError(f"{what}: no model labelled {label!r}; models: {', '.join(labels)}")
-        claims.append(claim)
+    models = _models(raw["models"], where)
+    claims = _claims(raw.get("claims", []), [m.label for m in models], where)
     seeds = tuple(_expect(s, "int", f"{where} seeds") for s in _expect(raw.get("seeds", [0]), "list", f"{where} seeds"))
     if any(not 0 <= s < 2**32 for s in seeds):
         raise UserError(f"{where}: seeds must be integers in [0, 2**32), got {list(seeds)}")
@@ -392,7 +403,7 @@ def parse_study(raw: dict[str, Any], where: str = "study") -> Study:
     study = Study(
         name=raw["name"],
         dataset=raw["dataset"],
-        models=tuple(models),
+        models=models,
         description=raw.get("description", ""),
         seeds=seeds,
         regimes=_strings(raw, "regimes", ("natural",), where),
@@ -407,7 +418,7 @@ def parse_study(raw: dict[str, Any], where: str = "study") -> Study:
         square_queries=_count(raw, "square_queries", 300, where),
         lipschitz_n=_count(raw, "lipschitz_n", 200, where, minimum=0),
         training=training,
-        claims=tuple(claims),
+        claims=claims,
         report=raw.get("report", "study"),
         transfer_matrix=raw.get("transfer_matrix", False),
         eps_match=raw.get("eps_match", False),
@@ -419,6 +430,12 @@ def parse_study(raw: dict[str, Any], where: str = "study") -> Study:
 
 def _validate(study: Study, where: str) -> None:
     """Everything checkable before the first training: names, numbers, and each zoo model's configuration."""
+    _validate_settings(study, where)
+    _validate_models(study, where)
+    _validate_stages(study, where)
+
+
+def _validate_settings(study: Study, where: str) -> None:
     from robustbench_dc.attacks import get_attack
 
     for a in study.attacks:
@@ -439,6 +456,9 @@ def _validate(study: Study, where: str) -> None:
         )
     if not study.seeds:
         raise UserError(f"{where}: seeds needs at least one training seed")
+
+
+def _validate_models(study: Study, where: str) -> None:
     for regime in study.regimes + tuple(r for m in study.models for r in m.regimes or ()):
         if regime not in names.REGIMES:
             raise UserError(f"{where}: unknown training regime {regime!r}; valid: {', '.join(names.REGIMES)}")
@@ -451,6 +471,10 @@ def _validate(study: Study, where: str) -> None:
             raise UserError(
                 f"{where}: model {m.label!r} is a checkpoint; options, operator and regimes apply to trained models only"
             )
+
+
+def _validate_stages(study: Study, where: str) -> None:
+    """The claims, the paper tables and eps matching: each needs what the study computes."""
     for c in study.claims:
         if c.attack not in study.attacks:
             raise UserError(

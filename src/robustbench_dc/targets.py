@@ -19,6 +19,7 @@ from torch import nn
 
 from robustbench_dc.checkpoint import load_checkpoint
 from robustbench_dc.models.registry import arch_label
+from robustbench_dc.names import ZOO, is_zoo
 from robustbench_dc.protocol import PROTOCOL_SOURCE, describe, protocol_source_config, recipe_id  # noqa: F401  (re-exported)
 
 
@@ -36,7 +37,7 @@ class EvalModel:
 
     @property
     def is_zoo(self) -> bool:
-        return self.info.get("kind") == "zoo"
+        return is_zoo(self.info)
 
     @property
     def title(self) -> str:
@@ -102,7 +103,7 @@ def from_checkpoint(path: str | Path) -> EvalModel:
         "training": card["training"]["label"],
         "seed": card["seed"],
         "dataset": card["dataset"],
-        "kind": "zoo",
+        "kind": ZOO,
         "file": Path(path).name if Path(path).is_dir() else Path(path).parent.name,
         "checkpoint_dir": str((Path(path) if Path(path).is_dir() else Path(path).parent).resolve()),
         "data_source": card.get("data_source", ""),

@@ -89,10 +89,19 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
-        if self.training not in REGIMES:
-            raise UserError(f"unknown training regime {self.training!r}; valid: {', '.join(REGIMES)}")
-        if self.schedule not in SCHEDULES:
-            raise UserError(f"unknown schedule {self.schedule!r}; valid: {', '.join(SCHEDULES)}")
+        for name, what, valid in (
+            ("training", "training regime", REGIMES),
+            ("schedule", "schedule", SCHEDULES),
+            ("precision", "precision", PRECISIONS),
+            ("init", "init", INITS),
+        ):
+            if getattr(self, name) not in valid:
+                raise UserError(f"unknown {what} {getattr(self, name)!r}; valid: {', '.join(valid)}")
+        self._check_numbers()
+        dataset_info(self.dataset)
+        ARCHITECTURES.options(ModelSpec(name=self.model, arch=self.arch, arch_options=self.arch_options))
+
+    def _check_numbers(self) -> None:
         if not 0 <= self.eps <= 1:
             raise UserError(f"eps must be in [0, 1] (pixel units), got {self.eps}")
         for name in ("epochs", "batch_size"):
@@ -104,12 +113,14 @@ class TrainConfig:
                 raise UserError(
                     f"{name} must be a finite number{' > 0' if name in ('width', 'lr') else ' >= 0'}, got {value}"
                 )
-        if self.recalibration_batches < 0:
-            raise UserError(f"recalibration_batches must be >= 0 (0: off), got {self.recalibration_batches}")
+        for name, value in (
+            ("recalibration_batches", self.recalibration_batches),
+            ("robustness_check", self.robustness_check),
+        ):
+            if value < 0:
+                raise UserError(f"{name} must be >= 0 (0: off), got {value}")
         if not 0 < self.adv_weight <= 1:
             raise UserError(f"adv_weight must be in (0, 1], got {self.adv_weight}")
-        if self.precision not in PRECISIONS:
-            raise UserError(f"unknown precision {self.precision!r}; valid: {', '.join(PRECISIONS)}")
         if self.train_subset is not None and self.train_subset < 1:
             raise UserError(f"train_subset must be >= 1, got {self.train_subset}")
         if not 0 <= self.warmup < 1 or not 0 <= self.label_smoothing < 1 or not 0 <= self.ema_decay < 1:
@@ -120,12 +131,6 @@ class TrainConfig:
             raise UserError(
                 "ema_decay needs recalibration_batches > 0: averaged weights need BatchNorm statistics of their own"
             )
-        if self.init not in INITS:
-            raise UserError(f"unknown init {self.init!r}; valid: {', '.join(INITS)}")
-        if self.robustness_check < 0:
-            raise UserError(f"robustness_check must be >= 0 images (0: off), got {self.robustness_check}")
-        dataset_info(self.dataset)
-        ARCHITECTURES.options(ModelSpec(name=self.model, arch=self.arch, arch_options=self.arch_options))
 
     @property
     def arch_label(self) -> str:
@@ -610,28 +615,7 @@ def train(
 
     resume_path = out_dir / RESUME_FILE
     if resume_path.exists():
-        try:
-            state = torch.load(resume_path, weights_only=True, map_location=dev)
-        except Exception as exc:  # noqa: BLE001  (a truncated or foreign file: anything can come out of the unpickler)
-            raise UserError(
-                f"{resume_path}: unreadable resume state ({type(exc).__name__}); delete it to start this run over"
-            ) from exc
-        if state["config"] != json.dumps(wanted, sort_keys=True):
-            raise UserError(f"{resume_path} belongs to a run with other settings; delete it to start over")
-        if state.get("mode", json.dumps(mode.to_dict(), sort_keys=True)) != json.dumps(
-            mode.to_dict(), sort_keys=True
-        ):  # older states: unchecked
-            raise UserError(
-                f"{resume_path}: its first {state['epoch']} epochs were trained as {state['mode']}, this machine would go on as "
-                f"{json.dumps(mode.to_dict(), sort_keys=True)} (precision 'auto' resolves per device); a run is never mixed: "
-                "resume it where it started, or delete resume.pt to start over here"
-            )
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        start_epoch, history, wall = state["epoch"], json.loads(state["history"]), state["wall_time_s"]
-        if averaged is not None:
-            averaged.load_state_dict(state["averaged"])
+        start_epoch, history, wall = _resume(resume_path, wanted, mode, dev, model, opt, sched, averaged)
         log.info("resuming %s after epoch %d", out_dir, start_epoch)
 
     for epoch in range(start_epoch, config.epochs):
@@ -664,11 +648,7 @@ def train(
                 f"saved. Lower --lr (now {config.lr:g}) or change the model, then run again"
             )
         wall += seconds
-        checked = (
-            robustness_check(averaged.module if averaged is not None else model, train_set, config)
-            if config.robustness_check
-            else None
-        )
+        checked = robustness_check(_trained(model, averaged), train_set, config) if config.robustness_check else None
         stats = EpochStats(epoch + 1, config.epochs, loss_sum / seen, correct / seen, seen / seconds, seconds, checked)
         history.append(stats.to_dict())
         state = {
@@ -686,76 +666,138 @@ def train(
         if on_epoch is not None:
             on_epoch(stats)
 
-    if averaged is not None:  # the averaged weights are the trained model; recalibration gives them their statistics
-        with torch.no_grad():
-            for p, q in zip(model.parameters(), averaged.module.parameters()):
-                p.copy_(q)
-    recalibration = {"batches": 0, "images": 0}
-    if config.recalibration_batches:  # deterministic: its own generator, so an interrupted run redoes it identically
-        g = torch.Generator().manual_seed(config.seed * 1_000_003 + config.epochs)
-        chunks = torch.randperm(len(train_set), generator=g).split(config.batch_size)[: config.recalibration_batches]
-        # every batch is crafted first, against the final statistics, before they are reset and recomputed
-        batches = [training_batch(model, train_set, idx, config, augment, g, mode)[0] for idx in chunks]
-        with mode.autocast():
-            recalibration = {"batches": recalibrate_statistics(model, batches), "images": sum(len(c) for c in chunks)}
+    recalibration = _final_weights(model, averaged, train_set, config, augment, mode)
     model.eval()
     acc = test_accuracy(model, test_set)  # fp32, like every evaluation
     rates = execution_rates(model, test_set.float_images())
-    card = {
+    run = {"mode": mode, "compile": runner.outcome, "device": dev, "wall": wall, "recalibration": recalibration}
+    card = _card(config, train_set, test_set, history, acc, rates, run)
+    save_checkpoint(model, out_dir, card)
+    resume_path.unlink(missing_ok=True)
+    return out_dir
+
+
+def _trained(model: nn.Module, averaged: AveragedModel | None) -> nn.Module:
+    """The network the run would end with now: the weight average where the recipe keeps one."""
+    return averaged.module if averaged is not None else model
+
+
+def _resume(
+    path: Path,
+    wanted: dict[str, Any],
+    mode: ComputeMode,
+    dev: torch.device,
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    sched: Any,
+    averaged: AveragedModel | None,
+) -> tuple[int, list[dict[str, Any]], float]:
+    """Restore a run from its resume state, refusing one made with other settings or in another compute mode;
+    returns the epochs done, their history and their wall time."""
+    try:
+        state = torch.load(path, weights_only=True, map_location=dev)
+    except Exception as exc:  # noqa: BLE001  (a truncated or foreign file: anything can come out of the unpickler)
+        raise UserError(
+            f"{path}: unreadable resume state ({type(exc).__name__}); delete it to start this run over"
+        ) from exc
+    if state["config"] != json.dumps(wanted, sort_keys=True):
+        raise UserError(f"{path} belongs to a run with other settings; delete it to start over")
+    here = json.dumps(mode.to_dict(), sort_keys=True)
+    if state.get("mode", here) != here:  # older states: unchecked
+        raise UserError(
+            f"{path}: its first {state['epoch']} epochs were trained as {state['mode']}, this machine would go on as "
+            f"{here} (precision 'auto' resolves per device); a run is never mixed: resume it where it started, or "
+            "delete resume.pt to start over here"
+        )
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    if averaged is not None:
+        averaged.load_state_dict(state["averaged"])
+    return state["epoch"], json.loads(state["history"]), state["wall_time_s"]
+
+
+def _final_weights(
+    model: nn.Module,
+    averaged: AveragedModel | None,
+    train_set: ImageDataset,
+    config: TrainConfig,
+    augment: bool,
+    mode: ComputeMode,
+) -> dict[str, int]:
+    """Give ``model`` its final weights (the average, where kept) and recalibrate its normalisation statistics on
+    training batches of the regime (deterministic: its own generator, so an interrupted run redoes it identically);
+    returns how many batches and images that took."""
+    if averaged is not None:
+        with torch.no_grad():
+            for p, q in zip(model.parameters(), averaged.module.parameters()):
+                p.copy_(q)
+    if not config.recalibration_batches:
+        return {"batches": 0, "images": 0}
+    g = torch.Generator().manual_seed(config.seed * 1_000_003 + config.epochs)
+    chunks = torch.randperm(len(train_set), generator=g).split(config.batch_size)[: config.recalibration_batches]
+    # every batch is crafted first, against the final statistics, before they are reset and recomputed
+    batches = [training_batch(model, train_set, idx, config, augment, g, mode)[0] for idx in chunks]
+    with mode.autocast():
+        return {"batches": recalibrate_statistics(model, batches), "images": sum(len(c) for c in chunks)}
+
+
+def _regime_card(config: TrainConfig) -> dict[str, Any]:
+    regime: dict[str, Any] = {"regime": config.training, "label": config.training_label, "eps": config.eps}
+    if config.training == "pgd":
+        regime.update(pgd_steps=config.pgd_steps, pgd_step=config.pgd_step)
+    if config.training == "kurakin":
+        eps_text = f"|N(0, {config.eps / 2:.4g})| truncated to [0, {config.eps:.4g}]"
+        regime.update(adv_weight=config.adv_weight, labels="predicted", eps_per_example=eps_text)
+    return regime
+
+
+def _card(
+    config: TrainConfig,
+    train_set: ImageDataset,
+    test_set: ImageDataset,
+    history: list[dict[str, Any]],
+    acc: float,
+    rates: list[float],
+    run: dict[str, Any],
+) -> dict[str, Any]:
+    """The checkpoint card: the full training configuration, its data, history, accuracy and compute mode."""
+    info = train_set.info
+    card: dict[str, Any] = {
         "dataset": config.dataset,
         "data_source": train_set.source,
-        "input_shape": [train_set.info.in_channels, train_set.info.input_size, train_set.info.input_size],
-        "normalization": {"mean": list(train_set.info.mean), "std": list(train_set.info.std)},
-        "training": {
-            "regime": config.training,
-            "label": config.training_label,
-            "eps": config.eps,
-            **({"pgd_steps": config.pgd_steps, "pgd_step": config.pgd_step} if config.training == "pgd" else {}),
-            **(
-                {
-                    "adv_weight": config.adv_weight,
-                    "labels": "predicted",
-                    "eps_per_example": f"|N(0, {config.eps / 2:.4g})| truncated to [0, {config.eps:.4g}]",
-                }
-                if config.training == "kurakin"
-                else {}
-            ),
-        },
-        "train_config": wanted,
+        "input_shape": [info.in_channels, info.input_size, info.input_size],
+        "normalization": {"mean": list(info.mean), "std": list(info.std)},
+        "training": _regime_card(config),
+        "train_config": config.to_dict(),
         "train_images": len(train_set),
         "epochs": config.epochs,
         "seed": config.seed,
         "clean_test_accuracy": acc,
         "test_images": len(test_set),
         "history": history,
-        "recalibration": recalibration,
-        **(
-            {
-                "robustness_check": {
-                    "images": config.robustness_check,
-                    "attacks": "FGSM and PGD-10 (step eps/4, random start) at the training eps, fp32",
-                    "catastrophic_overfitting_epoch": catastrophic_overfitting(history),
-                }
-            }
-            if config.robustness_check
-            else {}
-        ),
-        **(
-            {"executed_block_rate": {"test_images": len(test_set), "per_block": rates, "mean": sum(rates) / len(rates)}}
-            if rates
-            else {}
-        ),
-        "compute": {
-            **mode.to_dict(),
-            "compile": runner.outcome,
-            "device_name": describe_device(dev),
-            "threads": torch.get_num_threads(),
-        },
-        "wall_time_s": wall,
+        "recalibration": run["recalibration"],
     }
-    save_checkpoint(model, out_dir, card)
-    resume_path.unlink(missing_ok=True)
-    return out_dir
+    if config.robustness_check:
+        card["robustness_check"] = {
+            "images": config.robustness_check,
+            "attacks": "FGSM and PGD-10 (step eps/4, random start) at the training eps, fp32",
+            "catastrophic_overfitting_epoch": catastrophic_overfitting(history),
+        }
+    if rates:
+        card["executed_block_rate"] = {
+            "test_images": len(test_set),
+            "per_block": rates,
+            "mean": sum(rates) / len(rates),
+        }
+    card["compute"] = {
+        **run["mode"].to_dict(),
+        "compile": run["compile"],
+        "device_name": describe_device(run["device"]),
+        "threads": torch.get_num_threads(),
+    }
+    card["wall_time_s"] = run["wall"]
+    return card
 
 
 def _check_writable(directory: Path) -> None:

@@ -12,13 +12,21 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-DEFAULT_WORKSPACE = "dc-robust-workspace"
+from platformdirs import user_data_dir
+
 RESULTS_FILE = "results.sqlite"
+WORKSPACE_ENV = "DC_ROBUST_WORKSPACE"
+
+
+def default_workspace() -> Path:
+    """The user's own data folder for robustbench-dc (``~/.local/share/robustbench-dc`` on Linux): one store for
+    every call, wherever it is made from, and nothing written into the current directory unasked."""
+    return Path(user_data_dir("robustbench-dc", appauthor=False))
 
 
 def workspace_dir(workspace: str | os.PathLike | None = None) -> Path:
-    """``workspace``, else ``$DC_ROBUST_WORKSPACE``, else ``./dc-robust-workspace``."""
-    return Path(workspace or os.environ.get("DC_ROBUST_WORKSPACE") or DEFAULT_WORKSPACE)
+    """``workspace``, else ``$DC_ROBUST_WORKSPACE``, else the user's data folder (``default_workspace``)."""
+    return Path(workspace or os.environ.get(WORKSPACE_ENV) or default_workspace())
 
 
 def models_dir(workspace: Path) -> Path:

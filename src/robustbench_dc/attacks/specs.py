@@ -11,7 +11,10 @@ from typing import Any, ClassVar
 
 from robustbench_dc import names
 from robustbench_dc.errors import UserError
-from robustbench_dc.names import eps_label  # noqa: F401  (re-exported: its home is names, torch-free)
+from robustbench_dc.names import (
+    Threat,
+    eps_label,  # noqa: F401  (re-exported: its home is names, torch-free)
+)
 
 
 @dataclass(frozen=True)
@@ -21,8 +24,8 @@ class Attack:
     name: ClassVar[str]
     #: the threat model: "linf" (eps in [0, 1]) or "l2" (eps in L2 units of [0, 1] pixels, e.g. 0.5 on CIFAR-10)
     norm: ClassVar[str] = "linf"
-    #: "white-box" attacks need the target's gradients; "query" attacks only its outputs (black-box).
-    access: ClassVar[str] = "white-box"
+    #: white-box attacks need the target's gradients; "query" attacks only its outputs (black-box).
+    access: ClassVar[str] = Threat.WHITE_BOX
     #: whether the result depends on random draws (so on how images are batched, and on the device's generator)
     randomized: ClassVar[bool] = False
     #: craft against the model's own predictions instead of the true labels
@@ -37,7 +40,7 @@ class Attack:
     @property
     def transferable(self) -> bool:
         """Whether examples crafted on a black-box source make sense for it (gradient attacks: yes)."""
-        return self.access == "white-box"
+        return self.access == Threat.WHITE_BOX
 
 
 @dataclass(frozen=True)

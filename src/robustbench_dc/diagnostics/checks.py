@@ -10,6 +10,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from robustbench_dc.names import Threat
+
 TOLERANCE = 0.02  # accuracy, as a fraction: 2 percentage points
 TABLE_WHITE_BOX = (
     "fgsm",
@@ -92,16 +94,16 @@ def measured_from_cells(cells: Iterable[Any], eps: float) -> Measured:
             m.n = int(x["n"])
             continue
         p = k.parameters
-        if k.attack == "pgd" and k.threat == "white-box" and _same_params(p, pgd_params("pgd20", k.eps)):
+        if k.attack == "pgd" and k.threat == Threat.WHITE_BOX and _same_params(p, pgd_params("pgd20", k.eps)):
             sweep[k.eps] = x["accuracy"]
         name = _diagnostic_name(k.attack, p, k.eps)
         if not name:
             continue
-        if x.get("per_example") and k.threat in ("white-box", "black-box"):
+        if x.get("per_example") and k.threat in (Threat.WHITE_BOX, Threat.BLACK_BOX):
             m.outcomes[(k.threat, name, k.eps)] = x["per_example"]
         if not _close(k.eps, eps):
             continue
-        if k.threat == "white-box":
+        if k.threat == Threat.WHITE_BOX:
             m.white[name] = x["accuracy"]
     m.sweep = sorted(sweep.items())
     return m
@@ -168,20 +170,22 @@ def paired_findings(m: Measured) -> dict[str, list[PairedFinding]]:
     )  # noqa: E731
     found: dict[str, list[PairedFinding]] = {"iterative": [], "black": [], "bpda": [], "smoothed": []}
     for e in eps_all:
-        fgsm = at("white-box", "fgsm", e)
+        fgsm = at(Threat.WHITE_BOX, "fgsm", e)
         for it in ("bim", "pgd20"):
-            iterative = at("white-box", it, e)
+            iterative = at(Threat.WHITE_BOX, it, e)
             if fgsm and iterative and len(fgsm) == len(iterative):
                 found["iterative"].append(paired(it.upper().replace("PGD20", "PGD-20"), "FGSM", iterative, fgsm, e))
-        white = [v for (t, name, ee), v in o.items() if t == "white-box" and name in TABLE_WHITE_BOX and _close(ee, e)]
+        white = [
+            v for (t, name, ee), v in o.items() if t == Threat.WHITE_BOX and name in TABLE_WHITE_BOX and _close(ee, e)
+        ]
         if white and len({len(v) for v in white}) == 1:
             any_white = _any_broken(*white)
             for (t, name, ee), v in o.items():
-                if t == "black-box" and _close(ee, e) and len(v) == len(any_white):
+                if t == Threat.BLACK_BOX and _close(ee, e) and len(v) == len(any_white):
                     found["black"].append(paired("white-box FGSM/BIM/PGD-20", f"black-box {name}", any_white, v, e))
-        pgd = at("white-box", "pgd20", e)
+        pgd = at(Threat.WHITE_BOX, "pgd20", e)
         for key, name in (("bpda", "bpda-pgd"), ("smoothed", "pgd-smoothed")):
-            other = at("white-box", name, e)
+            other = at(Threat.WHITE_BOX, name, e)
             if pgd and other and len(pgd) == len(other):
                 found[key].append(paired("PGD-20", name, pgd, other, e))
     return found

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from robustbench_dc.names import Threat
 from robustbench_dc.paper import PAPER_COLUMNS, display
 from robustbench_dc.results.query import Aggregate
 from robustbench_dc.stats import mcnemar_exact, paired_difference_interval, paired_t_p, t_interval
@@ -133,8 +134,8 @@ def claims(cell: CellLookup) -> list[Claim]:
         d = display(m)
         fgsm = difference_claim(
             f"Naturally trained {d} resists white-box FGSM far better than the baseline (>= 10 points)",
-            cell(m, "natural", "white-box", "fgsm"),
-            base("natural", "white-box", "fgsm"),
+            cell(m, "natural", Threat.WHITE_BOX, "fgsm"),
+            base("natural", Threat.WHITE_BOX, "fgsm"),
             10,
             (d, "Baseline"),
             ((m, "natural"),),
@@ -143,8 +144,8 @@ def claims(cell: CellLookup) -> list[Claim]:
         out.append(
             _close_claim(
                 f"Under white-box BIM the natural {d}'s advantage disappears (within 5 points)",
-                cell(m, "natural", "white-box", "bim"),
-                base("natural", "white-box", "bim"),
+                cell(m, "natural", Threat.WHITE_BOX, "bim"),
+                base("natural", Threat.WHITE_BOX, "bim"),
                 5,
                 (d, "Baseline"),
                 fgsm,
@@ -152,8 +153,8 @@ def claims(cell: CellLookup) -> list[Claim]:
         )
     helps = difference_claim(
         "FGSM adversarial training helps the baseline against white-box FGSM (>= 10 points)",
-        base("fgsm", "white-box", "fgsm"),
-        base("natural", "white-box", "fgsm"),
+        base("fgsm", Threat.WHITE_BOX, "fgsm"),
+        base("natural", Threat.WHITE_BOX, "fgsm"),
         10,
         ("adversarial", "natural"),
         (("baseline", "fgsm"),),
@@ -162,8 +163,8 @@ def claims(cell: CellLookup) -> list[Claim]:
     out.append(
         _close_claim(
             "... but not against white-box BIM (within 5 points)",
-            base("fgsm", "white-box", "bim"),
-            base("natural", "white-box", "bim"),
+            base("fgsm", Threat.WHITE_BOX, "bim"),
+            base("natural", Threat.WHITE_BOX, "bim"),
             5,
             ("adversarial", "natural"),
             helps,
@@ -174,8 +175,8 @@ def claims(cell: CellLookup) -> list[Claim]:
         out.append(
             difference_claim(
                 f"Adversarially trained {d} resists white-box BIM better than the adversarially trained baseline (>= 5 points)",
-                cell(m, "fgsm", "white-box", "bim"),
-                base("fgsm", "white-box", "bim"),
+                cell(m, "fgsm", Threat.WHITE_BOX, "bim"),
+                base("fgsm", Threat.WHITE_BOX, "bim"),
                 5,
                 (d, "Baseline"),
                 ((m, "fgsm"),),
@@ -186,10 +187,10 @@ def claims(cell: CellLookup) -> list[Claim]:
         out.append(
             difference_claim(
                 f"For natural {d}, black-box (transfer) FGSM is weaker than white-box FGSM (>= 5 points)",
-                cell(m, "natural", "black-box", "fgsm"),
-                cell(m, "natural", "white-box", "fgsm"),
+                cell(m, "natural", Threat.BLACK_BOX, "fgsm"),
+                cell(m, "natural", Threat.WHITE_BOX, "fgsm"),
                 5,
-                ("black-box", "white-box"),
+                (Threat.BLACK_BOX, Threat.WHITE_BOX),
             )
         )
     return out
@@ -199,11 +200,14 @@ def masking_notes(cell: CellLookup, models: list[str]) -> list[str]:
     """Where a white-box FGSM advantage over the baseline vanishes under BIM: the classic sign of gradient masking."""
     notes = []
     for training in ("natural", "fgsm"):
-        bf, bb = cell("baseline", training, "white-box", "fgsm"), cell("baseline", training, "white-box", "bim")
+        bf, bb = (
+            cell("baseline", training, Threat.WHITE_BOX, "fgsm"),
+            cell("baseline", training, Threat.WHITE_BOX, "bim"),
+        )
         for m in models:
             if m == "baseline":
                 continue
-            f, b = cell(m, training, "white-box", "fgsm"), cell(m, training, "white-box", "bim")
+            f, b = cell(m, training, Threat.WHITE_BOX, "fgsm"), cell(m, training, Threat.WHITE_BOX, "bim")
             if bf is None or bb is None or f is None or b is None:
                 continue
             fgsm_gain, bim_gain = f.mean - bf.mean, b.mean - bb.mean

@@ -7,6 +7,7 @@ from typing import Callable
 
 from robustbench_dc.figures import OKABE_ITO, pyplot
 from robustbench_dc.files import save_figure
+from robustbench_dc.names import Threat
 from robustbench_dc.paper import PAPER_TRAINING, display
 from robustbench_dc.results.query import Aggregate
 
@@ -36,8 +37,8 @@ def plot_accuracy(
         for j, attack in enumerate(attacks):
             ax = axes[i][j]
             for mi, m in enumerate(models):
-                found = [(0.0, cell(m, training, "white-box", "none", None))] + [
-                    (e * 255, cell(m, training, "white-box", attack, e)) for e in eps_values
+                found = [(0.0, cell(m, training, Threat.WHITE_BOX, "none", None))] + [
+                    (e * 255, cell(m, training, Threat.WHITE_BOX, attack, e)) for e in eps_values
                 ]
                 pts = [(x, c) for x, c in found if c is not None]
                 if len(pts) < 2:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -48,17 +49,39 @@ def render_markdown(blocks: Sequence[Block]) -> str:
     return "\n".join(lines)
 
 
-#: cell classes by their text: a status or verdict keeps its word and gets a colour (Okabe-Ito, colour-blind safe)
-_CELL_CLASS = {
-    "PASS": "good",
-    "WARN": "bad",
-    "N/A": "none",
+@dataclass(frozen=True)
+class Mark:
+    """A table cell that is a judgement (a check's status, a claim's verdict): its word, and the tone the HTML page
+    colours it by (Okabe-Ito, colour-blind safe). Only cells made as marks are coloured, never a cell that merely
+    reads like one (a model called "PASS")."""
+
+    text: str
+    tone: str  # "good", "bad", "mid" or "none"
+
+    def __str__(self) -> str:
+        return self.text
+
+
+_STATUS_TONE = {"pass": "good", "warn": "bad", "n/a": "none"}
+_VERDICT_TONE = {
     "reproduced": "good",
     "not reproduced": "bad",
     "inconclusive": "mid",
     "not applicable": "none",
     "not measured": "none",
 }
+
+
+def status_mark(status: str) -> Mark:
+    """A diagnostic's status ("pass", "warn", "n/a") as its table shows it."""
+    return Mark(status.upper(), _STATUS_TONE[status])
+
+
+def verdict_mark(verdict: str) -> Mark:
+    """A claim's verdict as its table shows it."""
+    return Mark(verdict, _VERDICT_TONE[verdict])
+
+
 _NUMBER = re.compile(r"^[-+]?\d[\d.,]*(e[-+]?\d+)?( ±[\d.]+ sd over \d+ seeds)?( \[[-+\d., ]+\])?%?$")
 
 
@@ -70,7 +93,8 @@ def _anchor(text: str, seen: dict[str, int]) -> str:
 
 def _td(value: Any) -> str:
     text = str(value)
-    classes = [c for c in (_CELL_CLASS.get(text), "num" if _NUMBER.match(text) else None) if c]
+    tone = value.tone if isinstance(value, Mark) else None
+    classes = [c for c in (tone, "num" if _NUMBER.match(text) else None) if c]
     return f"<td class='{' '.join(classes)}'>{html.escape(text)}</td>" if classes else f"<td>{html.escape(text)}</td>"
 
 

@@ -16,12 +16,12 @@ import pandas as pd
 from robustbench_dc.diagnostics.checks import diagnose, measured_from_cells
 from robustbench_dc.errors import UserError
 from robustbench_dc.files import atomic_write_bytes, output_dir
-from robustbench_dc.names import eps_label
+from robustbench_dc.names import Threat, eps_label, is_zoo
 from robustbench_dc.paper import ATTACK_ROWS, PAPER_COLUMNS, PAPER_TRAINING, display, paper_tables, paper_value
 from robustbench_dc.protocol import PROTOCOL_SOURCE, describe
 from robustbench_dc.reports.claims import claims, compare, masking_notes, surviving_claims
 from robustbench_dc.reports.plots import plot_accuracy, plot_differences, plot_lipschitz
-from robustbench_dc.reports.render import Block, render_text, write_report
+from robustbench_dc.reports.render import Block, render_text, status_mark, verdict_mark, write_report
 from robustbench_dc.reports.tables import threat_model
 from robustbench_dc.results.query import Aggregate, AmbiguousResults, Entry, Results, aggregate
 
@@ -82,7 +82,7 @@ def table7_8(cell: _Tables, threat: str, paper: pd.DataFrame, table: int) -> tup
 
 
 def _difference(cell: _Tables, model: str, training: str, attack: str):
-    a, b = cell(model, training, "white-box", attack), cell("baseline", training, "white-box", attack)
+    a, b = cell(model, training, Threat.WHITE_BOX, attack), cell("baseline", training, Threat.WHITE_BOX, attack)
     return compare(a, b) if a is not None and b is not None else None
 
 
@@ -188,8 +188,8 @@ def matched_eps(cell: _Tables, paper: pd.DataFrame, attack: str) -> float | None
     wanted = paper_value(paper, 7, "natural", attack, "baseline")
     models = [m for m in cell.models() if m in PAPER_COLUMNS]
     best = None
-    for eps in cell.results.where(n=cell.n, attack=attack, threat="white-box").eps_values():
-        found = [cell(m, "natural", "white-box", attack, eps) for m in models]
+    for eps in cell.results.where(n=cell.n, attack=attack, threat=Threat.WHITE_BOX).eps_values():
+        found = [cell(m, "natural", Threat.WHITE_BOX, attack, eps) for m in models]
         if "baseline" not in models or any(f is None for f in found):
             continue
         gap = abs(found[models.index("baseline")].mean - wanted)
@@ -209,7 +209,7 @@ def eps_matched_blocks(cell: _Tables, paper: pd.DataFrame) -> list[Block]:
         for m in models:
             headers += [f"{display(m)} ours %", "paper"]
         for training, paper_training in PAPER_TRAINING.items():
-            for threat, table in (("white-box", 7), ("black-box", 8)):
+            for threat, table in ((Threat.WHITE_BOX, 7), (Threat.BLACK_BOX, 8)):
                 row = [paper_training, threat]
                 for m in models:
                     c = cell(m, training, threat, attack, eps)
@@ -218,7 +218,7 @@ def eps_matched_blocks(cell: _Tables, paper: pd.DataFrame) -> list[Block]:
                 rows.append(row)
         wanted, ours = (
             paper_value(paper, 7, "natural", attack, "baseline"),
-            cell("baseline", "natural", "white-box", attack, eps),
+            cell("baseline", "natural", Threat.WHITE_BOX, attack, eps),
         )
         if abs(ours.mean - wanted) <= MATCH_TOLERANCE:
             text = (
@@ -244,8 +244,8 @@ def label_leaking_blocks(
     for name, training in models:
         try:
             true, pred = (
-                cell(name, training, "white-box", "fgsm", eps),
-                cell(name, training, "white-box", "fgsm-pred", eps),
+                cell(name, training, Threat.WHITE_BOX, "fgsm", eps),
+                cell(name, training, Threat.WHITE_BOX, "fgsm-pred", eps),
             )
         except AmbiguousResults:
             continue
@@ -319,7 +319,7 @@ def diagnostics_blocks(diags: dict[tuple[str, str, int], list]) -> list[Block]:
             )
         ]
     names = [d.name for d in next(iter(measured.values()))]
-    rows = [[display(m), tr, seed] + [d.status.upper() for d in v] for (m, tr, seed), v in measured.items()]
+    rows = [[display(m), tr, seed] + [status_mark(d.status) for d in v] for (m, tr, seed), v in measured.items()]
     details = [
         f"{display(m)} ({tr}, seed {seed}), {d.name}: {d.status.upper()}: {d.summary}"
         for (m, tr, seed), v in measured.items()
@@ -337,7 +337,7 @@ def transfer_blocks(results: Results, eps: float, name: Callable[[str], str] | N
     """The transfer matrix at ``eps`` from role ``transfer-matrix`` cells; ``name(function)`` names each model
     (default: its description in the store)."""
     sel = results.where(role="transfer-matrix", kind="accuracy", eps=eps)
-    black = [e for e in sel.entries if e.key.threat == "black-box"]
+    black = [e for e in sel.entries if e.key.threat == Threat.BLACK_BOX]
     if not black:
         return [("p", "No transfer matrix in the store.")]
     functions = {e.key.function: e.model for e in sel.entries}
@@ -359,7 +359,7 @@ def transfer_blocks(results: Results, eps: float, name: Callable[[str], str] | N
                     hit = [
                         e
                         for e in sel.entries
-                        if e.key.function == tgt and e.key.threat == "white-box" and e.key.attack == attack
+                        if e.key.function == tgt and e.key.threat == Threat.WHITE_BOX and e.key.attack == attack
                     ]
                 else:
                     hit = [e for e in black if e.key.function == tgt and e.key.source == src and e.key.attack == attack]
@@ -416,7 +416,7 @@ def all_cells_blocks(results: Results) -> list[Block]:
         source = (
             "" if group[0].source is None else ("protocol" if group[0].protocol_source else describe(group[0].source))
         )
-        name = f"{m.get('name')} ({m.get('arch')}, width {m.get('width')})" if m.get("kind") == "zoo" else describe(m)
+        name = f"{m.get('name')} ({m.get('arch')}, width {m.get('width')})" if is_zoo(m) else describe(m)
         rows.append(
             (
                 name,
@@ -601,7 +601,7 @@ def summary_tables(
     _, cell, _ = _select(workspace, dataset, eps, arch, width, n)
     paper = paper_tables()
     parts = []
-    for table, threat in ((7, "white-box"), (8, "black-box")):
+    for table, threat in ((7, Threat.WHITE_BOX), (8, Threat.BLACK_BOX)):
         headers, rows = table7_8(cell, threat, paper, table)
         parts.append(
             f"Table {table}: {threat} at {eps_label(eps)}, accuracy % [95% CI] (ours, paper, diff)\n"
@@ -652,9 +652,9 @@ def build_report(
             "mean ± sd with a t-interval over the seeds); 'diff' is ours minus the paper's.",
         )
     )
-    for table, threat in ((7, "white-box"), (8, "black-box")):
+    for table, threat in ((7, Threat.WHITE_BOX), (8, Threat.BLACK_BOX)):
         blocks.append(("h2", f"Table {table}: {threat} attacks"))
-        if threat == "black-box":
+        if threat == Threat.BLACK_BOX:
             blocks.append(("p", f"Transfer from the protocol source only: {PROTOCOL_SOURCE}."))
         blocks.append(("table", table7_8(cell, threat, paper, table)))
     blocks.append(("h2", "Tables 7 and 8 at the eps matched to the paper's baseline (a sensitivity analysis)"))
@@ -673,7 +673,7 @@ def build_report(
     blocks += lipschitz_section(
         groups,
         out / "lipschitz.png",
-        lambda m, tr: cell(m, tr, "white-box", "bim"),
+        lambda m, tr: cell(m, tr, Threat.WHITE_BOX, "bim"),
         f"white-box BIM at {eps_label(eps)}",
         show=display,
     )
@@ -693,7 +693,9 @@ def build_report(
         )
     )
     cl = claims(cell)
-    blocks.append(("table", (["claim", "verdict", "our numbers"], [[c.text, c.verdict, c.evidence] for c in cl])))
+    blocks.append(
+        ("table", (["claim", "verdict", "our numbers"], [[c.text, verdict_mark(c.verdict), c.evidence] for c in cl]))
+    )
     rows = [
         (f"{display(m)} - Baseline, {PAPER_TRAINING[tr]}, {at.upper()}", d.diff, d.low, d.high)
         for tr in PAPER_TRAINING

@@ -14,11 +14,11 @@ from typing import Any
 from robustbench_dc import names
 from robustbench_dc.diagnostics.checks import diagnose, measured_from_cells
 from robustbench_dc.files import output_dir
-from robustbench_dc.names import eps_label
+from robustbench_dc.names import Threat, eps_label
 from robustbench_dc.protocol import PROTOCOL_SOURCE
 from robustbench_dc.reports.claims import STRONG_CHECKS, Claim, compare, difference_claim
 from robustbench_dc.reports.plots import plot_accuracy, plot_differences
-from robustbench_dc.reports.render import Block, write_report
+from robustbench_dc.reports.render import Block, status_mark, verdict_mark, write_report
 from robustbench_dc.reports.report import (
     PROTOCOL_DOC,
     execution_blocks,
@@ -73,7 +73,7 @@ class StudyCells:
             attack=attack,
             eps=eps,
             n=self.study.n,
-            protocol_source=True if threat == "black-box" else None,
+            protocol_source=True if threat == Threat.BLACK_BOX else None,
         )
         return sel.single(
             f"{label} {training} {threat} {attack}" + ("" if eps is None else f" at eps {eps_label(eps)}")
@@ -112,8 +112,8 @@ def accuracy_blocks(cells: StudyCells, training: str) -> list[Block]:
             blocks.append(("p", f"{norm} threat model:"))
         with_clean = g == 0
         if len(labels) <= WIDE_MAX_MODELS:
-            specs = [("white-box", "none", None)] * with_clean + [
-                (threat, a, e) for threat in ("white-box", "black-box") for a in attacks for e in eps_values
+            specs = [(Threat.WHITE_BOX, "none", None)] * with_clean + [
+                (threat, a, e) for threat in (Threat.WHITE_BOX, Threat.BLACK_BOX) for a in attacks for e in eps_values
             ]
             specs = [r for r in specs if any(cells(label, training, *r) is not None for label in labels)]
             what = lambda threat, attack, eps: (
@@ -131,8 +131,8 @@ def accuracy_blocks(cells: StudyCells, training: str) -> list[Block]:
             continue
         rows = []
         for label in labels:
-            clean = _text(cells(label, training, "white-box", "none")) if with_clean else ""
-            for threat in ("white-box", "black-box"):
+            clean = _text(cells(label, training, Threat.WHITE_BOX, "none")) if with_clean else ""
+            for threat in (Threat.WHITE_BOX, Threat.BLACK_BOX):
                 for e in eps_values:
                     values = [cells(label, training, threat, a, e) for a in attacks]
                     if any(v is not None for v in values):
@@ -202,7 +202,7 @@ def diagnostics_blocks(diags: list[tuple[_Measured, list]]) -> list[Block]:
     if not diags:
         return [("p", "No diagnostics were run for this study (diagnostics = false).")]
     names = [d.name for d in diags[0][1]]
-    rows = [[_name(m)] + [d.status.upper() for d in v] for m, v in diags]
+    rows = [[_name(m)] + [status_mark(d.status) for d in v] for m, v in diags]
     details = [
         f"{_name(m)}, {d.name}: {d.status.upper()}: {d.summary}" for m, v in diags for d in v if d.status != "n/a"
     ]
@@ -346,7 +346,7 @@ def build_study_report(
     lipschitz = lipschitz_section(
         [(label, t, cells.results(label, t)) for label, t in pairs],
         out / "lipschitz.png",
-        lambda label, t: None if iterative is None else cells(label, t, "white-box", iterative, study.table_eps),
+        lambda label, t: None if iterative is None else cells(label, t, Threat.WHITE_BOX, iterative, study.table_eps),
         f"white-box {(iterative or '').upper()} at {eps_label(study.table_eps)}",
     )
     blocks += lipschitz
@@ -369,7 +369,10 @@ def build_study_report(
         blocks.append(
             (
                 "table",
-                (["claim", "verdict", "our numbers"], [[c.text, c.verdict, c.evidence] for c in claim_results(cells)]),
+                (
+                    ["claim", "verdict", "our numbers"],
+                    [[c.text, verdict_mark(c.verdict), c.evidence] for c in claim_results(cells)],
+                ),
             )
         )
         rows = differences(cells)

@@ -23,10 +23,9 @@ def pct_ci(row) -> str:
     return f"{100 * row['accuracy']:.2f} [{100 * row['ci_low']:.1f}, {100 * row['ci_high']:.1f}]"
 
 
-def accuracy_table(frame: pd.DataFrame) -> str:
-    acc = frame[frame["threat"] != "lipschitz"]
+def accuracy_table(accuracy: pd.DataFrame) -> str:
     rows = []
-    for _, r in acc.iterrows():
+    for _, r in accuracy.iterrows():
         source = r.get("source") if isinstance(r.get("source"), str) else ""
         rows.append(
             [
@@ -42,11 +41,10 @@ def accuracy_table(frame: pd.DataFrame) -> str:
     return tabulate(rows, headers=["threat", "attack", "eps", "accuracy % [95% CI]", "images", "source", "time"])
 
 
-def lipschitz_table(frame: pd.DataFrame) -> str:
-    lip = frame[frame["threat"] == "lipschitz"]
+def lipschitz_table(lipschitz: pd.DataFrame) -> str:
     rows = []
-    for _, r in lip.iterrows():
-        if r["attack"] == "local":
+    for _, r in lipschitz.iterrows():
+        if r["estimate"] == "local":
             rows.append(
                 [
                     "empirical local (Yang et al. 2020), L-inf -> L1",
@@ -54,7 +52,7 @@ def lipschitz_table(frame: pd.DataFrame) -> str:
                     f"eps {eps_label(r['eps'])}, PGD {int(r['steps'])} steps, {int(r['n'])} images",
                 ]
             )
-        elif r["attack"] == "gradient-norm":
+        elif r["estimate"] == "gradient-norm":
             rows.append(
                 [
                     "margin gradient L1 norm",
@@ -62,7 +60,7 @@ def lipschitz_table(frame: pd.DataFrame) -> str:
                     f"{int(r['n'])} images; zero {100 * r['zero_fraction']:.1f}%, non-finite {100 * r['nonfinite_fraction']:.1f}%",
                 ]
             )
-        elif r["attack"] == "global":
+        elif r["estimate"] == "global":
             rows.append(
                 [
                     "global upper-bound estimate, log10",
@@ -82,8 +80,9 @@ def global_bound_text(r) -> str:
     return text
 
 
-def eval_tables(frame: pd.DataFrame, label: str) -> str:
-    parts = [f"model: {label}", accuracy_table(frame)]
-    if (frame["threat"] == "lipschitz").any():
-        parts.append(lipschitz_table(frame))
+def eval_tables(accuracy: pd.DataFrame, lipschitz: pd.DataFrame, label: str) -> str:
+    """The terminal's view of one evaluation: its accuracy table, then its Lipschitz estimates if any."""
+    parts = [f"model: {label}", accuracy_table(accuracy)]
+    if len(lipschitz):
+        parts.append(lipschitz_table(lipschitz))
     return "\n\n".join(parts)

@@ -11,9 +11,11 @@ import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from robustbench_dc.names import Threat
+
 ROLES = ("table", "diagnostics", "transfer-matrix")
 KINDS = ("accuracy", "lipschitz", "health")
-THREATS = ("none", "white-box", "black-box", "lipschitz", "health")
+THREATS = tuple(Threat)
 
 
 def canonical_json(value: Any) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from robustbench_dc.errors import UserError
+from robustbench_dc.names import Threat, is_zoo
 from robustbench_dc.protocol import protocol_source_config
 from robustbench_dc.results.cells import canonical_json
 from robustbench_dc.results.store import ResultStore, StoredCell, StudyTarget
@@ -39,7 +40,7 @@ class Entry:
 
     @property
     def seed(self) -> int | None:
-        return self.model.get("seed") if self.model.get("kind") == "zoo" else None
+        return self.model.get("seed") if is_zoo(self.model) else None
 
     @property
     def protocol_source(self) -> bool:
@@ -153,7 +154,7 @@ class Results:
         out = []
         for e in self.entries:
             k, m = e.key, e.model
-            if model is not None and (m.get("name") if m.get("kind") == "zoo" else m.get("label")) != model:
+            if model is not None and (m.get("name") if is_zoo(m) else m.get("label")) != model:
                 continue
             if training is not None and m.get("training", "external") != training:
                 continue
@@ -214,7 +215,7 @@ class Results:
         attack: str,
         eps: float | None = None,
         *,
-        threat: str = "white-box",
+        threat: str = Threat.WHITE_BOX,
         role: str = "table",
         **filters: Any,
     ) -> Aggregate | None:
@@ -223,7 +224,7 @@ class Results:
         ``protocol_source=False`` is given."""
         if attack == "none":
             threat, eps = "none", None
-        if threat == "black-box":
+        if threat == Threat.BLACK_BOX:
             filters.setdefault("protocol_source", True)
         sel = self.where(
             model=model, training=training, role=role, kind="accuracy", threat=threat, attack=attack, eps=eps, **filters
@@ -237,13 +238,13 @@ class Results:
             m = e.model
             seen[
                 (
-                    str(m.get("name") if m.get("kind") == "zoo" else m.get("label", "?")),
+                    str(m.get("name") if is_zoo(m) else m.get("label", "?")),
                     str(m.get("training", "external")),
                 )
             ] = None
         return list(seen)
 
-    def eps_values(self, threat: str = "white-box") -> list[float]:
+    def eps_values(self, threat: str = Threat.WHITE_BOX) -> list[float]:
         return sorted({e.key.eps for e in self.entries if e.key.kind == "accuracy" and e.key.threat == threat})
 
     def subsets(self) -> list[int]:
