@@ -209,7 +209,26 @@ def test_threads_follow_what_the_process_may_use(monkeypatch):
         monkeypatch.setenv("OMP_NUM_THREADS", "1")
         assert devices.usable_cpus() == 1 and devices.set_threads() == 1 and torch.get_num_threads() == 1
         assert devices.set_threads(2) == 2 and torch.get_num_threads() == 2
-        with pytest.raises(UserError, match="threads must be >= 1"):
+        with pytest.raises(UserError, match="threads must be an integer >= 1"):
             devices.set_threads(0)
     finally:
         torch.set_num_threads(before)
+
+
+def test_threads_auto_leaves_the_busy_cpus_to_their_processes():
+    """A shared CPU: two threads beside one busy process ran 1.8x slower than one (BENCHMARKS.md). ``auto`` counts
+    the CPUs others keep busy and uses the rest; a spinning process is seen as about one busy CPU."""
+    import subprocess
+    import sys
+
+    from robustbench_dc import devices
+
+    assert devices.contention_threads(2, 0.1) == 2 and devices.contention_threads(2, 1.2) == 1
+    assert devices.contention_threads(2, 7.0) == 1 and devices.contention_threads(4, None) == 4
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        busy = devices.busy_cpus(0.5)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert busy is not None and busy >= 0.5

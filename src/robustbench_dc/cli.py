@@ -112,9 +112,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="log what is reused, trained and computed")
     p.add_argument(
         "--threads",
-        type=int,
+        type=_threads,
         default=None,
-        help="intra-op CPU threads (default: the CPUs this process may use: affinity, cgroup quota, OMP_NUM_THREADS)",
+        help="intra-op CPU threads, or 'auto': the usable CPUs other processes leave free now (default: the CPUs "
+        "this process may use: affinity, cgroup quota, OMP_NUM_THREADS; the same threads, so the same bits, "
+        "whatever else runs)",
     )
 
 
@@ -1055,6 +1057,33 @@ COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], 
 }
 
 
+def _threads(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--threads takes an integer or 'auto', got {text!r}") from None
+
+
+def _set_threads(threads: int | str | None) -> None:
+    """Set the threads; with the default, say so when other processes already keep CPUs busy (there every thread
+    beyond the free CPUs waits for descheduled siblings: up to 2.2x slower in BENCHMARKS.md)."""
+    from robustbench_dc.devices import busy_cpus, contention_threads, set_threads, usable_cpus
+
+    n = set_threads(threads)
+    if threads is None and n > 1:
+        busy = busy_cpus()
+        free = contention_threads(usable_cpus(), busy)
+        if free < n:
+            print(
+                f"note: other processes keep about {busy:.1f} CPUs busy; {n} threads wait for each other under such "
+                f"load (measured up to 2.2x slower, BENCHMARKS.md): --threads auto would use {free} (other threads "
+                "train other bits; cards record them)",
+                file=sys.stderr,
+            )
+
+
 class _DefaultsHelp(argparse.HelpFormatter):
     """Every option's help ends with its default, unless it already states it (or there is none to state)."""
 
@@ -1090,9 +1119,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         if hasattr(args, "threads"):
-            from robustbench_dc.devices import set_threads
-
-            set_threads(args.threads)
+            _set_threads(args.threads)
         return COMMANDS[args.command][1](args)
     except UserError as exc:  # anything else is a bug: its traceback is shown (exit 1)
         print(f"error: {exc}", file=sys.stderr)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -83,11 +84,46 @@ def _cgroup_quota() -> float | None:
         return None
 
 
-def set_threads(threads: int | None = None) -> int:
-    """Set torch's intra-op threads: ``threads``, or every CPU the process may use (``usable_cpus``); returns the
-    number. More threads than usable CPUs make every step wait for descheduled siblings."""
-    if threads is not None and threads < 1:
-        raise UserError(f"threads must be >= 1, got {threads}")
+def busy_cpus(sample_s: float = 0.25) -> float | None:
+    """How many CPUs other processes keep busy right now (from ``/proc/stat`` over ``sample_s``), or None where
+    that cannot be read. Sampled before this process does any work, so what it sees is the others' load."""
+
+    def times() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields[:8]), idle
+
+    try:
+        total0, idle0 = times()
+        time.sleep(sample_s)
+        total1, idle1 = times()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 <= total0:
+        return None
+    return (os.cpu_count() or 1) * (1 - (idle1 - idle0) / (total1 - total0))
+
+
+def contention_threads(usable: int, busy: float | None) -> int:
+    """The threads that waste no step waiting for a descheduled sibling: the usable CPUs the others leave free
+    (at least one). ``benchmarks/bench_threads_contention.py`` measured why: with one other busy process on 2
+    cores, 2 threads ran 1.8x slower than 1 (BENCHMARKS.md)."""
+    if busy is None:
+        return usable
+    return max(1, min(usable, usable - round(busy)))
+
+
+def set_threads(threads: int | str | None = None) -> int:
+    """Set torch's intra-op threads: ``threads``; ``"auto"``, the usable CPUs that other processes leave free now
+    (``contention_threads``); or every CPU the process may use (``usable_cpus``, the default: the same threads,
+    and so the same bits, whatever else runs). Returns the number. More threads than free CPUs make every step
+    wait for descheduled siblings."""
+    if threads == "auto":
+        n = contention_threads(usable_cpus(), busy_cpus())
+        torch.set_num_threads(n)
+        return n
+    if threads is not None and (not isinstance(threads, int) or threads < 1):
+        raise UserError(f"threads must be an integer >= 1 or 'auto', got {threads!r}")
     n = threads or usable_cpus()
     torch.set_num_threads(n)
     return n
