@@ -131,14 +131,20 @@ def test_seeds_aggregate_with_a_t_interval(store, tmp_path):
 
 
 def test_report_refuses_to_mix_subsets_and_notes_the_ones_left_out(store, tmp_path):
+    """A second subset in the store stopped README's plain `dc-robust report`: it now takes the largest subset
+    that holds every model, names the others, and refuses only where no subset holds them all."""
     store.put_function("a", zoo_info({**BASE, "model": "baseline"}))
     for n in (100, 50):
         put(store, key("a", attack="none", n=n), 0.9, n)
         put(store, key("a", n=n), 0.3, n)
-    with pytest.raises(AmbiguousResults, match="choose one with --n"):
-        build_report(workspace=tmp_path, dataset="digits", out_dir=tmp_path / "r")
-    text = build_report(workspace=tmp_path, dataset="digits", out_dir=tmp_path / "r", n=100).read_text()
+    text = build_report(workspace=tmp_path, dataset="digits", out_dir=tmp_path / "r").read_text()
     assert "cells on 50 images are in the store but not in these tables" in text
+    text = build_report(workspace=tmp_path, dataset="digits", out_dir=tmp_path / "r", n=50).read_text()
+    assert "cells on 100 images are in the store but not in these tables" in text
+    store.put_function("b", zoo_info({**BASE, "model": "tanhconv"}))
+    put(store, key("b", attack="none", n=20), 0.9, 20)  # a second model on a subset of its own
+    with pytest.raises(AmbiguousResults, match="none of them holding every model; choose one with --n"):
+        build_report(workspace=tmp_path, dataset="digits", out_dir=tmp_path / "r")
     assert "SPEC" not in text and "docs/protocol.md" in text
 
 

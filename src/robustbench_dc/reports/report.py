@@ -50,14 +50,23 @@ def _table_subset(results: Results, n: int | None) -> tuple[int, list[int]]:
             "no table cells (role 'table') in the store for this selection: run dc-robust eval or reproduce first"
         )
     if n is None:
-        if len(sizes) > 1:
-            raise AmbiguousResults(
-                f"table cells were evaluated on subsets of {', '.join(map(str, sizes))} images; choose one with --n"
-            )
-        n = sizes[0]
+        n = _default_subset(results.where(role="table", kind="accuracy"), sizes)
     elif n not in sizes:
         raise UserError(f"no table cells on {n} images; subsets in the store: {', '.join(map(str, sizes))}")
     return n, [s for s in sizes if s != n]
+
+
+def _default_subset(table: Results, sizes: list[int]) -> int:
+    """The subset a report takes when none is named: the largest one on which every model with table cells was
+    evaluated (the others are named in the provenance, never mixed in); none such is ambiguous."""
+    everyone = {e.key.function for e in table.entries}
+    complete = [s for s in sizes if {e.key.function for e in table.where(n=s).entries} == everyone]
+    if not complete:
+        raise AmbiguousResults(
+            f"table cells were evaluated on subsets of {', '.join(map(str, sizes))} images, none of them holding "
+            "every model; choose one with --n"
+        )
+    return max(complete)
 
 
 def table7_8(cell: _Tables, threat: str, paper: pd.DataFrame, table: int) -> tuple[list[str], list[list[str]]]:
