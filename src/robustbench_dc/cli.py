@@ -826,14 +826,13 @@ def _records(args: argparse.Namespace, target, result) -> None:
     """The model's records to --save-model-record (RobustBench's layout) and into a zoo model's card."""
     from pathlib import Path
 
-    from robustbench_dc.records import evaluation_records, write_into_card, write_records
+    from robustbench_dc.records import evaluation_records, robustbench_record, write_into_card, write_records
 
     records = evaluation_records(target, result.accuracy, dataset=args.dataset, eps=args.eps, eps_l2=args.eps_l2)
     if args.save_model_record:
         written = write_records(Path(args.save_model_record), records)
-        leaderboard = [p for p in written if p.parent.parent.parent == Path(args.save_model_record)]
         print(f"model records: {len(written)} files in {args.save_model_record}", file=sys.stderr)
-        if records and not leaderboard:
+        if records and not any(robustbench_record(r) for r in records):
             print(
                 "note: no RobustBench model_info file: RobustBench ranks by AutoAttack, which did not run "
                 "(--attacks autoattack); our own records are in the dc-robust/ folder there",
@@ -1066,13 +1065,13 @@ def _threads(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"--threads takes an integer or 'auto', got {text!r}") from None
 
 
-def _set_threads(threads: int | str | None) -> None:
+def _set_threads(threads: int | str | None, *, note: bool) -> None:
     """Set the threads; with the default, say so when other processes already keep CPUs busy (there every thread
     beyond the free CPUs waits for descheduled siblings: up to 2.2x slower in BENCHMARKS.md)."""
     from robustbench_dc.devices import busy_cpus, contention_threads, set_threads, usable_cpus
 
     n = set_threads(threads)
-    if threads is None and n > 1:
+    if note and threads is None and n > 1:  # a command that runs models: worth the 0.25 s sample
         busy = busy_cpus()
         free = contention_threads(usable_cpus(), busy)
         if free < n:
@@ -1119,7 +1118,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         if hasattr(args, "threads"):
-            _set_threads(args.threads)
+            _set_threads(args.threads, note=args.command in ("train", "eval", "lipschitz", "study", "reproduce"))
         return COMMANDS[args.command][1](args)
     except UserError as exc:  # anything else is a bug: its traceback is shown (exit 1)
         print(f"error: {exc}", file=sys.stderr)

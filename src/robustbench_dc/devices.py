@@ -110,7 +110,7 @@ def contention_threads(usable: int, busy: float | None) -> int:
     cores, 2 threads ran 1.8x slower than 1 (BENCHMARKS.md)."""
     if busy is None:
         return usable
-    return max(1, min(usable, usable - round(busy)))
+    return max(1, usable - round(busy))
 
 
 def set_threads(threads: int | str | None = None) -> int:
@@ -118,13 +118,12 @@ def set_threads(threads: int | str | None = None) -> int:
     (``contention_threads``); or every CPU the process may use (``usable_cpus``, the default: the same threads,
     and so the same bits, whatever else runs). Returns the number. More threads than free CPUs make every step
     wait for descheduled siblings."""
+    if threads is not None and threads != "auto" and (not isinstance(threads, int) or threads < 1):
+        raise UserError(f"threads must be an integer >= 1 or 'auto', got {threads!r}")
     if threads == "auto":
         n = contention_threads(usable_cpus(), busy_cpus())
-        torch.set_num_threads(n)
-        return n
-    if threads is not None and (not isinstance(threads, int) or threads < 1):
-        raise UserError(f"threads must be an integer >= 1 or 'auto', got {threads!r}")
-    n = threads or usable_cpus()
+    else:
+        n = threads or usable_cpus()
     torch.set_num_threads(n)
     return n
 
