@@ -88,7 +88,7 @@ def test_legacy_and_data_parallel_state_dicts_load(tmp_path):
     state = {f"module.{k}": v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
     torch.save(state, tmp_path / "dp.pt")
     loaded = load_external(tmp_path / "dp.pt", dataset_info("digits"), arch="cnn9", width=0.125)
-    assert loaded.info["weights_sha256"]  # loaded: prefix stripped, old BatchNorm counters filled in
+    assert loaded.info.weights_sha256  # loaded: prefix stripped, old BatchNorm counters filled in
 
 
 def test_factory_from_a_file_and_a_factory_that_raises(tmp_path):
@@ -103,9 +103,7 @@ def test_factory_from_a_file_and_a_factory_that_raises(tmp_path):
     )
     torch.save(SmallNet().state_dict(), tmp_path / "w.pt")
     info = dataset_info("digits")
-    assert (
-        load_external(tmp_path / "w.pt", info, factory=f"{tmp_path / 'mynet.py'}:build").info["format"] == "state-dict"
-    )
+    assert load_external(tmp_path / "w.pt", info, factory=f"{tmp_path / 'mynet.py'}:build").info.format == "state-dict"
     with pytest.raises(UserError, match="raised RuntimeError: no GPU here"):
         load_external(tmp_path / "w.pt", info, factory=f"{tmp_path / 'mynet.py'}:broken")
 

@@ -133,7 +133,7 @@ def test_four_formats_agree_through_cli_and_api(small_files, tmp_path):
     ]:
         assert _cli_eval(d / name, tmp_path / name, *extra) == expected, name
         target = load_external(d / name, INFO, factory="tests.thirdparty:build" if extra else None, mean=MEAN, std=STD)
-        assert target.info["file_sha256"] and target.info["format"] in ("state-dict", "torchscript", "torch-export")
+        assert target.info.file_sha256 and target.info.format in ("state-dict", "torchscript", "torch-export")
         api_rows = evaluate(
             target,
             dataset="digits",
@@ -154,8 +154,8 @@ def test_results_name_the_file_and_its_hash(small_files, tmp_path):
     _cli_eval(d / "small_script.pt", tmp_path)
     with ResultStore(tmp_path) as store:
         infos = list(store.functions().values())
-    assert [i["file"] for i in infos] == ["small_script.pt"]
-    assert len(infos[0]["file_sha256"]) == 64
+    assert [i.file for i in infos] == ["small_script.pt"]
+    assert len(infos[0].file_sha256) == 64
 
 
 def test_state_dict_key_mismatch_lists_keys(small_files, tmp_path):
@@ -254,7 +254,7 @@ def test_trusted_pickled_module_loads_with_a_warning(small_files, tmp_path):
     with pytest.raises(CheckpointError, match="refused to load"):
         load_external(tmp_path / "full.pt", INFO)
     target = load_external(tmp_path / "full.pt", INFO, trust=True, mean=MEAN, std=STD)
-    assert target.info["format"] == "pickled-module"
+    assert target.info.format == "pickled-module"
     r = run_cli(
         "eval",
         "--checkpoint",

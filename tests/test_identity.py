@@ -26,7 +26,7 @@ def test_same_state_dict_under_two_zoo_models_is_two_functions(tmp_path):
     sphere = load_external(
         tmp_path / "w.pt", DIGITS, arch="cnn9", model_name="sphereconv", width=0.125
     )  # --width is honoured
-    assert tanh.info["weights_sha256"] == sphere.info["weights_sha256"]
+    assert tanh.info.weights_sha256 == sphere.info.weights_sha256
     assert tanh.function_id != sphere.function_id
     first = evaluate(tanh, workspace=tmp_path / "ws", **KW).accuracy
     second = evaluate(sphere, workspace=tmp_path / "ws", **KW).accuracy
@@ -38,7 +38,7 @@ def test_same_weights_under_another_factory_is_another_function(tmp_path):
     torch.save(net.state_dict(), tmp_path / "w.pt")
     a = load_external(tmp_path / "w.pt", DIGITS, factory="tests.thirdparty:build_max")
     b = load_external(tmp_path / "w.pt", DIGITS, factory="tests.thirdparty:build_avg")
-    assert a.info["weights_sha256"] == b.info["weights_sha256"] and a.function_id != b.function_id
+    assert a.info.weights_sha256 == b.info.weights_sha256 and a.function_id != b.function_id
     evaluate(a, workspace=tmp_path, **KW)
     assert not evaluate(b, workspace=tmp_path, **KW).accuracy["cached"].any()
 

@@ -19,6 +19,7 @@ LAYERS = [
             "robustbench_dc",
             "errors",
             "names",
+            "model_info",
             "files",
             "workspace",
             "protocol",
@@ -41,6 +42,7 @@ LAYERS = [
 ]
 TORCH_FREE = [
     "robustbench_dc.names",
+    "robustbench_dc.model_info",
     "robustbench_dc.protocol",
     "robustbench_dc.results.query",
     "robustbench_dc.results.merge",

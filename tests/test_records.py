@@ -2,6 +2,7 @@
 
 import json
 
+from robustbench_dc.model_info import ModelInfo
 from robustbench_dc.records import ROBUSTBENCH_FIELDS, architecture, robustbench_record, write_records
 
 
@@ -22,11 +23,15 @@ def _record(name: str, eps: str, autoattack: str | None, threat: str = "Linf") -
 
 def test_a_record_travels_without_local_paths():
     assert (
-        architecture({"kind": "third-party", "arch": "/home/me/secret/nets.py:wide_resnet"}) == "wide_resnet (factory)"
+        architecture(ModelInfo.from_dict({"kind": "third-party", "arch": "/home/me/secret/nets.py:wide_resnet"}))
+        == "wide_resnet (factory)"
     )
-    assert architecture({"kind": "third-party", "arch": "mypkg.nets:wrn"}) == "wrn (factory)"
-    assert architecture({"kind": "third-party", "arch": "", "format": "torchscript"}) == "TorchScript module"
-    assert architecture({"kind": "zoo", "arch": "cnn9", "width": 0.5}) == "cnn9 (width 0.5)"
+    assert architecture(ModelInfo.from_dict({"kind": "third-party", "arch": "mypkg.nets:wrn"})) == "wrn (factory)"
+    assert (
+        architecture(ModelInfo.from_dict({"kind": "third-party", "arch": "", "format": "torchscript"}))
+        == "TorchScript module"
+    )
+    assert architecture(ModelInfo.from_dict({"kind": "zoo", "arch": "cnn9", "width": 0.5})) == "cnn9 (width 0.5)"
 
 
 def test_robustbench_files_only_where_autoattack_ran(tmp_path):

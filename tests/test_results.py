@@ -6,6 +6,7 @@ import sqlite3
 import pytest
 
 from robustbench_dc.diagnostics.checks import Measured, diagnose, measured_from_cells, pgd_params
+from robustbench_dc.model_info import ModelInfo
 from robustbench_dc.reports.report import build_report
 from robustbench_dc.results.cells import CellKey, Subset, attack_params
 from robustbench_dc.results.query import AmbiguousResults, Results
@@ -26,19 +27,21 @@ BASE = {
 }
 
 
-def zoo_info(config: dict) -> dict:
-    return {
-        "kind": "zoo",
-        "name": config["model"],
-        "training": config["training"],
-        "seed": config["seed"],
-        "arch": config["arch"],
-        "width": config["width"],
-        "label": config["model"],
-        "train_config": config,
-        "recipe": recipe_id(config),
-        "dataset": "digits",
-    }
+def zoo_info(config: dict) -> ModelInfo:
+    return ModelInfo.from_dict(
+        {
+            "kind": "zoo",
+            "name": config["model"],
+            "training": config["training"],
+            "seed": config["seed"],
+            "arch": config["arch"],
+            "width": config["width"],
+            "label": config["model"],
+            "train_config": config,
+            "recipe": recipe_id(config),
+            "dataset": "digits",
+        }
+    )
 
 
 def key(

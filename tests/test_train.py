@@ -265,13 +265,9 @@ def test_compile_failure_falls_back_to_eager_with_the_same_weights(tmp_path, mon
     assert all(torch.equal(eager[k], fell_back[k]) for k in eager)
     assert "compile" not in config.to_dict()  # off: the identity of runs from before the option existed
     plain = from_checkpoint(eager_dir).info
-    compute = {k: v for k, v in plain["compute"].items() if k in ("precision", "channels_last")}
-    assert plain["recipe"] == recipe_id(
-        {**plain["train_config"], "compute": compute}
-    )  # an eager card keeps the old recipe
-    assert (
-        from_checkpoint(directory).info["recipe"] != plain["recipe"]
-    )  # asked to compile: never pooled with eager seeds
+    compute = {k: v for k, v in plain.compute.items() if k in ("precision", "channels_last")}
+    assert plain.recipe == recipe_id({**plain.train_config, "compute": compute})  # an eager card keeps the old recipe
+    assert from_checkpoint(directory).info.recipe != plain.recipe  # asked to compile: never pooled with eager seeds
 
 
 @pytest.mark.slow

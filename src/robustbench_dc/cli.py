@@ -767,10 +767,11 @@ def _eval_json(args: argparse.Namespace, target, result, diagnostics: list[Any])
         )
 
     keys = ("kind", "name", "arch", "width", "training", "seed", "format", "file", "file_sha256", "weights_sha256")
+    described = target.info.to_dict()
     model = {
         "label": target.label,
         "function_id": target.function_id,
-        **{k: target.info[k] for k in keys if k in target.info},
+        **{k: described[k] for k in keys if k in described},
     }
     document = {
         "schema": JSON_SCHEMA,
@@ -838,8 +839,8 @@ def _records(args: argparse.Namespace, target, result) -> None:
                 "(--attacks autoattack); our own records are in the dc-robust/ folder there",
                 file=sys.stderr,
             )
-    if target.is_zoo and records and "checkpoint_dir" in target.info:
-        why_not = write_into_card(Path(target.info["checkpoint_dir"]), records, result.data_sha256)
+    if target.is_zoo and records and target.info.checkpoint_dir:
+        why_not = write_into_card(Path(target.info.checkpoint_dir), records, result.data_sha256)
         if why_not:
             print(
                 f"note: the evaluation is in the result store; its checkpoint card was left as it was ({why_not})",

@@ -324,7 +324,7 @@ def input_mistake_hint(target: EvalModel, result: Evaluation, *, normalised: boo
         return ""
     correct, n = int(clean["correct"].iloc[0]), int(clean["n"].iloc[0])
     acc, (_, high) = correct / n, wilson_interval(correct, n)
-    card = target.info.get("clean_test_accuracy")
+    card = target.info.clean_test_accuracy
     if card is not None and high < card - 0.05:
         return (
             f"clean accuracy {100 * acc:.1f}% (95% CI up to {100 * high:.1f}%) is far below the {100 * card:.1f}% its "
@@ -608,9 +608,10 @@ def evaluate(
             "(Python: BPDA(straight_through=(NAME,))), or use pgd"
         )
     dataset, own = _test_data(dataset, x, y, loader)
-    if target.info.get("dataset") not in (None, dataset) and own is None:
+    trained_on = target.info.dataset
+    if trained_on not in (None, dataset) and own is None:
         raise UserError(
-            f"model {target.label!r} was trained on {target.info['dataset']!r}, not {dataset!r}; pass --dataset {target.info['dataset']}"
+            f"model {target.label!r} was trained on {trained_on!r}, not {dataset!r}; pass --dataset {trained_on}"
         )
     src = None if source is None else as_target(source, label="source")
     if src is not None and src.function_id == target.function_id:
@@ -649,9 +650,7 @@ def evaluate(
                 planned,
                 weights=weights,
             )
-            store.put_function(
-                target.function_id, {**target.info, "data_source": target.info.get("data_source") or test.source}
-            )
+            store.put_function(target.function_id, target.info.with_data_source(test.source))
             _accuracy_cells(ctx, module, plan, subset, images, labels, src)
             if lipschitz:
                 _lipschitz_cells(ctx, max(plan.eps), lipschitz_n, subset_seed)

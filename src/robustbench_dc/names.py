@@ -10,14 +10,6 @@ ARCHITECTURES = ("cnn9", "resnet32", "resnet110", "convnet-aig", "drconv", "ir-s
 REGIMES = ("natural", "fgsm", "kurakin", "pgd", "fgsm-rs")
 
 
-ZOO = "zoo"  # the ``kind`` of a model description (EvalModel.info, a stored function) built by our zoo
-
-
-def is_zoo(info: dict) -> bool:
-    """Whether a model description (``EvalModel.info``, a stored function's record) is one of our zoo's models."""
-    return info.get("kind") == ZOO
-
-
 class Threat(StrEnum):
     """Who the attacker is, as a result cell records it (its members equal their strings, so stored cells and
     tables compare with them as they are)."""

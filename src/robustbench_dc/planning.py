@@ -50,7 +50,7 @@ def resolve_source(
                 f"{target.label!r} is not a zoo model, so it has no protocol black-box source; name one with "
                 "--source NAME|PATH (a zoo model or checkpoint), or --source none"
             )
-        config = protocol_source_training(target.info["train_config"])
+        config = protocol_source_training(dict(target.info.train_config or {}))
         directory = checkpoint_dir(config, ws)
         if (directory / "card.json").exists():
             say(
@@ -63,5 +63,5 @@ def resolve_source(
                 f"black-box source: training {config.model} {config.training_label} seed {config.seed} ({PROTOCOL_SOURCE}) first"
             )
         return from_checkpoint(train(config, workspace=ws, data_dir=data_dir))
-    seed = int(target.info.get("seed", -1)) + 1 if target.is_zoo else 0
+    seed = target.info.seed + 1 if target.is_zoo and target.info.seed is not None else 0
     return from_checkpoint(resolve_checkpoint(str(source), dataset=dataset, workspace=ws, seed=seed))

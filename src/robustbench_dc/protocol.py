@@ -1,6 +1,6 @@
 """The protocol's rules over stored model descriptions, torch-free so that reports and queries need no torch:
-the black-box source of a zoo model, the recipe identity that a model's training seeds share, and how tables
-name a model.
+the black-box source of a zoo model and the recipe identity that a model's training seeds share (how tables
+name a model is ``ModelInfo.title``).
 """
 
 from __future__ import annotations
@@ -9,18 +9,9 @@ import hashlib
 import json
 from typing import Any
 
-from robustbench_dc.names import is_zoo
-
 #: The black-box source the protocol prescribes for a zoo model: a naturally trained baseline of the same
 #: recipe (architecture, width, data, epochs, ...) with the training seed + 1.
 PROTOCOL_SOURCE = "natural baseline, same recipe, training seed + 1"
-
-
-def describe(info: dict[str, Any]) -> str:
-    """How tables name a zoo model: name, training and seed."""
-    if not is_zoo(info):
-        return str(info.get("label", ""))
-    return f"{info['name']} {info['training']} seed {info['seed']}"
 
 
 def recipe_id(train_config: dict[str, Any]) -> str:

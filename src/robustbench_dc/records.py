@@ -14,7 +14,8 @@ from robustbench_dc import __version__
 from robustbench_dc.checkpoint import CARD_FILE, read_card
 from robustbench_dc.errors import UserError
 from robustbench_dc.files import atomic_write_bytes
-from robustbench_dc.names import Threat, eps_label, is_zoo
+from robustbench_dc.model_info import ModelInfo
+from robustbench_dc.names import Threat, eps_label
 from robustbench_dc.targets import EvalModel
 
 THREAT_MODELS = {"linf": "Linf", "l2": "L2"}
@@ -65,7 +66,7 @@ def model_record(
     return {
         "name": target.label,
         "architecture": architecture(info),
-        "training": info.get("training", "external"),
+        "training": info.training,
         "dataset": dataset,
         "threat_model": THREAT_MODELS[norm],
         "eps": eps_label(eps, "pgd-l2" if norm == "l2" else None),
@@ -84,7 +85,7 @@ def model_record(
         "footnote": f"measured by robustbench-dc {__version__} on {n} test images (docs/protocol.md); robust_acc is the lowest over the attacks listed"
         + ("" if len(aa) else "; AutoAttack was not run, so autoattack_acc is empty"),
         "function_id": target.function_id,
-        "weights_sha256": info.get("weights_sha256", ""),
+        "weights_sha256": info.weights_sha256,
     }
 
 
@@ -100,18 +101,18 @@ def evaluation_records(
     return [r for r in records if r["robust_acc"] is not None]
 
 
-def architecture(info: dict[str, Any]) -> str:
+def architecture(info: ModelInfo) -> str:
     """What the network is, for a record that travels: a zoo architecture and its width, a factory's function name
     (never the local path of its file), or the format of a third-party file."""
-    if "width" in info and is_zoo(info):
-        return f"{info.get('arch', 'unknown')} (width {info['width']:g})"
-    arch = str(info.get("arch") or "")
+    if info.width is not None and info.is_zoo:
+        return f"{info.arch or 'unknown'} (width {info.width:g})"
+    arch = info.arch or ""
     if ":" in arch:  # package.module:function or path/to/file.py:function
         return f"{arch.rpartition(':')[2]} (factory)"
     if arch:
         return arch
     return {"torchscript": "TorchScript module", "torch-export": "torch.export program"}.get(
-        str(info.get("format")), "unknown"
+        str(info.format), "unknown"
     )
 
 

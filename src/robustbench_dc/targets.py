@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,31 +18,31 @@ import torch
 from torch import nn
 
 from robustbench_dc.checkpoint import load_checkpoint
+from robustbench_dc.model_info import ModelInfo, ModelKind
 from robustbench_dc.models.registry import arch_label
-from robustbench_dc.names import ZOO, is_zoo
-from robustbench_dc.protocol import PROTOCOL_SOURCE, describe, protocol_source_config, recipe_id  # noqa: F401  (re-exported)
+from robustbench_dc.protocol import PROTOCOL_SOURCE, protocol_source_config, recipe_id  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)
 class EvalModel:
-    """A model to evaluate: the module, the identity of its function, and a description (``info``)."""
+    """A model to evaluate: the module, the identity of its function, and its description."""
 
     module: nn.Module
     function_id: str
-    info: dict[str, Any] = field(default_factory=dict)
+    info: ModelInfo
 
     @property
     def label(self) -> str:
-        return str(self.info.get("label") or self.function_id[:12])
+        return self.info.label
 
     @property
     def is_zoo(self) -> bool:
-        return is_zoo(self.info)
+        return self.info.is_zoo
 
     @property
     def title(self) -> str:
         """``baseline natural seed 1`` for a zoo model, else the label."""
-        return describe(self.info) or self.label
+        return self.info.title
 
 
 def state_sha256(module: nn.Module) -> str:
@@ -95,27 +95,27 @@ def from_checkpoint(path: str | Path) -> EvalModel:
     """A zoo checkpoint as an evaluation target."""
     model, card = load_checkpoint(path)
     spec = card["model"]
-    info = {
-        "label": spec["name"],
-        "name": spec["name"],
-        "arch": arch_label(spec["arch"], spec.get("arch_options")),
-        "width": spec["width"],
-        "training": card["training"]["label"],
-        "seed": card["seed"],
-        "dataset": card["dataset"],
-        "kind": ZOO,
-        "file": Path(path).name if Path(path).is_dir() else Path(path).parent.name,
-        "checkpoint_dir": str((Path(path) if Path(path).is_dir() else Path(path).parent).resolve()),
-        "data_source": card.get("data_source", ""),
-        "epochs": card["epochs"],
-        "train_images": card.get("train_images"),
-        "clean_test_accuracy": card["clean_test_accuracy"],
-        "weights_sha256": card["weights"]["sha256"],
-        "train_config": card["train_config"],
-        "compute": card.get("compute", {}),
+    info = ModelInfo(
+        label=spec["name"],
+        name=spec["name"],
+        arch=arch_label(spec["arch"], spec.get("arch_options")),
+        width=spec["width"],
+        training=card["training"]["label"],
+        seed=card["seed"],
+        dataset=card["dataset"],
+        kind=ModelKind.ZOO,
+        file=Path(path).name if Path(path).is_dir() else Path(path).parent.name,
+        checkpoint_dir=str((Path(path) if Path(path).is_dir() else Path(path).parent).resolve()),
+        data_source=card.get("data_source", ""),
+        epochs=card["epochs"],
+        train_images=card.get("train_images"),
+        clean_test_accuracy=card["clean_test_accuracy"],
+        weights_sha256=card["weights"]["sha256"],
+        train_config=card["train_config"],
+        compute=card.get("compute", {}),
         # the resolved training precision, layout and compilation belong to the recipe: seeds trained in bf16 and in
         # fp32, or compiled and eager, are not pooled ("eager" left out: cards from before the option have no entry)
-        "recipe": recipe_id(
+        recipe=recipe_id(
             {
                 **card["train_config"],
                 "compute": {
@@ -125,8 +125,8 @@ def from_checkpoint(path: str | Path) -> EvalModel:
                 },
             }
         ),
-        **({"executed_block_rate": card["executed_block_rate"]} if "executed_block_rate" in card else {}),
-    }
+        executed_block_rate=card.get("executed_block_rate"),
+    )
     return EvalModel(model, function_identity(model), info)
 
 
@@ -138,6 +138,10 @@ def from_module(module: nn.Module, *, label: str | None = None, **info: Any) -> 
     fid = function_identity(module)
     spec = getattr(module, "spec", None)
     default = f"{spec.name}-{fid[:8]}" if getattr(spec, "name", None) else f"module-{fid[:8]}"
-    return EvalModel(
-        module, fid, {"kind": "third-party", "weights_sha256": state_sha256(module), **info, "label": label or default}
-    )
+    described = {
+        "kind": ModelKind.THIRD_PARTY,
+        "weights_sha256": state_sha256(module),
+        **info,
+        "label": label or default,
+    }
+    return EvalModel(module, fid, ModelInfo.from_dict(described))

@@ -16,9 +16,10 @@ import pandas as pd
 from robustbench_dc.diagnostics.checks import diagnose, measured_from_cells
 from robustbench_dc.errors import UserError
 from robustbench_dc.files import atomic_write_bytes, output_dir
-from robustbench_dc.names import Threat, eps_label, is_zoo
+from robustbench_dc.model_info import ModelInfo
+from robustbench_dc.names import Threat, eps_label
 from robustbench_dc.paper import ATTACK_ROWS, PAPER_COLUMNS, PAPER_TRAINING, display, paper_tables, paper_value
-from robustbench_dc.protocol import PROTOCOL_SOURCE, describe
+from robustbench_dc.protocol import PROTOCOL_SOURCE
 from robustbench_dc.reports.claims import claims, compare, masking_notes, surviving_claims
 from robustbench_dc.reports.plots import plot_accuracy, plot_differences, plot_lipschitz
 from robustbench_dc.reports.render import Block, render_text, status_mark, verdict_mark, write_report
@@ -305,6 +306,11 @@ def label_leaking_blocks(
     ]
 
 
+def training_columns(m: ModelInfo) -> list[Any]:
+    """Architecture, width, epochs and training images of a model for the provenance tables ("-" where unknown)."""
+    return ["-" if v is None else v for v in (m.arch or None, m.width, m.epochs, m.train_images)]
+
+
 def _diagnostics(results: Results, eps: float) -> dict[tuple[str, str, int], list]:
     """Diagnostics per evaluated function (model, training, seed), judged from its stored cells."""
     by: dict[str, list[Entry]] = {}
@@ -313,7 +319,7 @@ def _diagnostics(results: Results, eps: float) -> dict[tuple[str, str, int], lis
     out = {}
     for entries in by.values():
         m = entries[0].model
-        key = (m.get("name") or m.get("label", "?"), m.get("training", "external"), int(m.get("seed", -1)))
+        key = (m.name or m.label, m.training, -1 if m.seed is None else int(m.seed))
         out[key] = diagnose(measured_from_cells(entries, eps))
     return out
 
@@ -350,7 +356,7 @@ def transfer_blocks(results: Results, eps: float, name: Callable[[str], str] | N
     if not black:
         return [("p", "No transfer matrix in the store.")]
     functions = {e.key.function: e.model for e in sel.entries}
-    title = name or (lambda f: describe(functions[f]))
+    title = name or (lambda f: functions[f].title)
     order = list(dict.fromkeys(e.key.source for e in black if e.key.source in functions))
     sizes = sorted({e.key.subset.n for e in sel.entries})
     blocks: list[Block] = [
@@ -385,11 +391,11 @@ def transfer_blocks(results: Results, eps: float, name: Callable[[str], str] | N
     return blocks
 
 
-def execution_blocks(models: list[tuple[str, dict[str, Any]]]) -> list[Block]:
+def execution_blocks(models: list[tuple[str, ModelInfo]]) -> list[Block]:
     """How often each gated block runs, for the (name, stored description) of ``models`` whose card measured it."""
     rows = []
     for name, info in models:
-        rates = info.get("executed_block_rate")
+        rates = info.executed_block_rate
         if rates:
             rows.append(
                 [
@@ -422,14 +428,12 @@ def all_cells_blocks(results: Results) -> list[Block]:
         if agg is None:
             continue
         k, m = group[0].key, group[0].model
-        source = (
-            "" if group[0].source is None else ("protocol" if group[0].protocol_source else describe(group[0].source))
-        )
-        name = f"{m.get('name')} ({m.get('arch')}, width {m.get('width')})" if is_zoo(m) else describe(m)
+        source = "" if group[0].source is None else ("protocol" if group[0].protocol_source else group[0].source.title)
+        name = f"{m.name} ({m.arch}, width {m.width})" if m.is_zoo else m.title
         rows.append(
             (
                 name,
-                m.get("training", "external"),
+                m.training,
                 k.threat,
                 k.attack,
                 "-" if k.attack == "none" else eps_label(k.eps, k.attack),
@@ -456,7 +460,7 @@ def _provenance(
     results: Results, n: int, other_n: list[int], command: str, preset_note: str, stage_times: dict[str, float] | None
 ) -> list[Block]:
     table = results.where(role="table")
-    sources = sorted({str(e.model.get("data_source")) for e in results.entries if e.model.get("data_source")})
+    sources = sorted({e.model.data_source for e in results.entries if e.model.data_source})
     params = sorted(
         {
             f"{e.key.attack} @ {eps_label(e.key.eps, e.key.attack)}: {e.key.params}"
@@ -476,18 +480,15 @@ def _provenance(
             )
     devices = sorted({str(e.cell.provenance.get("device", "?")) for e in results.entries})
     times: dict[str, float] = {}
-    models: dict[str, dict[str, Any]] = {}
+    models: dict[str, ModelInfo] = {}
     for e in results.entries:
         times[e.key.function] = times.get(e.key.function, 0.0) + e.cell.seconds
         models[e.key.function] = e.model
     train_rows = [
         [
-            describe(m),
-            m.get("arch", "-"),
-            m.get("width", "-"),
-            m.get("epochs", "-"),
-            m.get("train_images", "-"),
-            str(m.get("weights_sha256", ""))[:12],
+            m.title,
+            *training_columns(m),
+            m.weights_sha256[:12],
             f[:12],
             f"{times[f]:.1f}",
         ]
@@ -505,7 +506,7 @@ def _provenance(
         + threat_model(e.key.attack for e in table.entries if e.key.kind == "accuracy"),
         f"Black-box source (Table 8): the protocol source only, {PROTOCOL_SOURCE} ("
         + (
-            ", ".join(sorted({describe(e.source) for e in table.entries if e.source and e.protocol_source}))
+            ", ".join(sorted({e.source.title for e in table.entries if e.source and e.protocol_source}))
             or "none in the store"
         )
         + "); transfer examples are crafted on it once and fed to every target",
@@ -557,10 +558,10 @@ def export_frame(results: Results) -> pd.DataFrame:
                 "subset_n": subset["n"],
                 "subset_of": subset["of"],
                 "subset_seed": subset["seed"],
-                "model": describe(e.model),
-                "source_model": describe(e.source) if e.source else "",
+                "model": e.model.title,
+                "source_model": e.source.title if e.source else "",
                 "protocol_source": e.protocol_source,
-                **{f"model.{a}": e.model.get(a) for a in ("name", "arch", "width", "training", "seed", "epochs")},
+                **{f"model.{a}": getattr(e.model, a) for a in ("name", "arch", "width", "training", "seed", "epochs")},
                 **{m: json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v for m, v in metrics.items()},
                 "seconds": e.cell.seconds,
             }
@@ -762,7 +763,7 @@ def build_report(
     blocks.append(("list", surviving_claims(cl, diags)))
     blocks.append(("h2", "Transfer matrix (natural models)"))
     blocks += transfer_blocks(results.where(training="natural"), eps)
-    blocks += execution_blocks(list({describe(e.model): e.model for e in results.entries}.items()))
+    blocks += execution_blocks(list({e.model.title: e.model for e in results.entries}.items()))
     blocks.append(("h2", "Every measured cell"))
     blocks.append(
         (

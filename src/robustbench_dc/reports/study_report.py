@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from robustbench_dc import names
 from robustbench_dc.diagnostics.checks import diagnose, measured_from_cells
 from robustbench_dc.files import output_dir
+from robustbench_dc.model_info import ModelInfo
 from robustbench_dc.names import Threat, eps_label
 from robustbench_dc.protocol import PROTOCOL_SOURCE
 from robustbench_dc.reports.claims import STRONG_CHECKS, Claim, compare, difference_claim
@@ -24,6 +24,7 @@ from robustbench_dc.reports.report import (
     execution_blocks,
     label_leaking_blocks,
     lipschitz_section,
+    training_columns,
     transfer_blocks,
     write_exports,
 )
@@ -42,7 +43,7 @@ class _Measured:
 
     target: StudyTarget
     function_id: str
-    info: dict[str, Any]
+    info: ModelInfo
 
 
 class StudyCells:
@@ -227,7 +228,7 @@ def _provenance(
 ) -> list[Block]:
     study = cells.study
     entries = [e for label, training in cells.pairs() for e in cells.results(label, training).entries]
-    sources = sorted({str(m.info.get("data_source")) for m in cells.measured if m.info.get("data_source")})
+    sources = sorted({m.info.data_source for m in cells.measured if m.info.data_source})
     params = sorted(
         {
             f"{e.key.attack} @ {eps_label(e.key.eps, e.key.attack)}: {e.key.params}"
@@ -249,12 +250,9 @@ def _provenance(
         rows.append(
             [
                 _name(m),
-                i.get("arch", "-"),
-                i.get("width", "-"),
-                i.get("epochs", "-"),
-                i.get("train_images", "-"),
-                f"{100 * i['clean_test_accuracy']:.2f}" if "clean_test_accuracy" in i else "-",
-                str(i.get("weights_sha256", ""))[:12],
+                *training_columns(i),
+                "-" if i.clean_test_accuracy is None else f"{100 * i.clean_test_accuracy:.2f}",
+                i.weights_sha256[:12],
                 m.function_id[:12],
             ]
         )

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from robustbench_dc.errors import UserError
+from robustbench_dc.model_info import ModelInfo
 from robustbench_dc.results.store import ResultStore, StudyTarget
 from robustbench_dc.workspace import models_dir, results_path
 
@@ -117,7 +118,7 @@ def _merge_cells(destination: Path, source: Path, summary: MergeSummary) -> None
         known = store.functions()
         for function, info in functions:
             if function not in known:
-                store.put_function(function, json.loads(info))
+                store.put_function(function, ModelInfo.from_dict(json.loads(info)))
         added, same, conflicts = store.import_cells(rows, str(source.resolve()))
         recorded = store.study_targets()
         for (

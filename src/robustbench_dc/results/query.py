@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from robustbench_dc.errors import UserError
-from robustbench_dc.names import Threat, is_zoo
+from robustbench_dc.model_info import UNKNOWN_MODEL, ModelInfo
+from robustbench_dc.names import Threat
 from robustbench_dc.protocol import protocol_source_config
 from robustbench_dc.results.cells import canonical_json
 from robustbench_dc.results.store import ResultStore, StoredCell, StudyTarget
@@ -27,8 +28,8 @@ class Entry:
     """A stored cell with the descriptions of its model and of its black-box source."""
 
     cell: StoredCell
-    model: dict[str, Any]
-    source: dict[str, Any] | None
+    model: ModelInfo
+    source: ModelInfo | None
 
     @property
     def key(self):
@@ -40,15 +41,15 @@ class Entry:
 
     @property
     def seed(self) -> int | None:
-        return self.model.get("seed") if is_zoo(self.model) else None
+        return self.model.seed if self.model.is_zoo else None
 
     @property
     def protocol_source(self) -> bool:
         """Whether the source is the one the protocol prescribes for this model (see ``targets.PROTOCOL_SOURCE``)."""
-        if self.source is None or "train_config" not in self.model or "train_config" not in self.source:
+        if self.source is None or self.model.train_config is None or self.source.train_config is None:
             return False
-        return canonical_json(self.source["train_config"]) == canonical_json(
-            protocol_source_config(self.model["train_config"])
+        return canonical_json(self.source.train_config) == canonical_json(
+            protocol_source_config(dict(self.model.train_config))
         )
 
     def group(self) -> dict[str, Any]:
@@ -56,11 +57,11 @@ class Entry:
         k = self.key.to_dict()
         for f in ("function", "source"):
             k.pop(f)
-        model = self.model.get("recipe") or self.key.function
+        model = self.model.recipe or self.key.function
         source = (
             ""
             if self.source is None
-            else ("protocol" if self.protocol_source else self.source.get("recipe") or self.key.source)
+            else ("protocol" if self.protocol_source else self.source.recipe or self.key.source)
         )
         return {**k, "model": model, "source": source}
 
@@ -122,10 +123,13 @@ class Results:
             targets = {t: function for t, (function, _) in store.study_targets().items()}
         if not cells:
             raise UserError(f"no results for dataset {dataset!r} in {ws}: evaluate models first")
-        unknown = {"label": "unknown", "kind": "unknown"}
         return cls(
             (
-                Entry(c, functions.get(c.key.function, unknown), functions.get(c.key.source) if c.key.source else None)
+                Entry(
+                    c,
+                    functions.get(c.key.function, UNKNOWN_MODEL),
+                    functions.get(c.key.source) if c.key.source else None,
+                )
                 for c in cells
             ),
             targets,
@@ -154,9 +158,9 @@ class Results:
         out = []
         for e in self.entries:
             k, m = e.key, e.model
-            if model is not None and (m.get("name") if is_zoo(m) else m.get("label")) != model:
+            if model is not None and m.model_name != model:
                 continue
-            if training is not None and m.get("training", "external") != training:
+            if training is not None and m.training != training:
                 continue
             if any(
                 v is not None and getattr(k, f) != v
@@ -171,9 +175,9 @@ class Results:
                 continue
             if eps is not None and not math.isclose(k.eps, eps, abs_tol=1e-12):
                 continue
-            if arch is not None and m.get("arch") not in (arch, None):
+            if arch is not None and m.arch not in (arch, None):
                 continue
-            if width is not None and m.get("width") is not None and not math.isclose(float(m["width"]), width):
+            if width is not None and m.width is not None and not math.isclose(float(m.width), width):
                 continue
             if n is not None and k.kind == "accuracy" and k.subset.n != n:
                 continue
@@ -235,13 +239,7 @@ class Results:
         """(name, training) of every model with cells here, zoo names as such, others by label."""
         seen: dict[tuple[str, str], None] = {}
         for e in self.entries:
-            m = e.model
-            seen[
-                (
-                    str(m.get("name") if is_zoo(m) else m.get("label", "?")),
-                    str(m.get("training", "external")),
-                )
-            ] = None
+            seen[(e.model.model_name, e.model.training)] = None
         return list(seen)
 
     def eps_values(self, threat: str = Threat.WHITE_BOX) -> list[float]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from robustbench_dc.errors import UserError
+from robustbench_dc.model_info import ModelInfo
 from robustbench_dc.results.cells import CellKey, canonical_json
 from robustbench_dc.workspace import results_path
 
@@ -166,11 +167,13 @@ class ResultStore:
                 ) from exc
             raise
 
-    def put_function(self, function: str, info: dict[str, Any]) -> None:
-        self._write("INSERT OR REPLACE INTO functions VALUES (?, ?)", (function, canonical_json(info)))
+    def put_function(self, function: str, info: ModelInfo) -> None:
+        self._write("INSERT OR REPLACE INTO functions VALUES (?, ?)", (function, canonical_json(info.to_dict())))
 
-    def functions(self) -> dict[str, dict[str, Any]]:
-        return {f: json.loads(i) for f, i in self._conn.execute("SELECT function, info FROM functions")}
+    def functions(self) -> dict[str, ModelInfo]:
+        return {
+            f: ModelInfo.from_dict(json.loads(i)) for f, i in self._conn.execute("SELECT function, info FROM functions")
+        }
 
     def put_study_target(self, target: StudyTarget, function: str, spec: str) -> None:
         """Record that ``target`` is ``function``; ``spec`` says what was planned for it (its training or file), so
