@@ -42,8 +42,8 @@ def main() -> None:
             compile=compile_,
         )
         card = read_card(train(config, workspace=root / ("compiled" if compile_ else "eager"), data_dir=args.data_dir))
-        seconds = ", ".join(f"{h['seconds']:.2f} s ({h['images_per_s']:.0f} img/s)" for h in card["history"])
-        print(f"{args.model} {card['compute']['compile']:28s} epochs: {seconds}", flush=True)
+        seconds = ", ".join(f"{h['seconds']:.2f} s ({h['images_per_s']:.0f} img/s)" for h in card.history)
+        print(f"{args.model} {card.compute['compile']:28s} epochs: {seconds}", flush=True)
 
 
 if __name__ == "__main__":

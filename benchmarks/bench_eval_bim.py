@@ -70,7 +70,7 @@ def main() -> None:
 
     if args.checkpoint:
         target = from_checkpoint(args.checkpoint)
-        dataset = target.info["dataset"]
+        dataset = target.info.dataset
     else:
         info = dataset_info(args.dataset)
         torch.manual_seed(0)

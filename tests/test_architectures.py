@@ -151,13 +151,13 @@ def test_convnet_aig_training_records_execution_rates_and_resumes_exactly(tmp_pa
     done = train(config, workspace=tmp_path / "a")
     assert done.parent.name == "natural" and done.name == "convnet-aig+target_rate=0.5-w0.25-seed0"
     model, card = load_checkpoint(done)
-    rates = card["executed_block_rate"]
+    rates = card.executed_block_rate
     assert (
         len(rates["per_block"]) == 15
         and all(0 <= r <= 1 for r in rates["per_block"])
-        and rates["test_images"] == card["test_images"]
+        and rates["test_images"] == card.test_images
     )
-    assert card["model"]["arch_options"] == {"target_rate": 0.5} and model.target_rate == 0.5
+    assert card.model["arch_options"] == {"target_rate": 0.5} and model.target_rate == 0.5
 
     class Interrupt(Exception):
         pass

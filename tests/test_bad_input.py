@@ -494,12 +494,12 @@ def test_a_report_only_reads_the_store(tmp_path, digits_models, monkeypatch):
 
 
 def test_an_unwritable_card_leaves_the_evaluation_in_the_store(tmp_path, monkeypatch, digits_models):
-    from robustbench_dc import records
+    from robustbench_dc import checkpoint, records
 
     def refuse(path, data):
         raise UserError(f"cannot write {path}: Read-only file system; choose a writable --workspace or --out")
 
-    monkeypatch.setattr(records, "atomic_write_bytes", refuse)
+    monkeypatch.setattr(checkpoint, "atomic_write_bytes", refuse)
     why = records.write_into_card(digits_models[("baseline", "natural", 0)], [], "0" * 64)
     assert why is not None and "Read-only file system" in why
 

@@ -165,9 +165,9 @@ def test_training_records_its_compute_mode(tmp_path):
     )
     card = read_card(train(config, workspace=tmp_path, device="cpu"))
     assert (
-        card["compute"]["precision"] == "fp32"
-        and card["compute"]["channels_last"] is True
-        and card["compute"]["device"] == "cpu"
+        card.compute["precision"] == "fp32"
+        and card.compute["channels_last"] is True
+        and card.compute["device"] == "cpu"
     )
 
 
@@ -188,7 +188,7 @@ def test_cuda_training_runs_and_records_its_device(tmp_path):
 
     config = TrainConfig(model="tanhconv", dataset="digits", width=0.25, epochs=2, batch_size=64, training="fgsm")
     card = read_card(train(config, workspace=tmp_path, device="cuda"))
-    assert card["compute"]["device"].startswith("cuda") and card["clean_test_accuracy"] > 0.5
+    assert card.compute["device"].startswith("cuda") and card.clean_test_accuracy > 0.5
 
 
 def test_evaluate_restores_the_modules_mode_and_device(tmp_path):

@@ -1,9 +1,16 @@
-"""The typed model description: what a store holds reads back as the same description, descriptions written
-before the type existed (plain dicts in old stores) still read, and callers' own keys survive."""
+"""The typed model description and checkpoint card: what a store or a card holds reads back as the same JSON,
+what was written before the types existed (plain dicts in old stores, shipped cards) still reads, and callers'
+own keys survive."""
 
 import json
 import sqlite3
+from dataclasses import replace
+from pathlib import Path
 
+import pytest
+
+from robustbench_dc.checkpoint import Card, read_card, write_card
+from robustbench_dc.errors import CheckpointError
 from robustbench_dc.model_info import UNKNOWN_MODEL, ModelInfo, ModelKind
 from robustbench_dc.results.store import ResultStore
 
@@ -79,3 +86,25 @@ def test_a_store_written_with_dict_descriptions_reads_back_typed(tmp_path):
         functions = store.functions()
     assert functions["old"] == ModelInfo.from_dict(OLD_ZOO) and functions["old"].is_zoo
     assert functions["new"].extra == {"lab_notebook": "page 12"}
+
+
+CARDS = sorted((Path(__file__).parent.parent / "reports").glob("*/models/*/*/*/*/card.json"))
+
+
+@pytest.mark.parametrize("path", CARDS, ids=lambda p: p.parent.parent.parent.name)
+def test_a_shipped_card_reads_typed_and_writes_back_the_same_json(path):
+    data = json.loads(path.read_text())
+    card = read_card(path)
+    assert card.weights.sha256 == data["weights"]["sha256"] and card.training["label"] == data["training"]["label"]
+    assert card.to_dict() == data
+
+
+def test_a_card_keeps_keys_it_does_not_know_and_refuses_one_without_weights(tmp_path):
+    data = json.loads(CARDS[0].read_text())
+    card = Card.from_dict({**data, "lab_notebook": "page 12"})
+    assert card.extra == {"lab_notebook": "page 12"} and card.to_dict()["lab_notebook"] == "page 12"
+    write_card(tmp_path, replace(card, evaluations={"digits Linf 8/255": {"robust_acc": "1.0"}}))
+    assert read_card(tmp_path).evaluations == {"digits Linf 8/255": {"robust_acc": "1.0"}}
+    del data["weights"]
+    with pytest.raises(CheckpointError, match="lacks 'weights'"):
+        Card.from_dict(data)

@@ -4,8 +4,10 @@ import subprocess
 import sys
 
 
-def test_attacking_imports_no_requests():
-    """torchattacks pins requests~=2.25.1 but never imports it: installing it without that pin is safe."""
+def test_attacking_imports_neither_requests_nor_torchvision():
+    """torchattacks pins requests~=2.25.1 but never imports it: installing it without that pin is safe. Nor is
+    torchvision imported (only a dataset download needs it), so a CPU torch beside a torchvision that cannot load
+    still evaluates."""
     code = (
         "import sys, torch\n"
         "from robustbench_dc.attacks import get_attack, run_attack\n"
@@ -14,8 +16,8 @@ def test_attacking_imports_no_requests():
         "x, y = torch.rand(4, 3, 2, 2), torch.tensor([0, 1, 2, 0])\n"
         "for name in ('fgsm', 'bim', 'pgd', 'square'):\n"
         "    run_attack(get_attack(name), model, x, y, 8 / 255, backend='torchattacks')\n"
-        "print('requests' in sys.modules)\n"
+        "print('requests' in sys.modules, 'torchvision' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().splitlines()[-1] == "False"
+    assert out.stdout.strip().splitlines()[-1] == "False False"

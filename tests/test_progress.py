@@ -2,11 +2,13 @@
 
 import io
 
+import pytest
 import torch
 from torch import nn
 
 from robustbench_dc.attacks import AutoAttack, AutoAttackTorchattacks, run_attack
 from robustbench_dc.attacks.torchattacks_backend import AUTOATTACK_COMPONENTS
+from robustbench_dc.errors import UserError
 from robustbench_dc.evaluation import evaluate
 from robustbench_dc.models import create_model
 from robustbench_dc.progress import Progress, as_progress
@@ -77,6 +79,12 @@ def test_a_plain_callable_or_none_serves_as_progress():
     p.detail("d")
     assert heard == ["a"] and as_progress(p) is p
     as_progress(None)("ignored")
+    as_progress(False)("ignored")  # progress=False, as tqdm users write it, is silence (it raised TypeError mid-run)
+
+
+def test_a_progress_that_is_not_callable_is_refused_with_the_fix():
+    with pytest.raises(UserError, match="give a callable"):
+        as_progress(True)
 
 
 class _Sure(nn.Module):

@@ -34,12 +34,12 @@ from robustbench_dc.train import (
 )
 def test_training_on_digits_reaches_real_accuracy(digits_models, key):
     model, card = load_checkpoint(digits_models[key])
-    assert card["clean_test_accuracy"] > 0.8  # chance is 0.1
-    assert card["training"]["regime"] == key[1] and card["seed"] == key[2]
-    assert card["weights"]["sha256"] and card["versions"]["torch"] == torch.__version__.split("+")[0]
+    assert card.clean_test_accuracy > 0.8  # chance is 0.1
+    assert card.training["regime"] == key[1] and card.seed == key[2]
+    assert card.weights.sha256 and card.versions["torch"] == torch.__version__.split("+")[0]
     test = load_dataset("digits", "test")
     acc = (model(test.float_images()).argmax(1) == test.labels).float().mean().item()
-    assert acc == pytest.approx(card["clean_test_accuracy"], abs=1e-6)  # rebuilt from the card alone
+    assert acc == pytest.approx(card.clean_test_accuracy, abs=1e-6)  # rebuilt from the card alone
 
 
 def test_load_model_from_store(digits_models):
@@ -73,8 +73,8 @@ def test_short_run_is_as_good_in_eval_mode_as_in_training_mode(tmp_path):
     """Three epochs on digits: without recalibration BatchNorm's running averages still trail the weights."""
     config = TrainConfig(model="tanhconv", dataset="digits", width=0.5, epochs=3, batch_size=128)
     _, card = load_checkpoint(train(config, workspace=tmp_path))
-    assert card["recalibration"] == {"batches": 12, "images": 1433}
-    assert card["clean_test_accuracy"] > 0.9
+    assert card.recalibration == {"batches": 12, "images": 1433}
+    assert card.clean_test_accuracy > 0.9
 
 
 def test_same_seed_same_weights(tmp_path):
@@ -214,8 +214,8 @@ def test_fashion_mnist_one_epoch_on_a_subset(tmp_path):
         model="baseline", dataset="fashion-mnist", width=0.25, epochs=1, batch_size=64, lr=0.05, train_subset=3000
     )
     _, card = load_checkpoint(train(config, workspace=tmp_path))
-    assert card["test_images"] == 10000 and card["train_images"] == 3000
-    assert card["clean_test_accuracy"] > 0.6  # chance is 0.1
+    assert card.test_images == 10000 and card.train_images == 3000
+    assert card.clean_test_accuracy > 0.6  # chance is 0.1
 
 
 def test_kurakin_regime_uses_predicted_labels_per_example_eps_and_weights(tmp_path):
@@ -239,7 +239,7 @@ def test_kurakin_regime_uses_predicted_labels_per_example_eps_and_weights(tmp_pa
     g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
     assert torch.equal(adversarial_batch(model, x, y, config, g1)[0], adversarial_batch(model, x, y + 1, config, g2)[0])
     card = read_card(train(config, workspace=tmp_path))
-    assert card["training"]["labels"] == "predicted" and card["training"]["adv_weight"] == 0.3
+    assert card.training["labels"] == "predicted" and card.training["adv_weight"] == 0.3
 
 
 def test_compile_failure_falls_back_to_eager_with_the_same_weights(tmp_path, monkeypatch):
@@ -258,9 +258,7 @@ def test_compile_failure_falls_back_to_eager_with_the_same_weights(tmp_path, mon
     monkeypatch.setattr(torch, "compile", lambda model, **kw: real_compile(model, backend=no_compiler, **kw))
     directory = train(replace(config, compile=True), workspace=tmp_path / "fallback")
     _, card = load_checkpoint(directory)
-    assert (
-        card["compute"]["compile"].startswith("eager (torch.compile failed") and card["train_config"]["compile"] is True
-    )
+    assert card.compute["compile"].startswith("eager (torch.compile failed") and card.train_config["compile"] is True
     fell_back = load_file(str(directory / "model.safetensors"))
     assert all(torch.equal(eager[k], fell_back[k]) for k in eager)
     assert "compile" not in config.to_dict()  # off: the identity of runs from before the option existed
@@ -292,7 +290,7 @@ def test_compiled_trainings_one_after_another_all_run_compiled(tmp_path):
         )
         with torch._dynamo.config.patch(recompile_limit=1):  # (monkeypatch's undo would delete the setting)
             _, card = load_checkpoint(train(config, workspace=tmp_path))
-        assert card["compute"]["compile"] == "torch.compile (inductor)" and math.isfinite(card["history"][-1]["loss"])
+        assert card.compute["compile"] == "torch.compile (inductor)" and math.isfinite(card.history[-1]["loss"])
         compiled_frames.append(counters["frames"]["ok"] - before)
     assert compiled_frames[0] >= 1 and compiled_frames[1] >= 1, (
         compiled_frames
@@ -430,10 +428,10 @@ def test_ema_weights_are_saved_and_resume_identically(tmp_path):
     resumed = load_file(str(resumed_dir / "model.safetensors"))
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
     _, card = load_checkpoint(resumed_dir)
-    assert card["train_config"]["ema_decay"] == 0.9
-    checks = [h["robustness"] for h in card["history"]]
+    assert card.train_config["ema_decay"] == 0.9
+    checks = [h["robustness"] for h in card.history]
     assert len(checks) == 3 and all(0 <= c["pgd10"] <= c["fgsm"] + 0.1 and 0 <= c["fgsm"] <= 1 for c in checks)
-    assert card["robustness_check"]["images"] == 50 and "catastrophic_overfitting_epoch" in card["robustness_check"]
+    assert card.robustness_check["images"] == 50 and "catastrophic_overfitting_epoch" in card.robustness_check
     plain = load_file(str(train(replace(config, ema_decay=0.0), workspace=tmp_path / "c") / "model.safetensors"))
     assert any(not torch.equal(plain[k], straight[k]) for k in plain)  # the average is not the last step's weights
 

@@ -4,6 +4,7 @@ tools, and a figure of clean next to adversarial images."""
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -75,7 +76,7 @@ def save_adversarials(
                 "predictions": pred.long().contiguous(),
             }
             path = out_dir / f"{name}-{eps_label(eps, name).replace('/', 'over').replace(' ', '')}.safetensors"
-            atomic_write(path, lambda tmp, t=tensors, m=meta: save_file(t, str(tmp), metadata=m))
+            atomic_write(path, partial(save_file, tensors, metadata=meta))
             written.append(path)
             shown.append((f"{name} {eps_label(eps, name)}", adv, pred))
     if shown:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,24 +28,96 @@ WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "card.json"
 
 
-def save_checkpoint(model: Network, directory: Path, card: dict[str, Any]) -> Path:
+@dataclass(frozen=True)
+class WeightsFile:
+    """The card's pointer to its weights: a file inside the checkpoint directory and the file's sha256."""
+
+    file: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Card:
+    """A checkpoint's card, typed: what was trained (``model``, the network's spec; ``train_config``, the full
+    configuration), on what data, how well, and on what machine. On disk it is the JSON of ``to_dict``; cards of
+    earlier releases read as they are (``from_dict``), and keys this release does not know ride along in ``extra``."""
+
+    model: dict[str, Any]  # the network's ModelSpec.to_dict(), from which load_checkpoint rebuilds it
+    dataset: str
+    training: dict[str, Any]  # the regime: its name, label, eps and the regime's own settings
+    train_config: dict[str, Any]
+    seed: int
+    epochs: int
+    clean_test_accuracy: float
+    weights: WeightsFile | None = None  # set by save_checkpoint once the weights are written
+    format: str = CARD_FORMAT
+    data_source: str = ""
+    input_shape: list[int] | None = None
+    normalization: dict[str, Any] | None = None
+    train_images: int | None = None
+    test_images: int | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    recalibration: dict[str, Any] | None = None
+    robustness_check: dict[str, Any] | None = None
+    executed_block_rate: dict[str, Any] | None = None
+    compute: dict[str, Any] = field(default_factory=dict)
+    wall_time_s: float | None = None
+    versions: dict[str, Any] = field(default_factory=dict)
+    evaluations: dict[str, Any] = field(default_factory=dict)  # added by evaluations of this checkpoint
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dict(self.extra)
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name != "extra" and value is not None and value != {} and (f.name != "history" or value):
+                out[f.name] = asdict(value) if isinstance(value, WeightsFile) else value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str | Path = CARD_FILE) -> Card:
+        """A card read from JSON, validated: the keys without which no model can be rebuilt or described."""
+        if not isinstance(data, dict) or data.get("format") != CARD_FORMAT:
+            found = data.get("format") if isinstance(data, dict) else None
+            raise CheckpointError(
+                f"{where}: not a robustbench-dc checkpoint card (format {found!r}, expected {CARD_FORMAT!r})"
+            )
+        required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
+        for key in required + ["weights"]:
+            if key not in data:
+                raise CheckpointError(f"{where}: checkpoint card lacks {key!r}; retrain or restore the file")
+        weights = data["weights"]
+        if not isinstance(weights, dict) or not {"file", "sha256"} <= set(weights):
+            raise CheckpointError(
+                f"{where}: the card's 'weights' entry needs 'file' and 'sha256'; retrain or restore the file"
+            )
+        known = {f.name for f in fields(cls)} - {"extra"}
+        values = {k: v for k, v in data.items() if k in known and v is not None}
+        values["weights"] = WeightsFile(str(weights["file"]), str(weights["sha256"]))
+        return cls(**values, extra={k: v for k, v in data.items() if k not in known})
+
+
+def write_card(directory: Path, card: Card) -> None:
+    atomic_write_bytes(directory / CARD_FILE, (json.dumps(card.to_dict(), indent=2, sort_keys=True) + "\n").encode())
+
+
+def save_checkpoint(model: Network, directory: Path, card: Card) -> Path:
     """Write ``model.safetensors`` then ``card.json`` (with the model's spec and the weights' sha256)."""
     directory.mkdir(parents=True, exist_ok=True)
     weights = directory / WEIGHTS_FILE
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     atomic_write(weights, lambda tmp: save_file(state, str(tmp)))
-    full = {
-        "format": CARD_FORMAT,
-        "model": model.spec.to_dict(),
-        **card,
-        "weights": {"file": WEIGHTS_FILE, "sha256": sha256_file(weights)},
-        "versions": environment(),
-    }
-    atomic_write_bytes(directory / CARD_FILE, (json.dumps(full, indent=2, sort_keys=True) + "\n").encode())
+    written = replace(
+        card,
+        model=model.spec.to_dict(),
+        weights=WeightsFile(WEIGHTS_FILE, sha256_file(weights)),
+        versions=environment(),
+    )
+    write_card(directory, written)
     return directory
 
 
-def read_card(path: Path) -> dict[str, Any]:
+def read_card(path: Path) -> Card:
     """The card of a checkpoint directory (or of ``card.json`` itself), validated."""
     card_path = path / CARD_FILE if path.is_dir() else path
     if not card_path.is_file():
@@ -52,43 +125,34 @@ def read_card(path: Path) -> dict[str, Any]:
             f"{card_path}: no checkpoint card here; a checkpoint directory holds {CARD_FILE} and {WEIGHTS_FILE}"
         )
     try:
-        card = json.loads(card_path.read_text())
+        data = json.loads(card_path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{card_path}: corrupt checkpoint card ({exc}); retrain or restore the file") from exc
-    if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
-        raise CheckpointError(
-            f"{card_path}: not a robustbench-dc checkpoint card (format {card.get('format') if isinstance(card, dict) else None!r}, expected {CARD_FORMAT!r})"
-        )
-    for key in ("model", "weights", "dataset", "training", "train_config", "seed", "epochs", "clean_test_accuracy"):
-        if key not in card:
-            raise CheckpointError(f"{card_path}: checkpoint card lacks {key!r}; retrain or restore the file")
-    if not isinstance(card["weights"], dict) or not {"file", "sha256"} <= set(card["weights"]):
-        raise CheckpointError(
-            f"{card_path}: the card's 'weights' entry needs 'file' and 'sha256'; retrain or restore the file"
-        )
-    return card
+    return Card.from_dict(data, card_path)
 
 
-def load_checkpoint(path: str | os.PathLike) -> tuple[Network, dict[str, Any]]:
+def load_checkpoint(path: str | os.PathLike) -> tuple[Network, Card]:
     """Rebuild a model from its card alone and load its verified weights; returns ``(model in eval mode, card)``."""
     path = Path(path)
     card = read_card(path)
     directory = path if path.is_dir() else path.parent
-    weights = directory / str(card["weights"].get("file", ""))
+    if card.weights is None:  # read_card refuses such a card; a Card built in Python may lack it
+        raise CheckpointError(f"{directory / CARD_FILE}: the card names no weights file")
+    weights = directory / card.weights.file
     if weights.resolve().parent != directory.resolve():
         raise CheckpointError(
-            f"{directory / CARD_FILE}: the weights file {card['weights'].get('file')!r} is not inside the checkpoint directory"
+            f"{directory / CARD_FILE}: the weights file {card.weights.file!r} is not inside the checkpoint directory"
         )
     if not weights.is_file():
         raise CheckpointError(f"{weights}: weights file missing for card {directory / CARD_FILE}")
     digest = sha256_file(weights)
-    if digest != card["weights"]["sha256"]:
+    if digest != card.weights.sha256:
         raise CheckpointError(
-            f"{weights}: sha256 {digest[:16]}... does not match the card's {card['weights']['sha256'][:16]}...; "
+            f"{weights}: sha256 {digest[:16]}... does not match the card's {card.weights.sha256[:16]}...; "
             "the file is corrupt, truncated or was replaced. Retrain (delete the directory) or restore it."
         )
     try:
-        spec = ModelSpec.from_dict(card["model"])
+        spec = ModelSpec.from_dict(card.model)
         model = build_model(spec)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{directory / CARD_FILE}: cannot rebuild the model from the card: {exc}") from exc
@@ -224,8 +288,8 @@ def load_model(
         name_or_path, dataset=dataset, training=training, seed=seed, arch=arch, width=width, workspace=workspace
     )
     model, card = load_checkpoint(directory)
-    if dataset is not None and card["dataset"] != dataset:
-        raise CheckpointError(f"{directory}: checkpoint was trained on {card['dataset']!r}, not {dataset!r}")
+    if dataset is not None and card.dataset != dataset:
+        raise CheckpointError(f"{directory}: checkpoint was trained on {card.dataset!r}, not {dataset!r}")
     from robustbench_dc.devices import resolve_device
 
     return model.to(resolve_device(device))

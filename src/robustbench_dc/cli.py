@@ -988,7 +988,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     card = read_card(directory)
     print(
         f"{config.model} ({config.arch_label}, width {config.width:g}) on {config.dataset}, {config.training_label}, seed {config.seed}: "
-        f"clean test accuracy {100 * card['clean_test_accuracy']:.2f}% on {card['test_images']} images"
+        f"clean test accuracy {100 * card.clean_test_accuracy:.2f}% on {card.test_images} images"
     )
     print(f"checkpoint: {directory}")
     return 0
@@ -1021,15 +1021,15 @@ def cmd_models(args: argparse.Namespace) -> int:
         c = read_card(d)
         rows.append(
             [
-                c["dataset"],
-                c["model"]["name"],
-                arch_label(c["model"]["arch"], c["model"].get("arch_options")),
-                c["model"]["width"],
-                c["training"]["label"],
-                c["seed"],
-                c["epochs"],
-                f"{100 * c['clean_test_accuracy']:.2f}",
-                c["weights"]["sha256"][:12],
+                c.dataset,
+                c.model["name"],
+                arch_label(c.model["arch"], c.model.get("arch_options")),
+                c.model["width"],
+                c.training["label"],
+                c.seed,
+                c.epochs,
+                f"{100 * c.clean_test_accuracy:.2f}",
+                c.weights.sha256[:12] if c.weights else "-",
                 str(d),
             ]
         )

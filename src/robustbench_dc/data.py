@@ -372,7 +372,7 @@ def _image_folder(info: DatasetInfo, split: str, folder: Path, cache_dir) -> Ima
 
 def _save_npz(path: Path, **arrays: np.ndarray) -> None:
     with open(path, "wb") as f:  # a file object: np.savez would append ".npz" to a name
-        np.savez(f, **arrays)
+        np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy stubs type **kwds like allow_pickle
 
 
 # Standard JPEG luminance quantisation table (ITU T.81 Annex K), in zig-zag-free natural order.

@@ -123,7 +123,7 @@ def set_threads(threads: int | str | None = None) -> int:
     if threads == "auto":
         n = contention_threads(usable_cpus(), busy_cpus())
     else:
-        n = threads or usable_cpus()
+        n = int(threads) if threads else usable_cpus()
     torch.set_num_threads(n)
     return n
 
@@ -135,10 +135,10 @@ def _mps_available() -> bool:
 
 def module_device(module: nn.Module) -> torch.device:
     """The device of a module's first parameter or buffer (the CPU for a module that has none)."""
-    for t in module.parameters():
-        return t.device
-    for t in module.buffers():
-        return t.device
+    for p in module.parameters():
+        return p.device
+    for b in module.buffers():
+        return b.device
     return torch.device("cpu")
 
 

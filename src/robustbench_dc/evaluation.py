@@ -429,7 +429,7 @@ def _from_loader(loader: Iterable[Any]) -> tuple[Tensor, Tensor]:
     return torch.cat(xs), torch.cat(ys)
 
 
-def tensor_dataset(x: Tensor, y: Tensor) -> ImageDataset:
+def tensor_dataset(x: Tensor | None, y: Tensor | None) -> ImageDataset:
     """The caller's own test images as a dataset: ``x`` of shape (N, C, H, W), uint8 or float 8-bit pixels in
     [0, 1] (k/255 values, as image loaders give), ``y`` of N class indices. Identified by its content."""
     if not isinstance(x, Tensor) or not isinstance(y, Tensor):
@@ -527,6 +527,17 @@ def _accuracy_cells(
 ) -> None:
     """The clean cell, each attack's cell at each of its eps, and (with a source) each transfer cell."""
     seed, batch = subset.seed, ctx.batch_size
+
+    def white_box(a: Attack, e: float) -> Callable[[], dict[str, Any]]:
+        return lambda: accuracy_metrics(
+            predict(module, ctx.attacked(a, ctx.target, images, labels, e, seed), batch), labels
+        )
+
+    def transferred(src: EvalModel, a: Attack, e: float, k: CellKey) -> Callable[[], dict[str, Any]]:
+        return lambda: accuracy_metrics(
+            predict(module, _transfer_examples(ctx, src, a, e, k, images, labels), batch), labels
+        )
+
     ctx.cell(
         ctx.key(subset, kind="accuracy", threat="none", attack="none"),
         lambda: accuracy_metrics(predict(module, images, batch), labels),
@@ -534,25 +545,14 @@ def _accuracy_cells(
     for attack in plan.attacks:
         threat = Threat.WHITE_BOX if attack.access == Threat.WHITE_BOX else Threat.BLACK_BOX
         for e in plan.eps_of(attack):
-            ctx.cell(
-                ctx.attack_key(subset, attack, e, threat),
-                lambda a=attack, e=e: accuracy_metrics(
-                    predict(module, ctx.attacked(a, ctx.target, images, labels, e, seed), batch), labels
-                ),
-            )
+            ctx.cell(ctx.attack_key(subset, attack, e, threat), white_box(attack, e))
     if src is None:
         return
     ctx.store.put_function(src.function_id, src.info)
     for attack in [a for a in plan.attacks if a.transferable]:
         for e in plan.eps_of(attack):
             key = ctx.attack_key(subset, attack, e, Threat.BLACK_BOX, source=src.function_id)
-            ctx.cell(
-                key,
-                lambda a=attack, e=e, k=key: accuracy_metrics(
-                    predict(module, _transfer_examples(ctx, src, a, e, k, images, labels), batch), labels
-                ),
-                source=src,
-            )
+            ctx.cell(key, transferred(src, attack, e, key), source=src)
 
 
 def evaluate(

@@ -47,6 +47,8 @@ def load_factory(spec: str) -> Callable[[], nn.Module]:
             if not path.is_file():
                 raise UserError(f"--factory {spec!r}: no such file {path}")
             loaded = importlib.util.spec_from_file_location(f"_dc_robust_factory_{path.stem}", path)
+            if loaded is None or loaded.loader is None:
+                raise UserError(f"--factory {spec!r}: {path} cannot be imported as a Python module (is it a .py file?)")
             module = importlib.util.module_from_spec(loaded)
             loaded.loader.exec_module(module)
         else:
@@ -241,7 +243,7 @@ def _load_state_dict(path: Path, request: BuildRequest) -> nn.Module:
         info = request.info
         module = create_model(
             request.model_name,
-            arch=request.arch,
+            arch=str(request.arch),  # builds, and no factory: an architecture was named
             num_classes=info.num_classes,
             in_channels=info.in_channels,
             width=1.0 if request.width is None else request.width,

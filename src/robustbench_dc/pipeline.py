@@ -307,7 +307,7 @@ def check_one_precision(study: Study, configs: list[TrainConfig], ws: Path, devi
 
     auto = [c for c in configs if c.precision == "auto"]
     finished = {
-        train_label(c): read_card(checkpoint_dir(c, ws))["compute"]["precision"]
+        train_label(c): read_card(checkpoint_dir(c, ws)).compute["precision"]
         for c in auto
         if (checkpoint_dir(c, ws) / CARD_FILE).is_file()
     }

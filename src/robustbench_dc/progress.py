@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Callable
 
+from robustbench_dc.errors import UserError
+
 
 class Progress:
     """A progress callback that also hears where a step stands; subclass it and override what you show."""
@@ -35,11 +37,19 @@ class _Messages(Progress):
         self.callback(message)
 
 
-def as_progress(callback: Callable[[str], None] | None) -> Progress:
-    """``callback`` as a :class:`Progress` (a plain callable hears messages only; ``None`` hears nothing)."""
+def as_progress(callback: Callable[[str], None] | Progress | bool | None) -> Progress:
+    """``callback`` as a :class:`Progress` (a plain callable hears messages only; ``None`` or ``False`` hears
+    nothing)."""
     if isinstance(callback, Progress):
         return callback
-    return Progress() if callback is None else _Messages(callback)
+    if callback is None or callback is False:
+        return Progress()
+    if not callable(callback):
+        raise UserError(
+            f"progress={callback!r}: give a callable taking one message (print, a logger's info), a "
+            "robustbench_dc.progress.Progress, or None/False for silence"
+        )
+    return _Messages(callback)
 
 
 def counter(progress: Progress, total: int, unit: str) -> Callable[[int], None]:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from robustbench_dc import __version__
-from robustbench_dc.checkpoint import CARD_FILE, read_card
+from robustbench_dc.checkpoint import read_card, write_card
 from robustbench_dc.errors import UserError
 from robustbench_dc.files import atomic_write_bytes
 from robustbench_dc.model_info import ModelInfo
@@ -159,15 +160,14 @@ def write_into_card(directory: Path, records: list[dict[str, Any]], data_sha256:
     Returns why the card could not be written (a read-only model store), or None: the card is a convenience,
     the result store holds the evaluation either way."""
     card = read_card(directory)
-    evaluations = dict(card.get("evaluations", {}))
+    evaluations = dict(card.evaluations)
     for r in records:
         key = f"{r['dataset']} {r['threat_model']} {r['eps']} n={r['test_images']} data={data_sha256[:12]}"
         evaluations[key] = {
             k: r[k] for k in ("clean_acc", "robust_acc", "robust_attack", "autoattack_acc", "attacks", "footnote")
         }
-    card["evaluations"] = evaluations
     try:
-        atomic_write_bytes(directory / CARD_FILE, (json.dumps(card, indent=2, sort_keys=True) + "\n").encode())
+        write_card(directory, replace(card, evaluations=evaluations))
     except UserError as exc:
         return str(exc)
     return None

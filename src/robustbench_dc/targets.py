@@ -94,38 +94,38 @@ def function_identity(module: nn.Module) -> str:
 def from_checkpoint(path: str | Path) -> EvalModel:
     """A zoo checkpoint as an evaluation target."""
     model, card = load_checkpoint(path)
-    spec = card["model"]
+    spec = card.model
     info = ModelInfo(
         label=spec["name"],
         name=spec["name"],
         arch=arch_label(spec["arch"], spec.get("arch_options")),
         width=spec["width"],
-        training=card["training"]["label"],
-        seed=card["seed"],
-        dataset=card["dataset"],
+        training=card.training["label"],
+        seed=card.seed,
+        dataset=card.dataset,
         kind=ModelKind.ZOO,
         file=Path(path).name if Path(path).is_dir() else Path(path).parent.name,
         checkpoint_dir=str((Path(path) if Path(path).is_dir() else Path(path).parent).resolve()),
-        data_source=card.get("data_source", ""),
-        epochs=card["epochs"],
-        train_images=card.get("train_images"),
-        clean_test_accuracy=card["clean_test_accuracy"],
-        weights_sha256=card["weights"]["sha256"],
-        train_config=card["train_config"],
-        compute=card.get("compute", {}),
+        data_source=card.data_source,
+        epochs=card.epochs,
+        train_images=card.train_images,
+        clean_test_accuracy=card.clean_test_accuracy,
+        weights_sha256=card.weights.sha256 if card.weights else "",
+        train_config=card.train_config,
+        compute=card.compute,
         # the resolved training precision, layout and compilation belong to the recipe: seeds trained in bf16 and in
         # fp32, or compiled and eager, are not pooled ("eager" left out: cards from before the option have no entry)
         recipe=recipe_id(
             {
-                **card["train_config"],
+                **card.train_config,
                 "compute": {
                     k: v
-                    for k, v in card.get("compute", {}).items()
+                    for k, v in card.compute.items()
                     if k in ("precision", "channels_last") or (k == "compile" and v != "eager")
                 },
             }
         ),
-        executed_block_rate=card.get("executed_block_rate"),
+        executed_block_rate=card.executed_block_rate,
     )
     return EvalModel(model, function_identity(model), info)
 
@@ -136,8 +136,8 @@ def from_module(module: nn.Module, *, label: str | None = None, **info: Any) -> 
     Without ``label`` it is named by its function identity (a zoo network: its model name and a short hash).
     """
     fid = function_identity(module)
-    spec = getattr(module, "spec", None)
-    default = f"{spec.name}-{fid[:8]}" if getattr(spec, "name", None) else f"module-{fid[:8]}"
+    name = getattr(getattr(module, "spec", None), "name", None)
+    default = f"{name}-{fid[:8]}" if name else f"module-{fid[:8]}"
     described = {
         "kind": ModelKind.THIRD_PARTY,
         "weights_sha256": state_sha256(module),

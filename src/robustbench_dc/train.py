@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from robustbench_dc.checkpoint import read_card, save_checkpoint
+from robustbench_dc.checkpoint import Card, read_card, save_checkpoint
 from robustbench_dc.data import ImageDataset, dataset_info, load_dataset
 from robustbench_dc.devices import ComputeMode, channels_last_hazard, describe_device, resolve_device, training_mode
 from robustbench_dc.errors import UserError
@@ -583,7 +583,7 @@ def train(
     wanted = config.to_dict()
     if (out_dir / "card.json").exists():
         card = read_card(out_dir)
-        if card.get("train_config") != json.loads(json.dumps(wanted)):
+        if card.train_config != json.loads(json.dumps(wanted)):
             raise UserError(
                 f"{out_dir} holds a model trained with other settings; use another --seed or --workspace, or delete it"
             )
@@ -671,7 +671,7 @@ def train(
     acc = test_accuracy(model, test_set)  # fp32, like every evaluation
     rates = execution_rates(model, test_set.float_images())
     run = {"mode": mode, "compile": runner.outcome, "device": dev, "wall": wall, "recalibration": recalibration}
-    card = _card(config, train_set, test_set, history, acc, rates, run)
+    card = _card(model, config, train_set, test_set, history, acc, rates, run)
     save_checkpoint(model, out_dir, card)
     resume_path.unlink(missing_ok=True)
     return out_dir
@@ -753,6 +753,7 @@ def _regime_card(config: TrainConfig) -> dict[str, Any]:
 
 
 def _card(
+    model: Network,
     config: TrainConfig,
     train_set: ImageDataset,
     test_set: ImageDataset,
@@ -760,44 +761,41 @@ def _card(
     acc: float,
     rates: list[float],
     run: dict[str, Any],
-) -> dict[str, Any]:
+) -> Card:
     """The checkpoint card: the full training configuration, its data, history, accuracy and compute mode."""
     info = train_set.info
-    card: dict[str, Any] = {
-        "dataset": config.dataset,
-        "data_source": train_set.source,
-        "input_shape": [info.in_channels, info.input_size, info.input_size],
-        "normalization": {"mean": list(info.mean), "std": list(info.std)},
-        "training": _regime_card(config),
-        "train_config": config.to_dict(),
-        "train_images": len(train_set),
-        "epochs": config.epochs,
-        "seed": config.seed,
-        "clean_test_accuracy": acc,
-        "test_images": len(test_set),
-        "history": history,
-        "recalibration": run["recalibration"],
+    check = {
+        "images": config.robustness_check,
+        "attacks": "FGSM and PGD-10 (step eps/4, random start) at the training eps, fp32",
+        "catastrophic_overfitting_epoch": catastrophic_overfitting(history),
     }
-    if config.robustness_check:
-        card["robustness_check"] = {
-            "images": config.robustness_check,
-            "attacks": "FGSM and PGD-10 (step eps/4, random start) at the training eps, fp32",
-            "catastrophic_overfitting_epoch": catastrophic_overfitting(history),
-        }
-    if rates:
-        card["executed_block_rate"] = {
-            "test_images": len(test_set),
-            "per_block": rates,
-            "mean": sum(rates) / len(rates),
-        }
-    card["compute"] = {
-        **run["mode"].to_dict(),
-        "compile": run["compile"],
-        "device_name": describe_device(run["device"]),
-        "threads": torch.get_num_threads(),
-    }
-    card["wall_time_s"] = run["wall"]
-    return card
+    return Card(
+        model=model.spec.to_dict(),
+        dataset=config.dataset,
+        data_source=train_set.source,
+        input_shape=[info.in_channels, info.input_size, info.input_size],
+        normalization={"mean": list(info.mean), "std": list(info.std)},
+        training=_regime_card(config),
+        train_config=config.to_dict(),
+        train_images=len(train_set),
+        epochs=config.epochs,
+        seed=config.seed,
+        clean_test_accuracy=acc,
+        test_images=len(test_set),
+        history=history,
+        recalibration=run["recalibration"],
+        robustness_check=check if config.robustness_check else None,
+        executed_block_rate={"test_images": len(test_set), "per_block": rates, "mean": sum(rates) / len(rates)}
+        if rates
+        else None,
+        compute={
+            **run["mode"].to_dict(),
+            "compile": run["compile"],
+            "device_name": describe_device(run["device"]),
+            "threads": torch.get_num_threads(),
+        },
+        wall_time_s=run["wall"],
+    )
 
 
 def _check_writable(directory: Path) -> None:
