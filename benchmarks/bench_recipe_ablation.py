@@ -26,7 +26,7 @@ VARIANTS: dict[str, dict] = {
     "no dirac init": {"init": "default"},
     "no weight EMA": {"ema_decay": 0.0},
     "onecycle schedule": {"schedule": "onecycle", "warmup": 0.25},
-    "batch 128, lr 0.1": {"batch_size": 128, "lr": 0.1},
+    "batch 128 at lr 0.1": {"batch_size": 128, "lr": 0.1},
     "+ label smoothing 0.2": {"label_smoothing": 0.2},
 }
 
@@ -42,13 +42,16 @@ def main() -> None:
     args = parser.parse_args()
     root = Path(args.workspace or tempfile.mkdtemp(prefix="bench-ablation-"))
     wanted = [v.strip() for v in args.only.split(",") if v.strip()] or list(VARIANTS)
+    unknown = [v for v in wanted if v not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variant(s) {', '.join(unknown)}; valid: {', '.join(VARIANTS)}")
     print(f"{args.model} cnn9 width {args.width:g}, {args.epochs} epochs, seed 0; workspaces under {root}")
     print(f"{'variant':24s} {'clean %':>8s} {'wall s':>8s} {'img/s':>7s}")
     for name in wanted:
         config = recipe_config(
             "fast", model=args.model, dataset="cifar10", width=args.width, epochs=args.epochs, **VARIANTS[name]
         )
-        workspace = root / name.replace(" ", "-").replace(",", "")
+        workspace = root / name.replace(" ", "-")
         workspace.mkdir(parents=True, exist_ok=True)
         (root / "cache").mkdir(exist_ok=True)
         if not cache_dir(workspace).exists():
