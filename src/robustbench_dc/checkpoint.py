@@ -67,10 +67,11 @@ class Card:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """The card's JSON: every field that holds something, ``extra``'s keys beside them."""
         out = dict(self.extra)
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name != "extra" and value is not None and value != {} and (f.name != "history" or value):
+            if f.name != "extra" and value not in (None, {}, []):
                 out[f.name] = asdict(value) if isinstance(value, WeightsFile) else value
         return out
 

@@ -319,7 +319,7 @@ def _diagnostics(results: Results, eps: float) -> dict[tuple[str, str, int], lis
     out = {}
     for entries in by.values():
         m = entries[0].model
-        key = (m.name or m.label, m.training, -1 if m.seed is None else int(m.seed))
+        key = (m.model_name, m.training, -1 if m.seed is None else int(m.seed))
         out[key] = diagnose(measured_from_cells(entries, eps))
     return out
 
