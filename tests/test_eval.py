@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 
@@ -5,15 +6,18 @@ import pytest
 import torch
 
 import robustbench_dc
-from robustbench_dc.attacks import BIM, FGSM, PGD, run_attack
+from robustbench_dc.attacks import BIM, FGSM, PGD, get_attack, run_attack
 from robustbench_dc.data import load_dataset
 from robustbench_dc.errors import UserError
-from robustbench_dc.evaluation import evaluate
+from robustbench_dc.evaluation import EvalSpec, evaluate
+from robustbench_dc.executors import EvalJob
 from robustbench_dc.inference import predict
 from robustbench_dc.lipschitz import global_upper_bound, local_lipschitz
 from robustbench_dc.models import create_model, list_models
+from robustbench_dc.pipeline import jobs as pipeline_jobs
 from robustbench_dc.planning import resolve_source
 from robustbench_dc.results.store import ResultStore
+from robustbench_dc.study import load_study
 from robustbench_dc.targets import from_checkpoint, from_module
 from tests.conftest import run_cli
 
@@ -132,6 +136,36 @@ def test_evaluate_stores_cells_and_reuses_them(digits_models, tmp_path):
     assert len(list((tmp_path / "transfer").glob("*.safetensors"))) == 4
     evaluate(from_checkpoint(digits_models[("baseline", "natural", 0)]), **kw)
     assert len(list((tmp_path / "transfer").glob("*.safetensors"))) == 4
+
+
+def test_an_eval_spec_is_what_the_keywords_give_and_what_a_study_job_holds(digits_models, tmp_path):
+    """One frozen spec of what is measured: ``evaluate(model, spec)`` reads the same cells as the same settings given
+    as keywords (eps strings included), keywords replace the spec's fields, a study's job holds the spec rather than
+    repeating its fields, and a mistake is refused before any model or data is touched."""
+    target = from_checkpoint(digits_models[("baseline", "natural", 0)])
+    spec = EvalSpec(attacks=("fgsm",), eps=("8/255", 16 / 255), n=40, lipschitz=False)
+    assert spec.attacks == (FGSM(),) and spec.eps == (8 / 255, 16 / 255)
+    by_spec = evaluate(target, spec, dataset="digits", workspace=tmp_path)
+    by_keywords = evaluate(
+        target, dataset="digits", workspace=tmp_path, attacks=["fgsm"], eps=[8 / 255, "16/255"], n=40, lipschitz=False
+    )
+    assert by_keywords.cached and by_keywords.accuracy["accuracy"].tolist() == by_spec.accuracy["accuracy"].tolist()
+    wider = evaluate(target, spec, dataset="digits", workspace=tmp_path, n=60)
+    assert set(wider.accuracy["n"]) == {60} and not wider.cached
+    with pytest.raises(UserError, match="unknown evaluation setting.*epsilon"):
+        evaluate(target, spec, dataset="digits", workspace=tmp_path, epsilon=0.1)
+    for bad, message in [
+        (dict(eps="eight"), "not a number"),
+        (dict(attacks=("pgd-l2",)), "need their own eps"),
+        (dict(role="tables"), "unknown role"),
+        (dict(batch_size=0), "batch_size"),
+    ]:
+        with pytest.raises(UserError, match=message):
+            EvalSpec.of(spec, **bad)
+    job_fields = {f.name for f in dataclasses.fields(EvalJob)}
+    assert "spec" in job_fields and not job_fields & ({f.name for f in dataclasses.fields(EvalSpec)} - {"spec"})
+    job = pipeline_jobs(load_study("smoke"))[0]
+    assert isinstance(job.spec, EvalSpec) and job.spec.attacks == tuple(get_attack(a) for a in load_study("smoke").attacks)
 
 
 def test_interrupted_evaluation_resumes_without_duplicates(digits_models, tmp_path):

@@ -248,7 +248,7 @@ def test_bpda_runs_only_where_it_differs_from_pgd():
     from robustbench_dc.pipeline import jobs
 
     study = parse_study({**TINY, "attacks": ["fgsm", "bpda-pgd"]}, "tiny.toml")
-    by_label = {j.label: j.attacks for j in jobs(study)}
+    by_label = {j.label: tuple(a.name for a in j.spec.attacks) for j in jobs(study)}
     assert by_label == {"plain natural seed 0": ("fgsm",), "gated natural seed 0": ("fgsm", "bpda-pgd")}
 
 

@@ -8,6 +8,7 @@ it never trains: the caller resolves the black-box source (see ``robustbench_dc.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from dataclasses import dataclass, field, replace
@@ -461,43 +462,68 @@ def tensor_dataset(x: Tensor | None, y: Tensor | None) -> ImageDataset:
     )
 
 
+EpsArg = float | str | Sequence[float | str]
+
+
 @dataclass(frozen=True)
-class AttackPlan:
-    """The attacks of one evaluation and the eps each runs at: L2 attacks at ``eps_l2``, every other at ``eps``."""
+class EvalSpec:
+    """What one evaluation measures, apart from the model and the data: the attacks and the eps each runs at (L2
+    attacks at ``eps_l2``, every other at ``eps``), the test subset, the Lipschitz estimates, the attack backend,
+    the cells' role and the attack batch size. A study's job holds one; ``evaluate`` takes one or its fields as
+    keywords. Eps may be given as strings (``"8/255"``) and attacks by name: both are normalised here, and every
+    mistake is refused before any model is moved or data read."""
 
-    attacks: tuple[Attack, ...]
-    eps: tuple[float, ...]
-    eps_l2: tuple[float, ...]
+    attacks: tuple[Attack, ...] = tuple(get_attack(a) for a in DEFAULT_ATTACKS)
+    eps: tuple[float, ...] = DEFAULT_EPS
+    eps_l2: tuple[float, ...] = ()
+    n: int | None = 1000
+    subset_seed: int = 0
+    lipschitz: bool = True
+    lipschitz_n: int = 200
+    backend: str = "torchattacks"
+    role: str = "table"
+    batch_size: int = DEFAULT_ATTACK_BATCH_SIZE
 
-    @classmethod
-    def of(
-        cls,
-        attacks: Sequence[str | Attack],
-        eps: float | str | Sequence[float | str],
-        eps_l2: float | str | Sequence[float | str] | None,
-    ) -> "AttackPlan":
-        eps_list = _eps_values(eps)
-        bad = [e for e in eps_list if not 0 <= e <= 1]
-        if bad or not eps_list:
-            raise UserError(f"eps must be in [0, 1] (pixel units, e.g. 8/255), got {bad or eps_list}")
-        attack_objs = tuple(a if isinstance(a, Attack) else get_attack(a) for a in attacks)
-        l2_list = [] if eps_l2 is None else _eps_values(eps_l2)
-        if [e for e in l2_list if not 0 <= e < float("inf")]:
-            raise UserError(f"eps_l2 must be finite numbers >= 0 (L2 units of [0, 1] pixels, e.g. 0.5), got {l2_list}")
-        l2_attacks = [a.name for a in attack_objs if a.norm == "l2"]
-        if l2_attacks and not l2_list:
+    def __post_init__(self) -> None:
+        attacks = (self.attacks,) if isinstance(self.attacks, (str, Attack)) else self.attacks
+        object.__setattr__(self, "attacks", tuple(a if isinstance(a, Attack) else get_attack(a) for a in attacks))
+        object.__setattr__(self, "eps", tuple(_eps_values(self.eps)))
+        object.__setattr__(self, "eps_l2", tuple(_eps_values(self.eps_l2 or ())))
+        bad = [e for e in self.eps if not 0 <= e <= 1]
+        if bad or not self.eps:
+            raise UserError(f"eps must be in [0, 1] (pixel units, e.g. 8/255), got {bad or list(self.eps)}")
+        if [e for e in self.eps_l2 if not 0 <= e < float("inf")]:
+            raise UserError(
+                f"eps_l2 must be finite numbers >= 0 (L2 units of [0, 1] pixels, e.g. 0.5), got {list(self.eps_l2)}"
+            )
+        l2_attacks = [a.name for a in self.attacks if a.norm == "l2"]
+        if l2_attacks and not self.eps_l2:
             raise UserError(
                 f"L2 attacks ({', '.join(l2_attacks)}) need their own eps: eps_l2= (--eps-l2), in L2 units of [0, 1] "
                 "pixels, e.g. 0.5"
             )
-        return cls(attack_objs, tuple(eps_list), tuple(l2_list))
+        if self.role not in ROLES:
+            raise UserError(f"unknown role {self.role!r}; valid: {', '.join(ROLES)}")
+        if self.batch_size < 1:
+            raise UserError(f"batch_size must be >= 1, got {self.batch_size}")
+
+    @classmethod
+    def of(cls, spec: "EvalSpec | None" = None, **fields: Any) -> "EvalSpec":
+        """``spec`` (default: every field's default) with ``fields`` replaced; an unknown field is refused."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(fields) - known)
+        if unknown:
+            raise UserError(f"unknown evaluation setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+        return replace(spec or cls(), **fields)
 
     def eps_of(self, attack: Attack) -> tuple[float, ...]:
         return self.eps_l2 if attack.norm == "l2" else self.eps
 
     def cells(self, *, transfer: bool) -> int:
-        """How many attack cells this plan computes (white-box and query, plus transfer ones with a source)."""
-        return sum(len(self.eps_of(a)) * (1 + (transfer and a.transferable)) for a in self.attacks)
+        """How many cells this spec computes: clean, each attack at each of its eps (white-box and query, plus
+        transfer ones with a source), and three Lipschitz estimates."""
+        attacks = sum(len(self.eps_of(a)) * (1 + (transfer and a.transferable)) for a in self.attacks)
+        return 1 + attacks + 3 * self.lipschitz
 
 
 def _test_data(
@@ -519,7 +545,7 @@ def _test_data(
 def _accuracy_cells(
     ctx: _Context,
     module: nn.Module,
-    plan: AttackPlan,
+    spec: EvalSpec,
     subset: Subset,
     images: Tensor,
     labels: Tensor,
@@ -542,66 +568,57 @@ def _accuracy_cells(
         ctx.key(subset, kind="accuracy", threat="none", attack="none"),
         lambda: accuracy_metrics(predict(module, images, batch), labels),
     )
-    for attack in plan.attacks:
+    for attack in spec.attacks:
         threat = Threat.WHITE_BOX if attack.access == Threat.WHITE_BOX else Threat.BLACK_BOX
-        for e in plan.eps_of(attack):
+        for e in spec.eps_of(attack):
             ctx.cell(ctx.attack_key(subset, attack, e, threat), white_box(attack, e))
     if src is None:
         return
     ctx.store.put_function(src.function_id, src.info)
-    for attack in [a for a in plan.attacks if a.transferable]:
-        for e in plan.eps_of(attack):
+    for attack in [a for a in spec.attacks if a.transferable]:
+        for e in spec.eps_of(attack):
             key = ctx.attack_key(subset, attack, e, Threat.BLACK_BOX, source=src.function_id)
             ctx.cell(key, transferred(src, attack, e, key), source=src)
 
 
 def evaluate(
     model: nn.Module | EvalModel,
+    spec: EvalSpec | None = None,
     *,
     dataset: str | None = None,
     x: Tensor | None = None,
     y: Tensor | None = None,
     loader: Iterable[tuple[Tensor, Tensor]] | None = None,
-    attacks: Sequence[str | Attack] = DEFAULT_ATTACKS,
-    eps: float | str | Sequence[float | str] = DEFAULT_EPS,
-    eps_l2: float | str | Sequence[float | str] | None = None,
-    n: int | None = 1000,
-    subset_seed: int = 0,
     source: nn.Module | EvalModel | None = None,
-    backend: str = "torchattacks",
     workspace: str | Path | None = None,
     data_dir: str | Path | None = None,
     recompute: bool = False,
-    lipschitz: bool = True,
-    lipschitz_n: int = 200,
     mean: tuple[float, ...] | None = None,
     std: tuple[float, ...] | None = None,
     label: str | None = None,
-    role: str = "table",
     device: str | torch.device | None = "auto",
-    batch_size: int = DEFAULT_ATTACK_BATCH_SIZE,
     progress: Callable[[str], None] | None = None,
+    **settings: Any,
 ) -> Evaluation:
     """Evaluate one model; returns its results (every cell stored in the workspace, reused when present).
 
+    What is measured is ``spec`` (an :class:`EvalSpec`), or its fields given as keywords (``attacks=``, ``eps=``,
+    ``eps_l2=``, ``n=``, ``subset_seed=``, ``lipschitz=``, ``lipschitz_n=``, ``backend=``, ``role=``,
+    ``batch_size=``), which replace those of ``spec`` where both are given.
     The test data: ``dataset`` (a name, read from ``data_dir``), or the caller's own ``x`` and ``y`` tensors or
     ``loader`` (e.g. a ``DataLoader`` yielding (images, labels) in [0, 1], unshuffled), stored under the dataset
     name ``custom`` and identified by their content.
     ``source``: the black-box source model (an ``EvalModel`` or module), or ``None`` for no transfer rows.
     ``mean``/``std``: normalisation for an ``nn.Module`` that expects normalised input (applied in front of
     it, so attacks work in [0, 1] pixels). ``label`` names a module in tables (default: from its identity).
-    ``eps_l2``: the eps of L2 attacks (``fgm``, ``pgd-l2``), in L2 units; ``eps`` is every other attack's (L-inf).
-    ``role`` keeps table, diagnostics and transfer-matrix cells apart. ``device``: ``auto`` (CUDA, else MPS,
-    else CPU) or a device; the model (and source) are moved there. ``batch_size``: images per attack batch.
+    ``device``: ``auto`` (CUDA, else MPS, else CPU) or a device; the model (and source) are moved there.
     ``progress``: a callback hearing a message per computed cell, or a ``robustbench_dc.progress.Progress``
     that also hears each attack's batches. Attacks run in fp32.
     """
     ws = workspace_dir(workspace)
-    if role not in ROLES:
-        raise UserError(f"unknown role {role!r}; valid: {', '.join(ROLES)}")
-    plan = AttackPlan.of(attacks, eps, eps_l2)
+    spec = EvalSpec.of(spec, **settings)
     target = as_target(model, label=label, mean=mean, std=std)
-    if any(isinstance(a, BPDA) and not a.straight_through for a in plan.attacks) and not has_surrogate(target.module):
+    if any(isinstance(a, BPDA) and not a.straight_through for a in spec.attacks) and not has_surrogate(target.module):
         raise UserError(
             f"bpda-pgd on {target.label!r} would be plain PGD with the same seed: it has no decoupled layer or hard decision "
             "to give a surrogate gradient; name its non-differentiable parts with --straight-through NAME "
@@ -616,8 +633,6 @@ def evaluate(
     src = None if source is None else as_target(source, label="source")
     if src is not None and src.function_id == target.function_id:
         raise UserError("the black-box source computes the same function as the target; choose another source")
-    if batch_size < 1:
-        raise UserError(f"batch_size must be >= 1, got {batch_size}")
     dev = resolve_device(device)
     # the modules go to the device for this call only: their device and train/eval mode are restored after
     with placed([target.module] + ([src.module] if src is not None else []), dev):
@@ -628,32 +643,31 @@ def evaluate(
         check_deterministic(target.module, test.float_images(slice(0, 64)))
         module = ModelContract(target.module, outputs, foreign=not target.is_zoo)
         weights = _state(target.module)
-        indices = subset_indices(len(test), n, subset_seed)
+        indices = subset_indices(len(test), spec.n, spec.subset_seed)
         sub = test.select(indices)
         images, labels = sub.float_images(), sub.labels
-        subset = Subset(len(sub), len(test), subset_seed)
+        subset = Subset(len(sub), len(test), spec.subset_seed)
         with ResultStore(ws) as store:
             provenance = {"label": target.label, "device": describe_device(dev), "environment": environment()}
-            planned = 1 + plan.cells(transfer=src is not None) + 3 * lipschitz
             ctx = _Context(
                 store,
                 ws,
                 target,
                 test,
                 test.content_sha256(),
-                role,
-                backend,
+                spec.role,
+                spec.backend,
                 recompute,
                 as_progress(progress),
-                batch_size,
+                spec.batch_size,
                 provenance,
-                planned,
+                spec.cells(transfer=src is not None),
                 weights=weights,
             )
             store.put_function(target.function_id, target.info.with_data_source(test.source))
-            _accuracy_cells(ctx, module, plan, subset, images, labels, src)
-            if lipschitz:
-                _lipschitz_cells(ctx, max(plan.eps), lipschitz_n, subset_seed)
+            _accuracy_cells(ctx, module, spec, subset, images, labels, src)
+            if spec.lipschitz:
+                _lipschitz_cells(ctx, max(spec.eps), spec.lipschitz_n, spec.subset_seed)
         return Evaluation.from_rows(
             ctx.rows, dataset=dataset, data_sha256=ctx.data, test_indices=tuple(indices.tolist())
         )

@@ -32,6 +32,7 @@ from typing import Any, Callable, Protocol
 from robustbench_dc.checkpoint import CARD_FILE
 from robustbench_dc.devices import usable_cpus
 from robustbench_dc.errors import UserError
+from robustbench_dc.evaluation import EvalSpec
 from robustbench_dc.files import atomic_write_bytes
 from robustbench_dc.progress import as_progress
 from robustbench_dc.results.cells import CellKey
@@ -45,28 +46,30 @@ OnStage = Callable[[int, int, str], None]
 
 
 @dataclass(frozen=True)
+class DiagnosticsSpec:
+    """The diagnostics of one job: centred on ``eps``, on the first ``n`` test images (None: all)."""
+
+    eps: float = 8 / 255
+    n: int | None = 500
+    square_queries: int = 300
+
+
+@dataclass(frozen=True)
 class EvalJob:
-    """One model's evaluation: attacks at every eps (role ``table``), Lipschitz estimates, and, if asked, the
-    diagnostics at ``table_eps``. The model is a zoo training (``target``) or a third-party file (``external``:
-    path and ``load_external`` arguments); ``source`` is the black-box source's training, if any."""
+    """One model's evaluation: what ``spec`` measures (role ``table``), then, unless ``diagnostics`` is None, the
+    diagnostics. The model is a zoo training (``target``) or a third-party file (``external``: path and
+    ``load_external`` arguments); ``source`` is the black-box source's training, if any."""
 
     label: str
     dataset: str
-    attacks: tuple[str, ...]
-    eps: tuple[float, ...]
-    n: int | None
-    lipschitz_n: int
-    eps_l2: tuple[float, ...] = ()
+    spec: EvalSpec
     target: TrainConfig | None = None
     external: tuple[str, dict[str, Any]] | None = None
     source: TrainConfig | None = None
-    diagnostics: bool = True
-    table_eps: float = 8 / 255
-    diagnostics_n: int | None = 500
-    square_queries: int = 300
+    diagnostics: DiagnosticsSpec | None = DiagnosticsSpec()
     names: StudyTarget | None = None  # which model of which study this is: recorded in the store for the study's report
 
-    def spec(self) -> str:
+    def planned_model(self) -> str:
         """What was planned for this model (its training, or its file and loader arguments), as the store records it."""
         return json.dumps(
             self.target.to_dict() if self.target is not None else self.external, sort_keys=True, default=str
@@ -107,14 +110,13 @@ def run_job(
     kw = dict(
         dataset=job.dataset, source=source, workspace=workspace, data_dir=data_dir, device=device, progress=progress
     )
-    evaluate(
-        target, attacks=job.attacks, eps=job.eps, eps_l2=job.eps_l2 or None, n=job.n, lipschitz_n=job.lipschitz_n, **kw
-    )
-    if job.diagnostics:
-        run_diagnostics(target, eps=job.table_eps, n=job.diagnostics_n, square_queries=job.square_queries, **kw)
+    evaluate(target, job.spec, **kw)
+    if job.diagnostics is not None:
+        d = job.diagnostics
+        run_diagnostics(target, eps=d.eps, n=d.n, square_queries=d.square_queries, **kw)
     if job.names is not None:
         with ResultStore(workspace) as store:
-            store.put_study_target(job.names, target.function_id, job.spec())
+            store.put_study_target(job.names, target.function_id, job.planned_model())
 
 
 class Executor(Protocol):

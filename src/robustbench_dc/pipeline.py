@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Union
 
+from robustbench_dc.attacks import get_attack
 from robustbench_dc.errors import UserError
-from robustbench_dc.executors import EvalJob, Executor, LocalExecutor, train_label
+from robustbench_dc.evaluation import EvalSpec
+from robustbench_dc.executors import DiagnosticsSpec, EvalJob, Executor, LocalExecutor, train_label
 from robustbench_dc.planning import protocol_source_training
 from robustbench_dc.results.store import StudyTarget
 from robustbench_dc.study import Study, StudyModel
@@ -143,6 +145,9 @@ def attacks_for(study: Study, config: TrainConfig | None) -> tuple[str, ...]:
 def jobs(study: Study, targets: list[tuple[StudyTarget, TrainConfig | None]] | None = None) -> list[EvalJob]:
     """One evaluation job per target: its attacks at every eps, Lipschitz estimates and diagnostics."""
     out = []
+    diagnostics = (
+        DiagnosticsSpec(study.table_eps, study.diagnostics_n, study.square_queries) if study.diagnostics else None
+    )
     for t, config in targets or _targets(study):
         source = (
             protocol_source_training(config.to_dict()) if study.source == "protocol" and config is not None else None
@@ -151,18 +156,17 @@ def jobs(study: Study, targets: list[tuple[StudyTarget, TrainConfig | None]] | N
             EvalJob(
                 label=t.describe(),
                 dataset=study.dataset,
-                attacks=attacks_for(study, config),
-                eps=study.all_eps,
-                eps_l2=study.eps_l2,
-                n=study.n,
-                lipschitz_n=study.lipschitz_n,
+                spec=EvalSpec(
+                    attacks=tuple(get_attack(a) for a in attacks_for(study, config)),
+                    eps=study.all_eps,
+                    eps_l2=study.eps_l2,
+                    n=study.n,
+                    lipschitz_n=study.lipschitz_n,
+                ),
                 target=config,
                 external=None if config is not None else external_spec(study, study.model(t.label)),
                 source=source,
-                diagnostics=study.diagnostics,
-                table_eps=study.table_eps,
-                diagnostics_n=study.diagnostics_n,
-                square_queries=study.square_queries,
+                diagnostics=diagnostics,
                 names=t,
             )
         )
@@ -346,8 +350,8 @@ def record_targets(study: Study, workspace: str | Path | None = None) -> None:
     with ResultStore(ws) as store:
         known = store.study_targets(study.name)
         for job in jobs(study):
-            if job.names is None or known.get(job.names, ("", ""))[1] == job.spec():
+            if job.names is None or known.get(job.names, ("", ""))[1] == job.planned_model():
                 continue
             if job.target is not None and not (checkpoint_dir(job.target, ws) / CARD_FILE).exists():
                 continue
-            store.put_study_target(job.names, job_target(job, ws).function_id, job.spec())
+            store.put_study_target(job.names, job_target(job, ws).function_id, job.planned_model())

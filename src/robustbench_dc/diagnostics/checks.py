@@ -161,33 +161,51 @@ def _any_broken(*outcomes: str) -> str:
     return "".join("0" if "0" in column else "1" for column in zip(*outcomes))
 
 
+Outcomes = dict[tuple[str, str, float], str]
+
+
+def _at(o: Outcomes, threat: str, name: str, eps: float) -> str | None:
+    return next((v for (t, k, e), v in o.items() if t == threat and k == name and _close(e, eps)), None)
+
+
+def _iterative_findings(o: Outcomes, eps: float) -> list[PairedFinding]:
+    """BIM and PGD-20 against FGSM."""
+    fgsm = _at(o, Threat.WHITE_BOX, "fgsm", eps)
+    out = []
+    for it in ("bim", "pgd20"):
+        iterative = _at(o, Threat.WHITE_BOX, it, eps)
+        if fgsm and iterative and len(fgsm) == len(iterative):
+            out.append(paired(it.upper().replace("PGD20", "PGD-20"), "FGSM", iterative, fgsm, eps))
+    return out
+
+
+def _black_box_findings(o: Outcomes, eps: float) -> list[PairedFinding]:
+    """Broken by any white-box table attack, against each black-box attack."""
+    white = [v for (t, name, e), v in o.items() if t == Threat.WHITE_BOX and name in TABLE_WHITE_BOX and _close(e, eps)]
+    if not white or len({len(v) for v in white}) != 1:
+        return []
+    any_white = _any_broken(*white)
+    return [
+        paired("white-box FGSM/BIM/PGD-20", f"black-box {name}", any_white, v, eps)
+        for (t, name, e), v in o.items()
+        if t == Threat.BLACK_BOX and _close(e, eps) and len(v) == len(any_white)
+    ]
+
+
+def _surrogate_finding(o: Outcomes, name: str, eps: float) -> list[PairedFinding]:
+    """PGD-20 with the true gradients against PGD with surrogate (BPDA) or smoothed ones."""
+    pgd, other = _at(o, Threat.WHITE_BOX, "pgd20", eps), _at(o, Threat.WHITE_BOX, name, eps)
+    return [paired("PGD-20", name, pgd, other, eps)] if pgd and other and len(pgd) == len(other) else []
+
+
 def paired_findings(m: Measured) -> dict[str, list[PairedFinding]]:
     """The paired comparisons of every eps measured, per check (see ``diagnose``)."""
-    o = m.outcomes
-    eps_all = sorted({e for (_, _, e) in o})
-    at = lambda threat, name, e: next(
-        (v for (t, k, ee), v in o.items() if t == threat and k == name and _close(ee, e)), None
-    )  # noqa: E731
     found: dict[str, list[PairedFinding]] = {"iterative": [], "black": [], "bpda": [], "smoothed": []}
-    for e in eps_all:
-        fgsm = at(Threat.WHITE_BOX, "fgsm", e)
-        for it in ("bim", "pgd20"):
-            iterative = at(Threat.WHITE_BOX, it, e)
-            if fgsm and iterative and len(fgsm) == len(iterative):
-                found["iterative"].append(paired(it.upper().replace("PGD20", "PGD-20"), "FGSM", iterative, fgsm, e))
-        white = [
-            v for (t, name, ee), v in o.items() if t == Threat.WHITE_BOX and name in TABLE_WHITE_BOX and _close(ee, e)
-        ]
-        if white and len({len(v) for v in white}) == 1:
-            any_white = _any_broken(*white)
-            for (t, name, ee), v in o.items():
-                if t == Threat.BLACK_BOX and _close(ee, e) and len(v) == len(any_white):
-                    found["black"].append(paired("white-box FGSM/BIM/PGD-20", f"black-box {name}", any_white, v, e))
-        pgd = at(Threat.WHITE_BOX, "pgd20", e)
-        for key, name in (("bpda", "bpda-pgd"), ("smoothed", "pgd-smoothed")):
-            other = at(Threat.WHITE_BOX, name, e)
-            if pgd and other and len(pgd) == len(other):
-                found[key].append(paired("PGD-20", name, pgd, other, e))
+    for e in sorted({e for (_, _, e) in m.outcomes}):
+        found["iterative"] += _iterative_findings(m.outcomes, e)
+        found["black"] += _black_box_findings(m.outcomes, e)
+        found["bpda"] += _surrogate_finding(m.outcomes, "bpda-pgd", e)
+        found["smoothed"] += _surrogate_finding(m.outcomes, "pgd-smoothed", e)
     return found
 
 
@@ -214,137 +232,122 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
 
 
-def diagnose(m: Measured, *, tolerance: float = TOLERANCE) -> list[Diagnostic]:
-    """Judge one model's numbers. Where one attack is expected to be at least as strong as another (iterative than
-    single-step, white-box than black-box, true gradients than BPDA or smoothed ones) the judgement is paired, image
-    by image, at every eps both were measured at, and warns only for a significant effect of at least MIN_EFFECT.
-    The other checks compare accuracies with a tolerance of ``tolerance`` or three images, whichever is larger."""
-    tol = max(tolerance, 3 / m.n if m.n else 0.0) + 1e-9
-    w = m.white
-    pgd = w.get("pgd20")
-    out: list[Diagnostic] = []
+def _monotone(m: Measured, tol: float) -> Diagnostic:
+    name = "monotone in eps, near zero at large eps"
+    if len(m.sweep) < 3:
+        return Diagnostic(name, "n/a", "needs a PGD sweep over eps")
+    rises = [(a, b) for (_, a), (_, b) in zip(m.sweep, m.sweep[1:]) if b > a + tol]
+    final_eps, final = m.sweep[-1]
+    text = ", ".join(f"{e * 255:.4g}/255: {_pct(a)}" for e, a in m.sweep)
+    return Diagnostic(
+        name,
+        "pass" if not rises and final <= NEAR_ZERO else "warn",
+        f"PGD-20 (step eps/4): {text}"
+        + ("" if final <= NEAR_ZERO else f"; not near zero (> {_pct(NEAR_ZERO)}) at eps {final_eps:.3g}"),
+        {"sweep": m.sweep, "rises": len(rises)},
+    )
 
+
+def _converged(m: Measured, tol: float) -> Diagnostic:
+    pgd, pgd40, pgd_r = m.white.get("pgd20"), m.white.get("pgd40"), m.white.get("pgd20x3")
+    if pgd is None or (pgd40 is None and pgd_r is None):
+        return Diagnostic("PGD converged", "n/a", "needs PGD-20, PGD-40 and PGD with restarts")
+    drops = [pgd - a for a in (pgd40, pgd_r) if a is not None]
+    return Diagnostic(
+        "PGD converged",
+        "pass" if max(abs(d) for d in drops) <= tol else "warn",
+        f"PGD-20 {_pct(pgd)}, PGD-40 {_pct(pgd40)}, PGD-20 x3 restarts {_pct(pgd_r)} (tolerance {_pct(tol)})",
+        {"pgd20": pgd, "pgd40": pgd40, "pgd20_restarts3": pgd_r},
+    )
+
+
+def _direction(m: Measured) -> Diagnostic:
+    name = "gradient beats random directions"
+    if m.direction is None:
+        return Diagnostic(name, "n/a", "needs the direction cell")
+    share = m.direction["gradient_not_better_fraction"]
+    return Diagnostic(
+        name,
+        "pass" if share <= DIRECTION_LIMIT else "warn",
+        f"the signed-gradient step raises the loss no more than the best of {RANDOM_DIRECTIONS} random steps on "
+        f"{_pct(share)} of images (limit {_pct(DIRECTION_LIMIT)}); mean loss gain {m.direction['mean_gain_gradient']:.3g} "
+        f"along the gradient, {m.direction['mean_gain_best_random']:.3g} along the best random direction",
+        dict(m.direction),
+    )
+
+
+def _dlr(m: Measured, tol: float) -> Diagnostic:
+    name = "DLR loss does not beat cross-entropy"
+    ce, dlr = m.white.get("apgd-ce"), m.white.get("apgd-dlr")
+    if ce is None or dlr is None:
+        return Diagnostic(name, "n/a", "needs APGD-CE and APGD-DLR cells")
+    ok = dlr >= ce - tol
+    masked = "; the scale-free DLR loss breaks what cross-entropy could not: saturated (masked) cross-entropy gradients"
+    return Diagnostic(
+        name,
+        "pass" if ok else "warn",
+        f"APGD-CE {_pct(ce)}, APGD-DLR {_pct(dlr)}" + ("" if ok else masked),
+        {"apgd_ce": ce, "apgd_dlr": dlr},
+    )
+
+
+def _health(m: Measured) -> Diagnostic:
+    if m.gradient is None:
+        return Diagnostic("gradient health", "n/a", "needs the gradient-norm cell")
+    h = m.health or {}
+    zero, nonfinite = m.gradient["zero"], m.gradient["nonfinite"]
+    shares = h.get("saturation") or {}
+    ce_zero, ce_nonfinite = float(h.get("ce_zero_fraction", 0.0)), float(h.get("ce_nonfinite_fraction", 0.0))
+    worst = max(shares.values()) if shares else 0.0
+    ok = max(zero + nonfinite, ce_zero + ce_nonfinite) <= GRADIENT_HEALTH_LIMIT and worst <= SATURATION_LIMIT
+    text = (
+        f"zero input gradients: margin {_pct(zero)}, cross-entropy {_pct(ce_zero)}; "
+        f"non-finite: margin {_pct(nonfinite)}, cross-entropy {_pct(ce_nonfinite)}"
+    )
+    if shares:
+        text += (
+            f"; saturated patches per bounded layer: max {_pct(worst)}, mean {_pct(sum(shares.values()) / len(shares))}"
+        )
+    numbers = {
+        "zero": zero,
+        "nonfinite": nonfinite,
+        "ce_zero": ce_zero,
+        "ce_nonfinite": ce_nonfinite,
+        "saturation": shares,
+    }
+    return Diagnostic("gradient health", "pass" if ok else "warn", text, numbers)
+
+
+def diagnose(m: Measured, *, tolerance: float = TOLERANCE) -> list[Diagnostic]:
+    """Judge one model's numbers, one function per check, in the reports' order. Where one attack is expected to be
+    at least as strong as another (iterative than single-step, white-box than black-box, true gradients than BPDA
+    or smoothed ones) the judgement is paired, image by image, at every eps both were measured at, and warns only
+    for a significant effect of at least MIN_EFFECT. The other checks compare accuracies with a tolerance of
+    ``tolerance`` or three images, whichever is larger."""
+    tol = max(tolerance, 3 / m.n if m.n else 0.0) + 1e-9
     found = paired_findings(m)
-    out.append(
+    return [
         _paired_diagnostic(
             "iterative >= single-step",
             found["iterative"],
             "needs white-box FGSM and BIM/PGD cells with per-image outcomes",
-        )
-    )
-    out.append(
+        ),
         _paired_diagnostic(
             "white-box >= black-box", found["black"], "needs white-box and black-box cells with per-image outcomes"
-        )
-    )
-
-    if len(m.sweep) < 3:
-        out.append(Diagnostic("monotone in eps, near zero at large eps", "n/a", "needs a PGD sweep over eps"))
-    else:
-        rises = [(a, b) for (_, a), (_, b) in zip(m.sweep, m.sweep[1:]) if b > a + tol]
-        final_eps, final = m.sweep[-1]
-        ok = not rises and final <= NEAR_ZERO
-        text = ", ".join(f"{e * 255:.4g}/255: {_pct(a)}" for e, a in m.sweep)
-        out.append(
-            Diagnostic(
-                "monotone in eps, near zero at large eps",
-                "pass" if ok else "warn",
-                f"PGD-20 (step eps/4): {text}"
-                + ("" if final <= NEAR_ZERO else f"; not near zero (> {_pct(NEAR_ZERO)}) at eps {final_eps:.3g}"),
-                {"sweep": m.sweep, "rises": len(rises)},
-            )
-        )
-
-    pgd40, pgd_r = w.get("pgd40"), w.get("pgd20x3")
-    if pgd is None or (pgd40 is None and pgd_r is None):
-        out.append(Diagnostic("PGD converged", "n/a", "needs PGD-20, PGD-40 and PGD with restarts"))
-    else:
-        drops = [pgd - a for a in (pgd40, pgd_r) if a is not None]
-        out.append(
-            Diagnostic(
-                "PGD converged",
-                "pass" if max(abs(d) for d in drops) <= tol else "warn",
-                f"PGD-20 {_pct(pgd)}, PGD-40 {_pct(pgd40)}, PGD-20 x3 restarts {_pct(pgd_r)} (tolerance {_pct(tol)})",
-                {"pgd20": pgd, "pgd40": pgd40, "pgd20_restarts3": pgd_r},
-            )
-        )
-
-    if m.direction is None:
-        out.append(Diagnostic("gradient beats random directions", "n/a", "needs the direction cell"))
-    else:
-        share = m.direction["gradient_not_better_fraction"]
-        out.append(
-            Diagnostic(
-                "gradient beats random directions",
-                "pass" if share <= DIRECTION_LIMIT else "warn",
-                f"the signed-gradient step raises the loss no more than the best of {RANDOM_DIRECTIONS} random steps on "
-                f"{_pct(share)} of images (limit {_pct(DIRECTION_LIMIT)}); mean loss gain {m.direction['mean_gain_gradient']:.3g} "
-                f"along the gradient, {m.direction['mean_gain_best_random']:.3g} along the best random direction",
-                dict(m.direction),
-            )
-        )
-
-    ce, dlr = w.get("apgd-ce"), w.get("apgd-dlr")
-    if ce is None or dlr is None:
-        out.append(Diagnostic("DLR loss does not beat cross-entropy", "n/a", "needs APGD-CE and APGD-DLR cells"))
-    else:
-        ok = dlr >= ce - tol
-        out.append(
-            Diagnostic(
-                "DLR loss does not beat cross-entropy",
-                "pass" if ok else "warn",
-                f"APGD-CE {_pct(ce)}, APGD-DLR {_pct(dlr)}"
-                + (
-                    ""
-                    if ok
-                    else "; the scale-free DLR loss breaks what cross-entropy could not: saturated (masked) cross-entropy gradients"
-                ),
-                {"apgd_ce": ce, "apgd_dlr": dlr},
-            )
-        )
-
-    out.append(
+        ),
+        _monotone(m, tol),
+        _converged(m, tol),
+        _direction(m),
+        _dlr(m, tol),
         _paired_diagnostic(
             "BPDA does not beat true gradients",
             found["bpda"],
             "no decoupled layers, hard decisions or declared straight-through parts (or no BPDA cell)",
-        )
-    )
-    out.append(
+        ),
         _paired_diagnostic(
             "smoothed gradients do not beat true gradients",
             found["smoothed"],
             "needs PGD-20 and PGD with smoothed gradients",
-        )
-    )
-
-    if m.gradient is None:
-        out.append(Diagnostic("gradient health", "n/a", "needs the gradient-norm cell"))
-    else:
-        h = m.health or {}
-        zero, nonfinite = m.gradient["zero"], m.gradient["nonfinite"]
-        shares = h.get("saturation") or {}
-        ce_zero, ce_nonfinite = float(h.get("ce_zero_fraction", 0.0)), float(h.get("ce_nonfinite_fraction", 0.0))
-        worst = max(shares.values()) if shares else 0.0
-        ok = max(zero + nonfinite, ce_zero + ce_nonfinite) <= GRADIENT_HEALTH_LIMIT and worst <= SATURATION_LIMIT
-        text = (
-            f"zero input gradients: margin {_pct(zero)}, cross-entropy {_pct(ce_zero)}; "
-            f"non-finite: margin {_pct(nonfinite)}, cross-entropy {_pct(ce_nonfinite)}"
-        )
-        if shares:
-            text += f"; saturated patches per bounded layer: max {_pct(worst)}, mean {_pct(sum(shares.values()) / len(shares))}"
-        out.append(
-            Diagnostic(
-                "gradient health",
-                "pass" if ok else "warn",
-                text,
-                {
-                    "zero": zero,
-                    "nonfinite": nonfinite,
-                    "ce_zero": ce_zero,
-                    "ce_nonfinite": ce_nonfinite,
-                    "saturation": shares,
-                },
-            )
-        )
-    return out
+        ),
+        _health(m),
+    ]

@@ -8,19 +8,20 @@ from __future__ import annotations
 import gzip
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
 
-from robustbench_dc.diagnostics.checks import diagnose, measured_from_cells
+from robustbench_dc.diagnostics.checks import Diagnostic, diagnose, measured_from_cells
 from robustbench_dc.errors import UserError
 from robustbench_dc.files import atomic_write_bytes, output_dir
 from robustbench_dc.model_info import ModelInfo
 from robustbench_dc.names import Threat, eps_label
 from robustbench_dc.paper import ATTACK_ROWS, PAPER_COLUMNS, PAPER_TRAINING, display, paper_tables, paper_value
 from robustbench_dc.protocol import PROTOCOL_SOURCE
-from robustbench_dc.reports.claims import claims, compare, masking_notes, surviving_claims
+from robustbench_dc.reports.claims import STRONG_CHECKS, claims, compare, masking_notes, surviving_claims
 from robustbench_dc.reports.plots import plot_accuracy, plot_differences, plot_lipschitz
 from robustbench_dc.reports.render import Block, render_text, status_mark, verdict_mark, write_report
 from robustbench_dc.reports.tables import threat_model
@@ -324,28 +325,59 @@ def _diagnostics(results: Results, eps: float) -> dict[tuple[str, str, int], lis
     return out
 
 
-def diagnostics_blocks(diags: dict[tuple[str, str, int], list]) -> list[Block]:
-    measured = {k: v for k, v in diags.items() if any(d.status != "n/a" for d in v)}
+@dataclass(frozen=True)
+class ModelDiagnostics:
+    """One model's diagnostics verdicts, and how a report names it: in its table's columns and in a sentence."""
+
+    columns: tuple[Any, ...]
+    name: str
+    checks: list[Diagnostic]
+
+
+DIAGNOSTICS_CHECKS = (
+    "1. iterative attacks at least as strong as FGSM; 2. white-box at least as strong as black-box (transfer and "
+    "Square); 3. accuracy falls with eps and is near zero (<= 5%) at eps 0.5; 4. PGD-20 has converged (PGD-40 and "
+    "3 restarts change accuracy by at most the tolerance: 2 points or 3 images, whichever is larger); 5. BPDA "
+    "surrogate gradients do not beat the true gradients (hard decisions such as gates and region masks are attacked "
+    "through their soft relaxation too: a verdict that survives only without it is masking); 6. gradient health "
+    "(<= 1% zero or non-finite input gradients, <= 90% saturated patches in any bounded layer); 7. the scale-free DLR "
+    "loss (APGD-DLR) does not beat cross-entropy (APGD-CE) by more than the tolerance; 8. the signed-gradient step "
+    "raises the loss more than the best of 8 random sign steps on at least 90% of images; 9. PGD through gradients "
+    "averaged over a small neighbourhood of the input does not beat PGD-20. Checks 1, 2, 5 and 9 are paired, image by "
+    "image, at every eps both attacks ran at, and warn for an exact McNemar p below 0.05 with an effect of at least 1 "
+    "point (the eps is named)."
+)
+
+
+def diagnostics_section(diags: list[ModelDiagnostics], eps: float, columns: list[str], empty: str) -> list[Block]:
+    """The diagnostics section of every report: what each check asks, a row of verdicts per model, the numbers
+    behind each verdict, and the models the strong checks did not reach (a PASS elsewhere says less for them)."""
+    blocks: list[Block] = [
+        ("h2", "Gradient-masking diagnostics"),
+        (
+            "p",
+            f"Per model, at eps = {eps_label(eps)} ({PROTOCOL_DOC}, section 5; Carlini et al. 2019; Athalye et al. "
+            f"2018): {DIAGNOSTICS_CHECKS}",
+        ),
+    ]
+    measured = [d for d in diags if any(c.status != "n/a" for c in d.checks)]
     if not measured:
-        return [
+        return blocks + [("p", empty)]
+    names = [c.name for c in measured[0].checks]
+    rows = [[*d.columns, *(status_mark(c.status) for c in d.checks)] for d in measured]
+    details = [
+        f"{d.name}, {c.name}: {c.status.upper()}: {c.summary}" for d in measured for c in d.checks if c.status != "n/a"
+    ]
+    blocks += [("table", ([*columns, *names], rows)), ("p", "The numbers behind each verdict:"), ("list", details)]
+    missing = [d.name for d in measured if any(c.name in STRONG_CHECKS and c.status == "n/a" for c in d.checks)]
+    if missing:
+        blocks.append(
             (
                 "p",
-                "No diagnostics in the store for these models: run dc-robust eval --diagnostics or dc-robust reproduce.",
+                f"The strong checks (7, 8, 9) did not run for {', '.join(missing)}: a PASS elsewhere says less for them.",
             )
-        ]
-    names = [d.name for d in next(iter(measured.values()))]
-    rows = [[display(m), tr, seed] + [status_mark(d.status) for d in v] for (m, tr, seed), v in measured.items()]
-    details = [
-        f"{display(m)} ({tr}, seed {seed}), {d.name}: {d.status.upper()}: {d.summary}"
-        for (m, tr, seed), v in measured.items()
-        for d in v
-        if d.status != "n/a"
-    ]
-    return [
-        ("table", (["model", "training", "seed", *names], rows)),
-        ("p", "The numbers behind each verdict:"),
-        ("list", details),
-    ]
+        )
+    return blocks
 
 
 def transfer_blocks(results: Results, eps: float, name: Callable[[str], str] | None = None) -> list[Block]:
@@ -456,93 +488,95 @@ def all_cells_blocks(results: Results) -> list[Block]:
     ]
 
 
-def _provenance(
-    results: Results, n: int, other_n: list[int], command: str, preset_note: str, stage_times: dict[str, float] | None
+def provenance_blocks(
+    entries: list[Entry],
+    *,
+    head: list[str],
+    tail: list[str],
+    models: tuple[list[str], list[list[Any]]],
+    command: str,
+    times: dict[str, float] | None = None,
 ) -> list[Block]:
-    table = results.where(role="table")
-    sources = sorted({e.model.data_source for e in results.entries if e.model.data_source})
+    """The provenance section of every report, from the cells shown (``entries``): the template's own ``head``
+    items, then the data, attack backend, precision, device and threat model, the protocol and the evaluating
+    environment of those cells, then ``tail``, the wall times; the attack parameters, the ``models`` table (headers,
+    rows) and the command that regenerates the report."""
+    table = [e for e in entries if e.key.role == "table" and e.key.kind == "accuracy"]
+    sources = sorted({e.model.data_source for e in entries if e.model.data_source})
     params = sorted(
         {
             f"{e.key.attack} @ {eps_label(e.key.eps, e.key.attack)}: {e.key.params}"
-            for e in table.entries
-            if e.key.kind == "accuracy" and e.key.attack != "none"
+            for e in table
+            if e.key.attack != "none"
         }
     )
-    backends = sorted({f"{e.key.backend} {e.key.backend_version}" for e in results.entries if e.key.backend})
-    precisions = sorted({e.key.precision for e in results.entries})
-    envs = sorted({json.dumps(e.cell.provenance.get("environment", {}), sort_keys=True) for e in results.entries})
-    env_text = []
-    for env in map(json.loads, envs):
-        if env:
-            env_text.append(
-                f"robustbench-dc {env.get('robustbench_dc')}, torch {env.get('torch')} ({env.get('torch_build', '?')}), "
-                f"Python {env.get('python')}; {env.get('machine')}"
-            )
-    devices = sorted({str(e.cell.provenance.get("device", "?")) for e in results.entries})
-    times: dict[str, float] = {}
-    models: dict[str, ModelInfo] = {}
-    for e in results.entries:
-        times[e.key.function] = times.get(e.key.function, 0.0) + e.cell.seconds
-        models[e.key.function] = e.model
-    train_rows = [
-        [
-            m.title,
-            *training_columns(m),
-            m.weights_sha256[:12],
-            f[:12],
-            f"{times[f]:.1f}",
-        ]
-        for f, m in models.items()
+    backends = sorted({f"{e.key.backend} {e.key.backend_version}" for e in entries if e.key.backend})
+    precisions = sorted({e.key.precision for e in entries})
+    devices = sorted({str(e.cell.provenance.get("device", "?")) for e in entries})
+    envs = sorted({json.dumps(e.cell.provenance.get("environment", {}), sort_keys=True) for e in entries})
+    env_text = [
+        f"robustbench-dc {v.get('robustbench_dc')}, torch {v.get('torch')} ({v.get('torch_build', '?')}), "
+        f"Python {v.get('python')}; {v.get('machine')}"
+        for v in map(json.loads, envs)
+        if v
     ]
     items = [
+        *head,
         f"Data: {'; '.join(sources) or 'unknown'}",
-        f"Tables 7 and 8: {n} test images per cell (the same seeded subset for every model)"
-        + (
-            f"; cells on {', '.join(map(str, other_n))} images are in the store but not in these tables"
-            if other_n
-            else ""
-        ),
-        f"Attack backend: {', '.join(backends) or 'none'}; precision: {', '.join(precisions)}; device: {', '.join(devices)}; "
-        + threat_model(e.key.attack for e in table.entries if e.key.kind == "accuracy"),
-        f"Black-box source (Table 8): the protocol source only, {PROTOCOL_SOURCE} ("
-        + (
-            ", ".join(sorted({e.source.title for e in table.entries if e.source and e.protocol_source}))
-            or "none in the store"
-        )
-        + "); transfer examples are crafted on it once and fed to every target",
-        "'Adversarial' rows: regime fgsm, each batch half clean and half FGSM at 8/255 crafted with the true labels, equal "
-        "weights (protocol section 3); it can leak labels, see 'Label leaking'",
-        f"Protocol: {PROTOCOL_DOC} (section 2: attacks; section 3: training regimes; section 4: statistics)",
+        f"Attack backend: {', '.join(backends) or 'none'}; precision: {', '.join(precisions)}; "
+        f"device: {', '.join(devices)}; " + threat_model(e.key.attack for e in table),
+        f"Protocol: {PROTOCOL_DOC} (section 2: attacks; section 3: training regimes; section 4: statistics; "
+        "section 5: diagnostics; section 7: architectures)",
         "Evaluating environment: " + (" | ".join(env_text) or "unknown"),
+        *tail,
     ]
-    if stage_times:
-        items.append("Wall time of this run's stages: " + ", ".join(f"{k} {v:.0f}s" for k, v in stage_times.items()))
-    if preset_note:
-        items.insert(0, f"Preset: {preset_note}")
+    if times:
+        items.append("Wall time of this run's stages: " + ", ".join(f"{k} {v:.0f}s" for k, v in times.items()))
     return [
         ("h2", "Provenance"),
         ("list", items),
         ("p", "Attack parameters:"),
         ("list", params),
-        (
-            "table",
-            (
-                [
-                    "model",
-                    "arch",
-                    "width",
-                    "epochs",
-                    "train images",
-                    "weights sha256",
-                    "function id",
-                    "evaluation s (all cells)",
-                ],
-                train_rows,
-            ),
-        ),
+        ("table", models),
         ("p", "Regenerate this report with:"),
         ("code", command),
     ]
+
+
+def _provenance(
+    results: Results, n: int, other_n: list[int], command: str, preset_note: str, stage_times: dict[str, float] | None
+) -> list[Block]:
+    """The paper template's provenance: its subset, its black-box source and its adversarial rows' regime."""
+    table = results.where(role="table")
+    times: dict[str, float] = {}
+    models: dict[str, ModelInfo] = {}
+    for e in results.entries:
+        times[e.key.function] = times.get(e.key.function, 0.0) + e.cell.seconds
+        models[e.key.function] = e.model
+    rows = [
+        [m.title, *training_columns(m), m.weights_sha256[:12], f[:12], f"{times[f]:.1f}"] for f, m in models.items()
+    ]
+    stored = (
+        f"; cells on {', '.join(map(str, other_n))} images are in the store but not in these tables" if other_n else ""
+    )
+    source = ", ".join(sorted({e.source.title for e in table.entries if e.source and e.protocol_source}))
+    head = [f"Preset: {preset_note}"] if preset_note else []
+    head.append(f"Tables 7 and 8: {n} test images per cell (the same seeded subset for every model){stored}")
+    tail = [
+        f"Black-box source (Table 8): the protocol source only, {PROTOCOL_SOURCE} ({source or 'none in the store'}); "
+        "transfer examples are crafted on it once and fed to every target",
+        "'Adversarial' rows: regime fgsm, each batch half clean and half FGSM at 8/255 crafted with the true labels, equal "
+        "weights (protocol section 3); it can leak labels, see 'Label leaking'",
+    ]
+    headers = ["model", "arch", "width", "epochs", "train images", "weights sha256", "function id"]
+    return provenance_blocks(
+        results.entries,
+        head=head,
+        tail=tail,
+        models=(headers + ["evaluation s (all cells)"], rows),
+        command=command,
+        times=stage_times,
+    )
 
 
 def export_frame(results: Results) -> pd.DataFrame:
@@ -739,26 +773,15 @@ def build_report(
     blocks.append(("h2", "Label leaking"))
     blocks += label_leaking_blocks(cell, cell.results.models(), eps)
     diags = _diagnostics(results, eps)
-    blocks.append(("h2", "Gradient-masking diagnostics"))
-    blocks.append(
-        (
-            "p",
-            "Per model, at eps = "
-            + eps_label(eps)
-            + f" ({PROTOCOL_DOC}, section 5; Carlini et al. 2019; Athalye et al. 2018): "
-            "1. iterative attacks at least as strong as FGSM; 2. white-box at least as strong as black-box (transfer and "
-            "Square); 3. accuracy falls with eps and is near zero (<= 5%) at eps 0.5; 4. PGD-20 has converged (PGD-40 and "
-            "3 restarts change accuracy by at most the tolerance: 2 points or 3 images, whichever is larger); 5. BPDA "
-            "surrogate gradients do not beat the true gradients; 6. gradient health (<= 1% "
-            "zero or non-finite input gradients, <= 90% saturated patches in any bounded layer); 7. the scale-free DLR loss "
-            "(APGD-DLR) does not beat cross-entropy (APGD-CE) by more than the tolerance; 8. the signed-gradient step raises the "
-            "loss more than the best of 8 random sign steps on at least 90% of images; 9. PGD through gradients averaged over "
-            "a small neighbourhood of the input does not beat PGD-20. Checks 1, 2, 5 and 9 are paired, image by image, at "
-            "every eps both attacks ran at, and warn for an exact McNemar p below 0.05 with an effect of at least 1 point "
-            "(the eps is named).",
-        )
+    blocks += diagnostics_section(
+        [
+            ModelDiagnostics((display(m), tr, seed), f"{display(m)} ({tr}, seed {seed})", v)
+            for (m, tr, seed), v in diags.items()
+        ],
+        eps,
+        ["model", "training", "seed"],
+        "No diagnostics in the store for these models: run dc-robust eval --diagnostics or dc-robust study.",
     )
-    blocks += diagnostics_blocks(diags)
     blocks.append(("h2", "Which of the paper's robustness claims survive the diagnostics"))
     blocks.append(("list", surviving_claims(cl, diags)))
     blocks.append(("h2", "Transfer matrix (natural models)"))

@@ -16,19 +16,21 @@ from robustbench_dc.files import output_dir
 from robustbench_dc.model_info import ModelInfo
 from robustbench_dc.names import Threat, eps_label
 from robustbench_dc.protocol import PROTOCOL_SOURCE
-from robustbench_dc.reports.claims import STRONG_CHECKS, Claim, compare, difference_claim
+from robustbench_dc.reports.claims import Claim, compare, difference_claim
 from robustbench_dc.reports.plots import plot_accuracy, plot_differences
-from robustbench_dc.reports.render import Block, status_mark, verdict_mark, write_report
+from robustbench_dc.reports.render import Block, verdict_mark, write_report
 from robustbench_dc.reports.report import (
     PROTOCOL_DOC,
+    ModelDiagnostics,
+    diagnostics_section,
     execution_blocks,
     label_leaking_blocks,
     lipschitz_section,
+    provenance_blocks,
     training_columns,
     transfer_blocks,
     write_exports,
 )
-from robustbench_dc.reports.tables import threat_model
 from robustbench_dc.results.query import Aggregate, Results
 from robustbench_dc.results.store import StudyTarget
 from robustbench_dc.study import Study
@@ -98,56 +100,55 @@ def _text(a: Aggregate | None) -> str:
     return "-" if a is None else a.text()
 
 
+def _wide_table(
+    cells: StudyCells, training: str, labels: list[str], attacks: list[str], eps: list[float], clean: bool
+) -> Block:
+    """A row per attack and eps, a column per model."""
+    specs = [(Threat.WHITE_BOX, "none", None)] * clean + [
+        (threat, a, e) for threat in (Threat.WHITE_BOX, Threat.BLACK_BOX) for a in attacks for e in eps
+    ]
+    specs = [r for r in specs if any(cells(label, training, *r) is not None for label in labels)]
+
+    def what(threat: str, attack: str, e: float | None) -> str:
+        return "clean" if attack == "none" else f"{threat} {attack} @ {eps_label(e or 0.0, attack)}"
+
+    rows = [[what(*r)] + [_text(cells(label, training, *r)) for label in labels] for r in specs]
+    return ("table", (["attack", *labels], rows))
+
+
+def _long_table(
+    cells: StudyCells, training: str, labels: list[str], attacks: list[str], eps: list[float], clean: bool
+) -> Block:
+    """A row per model, threat and eps, a column per attack (the clean accuracy on each model's first row)."""
+    rows = []
+    for label in labels:
+        first = _text(cells(label, training, Threat.WHITE_BOX, "none")) if clean else ""
+        for threat in (Threat.WHITE_BOX, Threat.BLACK_BOX):
+            for e in eps:
+                values = [cells(label, training, threat, a, e) for a in attacks]
+                if any(v is not None for v in values):
+                    rows.append(
+                        [label, threat, eps_label(e, attacks[0]), *([first] if clean else []), *map(_text, values)]
+                    )
+                    first = ""
+    return ("table", (["model", "threat", "eps", *(["clean"] if clean else []), *attacks], rows))
+
+
 def accuracy_blocks(cells: StudyCells, training: str) -> list[Block]:
     """A table per threat model (L-inf, L2): wide (a column per model) up to ``WIDE_MAX_MODELS`` models; beyond,
     long: a row per model, threat and eps, a column per attack."""
     study = cells.study
     labels = [m.label for m in study.models if training in study.regimes_of(m)]
-    blocks: list[Block] = []
     groups = [
         ("L-inf", [a for a in study.attacks if a not in names.L2_ATTACKS], sorted(set(study.eps) | {study.table_eps})),
         ("L2", [a for a in study.attacks if a in names.L2_ATTACKS], sorted(study.eps_l2)),
     ]
+    table = _wide_table if len(labels) <= WIDE_MAX_MODELS else _long_table
+    blocks: list[Block] = []
     for g, (norm, attacks, eps_values) in enumerate(x for x in groups if x[1]):
-        if len(groups[1][1]):
+        if groups[1][1]:
             blocks.append(("p", f"{norm} threat model:"))
-        with_clean = g == 0
-        if len(labels) <= WIDE_MAX_MODELS:
-            specs = [(Threat.WHITE_BOX, "none", None)] * with_clean + [
-                (threat, a, e) for threat in (Threat.WHITE_BOX, Threat.BLACK_BOX) for a in attacks for e in eps_values
-            ]
-            specs = [r for r in specs if any(cells(label, training, *r) is not None for label in labels)]
-            what = lambda threat, attack, eps: (
-                "clean" if attack == "none" else f"{threat} {attack} @ {eps_label(eps, attack)}"
-            )  # noqa: E731
-            blocks.append(
-                (
-                    "table",
-                    (
-                        ["attack", *labels],
-                        [[what(*r)] + [_text(cells(label, training, *r)) for label in labels] for r in specs],
-                    ),
-                )
-            )
-            continue
-        rows = []
-        for label in labels:
-            clean = _text(cells(label, training, Threat.WHITE_BOX, "none")) if with_clean else ""
-            for threat in (Threat.WHITE_BOX, Threat.BLACK_BOX):
-                for e in eps_values:
-                    values = [cells(label, training, threat, a, e) for a in attacks]
-                    if any(v is not None for v in values):
-                        rows.append(
-                            [
-                                label,
-                                threat,
-                                eps_label(e, attacks[0]),
-                                *([clean] if with_clean else []),
-                                *map(_text, values),
-                            ]
-                        )
-                        clean = ""
-        blocks.append(("table", (["model", "threat", "eps", *(["clean"] if with_clean else []), *attacks], rows)))
+        blocks.append(table(cells, training, labels, attacks, eps_values, g == 0))
     return blocks
 
 
@@ -199,96 +200,90 @@ def _name(m: _Measured) -> str:
     return f"{m.target.label} ({m.target.training}" + ("" if m.target.seed < 0 else f", seed {m.target.seed}") + ")"
 
 
-def diagnostics_blocks(diags: list[tuple[_Measured, list]]) -> list[Block]:
-    if not diags:
-        return [("p", "No diagnostics were run for this study (diagnostics = false).")]
-    names = [d.name for d in diags[0][1]]
-    rows = [[_name(m)] + [status_mark(d.status) for d in v] for m, v in diags]
-    details = [
-        f"{_name(m)}, {d.name}: {d.status.upper()}: {d.summary}" for m, v in diags for d in v if d.status != "n/a"
-    ]
-    missing_strong = [_name(m) for m, v in diags if any(d.name in STRONG_CHECKS and d.status == "n/a" for d in v)]
-    blocks: list[Block] = [
-        ("table", (["model", *names], rows)),
-        ("p", "The numbers behind each verdict:"),
-        ("list", details),
-    ]
-    if missing_strong:
-        blocks.append(
-            (
-                "p",
-                f"The strong checks (7, 8) did not run for {', '.join(missing_strong)}: a PASS elsewhere says less for them.",
-            )
-        )
-    return blocks
-
-
-def _provenance(
-    cells: StudyCells, results: Results, command: str, missing: list[str], times: dict[str, float] | None
-) -> list[Block]:
+def _provenance(cells: StudyCells, command: str, missing: list[str], times: dict[str, float] | None) -> list[Block]:
+    """The study template's provenance: the study, its shared training settings, its source, what is missing."""
     study = cells.study
     entries = [e for label, training in cells.pairs() for e in cells.results(label, training).entries]
-    sources = sorted({m.info.data_source for m in cells.measured if m.info.data_source})
-    params = sorted(
-        {
-            f"{e.key.attack} @ {eps_label(e.key.eps, e.key.attack)}: {e.key.params}"
-            for e in entries
-            if e.key.kind == "accuracy" and e.key.attack != "none" and e.key.role == "table"
-        }
-    )
-    backends = sorted({f"{e.key.backend} {e.key.backend_version}" for e in entries if e.key.backend})
-    devices = sorted({str(e.cell.provenance.get("device", "?")) for e in entries})
-    envs = sorted({json.dumps(e.cell.provenance.get("environment", {}), sort_keys=True) for e in entries})
-    env_text = [
-        f"robustbench-dc {v.get('robustbench_dc')}, torch {v.get('torch')} ({v.get('torch_build', '?')}), Python {v.get('python')}; {v.get('machine')}"
-        for v in map(json.loads, envs)
-        if v
+    rows = [
+        [
+            _name(m),
+            *training_columns(m.info),
+            "-" if m.info.clean_test_accuracy is None else f"{100 * m.info.clean_test_accuracy:.2f}",
+            m.info.weights_sha256[:12],
+            m.function_id[:12],
+        ]
+        for m in cells.measured
     ]
-    rows = []
-    for m in cells.measured:
-        i = m.info
-        rows.append(
-            [
-                _name(m),
-                *training_columns(i),
-                "-" if i.clean_test_accuracy is None else f"{100 * i.clean_test_accuracy:.2f}",
-                i.weights_sha256[:12],
-                m.function_id[:12],
-            ]
-        )
-    items = [
+    head = [
         f"Study: {study.name} ({study.path}); dataset {study.dataset}; training seeds {', '.join(map(str, study.seeds))}; "
         f"{'all' if study.n is None else study.n} test images per cell (the same seeded subset for every model)",
-        f"Data: {'; '.join(sources) or 'unknown'}",
         f"Training settings shared by every model: {json.dumps(study.training, sort_keys=True)}",
-        f"Attack backend: {', '.join(backends) or 'none'}; precision: {', '.join(sorted({e.key.precision for e in entries}))}; device: {', '.join(devices)}; "
-        + threat_model(study.attacks),
-        f"Black-box source: {PROTOCOL_SOURCE if study.source == 'protocol' else 'none'}",
-        f"Protocol: {PROTOCOL_DOC} (section 2: attacks; section 3: training; section 4: statistics; section 5: diagnostics; section 7: architectures)",
-        "Evaluating environment: " + (" | ".join(env_text) or "unknown"),
     ]
-    if times:
-        items.append("Wall time of this run: " + ", ".join(f"{k} {v:.0f}s" for k, v in times.items()))
+    tail = [f"Black-box source: {PROTOCOL_SOURCE if study.source == 'protocol' else 'none'}"]
     if missing:
-        items.append(
+        tail.append(
             f"Not evaluated yet (or not trained), so not in this report: {', '.join(missing)} (cells evaluated by a release "
             f"before 2026-12 are found once `dc-robust study {study.path or study.name} --report-only` has recorded which model is which)"
         )
-    return [
-        ("h2", "Provenance"),
-        ("list", items),
-        ("p", "Attack parameters:"),
-        ("list", params),
+    headers = ["model", "arch", "width", "epochs", "train images", "clean % (card)", "weights sha256", "function id"]
+    return provenance_blocks(entries, head=head, tail=tail, models=(headers, rows), command=command, times=times)
+
+
+def _per_model_sections(cells: StudyCells, regimes: list[str], out: Path, own: Results) -> list[Block]:
+    """Lipschitz estimates, label leaking (where FGSM and FGSM-pred ran) and the transfer matrix (where computed)."""
+    study, measured = cells.study, cells.measured
+    blocks: list[Block] = []
+    pairs = [
+        (m.label, t)
+        for t in regimes
+        for m in study.models
+        if t in study.regimes_of(m) and cells.results(m.label, t).entries
+    ]
+    iterative = next((a for a in ("bim", "pgd") if a in study.attacks), None)
+    lipschitz = lipschitz_section(
+        [(label, t, cells.results(label, t)) for label, t in pairs],
+        out / "lipschitz.png",
+        lambda label, t: None if iterative is None else cells(label, t, Threat.WHITE_BOX, iterative, study.table_eps),
+        f"white-box {(iterative or '').upper()} at {eps_label(study.table_eps)}",
+    )
+    blocks += lipschitz
+    if {"fgsm", "fgsm-pred"} <= set(study.attacks):
+        blocks.append(("h2", "Label leaking"))
+        blocks += label_leaking_blocks(cells, pairs, study.table_eps)
+    names_of = {m.function_id: _name(m) for m in measured}
+    if any(e.key.role == "transfer-matrix" for e in own.entries):
+        blocks.append(("h2", "Transfer matrix (natural models)"))
+        blocks += transfer_blocks(own, study.table_eps, name=lambda f: names_of.get(f, f[:12]))
+    return blocks
+
+
+def _claims_section(cells: StudyCells, out: Path) -> list[Block]:
+    """The study's claims, each judged by its paired test, and the figure of their differences."""
+    blocks: list[Block] = [
+        ("h2", "Claims"),
+        (
+            "p",
+            "A claim holds ('reproduced') when the paired difference reaches the stated gap and its 95% interval excludes "
+            f"zero: exact McNemar on per-image outcomes for one seed, a paired t-interval over seeds for several ({PROTOCOL_DOC}, section 4).",
+        ),
         (
             "table",
             (
-                ["model", "arch", "width", "epochs", "train images", "clean % (card)", "weights sha256", "function id"],
-                rows,
+                ["claim", "verdict", "our numbers"],
+                [[c.text, verdict_mark(c.verdict), c.evidence] for c in claim_results(cells)],
             ),
         ),
-        ("p", "Regenerate this report with:"),
-        ("code", command),
     ]
+    rows = differences(cells)
+    if rows:
+        plot_differences(
+            rows, out / "differences.png", "Paired differences behind the claims (first model minus second)"
+        )
+        caption = (
+            "Paired difference and 95% interval of each claim (blue: above zero, vermilion: below, grey: includes zero)"
+        )
+        blocks.append(("img", ("differences.png", caption)))
+    return blocks
 
 
 def build_study_report(
@@ -334,70 +329,16 @@ def build_study_report(
         blocks += accuracy_blocks(cells, training)
     blocks.append(("img", ("accuracy_vs_eps.png", "White-box accuracy against eps per training regime and attack")))
     blocks += execution_blocks([(_name(m), m.info) for m in measured])
-    pairs = [
-        (m.label, t)
-        for t in regimes
-        for m in study.models
-        if t in study.regimes_of(m) and cells.results(m.label, t).entries
-    ]
-    iterative = next((a for a in ("bim", "pgd") if a in study.attacks), None)
-    lipschitz = lipschitz_section(
-        [(label, t, cells.results(label, t)) for label, t in pairs],
-        out / "lipschitz.png",
-        lambda label, t: None if iterative is None else cells(label, t, Threat.WHITE_BOX, iterative, study.table_eps),
-        f"white-box {(iterative or '').upper()} at {eps_label(study.table_eps)}",
-    )
-    blocks += lipschitz
-    if {"fgsm", "fgsm-pred"} <= set(study.attacks):
-        blocks.append(("h2", "Label leaking"))
-        blocks += label_leaking_blocks(cells, pairs, study.table_eps)
-    names_of = {m.function_id: _name(m) for m in measured}
-    if any(e.key.role == "transfer-matrix" for e in own.entries):
-        blocks.append(("h2", "Transfer matrix (natural models)"))
-        blocks += transfer_blocks(own, study.table_eps, name=lambda f: names_of.get(f, f[:12]))
+    blocks += _per_model_sections(cells, regimes, out, own)
     if study.claims:
-        blocks.append(("h2", "Claims"))
-        blocks.append(
-            (
-                "p",
-                "A claim holds ('reproduced') when the paired difference reaches the stated gap and its 95% interval excludes "
-                f"zero: exact McNemar on per-image outcomes for one seed, a paired t-interval over seeds for several ({PROTOCOL_DOC}, section 4).",
-            )
-        )
-        blocks.append(
-            (
-                "table",
-                (
-                    ["claim", "verdict", "our numbers"],
-                    [[c.text, verdict_mark(c.verdict), c.evidence] for c in claim_results(cells)],
-                ),
-            )
-        )
-        rows = differences(cells)
-        if rows:
-            plot_differences(
-                rows, out / "differences.png", "Paired differences behind the claims (first model minus second)"
-            )
-            blocks.append(
-                (
-                    "img",
-                    (
-                        "differences.png",
-                        "Paired difference and 95% interval of each claim (blue: above zero, vermilion: below, grey: includes zero)",
-                    ),
-                )
-            )
-    blocks.append(("h2", "Gradient-masking diagnostics"))
-    blocks.append(
-        (
-            "p",
-            f"At eps {eps_label(study.table_eps)} ({PROTOCOL_DOC}, section 5). Check 5 attacks hard decisions (gates, region "
-            "masks) through their soft relaxation as well: its numbers give PGD-20 with the true gradients (which stop at "
-            "hard decisions) and with the relaxed surrogate. A verdict that survives only without the relaxation is masking.",
-        )
+        blocks += _claims_section(cells, out)
+    blocks += diagnostics_section(
+        [ModelDiagnostics((_name(m),), _name(m), v) for m, v in diagnostics_by_model(cells)],
+        study.table_eps,
+        ["model"],
+        "No diagnostics were run for this study (diagnostics = false).",
     )
-    blocks += diagnostics_blocks(diagnostics_by_model(cells))
-    blocks += _provenance(cells, results, command or f"dc-robust study {study.path}", missing, times)
+    blocks += _provenance(cells, command or f"dc-robust study {study.path}", missing, times)
     blocks.append(
         (
             "p",
