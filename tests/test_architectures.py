@@ -16,13 +16,10 @@ from robustbench_dc.models.irse import ArcMarginHead
 from robustbench_dc.models.relaxation import set_relaxed
 from robustbench_dc.train import TrainConfig, train
 
-NEW = [
-    ("resnet110", {}),
-    ("convnet-aig", {}),
+#: every registered architecture at its defaults (a new one is tested without being listed here), and option variants
+NEW = [(arch, {}) for arch in ARCHITECTURES.names()] + [
     ("convnet-aig", {"depth": 110}),
-    ("drconv", {}),
     ("drconv", {"stage": 0, "regions": 2}),
-    ("ir-se", {}),
     ("ir-se", {"head": "linear", "dropout": 0.2}),
 ]
 

@@ -165,7 +165,9 @@ def test_an_eval_spec_is_what_the_keywords_give_and_what_a_study_job_holds(digit
     job_fields = {f.name for f in dataclasses.fields(EvalJob)}
     assert "spec" in job_fields and not job_fields & ({f.name for f in dataclasses.fields(EvalSpec)} - {"spec"})
     job = pipeline_jobs(load_study("smoke"))[0]
-    assert isinstance(job.spec, EvalSpec) and job.spec.attacks == tuple(get_attack(a) for a in load_study("smoke").attacks)
+    assert isinstance(job.spec, EvalSpec) and job.spec.attacks == tuple(
+        get_attack(a) for a in load_study("smoke").attacks
+    )
 
 
 def test_interrupted_evaluation_resumes_without_duplicates(digits_models, tmp_path):

@@ -11,9 +11,7 @@ from robustbench_dc.reports.render import render_html, render_markdown, status_m
 
 GOLDEN = Path(__file__).parent / "golden"
 # a 1x1 white PNG, so that the HTML page's embedded image is the same bytes everywhere
-PIXEL = base64.b64decode(
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4//8/AAX+Av4N70a4AAAAAElFTkSuQmCC"
-)
+PIXEL = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4//8/AAX+Av4N70a4AAAAAElFTkSuQmCC")
 
 BLOCKS = [
     ("h1", "Study golden: digits"),
@@ -44,7 +42,9 @@ def _check(name: str, text: str) -> None:
     path = GOLDEN / name
     if os.environ.get("DC_ROBUST_REGENERATE_GOLDEN") == "1":
         path.write_text(text, encoding="utf-8")
-    assert path.read_text(encoding="utf-8") == text, f"{name} changed: review it, then regenerate (see this file's docstring)"
+    assert path.read_text(encoding="utf-8") == text, (
+        f"{name} changed: review it, then regenerate (see this file's docstring)"
+    )
 
 
 def test_markdown_renderer_matches_its_golden_file():

@@ -82,6 +82,18 @@ def carried_out_by(attack: Attack, backend: str) -> str:
     return attack.library or backend
 
 
+def _check_classes(attack: Attack, model: nn.Module, x: Tensor) -> None:
+    if attack.min_classes > 2:
+        with torch.no_grad():
+            classes = int(model(x).shape[1])
+        if classes < attack.min_classes:
+            raise UserError(
+                f"{attack.name} needs a model with at least {attack.min_classes} classes (its DLR loss reads the "
+                f"{attack.min_classes}{'rd' if attack.min_classes == 3 else 'th'} largest logit), this one has {classes}; "
+                "use pgd or apgd-ce"
+            )
+
+
 def run_attack(
     attack: Attack,
     model: nn.Module,
@@ -127,6 +139,7 @@ def run_attack(
     try:
         out = []
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), full_precision():
+            _check_classes(attack, model, images[:1].to(device))
             torch.manual_seed(seed)
             for i in range(0, images.shape[0], batch_size):
                 x, y = images[i : i + batch_size].to(device, copy=True), labels[i : i + batch_size].to(device)

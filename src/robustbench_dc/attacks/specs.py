@@ -32,6 +32,8 @@ class Attack:
     predicted_labels: ClassVar[bool] = False
     #: the package that carries out this attack whatever the chosen backend (None: the backend does)
     library: ClassVar[str | None] = None
+    #: the fewest classes the attack's loss is defined for (the DLR loss reads the third or fourth largest logit)
+    min_classes: ClassVar[int] = 2
 
     def params(self, eps: float) -> dict[str, Any]:
         """The attack's parameters at ``eps`` (what is stored and printed)."""
@@ -155,6 +157,7 @@ class APGDDLR(APGDCE):
 
     name: ClassVar[str] = "apgd-dlr"
     loss: ClassVar[str] = "dlr"
+    min_classes: ClassVar[int] = 3
 
 
 @dataclass(frozen=True)
@@ -167,6 +170,7 @@ class AutoAttack(Attack):
     name: ClassVar[str] = "autoattack"
     randomized: ClassVar[bool] = True
     library: ClassVar[str | None] = "pyautoattack"
+    min_classes: ClassVar[int] = 4  # APGD-T's targeted DLR loss
     version: str = "standard"
 
     def __post_init__(self) -> None:
@@ -181,6 +185,7 @@ class AutoAttackTorchattacks(Attack):
 
     name: ClassVar[str] = "autoattack-ta"
     randomized: ClassVar[bool] = True
+    min_classes: ClassVar[int] = 4  # APGD-T's targeted DLR loss
 
 
 @dataclass(frozen=True)
