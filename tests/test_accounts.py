@@ -42,3 +42,21 @@ def test_a_regenerated_report_with_a_stale_account_fails_the_check(tmp_path):
     current = accounts.README.read_text(encoding="utf-8")
     fresh = accounts.render(current)
     assert fresh != current and "76.7-95.0%" in fresh
+
+
+def test_the_shipped_checkpoints_accuracies_are_stated_as_their_cards_give_them():
+    """reports/paper-cpu/README.md and the paper-cpu section of reports/README.md name each shipped checkpoint's
+    clean accuracy: retrain or replace one and leave the text, and this fails."""
+    import json
+
+    cards = sorted((ROOT / "reports" / "paper-cpu" / "models").glob("*/*/*/*/card.json"))
+    assert cards, "no shipped paper-cpu checkpoints"
+    shipped = (ROOT / "reports" / "paper-cpu" / "README.md").read_text(encoding="utf-8")
+    account = (
+        (ROOT / "reports" / "README.md").read_text(encoding="utf-8").split("## paper-cpu", 1)[1].split("\n## ", 1)[0]
+    )
+    for path in cards:
+        figure = f"{100 * json.loads(path.read_text())['clean_test_accuracy']:.2f}%"
+        where = path.parent.relative_to(ROOT)
+        assert figure in shipped, f"{where}: {figure} not in reports/paper-cpu/README.md"
+        assert figure in account, f"{where}: {figure} not in the paper-cpu section of reports/README.md"
