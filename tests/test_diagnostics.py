@@ -177,3 +177,16 @@ def test_partial_masking_by_an_oscillating_input_transform_is_flagged_at_each_ep
     ]
     smoothed = next(d for d in shattered if d.name == "smoothed gradients do not beat true gradients")
     assert smoothed.status == "warn" and "8/255" in smoothed.summary
+
+
+def test_each_check_is_one_function_and_its_status_a_typed_word():
+    """diagnose runs nine checks in the reports' order, each judged on its own numbers: with none measured each is
+    n/a, and one measured number moves only its own check (its status a ``names.Status``, equal to its word)."""
+    from robustbench_dc.diagnostics.checks import Measured, diagnose
+    from robustbench_dc.names import Status
+
+    empty = diagnose(Measured(n=100))
+    assert len(empty) == 9 and all(isinstance(d.status, Status) and d.status == "n/a" for d in empty)
+    masked = diagnose(Measured(n=100, white={"apgd-ce": 0.6, "apgd-dlr": 0.2}))
+    changed = [(a.name, b.status) for a, b in zip(empty, masked) if a.status != b.status]
+    assert changed == [("DLR loss does not beat cross-entropy", Status.WARN)]

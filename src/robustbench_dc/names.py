@@ -21,6 +21,24 @@ class Threat(StrEnum):
     HEALTH = "health"
 
 
+class Status(StrEnum):
+    """A diagnostic check's outcome."""
+
+    PASS = "pass"
+    WARN = "warn"
+    NA = "n/a"  # not run: the cells it needs are not in the store
+
+
+class Verdict(StrEnum):
+    """A claim's verdict, judged from our numbers (docs/protocol.md, section 4)."""
+
+    REPRODUCED = "reproduced"
+    NOT_REPRODUCED = "not reproduced"
+    INCONCLUSIVE = "inconclusive"
+    NOT_APPLICABLE = "not applicable"  # its premise was not reproduced
+    NOT_MEASURED = "not measured"
+
+
 # the paper's tables say "adversarial" for their adversarially trained models: FGSM training (docs/protocol.md)
 REGIME_ALIASES = {"adversarial": "fgsm"}
 

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from robustbench_dc.names import Threat
+from robustbench_dc.names import Status, Threat
 
 TOLERANCE = 0.02  # accuracy, as a fraction: 2 percentage points
 TABLE_WHITE_BOX = (
@@ -43,7 +43,7 @@ def pgd_params(variant: str, eps: float) -> dict[str, Any]:
 @dataclass(frozen=True)
 class Diagnostic:
     name: str
-    status: str  # "pass", "warn" or "n/a"
+    status: Status
     summary: str
     numbers: dict[str, Any] = field(default_factory=dict)
 
@@ -211,7 +211,7 @@ def paired_findings(m: Measured) -> dict[str, list[PairedFinding]]:
 
 def _paired_diagnostic(name: str, findings: list[PairedFinding], absent: str) -> Diagnostic:
     if not findings:
-        return Diagnostic(name, "n/a", absent)
+        return Diagnostic(name, Status.NA, absent)
     flagged = [f for f in findings if f.flagged]
     eps_seen = ", ".join(_eps_text(e) for e in sorted({f.eps for f in findings}))
     summary = (
@@ -222,7 +222,7 @@ def _paired_diagnostic(name: str, findings: list[PairedFinding], absent: str) ->
     )
     return Diagnostic(
         name,
-        "warn" if flagged else "pass",
+        Status.WARN if flagged else Status.PASS,
         summary + f" (paired, exact McNemar at {LEVEL:g}, effect >= {100 * MIN_EFFECT:g} point)",
         {"flagged_eps": sorted({f.eps for f in flagged}), "findings": [f.__dict__ for f in findings]},
     )
@@ -235,13 +235,13 @@ def _pct(x: float | None) -> str:
 def _monotone(m: Measured, tol: float) -> Diagnostic:
     name = "monotone in eps, near zero at large eps"
     if len(m.sweep) < 3:
-        return Diagnostic(name, "n/a", "needs a PGD sweep over eps")
+        return Diagnostic(name, Status.NA, "needs a PGD sweep over eps")
     rises = [(a, b) for (_, a), (_, b) in zip(m.sweep, m.sweep[1:]) if b > a + tol]
     final_eps, final = m.sweep[-1]
     text = ", ".join(f"{e * 255:.4g}/255: {_pct(a)}" for e, a in m.sweep)
     return Diagnostic(
         name,
-        "pass" if not rises and final <= NEAR_ZERO else "warn",
+        Status.PASS if not rises and final <= NEAR_ZERO else Status.WARN,
         f"PGD-20 (step eps/4): {text}"
         + ("" if final <= NEAR_ZERO else f"; not near zero (> {_pct(NEAR_ZERO)}) at eps {final_eps:.3g}"),
         {"sweep": m.sweep, "rises": len(rises)},
@@ -251,11 +251,11 @@ def _monotone(m: Measured, tol: float) -> Diagnostic:
 def _converged(m: Measured, tol: float) -> Diagnostic:
     pgd, pgd40, pgd_r = m.white.get("pgd20"), m.white.get("pgd40"), m.white.get("pgd20x3")
     if pgd is None or (pgd40 is None and pgd_r is None):
-        return Diagnostic("PGD converged", "n/a", "needs PGD-20, PGD-40 and PGD with restarts")
+        return Diagnostic("PGD converged", Status.NA, "needs PGD-20, PGD-40 and PGD with restarts")
     drops = [pgd - a for a in (pgd40, pgd_r) if a is not None]
     return Diagnostic(
         "PGD converged",
-        "pass" if max(abs(d) for d in drops) <= tol else "warn",
+        Status.PASS if max(abs(d) for d in drops) <= tol else Status.WARN,
         f"PGD-20 {_pct(pgd)}, PGD-40 {_pct(pgd40)}, PGD-20 x3 restarts {_pct(pgd_r)} (tolerance {_pct(tol)})",
         {"pgd20": pgd, "pgd40": pgd40, "pgd20_restarts3": pgd_r},
     )
@@ -264,11 +264,11 @@ def _converged(m: Measured, tol: float) -> Diagnostic:
 def _direction(m: Measured) -> Diagnostic:
     name = "gradient beats random directions"
     if m.direction is None:
-        return Diagnostic(name, "n/a", "needs the direction cell")
+        return Diagnostic(name, Status.NA, "needs the direction cell")
     share = m.direction["gradient_not_better_fraction"]
     return Diagnostic(
         name,
-        "pass" if share <= DIRECTION_LIMIT else "warn",
+        Status.PASS if share <= DIRECTION_LIMIT else Status.WARN,
         f"the signed-gradient step raises the loss no more than the best of {RANDOM_DIRECTIONS} random steps on "
         f"{_pct(share)} of images (limit {_pct(DIRECTION_LIMIT)}); mean loss gain {m.direction['mean_gain_gradient']:.3g} "
         f"along the gradient, {m.direction['mean_gain_best_random']:.3g} along the best random direction",
@@ -280,12 +280,12 @@ def _dlr(m: Measured, tol: float) -> Diagnostic:
     name = "DLR loss does not beat cross-entropy"
     ce, dlr = m.white.get("apgd-ce"), m.white.get("apgd-dlr")
     if ce is None or dlr is None:
-        return Diagnostic(name, "n/a", "needs APGD-CE and APGD-DLR cells")
+        return Diagnostic(name, Status.NA, "needs APGD-CE and APGD-DLR cells")
     ok = dlr >= ce - tol
     masked = "; the scale-free DLR loss breaks what cross-entropy could not: saturated (masked) cross-entropy gradients"
     return Diagnostic(
         name,
-        "pass" if ok else "warn",
+        Status.PASS if ok else Status.WARN,
         f"APGD-CE {_pct(ce)}, APGD-DLR {_pct(dlr)}" + ("" if ok else masked),
         {"apgd_ce": ce, "apgd_dlr": dlr},
     )
@@ -293,7 +293,7 @@ def _dlr(m: Measured, tol: float) -> Diagnostic:
 
 def _health(m: Measured) -> Diagnostic:
     if m.gradient is None:
-        return Diagnostic("gradient health", "n/a", "needs the gradient-norm cell")
+        return Diagnostic("gradient health", Status.NA, "needs the gradient-norm cell")
     h = m.health or {}
     zero, nonfinite = m.gradient["zero"], m.gradient["nonfinite"]
     shares = h.get("saturation") or {}
@@ -315,7 +315,7 @@ def _health(m: Measured) -> Diagnostic:
         "ce_nonfinite": ce_nonfinite,
         "saturation": shares,
     }
-    return Diagnostic("gradient health", "pass" if ok else "warn", text, numbers)
+    return Diagnostic("gradient health", Status.PASS if ok else Status.WARN, text, numbers)
 
 
 def diagnose(m: Measured, *, tolerance: float = TOLERANCE) -> list[Diagnostic]:

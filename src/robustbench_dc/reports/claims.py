@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from robustbench_dc.names import Threat
+from robustbench_dc.names import Status, Threat, Verdict
 from robustbench_dc.paper import PAPER_COLUMNS, display
 from robustbench_dc.results.query import Aggregate
 from robustbench_dc.stats import mcnemar_exact, paired_difference_interval, paired_t_p, t_interval
@@ -31,7 +31,7 @@ CellLookup = Callable[[str, str, str, str], Aggregate | None]
 @dataclass(frozen=True)
 class Claim:
     text: str
-    verdict: str  # "reproduced", "not reproduced", "inconclusive", "not applicable", "not measured"
+    verdict: Verdict
     evidence: str
     models: tuple[tuple[str, str], ...] = ()  # (model, training) whose robustness the claim is about
 
@@ -101,29 +101,34 @@ def difference_claim(
     c = compare(a, b) if a is not None and b is not None else None
     if a is None or b is None or c is None:
         return Claim(
-            text, "not measured", "" if a is None or b is None else "not measured on the same images and seeds", models
+            text,
+            Verdict.NOT_MEASURED,
+            "" if a is None or b is None else "not measured on the same images and seeds",
+            models,
         )
     ok = c.diff >= min_gap and significant(c)
-    return Claim(text, "reproduced" if ok else "not reproduced", _evidence(a, b, names, c), models)
+    return Claim(text, Verdict.REPRODUCED if ok else Verdict.NOT_REPRODUCED, _evidence(a, b, names, c), models)
 
 
 def _close_claim(
     text: str, a: Aggregate | None, b: Aggregate | None, tolerance: float, names: tuple[str, str], premise: Claim
 ) -> Claim:
     """An advantage shown by ``premise`` is gone: the paired difference's interval lies within ``tolerance``."""
-    if premise.verdict != "reproduced":
+    if premise.verdict != Verdict.REPRODUCED:
         return Claim(
-            text, "not applicable", f"its premise ({premise.text[:1].lower() + premise.text[1:]}) is {premise.verdict}"
+            text,
+            Verdict.NOT_APPLICABLE,
+            f"its premise ({premise.text[:1].lower() + premise.text[1:]}) is {premise.verdict}",
         )
     c = compare(a, b) if a is not None and b is not None else None
     if a is None or b is None or c is None:
-        return Claim(text, "not measured", "")
+        return Claim(text, Verdict.NOT_MEASURED, "")
     if -tolerance <= c.low and c.high <= tolerance:
-        verdict = "reproduced"
+        verdict = Verdict.REPRODUCED
     elif c.low > tolerance or c.high < -tolerance:
-        verdict = "not reproduced"
+        verdict = Verdict.NOT_REPRODUCED
     else:
-        verdict = "inconclusive"
+        verdict = Verdict.INCONCLUSIVE
     return Claim(text, verdict, _evidence(a, b, names, c))
 
 
@@ -224,22 +229,22 @@ def surviving_claims(cl: list[Claim], diags: dict[tuple[str, str, int], list]) -
     """Each reproduced robustness claim, and whether every model it credits passes every diagnostic."""
     lines = []
     for c in cl:
-        if c.verdict != "reproduced" or not c.models:
+        if c.verdict != Verdict.REPRODUCED or not c.models:
             continue
         warns = [
             f"{display(m)} ({tr}): {d.name}"
             for (m, tr, _), v in diags.items()
             if (m, tr) in c.models
             for d in v
-            if d.status == "warn"
+            if d.status == Status.WARN
         ]
-        measured = any((m, tr) in c.models and any(d.status != "n/a" for d in v) for (m, tr, _), v in diags.items())
+        measured = any((m, tr) in c.models and any(d.status != Status.NA for d in v) for (m, tr, _), v in diags.items())
         if not measured:
             lines.append(f"{c.text}: reproduced, but not checked (no diagnostics for the model)")
         elif warns:
             lines.append(f"{c.text}: reproduced, but does NOT survive the diagnostics ({'; '.join(warns)})")
         elif any(
-            (m, tr) in c.models and d.name in STRONG_CHECKS and d.status == "n/a"
+            (m, tr) in c.models and d.name in STRONG_CHECKS and d.status == Status.NA
             for (m, tr, _), v in diags.items()
             for d in v
         ):

@@ -11,6 +11,8 @@ from typing import Any, Sequence
 
 from tabulate import tabulate
 
+from robustbench_dc.names import Status, Verdict
+
 Block = tuple[str, Any]  # ("h1"|"h2"|"p"|"list"|"table"|"img"|"code", payload)
 
 
@@ -62,24 +64,24 @@ class Mark:
         return self.text
 
 
-_STATUS_TONE = {"pass": "good", "warn": "bad", "n/a": "none"}
+_STATUS_TONE = {Status.PASS: "good", Status.WARN: "bad", Status.NA: "none"}
 _VERDICT_TONE = {
-    "reproduced": "good",
-    "not reproduced": "bad",
-    "inconclusive": "mid",
-    "not applicable": "none",
-    "not measured": "none",
+    Verdict.REPRODUCED: "good",
+    Verdict.NOT_REPRODUCED: "bad",
+    Verdict.INCONCLUSIVE: "mid",
+    Verdict.NOT_APPLICABLE: "none",
+    Verdict.NOT_MEASURED: "none",
 }
 
 
 def status_mark(status: str) -> Mark:
-    """A diagnostic's status ("pass", "warn", "n/a") as its table shows it."""
-    return Mark(status.upper(), _STATUS_TONE[status])
+    """A diagnostic's status as its table shows it."""
+    return Mark(status.upper(), _STATUS_TONE[Status(status)])
 
 
 def verdict_mark(verdict: str) -> Mark:
     """A claim's verdict as its table shows it."""
-    return Mark(verdict, _VERDICT_TONE[verdict])
+    return Mark(str(verdict), _VERDICT_TONE[Verdict(verdict)])
 
 
 _NUMBER = re.compile(r"^[-+]?\d[\d.,]*(e[-+]?\d+)?( ±[\d.]+ sd over \d+ seeds)?( \[[-+\d., ]+\])?%?$")

@@ -18,7 +18,7 @@ from robustbench_dc.diagnostics.checks import Diagnostic, diagnose, measured_fro
 from robustbench_dc.errors import UserError
 from robustbench_dc.files import atomic_write_bytes, output_dir
 from robustbench_dc.model_info import ModelInfo
-from robustbench_dc.names import Threat, eps_label
+from robustbench_dc.names import Status, Threat, eps_label
 from robustbench_dc.paper import ATTACK_ROWS, PAPER_COLUMNS, PAPER_TRAINING, display, paper_tables, paper_value
 from robustbench_dc.protocol import PROTOCOL_SOURCE
 from robustbench_dc.reports.claims import STRONG_CHECKS, claims, compare, masking_notes, surviving_claims
@@ -360,16 +360,19 @@ def diagnostics_section(diags: list[ModelDiagnostics], eps: float, columns: list
             f"2018): {DIAGNOSTICS_CHECKS}",
         ),
     ]
-    measured = [d for d in diags if any(c.status != "n/a" for c in d.checks)]
+    measured = [d for d in diags if any(c.status != Status.NA for c in d.checks)]
     if not measured:
         return blocks + [("p", empty)]
     names = [c.name for c in measured[0].checks]
     rows = [[*d.columns, *(status_mark(c.status) for c in d.checks)] for d in measured]
     details = [
-        f"{d.name}, {c.name}: {c.status.upper()}: {c.summary}" for d in measured for c in d.checks if c.status != "n/a"
+        f"{d.name}, {c.name}: {c.status.upper()}: {c.summary}"
+        for d in measured
+        for c in d.checks
+        if c.status != Status.NA
     ]
     blocks += [("table", ([*columns, *names], rows)), ("p", "The numbers behind each verdict:"), ("list", details)]
-    missing = [d.name for d in measured if any(c.name in STRONG_CHECKS and c.status == "n/a" for c in d.checks)]
+    missing = [d.name for d in measured if any(c.name in STRONG_CHECKS and c.status == Status.NA for c in d.checks)]
     if missing:
         blocks.append(
             (
