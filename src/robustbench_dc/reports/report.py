@@ -97,6 +97,39 @@ def _difference(cell: _Tables, model: str, training: str, attack: str):
     return compare(a, b) if a is not None and b is not None else None
 
 
+def _lipschitz_row(name: str, training: str, sel: Results) -> tuple[list[str], float | None]:
+    """One model's Lipschitz row (after its name) and its mean local estimate (None where not measured)."""
+    if not len(sel):
+        return [], None
+    values: dict[str, list[dict[str, Any]]] = {}
+    for attack in ("local", "gradient-norm", "global"):
+        groups = sel.where(attack=attack).groups()
+        if len(groups) > 1:
+            raise AmbiguousResults(
+                f"Lipschitz {attack} of {name} {training}: cells differ in more than the training seed; narrow the report"
+            )
+        values[attack] = [e.metrics for e in groups[0]] if groups else []
+    local = [v["mean"] for v in values["local"]]
+    grad = [v["mean"] for v in values["gradient-norm"]]
+    glob = values["global"]
+    bound = sum(g["log10_linf_l1"] for g in glob) / len(glob) if glob else float("nan")
+    note = ""
+    if glob and any(g["eps_dependent"] for g in glob):
+        note = "eps-dependent: SphereConv has no useful bound"
+    if glob and not all(g["supported"] for g in glob):
+        note = f"no bound for {glob[0]['unsupported']}"
+    seeds = max(len(local), len(grad), len(glob))
+    row = [
+        training,
+        str(seeds),
+        f"{sum(local) / len(local):.3g}" if local else "-",
+        f"{sum(grad) / len(grad):.3g}" if grad else "-",
+        "n/a" if math.isnan(bound) else f"{bound:.2f}",
+        note,
+    ]
+    return row, (sum(local) / len(local) if local else None)
+
+
 def lipschitz_table(
     groups: list[tuple[str, str, Results]], show: Callable[[str], str] = str
 ) -> tuple[list[str], list[list[str]], list[tuple[str, str, float]]]:
@@ -113,41 +146,11 @@ def lipschitz_table(
     ]
     rows, points = [], []
     for name, training, results in groups:
-        sel = results.where(role="table", kind="lipschitz")
-        if not len(sel):
-            continue
-        values: dict[str, list[dict[str, Any]]] = {}
-        for attack in ("local", "gradient-norm", "global"):
-            groups_ = sel.where(attack=attack).groups()
-            if len(groups_) > 1:
-                raise AmbiguousResults(
-                    f"Lipschitz {attack} of {name} {training}: cells differ in more than the training seed; narrow the report"
-                )
-            values[attack] = [e.metrics for e in groups_[0]] if groups_ else []
-        local = [v["mean"] for v in values["local"]]
-        grad = [v["mean"] for v in values["gradient-norm"]]
-        glob = values["global"]
-        bound = sum(g["log10_linf_l1"] for g in glob) / len(glob) if glob else float("nan")
-        note = ""
-        if glob and any(g["eps_dependent"] for g in glob):
-            note = "eps-dependent: SphereConv has no useful bound"
-        if glob and not all(g["supported"] for g in glob):
-            note = f"no bound for {glob[0]['unsupported']}"
-        seeds = max(len(local), len(grad), len(glob))
-        mean = lambda xs: sum(xs) / len(xs) if xs else float("nan")  # noqa: E731
-        rows.append(
-            [
-                show(name),
-                training,
-                str(seeds),
-                f"{mean(local):.3g}" if local else "-",
-                f"{mean(grad):.3g}" if grad else "-",
-                "n/a" if math.isnan(bound) else f"{bound:.2f}",
-                note,
-            ]
-        )
-        if local:
-            points.append((name, training, mean(local)))
+        row, local = _lipschitz_row(name, training, results.where(role="table", kind="lipschitz"))
+        if row:
+            rows.append([show(name), *row])
+        if local is not None:
+            points.append((name, training, local))
     return headers, rows, points
 
 
@@ -383,6 +386,20 @@ def diagnostics_section(diags: list[ModelDiagnostics], eps: float, columns: list
     return blocks
 
 
+def _matrix_cell(entries: list[Entry], attack: str, source: str, target: str) -> str:
+    """Accuracy % of ``target`` under ``attack`` crafted on ``source`` (white-box on the diagonal); "-" if not one cell."""
+    if source == target:
+        hit = [e for e in entries if e.key.function == target and e.key.threat == Threat.WHITE_BOX]
+    else:
+        hit = [
+            e
+            for e in entries
+            if e.key.function == target and e.key.source == source and e.key.threat == Threat.BLACK_BOX
+        ]
+    hit = [e for e in hit if e.key.attack == attack]
+    return f"{100 * hit[0].metrics['accuracy']:.1f}" if len(hit) == 1 else "-"
+
+
 def transfer_blocks(results: Results, eps: float, name: Callable[[str], str] | None = None) -> list[Block]:
     """The transfer matrix at ``eps`` from role ``transfer-matrix`` cells; ``name(function)`` names each model
     (default: its description in the store)."""
@@ -404,16 +421,7 @@ def transfer_blocks(results: Results, eps: float, name: Callable[[str], str] | N
         rows = []
         for src in order:
             row = [title(src)]
-            for tgt in order:
-                if src == tgt:
-                    hit = [
-                        e
-                        for e in sel.entries
-                        if e.key.function == tgt and e.key.threat == Threat.WHITE_BOX and e.key.attack == attack
-                    ]
-                else:
-                    hit = [e for e in black if e.key.function == tgt and e.key.source == src and e.key.attack == attack]
-                row.append(f"{100 * hit[0].metrics['accuracy']:.1f}" if len(hit) == 1 else "-")
+            row += [_matrix_cell(sel.entries, attack, src, tgt) for tgt in order]
             rows.append(row)
         headers = [f"{attack.upper()} source \\ target"] + [title(t) for t in order]
         blocks += [
@@ -491,6 +499,17 @@ def all_cells_blocks(results: Results) -> list[Block]:
     ]
 
 
+def _environments(entries: list[Entry]) -> list[str]:
+    """Each distinct software and machine the cells were computed with, as one line."""
+    envs = sorted({json.dumps(e.cell.provenance.get("environment", {}), sort_keys=True) for e in entries})
+    return [
+        f"robustbench-dc {v.get('robustbench_dc')}, torch {v.get('torch')} ({v.get('torch_build', '?')}), "
+        f"Python {v.get('python')}; {v.get('machine')}"
+        for v in map(json.loads, envs)
+        if v
+    ]
+
+
 def provenance_blocks(
     entries: list[Entry],
     *,
@@ -516,13 +535,6 @@ def provenance_blocks(
     backends = sorted({f"{e.key.backend} {e.key.backend_version}" for e in entries if e.key.backend})
     precisions = sorted({e.key.precision for e in entries})
     devices = sorted({str(e.cell.provenance.get("device", "?")) for e in entries})
-    envs = sorted({json.dumps(e.cell.provenance.get("environment", {}), sort_keys=True) for e in entries})
-    env_text = [
-        f"robustbench-dc {v.get('robustbench_dc')}, torch {v.get('torch')} ({v.get('torch_build', '?')}), "
-        f"Python {v.get('python')}; {v.get('machine')}"
-        for v in map(json.loads, envs)
-        if v
-    ]
     items = [
         *head,
         f"Data: {'; '.join(sources) or 'unknown'}",
@@ -530,7 +542,7 @@ def provenance_blocks(
         f"device: {', '.join(devices)}; " + threat_model(e.key.attack for e in table),
         f"Protocol: {PROTOCOL_DOC} (section 2: attacks; section 3: training regimes; section 4: statistics; "
         "section 5: diagnostics; section 7: architectures)",
-        "Evaluating environment: " + (" | ".join(env_text) or "unknown"),
+        "Evaluating environment: " + (" | ".join(_environments(entries)) or "unknown"),
         *tail,
     ]
     if times:
