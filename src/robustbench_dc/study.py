@@ -473,37 +473,43 @@ def _validate_models(study: Study, where: str) -> None:
             )
 
 
-def _validate_stages(study: Study, where: str) -> None:
-    """The claims, the paper tables and eps matching: each needs what the study computes."""
+def _validate_claims(study: Study, where: str) -> None:
+    """Each claim names an attack the study runs, and a regime both its models are trained in."""
     for c in study.claims:
         if c.attack not in study.attacks:
             raise UserError(
                 f"{where}: claim about {c.attack!r}, which the study does not run; its attacks: {', '.join(study.attacks)}"
             )
-        if c.training not in study.regimes_of(study.model(c.better)) or c.training not in study.regimes_of(
-            study.model(c.than)
-        ):
+        if any(c.training not in study.regimes_of(study.model(label)) for label in (c.better, c.than)):
             raise UserError(
                 f"{where}: claim about {c.training!r} training, which {c.better!r} or {c.than!r} does not have"
             )
-    if study.report == "paper":
-        odd = [
-            m.label
-            for m in study.models
-            if not m.trained or m.options or m.operator or m.width is not None or m.label != m.model
-        ]
-        if len({m.arch for m in study.models}) != 1 or odd:
-            raise UserError(
-                f'{where}: a paper-tables study (report = "paper") needs zoo models of one architecture, labelled by their names, '
-                f"without options{'; not so: ' + ', '.join(odd) if odd else ''}"
-            )
-    if study.eps_match and (
-        study.source != "protocol"
-        or not any(
-            m.label == "baseline" and m.model == "baseline" and m.trained and "natural" in study.regimes_of(m)
-            for m in study.models
+
+
+def _validate_paper_tables(study: Study, where: str) -> None:
+    """The paper tables name zoo models of one architecture by their names."""
+    odd = [
+        m.label
+        for m in study.models
+        if not m.trained or m.options or m.operator or m.width is not None or m.label != m.model
+    ]
+    if len({m.arch for m in study.models}) != 1 or odd:
+        raise UserError(
+            f'{where}: a paper-tables study (report = "paper") needs zoo models of one architecture, labelled by their names, '
+            f"without options{'; not so: ' + ', '.join(odd) if odd else ''}"
         )
-    ):
+
+
+def _validate_stages(study: Study, where: str) -> None:
+    """The claims, the paper tables and eps matching: each needs what the study computes."""
+    _validate_claims(study, where)
+    if study.report == "paper":
+        _validate_paper_tables(study, where)
+    baseline = any(
+        m.label == "baseline" and m.model == "baseline" and m.trained and "natural" in study.regimes_of(m)
+        for m in study.models
+    )
+    if study.eps_match and (study.source != "protocol" or not baseline):
         raise UserError(
             f'{where}: eps_match needs a trained model labelled "baseline" (model baseline, natural regime) and source = "protocol"'
         )
