@@ -11,7 +11,7 @@ import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from robustbench_dc.errors import UserError
 from robustbench_dc.model_info import UNKNOWN_MODEL, ModelInfo
@@ -105,6 +105,10 @@ def _differences(groups: list[dict[str, Any]]) -> str:
     return ", ".join(f"{f} ({' / '.join(sorted({str(g[f])[:24] for g in groups}))})" for f in fields)
 
 
+def _key_is(field: str, value: Any) -> Callable[["Entry"], bool]:
+    return lambda e: getattr(e.key, field) == value
+
+
 class Results:
     """The entries of one dataset, filterable; ``accuracy`` is the one way to read a table cell."""
 
@@ -155,36 +159,23 @@ class Results:
         protocol_source: bool | None = None,
     ) -> "Results":
         """Entries matching every given field (``model`` is a zoo name or a third-party label)."""
-        out = []
-        for e in self.entries:
-            k, m = e.key, e.model
-            if model is not None and m.model_name != model:
-                continue
-            if training is not None and m.training != training:
-                continue
-            if any(
-                v is not None and getattr(k, f) != v
-                for f, v in (
-                    ("role", role),
-                    ("kind", kind),
-                    ("threat", threat),
-                    ("attack", attack),
-                    ("function", function),
-                )
-            ):
-                continue
-            if eps is not None and not math.isclose(k.eps, eps, abs_tol=1e-12):
-                continue
-            if arch is not None and m.arch not in (arch, None):
-                continue
-            if width is not None and m.width is not None and not math.isclose(float(m.width), width):
-                continue
-            if n is not None and k.kind == "accuracy" and k.subset.n != n:
-                continue
-            if protocol_source is not None and e.protocol_source != protocol_source:
-                continue
-            out.append(e)
-        return Results(out, self.targets)
+        keys = {"role": role, "kind": kind, "threat": threat, "attack": attack, "function": function}
+        tests = [_key_is(f, v) for f, v in keys.items() if v is not None]
+        if model is not None:
+            tests.append(lambda e: e.model.model_name == model)
+        if training is not None:
+            tests.append(lambda e: e.model.training == training)
+        if eps is not None:
+            tests.append(lambda e: math.isclose(e.key.eps, eps, abs_tol=1e-12))
+        if arch is not None:
+            tests.append(lambda e: e.model.arch in (arch, None))
+        if width is not None:
+            tests.append(lambda e: e.model.width is None or math.isclose(float(e.model.width), width))
+        if n is not None:
+            tests.append(lambda e: e.key.kind != "accuracy" or e.key.subset.n == n)
+        if protocol_source is not None:
+            tests.append(lambda e: e.protocol_source == protocol_source)
+        return Results([e for e in self.entries if all(t(e) for t in tests)], self.targets)
 
     def groups(self) -> list[list[Entry]]:
         """The entries split into groups that differ in more than the training seed."""
