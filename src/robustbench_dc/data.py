@@ -321,34 +321,29 @@ def _default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "robustbench-dc"
 
 
-def _image_folder(info: DatasetInfo, split: str, folder: Path, cache_dir) -> ImageDataset:
-    classes = sorted(d.name for d in folder.iterdir() if d.is_dir())
-    if len(classes) != info.num_classes:
-        raise UserError(
-            f"{folder}: expected {info.num_classes} class directories, found {len(classes)}: {classes[:12]}"
-        )
-    files = [sorted(p for p in (folder / c).iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES) for c in classes]
-    # keyed by content, not by names and sizes: a file replaced by another of the same size is a new dataset
+def _folder_key(folder: Path, files: list[list[Path]]) -> str:
+    """The folder keyed by content, not by names and sizes: a file replaced by another of the same size is a new
+    dataset."""
     h = hashlib.sha256()
     for group in files:
         for p in group:
             h.update(f"{p.relative_to(folder)}\0".encode())
             h.update(p.read_bytes())
-    key = h.hexdigest()[:24]
-    cache = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
-    cache_file = cache / f"imagefolder-{info.name}-{split}-{key}.npz"
-    first = files[0][0] if files and files[0] else None
+    return h.hexdigest()[:24]
+
+
+def _folder_source(folder: Path, first: Path | None) -> str:
+    """What the reports say the data is: CIFAR-10, a JPEG copy where it is one (with its quality), and the folder's
+    names, not this machine's paths."""
     label = "CIFAR-10"
     if first is not None and first.suffix.lower() in (".jpg", ".jpeg"):
         quality = _jpeg_quality(first)
         label += f" (JPEG q{quality} copy)" if quality else " (JPEG copy)"
-    source = f"{label}, image folder {folder.parent.name}/{folder.name}/"  # names, not this machine's paths
-    if cache_file.is_file():
-        try:
-            with np.load(cache_file) as z:
-                return ImageDataset(info, split, torch.from_numpy(z["images"]), torch.from_numpy(z["labels"]), source)
-        except (OSError, ValueError, KeyError):
-            log.warning("ignoring unreadable cache %s", cache_file)
+    return f"{label}, image folder {folder.parent.name}/{folder.name}/"
+
+
+def _decode_folder(info: DatasetInfo, files: list[list[Path]]) -> tuple[np.ndarray, np.ndarray]:
+    """Every image as (N, C, H, W) uint8 and its class index, each file checked to decode and to have the shape."""
     from PIL import Image
 
     images = np.empty((sum(len(g) for g in files), info.in_channels, info.input_size, info.input_size), np.uint8)
@@ -366,6 +361,26 @@ def _image_folder(info: DatasetInfo, split: str, folder: Path, cache_dir) -> Ima
             images[i] = arr.transpose(2, 0, 1)
             labels[i] = c
             i += 1
+    return images, labels
+
+
+def _image_folder(info: DatasetInfo, split: str, folder: Path, cache_dir) -> ImageDataset:
+    classes = sorted(d.name for d in folder.iterdir() if d.is_dir())
+    if len(classes) != info.num_classes:
+        raise UserError(
+            f"{folder}: expected {info.num_classes} class directories, found {len(classes)}: {classes[:12]}"
+        )
+    files = [sorted(p for p in (folder / c).iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES) for c in classes]
+    cache = Path(cache_dir) if cache_dir is not None else _default_cache_dir()
+    cache_file = cache / f"imagefolder-{info.name}-{split}-{_folder_key(folder, files)}.npz"
+    source = _folder_source(folder, files[0][0] if files and files[0] else None)
+    if cache_file.is_file():
+        try:
+            with np.load(cache_file) as z:
+                return ImageDataset(info, split, torch.from_numpy(z["images"]), torch.from_numpy(z["labels"]), source)
+        except (OSError, ValueError, KeyError):
+            log.warning("ignoring unreadable cache %s", cache_file)
+    images, labels = _decode_folder(info, files)
     atomic_write(cache_file, lambda tmp: _save_npz(tmp, images=images, labels=labels))
     return ImageDataset(info, split, torch.from_numpy(images), torch.from_numpy(labels), source)
 
