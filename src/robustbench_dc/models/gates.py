@@ -9,6 +9,7 @@ block's execution rate over the batch towards ``target_rate``.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -32,8 +33,9 @@ class Gate(HardDecision):
             nn.Linear(hidden, 2),
         )
         with torch.no_grad():  # start with every block executed for most images, as the reference does
-            self.layers[-1].weight.mul_(0.1)
-            self.layers[-1].bias.copy_(torch.tensor([0.0, math.log(initial_rate / (1 - initial_rate))]))
+            head = cast(nn.Linear, self.layers[-1])
+            head.weight.mul_(0.1)
+            head.bias.copy_(torch.tensor([0.0, math.log(initial_rate / (1 - initial_rate))]))
         self.last_decision: Tensor | None = None  # hard z of the last forward (detached), for execution rates
 
     def forward(self, x: Tensor) -> Tensor:
@@ -85,7 +87,7 @@ def execution_rates(model: nn.Module, images: Tensor, batch_size: int = 500) -> 
     try:
         for i in range(0, images.shape[0], batch_size):
             model(images[i : i + batch_size].to(device))
-            totals += torch.stack([g.last_decision.sum().cpu() for g in gates])
+            totals += torch.stack([cast(Tensor, g.last_decision).sum().cpu() for g in gates])
     finally:
         model.train(was_training)
     return (totals / images.shape[0]).tolist()

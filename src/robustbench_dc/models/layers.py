@@ -17,6 +17,9 @@ from robustbench_dc.ops.modules import DecoupledConv2d
 class Normalize(nn.Module):
     """``(x - mean) / std`` per channel: models take pixels in [0, 1], so every epsilon is in pixel units."""
 
+    mean: Tensor
+    std: Tensor
+
     def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
         super().__init__()
         if len(mean) != len(std):

@@ -11,7 +11,7 @@ forward and backward pass.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -223,7 +223,9 @@ def _channel_sq(x: Tensor) -> Tensor:
     return (x * x).sum(1, keepdim=True)
 
 
-def _windows(padded: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int]):
+def _windows(
+    padded: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int]
+) -> Iterator[tuple[slice, slice, slice, slice]]:
     """The k*k strided slices of a padded map whose sum is the box sum (one per kernel offset)."""
     (hp, wp), (kh, kw), (sh, sw), (dh, dw) = padded, kernel, stride, dilation
     h_out, w_out = (hp - dh * (kh - 1) - 1) // sh + 1, (wp - dw * (kw - 1) - 1) // sw + 1
@@ -244,9 +246,10 @@ def _box_sum(
     (a one-channel convolution or pooling is slow in every layout; k*k shifted slices are not)."""
     (ph, pw) = padding
     t = F.pad(t, (pw, pw, ph, ph))
-    out = None
-    for window in _windows(t.shape[2:], kernel, stride, dilation):
-        out = t[window] if out is None else out + t[window]
+    windows = list(_windows((t.shape[2], t.shape[3]), kernel, stride, dilation))
+    out = t[windows[0]]
+    for window in windows[1:]:
+        out = out + t[window]
     return out
 
 
@@ -262,7 +265,7 @@ def _box_sum_transpose(
     output gradient back, in place in one buffer."""
     (ph, pw) = padding
     out = grad.new_zeros(shape[0], 1, shape[2] + 2 * ph, shape[3] + 2 * pw)
-    for window in _windows(out.shape[2:], kernel, stride, dilation):
+    for window in _windows((out.shape[2], out.shape[3]), kernel, stride, dilation):
         out[window] += grad
     return out[:, :, ph : ph + shape[2], pw : pw + shape[3]]
 
@@ -408,7 +411,7 @@ def decoupled_conv2d(
             f"{tuple(weight.shape)}, got {tuple(x.shape)}"
         )
     w_norm = _weight_norm(weight)
-    kernel, stride, dilation = _pair(weight.shape[2:]), _pair(stride), _pair(dilation)
+    kernel, stride, dilation = _pair((weight.shape[2], weight.shape[3])), _pair(stride), _pair(dilation)
     x, pad = _explicit_padding(x, kernel, stride, dilation, padding)
     w_hat = weight / w_norm.view(-1, 1, 1, 1)
     parts = _projection_and_patch_sq if plain_autograd() else _ConvAndPatchSq.apply

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Literal, cast
 
 import torch
 from torch import Tensor, nn
@@ -67,7 +68,7 @@ class _DecoupledMixin:
         if config.learnable_rho:
             self.rho_r = nn.Parameter(torch.ones(out_features, device=device, dtype=dtype))
         else:
-            self.register_parameter("rho_r", None)
+            self.register_parameter("rho_r", None)  # type: ignore[attr-defined]
         # Only used with relative_rho, but always present so that state dicts have one shape.
         self.register_buffer("patch_norm_mean", torch.ones((), device=device, dtype=dtype))  # type: ignore[attr-defined]
         #: Like BatchNorm's ``momentum``: None makes ``patch_norm_mean`` a cumulative average (for recalibration).
@@ -175,7 +176,17 @@ class DecoupledConv2d(_DecoupledMixin, nn.Conv2d):
             rho_momentum=rho_momentum,
         )
         super().__init__(
-            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode, device, dtype
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            groups,
+            bias,
+            cast(Literal["zeros", "reflect", "replicate", "circular"], padding_mode),
+            device,
+            dtype,
         )
         self._init_operator(config, out_channels, device, dtype)
 
@@ -189,9 +200,9 @@ class DecoupledConv2d(_DecoupledMixin, nn.Conv2d):
             self.weight,
             self.bias,
             rho=self.radius,
-            stride=self.stride,
-            padding=self.padding,
-            dilation=self.dilation,
+            stride=cast(tuple[int, int], self.stride),
+            padding=cast("tuple[int, int] | str", self.padding),
+            dilation=cast(tuple[int, int], self.dilation),
             **self._operator_kwargs(),
         )
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from robustbench_dc.ops.modules import DECOUPLED_LAYERS
+from robustbench_dc.ops.modules import DECOUPLED_LAYERS, DecoupledConv2d, DecoupledLinear
 
 
-def decoupled_layers(model: nn.Module) -> list[nn.Module]:
+def decoupled_layers(model: nn.Module) -> list[DecoupledConv2d | DecoupledLinear]:
     return [m for m in model.modules() if isinstance(m, DECOUPLED_LAYERS)]
 
 
