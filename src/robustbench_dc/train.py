@@ -15,7 +15,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, cast
 
 import torch
 import torch.nn.functional as F
@@ -367,7 +367,7 @@ def place_for_training(model: nn.Module, config: TrainConfig, device: torch.devi
     mode = training_mode(
         device, config.precision, config.channels_last, decoupled=decoupled, hazard=channels_last_hazard(model)
     )
-    model.to(device, memory_format=torch.channels_last if mode.channels_last else torch.preserve_format)
+    model.to(device, memory_format=torch.channels_last if mode.channels_last else torch.preserve_format)  # type: ignore[call-overload]
     return mode
 
 
@@ -429,11 +429,13 @@ class TrainingSteps:
             torch._dynamo.reset()
         # static shapes: the last, smaller batch of an epoch gets a graph of its own; with dynamic shapes dynamo
         # would recompile one for every size and use it for the full batches too, measured slower than eager
-        self.model, self.compiled = model, torch.compile(model, dynamic=False) if compile else None
+        # the compiled module forwards every attribute to the model, so it stands in for the Network
+        self.model = model
+        self.compiled = cast(Network, torch.compile(model, dynamic=False)) if compile else None
         self.outcome = "torch.compile (inductor)" if compile else "eager"
         self.proven = False
 
-    def run(self, step: Callable[[nn.Module], Any], generator: torch.Generator) -> Any:
+    def run(self, step: Callable[[Network], Any], generator: torch.Generator) -> Any:
         if self.compiled is None:
             return step(self.model)
         if self.proven:
@@ -462,11 +464,11 @@ def recalibrate_statistics(model: nn.Module, batches: Iterable[Tensor]) -> int:
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
     radii = [m for m in model.modules() if isinstance(m, (DecoupledConv2d, DecoupledLinear)) and m.config.relative_rho]
     momenta = [m.momentum for m in norms], [m.rho_momentum for m in radii]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None
-    for m in radii:
-        m.rho_batches_tracked, m.rho_momentum = 0, None
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # type: ignore[assignment]  # None: a cumulative average, as BatchNorm documents
+    for radius in radii:
+        radius.rho_batches_tracked, radius.rho_momentum = 0, None
     count = 0
     try:
         for x in batches:
@@ -475,10 +477,10 @@ def recalibrate_statistics(model: nn.Module, batches: Iterable[Tensor]) -> int:
                 model(x)
             count += 1
     finally:
-        for m, momentum in zip(norms, momenta[0]):
-            m.momentum = momentum
-        for m, momentum in zip(radii, momenta[1]):
-            m.rho_momentum = momentum
+        for norm, momentum in zip(norms, momenta[0]):
+            norm.momentum = momentum
+        for radius, rho_momentum in zip(radii, momenta[1]):
+            radius.rho_momentum = rho_momentum
     if count == 0 and (norms or radii):
         raise ValueError("recalibrate_statistics needs at least one batch")
     return count
@@ -494,6 +496,7 @@ def _optimizer_and_schedule(model: nn.Module, config: TrainConfig, steps_per_epo
         groups, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay, nesterov=True
     )
     total = config.epochs * steps_per_epoch
+    sched: torch.optim.lr_scheduler.LRScheduler
     if config.schedule == "onecycle" and total >= 8:  # one-cycle needs a few steps per phase; tiny runs use cosine
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total, pct_start=config.warmup)
     elif config.schedule == "triangle":  # linear rise to lr over the warm-up, then linear fall to zero at the last step
@@ -605,7 +608,8 @@ def train(
     scaler = torch.amp.GradScaler(dev.type) if mode.precision == "fp16" else None
     steps = math.ceil(len(train_set) / config.batch_size)
     opt, sched = _optimizer_and_schedule(model, config, steps)
-    start_epoch, history, wall = 0, [], 0.0
+    history: list[dict[str, Any]] = []
+    start_epoch, wall = 0, 0.0
     runner = TrainingSteps(model, config.compile)
     averaged = (
         AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=False)
