@@ -13,8 +13,10 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import asdict, dataclass
+from typing import cast
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robustbench_dc.devices import module_device
@@ -119,6 +121,28 @@ def _power_iteration(forward, adjoint, shape: tuple[int, ...], iters: int, seed:
     return sigma
 
 
+def _conv_norm(m: nn.Conv2d, shape: tuple[int, ...], iters: int) -> float:
+    """The operator norm of a plain convolution on inputs of ``shape``, by power iteration with its adjoint (the
+    transposed convolution, its output padding chosen to give back the input's size)."""
+    w = m.weight.detach()
+    padding = cast(tuple[int, int], m.padding)  # the caller takes no string padding ('same'), which has no adjoint here
+
+    def fwd(u: Tensor) -> Tensor:
+        return F.conv2d(u, w, None, m.stride, padding, m.dilation, m.groups)
+
+    out_shape = fwd(torch.zeros(1, *shape[1:])).shape
+    pad = tuple(
+        shape[-2 + i]
+        - ((out_shape[-2 + i] - 1) * m.stride[i] - 2 * padding[i] + m.dilation[i] * (w.shape[2 + i] - 1) + 1)
+        for i in range(2)
+    )
+
+    def adj(v: Tensor) -> Tensor:
+        return F.conv_transpose2d(v, w, None, m.stride, padding, pad, m.groups, m.dilation)
+
+    return _power_iteration(fwd, adj, (1, *shape[1:]), iters)
+
+
 class _Bounder:
     def __init__(self, in_shapes: dict[nn.Module, tuple[int, ...]], iters: int) -> None:
         self.in_shapes = in_shapes
@@ -128,7 +152,6 @@ class _Bounder:
 
     def log10(self, m: nn.Module) -> float:
         """log10 of module ``m``'s L2 Lipschitz bound."""
-        import torch.nn.functional as F
 
         from robustbench_dc.models.resnet import BasicBlock
 
@@ -150,8 +173,9 @@ class _Bounder:
         if isinstance(m, Normalize):
             return -math.log10(float(m.std.min()))
         if isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
-            scale = (m.weight.detach().abs() if m.weight is not None else torch.ones_like(m.running_var)) / torch.sqrt(
-                m.running_var + m.eps
+            var = cast(Tensor, m.running_var)
+            scale = (m.weight.detach().abs() if m.weight is not None else torch.ones_like(var)) / torch.sqrt(
+                var + m.eps
             )
             return math.log10(float(scale.max()))
         if isinstance(m, DECOUPLED_LAYERS):
@@ -162,18 +186,9 @@ class _Bounder:
             return 0.5 * math.log10(overlap * float(per_channel.pow(2).sum()))
         if isinstance(m, nn.Conv2d):
             shape = self.in_shapes.get(m)
-            if shape is None:
+            if shape is None or isinstance(m.padding, str):
                 return self._unsupported(m)
-            w = m.weight.detach()
-            fwd = lambda u: F.conv2d(u, w, None, m.stride, m.padding, m.dilation, m.groups)  # noqa: E731
-            out_shape = fwd(torch.zeros(1, *shape[1:])).shape
-            pad = tuple(
-                shape[-2 + i]
-                - ((out_shape[-2 + i] - 1) * m.stride[i] - 2 * m.padding[i] + m.dilation[i] * (w.shape[2 + i] - 1) + 1)
-                for i in range(2)
-            )
-            adj = lambda v: F.conv_transpose2d(v, w, None, m.stride, m.padding, pad, m.groups, m.dilation)  # noqa: E731
-            return math.log10(_power_iteration(fwd, adj, (1, *shape[1:]), self.iters))
+            return math.log10(_conv_norm(m, shape, self.iters))
         if isinstance(m, nn.Linear):
             return math.log10(float(torch.linalg.matrix_norm(m.weight.detach(), ord=2)))
         if isinstance(m, BasicBlock):
