@@ -143,6 +143,20 @@ def _conv_norm(m: nn.Conv2d, shape: tuple[int, ...], iters: int) -> float:
     return _power_iteration(fwd, adj, (1, *shape[1:]), iters)
 
 
+def _max_pool_log10(m: nn.MaxPool2d) -> float:
+    """A max pool moves each input into at most ceil(k / s)^2 windows."""
+    k = m.kernel_size if isinstance(m.kernel_size, int) else max(m.kernel_size)
+    s = m.stride if isinstance(m.stride, int) else min(m.stride)
+    return 0.5 * math.log10(math.ceil(k / s) ** 2)
+
+
+def _batch_norm_log10(m: nn.BatchNorm1d | nn.BatchNorm2d) -> float:
+    """In eval mode a BatchNorm scales each channel by |gamma| / sqrt(running var + eps)."""
+    var = cast(Tensor, m.running_var)
+    scale = (m.weight.detach().abs() if m.weight is not None else torch.ones_like(var)) / torch.sqrt(var + m.eps)
+    return math.log10(float(scale.max()))
+
+
 class _Bounder:
     def __init__(self, in_shapes: dict[nn.Module, tuple[int, ...]], iters: int) -> None:
         self.in_shapes = in_shapes
@@ -160,10 +174,7 @@ class _Bounder:
         if isinstance(m, (nn.ReLU, nn.Identity, nn.Flatten, nn.Dropout)):
             return 0.0
         if isinstance(m, nn.MaxPool2d):
-            k, s = m.kernel_size, m.stride
-            k = k if isinstance(k, int) else max(k)
-            s = s if isinstance(s, int) else min(s)
-            return 0.5 * math.log10(math.ceil(k / s) ** 2)
+            return _max_pool_log10(m)
         if isinstance(m, nn.AdaptiveAvgPool2d):
             shape = self.in_shapes.get(m)
             out = m.output_size if isinstance(m.output_size, tuple) else (m.output_size, m.output_size)
@@ -173,11 +184,7 @@ class _Bounder:
         if isinstance(m, Normalize):
             return -math.log10(float(m.std.min()))
         if isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d):
-            var = cast(Tensor, m.running_var)
-            scale = (m.weight.detach().abs() if m.weight is not None else torch.ones_like(var)) / torch.sqrt(
-                var + m.eps
-            )
-            return math.log10(float(scale.max()))
+            return _batch_norm_log10(m)
         if isinstance(m, DECOUPLED_LAYERS):
             per_channel = layer_lipschitz(m)
             if m.config.magnitude == "sphere" and m.config.weighted != "tanh-joint":
