@@ -17,6 +17,17 @@ def _no_default_workspace(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("DC_ROBUST_WORKSPACE", str(tmp_path_factory.mktemp("default-workspace")))
 
 
+@pytest.fixture(autouse=True)
+def _an_idle_machine(request, monkeypatch):
+    """Commands that run models take the CPUs that other processes leave free when they start: the tests read an
+    idle machine, so that their threads (and bits) do not follow whatever else the CI machine runs. A test marked
+    ``real_load`` reads the real one."""
+    if request.node.get_closest_marker("real_load") is None:
+        from robustbench_dc import devices
+
+        monkeypatch.setattr(devices, "busy_cpus", lambda sample_s=0.25: 0.0)
+
+
 @pytest.fixture
 def workspace(tmp_path, monkeypatch):
     ws = tmp_path / "ws"

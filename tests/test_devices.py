@@ -215,6 +215,7 @@ def test_threads_follow_what_the_process_may_use(monkeypatch):
         torch.set_num_threads(before)
 
 
+@pytest.mark.real_load
 def test_threads_auto_leaves_the_busy_cpus_to_their_processes():
     """A shared CPU: two threads beside one busy process ran 1.8x slower than one (BENCHMARKS.md). ``auto`` counts
     the CPUs others keep busy and uses the rest; a spinning process is seen as about one busy CPU."""
@@ -232,3 +233,25 @@ def test_threads_auto_leaves_the_busy_cpus_to_their_processes():
         spinner.kill()
         spinner.wait()
     assert busy is not None and busy >= 0.5
+
+
+def test_a_command_that_runs_models_leaves_the_busy_cpus_to_their_processes(monkeypatch, capsys):
+    """Pinned to both cores, a digits training beside three busy processes took 7.7x its idle time, on the free
+    one 2.4x (BENCHMARKS.md): the command line's default is the free CPUs, said on stderr; an integer pins them."""
+    from robustbench_dc import cli, devices
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(devices, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(devices, "busy_cpus", lambda sample_s=0.25: 1.3)
+    try:
+        assert cli.main(["eval", "--model", "no-such-model", "--dataset", "digits"]) != 0
+        assert torch.get_num_threads() == 1
+        assert "runs on 1 of the 2 usable CPUs (--threads 2 pins them all" in capsys.readouterr().err
+        assert cli.main(["eval", "--model", "no-such-model", "--dataset", "digits", "--threads", "2"]) != 0
+        assert torch.get_num_threads() == 2 and "usable CPUs" not in capsys.readouterr().err
+        monkeypatch.setattr(devices, "busy_cpus", lambda sample_s=0.25: 0.2)
+        torch.set_num_threads(1)
+        assert cli.main(["eval", "--model", "no-such-model", "--dataset", "digits"]) != 0
+        assert torch.get_num_threads() == 2 and "usable CPUs" not in capsys.readouterr().err
+    finally:
+        torch.set_num_threads(before)

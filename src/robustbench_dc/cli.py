@@ -114,9 +114,9 @@ def _common(p: argparse.ArgumentParser) -> None:
         "--threads",
         type=_threads,
         default=None,
-        help="intra-op CPU threads, or 'auto': the usable CPUs other processes leave free now (default: the CPUs "
-        "this process may use: affinity, cgroup quota, OMP_NUM_THREADS; the same threads, so the same bits, "
-        "whatever else runs)",
+        help="intra-op CPU threads, or 'auto': the usable CPUs (affinity, cgroup quota, OMP_NUM_THREADS) that other "
+        "processes leave free when the command starts (default: auto for a command that runs models; an integer "
+        "pins the count, and so the bits, whatever else runs)",
     )
 
 
@@ -1066,22 +1066,24 @@ def _threads(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"--threads takes an integer or 'auto', got {text!r}") from None
 
 
-def _set_threads(threads: int | str | None, *, note: bool) -> None:
-    """Set the threads; with the default, say so when other processes already keep CPUs busy (there every thread
-    beyond the free CPUs waits for descheduled siblings: up to 2.2x slower in BENCHMARKS.md)."""
+def _set_threads(threads: int | str | None, *, runs_models: bool) -> None:
+    """A command that runs models takes by default the CPUs other processes leave free: beside busy processes every
+    thread beyond them waits for descheduled siblings (BENCHMARKS.md, "Threads on a shared CPU": beside three busy
+    processes a digits training took 7.7x its idle time on both cores, 2.4x on the free one). It says so when that
+    is fewer than it may use, since other threads train other bits (every card and cell records its threads)."""
     from robustbench_dc.devices import busy_cpus, contention_threads, set_threads, usable_cpus
 
-    n = set_threads(threads)
-    if note and threads is None and n > 1:  # a command that runs models: worth the 0.25 s sample
-        busy = busy_cpus()
-        free = contention_threads(usable_cpus(), busy)
-        if free < n:
-            print(
-                f"note: other processes keep about {busy:.1f} CPUs busy; {n} threads wait for each other under such "
-                f"load (measured up to 2.2x slower, BENCHMARKS.md): --threads auto would use {free} (other threads "
-                "train other bits; cards record them)",
-                file=sys.stderr,
-            )
+    if threads is not None or not runs_models:
+        set_threads(threads)
+        return
+    usable, busy = usable_cpus(), busy_cpus()
+    n = set_threads(contention_threads(usable, busy))
+    if n < usable:
+        print(
+            f"note: other processes keep about {busy:.1f} CPUs busy, so this runs on {n} of the {usable} usable CPUs "
+            f"(--threads {usable} pins them all: slower under such load; cards and cells record the threads)",
+            file=sys.stderr,
+        )
 
 
 class _DefaultsHelp(argparse.HelpFormatter):
@@ -1119,7 +1121,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         if hasattr(args, "threads"):
-            _set_threads(args.threads, note=args.command in ("train", "eval", "lipschitz", "study", "reproduce"))
+            _set_threads(args.threads, runs_models=args.command in ("train", "eval", "lipschitz", "study", "reproduce"))
         return COMMANDS[args.command][1](args)
     except UserError as exc:  # anything else is a bug: its traceback is shown (exit 1)
         print(f"error: {exc}", file=sys.stderr)
