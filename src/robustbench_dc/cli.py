@@ -421,8 +421,8 @@ def _executor_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--ray-cpus-per-task",
         type=int,
-        help="CPUs (and torch threads) each Ray task asks for (default: the CPUs a local run would use, so that both "
-        "train the same bits; fewer run more tasks at once, with other bits)",
+        help="CPUs (and torch threads) each Ray task asks for (default: the CPUs a local run on an idle machine "
+        "uses, so that both train the same bits; fewer run more tasks at once, with other bits)",
     )
     p.add_argument(
         "--ray-no-shared-workspace",

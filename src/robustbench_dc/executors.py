@@ -255,7 +255,7 @@ def _ray_job(
 class RayExecutor:
     """Trainings and jobs as Ray tasks (see the module's docstring); ``address``: a running cluster's, or None
     to start a local instance. Each task asks for ``cpus_per_task`` CPUs and, on CUDA, one GPU, and runs that many
-    torch threads. The default is what a local run here would use (``usable_cpus``), so that both give the same
+    torch threads. The default is what a local run on an idle machine uses (``usable_cpus``): both give the same
     weights and cells bit for bit (oneDNN's reductions follow the thread count); fewer CPUs per task run more tasks
     at once and train other bits, which each card records (``compute.threads``)."""
 
