@@ -6,7 +6,7 @@ import pytest
 
 from robustbench_dc.checkpoint import CARD_FILE, load_checkpoint, resolve_checkpoint
 from robustbench_dc.errors import CheckpointError, UserError
-from robustbench_dc.reports.render import render_markdown
+from robustbench_dc.reports.render import Table, render_markdown
 from robustbench_dc.train import TrainConfig, train
 from tests.conftest import run_cli
 
@@ -51,7 +51,7 @@ def test_card_cannot_point_outside_its_directory(digits_models, tmp_path):
 
 
 def test_labels_cannot_break_markdown_tables():
-    text = render_markdown([("table", (["model"], [["evil | label\n# Injected heading"]]))])
+    text = render_markdown([Table(["model"], [["evil | label\n# Injected heading"]])])
     assert "\n# Injected" not in text and "evil \\| label # Injected heading" in text
 
 

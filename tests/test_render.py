@@ -7,34 +7,43 @@ import base64
 import os
 from pathlib import Path
 
-from robustbench_dc.reports.render import render_html, render_markdown, status_mark, verdict_mark
+from robustbench_dc.reports.render import (
+    Bullets,
+    Code,
+    Image,
+    Paragraph,
+    Section,
+    Table,
+    Title,
+    render_html,
+    render_markdown,
+    status_mark,
+    verdict_mark,
+)
 
 GOLDEN = Path(__file__).parent / "golden"
 # a 1x1 white PNG, so that the HTML page's embedded image is the same bytes everywhere
 PIXEL = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGP4//8/AAX+Av4N70a4AAAAAElFTkSuQmCC")
 
 BLOCKS = [
-    ("h1", "Study golden: digits"),
-    ("p", "Accuracy % with its 95% interval; a <tag> & an ampersand stay text."),
-    ("h2", "Accuracy: natural training"),
-    (
-        "table",
-        (
-            ["attack", "baseline", "a|pipe model"],
-            [
-                ["clean", "97.3 [95.1, 98.5]", "96.2 ±0.4 sd over 3 seeds [95.2, 97.2]"],
-                ["white-box fgsm @ 8/255", "41.0", "-"],
-            ],
-        ),
+    Title("Study golden: digits"),
+    Paragraph("Accuracy % with its 95% interval; a <tag> & an ampersand stay text."),
+    Section("Accuracy: natural training"),
+    Table(
+        ["attack", "baseline", "a|pipe model"],
+        [
+            ["clean", "97.3 [95.1, 98.5]", "96.2 ±0.4 sd over 3 seeds [95.2, 97.2]"],
+            ["white-box fgsm @ 8/255", "41.0", "-"],
+        ],
     ),
-    ("img", ("pixel.png", "White-box accuracy against eps")),
-    ("h2", "Gradient-masking diagnostics"),
-    ("table", (["model", "check 1", "check 2"], [["PASS (a model's name)", status_mark("pass"), status_mark("warn")]])),
-    ("table", (["claim", "verdict"], [["TanhConv beats the baseline", verdict_mark("inconclusive")]])),
-    ("list", ["first item\nwrapped", "second | item"]),
-    ("h2", "Accuracy: natural training"),
-    ("p", "Regenerate this report with:"),
-    ("code", "dc-robust study golden --workspace WS"),
+    Image("pixel.png", "White-box accuracy against eps"),
+    Section("Gradient-masking diagnostics"),
+    Table(["model", "check 1", "check 2"], [["PASS (a model's name)", status_mark("pass"), status_mark("warn")]]),
+    Table(["claim", "verdict"], [["TanhConv beats the baseline", verdict_mark("inconclusive")]]),
+    Bullets(["first item\nwrapped", "second | item"]),
+    Section("Accuracy: natural training"),
+    Paragraph("Regenerate this report with:"),
+    Code("dc-robust study golden --workspace WS"),
 ]
 
 

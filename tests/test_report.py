@@ -235,9 +235,9 @@ def test_provenance_states_the_threat_model_of_its_attacks():
 
 def test_only_judgements_are_coloured(tmp_path):
     """The HTML page coloured any cell whose text read like a status: a model named "PASS" came out green."""
-    from robustbench_dc.reports.render import render_html, status_mark, verdict_mark
+    from robustbench_dc.reports.render import Table, render_html, status_mark, verdict_mark
 
     rows = [["PASS", status_mark("warn"), verdict_mark("reproduced"), "not reproduced"]]
-    page = render_html([("table", (["model", "status", "verdict", "note"], rows))], tmp_path)
+    page = render_html([Table(["model", "status", "verdict", "note"], rows)], tmp_path)
     assert "<td>PASS</td>" in page and "<td>not reproduced</td>" in page
     assert "<td class='bad'>WARN</td>" in page and "<td class='good'>reproduced</td>" in page

@@ -13,7 +13,55 @@ from tabulate import tabulate
 
 from robustbench_dc.names import Status, Verdict
 
-Block = tuple[str, Any]  # ("h1"|"h2"|"p"|"list"|"table"|"img"|"code", payload)
+
+@dataclass(frozen=True)
+class Title:
+    """The report's heading (the HTML page's table of contents follows it)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Section:
+    """A section's heading: an entry of the table of contents."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    text: str
+
+
+@dataclass(frozen=True)
+class Bullets:
+    items: Sequence[Any]
+
+
+@dataclass(frozen=True)
+class Table:
+    """Rows of cells: text, numbers or ``Mark`` judgements (the only cells the HTML page colours)."""
+
+    headers: Sequence[Any]
+    rows: Sequence[Sequence[Any]]
+
+
+@dataclass(frozen=True)
+class Image:
+    """A figure beside the report: ``src`` relative to its folder (the HTML page embeds it)."""
+
+    src: str
+    alt: str
+
+
+@dataclass(frozen=True)
+class Code:
+    """A command to copy, as it is."""
+
+    text: str
+
+
+Block = Title | Section | Paragraph | Bullets | Table | Image | Code
 
 
 def render_text(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -27,27 +75,24 @@ def _md_cell(value: Any) -> str:
 
 def render_markdown(blocks: Sequence[Block]) -> str:
     lines: list[str] = []
-    for kind, payload in blocks:
-        if kind == "h1":
-            lines += [f"# {payload}", ""]
-        elif kind == "h2":
-            lines += [f"## {payload}", ""]
-        elif kind == "p":
-            lines += [payload, ""]
-        elif kind == "list":
-            lines += [f"- {_md_cell(item)}" for item in payload] + [""]
-        elif kind == "table":
-            headers, rows = payload
-            rows = [[_md_cell(v) for v in row] for row in rows]
-            lines += [
-                tabulate(rows, headers=[_md_cell(h) for h in headers], tablefmt="github", disable_numparse=True),
-                "",
-            ]
-        elif kind == "img":
-            src, alt = payload
-            lines += [f"![{alt}]({src})", ""]
-        elif kind == "code":
-            lines += ["```", payload, "```", ""]
+    for block in blocks:
+        match block:
+            case Title(text):
+                lines += [f"# {text}", ""]
+            case Section(text):
+                lines += [f"## {text}", ""]
+            case Paragraph(text):
+                lines += [text, ""]
+            case Bullets(items):
+                lines += [f"- {_md_cell(item)}" for item in items] + [""]
+            case Table(headers, rows):
+                cells = [[_md_cell(v) for v in row] for row in rows]
+                headers = [_md_cell(h) for h in headers]
+                lines += [tabulate(cells, headers=headers, tablefmt="github", disable_numparse=True), ""]
+            case Image(src, alt):
+                lines += [f"![{alt}]({src})", ""]
+            case Code(text):
+                lines += ["```", text, "```", ""]
     return "\n".join(lines)
 
 
@@ -105,30 +150,29 @@ def render_html(blocks: Sequence[Block], out: Path) -> str:
     body: list[str] = []
     toc: list[str] = []
     seen: dict[str, int] = {}
-    for kind, payload in blocks:
-        if kind == "h2":
-            anchor = _anchor(payload, seen)
-            toc.append(f"<li><a href='#{anchor}'>{html.escape(payload)}</a></li>")
-            body.append(f"<h2 id='{anchor}'>{html.escape(payload)}</h2>")
-        elif kind in ("h1", "p"):
-            body.append(f"<{kind}>{html.escape(payload)}</{kind}>")
-            if kind == "h1":
-                body.append("<nav id='toc'></nav>")
-        elif kind == "list":
-            body.append("<ul>" + "".join(f"<li>{html.escape(str(i))}</li>" for i in payload) + "</ul>")
-        elif kind == "table":
-            headers, rows = payload
-            head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
-            body_rows = "".join("<tr>" + "".join(_td(v) for v in row) + "</tr>" for row in rows)
-            body.append(
-                f"<div class='wide'><table><thead><tr>{head}</tr></thead><tbody>{body_rows}</tbody></table></div>"
-            )
-        elif kind == "img":
-            src, alt = payload
-            data = base64.b64encode((out / src).read_bytes()).decode()
-            body.append(f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">')
-        elif kind == "code":
-            body.append(f"<pre>{html.escape(payload)}</pre>")
+    for block in blocks:
+        match block:
+            case Title(text):
+                body += [f"<h1>{html.escape(text)}</h1>", "<nav id='toc'></nav>"]
+            case Section(text):
+                anchor = _anchor(text, seen)
+                toc.append(f"<li><a href='#{anchor}'>{html.escape(text)}</a></li>")
+                body.append(f"<h2 id='{anchor}'>{html.escape(text)}</h2>")
+            case Paragraph(text):
+                body.append(f"<p>{html.escape(text)}</p>")
+            case Bullets(items):
+                body.append("<ul>" + "".join(f"<li>{html.escape(str(i))}</li>" for i in items) + "</ul>")
+            case Table(headers, rows):
+                head = "".join(f"<th>{html.escape(str(h))}</th>" for h in headers)
+                body_rows = "".join("<tr>" + "".join(_td(v) for v in row) + "</tr>" for row in rows)
+                body.append(
+                    f"<div class='wide'><table><thead><tr>{head}</tr></thead><tbody>{body_rows}</tbody></table></div>"
+                )
+            case Image(src, alt):
+                data = base64.b64encode((out / src).read_bytes()).decode()
+                body.append(f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">')
+            case Code(text):
+                body.append(f"<pre>{html.escape(text)}</pre>")
     page = "".join(body).replace(
         "<nav id='toc'></nav>", f"<nav id='toc'><strong>Contents</strong><ol>{''.join(toc)}</ol></nav>", 1
     )

@@ -23,7 +23,20 @@ from robustbench_dc.paper import ATTACK_ROWS, PAPER_COLUMNS, PAPER_TRAINING, dis
 from robustbench_dc.protocol import PROTOCOL_SOURCE
 from robustbench_dc.reports.claims import STRONG_CHECKS, claims, compare, masking_notes, surviving_claims
 from robustbench_dc.reports.plots import plot_accuracy, plot_differences, plot_lipschitz
-from robustbench_dc.reports.render import Block, render_text, status_mark, verdict_mark, write_report
+from robustbench_dc.reports.render import (
+    Block,
+    Bullets,
+    Code,
+    Image,
+    Paragraph,
+    Section,
+    Table,
+    Title,
+    render_text,
+    status_mark,
+    verdict_mark,
+    write_report,
+)
 from robustbench_dc.reports.tables import threat_model
 from robustbench_dc.results.query import Aggregate, AmbiguousResults, Entry, Results, aggregate
 
@@ -71,7 +84,7 @@ def _default_subset(table: Results, sizes: list[int]) -> int:
     return max(complete)
 
 
-def table7_8(cell: _Tables, threat: str, paper: pd.DataFrame, table: int) -> tuple[list[str], list[list[str]]]:
+def table7_8(cell: _Tables, threat: str, paper: pd.DataFrame, table: int) -> Table:
     models = cell.models()
     headers = ["training", "attack"]
     for m in models:
@@ -89,7 +102,7 @@ def table7_8(cell: _Tables, threat: str, paper: pd.DataFrame, table: int) -> tup
                     f"{c.mean - p:+.2f}" if c and p is not None else "-",
                 ]
             rows.append(row)
-    return headers, rows
+    return Table(headers, rows)
 
 
 def _difference(cell: _Tables, model: str, training: str, attack: str):
@@ -173,24 +186,20 @@ def lipschitz_section(
         if acc is not None
     ]
     blocks: list[Block] = [
-        ("h2", "Lipschitz estimates"),
-        ("table", (headers, rows)),
-        (
-            "p",
+        Section("Lipschitz estimates"),
+        Table(headers, rows),
+        Paragraph(
             "Local: empirical local Lipschitz constant (Yang et al. 2020), PGD-maximised, a lower bound. Margin "
-            "gradient: L1 norm of the input gradient of the logit margin. Global: an estimate of the layer-wise product upper bound, log10 (power iteration approaches each layer's norm from below, so the product is an estimate of an upper bound, not a certificate).",
+            "gradient: L1 norm of the input gradient of the logit margin. Global: an estimate of the layer-wise product upper bound, log10 (power iteration approaches each layer's norm from below, so the product is an estimate of an upper bound, not a certificate)."
         ),
     ]
     if smoothness:
         plot_lipschitz(smoothness, png, accuracy_label)
         blocks.append(
-            (
-                "img",
-                (
-                    png.name,
-                    f"Empirical local Lipschitz constant against {accuracy_label} accuracy, a point per model "
-                    "and training (the global bounds, loose by orders of magnitude, stay in the table)",
-                ),
+            Image(
+                png.name,
+                f"Empirical local Lipschitz constant against {accuracy_label} accuracy, a point per model "
+                "and training (the global bounds, loose by orders of magnitude, stay in the table)",
             )
         )
     return blocks
@@ -245,8 +254,10 @@ def eps_matched_blocks(cell: _Tables, paper: pd.DataFrame) -> list[Block]:
                 f"paper's {wanted:.2f}%; the closest, eps = {255 * eps:.3g}/255, gives {ours.mean:.2f}%. The table is read there "
                 "but is not a match:"
             )
-        blocks += [("p", text), ("table", (headers, rows))]
-    return blocks or [("p", "No cells at an eps matched to the paper's baseline (dc-robust reproduce computes them).")]
+        blocks += [Paragraph(text), Table(headers, rows)]
+    return blocks or [
+        Paragraph("No cells at an eps matched to the paper's baseline (dc-robust reproduce computes them).")
+    ]
 
 
 def label_leaking_blocks(
@@ -278,7 +289,7 @@ def label_leaking_blocks(
             ]
         )
     if not rows:
-        return [("p", "No FGSM cells with predicted labels (attack fgsm-pred) in the store.")]
+        return [Paragraph("No FGSM cells with predicted labels (attack fgsm-pred) in the store.")]
     leaking = [f"{r[0]} ({r[1]})" for r, c in zip(rows, comparisons) if c is not None and c.low > 0]
     verdict = (
         f"Label leaking (more accurate under the true-label attack, significantly): {', '.join(leaking)}."
@@ -286,27 +297,23 @@ def label_leaking_blocks(
         else "No model is significantly more accurate under the true-label attack than under the predicted-label one: no sign of label leaking."
     )
     return [
-        (
-            "p",
+        Paragraph(
             f"White-box FGSM at {eps_label(eps)} crafted with the true labels and with the model's own predictions. A model "
             "that is more accurate under the true-label attack than under the predicted-label one has learnt from label "
-            "leaking (its FGSM training examples gave the label away), and its true-label FGSM accuracy overstates its robustness.",
+            "leaking (its FGSM training examples gave the label away), and its true-label FGSM accuracy overstates its robustness."
         ),
-        (
-            "table",
-            (
-                [
-                    "model",
-                    "training",
-                    "FGSM, true labels %",
-                    "FGSM, predicted labels %",
-                    "difference, points [95% CI]",
-                    "test",
-                ],
-                rows,
-            ),
+        Table(
+            [
+                "model",
+                "training",
+                "FGSM, true labels %",
+                "FGSM, predicted labels %",
+                "difference, points [95% CI]",
+                "test",
+            ],
+            rows,
         ),
-        ("p", verdict),
+        Paragraph(verdict),
     ]
 
 
@@ -356,16 +363,15 @@ def diagnostics_section(diags: list[ModelDiagnostics], eps: float, columns: list
     """The diagnostics section of every report: what each check asks, a row of verdicts per model, the numbers
     behind each verdict, and the models the strong checks did not reach (a PASS elsewhere says less for them)."""
     blocks: list[Block] = [
-        ("h2", "Gradient-masking diagnostics"),
-        (
-            "p",
+        Section("Gradient-masking diagnostics"),
+        Paragraph(
             f"Per model, at eps = {eps_label(eps)} ({PROTOCOL_DOC}, section 5; Carlini et al. 2019; Athalye et al. "
-            f"2018): {DIAGNOSTICS_CHECKS}",
+            f"2018): {DIAGNOSTICS_CHECKS}"
         ),
     ]
     measured = [d for d in diags if any(c.status != Status.NA for c in d.checks)]
     if not measured:
-        return blocks + [("p", empty)]
+        return blocks + [Paragraph(empty)]
     names = [c.name for c in measured[0].checks]
     rows = [[*d.columns, *(status_mark(c.status) for c in d.checks)] for d in measured]
     details = [
@@ -374,13 +380,12 @@ def diagnostics_section(diags: list[ModelDiagnostics], eps: float, columns: list
         for c in d.checks
         if c.status != Status.NA
     ]
-    blocks += [("table", ([*columns, *names], rows)), ("p", "The numbers behind each verdict:"), ("list", details)]
+    blocks += [Table([*columns, *names], rows), Paragraph("The numbers behind each verdict:"), Bullets(details)]
     missing = [d.name for d in measured if any(c.name in STRONG_CHECKS and c.status == Status.NA for c in d.checks)]
     if missing:
         blocks.append(
-            (
-                "p",
-                f"The strong checks (7, 8, 9) did not run for {', '.join(missing)}: a PASS elsewhere says less for them.",
+            Paragraph(
+                f"The strong checks (7, 8, 9) did not run for {', '.join(missing)}: a PASS elsewhere says less for them."
             )
         )
     return blocks
@@ -406,15 +411,14 @@ def transfer_blocks(results: Results, eps: float, name: Callable[[str], str] | N
     sel = results.where(role="transfer-matrix", kind="accuracy", eps=eps)
     black = [e for e in sel.entries if e.key.threat == Threat.BLACK_BOX]
     if not black:
-        return [("p", "No transfer matrix in the store.")]
+        return [Paragraph("No transfer matrix in the store.")]
     functions = {e.key.function: e.model for e in sel.entries}
     title = name or (lambda f: functions[f].title)
     order = list(dict.fromkeys(e.key.source for e in black if e.key.source in functions))
     sizes = sorted({e.key.subset.n for e in sel.entries})
     blocks: list[Block] = [
-        (
-            "p",
-            f"Role 'transfer-matrix' cells on {', '.join(map(str, sizes))} test images; these cells never enter Tables 7 and 8.",
+        Paragraph(
+            f"Role 'transfer-matrix' cells on {', '.join(map(str, sizes))} test images; these cells never enter Tables 7 and 8."
         )
     ]
     for attack in ("fgsm", "bim"):
@@ -425,11 +429,10 @@ def transfer_blocks(results: Results, eps: float, name: Callable[[str], str] | N
             rows.append(row)
         headers = [f"{attack.upper()} source \\ target"] + [title(t) for t in order]
         blocks += [
-            (
-                "p",
-                f"{attack.upper()} at {eps_label(eps)}: accuracy % of the target (columns) on examples crafted on the source (rows); the diagonal is white-box.",
+            Paragraph(
+                f"{attack.upper()} at {eps_label(eps)}: accuracy % of the target (columns) on examples crafted on the source (rows); the diagonal is white-box."
             ),
-            ("table", (headers, rows)),
+            Table(headers, rows),
         ]
     return blocks
 
@@ -451,13 +454,12 @@ def execution_blocks(models: list[tuple[str, ModelInfo]]) -> list[Block]:
     if not rows:
         return []
     return [
-        ("h2", "Executed blocks (ConvNet-AIG gates)"),
-        (
-            "p",
+        Section("Executed blocks (ConvNet-AIG gates)"),
+        Paragraph(
             "Percentage of clean test images for which the evaluated network (hard gates) executes each residual block, in order; "
-            "a gate that is always off makes its block dead weight, one always on makes it a plain ResNet block.",
+            "a gate that is always off makes its block dead weight, one always on makes it a plain ResNet block."
         ),
-        ("table", (["model", "mean %", "per block %", "test images"], rows)),
+        Table(["model", "mean %", "per block %", "test images"], rows),
     ]
 
 
@@ -489,12 +491,9 @@ def all_cells_blocks(results: Results) -> list[Block]:
         )
     rows.sort(key=lambda r: (r[0], r[1], r[2] != "none", r[2], r[3], r[6], r[9]))
     return [
-        (
-            "table",
-            (
-                ["model", "training", "threat", "attack", "eps", "source", "images", "seeds", "accuracy % [95% CI]"],
-                [list(map(str, r[:9])) for r in rows],
-            ),
+        Table(
+            ["model", "training", "threat", "attack", "eps", "source", "images", "seeds", "accuracy % [95% CI]"],
+            [list(map(str, r[:9])) for r in rows],
         )
     ]
 
@@ -515,14 +514,14 @@ def provenance_blocks(
     *,
     head: list[str],
     tail: list[str],
-    models: tuple[list[str], list[list[Any]]],
+    models: Table,
     command: str,
     times: dict[str, float] | None = None,
 ) -> list[Block]:
     """The provenance section of every report, from the cells shown (``entries``): the template's own ``head``
     items, then the data, attack backend, precision, device and threat model, the protocol and the evaluating
-    environment of those cells, then ``tail``, the wall times; the attack parameters, the ``models`` table (headers,
-    rows) and the command that regenerates the report."""
+    environment of those cells, then ``tail``, the wall times; the attack parameters, the ``models`` table and the
+    command that regenerates the report."""
     table = [e for e in entries if e.key.role == "table" and e.key.kind == "accuracy"]
     sources = sorted({e.model.data_source for e in entries if e.model.data_source})
     params = sorted(
@@ -548,13 +547,13 @@ def provenance_blocks(
     if times:
         items.append("Wall time of this run's stages: " + ", ".join(f"{k} {v:.0f}s" for k, v in times.items()))
     return [
-        ("h2", "Provenance"),
-        ("list", items),
-        ("p", "Attack parameters:"),
-        ("list", params),
-        ("table", models),
-        ("p", "Regenerate this report with:"),
-        ("code", command),
+        Section("Provenance"),
+        Bullets(items),
+        Paragraph("Attack parameters:"),
+        Bullets(params),
+        models,
+        Paragraph("Regenerate this report with:"),
+        Code(command),
     ]
 
 
@@ -588,7 +587,7 @@ def _provenance(
         results.entries,
         head=head,
         tail=tail,
-        models=(headers + ["evaluation s (all cells)"], rows),
+        models=Table(headers + ["evaluation s (all cells)"], rows),
         command=command,
         times=stage_times,
     )
@@ -661,10 +660,10 @@ def summary_tables(
     paper = paper_tables()
     parts = []
     for table, threat in ((7, Threat.WHITE_BOX), (8, Threat.BLACK_BOX)):
-        headers, rows = table7_8(cell, threat, paper, table)
+        rendered = table7_8(cell, threat, paper, table)
         parts.append(
             f"Table {table}: {threat} at {eps_label(eps)}, accuracy % [95% CI] (ours, paper, diff)\n"
-            + render_text(headers, rows)
+            + render_text(rendered.headers, rendered.rows)
         )
     return "\n\n".join(parts)
 
@@ -700,31 +699,29 @@ def build_report(
     )
     write_exports(out, results)
 
-    blocks: list[Block] = [("h1", title or f"Robustness report: {dataset}")]
+    blocks: list[Block] = [Title(title or f"Robustness report: {dataset}")]
     blocks.append(
-        (
-            "p",
+        Paragraph(
             "Our numbers against the paper's Tables 7 and 8 (Liu et al., CVPR 2018). The paper does not state the "
             f"network, epsilon or attack steps behind these tables; ours follow this suite's protocol ({PROTOCOL_DOC}, "
             f"section 2) at eps = {eps_label(eps)}, so differences are expected and are not errors of either side. "
             "Each of our cells is accuracy % with its 95% interval (Wilson for one training seed; over several seeds, "
-            "mean ± sd with a t-interval over the seeds); 'diff' is ours minus the paper's.",
+            "mean ± sd with a t-interval over the seeds); 'diff' is ours minus the paper's."
         )
     )
     for table, threat in ((7, Threat.WHITE_BOX), (8, Threat.BLACK_BOX)):
-        blocks.append(("h2", f"Table {table}: {threat} attacks"))
+        blocks.append(Section(f"Table {table}: {threat} attacks"))
         if threat == Threat.BLACK_BOX:
-            blocks.append(("p", f"Transfer from the protocol source only: {PROTOCOL_SOURCE}."))
-        blocks.append(("table", table7_8(cell, threat, paper, table)))
-    blocks.append(("h2", "Tables 7 and 8 at the eps matched to the paper's baseline (a sensitivity analysis)"))
+            blocks.append(Paragraph(f"Transfer from the protocol source only: {PROTOCOL_SOURCE}."))
+        blocks.append(table7_8(cell, threat, paper, table))
+    blocks.append(Section("Tables 7 and 8 at the eps matched to the paper's baseline (a sensitivity analysis)"))
     blocks.append(
-        (
-            "p",
+        Paragraph(
             "The paper gives no eps. Here each attack's eps is chosen so that our naturally trained baseline's white-box "
             "accuracy comes closest to the paper's; the other models are read at that same eps. FGSM and BIM are matched "
             "apart, so their two eps need not be one setting of the paper's: read this as a sensitivity analysis of the "
             "tables to eps, not as the paper's setting recovered. If the paper's DCNet advantage came from its eps, it would "
-            "show here.",
+            "show here."
         )
     )
     blocks += eps_matched_blocks(cell, paper)
@@ -736,24 +733,21 @@ def build_report(
         f"white-box BIM at {eps_label(eps)}",
         show=display,
     )
-    blocks.append(("h2", "Accuracy against epsilon"))
+    blocks.append(Section("Accuracy against epsilon"))
+    blocks.append(Image("accuracy_vs_eps.png", "White-box accuracy against epsilon, natural and adversarial training"))
+    blocks.append(Section("The paper's claims, judged from our numbers"))
     blocks.append(
-        ("img", ("accuracy_vs_eps.png", "White-box accuracy against epsilon, natural and adversarial training"))
-    )
-    blocks.append(("h2", "The paper's claims, judged from our numbers"))
-    blocks.append(
-        (
-            "p",
+        Paragraph(
             f"Paired statistics ({PROTOCOL_DOC}, section 4): every model is attacked on the same images, so 'A beats B' "
             "is an exact McNemar test on the images where the two disagree (one training seed), or a paired t-interval "
             "over training seeds (several); a claim is reproduced when the difference reaches the stated gap and that test "
             "rejects equality at 5% (the interval beside it is descriptive). A claim that an advantage disappears applies only where the advantage was shown, and "
-            "holds when the difference's interval lies within the tolerance.",
+            "holds when the difference's interval lies within the tolerance."
         )
     )
     cl = claims(cell)
     blocks.append(
-        ("table", (["claim", "verdict", "our numbers"], [[c.text, verdict_mark(c.verdict), c.evidence] for c in cl]))
+        Table(["claim", "verdict", "our numbers"], [[c.text, verdict_mark(c.verdict), c.evidence] for c in cl])
     )
     rows = [
         (f"{display(m)} - Baseline, {PAPER_TRAINING[tr]}, {at.upper()}", d.diff, d.low, d.high)
@@ -769,23 +763,19 @@ def build_report(
             rows, out / "differences.png", f"White-box accuracy minus the baseline's at {eps_label(eps)} (paired)"
         )
         blocks.append(
-            (
-                "img",
-                (
-                    "differences.png",
-                    "Each model's white-box accuracy minus the baseline's, with the paired 95% interval (blue: above zero, vermilion: below, grey: includes zero)",
-                ),
+            Image(
+                "differences.png",
+                "Each model's white-box accuracy minus the baseline's, with the paired 95% interval (blue: above zero, vermilion: below, grey: includes zero)",
             )
         )
-    blocks.append(("p", "Gradient masking check (FGSM gain that BIM removes):"))
+    blocks.append(Paragraph("Gradient masking check (FGSM gain that BIM removes):"))
     blocks.append(
-        (
-            "list",
+        Bullets(
             masking_notes(cell, models)
-            or ["No model shows a white-box FGSM advantage of 10 points or more that BIM halves."],
+            or ["No model shows a white-box FGSM advantage of 10 points or more that BIM halves."]
         )
     )
-    blocks.append(("h2", "Label leaking"))
+    blocks.append(Section("Label leaking"))
     blocks += label_leaking_blocks(cell, cell.results.models(), eps)
     diags = _diagnostics(results, eps)
     blocks += diagnostics_section(
@@ -797,26 +787,24 @@ def build_report(
         ["model", "training", "seed"],
         "No diagnostics in the store for these models: run dc-robust eval --diagnostics or dc-robust study.",
     )
-    blocks.append(("h2", "Which of the paper's robustness claims survive the diagnostics"))
-    blocks.append(("list", surviving_claims(cl, diags)))
-    blocks.append(("h2", "Transfer matrix (natural models)"))
+    blocks.append(Section("Which of the paper's robustness claims survive the diagnostics"))
+    blocks.append(Bullets(surviving_claims(cl, diags)))
+    blocks.append(Section("Transfer matrix (natural models)"))
     blocks += transfer_blocks(results.where(training="natural"), eps)
     blocks += execution_blocks(list({e.model.title: e.model for e in results.entries}.items()))
-    blocks.append(("h2", "Every measured cell"))
+    blocks.append(Section("Every measured cell"))
     blocks.append(
-        (
-            "p",
+        Paragraph(
             "All table cells of this selection, each row one set of cells that differ only in the training seed (any model, attack and "
-            "subset, including those Tables 7 and 8 have no place for).",
+            "subset, including those Tables 7 and 8 have no place for)."
         )
     )
     blocks += all_cells_blocks(results)
     blocks += _provenance(results, n, other_n, command, preset_note, stage_times)
     blocks.append(
-        (
-            "p",
+        Paragraph(
             "Machine-readable: results.csv, results.json (one row per result cell, per seed, with its full identity); "
-            "outcomes.csv.gz holds each accuracy cell's per-image outcomes, from which every paired test here can be re-derived.",
+            "outcomes.csv.gz holds each accuracy cell's per-image outcomes, from which every paired test here can be re-derived."
         )
     )
 

@@ -18,7 +18,7 @@ from robustbench_dc.names import Threat, eps_label
 from robustbench_dc.protocol import PROTOCOL_SOURCE
 from robustbench_dc.reports.claims import Claim, compare, difference_claim
 from robustbench_dc.reports.plots import plot_accuracy, plot_differences
-from robustbench_dc.reports.render import Block, verdict_mark, write_report
+from robustbench_dc.reports.render import Block, Image, Paragraph, Section, Table, Title, verdict_mark, write_report
 from robustbench_dc.reports.report import (
     PROTOCOL_DOC,
     ModelDiagnostics,
@@ -113,7 +113,7 @@ def _wide_table(
         return "clean" if attack == "none" else f"{threat} {attack} @ {eps_label(e or 0.0, attack)}"
 
     rows = [[what(*r)] + [_text(cells(label, training, *r)) for label in labels] for r in specs]
-    return ("table", (["attack", *labels], rows))
+    return Table(["attack", *labels], rows)
 
 
 def _long_table(
@@ -131,7 +131,7 @@ def _long_table(
                         [label, threat, eps_label(e, attacks[0]), *([first] if clean else []), *map(_text, values)]
                     )
                     first = ""
-    return ("table", (["model", "threat", "eps", *(["clean"] if clean else []), *attacks], rows))
+    return Table(["model", "threat", "eps", *(["clean"] if clean else []), *attacks], rows)
 
 
 def accuracy_blocks(cells: StudyCells, training: str) -> list[Block]:
@@ -147,7 +147,7 @@ def accuracy_blocks(cells: StudyCells, training: str) -> list[Block]:
     blocks: list[Block] = []
     for g, (norm, attacks, eps_values) in enumerate(x for x in groups if x[1]):
         if groups[1][1]:
-            blocks.append(("p", f"{norm} threat model:"))
+            blocks.append(Paragraph(f"{norm} threat model:"))
         blocks.append(table(cells, training, labels, attacks, eps_values, g == 0))
     return blocks
 
@@ -226,7 +226,7 @@ def _provenance(cells: StudyCells, command: str, missing: list[str], times: dict
             f"before 2026-12 are found once `dc-robust study {study.path or study.name} --report-only` has recorded which model is which)"
         )
     headers = ["model", "arch", "width", "epochs", "train images", "clean % (card)", "weights sha256", "function id"]
-    return provenance_blocks(entries, head=head, tail=tail, models=(headers, rows), command=command, times=times)
+    return provenance_blocks(entries, head=head, tail=tail, models=Table(headers, rows), command=command, times=times)
 
 
 def _per_model_sections(cells: StudyCells, regimes: list[str], out: Path, own: Results) -> list[Block]:
@@ -248,11 +248,11 @@ def _per_model_sections(cells: StudyCells, regimes: list[str], out: Path, own: R
     )
     blocks += lipschitz
     if {"fgsm", "fgsm-pred"} <= set(study.attacks):
-        blocks.append(("h2", "Label leaking"))
+        blocks.append(Section("Label leaking"))
         blocks += label_leaking_blocks(cells, pairs, study.table_eps)
     names_of = {m.function_id: _name(m) for m in measured}
     if any(e.key.role == "transfer-matrix" for e in own.entries):
-        blocks.append(("h2", "Transfer matrix (natural models)"))
+        blocks.append(Section("Transfer matrix (natural models)"))
         blocks += transfer_blocks(own, study.table_eps, name=lambda f: names_of.get(f, f[:12]))
     return blocks
 
@@ -260,18 +260,14 @@ def _per_model_sections(cells: StudyCells, regimes: list[str], out: Path, own: R
 def _claims_section(cells: StudyCells, out: Path) -> list[Block]:
     """The study's claims, each judged by its paired test, and the figure of their differences."""
     blocks: list[Block] = [
-        ("h2", "Claims"),
-        (
-            "p",
+        Section("Claims"),
+        Paragraph(
             "A claim holds ('reproduced') when the paired difference reaches the stated gap and its 95% interval excludes "
-            f"zero: exact McNemar on per-image outcomes for one seed, a paired t-interval over seeds for several ({PROTOCOL_DOC}, section 4).",
+            f"zero: exact McNemar on per-image outcomes for one seed, a paired t-interval over seeds for several ({PROTOCOL_DOC}, section 4)."
         ),
-        (
-            "table",
-            (
-                ["claim", "verdict", "our numbers"],
-                [[c.text, verdict_mark(c.verdict), c.evidence] for c in claim_results(cells)],
-            ),
+        Table(
+            ["claim", "verdict", "our numbers"],
+            [[c.text, verdict_mark(c.verdict), c.evidence] for c in claim_results(cells)],
         ),
     ]
     rows = differences(cells)
@@ -282,7 +278,7 @@ def _claims_section(cells: StudyCells, out: Path) -> list[Block]:
         caption = (
             "Paired difference and 95% interval of each claim (blue: above zero, vermilion: below, grey: includes zero)"
         )
-        blocks.append(("img", ("differences.png", caption)))
+        blocks.append(Image("differences.png", caption))
     return blocks
 
 
@@ -314,20 +310,19 @@ def build_study_report(
     own = Results(e for pair in cells.pairs() for e in cells.results(*pair).entries)
     write_exports(out, own)
 
-    blocks: list[Block] = [("h1", f"Study {study.name}: {study.dataset}")]
+    blocks: list[Block] = [Title(f"Study {study.name}: {study.dataset}")]
     if study.description:
-        blocks.append(("p", study.description))
+        blocks.append(Paragraph(study.description))
     blocks.append(
-        (
-            "p",
+        Paragraph(
             "Accuracy % with its 95% interval (Wilson for one training seed; over several, mean ± sd with a t-interval over the "
-            f"seeds). Attacks follow {PROTOCOL_DOC}, section 2, and run in fp32; every model is attacked on the same images.",
+            f"seeds). Attacks follow {PROTOCOL_DOC}, section 2, and run in fp32; every model is attacked on the same images."
         )
     )
     for training in regimes:
-        blocks.append(("h2", f"Accuracy: {training} training"))
+        blocks.append(Section(f"Accuracy: {training} training"))
         blocks += accuracy_blocks(cells, training)
-    blocks.append(("img", ("accuracy_vs_eps.png", "White-box accuracy against eps per training regime and attack")))
+    blocks.append(Image("accuracy_vs_eps.png", "White-box accuracy against eps per training regime and attack"))
     blocks += execution_blocks([(_name(m), m.info) for m in measured])
     blocks += _per_model_sections(cells, regimes, out, own)
     if study.claims:
@@ -340,9 +335,8 @@ def build_study_report(
     )
     blocks += _provenance(cells, command or f"dc-robust study {study.path}", missing, times)
     blocks.append(
-        (
-            "p",
-            "Machine-readable: results.csv, results.json (one row per result cell of these models, with its full identity).",
+        Paragraph(
+            "Machine-readable: results.csv, results.json (one row per result cell of these models, with its full identity)."
         )
     )
     return write_report(blocks, out, fmt)
