@@ -2,6 +2,7 @@
 
 import logging
 import sqlite3
+from dataclasses import replace
 
 import pytest
 
@@ -169,6 +170,29 @@ def test_an_older_schema_is_set_aside_with_a_warning(tmp_path, caplog):
         )
     }
     assert any(t.startswith("cells_v1_") for t in tables)
+
+
+def test_a_cell_keys_vocabulary_is_typed_and_keeps_its_stored_identity():
+    """Role, kind and threat read back from a store as strings become their members; the key, and so every stored
+    cell's reuse, is the same as with the strings (this hash is the key made before the vocabulary was typed)."""
+    from robustbench_dc.names import CellKind, Role, Threat
+
+    key = CellKey(
+        function="f",
+        dataset="digits",
+        data="d",
+        subset=Subset(10, 100, 0),
+        role="diagnostics",
+        kind="accuracy",
+        threat="white-box",
+        attack="fgsm",
+        eps=8 / 255,
+    )
+    assert (key.role, key.kind, key.threat) == (Role.DIAGNOSTICS, CellKind.ACCURACY, Threat.WHITE_BOX)
+    assert type(key.role) is Role and type(CellKey.from_dict(key.to_dict()).kind) is CellKind
+    assert key.store_key() == "d696242e16ba8e2b50d4dc4228eaba7c74acb77e04543292f2b0c600b6cefed7"
+    with pytest.raises(ValueError, match="unknown cell role 'tables'; valid: table, diagnostics, transfer-matrix"):
+        replace(key, role="tables")
 
 
 def test_store_cell_computes_once(store):

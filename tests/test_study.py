@@ -47,6 +47,10 @@ def test_shipped_studies_parse_and_plan():
         ({"attacks": ["fgsm", "deepfool"]}, "unknown attack 'deepfool'"),
         ({"claims": [{"better": "gated", "than": "nobody", "attack": "fgsm"}]}, "no model labelled 'nobody'"),
         ({"claims": [{"better": "gated", "than": "plain", "attack": "bim"}]}, "does not run"),
+        (
+            {"claims": [{"better": "gated", "than": "plain", "attack": "fgsm", "threat": "whitebox"}]},
+            r"claims\[0\]: a claim's threat is white-box or black-box, got 'whitebox'",
+        ),
         ({"models": [{"label": "a", "arch": "convnet-aig", "options": {"rate": 1}}]}, "takes no option rate"),
         ({"models": [{"label": "a", "checkpoint": "x.pt", "options": {"depth": 32}}]}, "apply to trained models only"),
         ({"training": {"model": "tanhconv"}}, r"\[training\]: unknown key model"),

@@ -40,9 +40,9 @@ from robustbench_dc.errors import UserError
 from robustbench_dc.files import atomic_write, environment
 from robustbench_dc.inference import predict
 from robustbench_dc.models.layers import with_normalization
-from robustbench_dc.names import Threat
+from robustbench_dc.names import CellKind, Role, Threat
 from robustbench_dc.progress import Progress, as_progress, counter
-from robustbench_dc.results.cells import ROLES, CellKey, Subset, attack_params, canonical_json
+from robustbench_dc.results.cells import CellKey, Subset, attack_params, canonical_json
 from robustbench_dc.results.store import ResultStore, StoredCell
 from robustbench_dc.stats import wilson_interval
 from robustbench_dc.targets import EvalModel, from_module
@@ -70,7 +70,7 @@ class _Context:
     target: EvalModel
     test: ImageDataset
     data: str
-    role: str
+    role: Role
     backend: str
     recompute: bool
     progress: Progress
@@ -97,7 +97,7 @@ class _Context:
         backend = carried_out_by(attack, self.backend)
         return self.key(
             subset,
-            kind="accuracy",
+            kind=CellKind.ACCURACY,
             threat=threat,
             attack=attack.name,
             params=attack_params(attack.params(eps)),
@@ -205,7 +205,7 @@ def result_row(cell: StoredCell, label: str, source_label: str = "") -> dict[str
     """A cell as one tidy row of its kind's frame (``Evaluation.accuracy`` or ``Evaluation.lipschitz``)."""
     k = cell.key
     common = {"model": label, "function": k.function[:12], "role": k.role}
-    if k.kind == "lipschitz":
+    if k.kind == CellKind.LIPSCHITZ:
         row = {**common, "estimate": k.attack, "eps": k.eps, "params": k.parameters, "images": k.subset.n}
         return {**row, "precision": k.precision, **cell.metrics, "seconds": cell.seconds, "cached": cell.cached}
     row = {**common, "threat": k.threat, "attack": k.attack, "eps": k.eps, "params": k.parameters}
@@ -481,7 +481,7 @@ class EvalSpec:
     lipschitz: bool = True
     lipschitz_n: int = 200
     backend: str = "torchattacks"
-    role: str = "table"
+    role: Role = Role.TABLE
     batch_size: int = DEFAULT_ATTACK_BATCH_SIZE
 
     def __post_init__(self) -> None:
@@ -502,8 +502,10 @@ class EvalSpec:
                 f"L2 attacks ({', '.join(l2_attacks)}) need their own eps: eps_l2= (--eps-l2), in L2 units of [0, 1] "
                 "pixels, e.g. 0.5"
             )
-        if self.role not in ROLES:
-            raise UserError(f"unknown role {self.role!r}; valid: {', '.join(ROLES)}")
+        try:
+            object.__setattr__(self, "role", Role(self.role))
+        except ValueError:
+            raise UserError(f"unknown role {self.role!r}; valid: {', '.join(Role)}") from None
         if self.batch_size < 1:
             raise UserError(f"batch_size must be >= 1, got {self.batch_size}")
 
@@ -565,7 +567,7 @@ def _accuracy_cells(
         )
 
     ctx.cell(
-        ctx.key(subset, kind="accuracy", threat="none", attack="none"),
+        ctx.key(subset, kind=CellKind.ACCURACY, threat=Threat.NONE, attack="none"),
         lambda: accuracy_metrics(predict(module, images, batch), labels),
     )
     for attack in spec.attacks:
@@ -701,7 +703,7 @@ def transfer_matrix(
                     data_dir=data_dir,
                     source=None if tgt.function_id == src.function_id else src,
                     lipschitz=False,
-                    role="transfer-matrix",
+                    role=Role.TRANSFER_MATRIX,
                     device=device,
                     progress=progress,
                 ).accuracy
@@ -735,8 +737,8 @@ def _lipschitz_cells(ctx: _Context, eps: float, n: int, seed: int) -> None:
     ctx.cell(
         ctx.key(
             subset,
-            kind="lipschitz",
-            threat="lipschitz",
+            kind=CellKind.LIPSCHITZ,
+            threat=Threat.LIPSCHITZ,
             attack="local",
             params=attack_params(local),
             eps=eps,
@@ -748,7 +750,11 @@ def _lipschitz_cells(ctx: _Context, eps: float, n: int, seed: int) -> None:
     )
     ctx.cell(
         ctx.key(
-            subset, kind="lipschitz", threat="lipschitz", attack="gradient-norm", params=attack_params({"norm": "l1"})
+            subset,
+            kind=CellKind.LIPSCHITZ,
+            threat=Threat.LIPSCHITZ,
+            attack="gradient-norm",
+            params=attack_params({"norm": "l1"}),
         ),
         lambda: lip.as_dict(lip.margin_gradient_norms(module, x, y, batch_size=ctx.batch_size)),
     )
@@ -756,8 +762,8 @@ def _lipschitz_cells(ctx: _Context, eps: float, n: int, seed: int) -> None:
     ctx.cell(
         ctx.key(
             Subset(0, len(ctx.test), 0),
-            kind="lipschitz",
-            threat="lipschitz",
+            kind=CellKind.LIPSCHITZ,
+            threat=Threat.LIPSCHITZ,
             attack="global",
             params=attack_params({"iterations": GLOBAL_BOUND_ITERATIONS}),
         ),

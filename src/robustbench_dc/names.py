@@ -21,6 +21,22 @@ class Threat(StrEnum):
     HEALTH = "health"
 
 
+class Role(StrEnum):
+    """What a result cell was computed for; each report section reads its own role only."""
+
+    TABLE = "table"  # Tables 7 and 8, a study's accuracy tables and its claims
+    DIAGNOSTICS = "diagnostics"
+    TRANSFER_MATRIX = "transfer-matrix"  # every source against every target; never in Tables 7 and 8
+
+
+class CellKind(StrEnum):
+    """What a result cell measures."""
+
+    ACCURACY = "accuracy"  # per-image outcomes of clean or attacked predictions
+    LIPSCHITZ = "lipschitz"  # an estimate of the model's Lipschitz constant
+    HEALTH = "health"  # a diagnostic's own measurement (loss curves, gradient statistics)
+
+
 class Status(StrEnum):
     """A diagnostic check's outcome."""
 

@@ -116,10 +116,15 @@ class ClaimSpec:
     than: str
     attack: str
     training: str = "natural"
-    threat: str = Threat.WHITE_BOX
+    threat: Threat = Threat.WHITE_BOX
     eps: float | None = None  # None: the study's table_eps
     by: float = 0.0
     text: str = ""
+
+    def __post_init__(self) -> None:
+        if self.threat not in (Threat.WHITE_BOX, Threat.BLACK_BOX):  # a typo would judge no cells: "not measured"
+            raise UserError(f"a claim's threat is {Threat.WHITE_BOX} or {Threat.BLACK_BOX}, got {self.threat!r}")
+        object.__setattr__(self, "threat", Threat(self.threat))
 
     def describe(self, table_eps: float) -> str:
         from robustbench_dc.names import eps_label
@@ -367,7 +372,10 @@ def _claims(raw: list[Any], labels: list[str], where: str) -> tuple[ClaimSpec, .
             k: _number(v, f"{what} eps") if k == "eps" else _expect(v, _CLAIM_KINDS[k], f"{what} {k}")
             for k, v in c.items()
         }
-        claim = ClaimSpec(**c)
+        try:
+            claim = ClaimSpec(**c)
+        except UserError as exc:
+            raise UserError(f"{what}: {exc}") from None
         for label in (claim.better, claim.than):
             if label not in labels:
                 raise UserError(f"{what}: no model labelled {label!r}; models: {', '.join(labels)}")

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from robustbench_dc.names import Status, Threat
+from robustbench_dc.names import CellKind, Status, Threat
 
 TOLERANCE = 0.02  # accuracy, as a fraction: 2 percentage points
 TABLE_WHITE_BOX = (
@@ -80,17 +80,17 @@ def measured_from_cells(cells: Iterable[Any], eps: float) -> Measured:
     sweep: dict[float, float] = {}
     for c in cells:
         k, x = c.key, c.metrics
-        if k.kind == "health":
+        if k.kind == CellKind.HEALTH:
             if k.attack == "direction":
                 m.direction = x
             else:
                 m.health = x
             continue
-        if k.kind == "lipschitz":
+        if k.kind == CellKind.LIPSCHITZ:
             if k.attack == "gradient-norm":
                 m.gradient = {"zero": x["zero_fraction"], "nonfinite": x["nonfinite_fraction"]}
             continue
-        if k.threat == "none":
+        if k.threat == Threat.NONE:
             m.n = int(x["n"])
             continue
         p = k.parameters

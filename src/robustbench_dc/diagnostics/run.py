@@ -38,6 +38,7 @@ from robustbench_dc.diagnostics.checks import (
 from robustbench_dc.errors import UserError
 from robustbench_dc.evaluation import evaluate
 from robustbench_dc.files import environment
+from robustbench_dc.names import CellKind, Role, Threat
 from robustbench_dc.ops.functional import patch_norm2d
 from robustbench_dc.ops.modules import DecoupledConv2d
 from robustbench_dc.perturb import input_gradient
@@ -200,7 +201,7 @@ def run_diagnostics(
         workspace=workspace,
         data_dir=data_dir,
         progress=progress,
-        role="diagnostics",
+        role=Role.DIAGNOSTICS,
         device=device,
         batch_size=batch_size,
     )
@@ -215,9 +216,9 @@ def run_diagnostics(
         dataset=dataset,
         data=full.content_sha256(),
         subset=Subset(len(test), len(full), 0),
-        role="diagnostics",
-        kind="health",
-        threat="health",
+        role=Role.DIAGNOSTICS,
+        kind=CellKind.HEALTH,
+        threat=Threat.HEALTH,
         attack="saturation",
     )
     direction = replace(
@@ -246,6 +247,6 @@ def run_diagnostics(
         cells = [
             c
             for c in store.cells(function=target.function_id)
-            if c.key.role == "diagnostics" and c.key.data == key.data and c.key.subset.n == key.subset.n
+            if c.key.role == Role.DIAGNOSTICS and c.key.data == key.data and c.key.subset.n == key.subset.n
         ]
     return diagnose(measured_from_cells(cells, eps)), cells

@@ -25,7 +25,7 @@ STRONG_CHECKS = (
 )
 
 #: (model, training, threat, attack) -> the aggregate the report shows in its tables, or None
-CellLookup = Callable[[str, str, str, str], Aggregate | None]
+CellLookup = Callable[[str, str, Threat, str], Aggregate | None]
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from robustbench_dc.results.query import Aggregate
 
 
 def plot_accuracy(
-    cell: Callable[[str, str, str, str, float | None], Aggregate | None],
+    cell: Callable[[str, str, Threat, str, float | None], Aggregate | None],
     models: list[str],
     eps_values: list[float],
     path: Path,

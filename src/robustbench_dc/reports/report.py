@@ -18,7 +18,7 @@ from robustbench_dc.diagnostics.checks import Diagnostic, diagnose, measured_fro
 from robustbench_dc.errors import UserError
 from robustbench_dc.files import atomic_write_bytes, output_dir
 from robustbench_dc.model_info import ModelInfo
-from robustbench_dc.names import Status, Threat, eps_label
+from robustbench_dc.names import CellKind, Role, Status, Threat, eps_label
 from robustbench_dc.paper import ATTACK_ROWS, PAPER_COLUMNS, PAPER_TRAINING, display, paper_tables, paper_value
 from robustbench_dc.protocol import PROTOCOL_SOURCE
 from robustbench_dc.reports.claims import STRONG_CHECKS, claims, compare, masking_notes, surviving_claims
@@ -50,7 +50,7 @@ class _Tables:
     def __init__(self, results: Results, eps: float, n: int) -> None:
         self.results, self.eps, self.n = results, eps, n
 
-    def __call__(self, model: str, training: str, threat: str, attack: str, eps: float | None = None):
+    def __call__(self, model: str, training: str, threat: Threat, attack: str, eps: float | None = None):
         return self.results.accuracy(model, training, attack, self.eps if eps is None else eps, threat=threat, n=self.n)
 
     def models(self) -> list[str]:
@@ -59,13 +59,13 @@ class _Tables:
 
 
 def _table_subset(results: Results, n: int | None) -> tuple[int, list[int]]:
-    sizes = results.where(role="table", kind="accuracy").subsets()
+    sizes = results.where(role=Role.TABLE, kind=CellKind.ACCURACY).subsets()
     if not sizes:
         raise UserError(
             "no table cells (role 'table') in the store for this selection: run dc-robust eval or reproduce first"
         )
     if n is None:
-        n = _default_subset(results.where(role="table", kind="accuracy"), sizes)
+        n = _default_subset(results.where(role=Role.TABLE, kind=CellKind.ACCURACY), sizes)
     elif n not in sizes:
         raise UserError(f"no table cells on {n} images; subsets in the store: {', '.join(map(str, sizes))}")
     return n, [s for s in sizes if s != n]
@@ -84,7 +84,7 @@ def _default_subset(table: Results, sizes: list[int]) -> int:
     return max(complete)
 
 
-def table7_8(cell: _Tables, threat: str, paper: pd.DataFrame, table: int) -> Table:
+def table7_8(cell: _Tables, threat: Threat, paper: pd.DataFrame, table: int) -> Table:
     models = cell.models()
     headers = ["training", "attack"]
     for m in models:
@@ -159,7 +159,7 @@ def lipschitz_table(
     ]
     rows, points = [], []
     for name, training, results in groups:
-        row, local = _lipschitz_row(name, training, results.where(role="table", kind="lipschitz"))
+        row, local = _lipschitz_row(name, training, results.where(role=Role.TABLE, kind=CellKind.LIPSCHITZ))
         if row:
             rows.append([show(name), *row])
         if local is not None:
@@ -325,7 +325,7 @@ def training_columns(m: ModelInfo) -> list[Any]:
 def _diagnostics(results: Results, eps: float) -> dict[tuple[str, str, int], list]:
     """Diagnostics per evaluated function (model, training, seed), judged from its stored cells."""
     by: dict[str, list[Entry]] = {}
-    for e in results.where(role="diagnostics").entries:
+    for e in results.where(role=Role.DIAGNOSTICS).entries:
         by.setdefault(e.key.function, []).append(e)
     out = {}
     for entries in by.values():
@@ -408,7 +408,7 @@ def _matrix_cell(entries: list[Entry], attack: str, source: str, target: str) ->
 def transfer_blocks(results: Results, eps: float, name: Callable[[str], str] | None = None) -> list[Block]:
     """The transfer matrix at ``eps`` from role ``transfer-matrix`` cells; ``name(function)`` names each model
     (default: its description in the store)."""
-    sel = results.where(role="transfer-matrix", kind="accuracy", eps=eps)
+    sel = results.where(role=Role.TRANSFER_MATRIX, kind=CellKind.ACCURACY, eps=eps)
     black = [e for e in sel.entries if e.key.threat == Threat.BLACK_BOX]
     if not black:
         return [Paragraph("No transfer matrix in the store.")]
@@ -468,7 +468,7 @@ def all_cells_blocks(results: Results) -> list[Block]:
     the attacks, models and subsets that Tables 7 and 8 have no place for (PGD, AutoAttack, Square, third-party
     models, other subset sizes) reach the report here."""
     rows = []
-    for group in results.where(role="table", kind="accuracy").groups():
+    for group in results.where(role=Role.TABLE, kind=CellKind.ACCURACY).groups():
         agg = aggregate(sorted(group, key=lambda e: e.seed or 0))
         if agg is None:
             continue
@@ -522,7 +522,7 @@ def provenance_blocks(
     items, then the data, attack backend, precision, device and threat model, the protocol and the evaluating
     environment of those cells, then ``tail``, the wall times; the attack parameters, the ``models`` table and the
     command that regenerates the report."""
-    table = [e for e in entries if e.key.role == "table" and e.key.kind == "accuracy"]
+    table = [e for e in entries if e.key.role == Role.TABLE and e.key.kind == CellKind.ACCURACY]
     sources = sorted({e.model.data_source for e in entries if e.model.data_source})
     params = sorted(
         {
@@ -561,7 +561,7 @@ def _provenance(
     results: Results, n: int, other_n: list[int], command: str, preset_note: str, stage_times: dict[str, float] | None
 ) -> list[Block]:
     """The paper template's provenance: its subset, its black-box source and its adversarial rows' regime."""
-    table = results.where(role="table")
+    table = results.where(role=Role.TABLE)
     times: dict[str, float] = {}
     models: dict[str, ModelInfo] = {}
     for e in results.entries:
@@ -643,7 +643,7 @@ def _select(
             f"no results for dataset {dataset!r}{'' if arch is None else f' arch {arch}'}{'' if width is None else f' width {width:g}'}"
         )
     n, other_n = _table_subset(results, n)
-    return results, _Tables(results.where(role="table"), eps, n), other_n
+    return results, _Tables(results.where(role=Role.TABLE), eps, n), other_n
 
 
 def summary_tables(

@@ -14,7 +14,7 @@ from robustbench_dc import names
 from robustbench_dc.diagnostics.checks import diagnose, measured_from_cells
 from robustbench_dc.files import output_dir
 from robustbench_dc.model_info import ModelInfo
-from robustbench_dc.names import Threat, eps_label
+from robustbench_dc.names import CellKind, Role, Threat, eps_label
 from robustbench_dc.protocol import PROTOCOL_SOURCE
 from robustbench_dc.reports.claims import Claim, compare, difference_claim
 from robustbench_dc.reports.plots import plot_accuracy, plot_differences
@@ -65,13 +65,13 @@ class StudyCells:
         return self._by.get((label, training), Results([]))
 
     def __call__(
-        self, label: str, training: str, threat: str, attack: str, eps: float | None = None
+        self, label: str, training: str, threat: Threat, attack: str, eps: float | None = None
     ) -> Aggregate | None:
         if attack == "none":
-            threat, eps = "none", None
+            threat, eps = Threat.NONE, None
         sel = self.results(label, training).where(
-            role="table",
-            kind="accuracy",
+            role=Role.TABLE,
+            kind=CellKind.ACCURACY,
             threat=threat,
             attack=attack,
             eps=eps,
@@ -189,7 +189,7 @@ def diagnostics_by_model(cells: StudyCells) -> list[tuple[_Measured, list]]:
         entries = [
             e
             for e in cells.results(m.target.label, m.target.training).entries
-            if e.key.function == m.function_id and e.key.role == "diagnostics"
+            if e.key.function == m.function_id and e.key.role == Role.DIAGNOSTICS
         ]
         if entries:
             out.append((m, diagnose(measured_from_cells(entries, cells.study.table_eps))))
@@ -251,7 +251,7 @@ def _per_model_sections(cells: StudyCells, regimes: list[str], out: Path, own: R
         blocks.append(Section("Label leaking"))
         blocks += label_leaking_blocks(cells, pairs, study.table_eps)
     names_of = {m.function_id: _name(m) for m in measured}
-    if any(e.key.role == "transfer-matrix" for e in own.entries):
+    if any(e.key.role == Role.TRANSFER_MATRIX for e in own.entries):
         blocks.append(Section("Transfer matrix (natural models)"))
         blocks += transfer_blocks(own, study.table_eps, name=lambda f: names_of.get(f, f[:12]))
     return blocks

@@ -11,11 +11,7 @@ import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from robustbench_dc.names import Threat
-
-ROLES = ("table", "diagnostics", "transfer-matrix")
-KINDS = ("accuracy", "lipschitz", "health")
-THREATS = tuple(Threat)
+from robustbench_dc.names import CellKind, Role, Threat
 
 
 def canonical_json(value: Any) -> str:
@@ -39,9 +35,9 @@ class CellKey:
     dataset: str
     data: str  # sha256 of the exact test split's pixels and labels
     subset: Subset
-    role: str  # "table", "diagnostics" or "transfer-matrix"
-    kind: str  # "accuracy", "lipschitz" or "health"
-    threat: str
+    role: Role
+    kind: CellKind
+    threat: Threat
     attack: str
     params: str = "{}"
     eps: float = 0.0
@@ -52,9 +48,12 @@ class CellKey:
     batch_size: int = 0  # images per attack batch, for randomised attacks (their draws follow the batching); else 0
 
     def __post_init__(self) -> None:
-        for name, valid in (("role", ROLES), ("kind", KINDS), ("threat", THREATS)):
-            if getattr(self, name) not in valid:
-                raise ValueError(f"unknown cell {name} {getattr(self, name)!r}; valid: {', '.join(valid)}")
+        for name, vocabulary in (("role", Role), ("kind", CellKind), ("threat", Threat)):
+            value = getattr(self, name)
+            try:  # a stored key reads back as strings: its members, typed (and equal to those strings)
+                object.__setattr__(self, name, vocabulary(value))
+            except ValueError:
+                raise ValueError(f"unknown cell {name} {value!r}; valid: {', '.join(vocabulary)}") from None
         json.loads(self.params)
 
     @property

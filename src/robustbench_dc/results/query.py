@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable
 
 from robustbench_dc.errors import UserError
 from robustbench_dc.model_info import UNKNOWN_MODEL, ModelInfo
-from robustbench_dc.names import Threat
+from robustbench_dc.names import CellKind, Role, Threat
 from robustbench_dc.protocol import protocol_source_config
 from robustbench_dc.results.cells import canonical_json
 from robustbench_dc.results.store import ResultStore, StoredCell, StudyTarget
@@ -147,9 +147,9 @@ class Results:
         *,
         model: str | None = None,
         training: str | None = None,
-        role: str | None = None,
-        kind: str | None = None,
-        threat: str | None = None,
+        role: Role | None = None,
+        kind: CellKind | None = None,
+        threat: Threat | None = None,
         attack: str | None = None,
         eps: float | None = None,
         function: str | None = None,
@@ -172,7 +172,7 @@ class Results:
         if width is not None:
             tests.append(lambda e: e.model.width is None or math.isclose(float(e.model.width), width))
         if n is not None:
-            tests.append(lambda e: e.key.kind != "accuracy" or e.key.subset.n == n)
+            tests.append(lambda e: e.key.kind != CellKind.ACCURACY or e.key.subset.n == n)
         if protocol_source is not None:
             tests.append(lambda e: e.protocol_source == protocol_source)
         return Results([e for e in self.entries if all(t(e) for t in tests)], self.targets)
@@ -210,19 +210,26 @@ class Results:
         attack: str,
         eps: float | None = None,
         *,
-        threat: str = Threat.WHITE_BOX,
-        role: str = "table",
+        threat: Threat = Threat.WHITE_BOX,
+        role: Role = Role.TABLE,
         **filters: Any,
     ) -> Aggregate | None:
         """Accuracy of ``model`` (zoo name or label) trained as ``training`` under ``attack`` at ``eps`` (clean:
         ``attack="none"``), aggregated over training seeds. Black-box cells: the protocol source only, unless
         ``protocol_source=False`` is given."""
         if attack == "none":
-            threat, eps = "none", None
+            threat, eps = Threat.NONE, None
         if threat == Threat.BLACK_BOX:
             filters.setdefault("protocol_source", True)
         sel = self.where(
-            model=model, training=training, role=role, kind="accuracy", threat=threat, attack=attack, eps=eps, **filters
+            model=model,
+            training=training,
+            role=role,
+            kind=CellKind.ACCURACY,
+            threat=threat,
+            attack=attack,
+            eps=eps,
+            **filters,
         )
         return sel.single(f"{model} {training} {threat} {attack}" + ("" if eps is None else f" at eps {eps:.4g}"))
 
@@ -234,7 +241,7 @@ class Results:
         return list(seen)
 
     def eps_values(self, threat: str = Threat.WHITE_BOX) -> list[float]:
-        return sorted({e.key.eps for e in self.entries if e.key.kind == "accuracy" and e.key.threat == threat})
+        return sorted({e.key.eps for e in self.entries if e.key.kind == CellKind.ACCURACY and e.key.threat == threat})
 
     def subsets(self) -> list[int]:
-        return sorted({e.key.subset.n for e in self.entries if e.key.kind == "accuracy"})
+        return sorted({e.key.subset.n for e in self.entries if e.key.kind == CellKind.ACCURACY})
