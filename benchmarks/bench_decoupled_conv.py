@@ -3,7 +3,8 @@ for each layout (NCHW, channels-last) and precision (fp32, bf16 autocast where s
 
     python benchmarks/bench_decoupled_conv.py [--batch 128] [--repeats 10] [--channels 64] [--compile]
 
-In the bf16 modes the input itself is bf16 (what a layer inside a bf16 network gets). Prints both times and their ratio per mode (goal: at most 1.25 in the default training mode); with
+In the bf16 modes the input itself is bf16 (what a layer inside a bf16 network gets). Prints both times and their ratio
+per mode (goal: at most 1.25 in the default training mode); with
 ``--compile`` also DecoupledConv2d through ``torch.compile`` (what ``TrainConfig.compile`` does to a network).
 """
 
@@ -66,7 +67,8 @@ def main() -> None:
                     t_compiled.append(time_fwd_bwd(compiled, x, args.repeats, bf16))
             conv_s, dc_s = min(t_conv), min(t_dc)
             mode = f"{'bf16' if bf16 else 'fp32'}, {'channels-last' if channels_last else 'NCHW'}"
-            line = f"{mode:20s} nn.Conv2d {conv_s * 1e3:7.1f} ms  DecoupledConv2d tanh {dc_s * 1e3:7.1f} ms  ratio {dc_s / conv_s:.3f} (goal <= 1.25)"
+            line = f"{mode:20s} nn.Conv2d {conv_s * 1e3:7.1f} ms  DecoupledConv2d tanh {dc_s * 1e3:7.1f} ms  "
+            line += f"ratio {dc_s / conv_s:.3f} (goal <= 1.25)"
             if t_compiled:
                 line += f" | compiled {min(t_compiled) * 1e3:7.1f} ms  ratio {min(t_compiled) / conv_s:.3f}"
             print(line, flush=True)

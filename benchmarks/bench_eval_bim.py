@@ -100,8 +100,8 @@ def main() -> None:
     eval_s, direct_s = min(t_eval), min(t_direct)
     print(f"torch {torch.__version__}, torchattacks {torchattacks.__version__}, threads {torch.get_num_threads()}")
     print(
-        f"model {target.label} ({args.checkpoint or 'freshly initialised'}), {dataset}, {len(images)} test images, "
-        f"BIM {STEPS} steps of {STEP * 255:g}/255 at eps {args.eps * 255:g}/255"
+        f"model {target.label} ({args.checkpoint or 'freshly initialised'}), {dataset}, {len(images)} test images, BIM "
+        f"{STEPS} steps of {STEP * 255:g}/255 at eps {args.eps * 255:g}/255"
     )
     print(
         f"correct under attack: evaluate {correct_eval}, torchattacks {correct_direct} of {len(images)}"
@@ -111,7 +111,8 @@ def main() -> None:
         f"robustbench_dc.evaluate  {eval_s:8.2f} s  (best of {args.repeats}: {', '.join(f'{t:.2f}' for t in t_eval)})"
     )
     print(
-        f"torchattacks.BIM direct  {direct_s:8.2f} s  (best of {args.repeats}: {', '.join(f'{t:.2f}' for t in t_direct)})"
+        f"torchattacks.BIM direct  {direct_s:8.2f} s  (best of {args.repeats}: "
+        f"{', '.join(f'{t:.2f}' for t in t_direct)})"
     )
     print(f"ratio {eval_s / direct_s:.3f} (goal <= 1.10)")
     if correct_eval != correct_direct:

@@ -1,10 +1,12 @@
 """Training throughput in the default mode against a plain fp32 NCHW PyTorch loop of the same network, in one run.
 
-    python benchmarks/bench_train_throughput.py [--steps 8] [--width 0.25] [--batch 128] [--compile] [--channels-last auto|yes|no]
+    python benchmarks/bench_train_throughput.py [--steps 8] [--width 0.25] [--batch 128] [--compile] [--channels-last
+auto|yes|no]
         [--models baseline,tanhconv] [--trainings natural,fgsm]
 
 For cnn9 (baseline and tanhconv) on 32x32 inputs, natural and FGSM training: images per second of
-``robustbench_dc.train``'s step (``batch_step``: ``training_batch`` + ``train_step`` in the mode ``train`` chooses for this
+``robustbench_dc.train``'s step (``batch_step``: ``training_batch`` + ``train_step`` in the mode ``train`` chooses for
+this
 device) and of a plain loop (fp32, NCHW, FGSM crafted with a plain gradient step). The two alternate, so both
 see the same machine load. Goals: default/plain >= 2.5 for both models; tanhconv time <= 1.3x baseline's.
 With ``--compile`` the fast side runs through ``torch.compile`` (``TrainConfig.compile``); the time its first
@@ -96,7 +98,8 @@ def measure(name: str, training: str, args, device) -> tuple[float, float, str]:
     return (
         statistics.median(f),
         statistics.median(p),
-        f"{mode.precision}, {'channels-last' if mode.channels_last else 'NCHW'}, {runner.outcome}, first round {warm:.0f} s",
+        f"{mode.precision}, {'channels-last' if mode.channels_last else 'NCHW'}, {runner.outcome}, first round "
+        f"{warm:.0f} s",
     )
 
 
@@ -124,7 +127,8 @@ def main() -> None:
     args = parser.parse_args()
     device = resolve_device(args.device)
     print(
-        f"torch {torch.__version__}, {describe_device(device)}, {torch.get_num_threads()} threads, cnn9 width {args.width:g}, batch {args.batch}"
+        f"torch {torch.__version__}, {describe_device(device)}, {torch.get_num_threads()} threads, cnn9 width "
+        f"{args.width:g}, batch {args.batch}"
     )
     seconds = {}
     for training in args.trainings.split(","):
@@ -132,7 +136,8 @@ def main() -> None:
             fast, plain, mode = measure(name, training, args, device)
             seconds[(name, training)] = 1 / fast
             print(
-                f"{name:9s} {training:8s} default ({mode}) {fast:7.0f} img/s | plain fp32 NCHW {plain:7.0f} img/s | ratio {fast / plain:.2f} (goal >= 2.5)",
+                f"{name:9s} {training:8s} default ({mode}) {fast:7.0f} img/s | plain fp32 NCHW {plain:7.0f} img/s | "
+                f"ratio {fast / plain:.2f} (goal >= 2.5)",
                 flush=True,
             )
     for training in [t for t in args.trainings.split(",") if ("tanhconv", t) in seconds and ("baseline", t) in seconds]:

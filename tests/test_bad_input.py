@@ -99,7 +99,8 @@ def test_factory_from_a_file_and_a_factory_that_raises(tmp_path):
     from tests.thirdparty import SmallNet
 
     (tmp_path / "mynet.py").write_text(
-        "from tests.thirdparty import SmallNet\n\ndef build():\n    return SmallNet()\n\ndef broken():\n    raise RuntimeError('no GPU here')\n"
+        "from tests.thirdparty import SmallNet\n\ndef build():\n    return SmallNet()\n\ndef broken():\n    raise "
+        "RuntimeError('no GPU here')\n"
     )
     torch.save(SmallNet().state_dict(), tmp_path / "w.pt")
     info = dataset_info("digits")
@@ -313,7 +314,8 @@ def test_a_failed_download_is_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(torchvision.datasets, "FashionMNIST", offline)
     with pytest.raises(
         DataNotFoundError,
-        match=r"could not download fashion-mnist into .* \(Error downloading train-images-idx3-ubyte.gz:\); check the network",
+        match=r"could not download fashion-mnist into .* \(Error downloading train-images-idx3-ubyte.gz:\); check the "
+        r"network",
     ):
         load_dataset("fashion-mnist", "test", tmp_path / "fm", download=True)
 
@@ -384,7 +386,8 @@ def _failing(exc):
 )
 def test_every_output_path_failure_is_one_line_naming_the_path(tmp_path, where, write, message):
     """Whatever the file system refuses (a folder in the way, a file where a folder should be, a full or
-    read-only disk, safetensors' own I/O error) comes out of atomic_write as a UserError, and no temporary file is left."""
+    read-only disk, safetensors' own I/O error) comes out of atomic_write as a UserError, and no temporary file is
+    left."""
     import errno
     import os
 

@@ -210,7 +210,8 @@ def test_evaluate_any_module_and_bad_input(digits_models, tmp_path):
     assert set(named["model"]) == {"mine"} and named["cached"].all()  # the label is a name, not identity
     with pytest.raises(
         UserError,
-        match="unknown attack .cw.; valid: fgsm, fgsm-pred, bim, pgd, bpda-pgd, pgd-smoothed, apgd-ce, apgd-dlr, autoattack, autoattack-ta, square",
+        match="unknown attack .cw.; valid: fgsm, fgsm-pred, bim, pgd, bpda-pgd, pgd-smoothed, apgd-ce, apgd-dlr, "
+        "autoattack, autoattack-ta, square",
     ):
         evaluate(module, dataset="digits", attacks=["cw"], workspace=tmp_path, source=None)
     with pytest.raises(UserError, match=r"eps must be in \[0, 1\]"):

@@ -1,4 +1,5 @@
-"""The L2 threat model (FGM and PGD-L2 on both backends, eps in L2 units, kept apart from L-inf) and test data from a DataLoader."""
+"""The L2 threat model (FGM and PGD-L2 on both backends, eps in L2 units, kept apart from L-inf) and test data from a
+DataLoader."""
 
 import pytest
 import torch

@@ -97,7 +97,8 @@ def test_no_module_imports_a_higher_layer():
             )
             if layer(target) > layer(me):
                 wrong.append(
-                    f"{path.relative_to(SRC.parent)}:{line} ({LAYERS[layer(me)][0]}) imports {target} ({LAYERS[layer(target)][0]})"
+                    f"{path.relative_to(SRC.parent)}:{line} ({LAYERS[layer(me)][0]}) imports {target} "
+                    f"({LAYERS[layer(target)][0]})"
                 )
     assert not wrong, "\n".join(wrong)
 

@@ -9,14 +9,11 @@ def test_attacking_imports_neither_requests_nor_torchvision():
     torchvision imported (only a dataset download needs it), so a CPU torch beside a torchvision that cannot load
     still evaluates."""
     code = (
-        "import sys, torch\n"
-        "from robustbench_dc.attacks import get_attack, run_attack\n"
-        "import torchattacks\n"
-        "model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3)).eval()\n"
-        "x, y = torch.rand(4, 3, 2, 2), torch.tensor([0, 1, 2, 0])\n"
-        "for name in ('fgsm', 'bim', 'pgd', 'square'):\n"
-        "    run_attack(get_attack(name), model, x, y, 8 / 255, backend='torchattacks')\n"
-        "print('requests' in sys.modules, 'torchvision' in sys.modules)\n"
+        "import sys, torch\nfrom robustbench_dc.attacks import get_attack, run_attack\nimport torchattacks\nmodel = "
+        "torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3)).eval()\nx, y = torch.rand(4, 3, 2, 2), "
+        "torch.tensor([0, 1, 2, 0])\nfor name in ('fgsm', 'bim', 'pgd', 'square'):\n    run_attack(get_attack(name), "
+        "model, x, y, 8 / 255, backend='torchattacks')\nprint('requests' in sys.modules, 'torchvision' in "
+        "sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr

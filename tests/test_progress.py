@@ -88,7 +88,8 @@ def test_a_progress_that_is_not_callable_is_refused_with_the_fix():
 
 
 class _Sure(nn.Module):
-    """Class 0 by a wide margin whatever the input: no attack within 8/255 flips it, so AutoAttack runs all four parts."""
+    """Class 0 by a wide margin whatever the input: no attack within 8/255 flips it, so AutoAttack runs all four
+    parts."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = torch.zeros(x.shape[0], 10) + 1e-3 * x.flatten(1).sum(1, keepdim=True)

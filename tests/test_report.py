@@ -81,8 +81,8 @@ def test_report_has_tables_paper_numbers_claims_and_plots(small_store, tmp_path,
         only_a = sum(x == "1" and y == "0" for x, y in zip(a, b))
         only_b = sum(x == "0" and y == "1" for x, y in zip(a, b))
         assert (
-            f"exact McNemar p = {mcnemar_exact(only_a, only_b):.2g}; right only under the first: {only_a} images, only under the second: {only_b}"
-            in text
+            f"exact McNemar p = {mcnemar_exact(only_a, only_b):.2g}; right only under the first: {only_a} images, only "
+            f"under the second: {only_b}" in text
         )
 
 

@@ -155,8 +155,8 @@ def test_report_refuses_to_mix_subsets_and_notes_the_ones_left_out(store, tmp_pa
 def test_an_older_schema_is_set_aside_with_a_warning(tmp_path, caplog):
     conn = sqlite3.connect(tmp_path / "results.sqlite")
     conn.executescript(
-        "CREATE TABLE cells (key TEXT PRIMARY KEY, model_sha256 TEXT, kind TEXT, identity TEXT, metrics TEXT, seconds REAL, created TEXT);"
-        "INSERT INTO cells VALUES ('k', 'm', 'accuracy', '{}', '{}', 1.0, 'now');"
+        "CREATE TABLE cells (key TEXT PRIMARY KEY, model_sha256 TEXT, kind TEXT, identity TEXT, metrics TEXT, seconds "
+        "REAL, created TEXT);INSERT INTO cells VALUES ('k', 'm', 'accuracy', '{}', '{}', 1.0, 'now');"
     )
     conn.commit()
     conn.close()
@@ -404,8 +404,9 @@ def test_many_processes_opening_and_writing_one_new_store(tmp_path):
     import sys
 
     code = (
-        "import sys; from pathlib import Path; from tests.test_results import key, put; from robustbench_dc.results.store import ResultStore\n"
-        "with ResultStore(Path(sys.argv[1])) as s:\n    [put(s, key(f'f{sys.argv[2]}', n=10 + i), 0.5) for i in range(40)]"
+        "import sys; from pathlib import Path; from tests.test_results import key, put; from "
+        "robustbench_dc.results.store import ResultStore\nwith ResultStore(Path(sys.argv[1])) as s:\n    [put(s, "
+        "key(f'f{sys.argv[2]}', n=10 + i), 0.5) for i in range(40)]"
     )
     procs = [
         subprocess.Popen([sys.executable, "-c", code, str(tmp_path), str(i)], stderr=subprocess.PIPE, text=True)

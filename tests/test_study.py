@@ -226,7 +226,8 @@ def test_a_study_runs_no_factory_code_without_trust(tmp_path):
     (tmp_path / "weights.pt").write_bytes(b"")
     study_file = tmp_path / "sent.toml"
     study_file.write_text(
-        'name = "sent"\ndataset = "digits"\n[[models]]\nlabel = "theirs"\ncheckpoint = "weights.pt"\nfactory = "evil.py:build"\n'
+        'name = "sent"\ndataset = "digits"\n[[models]]\nlabel = "theirs"\ncheckpoint = "weights.pt"\nfactory = '
+        '"evil.py:build"\n'
     )
     r = run_cli("study", str(study_file), "--workspace", str(tmp_path / "ws"), "--no-progress", cwd=tmp_path.parent)
     assert r.returncode == 2 and "--trust-code" in r.stderr and not marker.exists()

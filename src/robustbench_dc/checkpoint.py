@@ -149,8 +149,8 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[Network, Card]:
     digest = sha256_file(weights)
     if digest != card.weights.sha256:
         raise CheckpointError(
-            f"{weights}: sha256 {digest[:16]}... does not match the card's {card.weights.sha256[:16]}...; "
-            "the file is corrupt, truncated or was replaced. Retrain (delete the directory) or restore it."
+            f"{weights}: sha256 {digest[:16]}... does not match the card's {card.weights.sha256[:16]}...; the file is "
+            "corrupt, truncated or was replaced. Retrain (delete the directory) or restore it."
         )
     try:
         spec = ModelSpec.from_dict(card.model)
@@ -249,11 +249,12 @@ def resolve_checkpoint(
         ws, dataset=dataset, model=str(name_or_path), training=training, arch=arch, width=width, seed=seed
     )
     if not found:
-        hint = f"train it: dc-robust train --model {name_or_path} --dataset {dataset} --training {training.split('-eps')[0]} --seed {seed}"
+        regime = training.split("-eps")[0]
+        hint = f"train it: dc-robust train --model {name_or_path} --dataset {dataset} --training {regime} --seed {seed}"
         raise CheckpointError(
-            f"no checkpoint for model={name_or_path} dataset={dataset} training={training} seed={seed}"
-            f"{'' if arch is None else f' arch={arch}'}{'' if width is None else f' width={width:g}'} in {models_dir(ws)}; "
-            f"{hint} (or list the store: dc-robust models)"
+            f"no checkpoint for model={name_or_path} dataset={dataset} training={training} "
+            f"seed={seed}{'' if arch is None else f' arch={arch}'}{'' if width is None else f' width={width:g}'} in "
+            f"{models_dir(ws)}; {hint} (or list the store: dc-robust models)"
         )
     if len(found) > 1:
         listing = ", ".join(p.name for p in found)
@@ -280,7 +281,8 @@ def load_model(
     workspace: str | os.PathLike | None = None,
     device: str | torch.device | None = "cpu",
 ) -> Network:
-    """A trained model, rebuilt from its checkpoint card, in eval mode, on ``device`` (``auto``: CUDA, else MPS, else CPU).
+    """A trained model, rebuilt from its checkpoint card, in eval mode, on ``device`` (``auto``: CUDA, else MPS, else
+    CPU).
 
     ``load_model("tanhconv", dataset="cifar10", training="fgsm", seed=0)`` looks in the workspace's model store;
     a path to a checkpoint directory or card loads that checkpoint.

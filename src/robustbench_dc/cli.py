@@ -95,7 +95,8 @@ def parse_option(text: str) -> tuple[str, Any]:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--workspace",
-        help="directory for models, results and reports (default: $DC_ROBUST_WORKSPACE, else ~/.local/share/robustbench-dc)",
+        help="directory for models, results and reports (default: $DC_ROBUST_WORKSPACE, else "
+        "~/.local/share/robustbench-dc)",
     )
     p.add_argument(
         "--device", default="auto", help="auto (CUDA, else MPS, else CPU), cpu, cuda, cuda:N or mps (default: auto)"
@@ -115,8 +116,8 @@ def _common(p: argparse.ArgumentParser) -> None:
         type=_threads,
         default=None,
         help="intra-op CPU threads, or 'auto': the usable CPUs (affinity, cgroup quota, OMP_NUM_THREADS) that other "
-        "processes leave free when the command starts (default: auto for a command that runs models; an integer "
-        "pins the count, and so the bits, whatever else runs)",
+        "processes leave free when the command starts (default: auto for a command that runs models; an integer pins "
+        "the count, and so the bits, whatever else runs)",
     )
 
 
@@ -191,7 +192,8 @@ def _add_train(sub) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="after each epoch, FGSM and PGD-10 accuracy on N fixed training images, in the card (catastrophic overfitting; default 0: off)",
+        help="after each epoch, FGSM and PGD-10 accuracy on N fixed training images, in the card (catastrophic "
+        "overfitting; default 0: off)",
     )
     p.add_argument("--seed", type=int, default=0, help="training seed (weights, data order, augmentation)")
     p.add_argument("--train-subset", type=int, default=None, help="train on this many images (a fixed seeded subset)")
@@ -200,7 +202,8 @@ def _add_train(sub) -> None:
         "--recalibration-batches",
         type=int,
         default=None,
-        help="after training, recompute BatchNorm and radius statistics over this many training batches (0: off; standard: 50)",
+        help="after training, recompute BatchNorm and radius statistics over this many training batches (0: off; "
+        "standard: 50)",
     )
     p.add_argument(
         "--precision",
@@ -221,8 +224,9 @@ def _compile_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--compile",
         action="store_true",
-        help="train through torch.compile (inductor; first steps compile for a minute or so): faster steps for decoupled networks, "
-        "slower for short runs (BENCHMARKS.md); falls back to eager where compiling fails; recorded in the card (default: off)",
+        help="train through torch.compile (inductor; first steps compile for a minute or so): faster steps for "
+        "decoupled networks, slower for short runs (BENCHMARKS.md); falls back to eager where compiling fails; "
+        "recorded in the card (default: off)",
     )
 
 
@@ -318,8 +322,8 @@ def _add_eval(sub) -> None:
         "--source",
         default="auto",
         help="black-box source: 'auto' (for a zoo model the protocol source: natural baseline of the same recipe, "
-        "seed + 1, trained first if missing; for another model none), 'default' (the protocol source), 'none', "
-        "a zoo name or a checkpoint path",
+        "seed + 1, trained first if missing; for another model none), 'default' (the protocol source), 'none', a zoo "
+        "name or a checkpoint path",
     )
     p.add_argument("--no-lipschitz", action="store_true", help="skip the Lipschitz estimates")
     p.add_argument("--recompute", action="store_true", help="recompute cells already in the result store")
@@ -394,13 +398,15 @@ def _add_reproduce(sub) -> None:
         "--preset",
         default="smoke",
         choices=list(PRESETS),
-        help="smoke: digits, minutes; quick: CIFAR-10, about 30 minutes on 2 CPU cores; paper: full width, for one GPU; "
-        "paper-cpu: paper-strength half-width networks by the fast recipe, hours per seed on 2 CPU cores (default: smoke)",
+        help="smoke: digits, minutes; quick: CIFAR-10, about 30 minutes on 2 CPU cores; paper: full width, for one "
+        "GPU; paper-cpu: paper-strength half-width networks by the fast recipe, hours per seed on 2 CPU cores "
+        "(default: smoke)",
     )
     p.add_argument(
         "--seeds",
         default=None,
-        help="comma-separated training seeds, e.g. 0,1,2 (default: the preset's: 0 for smoke, 0,1,2 for quick and paper)",
+        help="comma-separated training seeds, e.g. 0,1,2 (default: the preset's: 0 for smoke, 0,1,2 for quick and "
+        "paper)",
     )
     p.add_argument("--out", help="report directory (default WORKSPACE/reports/PRESET)")
     p.add_argument(
@@ -445,7 +451,8 @@ def _executor(args: argparse.Namespace):
 def _add_merge(sub) -> None:
     p = sub.add_parser(
         "merge",
-        help="copy the result cells and checkpoints of workspaces computed apart (other seeds, other machines) into one",
+        help="copy the result cells and checkpoints of workspaces computed apart (other seeds, other machines) into "
+        "one",
     )
     p.add_argument(
         "sources",
@@ -835,8 +842,8 @@ def _records(args: argparse.Namespace, target, result) -> None:
         print(f"model records: {len(written)} files in {args.save_model_record}", file=sys.stderr)
         if records and not any(robustbench_record(r) for r in records):
             print(
-                "note: no RobustBench model_info file: RobustBench ranks by AutoAttack, which did not run "
-                "(--attacks autoattack); our own records are in the dc-robust/ folder there",
+                "note: no RobustBench model_info file: RobustBench ranks by AutoAttack, which did not run (--attacks "
+                "autoattack); our own records are in the dc-robust/ folder there",
                 file=sys.stderr,
             )
     if target.is_zoo and records and target.info.checkpoint_dir:
@@ -971,7 +978,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     def on_epoch(s) -> None:
         bars[0].write(
-            f"epoch {s.epoch}/{s.epochs}: loss {s.loss:.4f}  train acc {100 * s.accuracy:.2f}%  {s.images_per_s:.0f} img/s  {s.seconds:.1f}s"
+            f"epoch {s.epoch}/{s.epochs}: loss {s.loss:.4f}  train acc {100 * s.accuracy:.2f}%  {s.images_per_s:.0f} "
+            f"img/s  {s.seconds:.1f}s"
         )
 
     directory = train(
@@ -987,8 +995,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         bar.close()
     card = read_card(directory)
     print(
-        f"{config.model} ({config.arch_label}, width {config.width:g}) on {config.dataset}, {config.training_label}, seed {config.seed}: "
-        f"clean test accuracy {100 * card.clean_test_accuracy:.2f}% on {card.test_images} images"
+        f"{config.model} ({config.arch_label}, width {config.width:g}) on {config.dataset}, {config.training_label}, "
+        f"seed {config.seed}: clean test accuracy {100 * card.clean_test_accuracy:.2f}% on {card.test_images} images"
     )
     print(f"checkpoint: {directory}")
     return 0

@@ -244,9 +244,9 @@ def _idx_dataset(info: DatasetInfo, split: str, data_dir, download: bool) -> Ima
             else ""
         )
         raise DataNotFoundError(
-            f"{info.name} ({split}) not found; looked for {image_stem}[.gz] and {label_stem}[.gz] in:\n  {looked}\n"
-            f"To get it: {hint}put the four IDX files in a directory and pass --data-dir DIR, "
-            f"or pass --data-dir DIR --download."
+            f"{info.name} ({split}) not found; looked for {image_stem}[.gz] and {label_stem}[.gz] in:\n  {looked}\nTo "
+            f"get it: {hint}put the four IDX files in a directory and pass --data-dir DIR, or pass --data-dir DIR "
+            "--download."
         )
     images, labels = _read_idx(image_path), _read_idx(label_path)
     if images.ndim != 3 or labels.shape[0] != images.shape[0]:
@@ -272,16 +272,16 @@ def _download(fetch, name: str, into) -> None:
     except (RuntimeError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataNotFoundError(
-            f"could not download {name} into {into} ({first}); check the network, or put the files there "
-            "yourself and run again without --download"
+            f"could not download {name} into {into} ({first}); check the network, or put the files there yourself and "
+            "run again without --download"
         ) from exc
 
 
 def _cifar10(info: DatasetInfo, split: str, data_dir, download: bool, cache_dir) -> ImageDataset:
     if data_dir is None:
         raise DataNotFoundError(
-            "cifar10 needs --data-dir DIR: a directory holding torchvision's cifar-10-batches-py/, or an image "
-            "tree DIR/train/<class>/*.png|jpg and DIR/test/<class>/...; add --download to fetch torchvision's copy"
+            "cifar10 needs --data-dir DIR: a directory holding torchvision's cifar-10-batches-py/, or an image tree "
+            "DIR/train/<class>/*.png|jpg and DIR/test/<class>/...; add --download to fetch torchvision's copy"
         )
     root = Path(data_dir)
     batches = root / "cifar-10-batches-py"

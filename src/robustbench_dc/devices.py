@@ -42,11 +42,13 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
         if not torch.cuda.is_available():
             build = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "built without CUDA"
             raise UserError(
-                f"--device {spec}: no CUDA GPU is available (torch {torch.__version__} is {build}); use --device cpu or auto"
+                f"--device {spec}: no CUDA GPU is available (torch {torch.__version__} is {build}); use --device cpu "
+                "or auto"
             )
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise UserError(
-                f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) here (cuda:0..cuda:{torch.cuda.device_count() - 1})"
+                f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) here "
+                f"(cuda:0..cuda:{torch.cuda.device_count() - 1})"
             )
     elif device.type == "mps":
         if not _mps_available():
@@ -234,8 +236,9 @@ def training_mode(
         raise UserError("fp16 training (with a gradient scaler) needs a CUDA device; use bf16 or fp32 on the CPU")
     if channels_last and device.type == "cpu" and hazard:
         raise UserError(
-            f"channels-last training on the CPU is unsafe for this network's {hazard}: oneDNN computes its gradient wrongly "
-            "on some CPUs; use --channels-last no (a study: channels_last = false), or a width with at least 8 channels there"
+            f"channels-last training on the CPU is unsafe for this network's {hazard}: oneDNN computes its gradient "
+            "wrongly on some CPUs; use --channels-last no (a study: channels_last = false), or a width with at least "
+            "8 channels there"
         )
     if channels_last is None:
         channels_last = device.type == "cuda" or (device.type == "cpu" and not decoupled and hazard is None)

@@ -130,8 +130,9 @@ class _Context:
                 now = _state(self.target.module)
                 if len(now) != len(self.weights) or any(not torch.equal(a, b) for a, b in zip(now, self.weights)):
                     raise UserError(
-                        f"{self.target.label}: the model changed its weights or buffers while it was evaluated (in its forward "
-                        "pass?); a number computed so belongs to no fixed function. Make its forward pass leave its state alone"
+                        f"{self.target.label}: the model changed its weights or buffers while it was evaluated (in its "
+                        "forward pass?); a number computed so belongs to no fixed function. Make its forward pass "
+                        "leave its state alone"
                     )
             return out
 
@@ -336,8 +337,8 @@ def input_mistake_hint(target: EvalModel, result: Evaluation, *, normalised: boo
         return (
             f"clean accuracy is only {100 * acc:.1f}%. If the model expects normalised inputs, pass --mean/--std "
             f"({result.dataset}'s: --mean {','.join(f'{m:g}' for m in info.mean)} --std "
-            f"{','.join(f'{s:g}' for s in info.std)}); inputs are pixels in [0, 1], so a model trained on 0-255 "
-            "pixels needs its own scaling in front"
+            f"{','.join(f'{s:g}' for s in info.std)}); inputs are pixels in [0, 1], so a model trained on 0-255 pixels "
+            "needs its own scaling in front"
         )
     return ""
 
@@ -358,7 +359,8 @@ def _eps_values(eps: float | str | Sequence[float | str]) -> list[float]:
 
 class ModelContract(nn.Module):
     """The evaluated model behind a check of every batch it is given: floating-point (N, classes) logits for N
-    images (every accuracy is counted through it, the clean one and each attack's). A model that gives 11 logits for larger batches, or integer "logits" (no gradient, so no attack
+    images (every accuracy is counted through it, the clean one and each attack's). A model that gives 11 logits for
+    larger batches, or integer "logits" (no gradient, so no attack
     moves anything), would otherwise score a number that means nothing."""
 
     def __init__(self, model: nn.Module, classes: int, foreign: bool = False) -> None:
@@ -379,11 +381,13 @@ class ModelContract(nn.Module):
         if not isinstance(out, Tensor) or out.ndim != 2 or out.shape != (x.shape[0], self.classes):
             shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
             raise UserError(
-                f"the model's output has shape {shape} on a batch of {x.shape[0]} images; every batch needs ({x.shape[0]}, {self.classes}) logits"
+                f"the model's output has shape {shape} on a batch of {x.shape[0]} images; every batch needs "
+                f"({x.shape[0]}, {self.classes}) logits"
             )
         if not out.is_floating_point():
             raise UserError(
-                f"the model's outputs are {out.dtype}, not floating-point logits: no attack can follow their gradient; return the logits"
+                f"the model's outputs are {out.dtype}, not floating-point logits: no attack can follow their gradient; "
+                "return the logits"
             )
         return out
 
@@ -401,9 +405,9 @@ def check_deterministic(module: nn.Module, images: Tensor) -> None:
         first, second = module(x.clone()), module(x.clone())
     if not torch.allclose(first, second, rtol=1e-4, atol=1e-6):
         raise UserError(
-            "the model's outputs differ between two passes over the same images (randomised at test time: noise, dropout, "
-            "sampling?); its accuracy is a random variable this suite does not store as one function. Evaluate a "
-            "deterministic version (eval mode, no test-time randomness)"
+            "the model's outputs differ between two passes over the same images (randomised at test time: noise, "
+            "dropout, sampling?); its accuracy is a random variable this suite does not store as one function. "
+            "Evaluate a deterministic version (eval mode, no test-time randomness)"
         )
 
 
@@ -421,7 +425,8 @@ def _from_loader(loader: Iterable[Any]) -> tuple[Tensor, Tensor]:
     for i, batch in enumerate(loader):
         if not isinstance(batch, (tuple, list)) or len(batch) < 2 or not all(isinstance(t, Tensor) for t in batch[:2]):
             raise UserError(
-                f"loader batch {i} is a {type(batch).__name__}, not (images, labels) tensors; wrap your dataset to yield them"
+                f"loader batch {i} is a {type(batch).__name__}, not (images, labels) tensors; wrap your dataset to "
+                "yield them"
             )
         xs.append(batch[0].detach().cpu())
         ys.append(batch[1].detach().cpu())
@@ -437,7 +442,8 @@ def tensor_dataset(x: Tensor | None, y: Tensor | None) -> ImageDataset:
         raise UserError("x and y must be tensors: images (N, C, H, W) and labels (N,)")
     if x.ndim != 4 or y.ndim != 1 or y.shape[0] != x.shape[0] or x.shape[0] == 0:
         raise UserError(
-            f"x must be (N, C, H, W) images and y (N,) labels with the same N > 0; got x {tuple(x.shape)}, y {tuple(y.shape)}"
+            f"x must be (N, C, H, W) images and y (N,) labels with the same N > 0; got x {tuple(x.shape)}, y "
+            f"{tuple(y.shape)}"
         )
     if y.dtype.is_floating_point or int(y.min()) < 0:
         raise UserError("y must hold class indices (integers >= 0)")
@@ -445,8 +451,8 @@ def tensor_dataset(x: Tensor | None, y: Tensor | None) -> ImageDataset:
         x = x.detach().cpu().float()
         if float(x.min()) < 0 or float(x.max()) > 1:
             raise UserError(
-                f"x must hold pixels in [0, 1] (found {float(x.min()):.3g} to {float(x.max()):.3g}): pass unnormalised images "
-                "and give the model's normalisation as mean=/std=; divide 0-255 images by 255"
+                f"x must hold pixels in [0, 1] (found {float(x.min()):.3g} to {float(x.max()):.3g}): pass unnormalised "
+                "images and give the model's normalisation as mean=/std=; divide 0-255 images by 255"
             )
         scaled = x * 255
         if not torch.allclose(scaled, scaled.round(), atol=1e-3):
@@ -534,7 +540,8 @@ def _test_data(
     """The dataset's name and, for the caller's own images, the dataset made of them (None for a named one)."""
     if sum([dataset is not None, x is not None or y is not None, loader is not None]) != 1:
         raise UserError(
-            "give the test data one way: dataset=NAME, x=IMAGES with y=LABELS, or loader= (batches of images and labels)"
+            "give the test data one way: dataset=NAME, x=IMAGES with y=LABELS, or loader= (batches of images and "
+            "labels)"
         )
     if loader is not None:
         x, y = _from_loader(loader)
@@ -622,8 +629,8 @@ def evaluate(
     target = as_target(model, label=label, mean=mean, std=std)
     if any(isinstance(a, BPDA) and not a.straight_through for a in spec.attacks) and not has_surrogate(target.module):
         raise UserError(
-            f"bpda-pgd on {target.label!r} would be plain PGD with the same seed: it has no decoupled layer or hard decision "
-            "to give a surrogate gradient; name its non-differentiable parts with --straight-through NAME "
+            f"bpda-pgd on {target.label!r} would be plain PGD with the same seed: it has no decoupled layer or hard "
+            "decision to give a surrogate gradient; name its non-differentiable parts with --straight-through NAME "
             "(Python: BPDA(straight_through=(NAME,))), or use pgd"
         )
     dataset, own = _test_data(dataset, x, y, loader)

@@ -189,7 +189,8 @@ def _ray_train(
     threads: int,
     train_function: Callable[..., Path],
 ) -> tuple[str, dict[str, bytes]]:
-    """A training task: the checkpoint's path relative to the workspace, and its files unless the workspace is shared."""
+    """A training task: the checkpoint's path relative to the workspace, and its files unless the workspace is
+    shared."""
     import torch
 
     torch.set_num_threads(threads)

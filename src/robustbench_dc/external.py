@@ -156,8 +156,8 @@ def _read_torch_state(path: Path) -> dict[str, torch.Tensor]:
             ) from exc
         raise CheckpointError(
             f"{path}: refused to load: the file holds pickled Python objects beyond tensors (a full module, or "
-            f"something that would run code when unpickled). Save a state dict instead (torch.save(model.state_dict(), ...)), "
-            f"or pass --trust-checkpoint if you trust the file's author"
+            "something that would run code when unpickled). Save a state dict instead (torch.save(model.state_dict(), "
+            "...)), or pass --trust-checkpoint if you trust the file's author"
         ) from exc
     except Exception as exc:  # noqa: BLE001  (the unpickler raises anything on damaged bytes; it never runs code here)
         raise CheckpointError(
@@ -277,7 +277,8 @@ def _check_dataset_fit(info: DatasetInfo, num_classes: int | None, input_size: i
         raise UserError(f"--num-classes {num_classes} does not match {info.name}, which has {info.num_classes} classes")
     if input_size is not None and input_size != info.input_size:
         raise UserError(
-            f"--input-size {input_size} does not match {info.name}, whose images are {info.input_size}x{info.input_size}"
+            f"--input-size {input_size} does not match {info.name}, whose images are "
+            f"{info.input_size}x{info.input_size}"
         )
 
 

@@ -26,8 +26,8 @@ def predict(model: nn.Module, images: Tensor, batch_size: int = DEFAULT_BATCH_SI
         if not torch.isfinite(logits).all():
             bad = int((~torch.isfinite(logits)).any(1).sum())
             raise UserError(
-                f"the model's outputs are not finite (NaN or inf) on {bad} of {logits.shape[0]} images of a batch; "
-                "a number computed from them would be meaningless (check the model and its input range)"
+                f"the model's outputs are not finite (NaN or inf) on {bad} of {logits.shape[0]} images of a batch; a "
+                "number computed from them would be meaningless (check the model and its input range)"
             )
         out.append(logits.argmax(1).cpu())
     return torch.cat(out) if out else torch.empty(0, dtype=torch.int64)

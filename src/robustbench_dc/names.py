@@ -1,4 +1,5 @@
-"""The names users type (and how an eps is written), in one torch-free place: the command line builds its choices from them without
+"""The names users type (and how an eps is written), in one torch-free place: the command line builds its choices from
+them without
 importing torch (``--help`` stays fast), and each module that implements them checks it implements exactly
 these at import.
 """

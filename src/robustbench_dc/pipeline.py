@@ -275,7 +275,8 @@ def run_study(
     on_progress: Callable[[str], None] | None = None,
 ) -> dict[str, float]:
     """Run every stage of ``plan(study)`` not already done: trainings and evaluations on ``executor`` (default: this
-    process), then the transfer matrix and the eps match here. Returns the wall time of each kind (seconds, this run)."""
+    process), then the transfer matrix and the eps match here. Returns the wall time of each kind (seconds, this
+    run)."""
     ws = workspace_dir(workspace)
     the_plan = plan(study)
     check_one_precision(study, the_plan.trainings, ws, device)
@@ -322,9 +323,10 @@ def check_one_precision(study: Study, configs: list[TrainConfig], ws: Path, devi
     other = sorted(label for label, precision in finished.items() if precision != here)
     if other:
         raise UserError(
-            f"study {study.name!r}: {len(other)} of its finished trainings ran in {finished[other[0]]} ({', '.join(other[:3])}"
-            f"{', ...' if len(other) > 3 else ''}), and this {dev} would train the rest in {here}; one study's models share one "
-            "precision (its report never averages or pairs other recipes). Go on where that precision is supported, or set "
+            f"study {study.name!r}: {len(other)} of its finished trainings ran in {finished[other[0]]} "
+            f"({', '.join(other[:3])}{', ...' if len(other) > 3 else ''}), and this {dev} would train the rest in "
+            f"{here}; one study's models share one precision (its report never averages or pairs other recipes). Go on "
+            "where that precision is supported, or set "
             f'precision = "{here}" under [training] (every model then retrains)'
         )
 
@@ -333,8 +335,8 @@ def check_data(study: Study, data_dir: str | Path | None) -> None:
     """Before any work: a CIFAR-10 study needs its data folder (the other datasets are bundled or installed)."""
     if study.dataset == "cifar10" and not data_dir:
         raise UserError(
-            f"study {study.name!r} needs CIFAR-10: pass --data-dir DIR (torchvision batches or train/ and test/ image folders; "
-            "with --download, torchvision's copy is fetched into it); Python: data_dir="
+            f"study {study.name!r} needs CIFAR-10: pass --data-dir DIR (torchvision batches or train/ and test/ image "
+            "folders; with --download, torchvision's copy is fetched into it); Python: data_dir="
         )
 
 

@@ -47,20 +47,22 @@ def resolve_source(
     if source in ("default", "auto"):
         if not target.is_zoo:
             raise UserError(
-                f"{target.label!r} is not a zoo model, so it has no protocol black-box source; name one with "
-                "--source NAME|PATH (a zoo model or checkpoint), or --source none"
+                f"{target.label!r} is not a zoo model, so it has no protocol black-box source; name one with --source "
+                "NAME|PATH (a zoo model or checkpoint), or --source none"
             )
         config = protocol_source_training(dict(target.info.train_config or {}))
         directory = checkpoint_dir(config, ws)
         if (directory / "card.json").exists():
             say(
-                f"black-box source: {config.model} {config.training_label} seed {config.seed} ({PROTOCOL_SOURCE}), found in the store"
+                f"black-box source: {config.model} {config.training_label} seed {config.seed} ({PROTOCOL_SOURCE}), "
+                "found in the store"
             )
         elif not train_missing:
             raise UserError(f"the protocol black-box source ({PROTOCOL_SOURCE}) is not trained: {directory} is missing")
         else:
             say(
-                f"black-box source: training {config.model} {config.training_label} seed {config.seed} ({PROTOCOL_SOURCE}) first"
+                f"black-box source: training {config.model} {config.training_label} seed {config.seed} "
+                f"({PROTOCOL_SOURCE}) first"
             )
         return from_checkpoint(train(config, workspace=ws, data_dir=data_dir))
     seed = target.info.seed + 1 if target.is_zoo and target.info.seed is not None else 0

@@ -83,7 +83,8 @@ def model_record(
         "link": "",
         "authors": "",
         "venue": "",
-        "footnote": f"measured by robustbench-dc {__version__} on {n} test images (docs/protocol.md); robust_acc is the lowest over the attacks listed"
+        "footnote": f"measured by robustbench-dc {__version__} on {n} test images (docs/protocol.md); robust_acc is "
+        "the lowest over the attacks listed"
         + ("" if len(aa) else "; AutoAttack was not run, so autoattack_acc is empty"),
         "function_id": target.function_id,
         "weights_sha256": info.weights_sha256,

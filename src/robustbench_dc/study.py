@@ -16,7 +16,7 @@ A study file (every key but ``name``, ``dataset`` and ``models`` has a default):
     n = 1000                                # test images (a fixed seeded subset), or "all"
     source = "protocol"                     # black-box source: "protocol" (docs/protocol.md, section 2) or "none"
     diagnostics = true
-    report = "study"                        # or "paper": Tables 7 and 8 next to the paper's (zoo models named by their names)
+    report = "study"                        # or "paper": Tables 7 and 8 beside the paper's (zoo models, by name)
     transfer_matrix = false                 # true: every natural model of the first seed as source for every other
     eps_match = false                       # true: FGSM and BIM again at the eps matching the paper's natural baseline
 
@@ -83,7 +83,8 @@ def _check_keys(table: dict[str, Any], valid: set[str], where: str) -> None:
     unknown = set(table) - valid
     if unknown:
         raise UserError(
-            f"{where}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(sorted(unknown))}; valid: {', '.join(sorted(valid))}"
+            f"{where}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(sorted(unknown))}; valid: "
+            f"{', '.join(sorted(valid))}"
         )
 
 
@@ -130,8 +131,8 @@ class ClaimSpec:
         from robustbench_dc.names import eps_label
 
         return self.text or (
-            f"{self.better} ({self.training}) resists {self.threat} {self.attack} at {eps_label(self.eps or table_eps)} "
-            f"better than {self.than} by at least {self.by:g} points"
+            f"{self.better} ({self.training}) resists {self.threat} {self.attack} at "
+            f"{eps_label(self.eps or table_eps)} better than {self.than} by at least {self.by:g} points"
         )
 
 
@@ -191,7 +192,8 @@ class Study:
         return trained + [StudyTarget(self.name, m.label, "external", -1) for m in self.models if not m.trained]
 
     def train_config(self, m: StudyModel, regime: str, seed: int) -> TrainConfig:
-        """The one place a study's model becomes a training identity (its recipe, then the study's and the model's settings)."""
+        """The one place a study's model becomes a training identity (its recipe, then the study's and the model's
+        settings)."""
         from robustbench_dc.train import recipe_config
 
         settings = {**self.training, **({"width": m.width} if m.width is not None else {})}
@@ -233,7 +235,8 @@ def load_study(path_or_name: str | Path, *, trust_code: bool = False) -> Study:
         )
     else:
         raise UserError(
-            f"no study file {path_or_name!r}, and no shipped study of that name; shipped: {', '.join(shipped_studies())}"
+            f"no study file {path_or_name!r}, and no shipped study of that name; shipped: "
+            f"{', '.join(shipped_studies())}"
         )
     try:
         raw = tomllib.loads(text)
@@ -243,7 +246,8 @@ def load_study(path_or_name: str | Path, *, trust_code: bool = False) -> Study:
 
 
 def _expect(value: Any, kind: str, what: str) -> Any:
-    """``value`` if it is of ``kind`` (TOML's types: bool, int, number, str, table, list), else a UserError naming it."""
+    """``value`` if it is of ``kind`` (TOML's types: bool, int, number, str, table, list), else a UserError naming
+    it."""
     ok = {
         "bool": isinstance(value, bool),
         "int": isinstance(value, int) and not isinstance(value, bool),
@@ -395,7 +399,8 @@ def parse_study(raw: dict[str, Any], where: str = "study") -> Study:
             _expect(raw[key], kind, f"{where} {key}")
     if not _NAME.fullmatch(raw["name"]):
         raise UserError(
-            f"{where}: name must be one word of letters, digits, '.', '_' or '-' (it names the report's folder), got {raw['name']!r}"
+            f"{where}: name must be one word of letters, digits, '.', '_' or '-' (it names the report's folder), got "
+            f"{raw['name']!r}"
         )
     if raw["dataset"] not in names.DATASETS:
         raise UserError(f"{where}: unknown dataset {raw['dataset']!r}; valid: {', '.join(names.DATASETS)}")
@@ -460,7 +465,8 @@ def _validate_settings(study: Study, where: str) -> None:
     l2 = [a for a in study.attacks if a in names.L2_ATTACKS]
     if l2 and not study.eps_l2 or any(e < 0 for e in study.eps_l2):
         raise UserError(
-            f"{where}: the L2 attacks ({', '.join(l2)}) need eps_l2 = [...], numbers >= 0 in L2 units of [0, 1] pixels, e.g. [0.25, 0.5]"
+            f"{where}: the L2 attacks ({', '.join(l2)}) need eps_l2 = [...], numbers >= 0 in L2 units of [0, 1] "
+            "pixels, e.g. [0.25, 0.5]"
         )
     if not study.seeds:
         raise UserError(f"{where}: seeds needs at least one training seed")
@@ -477,7 +483,8 @@ def _validate_models(study: Study, where: str) -> None:
             )  # checks model, arch, options, training settings
         elif m.options or m.operator or m.regimes:
             raise UserError(
-                f"{where}: model {m.label!r} is a checkpoint; options, operator and regimes apply to trained models only"
+                f"{where}: model {m.label!r} is a checkpoint; options, operator and regimes apply to trained models "
+                "only"
             )
 
 
@@ -486,7 +493,8 @@ def _validate_claims(study: Study, where: str) -> None:
     for c in study.claims:
         if c.attack not in study.attacks:
             raise UserError(
-                f"{where}: claim about {c.attack!r}, which the study does not run; its attacks: {', '.join(study.attacks)}"
+                f"{where}: claim about {c.attack!r}, which the study does not run; its attacks: "
+                f"{', '.join(study.attacks)}"
             )
         if any(c.training not in study.regimes_of(study.model(label)) for label in (c.better, c.than)):
             raise UserError(
@@ -503,8 +511,8 @@ def _validate_paper_tables(study: Study, where: str) -> None:
     ]
     if len({m.arch for m in study.models}) != 1 or odd:
         raise UserError(
-            f'{where}: a paper-tables study (report = "paper") needs zoo models of one architecture, labelled by their names, '
-            f"without options{'; not so: ' + ', '.join(odd) if odd else ''}"
+            f'{where}: a paper-tables study (report = "paper") needs zoo models of one architecture, labelled by their '
+            f"names, without options{'; not so: ' + ', '.join(odd) if odd else ''}"
         )
 
 
@@ -519,7 +527,8 @@ def _validate_stages(study: Study, where: str) -> None:
     )
     if study.eps_match and (study.source != "protocol" or not baseline):
         raise UserError(
-            f'{where}: eps_match needs a trained model labelled "baseline" (model baseline, natural regime) and source = "protocol"'
+            f'{where}: eps_match needs a trained model labelled "baseline" (model baseline, natural regime) and source '
+            '= "protocol"'
         )
 
 
@@ -544,7 +553,8 @@ def with_options(study: Study, *, seeds: str | None = None, compile: bool = Fals
 
 
 def __getattr__(name: str) -> Any:
-    """``run_study``, ``plan``, ``jobs`` and ``trainings`` live in ``robustbench_dc.pipeline``; kept importable from here."""
+    """``run_study``, ``plan``, ``jobs`` and ``trainings`` live in ``robustbench_dc.pipeline``; kept importable from
+    here."""
     if name in ("run_study", "plan", "jobs", "trainings", "external_spec"):
         from robustbench_dc import pipeline
 

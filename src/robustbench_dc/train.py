@@ -125,7 +125,8 @@ class TrainConfig:
             raise UserError(f"train_subset must be >= 1, got {self.train_subset}")
         if not 0 <= self.warmup < 1 or not 0 <= self.label_smoothing < 1 or not 0 <= self.ema_decay < 1:
             raise UserError(
-                f"warmup, label_smoothing and ema_decay must be in [0, 1), got {self.warmup}, {self.label_smoothing}, {self.ema_decay}"
+                f"warmup, label_smoothing and ema_decay must be in [0, 1), got {self.warmup}, {self.label_smoothing}, "
+                f"{self.ema_decay}"
             )
         if self.ema_decay and not self.recalibration_batches:
             raise UserError(
@@ -648,8 +649,8 @@ def train(
         seconds = time.perf_counter() - t0
         if not math.isfinite(loss_sum):
             raise UserError(
-                f"training diverged: the loss is not finite in epoch {epoch + 1} of {out_dir}; nothing of this epoch is "
-                f"saved. Lower --lr (now {config.lr:g}) or change the model, then run again"
+                f"training diverged: the loss is not finite in epoch {epoch + 1} of {out_dir}; nothing of this epoch "
+                f"is saved. Lower --lr (now {config.lr:g}) or change the model, then run again"
             )
         wall += seconds
         checked = robustness_check(_trained(model, averaged), train_set, config) if config.robustness_check else None

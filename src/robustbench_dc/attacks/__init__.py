@@ -89,8 +89,8 @@ def _check_classes(attack: Attack, model: nn.Module, x: Tensor) -> None:
         if classes < attack.min_classes:
             raise UserError(
                 f"{attack.name} needs a model with at least {attack.min_classes} classes (its DLR loss reads the "
-                f"{attack.min_classes}{'rd' if attack.min_classes == 3 else 'th'} largest logit), this one has {classes}; "
-                "use pgd or apgd-ce"
+                f"{attack.min_classes}{'rd' if attack.min_classes == 3 else 'th'} largest logit), this one has "
+                f"{classes}; use pgd or apgd-ce"
             )
 
 
@@ -150,9 +150,10 @@ def run_attack(
                     attacked.nonfinite_gradients
                 ):  # sign(NaN) = 0: the attack moved nothing, and its accuracy would say robust
                     raise UserError(
-                        f"the model's input gradients are not finite (NaN or inf) on {attacked.nonfinite_gradients} image(s) of a batch of "
-                        f"{x.shape[0]} under {attack.name}; an accuracy from this attack would be meaningless. Check the model "
-                        "(a division by a norm that can be zero?), or evaluate it with query-only attacks (square)"
+                        f"the model's input gradients are not finite (NaN or inf) on {attacked.nonfinite_gradients} "
+                        f"image(s) of a batch of {x.shape[0]} under {attack.name}; an accuracy from this attack would "
+                        "be meaningless. Check the model (a division by a norm that can be zero?), or evaluate it "
+                        "with query-only attacks (square)"
                     )
                 for _ in range(restarts - 1):
                     still_right = (predict(model, adv) == y.cpu()).to(device)

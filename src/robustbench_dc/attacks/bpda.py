@@ -43,8 +43,9 @@ class _IdentityBackward(nn.Module):
         out = self.part(x)
         if out.shape != x.shape:
             raise UserError(
-                f"BPDA straight-through part {type(self.part).__name__} changes the shape {tuple(x.shape)} -> {tuple(out.shape)}; "
-                "only shape-preserving parts (quantisers, denoisers) can pass gradients straight through"
+                f"BPDA straight-through part {type(self.part).__name__} changes the shape {tuple(x.shape)} -> "
+                f"{tuple(out.shape)}; only shape-preserving parts (quantisers, denoisers) can pass gradients straight "
+                "through"
             )
         return x + (out - x).detach()
 
@@ -64,7 +65,8 @@ def bpda_surrogate(model: nn.Module, straight_through: tuple[str, ...] = ()) -> 
     unknown = [n for n in straight_through if n not in names or n == ""]
     if unknown:
         raise UserError(
-            f"no submodule named {', '.join(unknown)} to pass gradients straight through; names: {', '.join(n for n in names if n)[:300]}"
+            f"no submodule named {', '.join(unknown)} to pass gradients straight through; names: "
+            f"{', '.join(n for n in names if n)[:300]}"
         )
     for name in straight_through:
         parent, _, child = name.rpartition(".")

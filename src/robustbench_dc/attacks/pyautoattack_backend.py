@@ -45,8 +45,8 @@ def craft(
         from pyautoattack import AutoAttack as Official
     except ImportError as exc:
         raise UserError(
-            "attack autoattack is the official AutoAttack: pip install 'robustbench-dc[autoattack]' (or pip install pyautoattack); "
-            "torchattacks' port runs as autoattack-ta"
+            "attack autoattack is the official AutoAttack: pip install 'robustbench-dc[autoattack]' (or pip install "
+            "pyautoattack); torchattacks' port runs as autoattack-ta"
         ) from exc
     seed = int(torch.randint(0, 2**31 - 1, ()).item())
     official = Official(model, norm="Linf", eps=eps, version=attack.version, seed=seed, device=images.device)

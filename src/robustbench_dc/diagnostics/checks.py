@@ -138,8 +138,8 @@ class PairedFinding:
 
     def text(self) -> str:
         return (
-            f"{_eps_text(self.eps)}: {self.other} broke {self.against} images {self.stronger} left right, {self.stronger} broke {self.for_} "
-            f"that {self.other} left (p {self.p:.2g})"
+            f"{_eps_text(self.eps)}: {self.other} broke {self.against} images {self.stronger} left right, "
+            f"{self.stronger} broke {self.for_} that {self.other} left (p {self.p:.2g})"
         )
 
 
@@ -270,8 +270,9 @@ def _direction(m: Measured) -> Diagnostic:
         name,
         Status.PASS if share <= DIRECTION_LIMIT else Status.WARN,
         f"the signed-gradient step raises the loss no more than the best of {RANDOM_DIRECTIONS} random steps on "
-        f"{_pct(share)} of images (limit {_pct(DIRECTION_LIMIT)}); mean loss gain {m.direction['mean_gain_gradient']:.3g} "
-        f"along the gradient, {m.direction['mean_gain_best_random']:.3g} along the best random direction",
+        f"{_pct(share)} of images (limit {_pct(DIRECTION_LIMIT)}); mean loss gain "
+        f"{m.direction['mean_gain_gradient']:.3g} along the gradient, {m.direction['mean_gain_best_random']:.3g} along "
+        "the best random direction",
         dict(m.direction),
     )
 
@@ -301,8 +302,8 @@ def _health(m: Measured) -> Diagnostic:
     worst = max(shares.values()) if shares else 0.0
     ok = max(zero + nonfinite, ce_zero + ce_nonfinite) <= GRADIENT_HEALTH_LIMIT and worst <= SATURATION_LIMIT
     text = (
-        f"zero input gradients: margin {_pct(zero)}, cross-entropy {_pct(ce_zero)}; "
-        f"non-finite: margin {_pct(nonfinite)}, cross-entropy {_pct(ce_nonfinite)}"
+        f"zero input gradients: margin {_pct(zero)}, cross-entropy {_pct(ce_zero)}; non-finite: margin "
+        f"{_pct(nonfinite)}, cross-entropy {_pct(ce_nonfinite)}"
     )
     if shares:
         text += (

@@ -21,7 +21,8 @@ from robustbench_dc.models.registry import (
 
 if tuple(ARCHITECTURES.names()) != tuple(sorted(names.ARCHITECTURES)):
     raise ImportError(
-        f"robustbench_dc.names.ARCHITECTURES {names.ARCHITECTURES} does not list the registered architectures {ARCHITECTURES.names()}"
+        f"robustbench_dc.names.ARCHITECTURES {names.ARCHITECTURES} does not list the registered architectures "
+        f"{ARCHITECTURES.names()}"
     )
 
 

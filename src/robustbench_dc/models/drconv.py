@@ -61,4 +61,5 @@ class DRConv2d(HardDecision):
         return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
 
     def extra_repr(self) -> str:
-        return f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, regions={self.regions}"
+        sizes = f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+        return f"{self.in_channels}, {self.out_channels}, {sizes}, regions={self.regions}"

@@ -97,7 +97,8 @@ class ArchRegistry:
         if unknown:
             valid = ", ".join(f"{k}={v!r}" for k, v in defaults.items()) or "none"
             raise ConfigError(
-                f"architecture {spec.arch!r} takes no option {', '.join(sorted(unknown))}; its options (defaults): {valid}"
+                f"architecture {spec.arch!r} takes no option {', '.join(sorted(unknown))}; its options (defaults): "
+                f"{valid}"
             )
         options = {**defaults, **spec.arch_options}
         for key, value in spec.arch_options.items():
@@ -106,7 +107,8 @@ class ArchRegistry:
                 options[key] = value = float(value)
             if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
                 raise ConfigError(
-                    f"architecture option {key}={value!r} of {spec.arch!r} must be of type {kind.__name__} (default {defaults[key]!r})"
+                    f"architecture option {key}={value!r} of {spec.arch!r} must be of type {kind.__name__} (default "
+                    f"{defaults[key]!r})"
                 )
         return options
 

@@ -108,7 +108,8 @@ def _sigmoid_scale(k: float) -> float:
 
 
 def angular_fn(name: str, cos: Tensor, *, k: float = 0.3) -> Tensor:
-    """``g(theta)`` of docs/protocol.md, section 1, taking ``cos(theta)``; arccos only where the formula needs the angle."""
+    """``g(theta)`` of docs/protocol.md, section 1, taking ``cos(theta)``; arccos only where the formula needs the
+    angle."""
     if name == "cos":
         return cos
     if name == "sqcos":
@@ -399,7 +400,8 @@ def decoupled_conv2d(
     """Decoupled 2-D convolution ``h(||x||) * g(theta(w, x)) (+ bias)`` at every output position.
 
     ``rho`` is a float, a tensor of one value per output channel, or a function of the patch norm
-    ``(N, 1, H_out, W_out)`` returning either. ``eps`` is added to the squared patch norm. With ``magnitude="linear", weighted="linear", angular="cos"`` this is exactly ``F.conv2d``.
+    ``(N, 1, H_out, W_out)`` returning either. ``eps`` is added to the squared patch norm. With ``magnitude="linear",
+    weighted="linear", angular="cos"`` this is exactly ``F.conv2d``.
     """
     beta = default_beta(magnitude) if beta is None else beta
     check_operator(
@@ -407,8 +409,8 @@ def decoupled_conv2d(
     )
     if x.ndim != 4 or x.shape[1] != weight.shape[1]:
         raise ConfigError(
-            f"decoupled_conv2d expects input (N, {weight.shape[1]}, H, W) for a weight of shape "
-            f"{tuple(weight.shape)}, got {tuple(x.shape)}"
+            f"decoupled_conv2d expects input (N, {weight.shape[1]}, H, W) for a weight of shape {tuple(weight.shape)}, "
+            f"got {tuple(x.shape)}"
         )
     w_norm = _weight_norm(weight)
     kernel, stride, dilation = _pair((weight.shape[2], weight.shape[3])), _pair(stride), _pair(dilation)

@@ -12,7 +12,8 @@ from robustbench_dc.workspace import reports_dir, workspace_dir
 
 
 def report_dir(study: Study, workspace: str | Path | None = None) -> Path:
-    """Where a study's report goes by default: reports/NAME for the paper tables (the presets), reports/study-NAME else."""
+    """Where a study's report goes by default: reports/NAME for the paper tables (the presets), reports/study-NAME
+    else."""
     return reports_dir(workspace_dir(workspace), study.name if study.report == "paper" else f"study-{study.name}")
 
 

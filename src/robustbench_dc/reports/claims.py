@@ -2,7 +2,8 @@
 
 Every model is attacked on the same seeded images, with per-image outcomes stored, so "A beats B" is an exact
 McNemar test on the images where they disagree (one training seed) or a paired t-interval over seeds (several);
-a claim needs both the stated gap and significance at 5% by that test (``significant``). A claim that an advantage "disappears" is judged only
+a claim needs both the stated gap and significance at 5% by that test (``significant``). A claim that an advantage
+"disappears" is judged only
 where the advantage was shown ("not applicable" otherwise), by the difference's interval lying within the
 tolerance.
 """
@@ -65,7 +66,8 @@ def compare(a: Aggregate, b: Aggregate) -> Comparison | None:
             100 * low,
             100 * high,
             mcnemar_exact(only_a, only_b),
-            f"exact McNemar p = {mcnemar_exact(only_a, only_b):.2g}; right only under the first: {only_a} images, only under the second: {only_b}",
+            f"exact McNemar p = {mcnemar_exact(only_a, only_b):.2g}; right only under the first: {only_a} images, only "
+            f"under the second: {only_b}",
         )
     seeds_a = {e.seed: 100 * e.metrics["accuracy"] for e in a.entries}
     seeds_b = {e.seed: 100 * e.metrics["accuracy"] for e in b.entries}
@@ -89,8 +91,8 @@ def significant(c: Comparison, level: float = 0.05) -> bool:
 def _evidence(a: Aggregate, b: Aggregate, names: tuple[str, str], c: Comparison) -> str:
     spread = lambda x: f" ±{x.std:.1f} sd over {x.seeds} seeds" if x.seeds > 1 else ""  # noqa: E731
     return (
-        f"{names[0]} {a.mean:.1f}%{spread(a)} vs {names[1]} {b.mean:.1f}%{spread(b)}: "
-        f"{c.diff:+.1f} points [95% CI {c.low:+.1f}, {c.high:+.1f}]; {c.detail}"
+        f"{names[0]} {a.mean:.1f}%{spread(a)} vs {names[1]} {b.mean:.1f}%{spread(b)}: {c.diff:+.1f} points [95% CI "
+        f"{c.low:+.1f}, {c.high:+.1f}]; {c.detail}"
     )
 
 
@@ -179,7 +181,8 @@ def claims(cell: CellLookup) -> list[Claim]:
         d = display(m)
         out.append(
             difference_claim(
-                f"Adversarially trained {d} resists white-box BIM better than the adversarially trained baseline (>= 5 points)",
+                f"Adversarially trained {d} resists white-box BIM better than the adversarially trained baseline (>= 5 "
+                "points)",
                 cell(m, "fgsm", Threat.WHITE_BOX, "bim"),
                 base("fgsm", Threat.WHITE_BOX, "bim"),
                 5,
@@ -218,9 +221,9 @@ def masking_notes(cell: CellLookup, models: list[str]) -> list[str]:
             fgsm_gain, bim_gain = f.mean - bf.mean, b.mean - bb.mean
             if fgsm_gain >= 10 and bim_gain < fgsm_gain / 2:
                 notes.append(
-                    f"{display(m)} ({training}): +{fgsm_gain:.1f} points over the baseline under white-box FGSM "
-                    f"but {bim_gain:+.1f} under BIM. An advantage that an iterative attack removes suggests gradient "
-                    f"masking, not robustness."
+                    f"{display(m)} ({training}): +{fgsm_gain:.1f} points over the baseline under white-box FGSM but "
+                    f"{bim_gain:+.1f} under BIM. An advantage that an iterative attack removes suggests gradient "
+                    "masking, not robustness."
                 )
     return notes
 
@@ -254,7 +257,8 @@ def surviving_claims(cl: list[Claim], diags: dict[tuple[str, str, int], list]) -
             )
         else:
             lines.append(
-                f"{c.text}: reproduced; no sign of gross masking found by any of the diagnostics, strong checks included"
+                f"{c.text}: reproduced; no sign of gross masking found by any of the diagnostics, strong checks "
+                "included"
             )
     return lines or [
         "No robustness claim of the paper was reproduced, so there is none to check against the diagnostics."

@@ -146,7 +146,8 @@ def _td(value: Any) -> str:
 
 
 def render_html(blocks: Sequence[Block], out: Path) -> str:
-    """One self-contained page: a table of contents from the sections, numbers right-aligned, statuses and verdicts coloured."""
+    """One self-contained page: a table of contents from the sections, numbers right-aligned, statuses and verdicts
+    coloured."""
     body: list[str] = []
     toc: list[str] = []
     seen: dict[str, int] = {}
@@ -177,13 +178,16 @@ def render_html(blocks: Sequence[Block], out: Path) -> str:
         "<nav id='toc'></nav>", f"<nav id='toc'><strong>Contents</strong><ol>{''.join(toc)}</ol></nav>", 1
     )
     style = (
-        "body{font-family:sans-serif;max-width:1200px;margin:auto;padding:0 1em}table{border-collapse:collapse;font-size:13px}"
+        "body{font-family:sans-serif;max-width:1200px;margin:auto;padding:0 1em}"
+        "table{border-collapse:collapse;font-size:13px}"
         "td,th{border:1px solid #ccc;padding:3px 6px;vertical-align:top}th{background:#f3f3f3;position:sticky;top:0}"
         "td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}.wide{overflow-x:auto}"
         "td.good{background:#cde9df}td.bad{background:#f6dfb3}td.mid{background:#e3ddef}td.none{color:#777}"
-        "img{max-width:100%}nav#toc{background:#fafafa;border:1px solid #ddd;padding:.5em 1em;margin:1em 0}pre{background:#f6f6f6;padding:.5em}"
+        "img{max-width:100%}nav#toc{background:#fafafa;border:1px solid #ddd;padding:.5em 1em;margin:1em 0}"
+        "pre{background:#f6f6f6;padding:.5em}"
     )
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>robustbench-dc report</title><style>{style}</style></head><body>{page}</body></html>\n"
+    head = f"<meta charset='utf-8'><title>robustbench-dc report</title><style>{style}</style>"
+    return f"<!doctype html><html><head>{head}</head><body>{page}</body></html>\n"
 
 
 def write_report(blocks: Sequence[Block], out: Path, fmt: str) -> Path:

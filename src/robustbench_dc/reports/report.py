@@ -78,8 +78,8 @@ def _default_subset(table: Results, sizes: list[int]) -> int:
     complete = [s for s in sizes if {e.key.function for e in table.where(n=s).entries} == everyone]
     if not complete:
         raise AmbiguousResults(
-            f"table cells were evaluated on subsets of {', '.join(map(str, sizes))} images, none of them holding "
-            "every model; choose one with --n"
+            f"table cells were evaluated on subsets of {', '.join(map(str, sizes))} images, none of them holding every "
+            "model; choose one with --n"
         )
     return max(complete)
 
@@ -119,7 +119,8 @@ def _lipschitz_row(name: str, training: str, sel: Results) -> tuple[list[str], f
         groups = sel.where(attack=attack).groups()
         if len(groups) > 1:
             raise AmbiguousResults(
-                f"Lipschitz {attack} of {name} {training}: cells differ in more than the training seed; narrow the report"
+                f"Lipschitz {attack} of {name} {training}: cells differ in more than the training seed; narrow the "
+                "report"
             )
         values[attack] = [e.metrics for e in groups[0]] if groups else []
     local = [v["mean"] for v in values["local"]]
@@ -190,7 +191,9 @@ def lipschitz_section(
         Table(headers, rows),
         Paragraph(
             "Local: empirical local Lipschitz constant (Yang et al. 2020), PGD-maximised, a lower bound. Margin "
-            "gradient: L1 norm of the input gradient of the logit margin. Global: an estimate of the layer-wise product upper bound, log10 (power iteration approaches each layer's norm from below, so the product is an estimate of an upper bound, not a certificate)."
+            "gradient: L1 norm of the input gradient of the logit margin. Global: an estimate of the layer-wise "
+            "product upper bound, log10 (power iteration approaches each layer's norm from below, so the product is an "
+            "estimate of an upper bound, not a certificate)."
         ),
     ]
     if smoothness:
@@ -198,8 +201,8 @@ def lipschitz_section(
         blocks.append(
             Image(
                 png.name,
-                f"Empirical local Lipschitz constant against {accuracy_label} accuracy, a point per model "
-                "and training (the global bounds, loose by orders of magnitude, stay in the table)",
+                f"Empirical local Lipschitz constant against {accuracy_label} accuracy, a point per model and training "
+                "(the global bounds, loose by orders of magnitude, stay in the table)",
             )
         )
     return blocks
@@ -245,14 +248,14 @@ def eps_matched_blocks(cell: _Tables, paper: pd.DataFrame) -> list[Block]:
         )
         if abs(ours.mean - wanted) <= MATCH_TOLERANCE:
             text = (
-                f"{attack.upper()} at eps = {255 * eps:.3g}/255, where our naturally trained baseline's white-box accuracy "
-                f"({ours.mean:.2f}%) is closest to the paper's {wanted:.2f}% (measured, not interpolated):"
+                f"{attack.upper()} at eps = {255 * eps:.3g}/255, where our naturally trained baseline's white-box "
+                f"accuracy ({ours.mean:.2f}%) is closest to the paper's {wanted:.2f}% (measured, not interpolated):"
             )
         else:
             text = (
-                f"{attack.upper()}: no evaluated eps brings our naturally trained baseline within {MATCH_TOLERANCE:g} points of the "
-                f"paper's {wanted:.2f}%; the closest, eps = {255 * eps:.3g}/255, gives {ours.mean:.2f}%. The table is read there "
-                "but is not a match:"
+                f"{attack.upper()}: no evaluated eps brings our naturally trained baseline within {MATCH_TOLERANCE:g} "
+                f"points of the paper's {wanted:.2f}%; the closest, eps = {255 * eps:.3g}/255, gives {ours.mean:.2f}%. "
+                "The table is read there but is not a match:"
             )
         blocks += [Paragraph(text), Table(headers, rows)]
     return blocks or [
@@ -294,13 +297,15 @@ def label_leaking_blocks(
     verdict = (
         f"Label leaking (more accurate under the true-label attack, significantly): {', '.join(leaking)}."
         if leaking
-        else "No model is significantly more accurate under the true-label attack than under the predicted-label one: no sign of label leaking."
+        else "No model is significantly more accurate under the true-label attack than under the predicted-label one: "
+        "no sign of label leaking."
     )
     return [
         Paragraph(
-            f"White-box FGSM at {eps_label(eps)} crafted with the true labels and with the model's own predictions. A model "
-            "that is more accurate under the true-label attack than under the predicted-label one has learnt from label "
-            "leaking (its FGSM training examples gave the label away), and its true-label FGSM accuracy overstates its robustness."
+            f"White-box FGSM at {eps_label(eps)} crafted with the true labels and with the model's own predictions. A "
+            "model that is more accurate under the true-label attack than under the predicted-label one has learnt "
+            "from label leaking (its FGSM training examples gave the label away), and its true-label FGSM accuracy "
+            "overstates its robustness."
         ),
         Table(
             [
@@ -346,16 +351,16 @@ class ModelDiagnostics:
 
 DIAGNOSTICS_CHECKS = (
     "1. iterative attacks at least as strong as FGSM; 2. white-box at least as strong as black-box (transfer and "
-    "Square); 3. accuracy falls with eps and is near zero (<= 5%) at eps 0.5; 4. PGD-20 has converged (PGD-40 and "
-    "3 restarts change accuracy by at most the tolerance: 2 points or 3 images, whichever is larger); 5. BPDA "
-    "surrogate gradients do not beat the true gradients (hard decisions such as gates and region masks are attacked "
-    "through their soft relaxation too: a verdict that survives only without it is masking); 6. gradient health "
-    "(<= 1% zero or non-finite input gradients, <= 90% saturated patches in any bounded layer); 7. the scale-free DLR "
-    "loss (APGD-DLR) does not beat cross-entropy (APGD-CE) by more than the tolerance; 8. the signed-gradient step "
-    "raises the loss more than the best of 8 random sign steps on at least 90% of images; 9. PGD through gradients "
-    "averaged over a small neighbourhood of the input does not beat PGD-20. Checks 1, 2, 5 and 9 are paired, image by "
-    "image, at every eps both attacks ran at, and warn for an exact McNemar p below 0.05 with an effect of at least 1 "
-    "point (the eps is named)."
+    "Square); 3. accuracy falls with eps and is near zero (<= 5%) at eps 0.5; 4. PGD-20 has converged (PGD-40 and 3 "
+    "restarts change accuracy by at most the tolerance: 2 points or 3 images, whichever is larger); 5. BPDA surrogate "
+    "gradients do not beat the true gradients (hard decisions such as gates and region masks are attacked through "
+    "their soft relaxation too: a verdict that survives only without it is masking); 6. gradient health (<= 1% zero or "
+    "non-finite input gradients, <= 90% saturated patches in any bounded layer); 7. the scale-free DLR loss (APGD-DLR) "
+    "does not beat cross-entropy (APGD-CE) by more than the tolerance; 8. the signed-gradient step raises the loss "
+    "more than the best of 8 random sign steps on at least 90% of images; 9. PGD through gradients averaged over a "
+    "small neighbourhood of the input does not beat PGD-20. Checks 1, 2, 5 and 9 are paired, image by image, at every "
+    "eps both attacks ran at, and warn for an exact McNemar p below 0.05 with an effect of at least 1 point (the eps "
+    "is named)."
 )
 
 
@@ -385,14 +390,16 @@ def diagnostics_section(diags: list[ModelDiagnostics], eps: float, columns: list
     if missing:
         blocks.append(
             Paragraph(
-                f"The strong checks (7, 8, 9) did not run for {', '.join(missing)}: a PASS elsewhere says less for them."
+                f"The strong checks (7, 8, 9) did not run for {', '.join(missing)}: a PASS elsewhere says less for "
+                "them."
             )
         )
     return blocks
 
 
 def _matrix_cell(entries: list[Entry], attack: str, source: str, target: str) -> str:
-    """Accuracy % of ``target`` under ``attack`` crafted on ``source`` (white-box on the diagonal); "-" if not one cell."""
+    """Accuracy % of ``target`` under ``attack`` crafted on ``source`` (white-box on the diagonal); "-" if not one
+    cell."""
     if source == target:
         hit = [e for e in entries if e.key.function == target and e.key.threat == Threat.WHITE_BOX]
     else:
@@ -418,7 +425,8 @@ def transfer_blocks(results: Results, eps: float, name: Callable[[str], str] | N
     sizes = sorted({e.key.subset.n for e in sel.entries})
     blocks: list[Block] = [
         Paragraph(
-            f"Role 'transfer-matrix' cells on {', '.join(map(str, sizes))} test images; these cells never enter Tables 7 and 8."
+            f"Role 'transfer-matrix' cells on {', '.join(map(str, sizes))} test images; these cells never enter Tables "
+            "7 and 8."
         )
     ]
     for attack in ("fgsm", "bim"):
@@ -430,7 +438,8 @@ def transfer_blocks(results: Results, eps: float, name: Callable[[str], str] | N
         headers = [f"{attack.upper()} source \\ target"] + [title(t) for t in order]
         blocks += [
             Paragraph(
-                f"{attack.upper()} at {eps_label(eps)}: accuracy % of the target (columns) on examples crafted on the source (rows); the diagonal is white-box."
+                f"{attack.upper()} at {eps_label(eps)}: accuracy % of the target (columns) on examples crafted on the "
+                "source (rows); the diagonal is white-box."
             ),
             Table(headers, rows),
         ]
@@ -456,8 +465,9 @@ def execution_blocks(models: list[tuple[str, ModelInfo]]) -> list[Block]:
     return [
         Section("Executed blocks (ConvNet-AIG gates)"),
         Paragraph(
-            "Percentage of clean test images for which the evaluated network (hard gates) executes each residual block, in order; "
-            "a gate that is always off makes its block dead weight, one always on makes it a plain ResNet block."
+            "Percentage of clean test images for which the evaluated network (hard gates) executes each residual "
+            "block, in order; a gate that is always off makes its block dead weight, one always on makes it a plain "
+            "ResNet block."
         ),
         Table(["model", "mean %", "per block %", "test images"], rows),
     ]
@@ -502,8 +512,8 @@ def _environments(entries: list[Entry]) -> list[str]:
     """Each distinct software and machine the cells were computed with, as one line."""
     envs = sorted({json.dumps(e.cell.provenance.get("environment", {}), sort_keys=True) for e in entries})
     return [
-        f"robustbench-dc {v.get('robustbench_dc')}, torch {v.get('torch')} ({v.get('torch_build', '?')}), "
-        f"Python {v.get('python')}; {v.get('machine')}"
+        f"robustbench-dc {v.get('robustbench_dc')}, torch {v.get('torch')} ({v.get('torch_build', '?')}), Python "
+        f"{v.get('python')}; {v.get('machine')}"
         for v in map(json.loads, envs)
         if v
     ]
@@ -539,8 +549,8 @@ def provenance_blocks(
         f"Data: {'; '.join(sources) or 'unknown'}",
         f"Attack backend: {', '.join(backends) or 'none'}; precision: {', '.join(precisions)}; "
         f"device: {', '.join(devices)}; " + threat_model(e.key.attack for e in table),
-        f"Protocol: {PROTOCOL_DOC} (section 2: attacks; section 3: training regimes; section 4: statistics; "
-        "section 5: diagnostics; section 7: architectures)",
+        f"Protocol: {PROTOCOL_DOC} (section 2: attacks; section 3: training regimes; section 4: statistics; section 5: "
+        "diagnostics; section 7: architectures)",
         "Evaluating environment: " + (" | ".join(_environments(entries)) or "unknown"),
         *tail,
     ]
@@ -579,8 +589,8 @@ def _provenance(
     tail = [
         f"Black-box source (Table 8): the protocol source only, {PROTOCOL_SOURCE} ({source or 'none in the store'}); "
         "transfer examples are crafted on it once and fed to every target",
-        "'Adversarial' rows: regime fgsm, each batch half clean and half FGSM at 8/255 crafted with the true labels, equal "
-        "weights (protocol section 3); it can leak labels, see 'Label leaking'",
+        "'Adversarial' rows: regime fgsm, each batch half clean and half FGSM at 8/255 crafted with the true labels, "
+        "equal weights (protocol section 3); it can leak labels, see 'Label leaking'",
     ]
     headers = ["model", "arch", "width", "epochs", "train images", "weights sha256", "function id"]
     return provenance_blocks(
@@ -640,7 +650,8 @@ def _select(
     results = Results.load(workspace, dataset).where(arch=arch, width=width)
     if not len(results):
         raise UserError(
-            f"no results for dataset {dataset!r}{'' if arch is None else f' arch {arch}'}{'' if width is None else f' width {width:g}'}"
+            "no results for dataset "
+            f"{dataset!r}{'' if arch is None else f' arch {arch}'}{'' if width is None else f' width {width:g}'}"
         )
     n, other_n = _table_subset(results, n)
     return results, _Tables(results.where(role=Role.TABLE), eps, n), other_n
@@ -717,11 +728,11 @@ def build_report(
     blocks.append(Section("Tables 7 and 8 at the eps matched to the paper's baseline (a sensitivity analysis)"))
     blocks.append(
         Paragraph(
-            "The paper gives no eps. Here each attack's eps is chosen so that our naturally trained baseline's white-box "
-            "accuracy comes closest to the paper's; the other models are read at that same eps. FGSM and BIM are matched "
-            "apart, so their two eps need not be one setting of the paper's: read this as a sensitivity analysis of the "
-            "tables to eps, not as the paper's setting recovered. If the paper's DCNet advantage came from its eps, it would "
-            "show here."
+            "The paper gives no eps. Here each attack's eps is chosen so that our naturally trained baseline's "
+            "white-box accuracy comes closest to the paper's; the other models are read at that same eps. FGSM and BIM "
+            "are matched apart, so their two eps need not be one setting of the paper's: read this as a sensitivity "
+            "analysis of the tables to eps, not as the paper's setting recovered. If the paper's DCNet advantage came "
+            "from its eps, it would show here."
         )
     )
     blocks += eps_matched_blocks(cell, paper)
@@ -738,11 +749,12 @@ def build_report(
     blocks.append(Section("The paper's claims, judged from our numbers"))
     blocks.append(
         Paragraph(
-            f"Paired statistics ({PROTOCOL_DOC}, section 4): every model is attacked on the same images, so 'A beats B' "
-            "is an exact McNemar test on the images where the two disagree (one training seed), or a paired t-interval "
-            "over training seeds (several); a claim is reproduced when the difference reaches the stated gap and that test "
-            "rejects equality at 5% (the interval beside it is descriptive). A claim that an advantage disappears applies only where the advantage was shown, and "
-            "holds when the difference's interval lies within the tolerance."
+            f"Paired statistics ({PROTOCOL_DOC}, section 4): every model is attacked on the same images, so 'A beats "
+            "B' is an exact McNemar test on the images where the two disagree (one training seed), or a paired "
+            "t-interval over training seeds (several); a claim is reproduced when the difference reaches the stated "
+            "gap and that test rejects equality at 5% (the interval beside it is descriptive). A claim that an "
+            "advantage disappears applies only where the advantage was shown, and holds when the difference's "
+            "interval lies within the tolerance."
         )
     )
     cl = claims(cell)
@@ -765,7 +777,8 @@ def build_report(
         blocks.append(
             Image(
                 "differences.png",
-                "Each model's white-box accuracy minus the baseline's, with the paired 95% interval (blue: above zero, vermilion: below, grey: includes zero)",
+                "Each model's white-box accuracy minus the baseline's, with the paired 95% interval (blue: above zero, "
+                "vermilion: below, grey: includes zero)",
             )
         )
     blocks.append(Paragraph("Gradient masking check (FGSM gain that BIM removes):"))
@@ -795,8 +808,8 @@ def build_report(
     blocks.append(Section("Every measured cell"))
     blocks.append(
         Paragraph(
-            "All table cells of this selection, each row one set of cells that differ only in the training seed (any model, attack and "
-            "subset, including those Tables 7 and 8 have no place for)."
+            "All table cells of this selection, each row one set of cells that differ only in the training seed (any "
+            "model, attack and subset, including those Tables 7 and 8 have no place for)."
         )
     )
     blocks += all_cells_blocks(results)
@@ -804,7 +817,8 @@ def build_report(
     blocks.append(
         Paragraph(
             "Machine-readable: results.csv, results.json (one row per result cell, per seed, with its full identity); "
-            "outcomes.csv.gz holds each accuracy cell's per-image outcomes, from which every paired test here can be re-derived."
+            "outcomes.csv.gz holds each accuracy cell's per-image outcomes, from which every paired test here can be "
+            "re-derived."
         )
     )
 

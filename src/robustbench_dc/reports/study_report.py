@@ -215,15 +215,17 @@ def _provenance(cells: StudyCells, command: str, missing: list[str], times: dict
         for m in cells.measured
     ]
     head = [
-        f"Study: {study.name} ({study.path}); dataset {study.dataset}; training seeds {', '.join(map(str, study.seeds))}; "
-        f"{'all' if study.n is None else study.n} test images per cell (the same seeded subset for every model)",
+        f"Study: {study.name} ({study.path}); dataset {study.dataset}; training seeds "
+        f"{', '.join(map(str, study.seeds))}; {'all' if study.n is None else study.n} test images per cell (the same "
+        "seeded subset for every model)",
         f"Training settings shared by every model: {json.dumps(study.training, sort_keys=True)}",
     ]
     tail = [f"Black-box source: {PROTOCOL_SOURCE if study.source == 'protocol' else 'none'}"]
     if missing:
         tail.append(
-            f"Not evaluated yet (or not trained), so not in this report: {', '.join(missing)} (cells evaluated by a release "
-            f"before 2026-12 are found once `dc-robust study {study.path or study.name} --report-only` has recorded which model is which)"
+            f"Not evaluated yet (or not trained), so not in this report: {', '.join(missing)} (cells evaluated by a "
+            f"release before 2026-12 are found once `dc-robust study {study.path or study.name} --report-only` has "
+            "recorded which model is which)"
         )
     headers = ["model", "arch", "width", "epochs", "train images", "clean % (card)", "weights sha256", "function id"]
     return provenance_blocks(entries, head=head, tail=tail, models=Table(headers, rows), command=command, times=times)
@@ -262,8 +264,9 @@ def _claims_section(cells: StudyCells, out: Path) -> list[Block]:
     blocks: list[Block] = [
         Section("Claims"),
         Paragraph(
-            "A claim holds ('reproduced') when the paired difference reaches the stated gap and its 95% interval excludes "
-            f"zero: exact McNemar on per-image outcomes for one seed, a paired t-interval over seeds for several ({PROTOCOL_DOC}, section 4)."
+            "A claim holds ('reproduced') when the paired difference reaches the stated gap and its 95% interval "
+            "excludes zero: exact McNemar on per-image outcomes for one seed, a paired t-interval over seeds for "
+            f"several ({PROTOCOL_DOC}, section 4)."
         ),
         Table(
             ["claim", "verdict", "our numbers"],
@@ -315,8 +318,9 @@ def build_study_report(
         blocks.append(Paragraph(study.description))
     blocks.append(
         Paragraph(
-            "Accuracy % with its 95% interval (Wilson for one training seed; over several, mean ± sd with a t-interval over the "
-            f"seeds). Attacks follow {PROTOCOL_DOC}, section 2, and run in fp32; every model is attacked on the same images."
+            "Accuracy % with its 95% interval (Wilson for one training seed; over several, mean ± sd with a "
+            f"t-interval over the seeds). Attacks follow {PROTOCOL_DOC}, section 2, and run in fp32; every model is "
+            "attacked on the same images."
         )
     )
     for training in regimes:
@@ -336,7 +340,8 @@ def build_study_report(
     blocks += _provenance(cells, command or f"dc-robust study {study.path}", missing, times)
     blocks.append(
         Paragraph(
-            "Machine-readable: results.csv, results.json (one row per result cell of these models, with its full identity)."
+            "Machine-readable: results.csv, results.json (one row per result cell of these models, with its full "
+            "identity)."
         )
     )
     return write_report(blocks, out, fmt)

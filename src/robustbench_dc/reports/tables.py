@@ -16,7 +16,8 @@ def threat_model(attacks: Iterable[str]) -> str:
     """The threat model the attacks of a report add up to, as its provenance states it."""
     norms = {"L2" if a in names.L2_ATTACKS else "L-inf" for a in attacks if a != "none"} or {"L-inf"}
     said = " and ".join(n for n in ("L-inf", "L2") if n in norms)
-    return f"threat model: untargeted {said}{' (each with its own eps)' if len(norms) > 1 else ''}, pixels in [0, 1], normalisation inside the model"
+    each = " (each with its own eps)" if len(norms) > 1 else ""
+    return f"threat model: untargeted {said}{each}, pixels in [0, 1], normalisation inside the model"
 
 
 def pct_ci(row) -> str:
@@ -57,7 +58,8 @@ def lipschitz_table(lipschitz: pd.DataFrame) -> str:
                 [
                     "margin gradient L1 norm",
                     f"mean {r['mean']:.3g}, max {r['max']:.3g}",
-                    f"{int(r['n'])} images; zero {100 * r['zero_fraction']:.1f}%, non-finite {100 * r['nonfinite_fraction']:.1f}%",
+                    f"{int(r['n'])} images; zero {100 * r['zero_fraction']:.1f}%, non-finite "
+                    f"{100 * r['nonfinite_fraction']:.1f}%",
                 ]
             )
         elif r["estimate"] == "global":
@@ -65,7 +67,8 @@ def lipschitz_table(lipschitz: pd.DataFrame) -> str:
                 [
                     "global upper-bound estimate, log10",
                     global_bound_text(r),
-                    "layer-wise product (L2, power iteration: an estimate, not a certificate), converted to L-inf -> L1",
+                    "layer-wise product (L2, power iteration: an estimate, not a certificate), converted to L-inf -> "
+                    "L1",
                 ]
             )
     return tabulate(rows, headers=["Lipschitz estimate", "value", "how"])

@@ -41,8 +41,9 @@ class MergeSummary:
         ]
         if self.cell_conflicts:
             out.append(
-                f"{len(self.cell_conflicts)} cell(s) exist on both sides with other numbers (same function, data and attack computed on "
-                "machines whose floating-point paths differ?); the destination's were kept, none was averaged"
+                f"{len(self.cell_conflicts)} cell(s) exist on both sides with other numbers (same function, data and "
+                "attack computed on machines whose floating-point paths differ?); the destination's were kept, none "
+                "was averaged"
             )
         for run in self.checkpoint_conflicts:
             out.append(f"{run}: the two workspaces hold different weights under this name; the destination's were kept")
@@ -56,7 +57,8 @@ def merge_workspaces(destination: Path, sources: list[Path]) -> MergeSummary:
     for source in map(Path, sources):
         if not results_path(source).is_file() and not models_dir(source).is_dir():
             raise UserError(
-                f"{source}: not a workspace (no {results_path(source).name} and no models/); give the folder passed as --workspace"
+                f"{source}: not a workspace (no {results_path(source).name} and no models/); give the folder passed as "
+                "--workspace"
             )
         if source.resolve() == destination.resolve():
             raise UserError(f"{source}: is the destination workspace itself")

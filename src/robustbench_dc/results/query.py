@@ -192,14 +192,15 @@ class Results:
         if len(groups) > 1:
             raise AmbiguousResults(
                 f"{what}: {len(groups)} sets of cells differ in more than the training seed: "
-                f"{_differences([g[0].group() for g in groups])}; narrow the report (--arch, --width, --n) "
-                "or use another workspace"
+                f"{_differences([g[0].group() for g in groups])}; narrow the report (--arch, --width, --n) or use "
+                "another workspace"
             )
         entries = groups[0]
         seeds = [e.seed for e in entries]
         if len(set(seeds)) != len(seeds):
             raise AmbiguousResults(
-                f"{what}: several models share recipe and seed {seeds} (retrained with other code?); use another workspace"
+                f"{what}: several models share recipe and seed {seeds} (retrained with other code?); use another "
+                "workspace"
             )
         return aggregate(sorted(entries, key=lambda e: e.seed or 0))
 

@@ -100,7 +100,8 @@ class ResultStore:
             ) from exc
 
     def _open_readonly(self) -> sqlite3.Connection:
-        """Read-only; on a disk where SQLite cannot even make its -shm file, as an immutable file (nothing writes there)."""
+        """Read-only; on a disk where SQLite cannot even make its -shm file, as an immutable file (nothing writes
+        there)."""
         uri = self.path.resolve().as_uri()
         try:
             conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=120, isolation_level=None)
@@ -125,8 +126,8 @@ class ResultStore:
                     if t in tables:
                         self._conn.execute(f"ALTER TABLE {t} RENAME TO {t}_v{old}_{int(time.time())}")
                 log.warning(
-                    "%s: results of an older schema (%s) are kept aside and not reused: their cells do not "
-                    "identify the evaluated function and data exactly; they will be recomputed",
+                    "%s: results of an older schema (%s) are kept aside and not reused: their cells do not identify "
+                    "the evaluated function and data exactly; they will be recomputed",
                     self.path,
                     old,
                 )
@@ -157,13 +158,13 @@ class ResultStore:
             text = str(exc)
             if "full" in text:
                 raise UserError(
-                    f"{self.path}: the disk is full ({text}); free some space, then run the same command again "
-                    "(every finished cell is kept)"
+                    f"{self.path}: the disk is full ({text}); free some space, then run the same command again (every "
+                    "finished cell is kept)"
                 ) from exc
             if "readonly" in text or "read-only" in text:
                 raise UserError(
-                    f"{self.path}: the result store is read-only ({text}); reports can read it, but computing "
-                    "needs a writable --workspace (copy it, or dc-robust merge it into one)"
+                    f"{self.path}: the result store is read-only ({text}); reports can read it, but computing needs a "
+                    "writable --workspace (copy it, or dc-robust merge it into one)"
                 ) from exc
             raise
 
