@@ -122,7 +122,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _add_train(sub) -> None:
-    from robustbench_dc.names import ARCHITECTURES, DATASETS, INITS, PRECISIONS, RECIPES, REGIMES, SCHEDULES
+    from robustbench_dc.names import ARCHITECTURES, DATASETS, INITS, PRECISIONS, RECIPES, SCHEDULES, Regime
 
     p = sub.add_parser("train", help="train a zoo model naturally or adversarially into the model store")
     _common(p)
@@ -146,7 +146,7 @@ def _add_train(sub) -> None:
         "--training",
         default="natural",
         type=names.regime,
-        choices=REGIMES,
+        choices=list(Regime),
         help="training regime, docs/protocol.md section 3 ('adversarial', the tables' word, is fgsm)",
     )
     p.add_argument("--eps", type=parse_fraction, default=8 / 255, help="adversarial training epsilon (default 8/255)")

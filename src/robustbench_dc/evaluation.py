@@ -40,7 +40,7 @@ from robustbench_dc.errors import UserError
 from robustbench_dc.files import atomic_write, environment
 from robustbench_dc.inference import predict
 from robustbench_dc.models.layers import with_normalization
-from robustbench_dc.names import CellKind, Role, Threat
+from robustbench_dc.names import CellKind, Norm, Role, Threat
 from robustbench_dc.progress import Progress, as_progress, counter
 from robustbench_dc.results.cells import CellKey, Subset, attack_params, canonical_json
 from robustbench_dc.results.store import ResultStore, StoredCell
@@ -502,7 +502,7 @@ class EvalSpec:
             raise UserError(
                 f"eps_l2 must be finite numbers >= 0 (L2 units of [0, 1] pixels, e.g. 0.5), got {list(self.eps_l2)}"
             )
-        l2_attacks = [a.name for a in self.attacks if a.norm == "l2"]
+        l2_attacks = [a.name for a in self.attacks if a.norm == Norm.L2]
         if l2_attacks and not self.eps_l2:
             raise UserError(
                 f"L2 attacks ({', '.join(l2_attacks)}) need their own eps: eps_l2= (--eps-l2), in L2 units of [0, 1] "
@@ -525,7 +525,7 @@ class EvalSpec:
         return replace(spec or cls(), **fields)
 
     def eps_of(self, attack: Attack) -> tuple[float, ...]:
-        return self.eps_l2 if attack.norm == "l2" else self.eps
+        return self.eps_l2 if attack.norm == Norm.L2 else self.eps
 
     def cells(self, *, transfer: bool) -> int:
         """How many cells this spec computes: clean, each attack at each of its eps (white-box and query, plus

@@ -335,29 +335,14 @@ class RayExecutor:
 
         t0 = time.perf_counter()
         options = self._resources(device)
-        task_device = "cuda" if options["num_gpus"] else "cpu"
         data = None if data_dir is None else str(Path(data_dir).resolve())
-        train_task, job_task = ray.remote(_ray_train).options(**options), ray.remote(_ray_job).options(**options)
-        refs = {}
-        for c in trainings:
-            directory = checkpoint_dir(c, workspace)
-            if (
-                not self.shared and (directory / CARD_FILE).exists()
-            ):  # trained before: its files go to the object store as they are
-                refs[_key(c)] = ray.put((str(directory.relative_to(workspace)), _checkpoint_files(directory)))
-            else:
-                refs[_key(c)] = train_task.remote(
-                    c, str(workspace), data, task_device, self.shared, self.cpus, self.train_function
-                )
+        task = (str(workspace), data, "cuda" if options["num_gpus"] else "cpu", self.shared, self.cpus)
+        refs = self._submit_trainings(ray.remote(_ray_train).options(**options), trainings, workspace, task)
         missing = [c for j in jobs for c in j.needs() if _key(c) not in refs]
         if missing:
             raise ValueError(f"jobs need trainings that were not planned: {[train_label(c) for c in missing]}")
-        job_refs = {
-            job_task.remote(
-                j, str(workspace), data, task_device, self.shared, self.cpus, *[refs[_key(c)] for c in j.needs()]
-            ): j
-            for j in jobs
-        }
+        job_task = ray.remote(_ray_job).options(**options)
+        job_refs = {job_task.remote(j, *task, *[refs[_key(c)] for c in j.needs()]): j for j in jobs}
         labels = {r: train_label(c) for c, r in zip(trainings, refs.values())} | {
             r: f"evaluate {j.label}" for r, j in job_refs.items()
         }
@@ -367,23 +352,48 @@ class RayExecutor:
                 ready, pending = ray.wait(pending, num_returns=1)
                 result = ray.get(ready[0])
                 if ready[0] in job_refs:
-                    for function, info in result["functions"].items():
-                        store.put_function(function, info)
-                    for key_dict, metrics, provenance, seconds in result["cells"]:
-                        store.put(CellKey.from_dict(key_dict), metrics, seconds, provenance)
-                    for target, function, spec in result["targets"]:
-                        store.put_study_target(target, function, spec)
+                    _store_job_result(store, result)
                 elif not self.shared:
-                    relative, files = result
-                    if not (workspace / relative / CARD_FILE).exists():
-                        for name, payload in sorted(
-                            files.items(), key=lambda f: f[0] == CARD_FILE
-                        ):  # the card last: it marks a finished run
-                            atomic_write_bytes(workspace / relative / name, payload)
+                    _write_checkpoint(workspace, *result)
                 if on_stage is not None:
                     on_stage(done, total, f"done: {labels[ready[0]]}")
                 done += 1
         return {"ray (all tasks)": time.perf_counter() - t0}
+
+    def _submit_trainings(
+        self, train_task: Any, trainings: list[TrainConfig], workspace: Path, task: tuple[Any, ...]
+    ) -> dict[str, Any]:
+        """One object reference per training: its task, or, without a shared workspace, a checkpoint trained
+        before, whose files go to the object store as they are."""
+        import ray
+
+        refs = {}
+        for c in trainings:
+            directory = checkpoint_dir(c, workspace)
+            if not self.shared and (directory / CARD_FILE).exists():
+                refs[_key(c)] = ray.put((str(directory.relative_to(workspace)), _checkpoint_files(directory)))
+            else:
+                refs[_key(c)] = train_task.remote(c, *task, self.train_function)
+        return refs
+
+
+def _store_job_result(store: ResultStore, result: dict[str, Any]) -> None:
+    """An evaluation task's functions, cells and study targets, into the driver's store."""
+    for function, info in result["functions"].items():
+        store.put_function(function, info)
+    for key_dict, metrics, provenance, seconds in result["cells"]:
+        store.put(CellKey.from_dict(key_dict), metrics, seconds, provenance)
+    for target, function, spec in result["targets"]:
+        store.put_study_target(target, function, spec)
+
+
+def _write_checkpoint(workspace: Path, relative: str, files: dict[str, bytes]) -> None:
+    """A checkpoint that travelled through the object store, unless the workspace has it; the card last, since
+    it marks a finished run."""
+    if (workspace / relative / CARD_FILE).exists():
+        return
+    for name, payload in sorted(files.items(), key=lambda f: f[0] == CARD_FILE):
+        atomic_write_bytes(workspace / relative / name, payload)
 
 
 def _key(config: TrainConfig) -> str:

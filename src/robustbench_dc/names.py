@@ -8,7 +8,16 @@ from enum import StrEnum
 
 DATASETS = ("cifar10", "fashion-mnist", "mnist", "digits", "synthetic")
 ARCHITECTURES = ("cnn9", "resnet32", "resnet110", "convnet-aig", "drconv", "ir-se")
-REGIMES = ("natural", "fgsm", "kurakin", "pgd", "fgsm-rs")
+
+
+class Regime(StrEnum):
+    """How a model is trained (docs/protocol.md, section 3); the adversarial ones at their ``eps``."""
+
+    NATURAL = "natural"
+    FGSM = "fgsm"  # half clean, half FGSM examples: the paper's "adversarial" training
+    KURAKIN = "kurakin"  # Kurakin et al. 2017: FGSM examples crafted with the predicted labels
+    PGD = "pgd"  # Madry et al. 2018
+    FGSM_RS = "fgsm-rs"  # FGSM from a random start (Wong et al. 2020)
 
 
 class Threat(StrEnum):
@@ -20,6 +29,13 @@ class Threat(StrEnum):
     BLACK_BOX = "black-box"  # examples transferred from a source model, or query-only attacks
     LIPSCHITZ = "lipschitz"
     HEALTH = "health"
+
+
+class Norm(StrEnum):
+    """The norm an attack's eps bounds (pixels in [0, 1])."""
+
+    LINF = "linf"
+    L2 = "l2"
 
 
 class Role(StrEnum):

@@ -18,6 +18,7 @@ from robustbench_dc.attacks import get_attack
 from robustbench_dc.errors import UserError
 from robustbench_dc.evaluation import EvalSpec
 from robustbench_dc.executors import DiagnosticsSpec, EvalJob, Executor, LocalExecutor, train_label
+from robustbench_dc.names import Regime
 from robustbench_dc.planning import protocol_source_training
 from robustbench_dc.results.store import StudyTarget
 from robustbench_dc.study import Study, StudyModel
@@ -181,10 +182,12 @@ def plan(study: Study) -> Plan:
     stages: list[Stage] = [TrainStage(c) for c in trainings(study, targets)]
     stages += [EvalStage(j) for j in jobs(study, targets)]
     if study.transfer_matrix:
-        natural = tuple(c for c in configs if c.training == "natural" and c.seed == study.seeds[0])
+        natural = tuple(c for c in configs if c.training == Regime.NATURAL and c.seed == study.seeds[0])
         stages.append(TransferStage(natural, study.dataset, study.attacks, study.table_eps, study.n))
     if study.eps_match:
-        baseline = next(c for t, c in targets if c is not None and t.label == "baseline" and c.training == "natural")
+        baseline = next(
+            c for t, c in targets if c is not None and t.label == "baseline" and c.training == Regime.NATURAL
+        )
         stages.append(EpsMatchStage(baseline, tuple(configs), study.dataset, study.n, max(study.eps)))
     return Plan(tuple(stages))
 

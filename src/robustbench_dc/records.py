@@ -16,10 +16,10 @@ from robustbench_dc.checkpoint import read_card, write_card
 from robustbench_dc.errors import UserError
 from robustbench_dc.files import atomic_write_bytes
 from robustbench_dc.model_info import ModelInfo
-from robustbench_dc.names import Threat, eps_label
+from robustbench_dc.names import Norm, Threat, eps_label
 from robustbench_dc.targets import EvalModel
 
-THREAT_MODELS = {"linf": "Linf", "l2": "L2"}
+THREAT_MODELS = {Norm.LINF: "Linf", Norm.L2: "L2"}
 # the fields of a RobustBench model_info file (robustbench/leaderboard/template.py reads exactly these)
 ROBUSTBENCH_FIELDS = (
     "link",
@@ -49,7 +49,7 @@ def robust_rows(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def model_record(
-    target: EvalModel, frame: pd.DataFrame, *, dataset: str, eps: float, norm: str = "linf"
+    target: EvalModel, frame: pd.DataFrame, *, dataset: str, eps: float, norm: Norm = Norm.LINF
 ) -> dict[str, Any]:
     """One record from ``Evaluation.accuracy``: RobustBench's model_info fields (name, architecture, dataset, eps,
     clean_acc, autoattack_acc, ...) plus ours, ``robust_acc`` above all: the lowest accuracy over the white-box and
@@ -59,7 +59,7 @@ def model_record(
 
     clean = frame[frame["attack"] == "none"]
     rows = robust_rows(frame)
-    rows = rows[((rows["eps"] - eps).abs() < 1e-12) & (rows["attack"].isin(L2_ATTACKS) == (norm == "l2"))]
+    rows = rows[((rows["eps"] - eps).abs() < 1e-12) & (rows["attack"].isin(L2_ATTACKS) == (norm == Norm.L2))]
     worst = rows.loc[rows["accuracy"].idxmin()] if len(rows) else None
     aa = rows[rows["attack"] == "autoattack"]
     info = target.info
@@ -70,7 +70,7 @@ def model_record(
         "training": info.training,
         "dataset": dataset,
         "threat_model": THREAT_MODELS[norm],
-        "eps": eps_label(eps, "pgd-l2" if norm == "l2" else None),
+        "eps": eps_label(eps, "pgd-l2" if norm == Norm.L2 else None),
         "clean_acc": _pct(float(clean["accuracy"].iloc[0])) if len(clean) else None,
         "autoattack_acc": _pct(float(aa["accuracy"].min())) if len(aa) else None,
         "robust_acc": None if worst is None else _pct(float(worst["accuracy"])),
@@ -99,7 +99,7 @@ def evaluation_records(
 
     records = [model_record(target, accuracy, dataset=dataset, eps=e) for e in eps]
     if accuracy["attack"].isin(L2_ATTACKS).any():
-        records += [model_record(target, accuracy, dataset=dataset, eps=e, norm="l2") for e in eps_l2 or []]
+        records += [model_record(target, accuracy, dataset=dataset, eps=e, norm=Norm.L2) for e in eps_l2 or []]
     return [r for r in records if r["robust_acc"] is not None]
 
 

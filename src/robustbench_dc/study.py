@@ -474,8 +474,8 @@ def _validate_settings(study: Study, where: str) -> None:
 
 def _validate_models(study: Study, where: str) -> None:
     for regime in study.regimes + tuple(r for m in study.models for r in m.regimes or ()):
-        if regime not in names.REGIMES:
-            raise UserError(f"{where}: unknown training regime {regime!r}; valid: {', '.join(names.REGIMES)}")
+        if regime not in tuple(names.Regime):
+            raise UserError(f"{where}: unknown training regime {regime!r}; valid: {', '.join(names.Regime)}")
     for m in study.models:
         if m.trained:
             study.train_config(

@@ -31,7 +31,7 @@ from robustbench_dc.inference import predict
 from robustbench_dc.models import ARCHITECTURES, ModelSpec, Network, create_model
 from robustbench_dc.models.gates import execution_rates
 from robustbench_dc.models.registry import arch_label
-from robustbench_dc.names import INITS, PRECISIONS, REGIMES, SCHEDULES
+from robustbench_dc.names import INITS, PRECISIONS, SCHEDULES, Regime
 from robustbench_dc.names import RECIPES as RECIPE_NAMES
 from robustbench_dc.ops import DecoupledConv2d, DecoupledLinear, project_weights
 from robustbench_dc.perturb import ascend_linf, cross_entropy_objective
@@ -54,7 +54,7 @@ class TrainConfig:
     dataset: str
     arch: str = "cnn9"
     width: float = 1.0
-    training: str = "natural"
+    training: Regime = Regime.NATURAL
     eps: float = 8 / 255
     pgd_steps: int = 7
     pgd_step: float = 2 / 255
@@ -89,8 +89,11 @@ class TrainConfig:
     )
 
     def __post_init__(self) -> None:
+        try:  # a card's regime reads back as a string: its member, typed (and equal to that string)
+            object.__setattr__(self, "training", Regime(self.training))
+        except ValueError:
+            raise UserError(f"unknown training regime {self.training!r}; valid: {', '.join(Regime)}") from None
         for name, what, valid in (
-            ("training", "training regime", REGIMES),
             ("schedule", "schedule", SCHEDULES),
             ("precision", "precision", PRECISIONS),
             ("init", "init", INITS),
@@ -141,7 +144,7 @@ class TrainConfig:
     @property
     def training_label(self) -> str:
         """The store's name for the regime: ``fgsm``, or ``fgsm-eps4`` when eps is not 8/255."""
-        if self.training == "natural" or math.isclose(self.eps, 8 / 255):
+        if self.training == Regime.NATURAL or math.isclose(self.eps, 8 / 255):
             return self.training
         return f"{self.training}-eps{self.eps * 255:g}"
 
@@ -302,16 +305,16 @@ def adversarial_batch(
 ) -> tuple[Tensor, Tensor | None]:
     """The inputs the model learns from in this batch (crafted with the model in eval mode) and per-example
     loss weights (None: equal weights)."""
-    if config.training == "natural":
+    if config.training == Regime.NATURAL:
         return x, None
     model.eval()
     weights = None
     objective = cross_entropy_objective(model, y)
-    if config.training == "fgsm":
+    if config.training == Regime.FGSM:
         half = x.shape[0] // 2
         adv = ascend_linf(cross_entropy_objective(model, y[half:]), x[half:], eps=config.eps, step=config.eps, steps=1)
         out = torch.cat([x[:half], adv])
-    elif config.training == "kurakin":
+    elif config.training == Regime.KURAKIN:
         half = x.shape[0] // 2
         xa = x[half:].detach().clone().requires_grad_(True)
         logits = model(xa)
@@ -322,7 +325,7 @@ def adversarial_batch(
         weights = torch.cat(
             [torch.ones(half, device=x.device), torch.full((x.shape[0] - half,), config.adv_weight, device=x.device)]
         )
-    elif config.training == "pgd":
+    elif config.training == Regime.PGD:
         out = ascend_linf(
             objective,
             x,
@@ -332,7 +335,7 @@ def adversarial_batch(
             random_start=True,
             generator=generator,
         )
-    else:  # fgsm-rs
+    else:  # Regime.FGSM_RS
         out = ascend_linf(
             objective, x, eps=config.eps, step=1.25 * config.eps, steps=1, random_start=True, generator=generator
         )
@@ -749,9 +752,9 @@ def _final_weights(
 
 def _regime_card(config: TrainConfig) -> dict[str, Any]:
     regime: dict[str, Any] = {"regime": config.training, "label": config.training_label, "eps": config.eps}
-    if config.training == "pgd":
+    if config.training == Regime.PGD:
         regime.update(pgd_steps=config.pgd_steps, pgd_step=config.pgd_step)
-    if config.training == "kurakin":
+    if config.training == Regime.KURAKIN:
         eps_text = f"|N(0, {config.eps / 2:.4g})| truncated to [0, {config.eps:.4g}]"
         regime.update(adv_weight=config.adv_weight, labels="predicted", eps_per_example=eps_text)
     return regime

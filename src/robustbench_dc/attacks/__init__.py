@@ -35,6 +35,7 @@ from robustbench_dc.attacks.specs import (
 from robustbench_dc.devices import full_precision, module_device
 from robustbench_dc.errors import UserError
 from robustbench_dc.inference import predict
+from robustbench_dc.names import Norm
 
 
 class _InputConnected(nn.Module):
@@ -114,10 +115,10 @@ def run_attack(
     leaves the global generators as they were. ``on_batch`` hears each finished batch's size, ``on_detail`` what
     a batch is doing where an attack has parts (AutoAttack's component attacks).
     """
-    if not (0 <= eps <= 1 if attack.norm == "linf" else 0 <= eps < float("inf")):
+    if not (0 <= eps <= 1 if attack.norm == Norm.LINF else 0 <= eps < float("inf")):
         raise UserError(
             f"eps must be in [0, 1] (pixel units), got {eps}"
-            if attack.norm == "linf"
+            if attack.norm == Norm.LINF
             else f"L2 eps must be a finite number >= 0, got {eps}"
         )
     if eps == 0:

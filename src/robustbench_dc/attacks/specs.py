@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 from robustbench_dc import names
 from robustbench_dc.errors import UserError
 from robustbench_dc.names import (
+    Norm,
     Threat,
     eps_label,  # noqa: F401  (re-exported: its home is names, torch-free)
 )
@@ -23,7 +24,7 @@ class Attack:
 
     name: ClassVar[str]
     #: the threat model: "linf" (eps in [0, 1]) or "l2" (eps in L2 units of [0, 1] pixels, e.g. 0.5 on CIFAR-10)
-    norm: ClassVar[str] = "linf"
+    norm: ClassVar[Norm] = Norm.LINF
     #: white-box attacks need the target's gradients; "query" attacks only its outputs (black-box).
     access: ClassVar[str] = Threat.WHITE_BOX
     #: whether the result depends on random draws (so on how images are batched, and on the device's generator)
@@ -205,10 +206,10 @@ class FGM(Attack):
     with g the cross-entropy gradient, clipped to [0, 1]."""
 
     name: ClassVar[str] = "fgm"
-    norm: ClassVar[str] = "l2"
+    norm: ClassVar[Norm] = Norm.L2
 
     def params(self, eps: float) -> dict[str, Any]:
-        return {"norm": "l2"}
+        return {"norm": Norm.L2}
 
 
 @dataclass(frozen=True)
@@ -217,13 +218,13 @@ class PGDL2(Attack):
     ``relative_step * eps`` (eps/4), each followed by projection onto the ball and [0, 1]."""
 
     name: ClassVar[str] = "pgd-l2"
-    norm: ClassVar[str] = "l2"
+    norm: ClassVar[Norm] = Norm.L2
     randomized: ClassVar[bool] = True
     steps: int = 20
     relative_step: float = 0.25
 
     def params(self, eps: float) -> dict[str, Any]:
-        return {"norm": "l2", "step": self.relative_step * eps, "steps": self.steps}
+        return {"norm": Norm.L2, "step": self.relative_step * eps, "steps": self.steps}
 
 
 ATTACKS: dict[str, type[Attack]] = {
@@ -248,7 +249,7 @@ if tuple(ATTACKS) != names.ATTACKS:
     raise ImportError(
         f"robustbench_dc.names.ATTACKS {names.ATTACKS} does not list the attacks defined here {tuple(ATTACKS)}"
     )
-if tuple(a for a, cls in ATTACKS.items() if cls.norm == "l2") != names.L2_ATTACKS:
+if tuple(a for a, cls in ATTACKS.items() if cls.norm == Norm.L2) != names.L2_ATTACKS:
     raise ImportError(f"robustbench_dc.names.L2_ATTACKS {names.L2_ATTACKS} does not list the L2 attacks defined here")
 
 
