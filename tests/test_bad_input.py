@@ -461,7 +461,7 @@ def test_a_report_only_reads_the_store(tmp_path, digits_models, monkeypatch):
     import sqlite3
 
     from robustbench_dc.evaluation import evaluate
-    from robustbench_dc.reports.report import build_report
+    from robustbench_dc.reports.paper_report import build_report
     from robustbench_dc.results import store as store_module
     from robustbench_dc.targets import from_checkpoint
 

@@ -48,7 +48,8 @@ TORCH_FREE = [
     "robustbench_dc.results.merge",
     "robustbench_dc.diagnostics.checks",
     "robustbench_dc.study",
-    "robustbench_dc.reports.report",
+    "robustbench_dc.reports.paper_report",
+    "robustbench_dc.reports.sections",
     "robustbench_dc.reports.study_report",
     "robustbench_dc.reports.build",
 ]

@@ -7,7 +7,7 @@ from PIL import Image
 
 from robustbench_dc.evaluation import evaluate
 from robustbench_dc.pipeline import plan, run_study
-from robustbench_dc.reports.report import build_report
+from robustbench_dc.reports.paper_report import build_report
 from robustbench_dc.study import StudyModel, load_study
 from robustbench_dc.targets import from_checkpoint
 
@@ -131,7 +131,7 @@ def test_match_eps_bisects_to_the_measured_eps_closest_to_the_target():
 
 
 def test_summary_tables_print_tables_7_and_8(small_store):
-    from robustbench_dc.reports.report import summary_tables
+    from robustbench_dc.reports.paper_report import summary_tables
 
     text = summary_tables(workspace=small_store, dataset="digits", eps=32 / 255)
     assert "Table 7: white-box at 32/255" in text and "Table 8: black-box at 32/255" in text and "85.35" in text

@@ -8,7 +8,7 @@ import pytest
 
 from robustbench_dc.diagnostics.checks import Measured, diagnose, measured_from_cells, pgd_params
 from robustbench_dc.model_info import ModelInfo
-from robustbench_dc.reports.report import build_report
+from robustbench_dc.reports.paper_report import build_report
 from robustbench_dc.results.cells import CellKey, Subset, attack_params
 from robustbench_dc.results.query import AmbiguousResults, Results
 from robustbench_dc.results.store import ResultStore, StoredCell, StudyTarget

@@ -525,7 +525,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from robustbench_dc.attacks.specs import eps_label
-    from robustbench_dc.reports.report import build_report
+    from robustbench_dc.reports.paper_report import build_report
     from robustbench_dc.workspace import reports_dir, workspace_dir
 
     _infer_dataset(args, "models")

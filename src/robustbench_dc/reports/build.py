@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from robustbench_dc.reports.report import build_report, summary_tables
+from robustbench_dc.reports.paper_report import build_report, summary_tables
 from robustbench_dc.reports.study_report import build_study_report
 from robustbench_dc.study import Study
 from robustbench_dc.workspace import reports_dir, workspace_dir

@@ -19,7 +19,7 @@ from robustbench_dc.protocol import PROTOCOL_SOURCE
 from robustbench_dc.reports.claims import Claim, compare, difference_claim
 from robustbench_dc.reports.plots import plot_accuracy, plot_differences
 from robustbench_dc.reports.render import Block, Image, Paragraph, Section, Table, Title, verdict_mark, write_report
-from robustbench_dc.reports.report import (
+from robustbench_dc.reports.sections import (
     PROTOCOL_DOC,
     ModelDiagnostics,
     diagnostics_section,

@@ -1,6 +1,7 @@
-"""The report: Tables 7 and 8 next to the paper's numbers, Lipschitz estimates, computed claims, diagnostics,
-the transfer matrix and provenance, with the same cells as CSV and JSON. Built from the result store alone,
-through the query layer: every number shown comes from cells that differ at most in the training seed.
+"""The sections every report shares, written once: Lipschitz estimates, label leaking, gradient-masking
+diagnostics, the transfer matrix, execution rates of gated networks, every measured cell, provenance, and the
+machine-readable exports. Each reads the cells it is given (the store alone, through the query layer); the
+templates (``paper_report``, ``study_report``) decide where each section appears: wherever its cells exist.
 """
 
 from __future__ import annotations
@@ -14,15 +15,13 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from robustbench_dc.diagnostics.checks import Diagnostic, diagnose, measured_from_cells
-from robustbench_dc.errors import UserError
-from robustbench_dc.files import atomic_write_bytes, output_dir
+from robustbench_dc.diagnostics.checks import Diagnostic
+from robustbench_dc.files import atomic_write_bytes
 from robustbench_dc.model_info import ModelInfo
 from robustbench_dc.names import CellKind, Role, Status, Threat, eps_label
-from robustbench_dc.paper import ATTACK_ROWS, PAPER_COLUMNS, PAPER_TRAINING, display, paper_tables, paper_value
-from robustbench_dc.protocol import PROTOCOL_SOURCE
-from robustbench_dc.reports.claims import STRONG_CHECKS, claims, compare, masking_notes, surviving_claims
-from robustbench_dc.reports.plots import plot_accuracy, plot_differences, plot_lipschitz
+from robustbench_dc.paper import PAPER_TRAINING, display
+from robustbench_dc.reports.claims import STRONG_CHECKS, compare
+from robustbench_dc.reports.plots import plot_lipschitz
 from robustbench_dc.reports.render import (
     Block,
     Bullets,
@@ -31,83 +30,12 @@ from robustbench_dc.reports.render import (
     Paragraph,
     Section,
     Table,
-    Title,
-    render_text,
     status_mark,
-    verdict_mark,
-    write_report,
 )
 from robustbench_dc.reports.tables import threat_model
 from robustbench_dc.results.query import Aggregate, AmbiguousResults, Entry, Results, aggregate
 
 PROTOCOL_DOC = "docs/protocol.md in the robustbench-dc repository"
-MATCH_TOLERANCE = 2.0  # points: how close our baseline must come to the paper's to call an eps matched
-
-
-class _Tables:
-    """The table cells of one report: role ``table``, one image subset, at the report's eps by default."""
-
-    def __init__(self, results: Results, eps: float, n: int) -> None:
-        self.results, self.eps, self.n = results, eps, n
-
-    def __call__(self, model: str, training: str, threat: Threat, attack: str, eps: float | None = None):
-        return self.results.accuracy(model, training, attack, self.eps if eps is None else eps, threat=threat, n=self.n)
-
-    def models(self) -> list[str]:
-        names = list(dict.fromkeys(name for name, training in self.results.models() if training in PAPER_TRAINING))
-        return [m for m in PAPER_COLUMNS if m in names] + sorted(m for m in names if m not in PAPER_COLUMNS)
-
-
-def _table_subset(results: Results, n: int | None) -> tuple[int, list[int]]:
-    sizes = results.where(role=Role.TABLE, kind=CellKind.ACCURACY).subsets()
-    if not sizes:
-        raise UserError(
-            "no table cells (role 'table') in the store for this selection: run dc-robust eval or reproduce first"
-        )
-    if n is None:
-        n = _default_subset(results.where(role=Role.TABLE, kind=CellKind.ACCURACY), sizes)
-    elif n not in sizes:
-        raise UserError(f"no table cells on {n} images; subsets in the store: {', '.join(map(str, sizes))}")
-    return n, [s for s in sizes if s != n]
-
-
-def _default_subset(table: Results, sizes: list[int]) -> int:
-    """The subset a report takes when none is named: the largest one on which every model with table cells was
-    evaluated (the others are named in the provenance, never mixed in); none such is ambiguous."""
-    everyone = {e.key.function for e in table.entries}
-    complete = [s for s in sizes if {e.key.function for e in table.where(n=s).entries} == everyone]
-    if not complete:
-        raise AmbiguousResults(
-            f"table cells were evaluated on subsets of {', '.join(map(str, sizes))} images, none of them holding every "
-            "model; choose one with --n"
-        )
-    return max(complete)
-
-
-def table7_8(cell: _Tables, threat: Threat, paper: pd.DataFrame, table: int) -> Table:
-    models = cell.models()
-    headers = ["training", "attack"]
-    for m in models:
-        headers += [f"{display(m)} ours % [95% CI]", "paper", "diff"]
-    rows = []
-    for ours_training, paper_training in PAPER_TRAINING.items():
-        for attack in ATTACK_ROWS:
-            row = [paper_training, attack.upper() if attack != "none" else "none"]
-            for m in models:
-                c = cell(m, ours_training, threat, attack)
-                p = paper_value(paper, table, paper_training, attack, m) if m in PAPER_COLUMNS else None
-                row += [
-                    c.text() if c else "-",
-                    f"{p:.2f}" if p is not None else "-",
-                    f"{c.mean - p:+.2f}" if c and p is not None else "-",
-                ]
-            rows.append(row)
-    return Table(headers, rows)
-
-
-def _difference(cell: _Tables, model: str, training: str, attack: str):
-    a, b = cell(model, training, Threat.WHITE_BOX, attack), cell("baseline", training, Threat.WHITE_BOX, attack)
-    return compare(a, b) if a is not None and b is not None else None
 
 
 def _lipschitz_row(name: str, training: str, sel: Results) -> tuple[list[str], float | None]:
@@ -208,61 +136,6 @@ def lipschitz_section(
     return blocks
 
 
-def matched_eps(cell: _Tables, paper: pd.DataFrame, attack: str) -> float | None:
-    """Among the eps at which every paper model has a natural white-box cell, the one where our natural baseline
-    comes closest to the paper's accuracy (the paper states no eps)."""
-    wanted = paper_value(paper, 7, "natural", attack, "baseline")
-    models = [m for m in cell.models() if m in PAPER_COLUMNS]
-    best = None
-    for eps in cell.results.where(n=cell.n, attack=attack, threat=Threat.WHITE_BOX).eps_values():
-        found = [cell(m, "natural", Threat.WHITE_BOX, attack, eps) for m in models]
-        if "baseline" not in models or any(f is None for f in found):
-            continue
-        gap = abs(found[models.index("baseline")].mean - wanted)
-        if best is None or gap < best[0]:
-            best = (gap, eps)
-    return None if best is None else best[1]
-
-
-def eps_matched_blocks(cell: _Tables, paper: pd.DataFrame) -> list[Block]:
-    blocks: list[Block] = []
-    models = [m for m in cell.models() if m in PAPER_COLUMNS]
-    for attack in ("fgsm", "bim"):
-        eps = matched_eps(cell, paper, attack)
-        if eps is None:
-            continue
-        headers, rows = ["training", "threat"], []
-        for m in models:
-            headers += [f"{display(m)} ours %", "paper"]
-        for training, paper_training in PAPER_TRAINING.items():
-            for threat, table in ((Threat.WHITE_BOX, 7), (Threat.BLACK_BOX, 8)):
-                row = [paper_training, threat]
-                for m in models:
-                    c = cell(m, training, threat, attack, eps)
-                    p = paper_value(paper, table, paper_training, attack, m)
-                    row += [c.text() if c else "-", f"{p:.2f}" if p is not None else "-"]
-                rows.append(row)
-        wanted, ours = (
-            paper_value(paper, 7, "natural", attack, "baseline"),
-            cell("baseline", "natural", Threat.WHITE_BOX, attack, eps),
-        )
-        if abs(ours.mean - wanted) <= MATCH_TOLERANCE:
-            text = (
-                f"{attack.upper()} at eps = {255 * eps:.3g}/255, where our naturally trained baseline's white-box "
-                f"accuracy ({ours.mean:.2f}%) is closest to the paper's {wanted:.2f}% (measured, not interpolated):"
-            )
-        else:
-            text = (
-                f"{attack.upper()}: no evaluated eps brings our naturally trained baseline within {MATCH_TOLERANCE:g} "
-                f"points of the paper's {wanted:.2f}%; the closest, eps = {255 * eps:.3g}/255, gives {ours.mean:.2f}%. "
-                "The table is read there but is not a match:"
-            )
-        blocks += [Paragraph(text), Table(headers, rows)]
-    return blocks or [
-        Paragraph("No cells at an eps matched to the paper's baseline (dc-robust reproduce computes them).")
-    ]
-
-
 def label_leaking_blocks(
     cell: Callable[..., Aggregate | None], models: list[tuple[str, str]], eps: float
 ) -> list[Block]:
@@ -325,19 +198,6 @@ def label_leaking_blocks(
 def training_columns(m: ModelInfo) -> list[Any]:
     """Architecture, width, epochs and training images of a model for the provenance tables ("-" where unknown)."""
     return ["-" if v is None else v for v in (m.arch or None, m.width, m.epochs, m.train_images)]
-
-
-def _diagnostics(results: Results, eps: float) -> dict[tuple[str, str, int], list]:
-    """Diagnostics per evaluated function (model, training, seed), judged from its stored cells."""
-    by: dict[str, list[Entry]] = {}
-    for e in results.where(role=Role.DIAGNOSTICS).entries:
-        by.setdefault(e.key.function, []).append(e)
-    out = {}
-    for entries in by.values():
-        m = entries[0].model
-        key = (m.model_name, m.training, -1 if m.seed is None else int(m.seed))
-        out[key] = diagnose(measured_from_cells(entries, eps))
-    return out
 
 
 @dataclass(frozen=True)
@@ -567,42 +427,6 @@ def provenance_blocks(
     ]
 
 
-def _provenance(
-    results: Results, n: int, other_n: list[int], command: str, preset_note: str, stage_times: dict[str, float] | None
-) -> list[Block]:
-    """The paper template's provenance: its subset, its black-box source and its adversarial rows' regime."""
-    table = results.where(role=Role.TABLE)
-    times: dict[str, float] = {}
-    models: dict[str, ModelInfo] = {}
-    for e in results.entries:
-        times[e.key.function] = times.get(e.key.function, 0.0) + e.cell.seconds
-        models[e.key.function] = e.model
-    rows = [
-        [m.title, *training_columns(m), m.weights_sha256[:12], f[:12], f"{times[f]:.1f}"] for f, m in models.items()
-    ]
-    stored = (
-        f"; cells on {', '.join(map(str, other_n))} images are in the store but not in these tables" if other_n else ""
-    )
-    source = ", ".join(sorted({e.source.title for e in table.entries if e.source and e.protocol_source}))
-    head = [f"Preset: {preset_note}"] if preset_note else []
-    head.append(f"Tables 7 and 8: {n} test images per cell (the same seeded subset for every model){stored}")
-    tail = [
-        f"Black-box source (Table 8): the protocol source only, {PROTOCOL_SOURCE} ({source or 'none in the store'}); "
-        "transfer examples are crafted on it once and fed to every target",
-        "'Adversarial' rows: regime fgsm, each batch half clean and half FGSM at 8/255 crafted with the true labels, "
-        "equal weights (protocol section 3); it can leak labels, see 'Label leaking'",
-    ]
-    headers = ["model", "arch", "width", "epochs", "train images", "weights sha256", "function id"]
-    return provenance_blocks(
-        results.entries,
-        head=head,
-        tail=tail,
-        models=Table(headers + ["evaluation s (all cells)"], rows),
-        command=command,
-        times=stage_times,
-    )
-
-
 def export_frame(results: Results) -> pd.DataFrame:
     """One row per cell: its identity, its numbers (without per-image outcomes) and its model's description."""
     rows = []
@@ -640,186 +464,3 @@ def write_exports(out: Path, results: Results) -> None:
     ].copy()
     outcomes["per_example"] = [results.entries[i].metrics["per_example"] for i in has]
     atomic_write_bytes(out / "outcomes.csv.gz", gzip.compress(outcomes.to_csv(index=False).encode(), mtime=0))
-
-
-def _select(
-    workspace: str | Path | None, dataset: str, eps: float, arch: str | None, width: float | None, n: int | None
-) -> tuple[Results, _Tables, list[int]]:
-    """The report's cells: all of this dataset's (narrowed by arch and width), its table cells on one subset, and
-    the other subset sizes left out of the tables."""
-    results = Results.load(workspace, dataset).where(arch=arch, width=width)
-    if not len(results):
-        raise UserError(
-            "no results for dataset "
-            f"{dataset!r}{'' if arch is None else f' arch {arch}'}{'' if width is None else f' width {width:g}'}"
-        )
-    n, other_n = _table_subset(results, n)
-    return results, _Tables(results.where(role=Role.TABLE), eps, n), other_n
-
-
-def summary_tables(
-    *,
-    workspace: str | Path | None,
-    dataset: str,
-    eps: float = 8 / 255,
-    arch: str | None = None,
-    width: float | None = None,
-    n: int | None = None,
-) -> str:
-    """Tables 7 and 8 as plain text (what ``reproduce`` prints when it is done)."""
-    _, cell, _ = _select(workspace, dataset, eps, arch, width, n)
-    paper = paper_tables()
-    parts = []
-    for table, threat in ((7, Threat.WHITE_BOX), (8, Threat.BLACK_BOX)):
-        rendered = table7_8(cell, threat, paper, table)
-        parts.append(
-            f"Table {table}: {threat} at {eps_label(eps)}, accuracy % [95% CI] (ours, paper, diff)\n"
-            + render_text(rendered.headers, rendered.rows)
-        )
-    return "\n\n".join(parts)
-
-
-def build_report(
-    *,
-    workspace: str | Path | None,
-    dataset: str,
-    out_dir: str | Path,
-    eps: float = 8 / 255,
-    arch: str | None = None,
-    width: float | None = None,
-    n: int | None = None,
-    command: str = "dc-robust report",
-    title: str | None = None,
-    preset_note: str = "",
-    stage_times: dict[str, float] | None = None,
-    fmt: str = "markdown",
-) -> Path:
-    """Write the report and its files into ``out_dir``; returns the main file's path."""
-    if fmt not in ("markdown", "html"):
-        raise UserError(f"unknown report format {fmt!r}; valid: markdown, html")
-    results, cell, other_n = _select(workspace, dataset, eps, arch, width, n)
-    n = cell.n
-    models = cell.models()
-    out = output_dir(Path(out_dir))
-    paper = paper_tables()
-    plot_accuracy(
-        lambda m, tr, th, at, e: cell(m, tr, th, at, e),
-        models,
-        cell.results.where(n=n).eps_values(),
-        out / "accuracy_vs_eps.png",
-    )
-    write_exports(out, results)
-
-    blocks: list[Block] = [Title(title or f"Robustness report: {dataset}")]
-    blocks.append(
-        Paragraph(
-            "Our numbers against the paper's Tables 7 and 8 (Liu et al., CVPR 2018). The paper does not state the "
-            f"network, epsilon or attack steps behind these tables; ours follow this suite's protocol ({PROTOCOL_DOC}, "
-            f"section 2) at eps = {eps_label(eps)}, so differences are expected and are not errors of either side. "
-            "Each of our cells is accuracy % with its 95% interval (Wilson for one training seed; over several seeds, "
-            "mean ± sd with a t-interval over the seeds); 'diff' is ours minus the paper's."
-        )
-    )
-    for table, threat in ((7, Threat.WHITE_BOX), (8, Threat.BLACK_BOX)):
-        blocks.append(Section(f"Table {table}: {threat} attacks"))
-        if threat == Threat.BLACK_BOX:
-            blocks.append(Paragraph(f"Transfer from the protocol source only: {PROTOCOL_SOURCE}."))
-        blocks.append(table7_8(cell, threat, paper, table))
-    blocks.append(Section("Tables 7 and 8 at the eps matched to the paper's baseline (a sensitivity analysis)"))
-    blocks.append(
-        Paragraph(
-            "The paper gives no eps. Here each attack's eps is chosen so that our naturally trained baseline's "
-            "white-box accuracy comes closest to the paper's; the other models are read at that same eps. FGSM and BIM "
-            "are matched apart, so their two eps need not be one setting of the paper's: read this as a sensitivity "
-            "analysis of the tables to eps, not as the paper's setting recovered. If the paper's DCNet advantage came "
-            "from its eps, it would show here."
-        )
-    )
-    blocks += eps_matched_blocks(cell, paper)
-    groups = [(m, tr, cell.results.where(model=m, training=tr)) for m, tr in cell.results.models()]
-    blocks += lipschitz_section(
-        groups,
-        out / "lipschitz.png",
-        lambda m, tr: cell(m, tr, Threat.WHITE_BOX, "bim"),
-        f"white-box BIM at {eps_label(eps)}",
-        show=display,
-    )
-    blocks.append(Section("Accuracy against epsilon"))
-    blocks.append(Image("accuracy_vs_eps.png", "White-box accuracy against epsilon, natural and adversarial training"))
-    blocks.append(Section("The paper's claims, judged from our numbers"))
-    blocks.append(
-        Paragraph(
-            f"Paired statistics ({PROTOCOL_DOC}, section 4): every model is attacked on the same images, so 'A beats "
-            "B' is an exact McNemar test on the images where the two disagree (one training seed), or a paired "
-            "t-interval over training seeds (several); a claim is reproduced when the difference reaches the stated "
-            "gap and that test rejects equality at 5% (the interval beside it is descriptive). A claim that an "
-            "advantage disappears applies only where the advantage was shown, and holds when the difference's "
-            "interval lies within the tolerance."
-        )
-    )
-    cl = claims(cell)
-    blocks.append(
-        Table(["claim", "verdict", "our numbers"], [[c.text, verdict_mark(c.verdict), c.evidence] for c in cl])
-    )
-    rows = [
-        (f"{display(m)} - Baseline, {PAPER_TRAINING[tr]}, {at.upper()}", d.diff, d.low, d.high)
-        for tr in PAPER_TRAINING
-        for at in ("fgsm", "bim")
-        for m in models
-        if m != "baseline"
-        for d in [_difference(cell, m, tr, at)]
-        if d is not None
-    ]
-    if rows:
-        plot_differences(
-            rows, out / "differences.png", f"White-box accuracy minus the baseline's at {eps_label(eps)} (paired)"
-        )
-        blocks.append(
-            Image(
-                "differences.png",
-                "Each model's white-box accuracy minus the baseline's, with the paired 95% interval (blue: above zero, "
-                "vermilion: below, grey: includes zero)",
-            )
-        )
-    blocks.append(Paragraph("Gradient masking check (FGSM gain that BIM removes):"))
-    blocks.append(
-        Bullets(
-            masking_notes(cell, models)
-            or ["No model shows a white-box FGSM advantage of 10 points or more that BIM halves."]
-        )
-    )
-    blocks.append(Section("Label leaking"))
-    blocks += label_leaking_blocks(cell, cell.results.models(), eps)
-    diags = _diagnostics(results, eps)
-    blocks += diagnostics_section(
-        [
-            ModelDiagnostics((display(m), tr, seed), f"{display(m)} ({tr}, seed {seed})", v)
-            for (m, tr, seed), v in diags.items()
-        ],
-        eps,
-        ["model", "training", "seed"],
-        "No diagnostics in the store for these models: run dc-robust eval --diagnostics or dc-robust study.",
-    )
-    blocks.append(Section("Which of the paper's robustness claims survive the diagnostics"))
-    blocks.append(Bullets(surviving_claims(cl, diags)))
-    blocks.append(Section("Transfer matrix (natural models)"))
-    blocks += transfer_blocks(results.where(training="natural"), eps)
-    blocks += execution_blocks(list({e.model.title: e.model for e in results.entries}.items()))
-    blocks.append(Section("Every measured cell"))
-    blocks.append(
-        Paragraph(
-            "All table cells of this selection, each row one set of cells that differ only in the training seed (any "
-            "model, attack and subset, including those Tables 7 and 8 have no place for)."
-        )
-    )
-    blocks += all_cells_blocks(results)
-    blocks += _provenance(results, n, other_n, command, preset_note, stage_times)
-    blocks.append(
-        Paragraph(
-            "Machine-readable: results.csv, results.json (one row per result cell, per seed, with its full identity); "
-            "outcomes.csv.gz holds each accuracy cell's per-image outcomes, from which every paired test here can be "
-            "re-derived."
-        )
-    )
-
-    return write_report(blocks, out, fmt)
