@@ -14,7 +14,7 @@ from robustbench_dc import names
 from robustbench_dc.diagnostics.checks import diagnose, measured_from_cells
 from robustbench_dc.files import output_dir
 from robustbench_dc.model_info import ModelInfo
-from robustbench_dc.names import CellKind, Role, Threat, eps_label
+from robustbench_dc.names import Role, Threat, eps_label
 from robustbench_dc.protocol import PROTOCOL_SOURCE
 from robustbench_dc.reports.claims import Claim, compare, difference_claim
 from robustbench_dc.reports.plots import plot_accuracy, plot_differences
@@ -67,20 +67,8 @@ class StudyCells:
     def __call__(
         self, label: str, training: str, threat: Threat, attack: str, eps: float | None = None
     ) -> Aggregate | None:
-        if attack == "none":
-            threat, eps = Threat.NONE, None
-        sel = self.results(label, training).where(
-            role=Role.TABLE,
-            kind=CellKind.ACCURACY,
-            threat=threat,
-            attack=attack,
-            eps=eps,
-            n=self.study.n,
-            protocol_source=True if threat == Threat.BLACK_BOX else None,
-        )
-        return sel.single(
-            f"{label} {training} {threat} {attack}" + ("" if eps is None else f" at eps {eps_label(eps)}")
-        )
+        sub = self.results(label, training)
+        return sub.accuracy(None, None, attack, eps, threat=threat, n=self.study.n, what=f"{label} {training}")
 
 
 def measured_targets(study: Study, results: Results) -> tuple[list[_Measured], list[str]]:

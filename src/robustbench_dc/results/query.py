@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable
 
 from robustbench_dc.errors import UserError
 from robustbench_dc.model_info import UNKNOWN_MODEL, ModelInfo
-from robustbench_dc.names import CellKind, Role, Threat
+from robustbench_dc.names import CellKind, Role, Threat, eps_label
 from robustbench_dc.protocol import protocol_source_config
 from robustbench_dc.results.cells import canonical_json
 from robustbench_dc.results.store import ResultStore, StoredCell, StudyTarget
@@ -206,18 +206,20 @@ class Results:
 
     def accuracy(
         self,
-        model: str,
-        training: str,
+        model: str | None,
+        training: str | None,
         attack: str,
         eps: float | None = None,
         *,
         threat: Threat = Threat.WHITE_BOX,
         role: Role = Role.TABLE,
+        what: str = "",
         **filters: Any,
     ) -> Aggregate | None:
-        """Accuracy of ``model`` (zoo name or label) trained as ``training`` under ``attack`` at ``eps`` (clean:
-        ``attack="none"``), aggregated over training seeds. Black-box cells: the protocol source only, unless
-        ``protocol_source=False`` is given."""
+        """Accuracy of ``model`` (zoo name or label; None: a selection already narrowed to one model) trained as
+        ``training`` under ``attack`` at ``eps`` (clean: ``attack="none"``), aggregated over training seeds: the one
+        cell lookup of every report. Black-box cells: the protocol source only, unless ``protocol_source=False`` is
+        given. ``what`` names the model in an ambiguity's message (default: ``model training``)."""
         if attack == "none":
             threat, eps = Threat.NONE, None
         if threat == Threat.BLACK_BOX:
@@ -232,7 +234,8 @@ class Results:
             eps=eps,
             **filters,
         )
-        return sel.single(f"{model} {training} {threat} {attack}" + ("" if eps is None else f" at eps {eps:.4g}"))
+        what = what or f"{model} {training}"
+        return sel.single(f"{what} {threat} {attack}" + ("" if eps is None else f" at eps {eps_label(eps)}"))
 
     def models(self) -> list[tuple[str, str]]:
         """(name, training) of every model with cells here, zoo names as such, others by label."""
