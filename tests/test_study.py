@@ -65,6 +65,8 @@ def test_shipped_studies_parse_and_plan():
         ({"seeds": "abc"}, "seeds: expected a list, got 'abc'"),
         ({"seeds": [0, "1"]}, "seeds: expected an integer, got '1'"),
         ({"seeds": [2**64]}, r"seeds must be integers in \[0, 2\*\*32\)"),
+        ({"seeds": [0, 1], "diagnostics_seeds": [2]}, r"diagnostics_seeds must be some of the study's seeds \[0, 1\]"),
+        ({"diagnostics_seeds": []}, "diagnostics_seeds must be some of the study's seeds"),
         ({"training": {"width": "wide"}}, r"\[training\] width: expected a number, got 'wide'"),
         ({"training": {"epochs": 1e12}}, r"\[training\] epochs: expected an integer, got 1000000000000.0 \(float\)"),
         ({"training": {"compile": "yes"}}, r"\[training\] compile: expected a bool"),
@@ -89,6 +91,18 @@ def test_bad_study_files_say_what_is_wrong(change, message):
         raw["claims"] = []
     with pytest.raises(UserError, match=message):
         parse_study(raw, "tiny.toml")
+
+
+def test_diagnostics_run_on_the_chosen_seeds_only():
+    """The diagnostics check how a model is evaluated: a study may run them on its first seed's models only (half
+    of a paper-cpu model's evaluation time, BENCHMARKS.md), and the plan says so job by job."""
+    from robustbench_dc.pipeline import jobs
+
+    every = jobs(parse_study({**TINY, "seeds": [0, 1], "diagnostics": True}, "tiny.toml"))
+    assert len(every) == 4 and all(j.diagnostics is not None for j in every)
+    first = jobs(parse_study({**TINY, "seeds": [0, 1], "diagnostics": True, "diagnostics_seeds": [0]}, "tiny.toml"))
+    assert {(j.names.seed, j.diagnostics is not None) for j in first} == {(0, True), (1, False)}
+    assert load_study("paper-cpu").diagnostics_seeds == (0,)
 
 
 def test_study_cli_errors_and_list(tmp_path, monkeypatch):

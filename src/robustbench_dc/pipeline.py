@@ -144,7 +144,8 @@ def attacks_for(study: Study, config: TrainConfig | None) -> tuple[str, ...]:
 
 
 def jobs(study: Study, targets: list[tuple[StudyTarget, TrainConfig | None]] | None = None) -> list[EvalJob]:
-    """One evaluation job per target: its attacks at every eps, Lipschitz estimates and diagnostics."""
+    """One evaluation job per target: its attacks at every eps, Lipschitz estimates and, for a checkpoint or a
+    model of one of ``diagnostics_seeds`` (every seed by default), the diagnostics."""
     out = []
     diagnostics = (
         DiagnosticsSpec(study.table_eps, study.diagnostics_n, study.square_queries) if study.diagnostics else None
@@ -167,11 +168,17 @@ def jobs(study: Study, targets: list[tuple[StudyTarget, TrainConfig | None]] | N
                 target=config,
                 external=None if config is not None else external_spec(study, study.model(t.label)),
                 source=source,
-                diagnostics=diagnostics,
+                diagnostics=diagnostics if _diagnosed(study, t) else None,
                 names=t,
             )
         )
     return out
+
+
+def _diagnosed(study: Study, target: StudyTarget) -> bool:
+    """The diagnostics check how a model is evaluated, not a number averaged over seeds: a study may run them on
+    some training seeds only (a checkpoint, which has no seed, always)."""
+    return study.diagnostics_seeds is None or target.seed < 0 or target.seed in study.diagnostics_seeds
 
 
 def plan(study: Study) -> Plan:

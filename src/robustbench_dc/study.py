@@ -16,6 +16,7 @@ A study file (every key but ``name``, ``dataset`` and ``models`` has a default):
     n = 1000                                # test images (a fixed seeded subset), or "all"
     source = "protocol"                     # black-box source: "protocol" (docs/protocol.md, section 2) or "none"
     diagnostics = true
+    diagnostics_seeds = [0]                 # the training seeds whose models are diagnosed (default: every seed)
     report = "study"                        # or "paper": Tables 7 and 8 beside the paper's (zoo models, by name)
     transfer_matrix = false                 # true: every natural model of the first seed as source for every other
     eps_match = false                       # true: FGSM and BIM again at the eps matching the paper's natural baseline
@@ -151,6 +152,7 @@ class Study:
     n: int | None = 1000
     source: str = "protocol"
     diagnostics: bool = True
+    diagnostics_seeds: tuple[int, ...] | None = None  # None: every seed's models; checkpoints are always diagnosed
     diagnostics_n: int | None = 500
     square_queries: int = 300
     lipschitz_n: int = 200
@@ -326,6 +328,7 @@ _STUDY_KINDS = {
     "source": "str",
     "report": "str",
     "diagnostics": "bool",
+    "diagnostics_seeds": "list",
     "transfer_matrix": "bool",
     "eps_match": "bool",
     "training": "table",
@@ -407,9 +410,7 @@ def parse_study(raw: dict[str, Any], where: str = "study") -> Study:
     training = _training(raw.get("training", {}), where)
     models = _models(raw["models"], where)
     claims = _claims(raw.get("claims", []), [m.label for m in models], where)
-    seeds = tuple(_expect(s, "int", f"{where} seeds") for s in _expect(raw.get("seeds", [0]), "list", f"{where} seeds"))
-    if any(not 0 <= s < 2**32 for s in seeds):
-        raise UserError(f"{where}: seeds must be integers in [0, 2**32), got {list(seeds)}")
+    seeds = _seeds(raw, "seeds", where)
     eps_list = lambda key, default: tuple(
         _number(e, f"{where} {key}") for e in _expect(raw.get(key, default), "list", f"{where} {key}")
     )  # noqa: E731
@@ -427,6 +428,7 @@ def parse_study(raw: dict[str, Any], where: str = "study") -> Study:
         n=_images(raw, "n", 1000, where),
         source=raw.get("source", "protocol"),
         diagnostics=raw.get("diagnostics", True),
+        diagnostics_seeds=_seeds(raw, "diagnostics_seeds", where) if "diagnostics_seeds" in raw else None,
         diagnostics_n=_images(raw, "diagnostics_n", 500, where),
         square_queries=_count(raw, "square_queries", 300, where),
         lipschitz_n=_count(raw, "lipschitz_n", 200, where, minimum=0),
@@ -441,6 +443,13 @@ def parse_study(raw: dict[str, Any], where: str = "study") -> Study:
     return study
 
 
+def _seeds(raw: dict[str, Any], key: str, where: str) -> tuple[int, ...]:
+    seeds = tuple(_expect(s, "int", f"{where} {key}") for s in _expect(raw.get(key, [0]), "list", f"{where} {key}"))
+    if any(not 0 <= s < 2**32 for s in seeds):
+        raise UserError(f"{where}: {key} must be integers in [0, 2**32), got {list(seeds)}")
+    return seeds
+
+
 def _validate(study: Study, where: str) -> None:
     """Everything checkable before the first training: names, numbers, and each zoo model's configuration."""
     _validate_settings(study, where)
@@ -453,6 +462,12 @@ def _validate_settings(study: Study, where: str) -> None:
 
     for a in study.attacks:
         get_attack(a)
+    extra = sorted(set(study.diagnostics_seeds or ()) - set(study.seeds))
+    if study.diagnostics_seeds == () or extra:
+        raise UserError(
+            f"{where}: diagnostics_seeds must be some of the study's seeds {list(study.seeds)}, got "
+            f"{list(study.diagnostics_seeds or ())}"
+        )
     if study.report not in ("study", "paper"):
         raise UserError(
             f"{where}: report must be 'study' or 'paper' (Tables 7 and 8, as reproduce writes), got {study.report!r}"
