@@ -74,7 +74,8 @@ class Report:
         for claim, verdict, numbers in self.table_rows("The paper's claims, judged from our numbers"):
             if claim == text:
                 m = re.search(
-                    r": ([+-]\d+\.\d) points \[95% CI [^\]]+\]; (?:exact McNemar|paired over \d+ training seeds, t-test) p = ([0-9.e+-]+)",
+                    r": ([+-]\d+\.\d) points \[95% CI [^\]]+\]; (?:exact McNemar|paired over \d+ training seeds, "
+                    r"t-test) p = ([0-9.e+-]+)",
                     numbers,
                 )
                 if m is None:
@@ -137,12 +138,14 @@ def quick_cifar10() -> str:
     lines = [
         "## Where we agree with the paper, and where not (quick preset)",
         "",
-        f"- Clean accuracy (1,000 test images): natural models {span(clean['natural'])} (the paper: {span(paper_clean['natural'], 2)}), "
-        f"FGSM-trained {span(clean['fgsm'])} (the paper: {span(paper_clean['fgsm'], 2)}): our networks are a quarter as wide and trained for 5 epochs.",
-        f"- At the protocol's eps 8/255 every natural model falls to {span(white['fgsm'])} under white-box FGSM and to {span(white['bim'])} under BIM. "
-        "Against the naturally trained baseline under FGSM the DCNets are "
+        f"- Clean accuracy (1,000 test images): natural models {span(clean['natural'])} (the paper: "
+        f"{span(paper_clean['natural'], 2)}), FGSM-trained {span(clean['fgsm'])} (the paper: "
+        f"{span(paper_clean['fgsm'], 2)}): our networks are a quarter as wide and trained for 5 epochs.",
+        f"- At the protocol's eps 8/255 every natural model falls to {span(white['fgsm'])} under white-box FGSM and to "
+        f"{span(white['bim'])} under BIM. Against the naturally trained baseline under FGSM the DCNets are "
         + "; ".join(f"{display(m)} {judged(d, p)}" for m, (_, d, p) in gains.items())
-        + f", nowhere near the paper's {min(paper_gaps):.0f}-{max(paper_gaps):.0f} points: the headline claim is {headline}.",
+        + f", nowhere near the paper's {min(paper_gaps):.0f}-{max(paper_gaps):.0f} points: the headline claim is "
+        f"{headline}.",
     ]
     for attack in ("fgsm", "bim"):
         e = r.matched_eps(attack)
@@ -150,9 +153,10 @@ def quick_cifar10() -> str:
         dc = [r.accuracy(m, "natural", "white-box", attack, e) for m in DCNETS]
         dc_paper = [paper_value(paper, 7, "natural", attack, m) for m in DCNETS]
         lines.append(
-            f"- Matched eps, {attack.upper()} (a sensitivity analysis: each attack at the eps where our natural baseline comes closest to "
-            f"the paper's, which no single paper setting need share): at {255 * e:.3g}/255 the baseline keeps {base:.1f}% "
-            f"(the paper: {paper_value(paper, 7, 'natural', attack, 'baseline'):.1f}%), the DCNets {span(dc)} (the paper: {span(dc_paper)})."
+            f"- Matched eps, {attack.upper()} (a sensitivity analysis: each attack at the eps where our natural "
+            f"baseline comes closest to the paper's, which no single paper setting need share): at {255 * e:.3g}/255 "
+            f"the baseline keeps {base:.1f}% (the paper: {paper_value(paper, 7, 'natural', attack, 'baseline'):.1f}%), "
+            f"the DCNets {span(dc)} (the paper: {span(dc_paper)})."
         )
     helps_fgsm = (
         r.accuracy("baseline", "fgsm", "white-box", "fgsm", eps),
@@ -164,12 +168,14 @@ def quick_cifar10() -> str:
     )
     bim_verdict = r.claim("... but not against white-box BIM (within 5 points)")[0]
     lines.append(
-        f"- FGSM adversarial training helps the baseline against FGSM ({helps_fgsm[0]:.1f}% against {helps_fgsm[1]:.1f}% at 8/255) and, "
-        f"{'unlike' if bim_verdict == 'not reproduced' else 'as'} in the paper, against BIM too ({helps_bim[0]:.1f}% against {helps_bim[1]:.1f}%)."
+        f"- FGSM adversarial training helps the baseline against FGSM ({helps_fgsm[0]:.1f}% against "
+        f"{helps_fgsm[1]:.1f}% at 8/255) and, {'unlike' if bim_verdict == 'not reproduced' else 'as'} in the paper, "
+        f"against BIM too ({helps_bim[0]:.1f}% against {helps_bim[1]:.1f}%)."
     )
     adv = {
         m: r.claim(
-            f"Adversarially trained {display(m)} resists white-box BIM better than the adversarially trained baseline (>= 5 points)"
+            f"Adversarially trained {display(m)} resists white-box BIM better than the adversarially trained baseline "
+            "(>= 5 points)"
         )
         for m in DCNETS
     }
@@ -181,14 +187,16 @@ def quick_cifar10() -> str:
     leaking = r.table_rows("Label leaking")
     leaks = [row for row in leaking if float(row[4].split()[0]) > 0]
     lines.append(
-        f"- Label leaking: {len(leaking) - len(leaks)} of {len(leaking)} models are less accurate under FGSM crafted with the true labels than "
-        f"with their own predictions{', so our FGSM training shows no label leaking at this size' if not leaks else ''}."
+        f"- Label leaking: {len(leaking) - len(leaks)} of {len(leaking)} models are less accurate under FGSM crafted "
+        "with the true labels than with their own "
+        f"predictions{', so our FGSM training shows no label leaking at this size' if not leaks else ''}."
     )
     diagnostics = r.table_rows("Gradient-masking diagnostics")
     verdicts = [v for row in diagnostics for v in row[3:]]
     warns = [f"{row[0]} ({row[1]})" for row in diagnostics if "WARN" in row[3:]]
     lines.append(
-        f"- Gradient-masking diagnostics (on 200 images): {verdicts.count('PASS')} checks pass, {verdicts.count('WARN')} warn"
+        f"- Gradient-masking diagnostics (on 200 images): {verdicts.count('PASS')} checks pass, "
+        f"{verdicts.count('WARN')} warn"
         + (f" ({', '.join(warns)})" if warns else "")
         + f", {verdicts.count('N/A')} do not apply (BPDA for models without decoupled layers), "
         f"over {len(diagnostics)} models. These checks find gross masking; they do not prove robustness."
@@ -202,7 +210,8 @@ SECTIONS = {"quick-cifar10": quick_cifar10}
 def render(readme: str) -> str:
     for name, make in SECTIONS.items():
         start, end = (
-            f"<!-- account {name}: generated by scripts/accounts.py from reports/{name}; edit the script, not this text -->",
+            f"<!-- account {name}: generated by scripts/accounts.py from reports/{name}; edit the script, not this "
+            "text -->",
             f"<!-- /account {name} -->",
         )
         pattern = re.compile(rf"<!-- account {re.escape(name)}\b.*?-->.*?{re.escape(end)}", re.S)
