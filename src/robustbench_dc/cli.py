@@ -1079,17 +1079,16 @@ def _set_threads(threads: int | str | None, *, runs_models: bool) -> None:
     thread beyond them waits for descheduled siblings (BENCHMARKS.md, "Threads on a shared CPU": beside three busy
     processes a digits training took 7.7x its idle time on both cores, 2.4x on the free one). It says so when that
     is fewer than it may use, since other threads train other bits (every card and cell records its threads)."""
-    from robustbench_dc.devices import busy_cpus, contention_threads, set_threads, usable_cpus
+    from robustbench_dc.devices import set_threads, usable_cpus
 
     if threads is not None or not runs_models:
         set_threads(threads)
         return
-    usable, busy = usable_cpus(), busy_cpus()
-    n = set_threads(contention_threads(usable, busy))
+    n, usable = set_threads("auto"), usable_cpus()
     if n < usable:
         print(
-            f"note: other processes keep about {busy:.1f} CPUs busy, so this runs on {n} of the {usable} usable CPUs "
-            f"(--threads {usable} pins them all: slower under such load; cards and cells record the threads)",
+            f"note: other processes keep CPUs busy, so this runs on {n} of the {usable} usable CPUs (--threads "
+            f"{usable} pins them all: slower under such load; cards and cells record the threads)",
             file=sys.stderr,
         )
 
