@@ -23,6 +23,7 @@ from robustbench_dc.paper import PAPER_COLUMNS, display, paper_tables, paper_val
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "reports" / "README.md"
 DCNETS = PAPER_COLUMNS[1:]
+DATASETS = {"cifar10": "CIFAR-10", "digits": "the 8x8 digits"}
 
 
 class Report:
@@ -63,30 +64,82 @@ class Report:
             )
         return 100 * float(rows["accuracy"].iloc[0])
 
+    def table(self, heading: str) -> tuple[list[str], list[list[str]]]:
+        """The header and body rows of the first Markdown table under the section whose heading starts so."""
+        section = re.split(rf"^## {re.escape(heading)}.*$", self.text, maxsplit=1, flags=re.M)[1].split("\n## ", 1)[0]
+        lines = [[cell.strip() for cell in ln.strip().strip("|").split("|")] for ln in section.splitlines()]
+        lines = [ln for ln, raw in zip(lines, section.splitlines()) if raw.startswith("|")]
+        return lines[0], lines[2:]
+
     def table_rows(self, heading: str) -> list[list[str]]:
         """The body rows of the first Markdown table under ``## heading``."""
-        section = self.text.split(f"## {heading}\n", 1)[1].split("\n## ", 1)[0]
-        lines = [ln for ln in section.splitlines() if ln.startswith("|")]
-        return [[cell.strip() for cell in ln.strip("|").split("|")] for ln in lines[2:]]
+        return self.table(heading)[1]
+
+    def one(self, column: str, role: str = "table") -> float | str:
+        """The value that every accuracy cell of ``role`` has in ``column`` (test images, width, epochs...)."""
+        c = self.cells
+        values = c[(c["role"] == role) & (c["kind"] == "accuracy")][column].dropna().unique()
+        if len(values) != 1:
+            raise SystemExit(f"{self.dir.name}: {role} cells have {len(values)} values of {column}, expected one")
+        return values[0]
+
+    @property
+    def table_eps(self) -> float:
+        m = re.search(r"at eps = ([0-9.]+)/255", self.text)
+        if m is None:
+            raise SystemExit(f"{self.dir.name}: REPORT.md names no table eps")
+        return float(m.group(1)) / 255
+
+    def diagnostics_summary(self, first_check: int) -> str:
+        """Counts of the diagnostics' verdicts and, for each warning, the model and the check that gave it."""
+        header, rows = self.table("Gradient-masking diagnostics")
+        checks = header[first_check:]
+        verdicts = [v for row in rows for v in row[first_check:]]
+        model_columns = first_check - 1 if "seed" in header else first_check
+        warned: dict[str, list[str]] = {}
+        for row in rows:
+            for check, verdict in zip(checks, row[first_check:]):
+                if verdict == "WARN":
+                    warned.setdefault(check, []).append(", ".join(row[:model_columns]))
+        warns = [f"{check}: {'; '.join(models)}" for check, models in warned.items()]
+        return (
+            f"{verdicts.count('PASS')} checks pass, {verdicts.count('WARN')} warn"
+            + (f" ({'; '.join(warns)})" if warns else "")
+            + f", {verdicts.count('N/A')} do not apply, over {len(rows)} models"
+        )
+
+    def claims(
+        self, heading: str = "The paper's claims, judged from our numbers"
+    ) -> dict[str, tuple[str, float, float]]:
+        """Each claim's (verdict, difference in points, p), by its text, from the claims table."""
+        out = {}
+        for claim, verdict, numbers in self.table_rows(heading):
+            m = re.search(
+                r": ([+-]\d+\.\d) points \[95% CI [^\]]+\]; (?:exact McNemar|paired over \d+ training seeds, "
+                r"t-test) p = ([0-9.e+-]+)",
+                numbers,
+            )
+            if m is not None:  # else not applicable: its premise is not shown
+                out[claim] = (verdict, float(m.group(1)), float(m.group(2)))
+        return out
 
     def claim(self, text: str) -> tuple[str, float, float]:
         """(verdict, difference in points, p) of the claim whose text is ``text``, from the claims table."""
-        for claim, verdict, numbers in self.table_rows("The paper's claims, judged from our numbers"):
-            if claim == text:
-                m = re.search(
-                    r": ([+-]\d+\.\d) points \[95% CI [^\]]+\]; (?:exact McNemar|paired over \d+ training seeds, "
-                    r"t-test) p = ([0-9.e+-]+)",
-                    numbers,
-                )
-                if m is None:
-                    raise SystemExit(f"{self.dir.name}: cannot read the numbers of claim {text!r}: {numbers!r}")
-                return verdict, float(m.group(1)), float(m.group(2))
-        raise SystemExit(f"{self.dir.name}: no claim {text!r} in REPORT.md")
+        found = self.claims().get(text)
+        if found is None:
+            raise SystemExit(f"{self.dir.name}: no claim {text!r} with numbers in REPORT.md")
+        return found
 
-    def matched_eps(self, attack: str) -> float:
-        m = re.search(
+    def matched_eps(self, attack: str) -> tuple[float, bool]:
+        """The eps the matched-eps section reads ``attack`` at, and whether it is a match (within its tolerance of
+        the paper's baseline) or only the closest eps measured."""
+        matched = re.search(
             rf"^{attack.upper()} at eps = ([0-9.]+)/255, where our naturally trained baseline", self.text, re.M
         )
+        closest = re.search(
+            rf"^{attack.upper()}: no evaluated eps brings .*?the closest, eps = ([0-9.]+)/255", self.text, re.M
+        )
+        m = matched or closest
         if m is None:
             raise SystemExit(f"{self.dir.name}: no matched-eps section for {attack}")
         c = self.cells  # the measured eps that the report printed rounded
@@ -99,7 +152,7 @@ class Report:
         nearest = float(measured.iloc[(measured - float(m.group(1)) / 255).abs().argmin()])
         if abs(255 * nearest - float(m.group(1))) > 0.006:
             raise SystemExit(f"{self.dir.name}: no {attack} cell at the matched eps {m.group(1)}/255")
-        return nearest
+        return nearest, matched is not None
 
 
 def span(values: list[float], digits: int = 1) -> str:
@@ -114,9 +167,15 @@ def judged(diff: float, p: float) -> str:
     return f"not significantly different ({diff:+.1f} points, p {p:.2g})"
 
 
-def quick_cifar10() -> str:
-    r, paper = Report("quick-cifar10"), paper_tables()
-    eps = 8 / 255
+def paper_account(name: str) -> str:
+    """The account of a report of the paper's tables (``report = "paper"``): clean accuracy, the headline claims and
+    the diagnostics, each number read from the report."""
+    r, paper = Report(name), paper_tables()
+    eps = r.table_eps
+    at = f"{255 * eps:g}/255"
+    preset = re.search(r"^# Robustness report: preset (\S+)", r.text, re.M)
+    n, diagnosed = int(r.one("subset_n")), int(r.one("subset_n", role="diagnostics"))
+    width, epochs, dataset = float(r.one("model.width")), int(r.one("model.epochs")), str(r.one("dataset"))
     clean = {t: [r.accuracy(m, t, "none", "none", None) for m in PAPER_COLUMNS] for t in ("natural", "fgsm")}
     paper_clean = {
         t: [paper_value(paper, 7, row, "none", m) for m in PAPER_COLUMNS]
@@ -136,27 +195,29 @@ def quick_cifar10() -> str:
         "**not reproduced**" if not reproduced else f"reproduced for {', '.join(display(m) for m in reproduced)} only"
     )
     lines = [
-        "## Where we agree with the paper, and where not (quick preset)",
+        f"## Where we agree with the paper, and where not ({preset.group(1) if preset else name} preset)",
         "",
-        f"- Clean accuracy (1,000 test images): natural models {span(clean['natural'])} (the paper: "
-        f"{span(paper_clean['natural'], 2)}), FGSM-trained {span(clean['fgsm'])} (the paper: "
-        f"{span(paper_clean['fgsm'], 2)}): our networks are a quarter as wide and trained for 5 epochs.",
-        f"- At the protocol's eps 8/255 every natural model falls to {span(white['fgsm'])} under white-box FGSM and to "
+        f"- Clean accuracy ({n:,} test images of {DATASETS.get(dataset, dataset)}): natural models "
+        f"{span(clean['natural'])} (the paper, on CIFAR-10: {span(paper_clean['natural'], 2)}), FGSM-trained "
+        f"{span(clean['fgsm'])} (the paper: "
+        f"{span(paper_clean['fgsm'], 2)}); our networks are cnn9 at width {width:g}, trained for {epochs} epochs.",
+        f"- At the protocol's eps {at} every natural model falls to {span(white['fgsm'])} under white-box FGSM and to "
         f"{span(white['bim'])} under BIM. Against the naturally trained baseline under FGSM the DCNets are "
         + "; ".join(f"{display(m)} {judged(d, p)}" for m, (_, d, p) in gains.items())
-        + f", nowhere near the paper's {min(paper_gaps):.0f}-{max(paper_gaps):.0f} points: the headline claim is "
-        f"{headline}.",
+        + f" (the paper: {min(paper_gaps):.0f}-{max(paper_gaps):.0f} points): the headline claim is {headline}.",
     ]
     for attack in ("fgsm", "bim"):
-        e = r.matched_eps(attack)
+        e, is_match = r.matched_eps(attack)
         base = r.accuracy("baseline", "natural", "white-box", attack, e)
         dc = [r.accuracy(m, "natural", "white-box", attack, e) for m in DCNETS]
         dc_paper = [paper_value(paper, 7, "natural", attack, m) for m in DCNETS]
         lines.append(
             f"- Matched eps, {attack.upper()} (a sensitivity analysis: each attack at the eps where our natural "
-            f"baseline comes closest to the paper's, which no single paper setting need share): at {255 * e:.3g}/255 "
-            f"the baseline keeps {base:.1f}% (the paper: {paper_value(paper, 7, 'natural', attack, 'baseline'):.1f}%), "
-            f"the DCNets {span(dc)} (the paper: {span(dc_paper)})."
+            "baseline comes closest to the paper's, which no single paper setting need share): "
+            + ("" if is_match else "no measured eps comes within 2 points of the paper's baseline; the closest, ")
+            + f"at {255 * e:.3g}/255 the baseline keeps {base:.1f}% (the paper: "
+            f"{paper_value(paper, 7, 'natural', attack, 'baseline'):.1f}%), the DCNets {span(dc)} (the paper: "
+            f"{span(dc_paper)})."
         )
     helps_fgsm = (
         r.accuracy("baseline", "fgsm", "white-box", "fgsm", eps),
@@ -169,7 +230,7 @@ def quick_cifar10() -> str:
     bim_verdict = r.claim("... but not against white-box BIM (within 5 points)")[0]
     lines.append(
         f"- FGSM adversarial training helps the baseline against FGSM ({helps_fgsm[0]:.1f}% against "
-        f"{helps_fgsm[1]:.1f}% at 8/255) and, {'unlike' if bim_verdict == 'not reproduced' else 'as'} in the paper, "
+        f"{helps_fgsm[1]:.1f}% at {at}) and, {'unlike' if bim_verdict == 'not reproduced' else 'as'} in the paper, "
         f"against BIM too ({helps_bim[0]:.1f}% against {helps_bim[1]:.1f}%)."
     )
     adv = {
@@ -179,32 +240,93 @@ def quick_cifar10() -> str:
         )
         for m in DCNETS
     }
+    seeds = r.cells[r.cells["role"] == "table"]["model.seed"].nunique()
     lines.append(
         "- Adversarially trained, under white-box BIM against the adversarially trained baseline: "
         + "; ".join(f"{display(m)} {judged(d, p)}" for m, (_, d, p) in adv.items())
-        + ". One training seed: the preset's three seeds would give the paired interval over seeds."
+        + (". One training seed: more seeds would give the paired interval over seeds." if seeds == 1 else ".")
     )
     leaking = r.table_rows("Label leaking")
     leaks = [row for row in leaking if float(row[4].split()[0]) > 0]
     lines.append(
-        f"- Label leaking: {len(leaking) - len(leaks)} of {len(leaking)} models are less accurate under FGSM crafted "
-        "with the true labels than with their own "
+        f"- Label leaking: {len(leaking) - len(leaks)} of {len(leaking)} models are no more accurate under FGSM "
+        "crafted with the true labels than with their own "
         f"predictions{', so our FGSM training shows no label leaking at this size' if not leaks else ''}."
     )
-    diagnostics = r.table_rows("Gradient-masking diagnostics")
-    verdicts = [v for row in diagnostics for v in row[3:]]
-    warns = [f"{row[0]} ({row[1]})" for row in diagnostics if "WARN" in row[3:]]
     lines.append(
-        f"- Gradient-masking diagnostics (on 200 images): {verdicts.count('PASS')} checks pass, "
-        f"{verdicts.count('WARN')} warn"
-        + (f" ({', '.join(warns)})" if warns else "")
-        + f", {verdicts.count('N/A')} do not apply (BPDA for models without decoupled layers), "
-        f"over {len(diagnostics)} models. These checks find gross masking; they do not prove robustness."
+        f"- Gradient-masking diagnostics (on {diagnosed:,} images): {r.diagnostics_summary(3)} (BPDA does not apply "
+        "to models without decoupled layers). These checks find gross masking; they do not prove robustness."
     )
     return "\n".join(lines)
 
 
-SECTIONS = {"quick-cifar10": quick_cifar10}
+def percent(cell: str) -> float:
+    """The accuracy of a rendered cell ("77.10 [74.4, 79.6]", or "mean ± sd [...]")."""
+    return float(cell.split()[0])
+
+
+def study_account(name: str) -> str:
+    """The account of a study report: clean accuracy, each claim's verdict, gates, BPDA and the diagnostics, each
+    number read from the report."""
+    r = Report(name)
+    title = re.search(r"^# Study (\S+): ", r.text, re.M)
+    lines = [f"## What the {title.group(1) if title else name} study shows, from its cells", ""]
+    regimes = re.findall(r"^## Accuracy: (\S+) training$", r.text, re.M)
+    clean, bpda_gaps = [], []
+    for training in regimes:
+        header, rows = r.table(f"Accuracy: {training} training")
+        if header[0] == "model":  # long: a row per model, threat and eps; the clean accuracy on a model's first row
+            col = {c: i for i, c in enumerate(header)}
+            firsts = [row for row in rows if row[col["clean"]]]
+            clean.append(f"{training}: " + ", ".join(f"{row[0]} {percent(row[col['clean']]):.1f}%" for row in firsts))
+            if {"pgd", "bpda-pgd"} <= set(col):
+                bpda_gaps += [
+                    abs(percent(row[col["bpda-pgd"]]) - percent(row[col["pgd"]]))
+                    for row in rows
+                    if row[1] == "white-box" and "-" not in (row[col["bpda-pgd"]], row[col["pgd"]])
+                ]
+            continue
+        by_row = {row[0]: row[1:] for row in rows}
+        clean.append(f"{training}: " + ", ".join(f"{m} {percent(v):.1f}%" for m, v in zip(header[1:], by_row["clean"])))
+        for what, values in by_row.items():
+            if what.startswith("white-box bpda-pgd"):
+                pgd = by_row[what.replace("bpda-pgd", "pgd")]
+                bpda_gaps += [abs(percent(a) - percent(b)) for a, b in zip(values, pgd) if "-" not in (a, b)]
+    lines.append(f"- Clean accuracy ({int(r.one('subset_n')):,} test images): " + "; ".join(clean) + ".")
+    if "## Executed blocks" in r.text:
+        _, rows = r.table("Executed blocks")
+        lines.append(
+            "- Gates: "
+            + "; ".join(
+                f"{row[0]} executes {float(row[1]):.0f}% of its blocks on average "
+                f"({min(map(int, row[2].split()))}-{max(map(int, row[2].split()))}% per block)"
+                for row in rows
+            )
+            + "."
+        )
+    for text, (verdict, diff, p) in r.claims("Claims").items():
+        lines.append(f'- Claim "{text}": {verdict} ({diff:+.1f} points, exact p {p:.2g}).')
+    if bpda_gaps:
+        lines.append(
+            f"- BPDA-PGD (surrogate gradients: hard decisions through their soft relaxation, decoupled operators "
+            f"through an ordinary convolution) is within {max(bpda_gaps):.1f} points of PGD for every model, training "
+            "and eps of the tables."
+        )
+    if "## Gradient-masking diagnostics" in r.text:
+        diagnosed = int(r.one("subset_n", role="diagnostics"))
+        lines.append(
+            f"- Gradient-masking diagnostics (on {diagnosed:,} images): {r.diagnostics_summary(1)}. These checks find "
+            "gross masking; they do not prove robustness."
+        )
+    return "\n".join(lines)
+
+
+SECTIONS = {
+    "quick-cifar10": lambda: paper_account("quick-cifar10"),
+    "smoke-digits": lambda: paper_account("smoke-digits"),
+    "seeds-smoke-digits": lambda: study_account("seeds-smoke-digits"),
+    "aig-cifar10": lambda: study_account("aig-cifar10"),
+}
 
 
 def render(readme: str) -> str:

@@ -655,3 +655,37 @@ def test_the_callers_own_images_need_not_be_square(tmp_path):
     assert list(result.accuracy["n"]) == [20, 20] and result.accuracy_of("fgsm", 8 / 255) <= result.accuracy_of()
     bound = result.lipschitz.set_index("estimate").loc["global"]
     assert bool(bound["supported"]) and math.isfinite(bound["log10_l2"])
+
+
+def test_the_eval_command_is_library_calls_a_python_user_makes_too(digits_models, tmp_path):
+    """What ``eval --json --save-model-record`` prints and writes comes from records.eval_document and
+    records.record_evaluation, so a Python user gets the same document and the same files (cells read back)."""
+    import shutil
+
+    from robustbench_dc.attacks import BPDA, attacks_named
+    from robustbench_dc.records import eval_document, record_evaluation
+
+    ws = tmp_path / "ws"
+    shutil.copytree(digits_models["workspace"] / "models", ws / "models")
+    common = ["--dataset", "digits", "--workspace", str(ws), "--n", "48", "--eps", "16/255", "--attacks", "fgsm,bim"]
+    r = run_cli("eval", "--model", "tanhconv", *common, "--source", "none", "--json", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    target = from_checkpoint(digits_models[("tanhconv", "natural", 0)])
+    result = evaluate(target, dataset="digits", workspace=ws, n=48, eps=[16 / 255], attacks=["fgsm", "bim"])
+    assert result.cached
+    document = eval_document(target, result)
+    cli_document = json.loads(r.stdout)
+    for kind in ("accuracy", "lipschitz"):
+        for row in document[kind] + cli_document[kind]:
+            row.pop("cached")
+    assert json.loads(json.dumps(document, default=str)) == cli_document
+
+    notes = record_evaluation(target, result, eps=[16 / 255], records_dir=tmp_path / "records")
+    assert notes[0] == f"model records: 1 files in {tmp_path / 'records'}" and "no RobustBench" in notes[1]
+    assert json.loads((tmp_path / "records/dc-robust/tanhconv.json").read_text())[0]["eps"] == "16/255"
+
+    bpda, fgsm = attacks_named(["bpda-pgd", "fgsm"], straight_through=("quantise",))
+    assert bpda == BPDA(straight_through=("quantise",)) and fgsm == get_attack("fgsm")
+    assert attacks_named(["bpda-pgd"]) == [BPDA()]
+    with pytest.raises(UserError, match="unknown attack 'pgd7'"):
+        attacks_named(["pgd7"])

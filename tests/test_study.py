@@ -142,6 +142,8 @@ def test_two_models_with_one_zoo_name_are_reported_from_their_own_cells(tmp_path
     text = path.read_text()
     assert "| attack" in text and "plain" in text and "gated" in text and "Executed blocks (ConvNet-AIG gates)" in text
     assert "gated (natural) resists white-box fgsm at 8/255 better than plain by at least 1 points" in text
+    # the one significance rule (the exact test decides), said as the paper report says it
+    assert "that test rejects equality at 5%" in text and "interval excludes zero" not in text
     assert (
         "dc-robust study tiny.toml" in text and "not evaluated yet" not in text.lower() and "](differences.png)" in text
     )

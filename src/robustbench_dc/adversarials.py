@@ -6,18 +6,25 @@ from __future__ import annotations
 import json
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import torch
 from safetensors.torch import save_file
 
 from robustbench_dc import __version__
 from robustbench_dc.attacks import DEFAULT_ATTACK_BATCH_SIZE, eps_label, get_attack, run_attack
+from robustbench_dc.data import load_dataset
 from robustbench_dc.devices import placed, resolve_device
+from robustbench_dc.errors import UserError
 from robustbench_dc.files import atomic_write, output_dir
 from robustbench_dc.inference import predict
+from robustbench_dc.names import Threat
 from robustbench_dc.progress import as_progress, counter
 from robustbench_dc.targets import EvalModel
+from robustbench_dc.workspace import cache_dir, workspace_dir
+
+if TYPE_CHECKING:
+    from robustbench_dc.evaluation import Evaluation
 
 
 def save_adversarials(
@@ -84,6 +91,37 @@ def save_adversarials(
         atomic_write(figure, lambda tmp: _figure(images, labels, clean_pred, shown, tmp))
         written.append(figure)
     return written
+
+
+def save_evaluated_adversarials(
+    target: EvalModel,
+    result: Evaluation,
+    out_dir: Path,
+    *,
+    data_dir: str | Path | None = None,
+    workspace: str | Path | None = None,
+    seed: int = 0,
+    **options: Any,
+) -> list[Path]:
+    """``save_adversarials`` for what an evaluation of ``target`` ran: each white-box attack at each of its eps, on
+    the evaluation's own test images (of a named dataset's test split), with its seed (``subset_seed``, which
+    seeds the attacks too). ``options``: those of ``save_adversarials`` (backend, device, batch size, progress)."""
+    runs = sorted(
+        {
+            (r.attack, float(r.eps))
+            for r in result.accuracy.itertuples()
+            if r.threat == Threat.WHITE_BOX and r.attack != "none" and not r.source
+        }
+    )
+    test = load_dataset(result.dataset, "test", data_dir, cache_dir=cache_dir(workspace_dir(workspace)))
+    if test.content_sha256() != result.data_sha256:
+        raise UserError(
+            f"the {result.dataset} test split in {data_dir or 'the default data folder'} is not the data the "
+            "evaluation ran on; give the --data-dir it used"
+        )
+    indices = list(result.test_indices)
+    sub = test.select(torch.tensor(indices))
+    return save_adversarials(target, sub.float_images(), sub.labels, indices, runs, out_dir, seed=seed, **options)
 
 
 def _figure(

@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from fractions import Fraction
+from pathlib import Path
 from typing import Any, Callable
 
 from robustbench_dc import __version__, names
@@ -13,8 +14,6 @@ from robustbench_dc.errors import UserError
 from robustbench_dc.progress import Progress
 
 log = logging.getLogger("robustbench_dc")
-
-JSON_SCHEMA = "robustbench-dc/eval-v2"
 
 
 def parse_fraction(text: str) -> float:
@@ -468,7 +467,6 @@ def _add_merge(sub) -> None:
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     from robustbench_dc.results.merge import merge_workspaces
     from robustbench_dc.workspace import workspace_dir
@@ -522,7 +520,6 @@ def cmd_study(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     from robustbench_dc.attacks.specs import eps_label
     from robustbench_dc.reports.paper_report import build_report
@@ -564,7 +561,6 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 def _run_study(study, args: argparse.Namespace, command: list[str]) -> int:
     """Run a study (unless --report-only), write its report, and for a paper-tables study print Tables 7 and 8."""
     import time
-    from pathlib import Path
 
     from robustbench_dc.pipeline import check_data, record_targets, run_study
     from robustbench_dc.reports.build import write_study_report
@@ -673,11 +669,8 @@ def _target(args: argparse.Namespace):
     return from_checkpoint(path)
 
 
-def _attack(name: str, straight_through: tuple[str, ...]):
-    """An attack by name; bpda-pgd takes --straight-through as the diagnostics do."""
-    from robustbench_dc.attacks import BPDA, get_attack
-
-    return BPDA(straight_through=straight_through) if name == BPDA.name and straight_through else get_attack(name)
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(n.strip() for n in text.split(",") if n.strip())
 
 
 def cmd_eval(args: argparse.Namespace, *, lipschitz_only: bool = False) -> int:
@@ -692,12 +685,13 @@ def cmd_eval(args: argparse.Namespace, *, lipschitz_only: bool = False) -> int:
     if lipschitz_only:
         result = evaluate(target, attacks=[], eps=[args.eps], lipschitz_n=args.n, progress=progress, **common)
     else:
+        from robustbench_dc.attacks import attacks_named
         from robustbench_dc.devices import resolve_device
         from robustbench_dc.planning import resolve_source
 
         resolve_device(args.device)  # a missing GPU, like an unknown attack, is found before the source is trained
-        straight_through = tuple(n.strip() for n in args.straight_through.split(",") if n.strip())
-        attacks = [_attack(a.strip(), straight_through) for a in args.attacks.split(",") if a.strip()]
+        straight_through = _names(args.straight_through)
+        attacks = attacks_named(_names(args.attacks), straight_through=straight_through)
         say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
         source = resolve_source(
             args.source, target, dataset=args.dataset, workspace=args.workspace, data_dir=args.data_dir, say=say
@@ -734,18 +728,40 @@ def cmd_eval(args: argparse.Namespace, *, lipschitz_only: bool = False) -> int:
     if hint:
         print(f"note: {hint}", file=sys.stderr)
     if not lipschitz_only:
-        _records(args, target, result)
-    if getattr(args, "save_adversarials", None):
-        _save_adversarials(args, target, result)
-    if getattr(args, "save_per_example", None):
-        from pathlib import Path
+        from robustbench_dc.records import record_evaluation
 
+        records_dir = Path(args.save_model_record) if args.save_model_record else None
+        for note in record_evaluation(target, result, eps=args.eps, eps_l2=args.eps_l2, records_dir=records_dir):
+            print(note, file=sys.stderr)
+    if getattr(args, "save_adversarials", None):
+        from robustbench_dc.adversarials import save_evaluated_adversarials
+
+        bars = _Bars(not args.no_progress, "file")
+        paths = save_evaluated_adversarials(
+            target,
+            result,
+            Path(args.save_adversarials),
+            data_dir=args.data_dir,
+            workspace=args.workspace,
+            seed=args.subset_seed,
+            backend=args.backend,
+            device=args.device,
+            batch_size=args.batch_size,
+            progress=bars,
+        )
+        bars.close()
+        print(f"adversarial examples: {len(paths)} files in {args.save_adversarials}", file=sys.stderr)
+    if getattr(args, "save_per_example", None):
         from robustbench_dc.files import atomic_write_bytes
 
         atomic_write_bytes(Path(args.save_per_example), result.per_example().to_csv(index=False).encode())
         print(f"per-example outcomes: {args.save_per_example}", file=sys.stderr)
     if args.json:
-        print(_eval_json(args, target, result, diagnostics))
+        import json
+
+        from robustbench_dc.records import eval_document
+
+        print(json.dumps(eval_document(target, result, diagnostics), indent=2, default=str))
     else:
         from robustbench_dc.reports.tables import eval_tables
 
@@ -761,98 +777,6 @@ def cmd_eval(args: argparse.Namespace, *, lipschitz_only: bool = False) -> int:
                 )
             )
     return 0
-
-
-def _eval_json(args: argparse.Namespace, target, result, diagnostics: list[Any]) -> str:
-    """One shape with or without diagnostics (JSON_SCHEMA in the README): a list per kind of result."""
-    import json
-    from dataclasses import asdict
-
-    def records(frame) -> list[dict[str, Any]]:
-        return json.loads(
-            frame.drop(columns=["per_example"], errors="ignore").to_json(orient="records", double_precision=15)
-        )
-
-    keys = ("kind", "name", "arch", "width", "training", "seed", "format", "file", "file_sha256", "weights_sha256")
-    described = target.info.to_dict()
-    model = {
-        "label": target.label,
-        "function_id": target.function_id,
-        **{k: described[k] for k in keys if k in described},
-    }
-    document = {
-        "schema": JSON_SCHEMA,
-        "robustbench_dc": __version__,
-        "protocol": "docs/protocol.md",
-        "dataset": args.dataset,
-        "model": model,
-        "accuracy": records(result.accuracy),
-        "lipschitz": records(result.lipschitz),
-        "diagnostics": [asdict(d) for d in diagnostics],
-    }
-    return json.dumps(document, indent=2, default=str)
-
-
-def _save_adversarials(args: argparse.Namespace, target, result) -> None:
-    from pathlib import Path
-
-    import torch
-
-    from robustbench_dc.adversarials import save_adversarials
-    from robustbench_dc.data import load_dataset
-    from robustbench_dc.workspace import cache_dir, workspace_dir
-
-    runs = sorted(
-        {
-            (r.attack, float(r.eps))
-            for r in result.accuracy.itertuples()
-            if r.threat == names.Threat.WHITE_BOX and r.attack != "none" and not r.source
-        }
-    )
-    test = load_dataset(args.dataset, "test", args.data_dir, cache_dir=cache_dir(workspace_dir(args.workspace)))
-    indices = list(result.test_indices)
-    sub = test.select(torch.tensor(indices))
-    bars = _Bars(not args.no_progress, "file")
-    paths = save_adversarials(
-        target,
-        sub.float_images(),
-        sub.labels,
-        indices,
-        runs,
-        Path(args.save_adversarials),
-        backend=args.backend,
-        seed=args.subset_seed,
-        device=args.device,
-        batch_size=args.batch_size,
-        progress=bars,
-    )
-    bars.close()
-    print(f"adversarial examples: {len(paths)} files in {args.save_adversarials}", file=sys.stderr)
-
-
-def _records(args: argparse.Namespace, target, result) -> None:
-    """The model's records to --save-model-record (RobustBench's layout) and into a zoo model's card."""
-    from pathlib import Path
-
-    from robustbench_dc.records import evaluation_records, robustbench_record, write_into_card, write_records
-
-    records = evaluation_records(target, result.accuracy, dataset=args.dataset, eps=args.eps, eps_l2=args.eps_l2)
-    if args.save_model_record:
-        written = write_records(Path(args.save_model_record), records)
-        print(f"model records: {len(written)} files in {args.save_model_record}", file=sys.stderr)
-        if records and not any(robustbench_record(r) for r in records):
-            print(
-                "note: no RobustBench model_info file: RobustBench ranks by AutoAttack, which did not run (--attacks "
-                "autoattack); our own records are in the dc-robust/ folder there",
-                file=sys.stderr,
-            )
-    if target.is_zoo and records and target.info.checkpoint_dir:
-        why_not = write_into_card(Path(target.info.checkpoint_dir), records, result.data_sha256)
-        if why_not:
-            print(
-                f"note: the evaluation is in the result store; its checkpoint card was left as it was ({why_not})",
-                file=sys.stderr,
-            )
 
 
 def _progress_bar(enabled: bool, **kwargs: Any):

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import pandas as pd
 
@@ -18,6 +18,26 @@ from robustbench_dc.files import atomic_write_bytes
 from robustbench_dc.model_info import ModelInfo
 from robustbench_dc.names import Norm, Threat, eps_label
 from robustbench_dc.targets import EvalModel
+
+if TYPE_CHECKING:
+    from robustbench_dc.diagnostics.checks import Diagnostic
+    from robustbench_dc.evaluation import Evaluation
+
+#: the shape of ``eval_document`` (README, "JSON output"); a new version when a field changes meaning or goes
+JSON_SCHEMA = "robustbench-dc/eval-v2"
+#: what a document says of the model, beside its label and function id
+DOCUMENT_MODEL_KEYS = (
+    "kind",
+    "name",
+    "arch",
+    "width",
+    "training",
+    "seed",
+    "format",
+    "file",
+    "file_sha256",
+    "weights_sha256",
+)
 
 THREAT_MODELS = {Norm.LINF: "Linf", Norm.L2: "L2"}
 # the fields of a RobustBench model_info file (robustbench/leaderboard/template.py reads exactly these)
@@ -172,3 +192,58 @@ def write_into_card(directory: Path, records: list[dict[str, Any]], data_sha256:
     except UserError as exc:
         return str(exc)
     return None
+
+
+def eval_document(target: EvalModel, result: Evaluation, diagnostics: Sequence[Diagnostic] = ()) -> dict[str, Any]:
+    """An evaluation as one JSON-ready document (what ``dc-robust eval --json`` prints): the model, then a list per
+    kind of result, one shape with or without diagnostics."""
+
+    def rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
+        return json.loads(
+            frame.drop(columns=["per_example"], errors="ignore").to_json(orient="records", double_precision=15)
+        )
+
+    described = target.info.to_dict()
+    return {
+        "schema": JSON_SCHEMA,
+        "robustbench_dc": __version__,
+        "protocol": "docs/protocol.md",
+        "dataset": result.dataset,
+        "model": {
+            "label": target.label,
+            "function_id": target.function_id,
+            **{k: described[k] for k in DOCUMENT_MODEL_KEYS if k in described},
+        },
+        "accuracy": rows(result.accuracy),
+        "lipschitz": rows(result.lipschitz),
+        "diagnostics": [asdict(d) for d in diagnostics],
+    }
+
+
+def record_evaluation(
+    target: EvalModel,
+    result: Evaluation,
+    *,
+    eps: list[float],
+    eps_l2: list[float] | None = None,
+    records_dir: Path | None = None,
+) -> list[str]:
+    """The evaluation's records written where they go: into ``records_dir`` (``write_records``) when given, and into
+    a zoo model's card. Returns what a user should be told: the files written, and why a RobustBench file or the
+    card was left out."""
+    records = evaluation_records(target, result.accuracy, dataset=result.dataset, eps=eps, eps_l2=eps_l2)
+    notes = []
+    if records_dir is not None:
+        notes.append(f"model records: {len(write_records(records_dir, records))} files in {records_dir}")
+        if records and not any(robustbench_record(r) for r in records):
+            notes.append(
+                "note: no RobustBench model_info file: RobustBench ranks by AutoAttack, which did not run (--attacks "
+                f"autoattack); our own records are in the {OWN_RECORDS}/ folder there"
+            )
+    if target.is_zoo and records and target.info.checkpoint_dir:
+        why_not = write_into_card(Path(target.info.checkpoint_dir), records, result.data_sha256)
+        if why_not:
+            notes.append(
+                f"note: the evaluation is in the result store; its checkpoint card was left as it was ({why_not})"
+            )
+    return notes

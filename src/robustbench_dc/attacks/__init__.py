@@ -29,6 +29,7 @@ from robustbench_dc.attacks.specs import (
     FGSMPredicted,
     SmoothedPGD,
     Square,
+    attacks_named,
     eps_label,
     get_attack,
 )
@@ -187,6 +188,7 @@ __all__ = [
     "AutoAttack",
     "AutoAttackTorchattacks",
     "Square",
+    "attacks_named",
     "carried_out_by",
     "crafter",
     "bpda_surrogate",

@@ -6,8 +6,8 @@ Parameters follow docs/protocol.md, section 2; every one is stored with each res
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any, ClassVar
+from dataclasses import asdict, dataclass, fields
+from typing import Any, ClassVar, Iterable
 
 from robustbench_dc import names
 from robustbench_dc.errors import UserError
@@ -260,3 +260,14 @@ def get_attack(name: str, **params: Any) -> Attack:
         return ATTACKS[name](**params)
     except TypeError as exc:
         raise UserError(f"bad parameters for attack {name!r}: {exc}") from exc
+
+
+def attacks_named(names: Iterable[str], *, straight_through: tuple[str, ...] = ()) -> list[Attack]:
+    """Attacks by name, as a table asks for them: the submodules named in ``straight_through`` go to every attack
+    that takes them (``bpda-pgd``), as they go to the diagnostics' BPDA check; without them ``bpda-pgd`` replaces
+    the decoupled operators' backward pass alone."""
+    out = []
+    for name in names:
+        takes = name in ATTACKS and "straight_through" in {f.name for f in fields(ATTACKS[name])}
+        out.append(get_attack(name, **({"straight_through": straight_through} if takes and straight_through else {})))
+    return out

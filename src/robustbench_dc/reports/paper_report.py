@@ -31,6 +31,7 @@ from robustbench_dc.reports.render import (
     write_report,
 )
 from robustbench_dc.reports.sections import (
+    CLAIM_RULE,
     PROTOCOL_DOC,
     ModelDiagnostics,
     all_cells_blocks,
@@ -323,16 +324,7 @@ def build_report(
     blocks.append(Section("Accuracy against epsilon"))
     blocks.append(Image("accuracy_vs_eps.png", "White-box accuracy against epsilon, natural and adversarial training"))
     blocks.append(Section("The paper's claims, judged from our numbers"))
-    blocks.append(
-        Paragraph(
-            f"Paired statistics ({PROTOCOL_DOC}, section 4): every model is attacked on the same images, so 'A beats "
-            "B' is an exact McNemar test on the images where the two disagree (one training seed), or a paired "
-            "t-interval over training seeds (several); a claim is reproduced when the difference reaches the stated "
-            "gap and that test rejects equality at 5% (the interval beside it is descriptive). A claim that an "
-            "advantage disappears applies only where the advantage was shown, and holds when the difference's "
-            "interval lies within the tolerance."
-        )
-    )
+    blocks.append(Paragraph(CLAIM_RULE))
     cl = claims(cell)
     blocks.append(
         Table(["claim", "verdict", "our numbers"], [[c.text, verdict_mark(c.verdict), c.evidence] for c in cl])

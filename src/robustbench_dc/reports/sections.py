@@ -36,6 +36,14 @@ from robustbench_dc.reports.tables import threat_model
 from robustbench_dc.results.query import Aggregate, AmbiguousResults, Entry, Results, aggregate
 
 PROTOCOL_DOC = "docs/protocol.md in the robustbench-dc repository"
+#: how every report judges a claim (claims.significant), said once for the paper tables and for a study
+CLAIM_RULE = (
+    f"Paired statistics ({PROTOCOL_DOC}, section 4): every model is attacked on the same images, so 'A beats B' is an "
+    "exact McNemar test on the images where the two disagree (one training seed), or a paired t-interval over "
+    "training seeds (several); a claim is reproduced when the difference reaches the stated gap and that test "
+    "rejects equality at 5% (the interval beside it is descriptive). A claim that an advantage disappears applies "
+    "only where the advantage was shown, and holds when the difference's interval lies within the tolerance."
+)
 
 
 def _lipschitz_row(name: str, training: str, sel: Results) -> tuple[list[str], float | None]:

@@ -20,6 +20,7 @@ from robustbench_dc.reports.claims import Claim, compare, difference_claim
 from robustbench_dc.reports.plots import plot_accuracy, plot_differences
 from robustbench_dc.reports.render import Block, Image, Paragraph, Section, Table, Title, verdict_mark, write_report
 from robustbench_dc.reports.sections import (
+    CLAIM_RULE,
     PROTOCOL_DOC,
     ModelDiagnostics,
     diagnostics_section,
@@ -251,11 +252,7 @@ def _claims_section(cells: StudyCells, out: Path) -> list[Block]:
     """The study's claims, each judged by its paired test, and the figure of their differences."""
     blocks: list[Block] = [
         Section("Claims"),
-        Paragraph(
-            "A claim holds ('reproduced') when the paired difference reaches the stated gap and its 95% interval "
-            "excludes zero: exact McNemar on per-image outcomes for one seed, a paired t-interval over seeds for "
-            f"several ({PROTOCOL_DOC}, section 4)."
-        ),
+        Paragraph(CLAIM_RULE),
         Table(
             ["claim", "verdict", "our numbers"],
             [[c.text, verdict_mark(c.verdict), c.evidence] for c in claim_results(cells)],
