@@ -196,6 +196,20 @@ def test_report_of_a_partly_trained_study_says_what_is_missing(tmp_path):
     )
 
 
+def test_a_paper_tables_report_of_an_unfinished_study_says_it_is_incomplete(tmp_path):
+    """The paper template's tables read as the whole study while models were missing from the store; it says which
+    under its introduction now, in the study template's words."""
+    models = [{"label": "baseline"}, {"label": "tanhconv", "model": "tanhconv"}]
+    paper = {**TINY, "report": "paper", "attacks": ["fgsm"], "source": "none", "claims": []}
+    run_study(parse_study({**paper, "models": models[:1]}, "tiny.toml"), workspace=tmp_path / "ws", device="cpu")
+    whole = parse_study({**paper, "models": models}, "tiny.toml")
+    text = write_study_report(whole, workspace=tmp_path / "ws", out_dir=tmp_path / "r")[0].read_text()
+    assert "**Incomplete.** Not evaluated yet (or not trained), so not in this report: tanhconv natural seed 0" in text
+    run_study(whole, workspace=tmp_path / "ws", device="cpu")
+    done = write_study_report(whole, workspace=tmp_path / "ws", out_dir=tmp_path / "r")[0]
+    assert "Incomplete" not in done.read_text()
+
+
 def test_presets_are_shipped_studies_with_the_paper_report():
     from robustbench_dc import names
 

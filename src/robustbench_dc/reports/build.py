@@ -6,7 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from robustbench_dc.reports.paper_report import build_report, summary_tables
-from robustbench_dc.reports.study_report import build_study_report
+from robustbench_dc.reports.sections import not_in_report
+from robustbench_dc.reports.study_report import build_study_report, measured_targets
+from robustbench_dc.results.query import Results
 from robustbench_dc.study import Study
 from robustbench_dc.workspace import reports_dir, workspace_dir
 
@@ -33,6 +35,7 @@ def write_study_report(
     if study.report != "paper":
         return build_study_report(study, workspace=workspace, out_dir=out, command=command, times=times, fmt=fmt), ""
     arch, width = study.models[0].arch, float(study.training.get("width", 1.0))
+    missing = measured_targets(study, Results.load(workspace, study.dataset))[1]
     path = build_report(
         workspace=workspace,
         dataset=study.dataset,
@@ -46,6 +49,7 @@ def write_study_report(
         preset_note=" ".join(study.description.split()),
         stage_times=times,
         fmt=fmt,
+        missing_note=not_in_report(missing, str(study.path or study.name)) if missing else "",
     )
     return path, summary_tables(
         workspace=workspace, dataset=study.dataset, eps=study.table_eps, arch=arch, width=width, n=study.n

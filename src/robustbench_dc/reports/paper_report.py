@@ -270,8 +270,10 @@ def build_report(
     preset_note: str = "",
     stage_times: dict[str, float] | None = None,
     fmt: str = "markdown",
+    missing_note: str = "",
 ) -> Path:
-    """Write the report and its files into ``out_dir``; returns the main file's path."""
+    """Write the report and its files into ``out_dir``; returns the main file's path. ``missing_note`` (a study's
+    ``sections.not_in_report``) goes under the introduction, where a reader of an unfinished study's tables sees it."""
     if fmt not in ("markdown", "html"):
         raise UserError(f"unknown report format {fmt!r}; valid: markdown, html")
     results, cell, other_n = _select(workspace, dataset, eps, arch, width, n)
@@ -297,6 +299,8 @@ def build_report(
             "mean ± sd with a t-interval over the seeds); 'diff' is ours minus the paper's."
         )
     )
+    if missing_note:
+        blocks.append(Paragraph(f"**Incomplete.** {missing_note}."))
     for table, threat in ((7, Threat.WHITE_BOX), (8, Threat.BLACK_BOX)):
         blocks.append(Section(f"Table {table}: {threat} attacks"))
         if threat == Threat.BLACK_BOX:

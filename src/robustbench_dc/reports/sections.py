@@ -46,6 +46,16 @@ CLAIM_RULE = (
 )
 
 
+def not_in_report(missing: list[str], study: str) -> str:
+    """Says which of a study's models a report built from an unfinished store leaves out (one wording for both
+    templates: a report must not read as the whole study when it is not)."""
+    return (
+        f"Not evaluated yet (or not trained), so not in this report: {', '.join(missing)} (cells evaluated by a "
+        f"release before 2026-12 are found once `dc-robust study {study} --report-only` has recorded which model is "
+        "which)"
+    )
+
+
 def _lipschitz_row(name: str, training: str, sel: Results) -> tuple[list[str], float | None]:
     """One model's Lipschitz row (after its name) and its mean local estimate (None where not measured)."""
     if not len(sel):

@@ -27,6 +27,7 @@ from robustbench_dc.reports.sections import (
     execution_blocks,
     label_leaking_blocks,
     lipschitz_section,
+    not_in_report,
     provenance_blocks,
     training_columns,
     transfer_blocks,
@@ -211,11 +212,7 @@ def _provenance(cells: StudyCells, command: str, missing: list[str], times: dict
     ]
     tail = [f"Black-box source: {PROTOCOL_SOURCE if study.source == 'protocol' else 'none'}"]
     if missing:
-        tail.append(
-            f"Not evaluated yet (or not trained), so not in this report: {', '.join(missing)} (cells evaluated by a "
-            f"release before 2026-12 are found once `dc-robust study {study.path or study.name} --report-only` has "
-            "recorded which model is which)"
-        )
+        tail.append(not_in_report(missing, str(study.path or study.name)))
     headers = ["model", "arch", "width", "epochs", "train images", "clean % (card)", "weights sha256", "function id"]
     return provenance_blocks(entries, head=head, tail=tail, models=Table(headers, rows), command=command, times=times)
 
