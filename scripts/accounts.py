@@ -84,6 +84,12 @@ class Report:
         return values[0]
 
     @property
+    def preset(self) -> str:
+        """The preset a paper-tables report names in its title (the directory's name where it names none)."""
+        m = re.search(r"^# Robustness report: preset (\S+)", self.text, re.M)
+        return m.group(1) if m else self.dir.name
+
+    @property
     def table_eps(self) -> float:
         m = re.search(r"at eps = ([0-9.]+)/255", self.text)
         if m is None:
@@ -173,7 +179,6 @@ def paper_account(name: str) -> str:
     r, paper = Report(name), paper_tables()
     eps = r.table_eps
     at = f"{255 * eps:g}/255"
-    preset = re.search(r"^# Robustness report: preset (\S+)", r.text, re.M)
     n, diagnosed = int(r.one("subset_n")), int(r.one("subset_n", role="diagnostics"))
     width, epochs, dataset = float(r.one("model.width")), int(r.one("model.epochs")), str(r.one("dataset"))
     clean = {t: [r.accuracy(m, t, "none", "none", None) for m in PAPER_COLUMNS] for t in ("natural", "fgsm")}
@@ -195,7 +200,7 @@ def paper_account(name: str) -> str:
         "**not reproduced**" if not reproduced else f"reproduced for {', '.join(display(m) for m in reproduced)} only"
     )
     lines = [
-        f"## Where we agree with the paper, and where not ({preset.group(1) if preset else name} preset)",
+        f"## Where we agree with the paper, and where not ({r.preset} preset)",
         "",
         f"- Clean accuracy ({n:,} test images of {DATASETS.get(dataset, dataset)}): natural models "
         f"{span(clean['natural'])} (the paper, on CIFAR-10: {span(paper_clean['natural'], 2)}), FGSM-trained "
@@ -258,6 +263,67 @@ def paper_account(name: str) -> str:
         "to models without decoupled layers). These checks find gross masking; they do not prove robustness."
     )
     return "\n".join(lines)
+
+
+def strength_account(smaller: str, stronger: str) -> str:
+    """The naturally trained networks of two paper-tables reports side by side (the weaker networks first): whether
+    the DCNets' white-box advantage over the baseline moves with the networks' strength, each number from the two
+    reports' cells and claims tables."""
+    reports, paper = [Report(smaller), Report(stronger)], paper_tables()
+    if len({r.table_eps for r in reports}) != 1:
+        raise SystemExit(f"{smaller} and {stronger} have their tables at different eps")
+    at = f"{255 * reports[0].table_eps:g}/255"
+    names = [r.preset for r in reports]
+    gain = "Naturally trained {} resists white-box FGSM far better than the baseline (>= 10 points)"
+    gaps = [
+        paper_value(paper, 7, "natural", "fgsm", m) - paper_value(paper, 7, "natural", "fgsm", "baseline")
+        for m in DCNETS
+    ]
+
+    def natural(r: Report, m: str, attack: str) -> str:
+        if attack == "none":
+            return f"{r.accuracy(m, 'natural', 'none', 'none', None):.2f}"
+        return f"{r.accuracy(m, 'natural', 'white-box', attack, r.table_eps):.2f}"
+
+    def headline(r: Report, m: str) -> str:
+        _, diff, p = r.claim(gain.format(display(m)))
+        return judged(diff, p)
+
+    reproduced = [
+        f"{display(m)} in {name}"
+        for name, r in zip(names, reports)
+        for m in DCNETS
+        if r.claim(gain.format(display(m)))[0] == "reproduced"
+    ]
+
+    columns = ("clean %", f"FGSM @ {at} %", f"BIM @ {at} %", "FGSM minus baseline")
+    header = ["model"] + [f"{what}, {name}" for what in columns for name in names]
+    rows = [
+        [display(m)]
+        + [natural(r, m, attack) for attack in ("none", "fgsm", "bim") for r in reports]
+        + [("" if m == "baseline" else headline(r, m)) for r in reports]
+        for m in PAPER_COLUMNS
+    ]
+    described = [
+        f"{name}: cnn9 at width {float(r.one('model.width')):g}, {int(r.one('model.epochs'))} epochs, "
+        f"{int(r.one('subset_n')):,} test images"
+        for name, r in zip(names, reports)
+    ]
+    incomplete = [name for name, r in zip(names, reports) if "**Incomplete.**" in r.text]
+    return "\n".join(
+        [
+            f"## Does the DCNets' advantage move with the networks' strength? ({names[0]} against {names[1]})",
+            "",
+            f"Naturally trained networks, white-box at {at} ({'; '.join(described)}). 'FGSM minus baseline' is the "
+            f"paired difference behind the headline claim (the paper: {min(gaps):.0f}-{max(gaps):.0f} points; the "
+            f"claim asks for at least 10), reproduced for {', '.join(reproduced) or 'no DCNet in either report'}."
+            + "".join(f" The {name} report is incomplete (it names the models it lacks)." for name in incomplete),
+            "",
+            "| " + " | ".join(header) + " |",
+            "|" + " --- |" * len(header),
+            *("| " + " | ".join(row) + " |" for row in rows),
+        ]
+    )
 
 
 def percent(cell: str) -> float:
@@ -326,6 +392,7 @@ SECTIONS = {
     "smoke-digits": lambda: paper_account("smoke-digits"),
     "seeds-smoke-digits": lambda: study_account("seeds-smoke-digits"),
     "aig-cifar10": lambda: study_account("aig-cifar10"),
+    "paper-cpu": lambda: strength_account("quick-cifar10", "paper-cpu"),
 }
 
 

@@ -45,8 +45,9 @@ def test_a_regenerated_report_with_a_stale_account_fails_the_check(tmp_path):
 
 
 def test_the_shipped_checkpoints_accuracies_are_stated_as_their_cards_give_them():
-    """reports/paper-cpu/README.md and the paper-cpu section of reports/README.md name each shipped checkpoint's
-    clean accuracy: retrain or replace one and leave the text, and this fails."""
+    """reports/paper-cpu/README.md names each shipped checkpoint's clean accuracy, and so does the paper-cpu section
+    of reports/README.md for a model its report does not hold; where the report holds it, its clean cell on the same
+    test images is the card's figure. Retrain or replace one and leave the text (or the report), and this fails."""
     import json
 
     cards = sorted((ROOT / "reports" / "paper-cpu" / "models").glob("*/*/*/*/card.json"))
@@ -55,8 +56,24 @@ def test_the_shipped_checkpoints_accuracies_are_stated_as_their_cards_give_them(
     account = (
         (ROOT / "reports" / "README.md").read_text(encoding="utf-8").split("## paper-cpu", 1)[1].split("\n## ", 1)[0]
     )
+    cells = pd.read_csv(ROOT / "reports" / "paper-cpu" / "results.csv")
+    clean = cells[(cells["role"] == "table") & (cells["attack"] == "none")]
+    in_report = 0
     for path in cards:
-        figure = f"{100 * json.loads(path.read_text())['clean_test_accuracy']:.2f}%"
+        card = json.loads(path.read_text())
+        figure = f"{100 * card['clean_test_accuracy']:.2f}%"
         where = path.parent.relative_to(ROOT)
         assert figure in shipped, f"{where}: {figure} not in reports/paper-cpu/README.md"
-        assert figure in account, f"{where}: {figure} not in the paper-cpu section of reports/README.md"
+        rows = clean[
+            (clean["model.name"] == card["model"]["name"])
+            & (clean["model.training"] == card["training"]["label"])
+            & (clean["model.seed"] == card["seed"])
+            & (clean["subset_n"] == card["test_images"])
+        ]
+        if len(rows):
+            in_report += 1
+            right = round(card["clean_test_accuracy"] * card["test_images"])  # the card stores it in fp32
+            assert rows["correct"].tolist() == [right], f"{where}: the report's clean cell is not the card's"
+        else:
+            assert figure in account, f"{where}: {figure} not in the paper-cpu section of reports/README.md"
+    assert in_report >= 5  # the report holds the models evaluated so far
