@@ -210,6 +210,27 @@ def test_a_paper_tables_report_of_an_unfinished_study_says_it_is_incomplete(tmp_
     assert "Incomplete" not in done.read_text()
 
 
+def test_a_report_of_fewer_seeds_than_the_study_says_which_it_leaves_out(tmp_path):
+    """A run narrowed by --seeds made a report that read as the whole study (its description naming three seeds,
+    no word of the two left out); both templates say which training seeds it leaves out now."""
+    from robustbench_dc.study import with_options
+
+    paper = {**TINY, "models": [{"label": "baseline"}], "attacks": ["fgsm"], "source": "none", "claims": []}
+    for report in ("paper", "study"):
+        study = with_options(parse_study({**paper, "report": report, "seeds": [0, 1, 2]}, "tiny.toml"), seeds="0")
+        run_study(study, workspace=tmp_path / report, device="cpu")
+        text = write_study_report(study, workspace=tmp_path / report, out_dir=tmp_path / report / "r")[0].read_text()
+        assert "Training seeds 1, 2 of the study (0, 1, 2) are not in this report: it was built with `--seeds 0`" in (
+            " ".join(text.split())
+        ), report
+        assert ("**Incomplete.**" in text) == (report == "paper")
+    whole = with_options(parse_study({**paper, "report": "paper", "seeds": [0]}, "tiny.toml"), seeds="0")
+    assert (
+        "not in this report"
+        not in write_study_report(whole, workspace=tmp_path / "paper", out_dir=tmp_path / "whole")[0].read_text()
+    )
+
+
 def test_presets_are_shipped_studies_with_the_paper_report():
     from robustbench_dc import names
 

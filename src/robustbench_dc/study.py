@@ -163,6 +163,7 @@ class Study:
     eps_match: bool = False  # FGSM and BIM re-run at the eps where the natural baseline comes closest to the paper's
     path: str = ""  # where it was read from (for the regenerate line)
     trust_code: bool = False  # a model's ``factory`` runs code: only where the user said so (load_study's trust_code)
+    declared_seeds: tuple[int, ...] = ()  # the study file's seeds where the command line ran others (--seeds)
 
     def model(self, label: str) -> StudyModel:
         for m in self.models:
@@ -174,6 +175,11 @@ class Study:
 
     def regimes_of(self, m: StudyModel) -> tuple[str, ...]:
         return ("external",) if not m.trained else (m.regimes or self.regimes)
+
+    @property
+    def seeds_left_out(self) -> tuple[int, ...]:
+        """The study file's training seeds that this run (``--seeds``) leaves out."""
+        return tuple(s for s in self.declared_seeds if s not in self.seeds)
 
     @property
     def all_eps(self) -> tuple[float, ...]:
@@ -392,7 +398,7 @@ def _claims(raw: list[Any], labels: list[str], where: str) -> tuple[ClaimSpec, .
 
 def parse_study(raw: dict[str, Any], where: str = "study") -> Study:
     """A study from its TOML table: every key checked for name and type (a wrong one is a UserError naming it)."""
-    valid = {f.name for f in fields(Study)} - {"path", "trust_code"}
+    valid = {f.name for f in fields(Study)} - {"path", "trust_code", "declared_seeds"}
     _check_keys(raw, valid, where)
     for key in ("name", "dataset", "models"):
         if key not in raw:
@@ -561,7 +567,7 @@ def parse_seeds(text: str) -> tuple[int, ...]:
 def with_options(study: Study, *, seeds: str | None = None, compile: bool = False) -> Study:
     """The study with the command line's overrides: other training seeds (``"0,1"``), training through torch.compile."""
     if seeds:
-        study = replace(study, seeds=parse_seeds(seeds))
+        study = replace(study, seeds=parse_seeds(seeds), declared_seeds=study.declared_seeds or study.seeds)
     if compile:
         study = replace(study, training={**study.training, "compile": True})
     return study

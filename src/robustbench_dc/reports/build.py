@@ -49,7 +49,7 @@ def write_study_report(
         preset_note=" ".join(study.description.split()),
         stage_times=times,
         fmt=fmt,
-        missing_note=not_in_report(missing, str(study.path or study.name)) if missing else "",
+        missing_note=not_in_report(missing, study),
     )
     return path, summary_tables(
         workspace=workspace, dataset=study.dataset, eps=study.table_eps, arch=arch, width=width, n=study.n

@@ -11,7 +11,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import pandas as pd
 
@@ -35,6 +35,9 @@ from robustbench_dc.reports.render import (
 from robustbench_dc.reports.tables import threat_model
 from robustbench_dc.results.query import Aggregate, AmbiguousResults, Entry, Results, aggregate
 
+if TYPE_CHECKING:
+    from robustbench_dc.study import Study
+
 PROTOCOL_DOC = "docs/protocol.md in the robustbench-dc repository"
 #: how every report judges a claim (claims.significant), said once for the paper tables and for a study
 CLAIM_RULE = (
@@ -46,14 +49,25 @@ CLAIM_RULE = (
 )
 
 
-def not_in_report(missing: list[str], study: str) -> str:
-    """Says which of a study's models a report built from an unfinished store leaves out (one wording for both
-    templates: a report must not read as the whole study when it is not)."""
-    return (
-        f"Not evaluated yet (or not trained), so not in this report: {', '.join(missing)} (cells evaluated by a "
-        f"release before 2026-12 are found once `dc-robust study {study} --report-only` has recorded which model is "
-        "which)"
-    )
+def not_in_report(missing: list[str], study: Study) -> str:
+    """Says which of a study's models a report built from an unfinished store leaves out, and which of its training
+    seeds a narrowed run (``--seeds``) left out (one wording for both templates: a report must not read as the whole
+    study when it is not); "" when it is the whole study."""
+    parts = []
+    if missing:
+        parts.append(
+            f"Not evaluated yet (or not trained), so not in this report: {', '.join(missing)} (cells evaluated by a "
+            f"release before 2026-12 are found once `dc-robust study {study.path or study.name} --report-only` has "
+            "recorded which model is which)"
+        )
+    if study.seeds_left_out:
+        left = ", ".join(map(str, study.seeds_left_out))
+        parts.append(
+            f"Training seed{'s' if len(study.seeds_left_out) > 1 else ''} {left} of the study "
+            f"({', '.join(map(str, study.declared_seeds))}) {'are' if len(study.seeds_left_out) > 1 else 'is'} not in "
+            f"this report: it was built with `--seeds {','.join(map(str, study.seeds))}`"
+        )
+    return ". ".join(parts)
 
 
 def _lipschitz_row(name: str, training: str, sel: Results) -> tuple[list[str], float | None]:

@@ -211,8 +211,8 @@ def _provenance(cells: StudyCells, command: str, missing: list[str], times: dict
         f"Training settings shared by every model: {json.dumps(study.training, sort_keys=True)}",
     ]
     tail = [f"Black-box source: {PROTOCOL_SOURCE if study.source == 'protocol' else 'none'}"]
-    if missing:
-        tail.append(not_in_report(missing, str(study.path or study.name)))
+    if missing or study.seeds_left_out:
+        tail.append(not_in_report(missing, study))
     headers = ["model", "arch", "width", "epochs", "train images", "clean % (card)", "weights sha256", "function id"]
     return provenance_blocks(entries, head=head, tail=tail, models=Table(headers, rows), command=command, times=times)
 
