@@ -54,7 +54,10 @@ def test_the_shipped_checkpoints_accuracies_are_stated_as_their_cards_give_them(
     assert cards, "no shipped paper-cpu checkpoints"
     shipped = (ROOT / "reports" / "paper-cpu" / "README.md").read_text(encoding="utf-8")
     account = (
-        (ROOT / "reports" / "README.md").read_text(encoding="utf-8").split("## paper-cpu", 1)[1].split("\n## ", 1)[0]
+        (ROOT / "reports" / "README.md")
+        .read_text(encoding="utf-8")
+        .split("## paper-cpu", 1)[1]
+        .split("<!-- /account paper-cpu -->", 1)[0]
     )
     cells = pd.read_csv(ROOT / "reports" / "paper-cpu" / "results.csv")
     clean = cells[(cells["role"] == "table") & (cells["attack"] == "none")]
@@ -77,3 +80,23 @@ def test_the_shipped_checkpoints_accuracies_are_stated_as_their_cards_give_them(
         else:
             assert figure in account, f"{where}: {figure} not in the paper-cpu section of reports/README.md"
     assert in_report >= 5  # the report holds the models evaluated so far
+
+
+def test_a_checkpoint_shipped_beside_a_report_but_not_in_its_tables_is_named_with_its_cards_accuracy(tmp_path):
+    """A later training seed's checkpoint is committed before its evaluation: the account names it, with the clean
+    accuracy of its card, and goes stale when one is added."""
+    import json
+
+    shutil.copytree(ROOT / "reports", tmp_path / "reports")
+    models = tmp_path / "reports" / "paper-cpu" / "models" / "cifar10" / "tanhconv" / "natural"
+    new = models / "cnn9-w0.5-seed7"
+    shutil.copytree(models / "cnn9-w0.5-seed0", new)
+    card = json.loads((new / "card.json").read_text())
+    card["seed"], card["clean_test_accuracy"] = 7, 0.81234
+    (new / "card.json").write_text(json.dumps(card))
+    accounts = _accounts(tmp_path)
+    current = accounts.README.read_text(encoding="utf-8")
+    fresh = accounts.render(current)
+    assert fresh != current
+    assert "- TanhConv, natural, training seed 7: 81.23% clean on 10,000 test images by its card" in fresh
+    assert "TanhConv, natural, training seed 0:" not in fresh  # in the report's tables, so not listed

@@ -241,3 +241,41 @@ def test_only_judgements_are_coloured(tmp_path):
     page = render_html([Table(["model", "status", "verdict", "note"], rows)], tmp_path)
     assert "<td>PASS</td>" in page and "<td>not reproduced</td>" in page
     assert "<td class='bad'>WARN</td>" in page and "<td class='good'>reproduced</td>" in page
+
+
+def test_report_shows_each_cards_robustness_check_and_names_catastrophic_overfitting(tmp_path):
+    """The per-epoch PGD check recorded catastrophic overfitting in the card, but no report showed it: a model whose
+    FGSM accuracy was inflated by it was reported beside the others with nothing said."""
+    from robustbench_dc.model_info import ModelInfo
+    from robustbench_dc.reports.render import render_markdown
+    from robustbench_dc.reports.sections import robustness_check_blocks
+    from robustbench_dc.train import TrainConfig, train
+
+    config = TrainConfig(
+        model="baseline", dataset="digits", width=0.25, epochs=2, batch_size=64, training="fgsm", robustness_check=40
+    )
+    model = from_checkpoint(train(config, workspace=tmp_path / "ws"))
+    check = model.info.robustness_check
+    assert check["images"] == 40 and check["epoch"] == [1, 2] and len(check["fgsm"]) == len(check["pgd10"]) == 2
+    evaluate(model, dataset="digits", attacks=["fgsm"], eps=[8 / 255], n=40, workspace=tmp_path / "ws", lipschitz=False)
+    text = build_report(workspace=tmp_path / "ws", dataset="digits", out_dir=tmp_path / "out").read_text()
+    assert "## Catastrophic overfitting during training" in text
+    fgsm, pgd = (f"{100 * check[a][-1]:.1f}" for a in ("fgsm", "pgd10"))
+    row = rf"\| baseline fgsm seed 0 +\| 40 +\| {100 * max(check['pgd10']):.1f} \(epoch [12]\) +\| {fgsm} +\| {pgd} +\|"
+    assert re.search(row, text), row
+
+    collapsed = ModelInfo(
+        label="sphereconv fgsm seed 0",
+        robustness_check={
+            "images": 256,
+            "catastrophic_overfitting_epoch": 3,
+            "epoch": [1, 2, 3, 4],
+            "fgsm": [0.3, 0.4, 0.7, 0.9],
+            "pgd10": [0.2, 0.3, 0.05, 0.0],
+        },
+    )
+    steady = ModelInfo(label="natural", robustness_check=None)
+    text = render_markdown(robustness_check_blocks([("SphereConv (fgsm)", collapsed), ("Baseline", steady)]))
+    assert re.search(r"\| SphereConv \(fgsm\) +\| 256 +\| 30.0 \(epoch 2\) +\| 90.0 +\| 0.0 +\| from epoch 3 +\|", text)
+    assert "Catastrophic overfitting: SphereConv (fgsm) (epoch 3)" in text and "Baseline" not in text
+    assert robustness_check_blocks([("Baseline", steady)]) == []

@@ -43,6 +43,9 @@ class ModelInfo:
     compute: Mapping[str, Any] | None = None
     recipe: str | None = None  # identity of the training recipe without the seed (protocol.recipe_id)
     executed_block_rate: Mapping[str, Any] | None = None  # gated networks: how often each block ran
+    # the card's per-epoch robustness check: images, attacks, catastrophic_overfitting_epoch, and the parallel lists
+    # epoch, fgsm, pgd10 (the check's accuracies after each checked epoch)
+    robustness_check: Mapping[str, Any] | None = None
     # a third-party file
     format: str | None = None
     file_sha256: str | None = None

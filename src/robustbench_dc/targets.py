@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustbench_dc.checkpoint import load_checkpoint
+from robustbench_dc.checkpoint import Card, load_checkpoint
 from robustbench_dc.model_info import ModelInfo, ModelKind
 from robustbench_dc.models.registry import arch_label
 from robustbench_dc.protocol import PROTOCOL_SOURCE, protocol_source_config, recipe_id  # noqa: F401  (re-exported)
@@ -126,8 +126,23 @@ def from_checkpoint(path: str | Path) -> EvalModel:
             }
         ),
         executed_block_rate=card.executed_block_rate,
+        robustness_check=_robustness_check(card),
     )
     return EvalModel(model, function_identity(model), info)
+
+
+def _robustness_check(card: Card) -> dict[str, Any] | None:
+    """The card's robustness check with its per-epoch accuracies, which reports show beside the tables: a model
+    that overfitted catastrophically is evaluated as trained, and the report says so."""
+    if not card.robustness_check:
+        return None
+    checked = [h for h in card.history if h.get("robustness")]
+    return {
+        **card.robustness_check,
+        "epoch": [int(h["epoch"]) for h in checked],
+        "fgsm": [h["robustness"]["fgsm"] for h in checked],
+        "pgd10": [h["robustness"]["pgd10"] for h in checked],
+    }
 
 
 def from_module(module: nn.Module, *, label: str | None = None, **info: Any) -> EvalModel:

@@ -40,6 +40,7 @@ from robustbench_dc.reports.sections import (
     label_leaking_blocks,
     lipschitz_section,
     provenance_blocks,
+    robustness_check_blocks,
     training_columns,
     transfer_blocks,
     write_exports,
@@ -362,6 +363,7 @@ def build_report(
     )
     blocks.append(Section("Label leaking"))
     blocks += label_leaking_blocks(cell, cell.results.models(), eps)
+    blocks += robustness_check_blocks(list({e.model.title: e.model for e in results.entries}.items()))
     diags = _diagnostics(results, eps)
     blocks += diagnostics_section(
         [

@@ -365,6 +365,58 @@ def execution_blocks(models: list[tuple[str, ModelInfo]]) -> list[Block]:
     ]
 
 
+def robustness_check_blocks(models: list[tuple[str, ModelInfo]]) -> list[Block]:
+    """The per-epoch robustness check of the (name, stored description) of ``models`` whose card ran it: catastrophic
+    overfitting is reported beside the tables, never hidden by choosing an epoch."""
+    rows, overfitted = [], []
+    for name, info in models:
+        check = info.robustness_check
+        if not check or not check.get("pgd10"):
+            continue
+        epochs, fgsm, pgd = check["epoch"], check["fgsm"], check["pgd10"]
+        best = max(range(len(pgd)), key=lambda i: pgd[i])
+        collapse = check.get("catastrophic_overfitting_epoch")
+        if collapse is not None:
+            overfitted.append(f"{name} (epoch {collapse})")
+        rows.append(
+            [
+                name,
+                check.get("images", "-"),
+                f"{100 * pgd[best]:.1f} (epoch {epochs[best]})",
+                f"{100 * fgsm[-1]:.1f}",
+                f"{100 * pgd[-1]:.1f}",
+                "none seen" if collapse is None else f"from epoch {collapse}",
+            ]
+        )
+    if not rows:
+        return []
+    return [
+        Section("Catastrophic overfitting during training"),
+        Paragraph(
+            "After every epoch the training attacked the same fixed training images with FGSM and PGD-10 (step eps/4, "
+            "random start) at the training eps, in fp32 (the card's history holds every epoch). Catastrophic "
+            "overfitting (Wong et al. 2020) is marked at the first epoch whose PGD-10 accuracy fell below half the "
+            "best before it (from at least 10%) while FGSM accuracy did not fall. Every model is evaluated at its last "
+            "epoch: no epoch is chosen after the fact."
+        ),
+        Table(
+            [
+                "model",
+                "check images",
+                "best PGD-10 %",
+                "last epoch: FGSM %",
+                "last epoch: PGD-10 %",
+                "catastrophic overfitting",
+            ],
+            rows,
+        ),
+        Paragraph(
+            "Catastrophic overfitting: "
+            + (", ".join(overfitted) + "; its FGSM accuracies overstate its robustness." if overfitted else "none.")
+        ),
+    ]
+
+
 def all_cells_blocks(results: Results) -> list[Block]:
     """Every table-role accuracy cell in the selection, a row per group that differs only in the training seed:
     the attacks, models and subsets that Tables 7 and 8 have no place for (PGD, AutoAttack, Square, third-party

@@ -29,6 +29,7 @@ from robustbench_dc.reports.sections import (
     lipschitz_section,
     not_in_report,
     provenance_blocks,
+    robustness_check_blocks,
     training_columns,
     transfer_blocks,
     write_exports,
@@ -310,6 +311,7 @@ def build_study_report(
         blocks += accuracy_blocks(cells, training)
     blocks.append(Image("accuracy_vs_eps.png", "White-box accuracy against eps per training regime and attack"))
     blocks += execution_blocks([(_name(m), m.info) for m in measured])
+    blocks += robustness_check_blocks([(_name(m), m.info) for m in measured])
     blocks += _per_model_sections(cells, regimes, out, own)
     if study.claims:
         blocks += _claims_section(cells, out)
