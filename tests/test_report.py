@@ -277,5 +277,8 @@ def test_report_shows_each_cards_robustness_check_and_names_catastrophic_overfit
     steady = ModelInfo(label="natural", robustness_check=None)
     text = render_markdown(robustness_check_blocks([("SphereConv (fgsm)", collapsed), ("Baseline", steady)]))
     assert re.search(r"\| SphereConv \(fgsm\) +\| 256 +\| 30.0 \(epoch 2\) +\| 90.0 +\| 0.0 +\| from epoch 3 +\|", text)
-    assert "Catastrophic overfitting: SphereConv (fgsm) (epoch 3)" in text and "Baseline" not in text
+    assert (
+        "Catastrophic overfitting: SphereConv (fgsm) (epoch 3). FGSM accuracy overstates" in text
+        and "Baseline" not in text
+    )
     assert robustness_check_blocks([("Baseline", steady)]) == []

@@ -412,7 +412,11 @@ def robustness_check_blocks(models: list[tuple[str, ModelInfo]]) -> list[Block]:
         ),
         Paragraph(
             "Catastrophic overfitting: "
-            + (", ".join(overfitted) + "; its FGSM accuracies overstate its robustness." if overfitted else "none.")
+            + (
+                "; ".join(overfitted) + ". FGSM accuracy overstates the robustness of a model so marked."
+                if overfitted
+                else "none."
+            )
         ),
     ]
 
