@@ -253,6 +253,24 @@ def test_presets_are_shipped_studies_with_the_paper_report():
         parse_study({**TINY, "eps_match": True, "claims": []}, "tiny.toml")
 
 
+def test_seeds_run_apart_share_one_matched_eps_and_one_transfer_matrix():
+    """A later seed run on its own (--seeds 1) finds the eps match on the study's first seed's natural baseline, as
+    one run of every seed does, and computes no second transfer matrix: merged, the seeds' cells are read at one eps
+    and in one matrix (before, each run matched on its own baseline and built its own matrix)."""
+    from robustbench_dc.pipeline import EpsMatchStage, TransferStage, trainings
+    from robustbench_dc.study import with_options
+
+    study = load_study("paper-cpu")
+    together, apart = plan(study), plan(with_options(study, seeds="1"))
+    match = [s for s in together.afterwards if isinstance(s, EpsMatchStage)][0]
+    match_apart = [s for s in apart.afterwards if isinstance(s, EpsMatchStage)][0]
+    assert match.baseline.seed == match_apart.baseline.seed == 0
+    assert match_apart.baseline == match.baseline and {c.seed for c in match_apart.targets} == {1}
+    assert match_apart.baseline in trainings(with_options(study, seeds="1"))
+    assert not [s for s in apart.afterwards if isinstance(s, TransferStage)]
+    assert {c.seed for s in together.afterwards if isinstance(s, TransferStage) for c in s.models} == {0}
+
+
 def test_the_shipped_checkpoints_are_the_planned_trainings():
     """One function owns the training identity: the paper-cpu checkpoints shipped in reports/ are exactly what
     the study plans (a resumed long run continues them instead of training others)."""

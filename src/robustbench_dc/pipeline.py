@@ -91,11 +91,25 @@ class Plan:
 
 
 def trainings(study: Study, targets: list[tuple[StudyTarget, TrainConfig | None]] | None = None) -> list[TrainConfig]:
-    """Every training the study needs, each once: the targets', then their protocol sources'."""
+    """Every training the study needs, each once: the targets', their protocol sources', then the natural baseline
+    that the eps match is found on."""
     configs = [c for _, c in (targets or _targets(study)) if c is not None]
     if study.source == "protocol":
         configs += [protocol_source_training(c.to_dict()) for c in configs]
+    if study.eps_match:
+        configs.append(_match_baseline(study))
     return list({json.dumps(c.to_dict(), sort_keys=True): c for c in configs}.values())
+
+
+def _first_seed(study: Study) -> int:
+    """The study file's first training seed, also when the command line runs others (``--seeds``): the seed whose
+    models the transfer matrix holds and whose natural baseline the eps match is found on, so that seeds computed
+    in separate runs share one matrix and one matched eps."""
+    return (study.declared_seeds or study.seeds)[0]
+
+
+def _match_baseline(study: Study) -> TrainConfig:
+    return study.train_config(study.model("baseline"), Regime.NATURAL, _first_seed(study))
 
 
 def _targets(study: Study) -> list[tuple[StudyTarget, TrainConfig | None]]:
@@ -183,19 +197,17 @@ def _diagnosed(study: Study, target: StudyTarget) -> bool:
 
 def plan(study: Study) -> Plan:
     """Trainings first (every target's protocol black-box source among them), then evaluations, then, where the
-    study asks for them, the transfer matrix of the first seed's natural models and the eps match."""
+    study asks for them, the transfer matrix of the first seed's natural models and the eps match (found on the first
+    seed's natural baseline, every target of this run evaluated there)."""
     targets = _targets(study)
     configs = [c for _, c in targets if c is not None]
     stages: list[Stage] = [TrainStage(c) for c in trainings(study, targets)]
     stages += [EvalStage(j) for j in jobs(study, targets)]
-    if study.transfer_matrix:
-        natural = tuple(c for c in configs if c.training == Regime.NATURAL and c.seed == study.seeds[0])
+    if study.transfer_matrix and _first_seed(study) in study.seeds:
+        natural = tuple(c for c in configs if c.training == Regime.NATURAL and c.seed == _first_seed(study))
         stages.append(TransferStage(natural, study.dataset, study.attacks, study.table_eps, study.n))
     if study.eps_match:
-        baseline = next(
-            c for t, c in targets if c is not None and t.label == "baseline" and c.training == Regime.NATURAL
-        )
-        stages.append(EpsMatchStage(baseline, tuple(configs), study.dataset, study.n, max(study.eps)))
+        stages.append(EpsMatchStage(_match_baseline(study), tuple(configs), study.dataset, study.n, max(study.eps)))
     return Plan(tuple(stages))
 
 
