@@ -100,3 +100,31 @@ def test_a_checkpoint_shipped_beside_a_report_but_not_in_its_tables_is_named_wit
     assert fresh != current
     assert "- TanhConv, natural, training seed 7: 81.23% clean on 10,000 test images by its card" in fresh
     assert "TanhConv, natural, training seed 0:" not in fresh  # in the report's tables, so not listed
+
+
+def test_an_account_over_several_seeds_quotes_the_seed_mean_and_refuses_a_missing_seed(tmp_path):
+    """Over several training seeds an account's figure is the mean of one cell per seed, as the report's tables give
+    it; a cell that lacks one of the report's seeds is refused, not averaged with the others (before, a second seed
+    stopped every account with 'expected one cell')."""
+    shutil.copytree(ROOT / "reports" / "quick-cifar10", tmp_path / "reports" / "quick-cifar10")
+    cells = tmp_path / "reports" / "quick-cifar10" / "results.csv"
+    table = pd.read_csv(cells)
+    second = table[table["role"] == "table"].copy()
+    second["model.seed"] = 1
+    second["accuracy"] = second["accuracy"] + 0.1
+    pd.concat([table, second]).to_csv(cells, index=False)
+    accounts = _accounts(tmp_path)
+    report = accounts.Report("quick-cifar10")
+    one = accounts.Report.__new__(accounts.Report)
+    one.cells = table
+    assert report.seeds() == [0, 1]
+    expected = one.accuracy("tanhconv", "natural", "none", "none", None) + 5.0
+    assert abs(report.accuracy("tanhconv", "natural", "none", "none", None) - expected) < 1e-9
+    clean = (report.cells["model.seed"] == 1) & (report.cells["model.name"] == "baseline")
+    report.cells = report.cells[~clean]
+    try:
+        report.accuracy("baseline", "natural", "none", "none", None)
+    except SystemExit as refused:
+        assert "expected one for each of the report's seeds [0, 1]" in str(refused)
+    else:
+        raise AssertionError("a figure over fewer seeds than the report's was averaged")
