@@ -134,6 +134,17 @@ def test_seeds_aggregate_with_a_t_interval(store, tmp_path):
     assert "±2.0 sd over 3 seeds" in cell.text()
 
 
+def test_an_interval_over_seeds_stays_within_what_an_accuracy_can_be(store, tmp_path):
+    """Two seeds far apart (one FGSM-trained network overfitted catastrophically, the other not) gave a t-interval
+    of [-282.9, 413.6]% in a report: an accuracy's interval is now clipped to [0, 100]."""
+    for seed, acc in ((0, 0.93), (1, 0.38)):
+        store.put_function(f"s{seed}", zoo_info({**BASE, "seed": seed}))
+        put(store, key(f"s{seed}"), acc)
+    cell = Results.load(tmp_path, "digits").accuracy("tanhconv", "natural", "fgsm", 8 / 255)
+    assert cell.mean == pytest.approx(65.5) and (cell.low, cell.high) == (0.0, 100.0)
+    assert cell.text().endswith("[0.0, 100.0]")
+
+
 def test_report_refuses_to_mix_subsets_and_notes_the_ones_left_out(store, tmp_path):
     """A second subset in the store stopped README's plain `dc-robust report`: it now takes the largest subset
     that holds every model, names the others, and refuses only where no subset holds them all."""
@@ -473,6 +484,30 @@ def test_seeds_computed_apart_merge_into_one_report(tmp_path):
     conflict = merge_workspaces(merged, [b])
     assert len(conflict.cell_conflicts) == 1 and "none was averaged" in " ".join(conflict.lines())
     assert Results.load(merged, "digits").accuracy("tanhconv", "natural", "fgsm", 8 / 255).mean == pytest.approx(40.0)
+
+
+def test_a_merge_fills_what_a_functions_stored_description_lacks(tmp_path):
+    """A seed-0 store written before descriptions carried the card's robustness check, merged with one that has
+    it: the merged description has it (before, the destination's older one was kept, and a two-seed report's
+    catastrophic-overfitting table lost seed 0's collapsed network), and nothing the destination holds changes."""
+    from dataclasses import replace
+
+    from robustbench_dc.results.merge import merge_workspaces
+
+    old, new, merged = tmp_path / "old", tmp_path / "new", tmp_path / "merged"
+    _workspace_with_seed(old, 0, 0.30)
+    _workspace_with_seed(new, 0, 0.30)
+    check = {"images": 256, "catastrophic_overfitting_epoch": 6, "epoch": [1], "fgsm": [0.5], "pgd10": [0.1]}
+    with ResultStore(new) as s:
+        info = s.functions()["fn-seed0"]
+        s.put_function("fn-seed0", replace(info, robustness_check=check, label="renamed"))
+    merge_workspaces(merged, [old])
+    with ResultStore(merged) as s:
+        assert s.functions()["fn-seed0"].robustness_check is None
+    merge_workspaces(merged, [new])
+    with ResultStore(merged) as s:
+        fuller = s.functions()["fn-seed0"]
+    assert fuller.robustness_check == check and fuller.label == info.label
 
 
 def test_merge_cli_and_bad_sources(tmp_path):

@@ -6,7 +6,9 @@ whole key is equal (function, data, subset, role, attack and parameters, backend
 nothing is computed twice and nothing is combined that the key tells apart; reports then aggregate over training
 seeds only, as always. Each copied cell keeps its provenance (device, versions, machine) and gains the workspace
 it came from. A key present on both sides with other numbers (the same function attacked on two CPUs whose
-floating-point paths differ) is kept as the destination has it and counted as a conflict, never averaged.
+floating-point paths differ) is kept as the destination has it and counted as a conflict, never averaged. A
+function's description gains the fields the destination's lacks (a later release's, such as the card's
+per-epoch robustness check), so that a report over the merged store shows them for every seed.
 """
 
 from __future__ import annotations
@@ -119,8 +121,12 @@ def _merge_cells(destination: Path, source: Path, summary: MergeSummary) -> None
     with ResultStore(destination) as store:
         known = store.functions()
         for function, info in functions:
-            if function not in known:
-                store.put_function(function, ModelInfo.from_dict(json.loads(info)))
+            # The same function's description: what the destination lacks (a field a later release records, such
+            # as the card's robustness check) is taken from the source; what both hold stays the destination's.
+            mine = known[function].to_dict() if function in known else {}
+            fuller = {**json.loads(info), **mine}
+            if fuller != mine:
+                store.put_function(function, ModelInfo.from_dict(fuller))
         added, same, conflicts = store.import_cells(rows, str(source.resolve()))
         recorded = store.study_targets()
         for (

@@ -69,7 +69,7 @@ class Entry:
 @dataclass(frozen=True)
 class Aggregate:
     """One result over training seeds: mean and sd of accuracy %, and its 95% interval (Wilson for one seed,
-    a t-interval over the seeds' accuracies for several)."""
+    a t-interval over the seeds' accuracies for several, clipped to [0, 100])."""
 
     mean: float
     std: float
@@ -92,7 +92,8 @@ def aggregate(entries: list[Entry]) -> Aggregate | None:
     if len(entries) == 1:
         low, high = wilson_interval(int(entries[0].metrics["correct"]), n)
         return Aggregate(accs[0], 0.0, 100 * low, 100 * high, 1, n, tuple(entries))
-    low, high = t_interval(accs)
+    low, high = t_interval(accs)  # clipped to what an accuracy can be: two seeds' t-interval is 12.7 sd wide
+    low, high = max(low, 0.0), min(high, 100.0)
     return Aggregate(statistics.fmean(accs), statistics.stdev(accs), low, high, len(accs), n, tuple(entries))
 
 
