@@ -143,6 +143,14 @@ def test_an_interval_over_seeds_stays_within_what_an_accuracy_can_be(store, tmp_
     cell = Results.load(tmp_path, "digits").accuracy("tanhconv", "natural", "fgsm", 8 / 255)
     assert cell.mean == pytest.approx(65.5) and (cell.low, cell.high) == (0.0, 100.0)
     assert cell.text().endswith("[0.0, 100.0]")
+    from robustbench_dc.reports.claims import compare
+
+    for seed, acc in ((0, 0.35), (1, 0.34)):  # a steady model: the paired difference's interval stays in +-100
+        store.put_function(f"b{seed}", zoo_info({**BASE, "model": "baseline", "seed": seed}))
+        put(store, key(f"b{seed}"), acc)
+    steady = Results.load(tmp_path, "digits").accuracy("baseline", "natural", "fgsm", 8 / 255)
+    c = compare(cell, steady)
+    assert c.diff == pytest.approx(31.0) and (c.low, c.high) == (-100.0, 100.0)
 
 
 def test_report_refuses_to_mix_subsets_and_notes_the_ones_left_out(store, tmp_path):

@@ -75,6 +75,7 @@ def compare(a: Aggregate, b: Aggregate) -> Comparison | None:
         return None
     diffs = [seeds_a[s] - seeds_b[s] for s in sorted(seeds_a, key=lambda s: -1 if s is None else s)]
     low, high = t_interval(diffs)
+    low, high = max(low, -100.0), min(high, 100.0)  # what a difference of accuracies can be
     p = paired_t_p(diffs)
     return Comparison(
         sum(diffs) / len(diffs), low, high, p, f"paired over {len(diffs)} training seeds, t-test p = {p:.2g}"
