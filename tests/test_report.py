@@ -283,6 +283,13 @@ def test_report_shows_each_cards_robustness_check_and_names_catastrophic_overfit
     )
     assert robustness_check_blocks([("Baseline", steady)]) == []
 
+    stale = ModelInfo(  # a card written under an older rule that missed the collapse: the report applies today's
+        label="sphereconv fgsm seed 2",
+        robustness_check={**collapsed.robustness_check, "catastrophic_overfitting_epoch": None},
+    )
+    text = render_markdown(robustness_check_blocks([("SphereConv (fgsm)", stale)]))
+    assert "| from epoch 3 |" in text.replace("  ", "").replace(" |", " |")
+
 
 def test_an_eps_match_that_stopped_halfway_says_so(small_store, digits_models, tmp_path):
     """A study stopped between measuring the baseline at a new eps and reading the other models there: the report

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 from robustbench_dc.checkpoint import load_checkpoint, load_model
 from robustbench_dc.data import FASHION_MNIST_SYSTEM_DIR, load_dataset
+from robustbench_dc.diagnostics.checks import catastrophic_overfitting
 from robustbench_dc.errors import CheckpointError, DataNotFoundError, UserError
 from robustbench_dc.models import create_model
 from robustbench_dc.ops.functional import patch_norm2d
@@ -22,7 +23,6 @@ from robustbench_dc.train import (
     _optimizer_and_schedule,
     augment_batch,
     build,
-    catastrophic_overfitting,
     recalibrate_statistics,
     recipe_config,
     train,
@@ -437,14 +437,25 @@ def test_ema_weights_are_saved_and_resume_identically(tmp_path):
 
 
 def test_catastrophic_overfitting_is_the_pgd_collapse_while_fgsm_rises():
-    def history(*pairs):
-        return [{"epoch": i + 1, "robustness": {"fgsm": f, "pgd10": p}} for i, (f, p) in enumerate(pairs)]
+    def check(*pairs):
+        return [i + 1 for i in range(len(pairs))], [f for f, _ in pairs], [p for _, p in pairs]
 
-    assert catastrophic_overfitting(history((0.3, 0.25), (0.35, 0.3), (0.6, 0.02))) == 3
-    assert catastrophic_overfitting(history((0.3, 0.25), (0.35, 0.3), (0.36, 0.28))) is None  # steady
-    assert catastrophic_overfitting(history((0.3, 0.25), (0.1, 0.1))) is None  # both fell: not the signature
-    assert catastrophic_overfitting(history((0.05, 0.05), (0.2, 0.01))) is None  # never robust to begin with
-    assert catastrophic_overfitting([{"epoch": 1}]) is None
+    assert catastrophic_overfitting(*check((0.3, 0.25), (0.35, 0.3), (0.6, 0.02))) == 3
+    assert catastrophic_overfitting(*check((0.3, 0.25), (0.35, 0.3), (0.36, 0.28))) is None  # steady
+    assert catastrophic_overfitting(*check((0.3, 0.25), (0.1, 0.1))) is None  # both fell: not the signature
+    assert catastrophic_overfitting(*check((0.3, 0.3), (0.3, 0.14))) is None  # FGSM still an attack: gap of 16
+    assert catastrophic_overfitting(*check((0.08, 0.08), (0.06, 0.02))) is None  # natural training: both near zero
+    assert catastrophic_overfitting([], [], []) is None
+
+
+def test_catastrophic_overfitting_is_seen_when_the_network_collapses_before_it_was_ever_robust():
+    """paper-cpu's FGSM-trained SphereConv of training seed 2 (its card's first nine epochs, 256 check images): PGD-10
+    accuracy fell from 7.4% to 0.4% at epoch 5 while FGSM accuracy rose from 22% to 63%, and FGSM rose to 93% by the
+    last epoch with PGD-10 at 0%. The rule then asked for a best PGD-10 accuracy of at least 10% before the fall, and
+    its card said no catastrophic overfitting."""
+    fgsm = [0.105, 0.113, 0.230, 0.223, 0.633, 0.664, 0.668, 0.297, 0.668]
+    pgd10 = [0.070, 0.070, 0.074, 0.031, 0.004, 0.004, 0.0, 0.0, 0.023]
+    assert catastrophic_overfitting(list(range(1, 10)), fgsm, pgd10) == 5
 
 
 def test_a_bare_model_name_means_the_store_even_beside_a_folder_of_that_name(digits_models, tmp_path, monkeypatch):

@@ -98,6 +98,16 @@ class Card:
         return cls(**values, extra={k: v for k, v in data.items() if k not in known})
 
 
+def robustness_series(history: list[dict[str, Any]]) -> dict[str, list]:
+    """The per-epoch robustness check of a training history as parallel lists: ``epoch``, ``fgsm``, ``pgd10``."""
+    checked = [h for h in history if h.get("robustness")]
+    return {
+        "epoch": [int(h["epoch"]) for h in checked],
+        "fgsm": [h["robustness"]["fgsm"] for h in checked],
+        "pgd10": [h["robustness"]["pgd10"] for h in checked],
+    }
+
+
 def write_card(directory: Path, card: Card) -> None:
     atomic_write_bytes(directory / CARD_FILE, (json.dumps(card.to_dict(), indent=2, sort_keys=True) + "\n").encode())
 

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from robustbench_dc.checkpoint import Card, load_checkpoint
+from robustbench_dc.checkpoint import Card, load_checkpoint, robustness_series
 from robustbench_dc.model_info import ModelInfo, ModelKind
 from robustbench_dc.models.registry import arch_label
 from robustbench_dc.protocol import PROTOCOL_SOURCE, protocol_source_config, recipe_id  # noqa: F401  (re-exported)
@@ -136,13 +136,7 @@ def _robustness_check(card: Card) -> dict[str, Any] | None:
     that overfitted catastrophically is evaluated as trained, and the report says so."""
     if not card.robustness_check:
         return None
-    checked = [h for h in card.history if h.get("robustness")]
-    return {
-        **card.robustness_check,
-        "epoch": [int(h["epoch"]) for h in checked],
-        "fgsm": [h["robustness"]["fgsm"] for h in checked],
-        "pgd10": [h["robustness"]["pgd10"] for h in checked],
-    }
+    return {**card.robustness_check, **robustness_series(card.history)}
 
 
 def from_module(module: nn.Module, *, label: str | None = None, **info: Any) -> EvalModel:

@@ -22,9 +22,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from robustbench_dc.checkpoint import Card, read_card, save_checkpoint
+from robustbench_dc.checkpoint import Card, read_card, robustness_series, save_checkpoint
 from robustbench_dc.data import ImageDataset, dataset_info, load_dataset
 from robustbench_dc.devices import ComputeMode, channels_last_hazard, describe_device, resolve_device, training_mode
+from robustbench_dc.diagnostics.checks import catastrophic_overfitting
 from robustbench_dc.errors import UserError
 from robustbench_dc.files import atomic_write_bytes
 from robustbench_dc.inference import predict
@@ -546,26 +547,6 @@ def robustness_check(model: nn.Module, data: ImageDataset, config: TrainConfig) 
     return out
 
 
-def catastrophic_overfitting(history: list[dict[str, Any]]) -> int | None:
-    """The first epoch whose PGD check accuracy fell below half the best of the epochs before it (from at least 10%),
-    while its FGSM accuracy did not fall: the signature of catastrophic overfitting. None: not seen."""
-    best = fgsm_then = None
-    for h in history:
-        r = h.get("robustness")
-        if r is None:
-            continue
-        if (
-            best is not None
-            and best >= 0.1
-            and r["pgd10"] < best / 2
-            and fgsm_then is not None
-            and r["fgsm"] >= fgsm_then
-        ):
-            return int(h["epoch"])
-        best, fgsm_then = max(best or 0.0, r["pgd10"]), r["fgsm"]
-    return None
-
-
 def test_accuracy(model: nn.Module, test: ImageDataset) -> float:
     return float((predict(model, test.float_images()) == test.labels).float().mean())
 
@@ -772,10 +753,11 @@ def _card(
 ) -> Card:
     """The checkpoint card: the full training configuration, its data, history, accuracy and compute mode."""
     info = train_set.info
+    series = robustness_series(history)
     check = {
         "images": config.robustness_check,
         "attacks": "FGSM and PGD-10 (step eps/4, random start) at the training eps, fp32",
-        "catastrophic_overfitting_epoch": catastrophic_overfitting(history),
+        "catastrophic_overfitting_epoch": catastrophic_overfitting(series["epoch"], series["fgsm"], series["pgd10"]),
     }
     return Card(
         model=model.spec.to_dict(),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from robustbench_dc.names import CellKind, Status, Threat
 
@@ -33,6 +33,25 @@ PGD_VARIANTS: dict[str, dict[str, int]] = {
     "pgd40": {"steps": 40, "restarts": 1},
     "pgd20x3": {"steps": 20, "restarts": 3},
 }
+
+
+#: How far the training check's FGSM accuracy must exceed its PGD-10 accuracy, on the same images, for a PGD collapse
+#: to count as catastrophic overfitting: the single-step attack has stopped working. Sound FGSM training keeps the two
+#: within about 10 points (every FGSM-trained model of the paper-cpu study: at most 10.2 on 256 images); a collapse
+#: puts them 60-95 points apart.
+COLLAPSE_GAP = 0.2
+
+
+def catastrophic_overfitting(epochs: Sequence[int], fgsm: Sequence[float], pgd10: Sequence[float]) -> int | None:
+    """The first epoch of a training's per-epoch check (parallel lists of accuracies on the same fixed images) whose
+    PGD-10 accuracy fell below half the best of the epochs before it while its FGSM accuracy did not fall and now
+    exceeds the PGD-10 accuracy by ``COLLAPSE_GAP``: the signature of catastrophic overfitting (Wong et al. 2020).
+    No floor on the best before: a network that collapses early, before it was ever robust, collapses all the same.
+    None: not seen."""
+    for i in range(1, len(pgd10)):
+        if pgd10[i] < max(pgd10[:i]) / 2 and fgsm[i] >= fgsm[i - 1] and fgsm[i] - pgd10[i] >= COLLAPSE_GAP:
+            return int(epochs[i])
+    return None
 
 
 def pgd_params(variant: str, eps: float) -> dict[str, Any]:

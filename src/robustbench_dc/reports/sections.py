@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import pandas as pd
 
-from robustbench_dc.diagnostics.checks import Diagnostic
+from robustbench_dc.diagnostics.checks import COLLAPSE_GAP, Diagnostic, catastrophic_overfitting
 from robustbench_dc.files import atomic_write_bytes
 from robustbench_dc.model_info import ModelInfo
 from robustbench_dc.names import CellKind, Role, Status, Threat, eps_label
@@ -375,7 +375,7 @@ def robustness_check_blocks(models: list[tuple[str, ModelInfo]]) -> list[Block]:
             continue
         epochs, fgsm, pgd = check["epoch"], check["fgsm"], check["pgd10"]
         best = max(range(len(pgd)), key=lambda i: pgd[i])
-        collapse = check.get("catastrophic_overfitting_epoch")
+        collapse = catastrophic_overfitting(epochs, fgsm, pgd)  # today's rule, whatever the card's own said
         if collapse is not None:
             overfitted.append(f"{name} (epoch {collapse})")
         rows.append(
@@ -396,8 +396,9 @@ def robustness_check_blocks(models: list[tuple[str, ModelInfo]]) -> list[Block]:
             "After every epoch the training attacked the same fixed training images with FGSM and PGD-10 (step eps/4, "
             "random start) at the training eps, in fp32 (the card's history holds every epoch). Catastrophic "
             "overfitting (Wong et al. 2020) is marked at the first epoch whose PGD-10 accuracy fell below half the "
-            "best before it (from at least 10%) while FGSM accuracy did not fall. Every model is evaluated at its last "
-            "epoch: no epoch is chosen after the fact."
+            f"best before it while FGSM accuracy did not fall and exceeds PGD-10 accuracy by {100 * COLLAPSE_GAP:.0f} "
+            "points or more (FGSM has stopped being an attack). Every model is evaluated at its last epoch: no epoch "
+            "is chosen after the fact."
         ),
         Table(
             [
