@@ -297,6 +297,10 @@ def test_every_option_has_help_with_its_default_and_dataset_is_inferred(digits_m
         "eval", "--checkpoint", str(ws / "models/digits/baseline/natural/cnn9-w0.25-seed0"), "--workspace", str(ws)
     )
     assert r.returncode == 2 and "--checkpoint needs --dataset" in r.stderr
+    r = run_cli("report", "--workspace", str(ws), "--seeds", "1", "--out", str(tmp_path / "r1"))
+    assert r.returncode == 2 and "no results for dataset 'digits' training seeds [1]" in r.stderr, r.stderr
+    r = run_cli("report", "--workspace", str(ws), "--seeds", "zero")
+    assert r.returncode == 2 and "--seeds takes comma-separated integers" in r.stderr, r.stderr
     (ws / "models" / "cifar10").mkdir()
     r = run_cli("report", "--workspace", str(ws))
     assert r.returncode == 2 and "give --dataset: the store" in r.stderr and "cifar10, digits" in r.stderr

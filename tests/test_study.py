@@ -231,6 +231,30 @@ def test_a_report_of_fewer_seeds_than_the_study_says_which_it_leaves_out(tmp_pat
     )
 
 
+def test_a_paper_tables_report_narrowed_by_seeds_leaves_the_other_seeds_cells_out(tmp_path):
+    """`--seeds 0 --report-only` on a store that also held seed 1's cells averaged both seeds in the paper template
+    (it selected the whole store), while the report said it was built from seed 0 alone."""
+    import pandas as pd
+
+    from robustbench_dc.study import with_options
+
+    paper = {**TINY, "models": [{"label": "baseline"}], "attacks": ["fgsm"], "source": "none", "claims": []}
+    study = parse_study({**paper, "report": "paper", "seeds": [0, 1]}, "tiny.toml")
+    ws = tmp_path / "ws"
+    seed0 = with_options(study, seeds="0")
+    run_study(seed0, workspace=ws, device="cpu")
+    before, tables = write_study_report(seed0, workspace=ws, out_dir=tmp_path / "before")
+    run_study(with_options(study, seeds="1"), workspace=ws, device="cpu")
+    after, tables_after = write_study_report(seed0, workspace=ws, out_dir=tmp_path / "after")
+    assert after.read_text() == before.read_text() and tables_after == tables
+    assert set(pd.read_csv(tmp_path / "after" / "results.csv")["model.seed"]) == {0}
+    both = write_study_report(study, workspace=ws, out_dir=tmp_path / "both")[0]
+    assert (
+        set(pd.read_csv(tmp_path / "both" / "results.csv")["model.seed"]) == {0, 1}
+        and both.read_text() != after.read_text()
+    )
+
+
 def test_presets_are_shipped_studies_with_the_paper_report():
     from robustbench_dc import names
 

@@ -382,6 +382,7 @@ def _add_report(sub) -> None:
     p.add_argument(
         "--n", type=int, default=None, help="the test-subset size of the table cells, when the store holds several"
     )
+    p.add_argument("--seeds", default=None, help="only models of these training seeds, e.g. 0,1 (default: all)")
     p.add_argument("--out", help="output directory (default WORKSPACE/reports/DATASET)")
     p.add_argument(
         "--format", default="markdown", choices=["markdown", "html"], help="report format (default: markdown)"
@@ -523,6 +524,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     from robustbench_dc.attacks.specs import eps_label
     from robustbench_dc.reports.paper_report import build_report
+    from robustbench_dc.study import parse_seeds
     from robustbench_dc.workspace import reports_dir, workspace_dir
 
     _infer_dataset(args, "models")
@@ -533,6 +535,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         + (["--arch", args.arch] if args.arch else [])
         + (["--width", f"{args.width:g}"] if args.width else [])
         + (["--n", str(args.n)] if args.n else [])
+        + (["--seeds", args.seeds] if args.seeds else [])
         + (["--format", args.format] if args.format != "markdown" else [])
     )
     path = build_report(
@@ -543,6 +546,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         arch=args.arch,
         width=args.width,
         n=args.n,
+        seeds=parse_seeds(args.seeds) if args.seeds else None,
         command=command,
         fmt=args.format,
     )

@@ -44,6 +44,7 @@ def write_study_report(
         arch=arch,
         width=width,
         n=study.n,
+        seeds=study.seeds,
         command=command,
         title=f"Robustness report: preset {study.name} ({study.dataset})",
         preset_note=" ".join(study.description.split()),
@@ -52,5 +53,11 @@ def write_study_report(
         missing_note=not_in_report(missing, study),
     )
     return path, summary_tables(
-        workspace=workspace, dataset=study.dataset, eps=study.table_eps, arch=arch, width=width, n=study.n
+        workspace=workspace,
+        dataset=study.dataset,
+        eps=study.table_eps,
+        arch=arch,
+        width=width,
+        n=study.n,
+        seeds=study.seeds,
     )

@@ -6,6 +6,7 @@ the query layer: every number shown comes from cells that differ at most in the 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Collection
 
 import pandas as pd
 
@@ -244,15 +245,22 @@ def _provenance(
 
 
 def _select(
-    workspace: str | Path | None, dataset: str, eps: float, arch: str | None, width: float | None, n: int | None
+    workspace: str | Path | None,
+    dataset: str,
+    eps: float,
+    arch: str | None,
+    width: float | None,
+    n: int | None,
+    seeds: Collection[int] | None,
 ) -> tuple[Results, _Tables, list[int]]:
-    """The report's cells: all of this dataset's (narrowed by arch and width), its table cells on one subset, and
-    the other subset sizes left out of the tables."""
-    results = Results.load(workspace, dataset).where(arch=arch, width=width)
+    """The report's cells: all of this dataset's (narrowed by arch, width and training seeds), its table cells on one
+    subset, and the other subset sizes left out of the tables."""
+    results = Results.load(workspace, dataset).where(arch=arch, width=width, seeds=seeds)
     if not len(results):
         raise UserError(
             "no results for dataset "
             f"{dataset!r}{'' if arch is None else f' arch {arch}'}{'' if width is None else f' width {width:g}'}"
+            f"{'' if seeds is None else f' training seeds {sorted(seeds)}'}"
         )
     n, other_n = _table_subset(results, n)
     return results, _Tables(results.where(role=Role.TABLE), eps, n), other_n
@@ -266,9 +274,10 @@ def summary_tables(
     arch: str | None = None,
     width: float | None = None,
     n: int | None = None,
+    seeds: Collection[int] | None = None,
 ) -> str:
     """Tables 7 and 8 as plain text (what ``reproduce`` prints when it is done)."""
-    _, cell, _ = _select(workspace, dataset, eps, arch, width, n)
+    _, cell, _ = _select(workspace, dataset, eps, arch, width, n, seeds)
     paper = paper_tables()
     parts = []
     for table, threat in ((7, Threat.WHITE_BOX), (8, Threat.BLACK_BOX)):
@@ -289,6 +298,7 @@ def build_report(
     arch: str | None = None,
     width: float | None = None,
     n: int | None = None,
+    seeds: Collection[int] | None = None,
     command: str = "dc-robust report",
     title: str | None = None,
     preset_note: str = "",
@@ -296,11 +306,12 @@ def build_report(
     fmt: str = "markdown",
     missing_note: str = "",
 ) -> Path:
-    """Write the report and its files into ``out_dir``; returns the main file's path. ``missing_note`` (a study's
-    ``sections.not_in_report``) goes under the introduction, where a reader of an unfinished study's tables sees it."""
+    """Write the report and its files into ``out_dir``; returns the main file's path. ``seeds`` (None: all) narrows
+    it to those training seeds' models. ``missing_note`` (a study's ``sections.not_in_report``) goes under the
+    introduction, where a reader of an unfinished study's tables sees it."""
     if fmt not in ("markdown", "html"):
         raise UserError(f"unknown report format {fmt!r}; valid: markdown, html")
-    results, cell, other_n = _select(workspace, dataset, eps, arch, width, n)
+    results, cell, other_n = _select(workspace, dataset, eps, arch, width, n, seeds)
     n = cell.n
     models = cell.models()
     out = output_dir(Path(out_dir))

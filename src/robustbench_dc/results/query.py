@@ -11,7 +11,7 @@ import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Collection, Iterable
 
 from robustbench_dc.errors import UserError
 from robustbench_dc.model_info import UNKNOWN_MODEL, ModelInfo
@@ -158,8 +158,10 @@ class Results:
         width: float | None = None,
         n: int | None = None,
         protocol_source: bool | None = None,
+        seeds: Collection[int] | None = None,
     ) -> "Results":
-        """Entries matching every given field (``model`` is a zoo name or a third-party label)."""
+        """Entries matching every given field (``model`` is a zoo name or a third-party label; ``seeds`` keeps the
+        zoo models of those training seeds and every third-party model, which has none)."""
         keys = {"role": role, "kind": kind, "threat": threat, "attack": attack, "function": function}
         tests = [_key_is(f, v) for f, v in keys.items() if v is not None]
         if model is not None:
@@ -176,6 +178,8 @@ class Results:
             tests.append(lambda e: e.key.kind != CellKind.ACCURACY or e.key.subset.n == n)
         if protocol_source is not None:
             tests.append(lambda e: e.protocol_source == protocol_source)
+        if seeds is not None:
+            tests.append(lambda e: e.seed is None or e.seed in seeds)
         return Results([e for e in self.entries if all(t(e) for t in tests)], self.targets)
 
     def groups(self) -> list[list[Entry]]:
