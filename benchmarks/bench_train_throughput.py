@@ -1,7 +1,7 @@
 """Training throughput in the default mode against a plain fp32 NCHW PyTorch loop of the same network, in one run.
 
     python benchmarks/bench_train_throughput.py [--steps 8] [--width 0.25] [--batch 128] [--compile] [--channels-last
-auto|yes|no]
+auto|yes|no] [--precision auto|fp32|bf16]
         [--models baseline,tanhconv] [--trainings natural,fgsm]
 
 For cnn9 (baseline and tanhconv) on 32x32 inputs, natural and FGSM training: images per second of
@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from robustbench_dc.data import INFOS, ImageDataset
 from robustbench_dc.devices import describe_device, resolve_device
+from robustbench_dc.names import PRECISIONS
 from robustbench_dc.train import TrainConfig, TrainingSteps, batch_step, build, place_for_training
 
 
@@ -51,6 +52,7 @@ def measure(name: str, training: str, args, device) -> tuple[float, float, str]:
         batch_size=args.batch,
         seed=0,
         compile=args.compile,
+        precision=args.precision,
         channels_last={"auto": None, "yes": True, "no": False}[args.channels_last],
     )
     n = args.batch * args.steps
@@ -121,6 +123,9 @@ def main() -> None:
         default="auto",
         choices=["auto", "yes", "no"],
         help="the fast side's layout (default: as train chooses)",
+    )
+    parser.add_argument(
+        "--precision", default="auto", choices=PRECISIONS, help="the fast side's precision (default: as train chooses)"
     )
     parser.add_argument("--models", default="baseline,tanhconv")
     parser.add_argument("--trainings", default="natural,fgsm")

@@ -28,6 +28,25 @@ def test_resolve_device():
             resolve_device("cuda:0")
 
 
+def test_auto_precision_is_fp32_where_the_cpu_only_emulates_bf16(monkeypatch):
+    """oneDNN runs bf16 on any AVX-512 CPU, emulating it where the CPU has neither AVX-512 bf16 nor AMX; 'auto'
+    took it there, and training ran at 0.34-0.49x its fp32 speed (an Intel Xeon whose hypervisor hides both).
+    'auto' takes bf16 only where the hardware computes it; an explicit bf16 still runs on the emulation."""
+    from robustbench_dc import devices
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(devices.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(devices, "bf16_supported", lambda device: True)  # oneDNN's test: plain AVX-512 passes
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert training_mode(cpu, "auto").precision == "fp32"
+    assert training_mode(cpu, "bf16").precision == "bf16"
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert training_mode(cpu, "auto").precision == "bf16"
+    monkeypatch.setattr(devices, "bf16_supported", lambda device: False)  # no oneDNN bf16 at all
+    assert training_mode(cpu, "auto").precision == "fp32"
+
+
 def test_training_mode_choices():
     cpu = torch.device("cpu")
     assert training_mode(cpu, "fp32") == ComputeMode("cpu", "fp32", True)

@@ -363,7 +363,7 @@ def test_a_study_is_not_continued_in_another_precision(tmp_path, monkeypatch):
     # one training left to do, whatever the shipped study holds: a study whose every model is trained trains nothing
     shutil.rmtree(tmp_path / "models" / "cifar10" / "tanhconv" / "fgsm" / "cnn9-w0.5-seed2")
     study = load_study("paper-cpu")
-    monkeypatch.setattr(devices, "bf16_supported", lambda device: False)
+    monkeypatch.setattr(devices, "bf16_native", lambda device: False)
     with pytest.raises(
         UserError,
         match=r"finished trainings ran in bf16 .*would train the rest in fp32; one study's models share one precision",
@@ -371,5 +371,5 @@ def test_a_study_is_not_continued_in_another_precision(tmp_path, monkeypatch):
         check_one_precision(study, trainings(study), tmp_path, "cpu")
     with pytest.raises(UserError, match="one study's models share one precision"):
         run_study(study, workspace=tmp_path, device="cpu", data_dir=tmp_path)
-    monkeypatch.setattr(devices, "bf16_supported", lambda device: True)
+    monkeypatch.setattr(devices, "bf16_native", lambda device: True)
     check_one_precision(study, trainings(study), tmp_path, "cpu")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import platform
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -176,11 +177,26 @@ def describe_device(device: torch.device) -> str:
 
 
 def bf16_supported(device: torch.device) -> bool:
+    """Whether bf16 autocast runs on ``device`` at all (``--precision bf16``); on the CPU oneDNN also runs it on
+    AVX-512 without bf16 instructions, by emulation, slower than fp32 (``bf16_native``)."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type == "cpu":
         return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
     return False
+
+
+def bf16_native(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 in hardware, which is what makes bf16 training faster than fp32: a CUDA GPU
+    without emulation, an x86 CPU with AVX-512 bf16 or AMX. oneDNN's own test accepts plain AVX-512, where it
+    emulates bf16: a training step of cnn9 ran at 0.34-0.49x its fp32 speed there (BENCHMARKS.md). Other CPUs (aarch64)
+    keep oneDNN's test."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "cpu" and platform.machine().lower() in ("x86_64", "amd64", "i686", "x86"):
+        native = [getattr(torch.cpu, f, None) for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+        return bf16_supported(device) and any(bool(check()) for check in native if check is not None)
+    return bf16_supported(device)
 
 
 @dataclass(frozen=True)
@@ -222,14 +238,14 @@ def training_mode(
     decoupled: bool = False,
     hazard: str | None = None,
 ) -> ComputeMode:
-    """``auto`` precision: bf16 autocast where the device supports it (CUDA, CPUs with AVX-512 bf16 or AMX), else
-    fp32. Channels-last by default on CUDA and, on the CPU, for networks without decoupled layers (where we
-    measured it faster; the decoupled operator's channel reductions gain little from it there) and without a layer
-    whose channels-last gradient is unsafe on a CPU (``hazard``, from ``channels_last_hazard``)."""
+    """``auto`` precision: bf16 autocast where the device computes bf16 in hardware (``bf16_native``: CUDA, CPUs with
+    AVX-512 bf16 or AMX), else fp32. Channels-last by default on CUDA and, on the CPU, for networks without decoupled
+    layers (where we measured it faster; the decoupled operator's channel reductions gain little from it there) and
+    without a layer whose channels-last gradient is unsafe on a CPU (``hazard``, from ``channels_last_hazard``)."""
     if precision not in PRECISIONS:
         raise UserError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
     if precision == "auto":
-        precision = "bf16" if bf16_supported(device) else "fp32"
+        precision = "bf16" if bf16_native(device) else "fp32"
     if precision == "bf16" and not bf16_supported(device):
         raise UserError(f"bf16 is not supported on {device}; use --precision fp32")
     if precision == "fp16" and device.type != "cuda":

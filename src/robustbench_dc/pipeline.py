@@ -326,7 +326,7 @@ def run_study(
 
 
 def check_one_precision(study: Study, configs: list[TrainConfig], ws: Path, device: str | None) -> None:
-    """Before any training: precision "auto" resolves per device (bf16 with AVX-512 bf16 or AMX, else fp32), so a
+    """Before any training: precision "auto" resolves per device (bf16 where computed in hardware, else fp32), so a
     study continued on another machine could train its other models or seeds in another precision; their report
     could not average them (other recipes) nor compare them fairly. Refused here, naming what ran how."""
     from robustbench_dc.checkpoint import CARD_FILE, read_card
@@ -348,7 +348,7 @@ def check_one_precision(study: Study, configs: list[TrainConfig], ws: Path, devi
             f"study {study.name!r}: {len(other)} of its finished trainings ran in {finished[other[0]]} "
             f"({', '.join(other[:3])}{', ...' if len(other) > 3 else ''}), and this {dev} would train the rest in "
             f"{here}; one study's models share one precision (its report never averages or pairs other recipes). Go on "
-            "where that precision is supported, or set "
+            "where 'auto' resolves to it (bf16: a CUDA GPU, or a CPU with AVX-512 bf16 or AMX), or set "
             f'precision = "{here}" under [training] (every model then retrains)'
         )
 
