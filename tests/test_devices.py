@@ -1,5 +1,7 @@
 """Device, precision and layout paths, exercised on the CPU; the CUDA tests run where a GPU is present."""
 
+import platform
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -274,3 +276,35 @@ def test_a_command_that_runs_models_leaves_the_busy_cpus_to_their_processes(monk
         assert torch.get_num_threads() == 2 and "usable CPUs" not in capsys.readouterr().err
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.skipif(
+    platform.machine().lower() not in ("x86_64", "amd64"), reason="the bf16 instruction checks are x86's"
+)
+def test_cards_and_cells_name_the_cpu_and_whether_it_computes_bf16(monkeypatch):
+    """Cards and result cells said only "x86_64": an AMX Xeon, an AVX-512 Xeon that emulates bf16 (training 2-3x
+    slower) and an AMD EPYC read the same, and the reports' machine notes had to be written by hand. The environment
+    now names the CPU's model and its bf16 instructions, and a report's provenance shows them (older cells, which
+    hold only the architecture, are shown as before)."""
+    from types import SimpleNamespace
+
+    from robustbench_dc.files import environment
+    from robustbench_dc.reports.sections import _environments
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_supported", lambda: True)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    emulating = environment()["cpu"]
+    assert emulating != platform.machine() and emulating.endswith("; AVX-512; no bf16 instructions")
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    amx = environment()
+    assert amx["cpu"].endswith("; AVX-512; bf16 instructions: AMX")
+
+    old = {**amx, "cpu": platform.machine()}
+
+    def entry(env):
+        return SimpleNamespace(cell=SimpleNamespace(provenance={"environment": env}))
+
+    lines = _environments([entry(amx), entry(old)])
+    assert len(lines) == 2 and sum(amx["cpu"] in line for line in lines) == 1
+    assert not any(line.endswith(f"; {platform.machine()}") for line in lines)

@@ -114,6 +114,8 @@ def environment() -> dict[str, str]:
     """Versions and hardware of this process, for cards, result cells and reports."""
     import torch
 
+    from robustbench_dc.devices import cpu_description
+
     cuda = torch.version.cuda
     return {
         "robustbench_dc": _version(),
@@ -121,7 +123,7 @@ def environment() -> dict[str, str]:
         "torch_build": f"build with CUDA {cuda}" if cuda else "CPU-only build",
         "python": platform.python_version(),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads",
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_description(),
     }
 
 

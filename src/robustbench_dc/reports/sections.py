@@ -458,11 +458,13 @@ def all_cells_blocks(results: Results) -> list[Block]:
 
 
 def _environments(entries: list[Entry]) -> list[str]:
-    """Each distinct software and machine the cells were computed with, as one line."""
+    """Each distinct software and machine the cells were computed with, as one line (the CPU's model where the cell
+    names it: cells from before 2026-12-07 hold only its architecture, which ``machine`` already says)."""
     envs = sorted({json.dumps(e.cell.provenance.get("environment", {}), sort_keys=True) for e in entries})
     return [
         f"robustbench-dc {v.get('robustbench_dc')}, torch {v.get('torch')} ({v.get('torch_build', '?')}), Python "
         f"{v.get('python')}; {v.get('machine')}"
+        + (f"; {v['cpu']}" if v.get("cpu") and v["cpu"] != str(v.get("machine", "")).split(",")[0] else "")
         for v in map(json.loads, envs)
         if v
     ]
