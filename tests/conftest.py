@@ -7,7 +7,8 @@ import torch
 torch.set_num_threads(min(2, torch.get_num_threads()))  # OMP_NUM_THREADS=1 runs the suite on a one-thread path
 
 #: The trained models' precision: DC_ROBUST_TEST_PRECISION=fp32 runs the suite on another floating-point path than
-#: the bf16 default, to show that no test rests on the bits one CPU's kernels happen to train.
+#: the default (bf16 where the CPU computes it), to show that no test rests on the bits one CPU's kernels happen to
+#: train.
 TRAINING_PRECISION = os.environ.get("DC_ROBUST_TEST_PRECISION", "auto")
 
 
