@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from robustbench_dc.errors import UserError
+from robustbench_dc.files import X86_MACHINES
 from robustbench_dc.names import PRECISIONS
 
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N, mps"
@@ -176,34 +177,6 @@ def describe_device(device: torch.device) -> str:
     return str(device)
 
 
-_X86 = ("x86_64", "amd64", "i686", "x86")
-
-
-def cpu_description() -> str:
-    """The host CPU's model and the instructions that set its training speed, for cards and result cells: the same
-    recipe runs several times faster in bf16 where the CPU computes bf16 (AMX, AVX-512 bf16) than where oneDNN
-    emulates it, so "x86_64" cannot tell a reader which machine a time or a bit pattern came from."""
-    name = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    name = name or platform.processor() or platform.machine()
-    if platform.machine().lower() not in _X86:
-        return name
-
-    def has(check: str) -> bool:
-        return bool(getattr(torch.cpu, check, lambda: False)())
-
-    vector = "AVX-512" if has("_is_avx512_supported") else "AVX2" if has("_is_avx2_supported") else "no AVX2"
-    bf16 = (("AVX-512 bf16", "_is_avx512_bf16_supported"), ("AMX", "_is_amx_tile_supported"))
-    native = [label for label, check in bf16 if has(check)]
-    return f"{name}; {vector}; " + (f"bf16 instructions: {', '.join(native)}" if native else "no bf16 instructions")
-
-
 def bf16_supported(device: torch.device) -> bool:
     """Whether bf16 autocast runs on ``device`` at all (``--precision bf16``); on the CPU oneDNN also runs it on
     AVX-512 without bf16 instructions, by emulation, slower than fp32 (``bf16_native``)."""
@@ -221,7 +194,7 @@ def bf16_native(device: torch.device) -> bool:
     keep oneDNN's test."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported(including_emulation=False)
-    if device.type == "cpu" and platform.machine().lower() in _X86:
+    if device.type == "cpu" and platform.machine().lower() in X86_MACHINES:
         native = [getattr(torch.cpu, f, None) for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
         return bf16_supported(device) and any(bool(check()) for check in native if check is not None)
     return bf16_supported(device)
