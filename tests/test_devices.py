@@ -10,6 +10,7 @@ from torch import nn
 from robustbench_dc.devices import ComputeMode, resolve_device, training_mode
 from robustbench_dc.errors import UserError
 from robustbench_dc.evaluation import evaluate
+from robustbench_dc.files import X86_MACHINES
 from robustbench_dc.models import create_model
 from robustbench_dc.ops import DecoupledConv2d
 from robustbench_dc.ops.functional import patch_norm2d, scale_channels
@@ -278,9 +279,7 @@ def test_a_command_that_runs_models_leaves_the_busy_cpus_to_their_processes(monk
         torch.set_num_threads(before)
 
 
-@pytest.mark.skipif(
-    platform.machine().lower() not in ("x86_64", "amd64"), reason="the bf16 instruction checks are x86's"
-)
+@pytest.mark.skipif(platform.machine().lower() not in X86_MACHINES, reason="the bf16 instruction checks are x86's")
 def test_cards_and_cells_name_the_cpu_and_whether_it_computes_bf16(monkeypatch):
     """Cards and result cells said only "x86_64": an AMX Xeon, an AVX-512 Xeon that emulates bf16 (training 2-3x
     slower) and an AMD EPYC read the same, and the reports' machine notes had to be written by hand. The environment

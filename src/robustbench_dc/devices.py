@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from robustbench_dc.errors import UserError
-from robustbench_dc.files import X86_MACHINES
+from robustbench_dc.files import X86_MACHINES, cpu_bf16_instructions
 from robustbench_dc.names import PRECISIONS
 
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N, mps"
@@ -195,8 +195,7 @@ def bf16_native(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported(including_emulation=False)
     if device.type == "cpu" and platform.machine().lower() in X86_MACHINES:
-        native = [getattr(torch.cpu, f, None) for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-        return bf16_supported(device) and any(bool(check()) for check in native if check is not None)
+        return bf16_supported(device) and bool(cpu_bf16_instructions())
     return bf16_supported(device)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import os
 import platform
@@ -114,30 +115,41 @@ def sha256_file(path: Path) -> str:
 X86_MACHINES = ("x86_64", "amd64", "i686", "x86")
 
 
+@functools.cache
+def _cpu_model_name() -> str:
+    """The CPU's model as the kernel names it (read once: environment() runs for every result cell)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_bf16_instructions() -> list[str]:
+    """The bf16 instructions this x86 CPU has (AVX-512 bf16, AMX): without them oneDNN emulates bf16, slower than
+    fp32. Empty on other CPUs, where torch cannot be asked."""
+    import torch
+
+    if platform.machine().lower() not in X86_MACHINES:
+        return []
+    checks = (("AVX-512 bf16", "_is_avx512_bf16_supported"), ("AMX", "_is_amx_tile_supported"))
+    return [label for label, check in checks if getattr(torch.cpu, check, lambda: False)()]
+
+
 def cpu_description() -> str:
     """The host CPU's model and the instructions that set its training speed, for cards and result cells: the same
     recipe runs several times faster in bf16 where the CPU computes bf16 (AMX, AVX-512 bf16) than where oneDNN
     emulates it, so "x86_64" cannot tell a reader which machine a time or a bit pattern came from."""
     import torch
 
-    name = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    name = name or platform.processor() or platform.machine()
+    name = _cpu_model_name()
     if platform.machine().lower() not in X86_MACHINES:
         return name
-
-    def has(check: str) -> bool:
-        return bool(getattr(torch.cpu, check, lambda: False)())
-
-    vector = "AVX-512" if has("_is_avx512_supported") else "AVX2" if has("_is_avx2_supported") else "no AVX2"
-    bf16 = (("AVX-512 bf16", "_is_avx512_bf16_supported"), ("AMX", "_is_amx_tile_supported"))
-    native = [label for label, check in bf16 if has(check)]
+    avx512, avx2 = (getattr(torch.cpu, f"_is_{isa}_supported", lambda: False)() for isa in ("avx512", "avx2"))
+    vector = "AVX-512" if avx512 else "AVX2" if avx2 else "no AVX2"
+    native = cpu_bf16_instructions()
     return f"{name}; {vector}; " + (f"bf16 instructions: {', '.join(native)}" if native else "no bf16 instructions")
 
 
