@@ -83,6 +83,13 @@ def test_shipped_studies_parse_and_plan():
             r"claims\[0\] by: expected a number",
         ),
         ({"transfer_matrix": 1}, "transfer_matrix: expected a bool"),
+        ({"training": {"fgsm": 8}}, r"\[training.fgsm\]: expected a table, got 8"),
+        ({"training": {"fgsm": {"epochs": 2}}}, r"\[training.fgsm\] sets a regime that none of the study's models"),
+        ({"regimes": ["natural", "fgsm"], "training": {"fgsm": {"seed": 1}}}, r"\[training.fgsm\]: unknown key seed"),
+        (
+            {"regimes": ["natural", "fgsm"], "training": {"fgsm": {"epochs": "many"}}},
+            r"\[training.fgsm\] epochs: expected an integer",
+        ),
     ],
 )
 def test_bad_study_files_say_what_is_wrong(change, message):
@@ -338,6 +345,26 @@ def test_recipe_in_a_study_and_explicit_settings_override_it():
     study = parse_study({**TINY, "training": {"recipe": "fast", "width": 0.125, "epochs": 1}}, "tiny.toml")
     config = trainings(study)[0]
     assert config.schedule == "triangle" and config.epochs == 1 and config.batch_size == 512 and config.init == "dirac"
+
+
+def test_a_regime_table_sets_that_regimes_trainings_only():
+    """[training.fgsm] gives FGSM training more epochs than natural training (paper-cpu: FGSM-trained networks need
+    them to reach the clean accuracy the natural ones reach sooner); the other regime's identity is unchanged."""
+    training = {"recipe": "fast", "width": 0.125, "epochs": 1, "fgsm": {"epochs": 3, "lr": 0.2}}
+    study = parse_study({**TINY, "regimes": ["natural", "fgsm"], "training": training}, "tiny.toml")
+    targets = {(t.label, t.training): study.train_config(study.model(t.label), t.training, 0) for t in study.targets()}
+    assert {k: (c.epochs, c.lr) for k, c in targets.items()} == {
+        ("plain", "natural"): (1, 0.4),
+        ("gated", "natural"): (1, 0.4),
+        ("plain", "fgsm"): (3, 0.2),
+        ("gated", "fgsm"): (3, 0.2),
+    }
+    # the protocol's black-box source is a natural baseline of the target's recipe (epochs included), seed + 1
+    sources = {(c.arch, c.epochs) for c in trainings(study) if c.training == "natural" and c.seed == 1}
+    assert sources == {("resnet32", 1), ("resnet32", 3), ("convnet-aig", 1), ("convnet-aig", 3)}
+    without = parse_study({**TINY, "regimes": ["natural", "fgsm"], "training": {**training, "fgsm": {}}}, "tiny.toml")
+    natural = [c.to_dict() for c in trainings(without) if c.training == "natural" and c.seed == 0]
+    assert natural and natural == [c.to_dict() for c in trainings(study) if c.training == "natural" and c.seed == 0]
 
 
 def test_bpda_runs_only_where_it_differs_from_pgd():

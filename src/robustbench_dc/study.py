@@ -27,6 +27,9 @@ A study file (every key but ``name``, ``dataset`` and ``models`` has a default):
     epochs = 5
     compile = false                         # true: training steps through torch.compile
 
+    [training.fgsm]                         # settings for one regime's models only, over those above
+    epochs = 8
+
     [[models]]
     label = "resnet32"
     arch = "resnet32"
@@ -157,6 +160,7 @@ class Study:
     square_queries: int = 300
     lipschitz_n: int = 200
     training: dict[str, Any] = field(default_factory=dict)
+    regime_training: dict[str, dict[str, Any]] = field(default_factory=dict)  # [training.<regime>]: over ``training``
     claims: tuple[ClaimSpec, ...] = ()
     report: str = "study"  # "paper": Tables 7 and 8 next to the paper's (the presets); "study": the study's own tables
     transfer_matrix: bool = False  # every natural model of the first seed as the black-box source of every other
@@ -204,7 +208,11 @@ class Study:
         settings)."""
         from robustbench_dc.train import recipe_config
 
-        settings = {**self.training, **({"width": m.width} if m.width is not None else {})}
+        settings = {
+            **self.training,
+            **self.regime_training.get(regime, {}),
+            **({"width": m.width} if m.width is not None else {}),
+        }
         return recipe_config(
             settings.pop("recipe", "standard"),
             model=m.model,
@@ -343,19 +351,28 @@ _STUDY_KINDS = {
 }
 
 
-def _training(raw: dict[str, Any], where: str) -> dict[str, Any]:
+def _training(raw: dict[str, Any], where: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """``[training]``'s shared settings, and its ``[training.<regime>]`` tables (one regime's settings: FGSM training
+    may need more epochs than natural training to reach the same clean accuracy)."""
     from robustbench_dc.train import TrainConfig
 
     kinds = {f.name: _TRAIN_KINDS.get(str(f.type), "str") for f in fields(TrainConfig)} | {
         "recipe": "str",
         "eps": "eps",
     }
-    _check_keys(raw, set(kinds) - _PER_MODEL, f"{where} [training]")
-    training = {}
-    for key, value in raw.items():
-        what = f"{where} [training] {key}"
-        training[key] = _number(value, what) if kinds[key] == "eps" else _expect(value, kinds[key], what)
-    return training
+    regimes = {r: _expect(v, "table", f"{where} [training.{r}]") for r, v in raw.items() if r in tuple(names.Regime)}
+
+    def settings(table: dict[str, Any], section: str) -> dict[str, Any]:
+        _check_keys(table, set(kinds) - _PER_MODEL, f"{where} {section}")
+        return {
+            key: _number(value, f"{where} {section} {key}")
+            if kinds[key] == "eps"
+            else _expect(value, kinds[key], f"{where} {section} {key}")
+            for key, value in table.items()
+        }
+
+    shared = settings({k: v for k, v in raw.items() if k not in regimes}, "[training]")
+    return shared, {r: settings(table, f"[training.{r}]") for r, table in regimes.items()}
 
 
 def _models(raw: list[Any], where: str) -> tuple[StudyModel, ...]:
@@ -413,7 +430,7 @@ def parse_study(raw: dict[str, Any], where: str = "study") -> Study:
         )
     if raw["dataset"] not in names.DATASETS:
         raise UserError(f"{where}: unknown dataset {raw['dataset']!r}; valid: {', '.join(names.DATASETS)}")
-    training = _training(raw.get("training", {}), where)
+    training, regime_training = _training(raw.get("training", {}), where)
     models = _models(raw["models"], where)
     claims = _claims(raw.get("claims", []), [m.label for m in models], where)
     seeds = _seeds(raw, "seeds", where)
@@ -439,6 +456,7 @@ def parse_study(raw: dict[str, Any], where: str = "study") -> Study:
         square_queries=_count(raw, "square_queries", 300, where),
         lipschitz_n=_count(raw, "lipschitz_n", 200, where, minimum=0),
         training=training,
+        regime_training=regime_training,
         claims=claims,
         report=raw.get("report", "study"),
         transfer_matrix=raw.get("transfer_matrix", False),
@@ -497,11 +515,13 @@ def _validate_models(study: Study, where: str) -> None:
     for regime in study.regimes + tuple(r for m in study.models for r in m.regimes or ()):
         if regime not in tuple(names.Regime):
             raise UserError(f"{where}: unknown training regime {regime!r}; valid: {', '.join(names.Regime)}")
+    unused = sorted(set(study.regime_training) - {r for m in study.models if m.trained for r in study.regimes_of(m)})
+    if unused:
+        raise UserError(f"{where}: [training.{unused[0]}] sets a regime that none of the study's models is trained in")
     for m in study.models:
         if m.trained:
-            study.train_config(
-                m, study.regimes_of(m)[0], study.seeds[0]
-            )  # checks model, arch, options, training settings
+            for regime in study.regimes_of(m):  # checks model, arch, options, each regime's training settings
+                study.train_config(m, regime, study.seeds[0])
         elif m.options or m.operator or m.regimes:
             raise UserError(
                 f"{where}: model {m.label!r} is a checkpoint; options, operator and regimes apply to trained models "
@@ -569,7 +589,13 @@ def with_options(study: Study, *, seeds: str | None = None, compile: bool = Fals
     if seeds:
         study = replace(study, seeds=parse_seeds(seeds), declared_seeds=study.declared_seeds or study.seeds)
     if compile:
-        study = replace(study, training={**study.training, "compile": True})
+        study = replace(
+            study,
+            training={**study.training, "compile": True},
+            regime_training={
+                r: {**t, "compile": True} if "compile" in t else t for r, t in study.regime_training.items()
+            },
+        )
     return study
 
 

@@ -210,6 +210,10 @@ def _provenance(cells: StudyCells, command: str, missing: list[str], times: dict
         f"{', '.join(map(str, study.seeds))}; {'all' if study.n is None else study.n} test images per cell (the same "
         "seeded subset for every model)",
         f"Training settings shared by every model: {json.dumps(study.training, sort_keys=True)}",
+        *(
+            f"Training settings of the {regime} models only: {json.dumps(settings, sort_keys=True)}"
+            for regime, settings in sorted(study.regime_training.items())
+        ),
     ]
     tail = [f"Black-box source: {PROTOCOL_SOURCE if study.source == 'protocol' else 'none'}"]
     if missing or study.seeds_left_out:
