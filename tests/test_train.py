@@ -477,3 +477,34 @@ def test_a_bare_model_name_means_the_store_even_beside_a_folder_of_that_name(dig
         or resolve_checkpoint("./tanhconv", dataset="digits", workspace=ws).resolve()
         == (tmp_path / "tanhconv").resolve()
     )
+
+
+def test_two_recipes_of_one_name_train_side_by_side_and_merge(tmp_path):
+    """Run folders are named by dataset, model, regime, architecture, width and seed only; a study that trains its
+    FGSM models longer than its natural ones needs a natural baseline of each length for one seed (a target, and
+    the FGSM models' protocol source). The second recipe's run lies beside the first (``+<hash>``), each is found
+    again as already trained, a name lookup lists both, and a merge puts each where its recipe belongs."""
+    from robustbench_dc.checkpoint import resolve_checkpoint
+    from robustbench_dc.results.merge import merge_workspaces
+    from robustbench_dc.train import checkpoint_dir
+
+    short = TrainConfig(model="baseline", dataset="synthetic", width=0.125, epochs=1, batch_size=64, train_subset=128)
+    long = replace(short, epochs=2)
+    ws = tmp_path / "ws"
+    first, second = train(short, workspace=ws, device="cpu"), train(long, workspace=ws, device="cpu")
+    assert first.name == "cnn9-w0.125-seed0" and second.name.startswith("cnn9-w0.125-seed0+")
+    assert load_checkpoint(first)[1].epochs == 1 and load_checkpoint(second)[1].epochs == 2
+    assert not (first / "run.json").exists() and not (second / "run.json").exists()  # only while a run is unfinished
+    assert (checkpoint_dir(short, ws), checkpoint_dir(long, ws)) == (first, second)
+    assert train(long, workspace=ws, device="cpu") == second  # already trained: found, not retrained
+    with pytest.raises(UserError, match=r"several checkpoints match .*\+hash are other training settings"):
+        resolve_checkpoint("baseline", dataset="synthetic", workspace=ws)
+
+    other = tmp_path / "other"  # another machine trained the long recipe first: it got the plain name there
+    assert train(long, workspace=other, device="cpu").name == "cnn9-w0.125-seed0"
+    into = tmp_path / "merged"
+    merge_workspaces(into, [other])
+    summary = merge_workspaces(into, [ws])  # the short recipe lands beside the long one, and the long one is known
+    assert (summary.checkpoints_added, summary.checkpoints_same, summary.checkpoint_conflicts) == (1, 1, [])
+    assert load_checkpoint(checkpoint_dir(short, into))[1].epochs == 1
+    assert load_checkpoint(checkpoint_dir(long, into))[1].epochs == 2

@@ -21,11 +21,10 @@ from robustbench_dc.errors import CheckpointError, UserError
 from robustbench_dc.files import atomic_write, atomic_write_bytes, environment, sha256_file
 from robustbench_dc.models import ModelSpec, Network, build_model
 from robustbench_dc.models.registry import parse_model_name
-from robustbench_dc.workspace import models_dir, workspace_dir
+from robustbench_dc.workspace import CARD_FILE, models_dir, workspace_dir
 
 CARD_FORMAT = "robustbench-dc/checkpoint-v1"
 WEIGHTS_FILE = "model.safetensors"
-CARD_FILE = "card.json"
 
 
 @dataclass(frozen=True)
@@ -212,18 +211,13 @@ def find_checkpoints(
     width: float | None = None,
     seed: int | None = None,
 ) -> list[Path]:
-    """Checkpoint directories in the store matching every given field."""
+    """Checkpoint directories in the store matching every given field (other recipes' runs of the same name too)."""
     root = models_dir(workspace)
-    pattern = "/".join(
-        [
-            dataset or "*",
-            model or "*",
-            training or "*",
-            f"{arch or '*'}-w{'*' if width is None else f'{width:g}'}-seed{'*' if seed is None else seed}",
-            CARD_FILE,
-        ]
-    )
-    return sorted(p.parent for p in root.glob(pattern)) if root.is_dir() else []
+    name = f"{arch or '*'}-w{'*' if width is None else f'{width:g}'}-seed{'*' if seed is None else seed}"
+    patterns = [
+        "/".join([dataset or "*", model or "*", training or "*", run, CARD_FILE]) for run in {name, f"{name}+*"}
+    ]
+    return sorted({p.parent for pattern in patterns for p in root.glob(pattern)}) if root.is_dir() else []
 
 
 def resolve_checkpoint(
@@ -268,7 +262,10 @@ def resolve_checkpoint(
         )
     if len(found) > 1:
         listing = ", ".join(p.name for p in found)
-        raise UserError(f"several checkpoints match ({listing}); choose one with --arch and --width")
+        raise UserError(
+            f"several checkpoints match ({listing}); choose one with --arch and --width, or give its folder (runs "
+            "named with a +hash are other training settings of the same name: their card.json says which)"
+        )
     return found[0]
 
 

@@ -36,7 +36,7 @@ from robustbench_dc.names import INITS, PRECISIONS, SCHEDULES, Regime
 from robustbench_dc.names import RECIPES as RECIPE_NAMES
 from robustbench_dc.ops import DecoupledConv2d, DecoupledLinear, project_weights
 from robustbench_dc.perturb import ascend_linf, cross_entropy_objective
-from robustbench_dc.workspace import cache_dir, run_dir, workspace_dir
+from robustbench_dc.workspace import CARD_FILE, RUN_FILE, cache_dir, recipe_run_dir, run_dir, workspace_dir
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +226,7 @@ class EpochStats:
 
 
 def checkpoint_dir(config: TrainConfig, workspace: Path) -> Path:
-    return run_dir(
+    named = run_dir(
         workspace,
         dataset=config.dataset,
         model=config.model,
@@ -235,6 +235,7 @@ def checkpoint_dir(config: TrainConfig, workspace: Path) -> Path:
         width=config.width,
         seed=config.seed,
     )
+    return recipe_run_dir(named, json.loads(json.dumps(config.to_dict())))
 
 
 def build(config: TrainConfig) -> Network:
@@ -569,16 +570,13 @@ def train(
     ws = workspace_dir(workspace)
     out_dir = checkpoint_dir(config, ws)
     wanted = config.to_dict()
-    if (out_dir / "card.json").exists():
-        card = read_card(out_dir)
-        if card.train_config != json.loads(json.dumps(wanted)):
-            raise UserError(
-                f"{out_dir} holds a model trained with other settings; use another --seed or --workspace, or delete it"
-            )
+    if (out_dir / CARD_FILE).exists():  # checkpoint_dir chose the folder of this configuration's run
+        read_card(out_dir)  # a damaged card is reported, not trained over
         log.info("already trained: %s", out_dir)
         return out_dir
 
     _check_writable(out_dir)  # before any work: an unwritable workspace is found now, not after the first epoch
+    atomic_write_bytes(out_dir / RUN_FILE, json.dumps({"train_config": wanted}, sort_keys=True).encode())  # claims it
     train_set = load_dataset(config.dataset, "train", data_dir, download=download, cache_dir=cache_dir(ws))
     test_set = load_dataset(config.dataset, "test", data_dir, download=download, cache_dir=cache_dir(ws))
     if len(train_set) == 0 or len(test_set) == 0:
@@ -663,6 +661,7 @@ def train(
     card = _card(model, config, train_set, test_set, history, acc, rates, run)
     save_checkpoint(model, out_dir, card)
     resume_path.unlink(missing_ok=True)
+    (out_dir / RUN_FILE).unlink(missing_ok=True)
     return out_dir
 
 

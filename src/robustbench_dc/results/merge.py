@@ -18,13 +18,12 @@ import shutil
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from robustbench_dc.errors import UserError
 from robustbench_dc.model_info import ModelInfo
 from robustbench_dc.results.store import ResultStore, StudyTarget
-from robustbench_dc.workspace import models_dir, results_path
-
-CARD_FILE = "card.json"  # checkpoint.CARD_FILE; repeated here so that merging stays torch-free
+from robustbench_dc.workspace import CARD_FILE, RUN_FILE, models_dir, named_run, recipe_run_dir, results_path
 
 
 @dataclass
@@ -76,7 +75,8 @@ def _merge_checkpoints(destination: Path, source: Path, summary: MergeSummary) -
         return
     for card in sorted(root.glob(f"*/*/*/*/{CARD_FILE}")):
         run = card.parent.relative_to(root)
-        target = models_dir(destination) / run
+        named, train_config = named_run(models_dir(destination) / run), _card(card).get("train_config")
+        target = named if train_config is None else recipe_run_dir(named, train_config)  # another recipe: beside it
         if (target / CARD_FILE).is_file():
             same = _weights_sha(target / CARD_FILE) == _weights_sha(card)
             summary.checkpoints_same += same
@@ -85,7 +85,7 @@ def _merge_checkpoints(destination: Path, source: Path, summary: MergeSummary) -
             continue
         partial = target.with_name(f".{target.name}.merging")
         shutil.rmtree(partial, ignore_errors=True)
-        shutil.copytree(card.parent, partial, ignore=shutil.ignore_patterns("resume.pt", ".write-check.*"))
+        shutil.copytree(card.parent, partial, ignore=shutil.ignore_patterns("resume.pt", RUN_FILE, ".write-check.*"))
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.exists():  # an unfinished run (resume state only): the finished checkpoint replaces it
             shutil.rmtree(target)
@@ -93,13 +93,23 @@ def _merge_checkpoints(destination: Path, source: Path, summary: MergeSummary) -
         summary.checkpoints_added += 1
 
 
-def _weights_sha(card: Path) -> str:
+def _card(card: Path) -> dict[str, Any]:
     try:
-        return str(json.loads(card.read_text(encoding="utf-8"))["weights"]["sha256"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        data = json.loads(card.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise TypeError(type(data).__name__)
+        return data
+    except (OSError, ValueError, TypeError) as exc:
         raise UserError(
             f"{card}: unreadable checkpoint card ({type(exc).__name__}); repair or remove that run before merging"
         ) from exc
+
+
+def _weights_sha(card: Path) -> str:
+    try:
+        return str(_card(card)["weights"]["sha256"])
+    except (KeyError, TypeError) as exc:
+        raise UserError(f"{card}: a checkpoint card without its weights' sha256; repair or remove that run") from exc
 
 
 def _merge_cells(destination: Path, source: Path, summary: MergeSummary) -> None:
