@@ -235,7 +235,7 @@ def checkpoint_dir(config: TrainConfig, workspace: Path) -> Path:
         width=config.width,
         seed=config.seed,
     )
-    return recipe_run_dir(named, json.loads(json.dumps(config.to_dict())))
+    return recipe_run_dir(named, config.to_dict())
 
 
 def build(config: TrainConfig) -> Network:

@@ -75,10 +75,11 @@ def _merge_checkpoints(destination: Path, source: Path, summary: MergeSummary) -
         return
     for card in sorted(root.glob(f"*/*/*/*/{CARD_FILE}")):
         run = card.parent.relative_to(root)
-        named, train_config = named_run(models_dir(destination) / run), _card(card).get("train_config")
+        incoming, named = _card(card), named_run(models_dir(destination) / run)
+        train_config = incoming.get("train_config")
         target = named if train_config is None else recipe_run_dir(named, train_config)  # another recipe: beside it
         if (target / CARD_FILE).is_file():
-            same = _weights_sha(target / CARD_FILE) == _weights_sha(card)
+            same = _weights_sha(target / CARD_FILE, _card(target / CARD_FILE)) == _weights_sha(card, incoming)
             summary.checkpoints_same += same
             if not same:
                 summary.checkpoint_conflicts.append(str(run))
@@ -105,9 +106,9 @@ def _card(card: Path) -> dict[str, Any]:
         ) from exc
 
 
-def _weights_sha(card: Path) -> str:
+def _weights_sha(card: Path, data: dict[str, Any]) -> str:
     try:
-        return str(_card(card)["weights"]["sha256"])
+        return str(data["weights"]["sha256"])
     except (KeyError, TypeError) as exc:
         raise UserError(f"{card}: a checkpoint card without its weights' sha256; repair or remove that run") from exc
 
