@@ -1,13 +1,16 @@
 """Device, precision and layout paths, exercised on the CPU; the CUDA tests run where a GPU is present."""
 
+import os
 import platform
+import subprocess
+import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustbench_dc.devices import ComputeMode, resolve_device, training_mode
+from robustbench_dc.devices import ComputeMode, keep_freed_memory, resolve_device, training_mode
 from robustbench_dc.errors import UserError
 from robustbench_dc.evaluation import evaluate
 from robustbench_dc.files import X86_MACHINES
@@ -190,6 +193,7 @@ def test_training_records_its_compute_mode(tmp_path):
         card.compute["precision"] == "fp32"
         and card.compute["channels_last"] is True
         and card.compute["device"] == "cpu"
+        and card.compute["keeps_freed_memory"] is keep_freed_memory()
     )
 
 
@@ -307,3 +311,48 @@ def test_cards_and_cells_name_the_cpu_and_whether_it_computes_bf16(monkeypatch):
     lines = _environments([entry(amx), entry(old)])
     assert len(lines) == 2 and sum(amx["cpu"] in line for line in lines) == 1
     assert not any(line.endswith(f"; {platform.machine()}") for line in lines)
+
+
+GLIBC = pytest.mark.skipif(
+    platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="the allocator switches are glibc's"
+)
+
+# Page faults of twenty 64 MB buffers allocated and freed in turn, after a CPU training was set up ("train") or not.
+_FAULTS = """
+import resource, sys, torch
+from robustbench_dc.train import TrainConfig, build, place_for_training
+if sys.argv[1] == "train":
+    config = TrainConfig(model="baseline", dataset="synthetic", width=0.125)
+    place_for_training(build(config), config, torch.device("cpu"))
+torch.ones(2**24).sum()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(20):
+    torch.ones(2**24).sum()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def _python(code: str, *args: str, **env: str) -> str:
+    base = {
+        k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k not in ("LD_PRELOAD", "GLIBC_TUNABLES")
+    }
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], env={**base, **env}, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+@GLIBC
+def test_cpu_training_reuses_freed_memory_instead_of_faulting_it_in_every_step():
+    pages = 2**26 // 4096  # of one buffer
+    plain = int(_python(_FAULTS, "plain"))
+    if plain < 10 * pages:
+        pytest.skip(f"{plain} page faults for 20 buffers of {pages} pages: this kernel maps them in larger pages")
+    assert int(_python(_FAULTS, "train")) < pages  # the first buffer's memory, kept and reused
+
+
+@GLIBC
+def test_the_allocator_is_left_alone_where_the_user_tuned_it():
+    code = "from robustbench_dc.devices import keep_freed_memory; print(keep_freed_memory())"
+    assert _python(code) == "True"
+    assert _python(code, MALLOC_MMAP_MAX_="65536") == "False"
+    assert _python(code, LD_PRELOAD="") == "True"  # set but empty: nothing preloaded

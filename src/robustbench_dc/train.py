@@ -24,7 +24,14 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from robustbench_dc.checkpoint import Card, read_card, robustness_series, save_checkpoint
 from robustbench_dc.data import ImageDataset, dataset_info, load_dataset
-from robustbench_dc.devices import ComputeMode, channels_last_hazard, describe_device, resolve_device, training_mode
+from robustbench_dc.devices import (
+    ComputeMode,
+    channels_last_hazard,
+    describe_device,
+    keep_freed_memory,
+    resolve_device,
+    training_mode,
+)
 from robustbench_dc.diagnostics.checks import catastrophic_overfitting
 from robustbench_dc.errors import UserError
 from robustbench_dc.files import atomic_write_bytes
@@ -368,7 +375,10 @@ def training_batch(
 
 
 def place_for_training(model: nn.Module, config: TrainConfig, device: torch.device) -> ComputeMode:
-    """Choose the training precision and layout for this network on ``device`` and move it there accordingly."""
+    """Choose the training precision and layout for this network on ``device`` and move it there accordingly (on the
+    CPU, with the allocator keeping freed memory: ``keep_freed_memory``)."""
+    if device.type == "cpu":
+        keep_freed_memory()
     decoupled = any(isinstance(m, (DecoupledConv2d, DecoupledLinear)) for m in model.modules())
     mode = training_mode(
         device, config.precision, config.channels_last, decoupled=decoupled, hazard=channels_last_hazard(model)
@@ -782,6 +792,8 @@ def _card(
             "compile": run["compile"],
             "device_name": describe_device(run["device"]),
             "threads": torch.get_num_threads(),
+            # epoch times depend on it: a CPU run's allocator either kept freed memory or faulted it in anew
+            **({"keeps_freed_memory": keep_freed_memory()} if run["device"].type == "cpu" else {}),
         },
         wall_time_s=run["wall"],
     )
