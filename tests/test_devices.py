@@ -356,3 +356,22 @@ def test_the_allocator_is_left_alone_where_the_user_tuned_it():
     assert _python(code) == "True"
     assert _python(code, MALLOC_MMAP_MAX_="65536") == "False"
     assert _python(code, LD_PRELOAD="") == "True"  # set but empty: nothing preloaded
+
+
+# A tiny training's weights, with the allocator's switch applied ("1") or never applied ("0").
+_TRAINED = """
+import hashlib, sys, tempfile
+import robustbench_dc.train as T
+if sys.argv[1] == "0":
+    T.keep_freed_memory = lambda: False
+config = T.TrainConfig(model="tanhconv", dataset="synthetic", width=0.125, epochs=1, batch_size=64, train_subset=128)
+with tempfile.TemporaryDirectory() as ws:
+    run = T.train(config, workspace=ws, device="cpu")
+    print(hashlib.sha256((run / "model.safetensors").read_bytes()).hexdigest())
+"""
+
+
+@GLIBC
+def test_keeping_freed_memory_changes_no_bit_of_a_training():
+    kept = _python(_TRAINED, "1")
+    assert len(kept) == 64 and kept == _python(_TRAINED, "0")
