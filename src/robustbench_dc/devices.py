@@ -168,10 +168,10 @@ def keep_freed_memory() -> bool:
 
     Every CPU training or attack step allocates and frees the same large activation buffers; glibc serves each
     one above its mmap threshold with a fresh mapping, whose every page the kernel then faults in and zeroes again:
-    12% of a DCNet FGSM training's CPU time went to page faults, and steps ran 8-9% faster without them
+    12% of a DCNet FGSM training's CPU time went to the kernel, and its epochs ran 1.25x faster without it
     (BENCHMARKS.md, "Page faults"). Only where memory comes from changes, no bit of any result; the process keeps
     its peak memory instead of returning it between steps. Done once per process, on glibc only, and not where the
-    user set any of ``_ALLOCATOR_ENV`` (his own tuning, or another allocator). Returns whether it is in effect."""
+    user set any of ``_ALLOCATOR_ENV`` (their own tuning, or another allocator). Returns whether it is in effect."""
     if platform.system() != "Linux" or any(os.environ.get(name) for name in _ALLOCATOR_ENV):
         return False
     try:
