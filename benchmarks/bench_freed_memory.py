@@ -21,12 +21,13 @@ import sys
 WORKER = r"""
 import json, resource, sys, time
 import torch
+import robustbench_dc.devices as D
 import robustbench_dc.train as T
 from robustbench_dc.data import INFOS, ImageDataset
 name, training, width, batch, steps, kept, layout = sys.argv[1:8]
 width, batch, steps = float(width), int(batch), int(steps)
 if kept == "0":
-    T.keep_freed_memory = lambda: False  # glibc's default allocator behaviour
+    T.keep_freed_memory = D.keep_freed_memory = lambda: False  # glibc's default allocator behaviour
 config = T.recipe_config("fast", model=name, dataset="cifar10", width=width, training=training, batch_size=batch,
                          channels_last={"auto": None, "yes": True, "no": False}[layout])
 g = torch.Generator().manual_seed(0)

@@ -361,9 +361,10 @@ def test_the_allocator_is_left_alone_where_the_user_tuned_it():
 # A tiny training's weights, with the allocator's switch applied ("1") or never applied ("0").
 _TRAINED = """
 import hashlib, sys, tempfile
+import robustbench_dc.devices as D
 import robustbench_dc.train as T
 if sys.argv[1] == "0":
-    T.keep_freed_memory = lambda: False
+    T.keep_freed_memory = D.keep_freed_memory = lambda: False
 config = T.TrainConfig(model="tanhconv", dataset="synthetic", width=0.125, epochs=1, batch_size=64, train_subset=128)
 with tempfile.TemporaryDirectory() as ws:
     run = T.train(config, workspace=ws, device="cpu")
