@@ -82,6 +82,33 @@ def test_the_shipped_checkpoints_accuracies_are_stated_as_their_cards_give_them(
     assert in_report >= 5  # the report holds the models evaluated so far
 
 
+def test_the_next_paper_cpu_trainings_table_states_each_card_as_it_is():
+    """reports/paper-cpu/next/README.md tabulates its checkpoints before any report holds them: each row's clean
+    accuracy, epochs, overfitting epoch and training time are its card's, and no card lacks its row."""
+    import json
+    import re
+
+    folder = ROOT / "reports" / "paper-cpu" / "next"
+    text = (folder / "README.md").read_text(encoding="utf-8")
+    rows = [line for line in text.splitlines() if re.match(r"\| (baseline|sphereconv|ballconv|tanhconv) \|", line)]
+    cards = sorted((folder / "models").glob("*/*/*/*/card.json"))
+    assert cards and len(rows) == len(cards), "one row per shipped card"
+    for path in cards:
+        card = json.loads(path.read_text())
+        overfit = card["robustness_check"]["catastrophic_overfitting_epoch"]
+        cells = [
+            card["model"]["name"],
+            card["training"]["regime"],
+            str(card["seed"]),
+            str(card["epochs"]),
+            f"{100 * card['clean_test_accuracy']:.2f}%",
+        ]
+        row = [r for r in rows if [c.strip() for c in r.split("|")[1:6]] == cells]
+        assert len(row) == 1, f"{path.parent.relative_to(ROOT)}: no row states {cells}"
+        assert f"| {'epoch %d' % overfit if overfit else 'none'} |" in row[0]
+        assert row[0].rstrip().endswith(f"| {card['wall_time_s'] / 60:.1f} min |")
+
+
 def test_a_checkpoint_shipped_beside_a_report_but_not_in_its_tables_is_named_with_its_cards_accuracy(tmp_path):
     """A later training seed's checkpoint is committed before its evaluation: the account names it, with the clean
     accuracy of its card, and goes stale when one is added."""
