@@ -266,6 +266,22 @@ def test_a_paper_tables_report_narrowed_by_seeds_leaves_the_other_seeds_cells_ou
     )
 
 
+def test_a_paper_tables_report_reads_the_studys_own_models_not_an_earlier_recipe_beside_them(tmp_path):
+    """A study file changed its training (paper-cpu's FGSM epochs 15 -> 20) and went on in the same workspace: the
+    new models train beside the old ones under the same names, and the paper template, which selected every cell of
+    the store's arch and width, refused its report ("2 sets of cells differ in more than the training seed") once
+    both were evaluated. It reads the functions the store records as the study's models now."""
+    paper = {**TINY, "report": "paper", "models": [{"label": "baseline"}], "attacks": ["fgsm"], "source": "none"}
+    ws = tmp_path / "ws"
+    run_study(parse_study({**paper, "claims": []}, "tiny.toml"), workspace=ws, device="cpu")
+    longer = parse_study({**paper, "claims": [], "training": {**TINY["training"], "epochs": 2}}, "tiny.toml")
+    run_study(longer, workspace=ws, device="cpu")
+    assert len({e.key.function for e in Results.load(ws, "synthetic").entries}) == 2  # both recipes' cells are kept
+    write_study_report(longer, workspace=ws, out_dir=tmp_path / "r")
+    cells = pd.read_csv(tmp_path / "r" / "results.csv")
+    assert set(cells["model.epochs"]) == {2} and cells["function"].nunique() == 1
+
+
 def test_presets_are_shipped_studies_with_the_paper_report():
     from robustbench_dc import names
 

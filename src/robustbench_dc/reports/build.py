@@ -35,7 +35,10 @@ def write_study_report(
     if study.report != "paper":
         return build_study_report(study, workspace=workspace, out_dir=out, command=command, times=times, fmt=fmt), ""
     arch, width = study.models[0].arch, float(study.training.get("width", 1.0))
-    missing = measured_targets(study, Results.load(workspace, study.dataset))[1]
+    # The study's own models only: its workspace may hold others of the same name, seed and training (an earlier
+    # recipe of the study, trained beside them), whose cells the tables would otherwise mix in.
+    measured, missing = measured_targets(study, Results.load(workspace, study.dataset))
+    functions = {m.function_id for m in measured}
     path = build_report(
         workspace=workspace,
         dataset=study.dataset,
@@ -51,6 +54,7 @@ def write_study_report(
         stage_times=times,
         fmt=fmt,
         missing_note=not_in_report(missing, study),
+        functions=functions,
     )
     return path, summary_tables(
         workspace=workspace,
@@ -60,4 +64,5 @@ def write_study_report(
         width=width,
         n=study.n,
         seeds=study.seeds,
+        functions=functions,
     )

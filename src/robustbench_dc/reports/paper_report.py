@@ -252,10 +252,14 @@ def _select(
     width: float | None,
     n: int | None,
     seeds: Collection[int] | None,
+    functions: Collection[str] | None = None,
 ) -> tuple[Results, _Tables, list[int]]:
-    """The report's cells: all of this dataset's (narrowed by arch, width and training seeds), its table cells on one
+    """The report's cells: all of this dataset's (narrowed by arch, width and training seeds, and to ``functions``
+    where given: a study's own models, not others of the same name in its workspace), its table cells on one
     subset, and the other subset sizes left out of the tables."""
     results = Results.load(workspace, dataset).where(arch=arch, width=width, seeds=seeds)
+    if functions is not None:
+        results = Results([e for e in results.entries if e.key.function in functions], results.targets)
     if not len(results):
         raise UserError(
             "no results for dataset "
@@ -275,9 +279,10 @@ def summary_tables(
     width: float | None = None,
     n: int | None = None,
     seeds: Collection[int] | None = None,
+    functions: Collection[str] | None = None,
 ) -> str:
     """Tables 7 and 8 as plain text (what ``reproduce`` prints when it is done)."""
-    _, cell, _ = _select(workspace, dataset, eps, arch, width, n, seeds)
+    _, cell, _ = _select(workspace, dataset, eps, arch, width, n, seeds, functions)
     paper = paper_tables()
     parts = []
     for table, threat in ((7, Threat.WHITE_BOX), (8, Threat.BLACK_BOX)):
@@ -305,13 +310,15 @@ def build_report(
     stage_times: dict[str, float] | None = None,
     fmt: str = "markdown",
     missing_note: str = "",
+    functions: Collection[str] | None = None,
 ) -> Path:
     """Write the report and its files into ``out_dir``; returns the main file's path. ``seeds`` (None: all) narrows
-    it to those training seeds' models. ``missing_note`` (a study's ``sections.not_in_report``) goes under the
-    introduction, where a reader of an unfinished study's tables sees it."""
+    it to those training seeds' models, ``functions`` (None: all) to those models (a study's). ``missing_note`` (a
+    study's ``sections.not_in_report``) goes under the introduction, where a reader of an unfinished study's tables
+    sees it."""
     if fmt not in ("markdown", "html"):
         raise UserError(f"unknown report format {fmt!r}; valid: markdown, html")
-    results, cell, other_n = _select(workspace, dataset, eps, arch, width, n, seeds)
+    results, cell, other_n = _select(workspace, dataset, eps, arch, width, n, seeds, functions)
     n = cell.n
     models = cell.models()
     out = output_dir(Path(out_dir))
