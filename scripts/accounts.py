@@ -96,6 +96,19 @@ class Report:
             raise SystemExit(f"{self.dir.name}: {role} cells have {len(values)} values of {column}, expected one")
         return values[0]
 
+    def epochs(self) -> str:
+        """How long the tables' networks trained: one figure, or one per training regime where a study trains its
+        regimes for different lengths (``[training.fgsm] epochs``)."""
+        c = self.cells
+        c = c[(c["role"] == "table") & (c["kind"] == "accuracy")]
+        by = {t: sorted(int(e) for e in g["model.epochs"].dropna().unique()) for t, g in c.groupby("model.training")}
+        if any(len(e) != 1 for e in by.values()):
+            raise SystemExit(f"{self.dir.name}: a training regime's table cells have several epoch counts: {by}")
+        if len({e[0] for e in by.values()}) == 1:
+            return f"{next(iter(by.values()))[0]} epochs"
+        order = sorted(by, key=lambda t: (t != "natural", t))
+        return " and ".join(f"{by[t][0]} epochs ({t if t == 'natural' else t.upper()})" for t in order)
+
     @property
     def preset(self) -> str:
         """The preset a paper-tables report names in its title (the directory's name where it names none)."""
@@ -199,7 +212,7 @@ def paper_account(name: str) -> str:
     eps = r.table_eps
     at = f"{255 * eps:g}/255"
     n, diagnosed = int(r.one("subset_n")), int(r.one("subset_n", role="diagnostics"))
-    width, epochs, dataset = float(r.one("model.width")), int(r.one("model.epochs")), str(r.one("dataset"))
+    width, epochs, dataset = float(r.one("model.width")), r.epochs(), str(r.one("dataset"))
     clean = {t: [r.accuracy(m, t, "none", "none", None) for m in PAPER_COLUMNS] for t in ("natural", "fgsm")}
     paper_clean = {
         t: [paper_value(paper, 7, row, "none", m) for m in PAPER_COLUMNS]
@@ -226,7 +239,7 @@ def paper_account(name: str) -> str:
         f"- Clean accuracy ({n:,} test images of {DATASETS.get(dataset, dataset)}{over}): natural models "
         f"{span(clean['natural'])} (the paper, on CIFAR-10: {span(paper_clean['natural'], 2)}), FGSM-trained "
         f"{span(clean['fgsm'])} (the paper: "
-        f"{span(paper_clean['fgsm'], 2)}); our networks are cnn9 at width {width:g}, trained for {epochs} epochs.",
+        f"{span(paper_clean['fgsm'], 2)}); our networks are cnn9 at width {width:g}, trained for {epochs}.",
         f"- At the protocol's eps {at} every natural model falls to {span(white['fgsm'])} under white-box FGSM and to "
         f"{span(white['bim'])} under BIM. Against the naturally trained baseline under FGSM the DCNets are "
         + "; ".join(f"{display(m)} {judged(d, p)}" for m, (_, d, p) in gains.items())
@@ -367,7 +380,7 @@ def strength_account(smaller: str, stronger: str) -> str:
         ),
     )
     described = [
-        f"{name}: cnn9 at width {float(r.one('model.width')):g}, {int(r.one('model.epochs'))} epochs, "
+        f"{name}: cnn9 at width {float(r.one('model.width')):g}, {r.epochs()}, "
         f"{int(r.one('subset_n')):,} test images"
         for name, r in zip(names, reports)
     ]

@@ -155,3 +155,17 @@ def test_an_account_over_several_seeds_quotes_the_seed_mean_and_refuses_a_missin
         assert "expected one for each of the report's seeds [0, 1]" in str(refused)
     else:
         raise AssertionError("a figure over fewer seeds than the report's was averaged")
+
+
+def test_an_account_states_each_regimes_epochs_where_a_study_trains_them_for_different_lengths(tmp_path):
+    """A study may train its FGSM models longer than its natural ones (``[training.fgsm] epochs``): the accounts say
+    so per regime (before, they stopped with 'table cells have 2 values of model.epochs')."""
+    shutil.copytree(ROOT / "reports", tmp_path / "reports")
+    cells = tmp_path / "reports" / "quick-cifar10" / "results.csv"
+    table = pd.read_csv(cells)
+    table.loc[table["model.training"] == "fgsm", "model.epochs"] = 7
+    table.to_csv(cells, index=False)
+    accounts = _accounts(tmp_path)
+    fresh = accounts.render(accounts.README.read_text(encoding="utf-8"))
+    assert "trained for 5 epochs (natural) and 7 epochs (FGSM)." in fresh
+    assert "cnn9 at width 0.25, 5 epochs (natural) and 7 epochs (FGSM), 1,000 test images" in fresh
