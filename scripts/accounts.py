@@ -380,8 +380,7 @@ def strength_account(smaller: str, stronger: str) -> str:
         ),
     )
     described = [
-        f"{name}: cnn9 at width {float(r.one('model.width')):g}, {r.epochs()}, "
-        f"{int(r.one('subset_n')):,} test images"
+        f"{name}: cnn9 at width {float(r.one('model.width')):g}, {r.epochs()}, {int(r.one('subset_n')):,} test images"
         for name, r in zip(names, reports)
     ]
     incomplete = [(name, r.incomplete) for name, r in zip(names, reports) if r.incomplete]
