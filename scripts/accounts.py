@@ -332,14 +332,15 @@ def shipped_account(name: str) -> str:
     clean accuracy its card gives: a black-box source, or a later training seed not yet evaluated."""
     r = Report(name)
     clean = r.cells[(r.cells["role"] == "table") & (r.cells["attack"] == "none")]
-    held = set(zip(clean["model.name"], clean["model.training"], clean["model.seed"]))
+    held = set(zip(clean["model.name"], clean["model.training"], clean["model.seed"], clean["model.epochs"]))
     lines = []
     for path in sorted((r.dir / "models").glob("*/*/*/*/card.json")):
         card = json.loads(path.read_text(encoding="utf-8"))
         model, training, seed = card["model"]["name"], card["training"]["label"], card["seed"]
-        if (model, training, seed) not in held:
+        if (model, training, seed, card["epochs"]) not in held:  # a source of another length beside a table model
             lines.append(
-                f"- {display(model)}, {training}, training seed {seed}: {100 * card['clean_test_accuracy']:.2f}% clean "
+                f"- {display(model)}, {training}, training seed {seed}, {card['epochs']} epochs: "
+                f"{100 * card['clean_test_accuracy']:.2f}% clean "
                 f"on {card['test_images']:,} test images by its card (`{path.parent.relative_to(r.dir)}`)"
             )
     if not lines:

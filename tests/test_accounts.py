@@ -71,6 +71,7 @@ def test_the_shipped_checkpoints_accuracies_are_stated_as_their_cards_give_them(
             (clean["model.name"] == card["model"]["name"])
             & (clean["model.training"] == card["training"]["label"])
             & (clean["model.seed"] == card["seed"])
+            & (clean["model.epochs"] == card["epochs"])
             & (clean["subset_n"] == card["test_images"])
         ]
         if len(rows):
@@ -82,13 +83,13 @@ def test_the_shipped_checkpoints_accuracies_are_stated_as_their_cards_give_them(
     assert in_report >= 5  # the report holds the models evaluated so far
 
 
-def test_the_next_paper_cpu_trainings_table_states_each_card_as_it_is():
-    """reports/paper-cpu/next/README.md tabulates its checkpoints before any report holds them: each row's clean
-    accuracy, epochs, overfitting epoch and training time are its card's, and no card lacks its row."""
+def test_the_paper_cpu_trainings_table_states_each_card_as_it_is():
+    """reports/paper-cpu/README.md tabulates every shipped checkpoint: each row's clean accuracy, epochs, overfitting
+    epoch, folder and training time are its card's, and no card lacks its row."""
     import json
     import re
 
-    folder = ROOT / "reports" / "paper-cpu" / "next"
+    folder = ROOT / "reports" / "paper-cpu"
     text = (folder / "README.md").read_text(encoding="utf-8")
     rows = [line for line in text.splitlines() if re.match(r"\| (baseline|sphereconv|ballconv|tanhconv) \|", line)]
     cards = sorted((folder / "models").glob("*/*/*/*/card.json"))
@@ -105,7 +106,7 @@ def test_the_next_paper_cpu_trainings_table_states_each_card_as_it_is():
         ]
         row = [r for r in rows if [c.strip() for c in r.split("|")[1:6]] == cells]
         assert len(row) == 1, f"{path.parent.relative_to(ROOT)}: no row states {cells}"
-        assert f"| {'epoch %d' % overfit if overfit else 'none'} |" in row[0]
+        assert f"| {'epoch %d' % overfit if overfit else 'none'} | `{path.parent.name}` |" in row[0]
         assert row[0].rstrip().endswith(f"| {card['wall_time_s'] / 60:.1f} min |")
 
 
@@ -125,8 +126,28 @@ def test_a_checkpoint_shipped_beside_a_report_but_not_in_its_tables_is_named_wit
     current = accounts.README.read_text(encoding="utf-8")
     fresh = accounts.render(current)
     assert fresh != current
-    assert "- TanhConv, natural, training seed 7: 81.23% clean on 10,000 test images by its card" in fresh
+    assert "- TanhConv, natural, training seed 7, 15 epochs: 81.23% clean on 10,000 test images by its card" in fresh
     assert "TanhConv, natural, training seed 0:" not in fresh  # in the report's tables, so not listed
+
+
+def test_a_source_trained_longer_beside_a_table_model_of_its_name_and_seed_is_named_as_not_in_the_tables(tmp_path):
+    """paper-cpu trains its FGSM models longer than its natural ones, so the black-box source of an FGSM model (a
+    natural baseline of the FGSM models' epochs, seed + 1) lies beside the natural baseline of the same seed that
+    the tables hold (``cnn9-w0.5-seed1+<hash>/``). The account names it with its card's accuracy; before, it took
+    the source for the table model of that name and seed and left it out."""
+    import json
+
+    shutil.copytree(ROOT / "reports", tmp_path / "reports")
+    models = tmp_path / "reports" / "paper-cpu" / "models" / "cifar10" / "tanhconv" / "natural"
+    longer = models / "cnn9-w0.5-seed0+0123456789ab"
+    shutil.copytree(models / "cnn9-w0.5-seed0", longer)
+    card = json.loads((longer / "card.json").read_text())
+    card["epochs"], card["clean_test_accuracy"] = card["epochs"] + 5, 0.81234
+    (longer / "card.json").write_text(json.dumps(card))
+    accounts = _accounts(tmp_path)
+    fresh = accounts.render(accounts.README.read_text(encoding="utf-8"))
+    assert "- TanhConv, natural, training seed 0, 20 epochs: 81.23% clean on 10,000 test images by its card" in fresh
+    assert "cnn9-w0.5-seed0+0123456789ab" in fresh
 
 
 def test_an_account_over_several_seeds_quotes_the_seed_mean_and_refuses_a_missing_seed(tmp_path):
