@@ -494,6 +494,25 @@ def test_seeds_computed_apart_merge_into_one_report(tmp_path):
     assert Results.load(merged, "digits").accuracy("tanhconv", "natural", "fgsm", 8 / 255).mean == pytest.approx(40.0)
 
 
+def test_a_merge_names_a_study_model_that_is_another_function_on_each_side(tmp_path):
+    """A study file changed between two workspaces (paper-cpu's FGSM models retrained for 20 epochs): both record
+    the same model of the study as other functions. The destination's stays the study's model, as before, and the
+    merge now says so for each one (before, it kept it silently, and the report showed the older model)."""
+    from robustbench_dc.results.merge import merge_workspaces
+
+    old, new, merged = tmp_path / "old", tmp_path / "new", tmp_path / "merged"
+    _workspace_with_seed(old, 0, 0.30)
+    _workspace_with_seed(new, 0, 0.50)
+    with ResultStore(new) as s:
+        s.put_study_target(StudyTarget("st", "tanhconv", "natural", 0), "fn-retrained", "{}")
+    merge_workspaces(merged, [old])
+    summary = merge_workspaces(merged, [new])
+    assert summary.target_conflicts == ["study st: tanhconv natural seed 0"]
+    assert "study st: tanhconv natural seed 0: another model on each side" in "\n".join(summary.lines())
+    assert Results.load(merged, "digits").targets[StudyTarget("st", "tanhconv", "natural", 0)] == "fn-seed0"
+    assert merge_workspaces(merged, [old]).target_conflicts == []
+
+
 def test_a_merge_fills_what_a_functions_stored_description_lacks(tmp_path):
     """A seed-0 store written before descriptions carried the card's robustness check, merged with one that has
     it: the merged description has it (before, the destination's older one was kept, and a two-seed report's

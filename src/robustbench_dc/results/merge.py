@@ -6,7 +6,8 @@ whole key is equal (function, data, subset, role, attack and parameters, backend
 nothing is computed twice and nothing is combined that the key tells apart; reports then aggregate over training
 seeds only, as always. Each copied cell keeps its provenance (device, versions, machine) and gains the workspace
 it came from. A key present on both sides with other numbers (the same function attacked on two CPUs whose
-floating-point paths differ) is kept as the destination has it and counted as a conflict, never averaged. A
+floating-point paths differ) is kept as the destination has it and counted as a conflict, never averaged; so is a
+study's model that each side records as another function (a study file changed between them). A
 function's description gains the fields the destination's lacks (a later release's, such as the card's
 per-epoch robustness check), so that a report over the merged store shows them for every seed.
 """
@@ -34,6 +35,7 @@ class MergeSummary:
     checkpoints_added: int = 0
     checkpoints_same: int = 0
     checkpoint_conflicts: list[str] = field(default_factory=list)  # run directories holding other weights on each side
+    target_conflicts: list[str] = field(default_factory=list)  # a study's model that is another function on each side
 
     def lines(self) -> list[str]:
         out = [
@@ -48,6 +50,11 @@ class MergeSummary:
             )
         for run in self.checkpoint_conflicts:
             out.append(f"{run}: the two workspaces hold different weights under this name; the destination's were kept")
+        for target in self.target_conflicts:
+            out.append(
+                f"{target}: another model on each side (was the study file changed between them?); the destination's "
+                "stays the study's, and its report shows that one"
+            )
         return out
 
 
@@ -148,8 +155,11 @@ def _merge_cells(destination: Path, source: Path, summary: MergeSummary) -> None
             function,
             spec,
         ) in targets:  # which model of a study each function is (its report reads it)
-            if StudyTarget(study, label, training, seed) not in recorded:
-                store.put_study_target(StudyTarget(study, label, training, seed), function, spec)
+            target = StudyTarget(study, label, training, seed)
+            if target not in recorded:
+                store.put_study_target(target, function, spec)
+            elif recorded[target][0] != function:
+                summary.target_conflicts.append(f"study {study}: {target.describe()}")
     summary.cells_added += added
     summary.cells_same += same
     summary.cell_conflicts += conflicts
