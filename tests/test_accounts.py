@@ -188,5 +188,5 @@ def test_an_account_states_each_regimes_epochs_where_a_study_trains_them_for_dif
     table.to_csv(cells, index=False)
     accounts = _accounts(tmp_path)
     fresh = accounts.render(accounts.README.read_text(encoding="utf-8"))
-    assert "trained for 5 epochs (natural) and 7 epochs (FGSM)." in fresh
-    assert "cnn9 at width 0.25, 5 epochs (natural) and 7 epochs (FGSM), 1,000 test images" in fresh
+    assert "trained for 12 epochs (natural) and 7 epochs (FGSM)." in fresh
+    assert "cnn9 at width 0.25, 12 epochs (natural) and 7 epochs (FGSM), 1,000 test images" in fresh

@@ -398,8 +398,8 @@ def _add_reproduce(sub) -> None:
         "--preset",
         default="smoke",
         choices=list(PRESETS),
-        help="smoke: digits, minutes; quick: CIFAR-10, about 30 minutes on 2 CPU cores; paper: full width, for one "
-        "GPU; paper-cpu: paper-strength half-width networks by the fast recipe, hours per seed on 2 CPU cores "
+        help="smoke: digits, minutes; quick: CIFAR-10, about an hour per seed on 2 CPU cores; paper: full width, "
+        "for one GPU; paper-cpu: paper-strength half-width networks by the fast recipe, hours per seed on 2 CPU cores "
         "(default: smoke)",
     )
     p.add_argument(
