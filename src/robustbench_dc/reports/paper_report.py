@@ -257,9 +257,7 @@ def _select(
     """The report's cells: all of this dataset's (narrowed by arch, width and training seeds, and to ``functions``
     where given: a study's own models, not others of the same name in its workspace), its table cells on one
     subset, and the other subset sizes left out of the tables."""
-    results = Results.load(workspace, dataset).where(arch=arch, width=width, seeds=seeds)
-    if functions is not None:
-        results = Results([e for e in results.entries if e.key.function in functions], results.targets)
+    results = Results.load(workspace, dataset).where(arch=arch, width=width, seeds=seeds, functions=functions)
     if not len(results):
         raise UserError(
             "no results for dataset "

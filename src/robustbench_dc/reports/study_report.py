@@ -59,7 +59,7 @@ class StudyCells:
         functions: dict[tuple[str, str], set[str]] = {}
         for m in measured:
             functions.setdefault((m.target.label, m.target.training), set()).add(m.function_id)
-        self._by = {k: Results(e for e in results.entries if e.key.function in f) for k, f in functions.items()}
+        self._by = {k: results.where(functions=f) for k, f in functions.items()}
 
     def pairs(self) -> list[tuple[str, str]]:
         return list(self._by)

@@ -159,9 +159,11 @@ class Results:
         n: int | None = None,
         protocol_source: bool | None = None,
         seeds: Collection[int] | None = None,
+        functions: Collection[str] | None = None,
     ) -> "Results":
         """Entries matching every given field (``model`` is a zoo name or a third-party label; ``seeds`` keeps the
-        zoo models of those training seeds and every third-party model, which has none)."""
+        zoo models of those training seeds and every third-party model, which has none; ``functions`` keeps those
+        evaluated functions, such as a study's own models)."""
         keys = {"role": role, "kind": kind, "threat": threat, "attack": attack, "function": function}
         tests = [_key_is(f, v) for f, v in keys.items() if v is not None]
         if model is not None:
@@ -180,6 +182,8 @@ class Results:
             tests.append(lambda e: e.protocol_source == protocol_source)
         if seeds is not None:
             tests.append(lambda e: e.seed is None or e.seed in seeds)
+        if functions is not None:
+            tests.append(lambda e: e.key.function in functions)
         return Results([e for e in self.entries if all(t(e) for t in tests)], self.targets)
 
     def groups(self) -> list[list[Entry]]:
