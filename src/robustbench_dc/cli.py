@@ -318,6 +318,14 @@ def _add_eval(sub) -> None:
         "--backend", default="torchattacks", choices=list(BACKENDS), help="library that carries out the attacks"
     )
     p.add_argument(
+        "--attack-outcome",
+        default=str(names.Outcome.ANY_ITERATE),
+        choices=[str(o) for o in names.Outcome],
+        help="iterative attacks (bim, pgd and their variants): an image counts as broken if misclassified at any "
+        "iterate, and stops there (default; our own loop), or at the last iterate (every step on every image, run by "
+        "the backend: cells made before 0.2)",
+    )
+    p.add_argument(
         "--source",
         default="auto",
         help="black-box source: 'auto' (for a zoo model the protocol source: natural baseline of the same recipe, "
@@ -695,7 +703,7 @@ def cmd_eval(args: argparse.Namespace, *, lipschitz_only: bool = False) -> int:
 
         resolve_device(args.device)  # a missing GPU, like an unknown attack, is found before the source is trained
         straight_through = _names(args.straight_through)
-        attacks = attacks_named(_names(args.attacks), straight_through=straight_through)
+        attacks = attacks_named(_names(args.attacks), straight_through=straight_through, outcome=args.attack_outcome)
         say = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
         source = resolve_source(
             args.source, target, dataset=args.dataset, workspace=args.workspace, data_dir=args.data_dir, say=say
@@ -724,6 +732,7 @@ def cmd_eval(args: argparse.Namespace, *, lipschitz_only: bool = False) -> int:
                 square_queries=args.square_queries,
                 batch_size=args.batch_size,
                 straight_through=straight_through,
+                outcome=args.attack_outcome,
                 progress=progress,
                 **common,
             )

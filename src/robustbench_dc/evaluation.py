@@ -584,7 +584,7 @@ def _accuracy_cells(
     if src is None:
         return
     ctx.store.put_function(src.function_id, src.info)
-    for attack in [a for a in spec.attacks if a.transferable]:
+    for attack in [a.for_transfer() for a in spec.attacks if a.transferable]:
         for e in spec.eps_of(attack):
             key = ctx.attack_key(subset, attack, e, Threat.BLACK_BOX, source=src.function_id)
             ctx.cell(key, transferred(src, attack, e, key), source=src)

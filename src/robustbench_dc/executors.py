@@ -34,6 +34,7 @@ from robustbench_dc.devices import usable_cpus
 from robustbench_dc.errors import UserError
 from robustbench_dc.evaluation import EvalSpec
 from robustbench_dc.files import atomic_write_bytes
+from robustbench_dc.names import Outcome
 from robustbench_dc.progress import as_progress
 from robustbench_dc.results.cells import CellKey
 from robustbench_dc.results.store import ResultStore, StudyTarget
@@ -52,6 +53,7 @@ class DiagnosticsSpec:
     eps: float = 8 / 255
     n: int | None = 500
     square_queries: int = 300
+    outcome: Outcome = Outcome.ANY_ITERATE  # what its iterative attacks' cells record
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,7 @@ def run_job(
     evaluate(target, job.spec, **kw)
     if job.diagnostics is not None:
         d = job.diagnostics
-        run_diagnostics(target, eps=d.eps, n=d.n, square_queries=d.square_queries, **kw)
+        run_diagnostics(target, eps=d.eps, n=d.n, square_queries=d.square_queries, outcome=d.outcome, **kw)
     if job.names is not None:
         with ResultStore(workspace) as store:
             store.put_study_target(job.names, target.function_id, job.planned_model())

@@ -46,6 +46,13 @@ class Role(StrEnum):
     TRANSFER_MATRIX = "transfer-matrix"  # every source against every target; never in Tables 7 and 8
 
 
+class Outcome(StrEnum):
+    """What an iterative attack's cell records per image (docs/protocol.md, section 2)."""
+
+    ANY_ITERATE = "any-iterate"  # wrong at any iterate: each image stops once it is misclassified (AutoAttack's count)
+    LAST_ITERATE = "last-iterate"  # wrong at the last iterate: every step runs on every image (cells before 0.2)
+
+
 class CellKind(StrEnum):
     """What a result cell measures."""
 

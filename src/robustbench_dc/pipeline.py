@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Union
 
-from robustbench_dc.attacks import get_attack
+from robustbench_dc.attacks import Attack, attacks_named
 from robustbench_dc.errors import UserError
 from robustbench_dc.evaluation import EvalSpec
 from robustbench_dc.executors import DiagnosticsSpec, EvalJob, Executor, LocalExecutor, train_label
-from robustbench_dc.names import Regime
+from robustbench_dc.names import Outcome, Regime
 from robustbench_dc.planning import protocol_source_training
 from robustbench_dc.results.store import StudyTarget
 from robustbench_dc.study import Study, StudyModel
@@ -50,7 +50,7 @@ class TransferStage:
 
     models: tuple[TrainConfig, ...]
     dataset: str
-    attacks: tuple[str, ...]
+    attacks: tuple[Attack, ...]
     eps: float
     n: int | None
     label = "transfer matrix (every natural model as source for every other)"
@@ -66,6 +66,7 @@ class EpsMatchStage:
     dataset: str
     n: int | None
     hi: float
+    outcome: Outcome
     label = "eps matched to the paper's natural baseline (FGSM, BIM), every model re-evaluated there"
 
 
@@ -162,7 +163,9 @@ def jobs(study: Study, targets: list[tuple[StudyTarget, TrainConfig | None]] | N
     model of one of ``diagnostics_seeds`` (every seed by default), the diagnostics."""
     out = []
     diagnostics = (
-        DiagnosticsSpec(study.table_eps, study.diagnostics_n, study.square_queries) if study.diagnostics else None
+        DiagnosticsSpec(study.table_eps, study.diagnostics_n, study.square_queries, study.attack_outcome)
+        if study.diagnostics
+        else None
     )
     for t, config in targets or _targets(study):
         source = (
@@ -173,7 +176,7 @@ def jobs(study: Study, targets: list[tuple[StudyTarget, TrainConfig | None]] | N
                 label=t.describe(),
                 dataset=study.dataset,
                 spec=EvalSpec(
-                    attacks=tuple(get_attack(a) for a in attacks_for(study, config)),
+                    attacks=tuple(attacks_named(attacks_for(study, config), outcome=study.attack_outcome)),
                     eps=study.all_eps,
                     eps_l2=study.eps_l2,
                     n=study.n,
@@ -205,9 +208,14 @@ def plan(study: Study) -> Plan:
     stages += [EvalStage(j) for j in jobs(study, targets)]
     if study.transfer_matrix and _first_seed(study) in study.seeds:
         natural = tuple(c for c in configs if c.training == Regime.NATURAL and c.seed == _first_seed(study))
-        stages.append(TransferStage(natural, study.dataset, study.attacks, study.table_eps, study.n))
+        attacks = tuple(attacks_named(study.attacks, outcome=study.attack_outcome))
+        stages.append(TransferStage(natural, study.dataset, attacks, study.table_eps, study.n))
     if study.eps_match:
-        stages.append(EpsMatchStage(_match_baseline(study), tuple(configs), study.dataset, study.n, max(study.eps)))
+        stages.append(
+            EpsMatchStage(
+                _match_baseline(study), tuple(configs), study.dataset, study.n, max(study.eps), study.attack_outcome
+            )
+        )
     return Plan(tuple(stages))
 
 
@@ -270,14 +278,14 @@ def _run_eps_match(
         )
         for c in stage.targets
     ]
-    for attack in ("fgsm", "bim"):
-        value = paper_value(paper, 7, "natural", attack, "baseline")
+    for attack in attacks_named(("fgsm", "bim"), outcome=stage.outcome):
+        value = paper_value(paper, 7, "natural", attack.name, "baseline")
         if value is None:
             continue
         wanted = value / 100
 
-        def accuracy_at(eps: float, attack: str = attack) -> float:
-            return evaluate(baseline, attacks=[attack], eps=[eps], **kw).accuracy_of(attack, eps)
+        def accuracy_at(eps: float, attack: Attack = attack) -> float:
+            return evaluate(baseline, attacks=[attack], eps=[eps], **kw).accuracy_of(attack.name, eps)
 
         eps = match_eps(accuracy_at, wanted, hi=stage.hi)
         if eps is None:

@@ -55,3 +55,37 @@ def paired_t_p(differences: list[float]) -> float:
     if len(set(differences)) == 1:
         return 0.0 if differences[0] != 0 else 1.0
     return float(ttest_1samp(differences, 0.0).pvalue)
+
+
+def at_least_p(differences: list[float], gap: float) -> float:
+    """One-sided p-value of a t-test of "the mean paired difference is at least ``gap``" against "less": small where
+    the seeds rule out an advantage that large."""
+    from scipy.stats import ttest_1samp
+
+    if len(set(differences)) == 1:
+        return 0.0 if differences[0] < gap else 1.0
+    return float(ttest_1samp(differences, gap, alternative="less").pvalue)
+
+
+def at_least_p_paired(b: int, c: int, n: int, gap: float) -> float:
+    """One image set: the one-sided normal test of "the paired difference ``(b - c) / n`` is at least ``gap``
+    points" against "less", with the paired variance of the discordant counts."""
+    from scipy.stats import norm
+
+    if n <= 0:
+        return 1.0
+    d = 100 * (b - c) / n
+    se = 100 * math.sqrt(max(b + c - (b - c) ** 2 / n, 0.0)) / n
+    if se == 0:
+        return 0.0 if d < gap else 1.0
+    return float(norm.cdf((d - gap) / se))
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm's step-down adjustment of a family's p-values (the family-wise error held at the test's level)."""
+    order = sorted(range(len(pvalues)), key=lambda i: pvalues[i])
+    adjusted, running = [1.0] * len(pvalues), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(pvalues) - rank) * pvalues[i]))
+        adjusted[i] = running
+    return adjusted

@@ -20,6 +20,8 @@ A study file (every key but ``name``, ``dataset`` and ``models`` has a default):
     report = "study"                        # or "paper": Tables 7 and 8 beside the paper's (zoo models, by name)
     transfer_matrix = false                 # true: every natural model of the first seed as source for every other
     eps_match = false                       # true: FGSM and BIM again at the eps matching the paper's natural baseline
+    attack_outcome = "any-iterate"          # iterative attacks: wrong at any iterate (each image stops once fooled),
+                                            # or "last-iterate" (every step on every image; cells made before 0.2)
 
     [training]                              # TrainConfig settings shared by every zoo model
     recipe = "fast"                         # a named set of settings (docs/recipes.md); the keys below override it
@@ -64,7 +66,7 @@ from typing import TYPE_CHECKING, Any
 
 from robustbench_dc import names
 from robustbench_dc.errors import UserError
-from robustbench_dc.names import Threat
+from robustbench_dc.names import Outcome, Threat
 from robustbench_dc.results.store import StudyTarget
 
 if TYPE_CHECKING:
@@ -165,6 +167,7 @@ class Study:
     report: str = "study"  # "paper": Tables 7 and 8 next to the paper's (the presets); "study": the study's own tables
     transfer_matrix: bool = False  # every natural model of the first seed as the black-box source of every other
     eps_match: bool = False  # FGSM and BIM re-run at the eps where the natural baseline comes closest to the paper's
+    attack_outcome: Outcome = Outcome.ANY_ITERATE  # what an iterative attack's cell records (docs/protocol.md, 2)
     path: str = ""  # where it was read from (for the regenerate line)
     trust_code: bool = False  # a model's ``factory`` runs code: only where the user said so (load_study's trust_code)
     declared_seeds: tuple[int, ...] = ()  # the study file's seeds where the command line ran others (--seeds)
@@ -345,6 +348,7 @@ _STUDY_KINDS = {
     "diagnostics_seeds": "list",
     "transfer_matrix": "bool",
     "eps_match": "bool",
+    "attack_outcome": "str",
     "training": "table",
     "models": "list",
     "claims": "list",
@@ -461,10 +465,20 @@ def parse_study(raw: dict[str, Any], where: str = "study") -> Study:
         report=raw.get("report", "study"),
         transfer_matrix=raw.get("transfer_matrix", False),
         eps_match=raw.get("eps_match", False),
+        attack_outcome=_outcome(raw.get("attack_outcome", Outcome.ANY_ITERATE), where),
         path=where,
     )
     _validate(study, where)
     return study
+
+
+def _outcome(value: str, where: str) -> Outcome:
+    try:
+        return Outcome(value)
+    except ValueError:
+        raise UserError(
+            f"{where}: attack_outcome must be {' or '.join(repr(str(o)) for o in Outcome)}, got {value!r}"
+        ) from None
 
 
 def _seeds(raw: dict[str, Any], key: str, where: str) -> tuple[int, ...]:

@@ -62,7 +62,10 @@ DEFAULT_ATTACK_BATCH_SIZE = 250
 
 BACKENDS = {name: f"robustbench_dc.attacks.{name}_backend" for name in names.BACKENDS}
 #: packages that carry out one attack whatever the backend (``Attack.library``)
-LIBRARIES = {"pyautoattack": "robustbench_dc.attacks.pyautoattack_backend"}
+LIBRARIES = {
+    "pyautoattack": "robustbench_dc.attacks.pyautoattack_backend",
+    "robustbench_dc": "robustbench_dc.attacks.early_stop",
+}
 
 
 def _backend(name: str):
@@ -73,15 +76,15 @@ def _backend(name: str):
 
 def crafter(attack: Attack, backend: str) -> Callable:
     """The ``craft`` function that carries out ``attack``: its own library's where it has one, else the backend's."""
-    if attack.library is not None:
+    if attack.implementation is not None:
         _backend(backend)  # a wrong backend name is an error all the same
-        return importlib.import_module(LIBRARIES[attack.library]).craft
+        return importlib.import_module(LIBRARIES[attack.implementation]).craft
     return _backend(backend).craft
 
 
 def carried_out_by(attack: Attack, backend: str) -> str:
     """The package whose code crafts ``attack`` (what a result cell records as its backend)."""
-    return attack.library or backend
+    return attack.implementation or backend
 
 
 def _check_classes(attack: Attack, model: nn.Module, x: Tensor) -> None:

@@ -6,13 +6,14 @@ Parameters follow docs/protocol.md, section 2; every one is stored with each res
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, ClassVar, Iterable
 
 from robustbench_dc import names
 from robustbench_dc.errors import UserError
 from robustbench_dc.names import (
     Norm,
+    Outcome,
     Threat,
     eps_label,  # noqa: F401  (re-exported: its home is names, torch-free)
 )
@@ -45,6 +46,46 @@ class Attack:
         """Whether examples crafted on a black-box source make sense for it (gradient attacks: yes)."""
         return self.access == Threat.WHITE_BOX
 
+    @property
+    def implementation(self) -> str | None:
+        """The package whose code crafts this attack whatever the backend (None: the chosen backend's)."""
+        return self.library
+
+    def for_transfer(self) -> "Attack":
+        """The attack as it is crafted on a black-box source: itself, unless it stops where the source is fooled."""
+        return self
+
+
+@dataclass(frozen=True)
+class _StopsEarly(Attack):
+    """An iterative attack whose ``outcome`` is either each image's last iterate (every step on every image, as
+    torchattacks and Foolbox run it) or misclassified at any iterate (our own loop: an image stops once it is
+    misclassified, and one misclassified clean is never attacked). Only the latter is stored with the attack's
+    parameters, so cells computed before the choice existed keep their identity and their meaning."""
+
+    outcome: Outcome = field(default=Outcome.ANY_ITERATE, kw_only=True)
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "outcome", Outcome(self.outcome))
+        except ValueError:
+            raise UserError(
+                f"{self.name}: outcome must be {' or '.join(map(repr, Outcome.__members__.values()))}, "
+                f"got {self.outcome!r}"
+            ) from None
+
+    def params(self, eps: float) -> dict[str, Any]:
+        return {"outcome": Outcome.ANY_ITERATE} if self.outcome == Outcome.ANY_ITERATE else {}
+
+    @property
+    def implementation(self) -> str | None:
+        return "robustbench_dc" if self.outcome == Outcome.ANY_ITERATE else self.library
+
+    def for_transfer(self) -> Attack:
+        """Stopping where the source is fooled would leave its examples barely across the source's boundary, and
+        weaker against any other model: a source crafts every step."""
+        return replace(self, outcome=Outcome.LAST_ITERATE)
+
 
 @dataclass(frozen=True)
 class FGSM(Attack):
@@ -64,7 +105,7 @@ class FGSMPredicted(FGSM):
 
 
 @dataclass(frozen=True)
-class BIM(Attack):
+class BIM(_StopsEarly):
     """Kurakin et al. 2017: steps of ``step`` (default 1/255), ``min(255 eps + 4, 1.25 * 255 eps)`` of them
     unless ``steps`` is given, projecting after every step; no random start."""
 
@@ -73,7 +114,7 @@ class BIM(Attack):
     steps: int | None = None
 
     def params(self, eps: float) -> dict[str, Any]:
-        return {"step": self.step, "steps": self.steps_at(eps)}
+        return {"step": self.step, "steps": self.steps_at(eps), **super().params(eps)}
 
     def steps_at(self, eps: float) -> int:
         if self.steps is not None:
@@ -82,7 +123,7 @@ class BIM(Attack):
 
 
 @dataclass(frozen=True)
-class PGD(Attack):
+class PGD(_StopsEarly):
     """Madry et al. 2018: random start, ``steps`` steps; ``restarts`` keeps, per example, the first restart that
     fools the model. The step is ``relative_step * eps`` (eps/4 by default: 2/255 at 8/255), so that PGD stays
     at least as strong as BIM at large eps; give ``step`` for a fixed step instead."""
@@ -98,7 +139,7 @@ class PGD(Attack):
         return self.step if self.step is not None else self.relative_step * eps
 
     def params(self, eps: float) -> dict[str, Any]:
-        return {"step": self.step_at(eps), "steps": self.steps, "restarts": self.restarts}
+        return {"step": self.step_at(eps), "steps": self.steps, "restarts": self.restarts, **super().params(eps)}
 
 
 @dataclass(frozen=True)
@@ -262,12 +303,17 @@ def get_attack(name: str, **params: Any) -> Attack:
         raise UserError(f"bad parameters for attack {name!r}: {exc}") from exc
 
 
-def attacks_named(names: Iterable[str], *, straight_through: tuple[str, ...] = ()) -> list[Attack]:
+def attacks_named(
+    names: Iterable[str], *, straight_through: tuple[str, ...] = (), outcome: Outcome = Outcome.ANY_ITERATE
+) -> list[Attack]:
     """Attacks by name, as a table asks for them: the submodules named in ``straight_through`` go to every attack
     that takes them (``bpda-pgd``), as they go to the diagnostics' BPDA check; without them ``bpda-pgd`` replaces
-    the decoupled operators' backward pass alone."""
+    the decoupled operators' backward pass alone. ``outcome`` goes to every iterative attack."""
     out = []
     for name in names:
-        takes = name in ATTACKS and "straight_through" in {f.name for f in fields(ATTACKS[name])}
-        out.append(get_attack(name, **({"straight_through": straight_through} if takes and straight_through else {})))
+        takes = {f.name for f in fields(ATTACKS[name])} if name in ATTACKS else set()
+        settings: dict[str, Any] = {"outcome": outcome} if "outcome" in takes else {}
+        if "straight_through" in takes and straight_through:
+            settings["straight_through"] = straight_through
+        out.append(get_attack(name, **settings))
     return out

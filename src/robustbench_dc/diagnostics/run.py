@@ -38,7 +38,7 @@ from robustbench_dc.diagnostics.checks import (
 from robustbench_dc.errors import UserError
 from robustbench_dc.evaluation import evaluate
 from robustbench_dc.files import environment
-from robustbench_dc.names import CellKind, Role, Threat
+from robustbench_dc.names import CellKind, Outcome, Role, Threat
 from robustbench_dc.ops.functional import patch_norm2d
 from robustbench_dc.ops.modules import DecoupledConv2d
 from robustbench_dc.perturb import input_gradient
@@ -48,29 +48,32 @@ from robustbench_dc.targets import EvalModel
 from robustbench_dc.workspace import cache_dir, workspace_dir
 
 
-def _pgd(variant: str) -> PGD:
-    return PGD(relative_step=RELATIVE_STEP, **PGD_VARIANTS[variant])
+def _pgd(variant: str, outcome: Outcome) -> PGD:
+    return PGD(relative_step=RELATIVE_STEP, outcome=outcome, **PGD_VARIANTS[variant])
 
 
-def diagnostic_attacks(square_queries: int) -> list:
+def diagnostic_attacks(square_queries: int, outcome: Outcome = Outcome.ANY_ITERATE) -> list:
     """FGSM, BIM, the PGD variants of :mod:`.checks` (steps eps/4), APGD with the cross-entropy and the DLR loss,
-    and Square."""
+    and Square; ``outcome`` is what the iterative ones' cells record."""
     return [
         FGSM(),
-        BIM(),
-        _pgd("pgd20"),
-        _pgd("pgd40"),
-        _pgd("pgd20x3"),
+        BIM(outcome=outcome),
+        _pgd("pgd20", outcome),
+        _pgd("pgd40", outcome),
+        _pgd("pgd20x3", outcome),
         APGDCE(),
         APGDDLR(),
         Square(n_queries=square_queries),
     ]
 
 
-def surrogate_attacks(decoupled: bool, straight_through: tuple[str, ...] = ()) -> list:
+def surrogate_attacks(
+    decoupled: bool, straight_through: tuple[str, ...] = (), outcome: Outcome = Outcome.ANY_ITERATE
+) -> list:
     """PGD-20 with smoothed gradients, and BPDA where there is a decoupled layer, hard decision or declared part."""
-    smoothed = [SmoothedPGD(relative_step=RELATIVE_STEP, **PGD_VARIANTS["pgd20"])]
-    bpda = [BPDA(relative_step=RELATIVE_STEP, straight_through=tuple(straight_through), **PGD_VARIANTS["pgd20"])]
+    pgd20 = dict(relative_step=RELATIVE_STEP, outcome=outcome, **PGD_VARIANTS["pgd20"])
+    smoothed = [SmoothedPGD(**pgd20)]
+    bpda = [BPDA(straight_through=tuple(straight_through), **pgd20)]
     return smoothed + (bpda if decoupled or straight_through else [])
 
 
@@ -183,6 +186,7 @@ def run_diagnostics(
     device: Any = "auto",
     batch_size: int = DEFAULT_ATTACK_BATCH_SIZE,
     straight_through: tuple[str, ...] = (),
+    outcome: Outcome = Outcome.ANY_ITERATE,
     progress: Callable[[str], None] | None = None,
 ) -> tuple[list[Diagnostic], list[StoredCell]]:
     """Compute (or find in the store) every cell the diagnostics need (role ``diagnostics``), then judge them.
@@ -206,11 +210,25 @@ def run_diagnostics(
         batch_size=batch_size,
     )
     # the gradient-norm cell on the same images as the attacks (lipschitz_n = the subset's size)
-    evaluate(target, attacks=diagnostic_attacks(square_queries), eps=[eps], source=source, lipschitz_n=len(test), **kw)
+    evaluate(
+        target,
+        attacks=diagnostic_attacks(square_queries, outcome),
+        eps=[eps],
+        source=source,
+        lipschitz_n=len(test),
+        **kw,
+    )
     # every check that compares two attacks image by image reads every eps both ran at: the sweep's FGSM and PGD-20,
     # and the surrogate-gradient attacks at eps and twice eps (partial masking can show only at the larger one)
-    evaluate(target, attacks=[FGSM(), _pgd("pgd20")], eps=[eps * k for k in SWEEP] + [LARGE_EPS], lipschitz=False, **kw)
-    evaluate(target, attacks=surrogate_attacks(decoupled, straight_through), eps=[eps, 2 * eps], lipschitz=False, **kw)
+    sweep = [eps * k for k in SWEEP] + [LARGE_EPS]
+    evaluate(target, attacks=[FGSM(), _pgd("pgd20", outcome)], eps=sweep, lipschitz=False, **kw)
+    evaluate(
+        target,
+        attacks=surrogate_attacks(decoupled, straight_through, outcome),
+        eps=[eps, 2 * eps],
+        lipschitz=False,
+        **kw,
+    )
     key = CellKey(
         function=target.function_id,
         dataset=dataset,

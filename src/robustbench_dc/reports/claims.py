@@ -10,13 +10,24 @@ tolerance.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
+import pandas as pd
+
 from robustbench_dc.names import Status, Threat, Verdict
-from robustbench_dc.paper import PAPER_COLUMNS, display
-from robustbench_dc.results.query import Aggregate
-from robustbench_dc.stats import mcnemar_exact, paired_difference_interval, paired_t_p, t_interval
+from robustbench_dc.paper import PAPER_COLUMNS, PAPER_TRAINING, display, paper_value
+from robustbench_dc.reports.paper_cells import masking_gains
+from robustbench_dc.results.query import WORST_CASE, Aggregate
+from robustbench_dc.stats import (
+    at_least_p,
+    at_least_p_paired,
+    holm,
+    mcnemar_exact,
+    paired_difference_interval,
+    paired_t_p,
+    t_interval,
+)
 
 #: the checks that catch partial masking; without them a PASS elsewhere says less
 STRONG_CHECKS = (
@@ -25,8 +36,56 @@ STRONG_CHECKS = (
     "smoothed gradients do not beat true gradients",
 )
 
+DCNETS = PAPER_COLUMNS[1:]
+
 #: (model, training, threat, attack) -> the aggregate the report shows in its tables, or None
 CellLookup = Callable[[str, str, Threat, str], Aggregate | None]
+
+
+@dataclass(frozen=True)
+class SeedTest:
+    """One training seed's paired outcomes: images right only under A, only under B, of ``n``."""
+
+    seed: int | None
+    only_a: int
+    only_b: int
+    n: int
+
+    @property
+    def diff(self) -> float:
+        return 100 * (self.only_a - self.only_b) / self.n
+
+    @property
+    def p(self) -> float:
+        return mcnemar_exact(self.only_a, self.only_b)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A minus B in accuracy points, paired: on the same images (one seed) or seed by seed (several), with each
+    seed's exact test where per-image outcomes are stored."""
+
+    diff: float
+    low: float
+    high: float
+    p: float
+    detail: str
+    seeds: tuple[SeedTest, ...] = ()
+    differences: tuple[float, ...] = ()  # per seed, in points (several seeds)
+
+    def at_least_p(self, gap: float) -> float:
+        """One-sided p of "the advantage is at least ``gap`` points": small where the data rule it out."""
+        if self.differences:
+            return at_least_p(list(self.differences), gap)
+        s = self.seeds[0]
+        return at_least_p_paired(s.only_a, s.only_b, s.n, gap)
+
+    def every_seed(self) -> str:
+        """'better' or 'worse' where every one of several seeds' exact tests says so at 5%, else ''."""
+        if len(self.seeds) < 2 or any(s.p >= 0.05 for s in self.seeds):
+            return ""
+        signs = {s.diff > 0 for s in self.seeds}
+        return "" if len(signs) > 1 else ("better" if signs == {True} else "worse")
 
 
 @dataclass(frozen=True)
@@ -35,39 +94,62 @@ class Claim:
     verdict: Verdict
     evidence: str
     models: tuple[tuple[str, str], ...] = ()  # (model, training) whose robustness the claim is about
+    comparison: Comparison | None = None
+    gap: float = 0.0
 
 
-@dataclass(frozen=True)
-class Comparison:
-    """A minus B in accuracy points, paired: on the same images (one seed) or seed by seed (several)."""
+def p_text(p: float) -> str:
+    """A p-value as printed: two significant digits, and below what a double holds, said so (not "0")."""
+    return "< 1e-300" if p < 1e-300 else f"{p:.2g}"
 
-    diff: float
-    low: float
-    high: float
-    p: float
-    detail: str
+
+def seed_tests(a: Aggregate, b: Aggregate) -> tuple[SeedTest, ...]:
+    """Per training seed shared by ``a`` and ``b``, the discordant images (none where outcomes are not stored)."""
+    outcomes_a = {e.seed: e.metrics.get("per_example", "") for e in a.entries}
+    outcomes_b = {e.seed: e.metrics.get("per_example", "") for e in b.entries}
+    out = []
+    for seed in sorted(set(outcomes_a) & set(outcomes_b), key=lambda s: -1 if s is None else s):
+        pa, pb = outcomes_a[seed], outcomes_b[seed]
+        if not pa or len(pa) != len(pb):
+            return ()
+        only_a = sum(1 for x, y in zip(pa, pb) if x == "1" and y == "0")
+        only_b = sum(1 for x, y in zip(pa, pb) if x == "0" and y == "1")
+        out.append(SeedTest(seed, only_a, only_b, len(pa)))
+    return tuple(out)
+
+
+def _per_seed(tests: tuple[SeedTest, ...]) -> str:
+    if not tests:
+        return ""
+    each = ", ".join(f"seed {t.seed} {t.diff:+.1f} (p {p_text(t.p)})" for t in tests)
+    a, b = sum(t.only_a for t in tests), sum(t.only_b for t in tests)
+    return (
+        f"; per seed, exact McNemar: {each}; pooled discordant images: {a} right only under the first, {b} only under "
+        "the second"
+    )
 
 
 def compare(a: Aggregate, b: Aggregate) -> Comparison | None:
     """Paired comparison: exact McNemar on per-image outcomes for one training seed; a paired t-interval over
-    the seeds' accuracies for several. None when the two were not measured on the same images and seeds."""
+    the seeds' accuracies for several, with each seed's exact test beside it. None when the two were not measured on
+    the same images and seeds."""
     ka, kb = a.entries[0].key, b.entries[0].key
     if (ka.data, ka.subset) != (kb.data, kb.subset):
         return None
     if a.seeds == 1 and b.seeds == 1:
-        pa, pb = a.entries[0].metrics.get("per_example", ""), b.entries[0].metrics.get("per_example", "")
-        if not pa or len(pa) != len(pb):
+        tests = seed_tests(a, b)
+        if not tests:
             return None
-        only_a = sum(1 for x, y in zip(pa, pb) if x == "1" and y == "0")
-        only_b = sum(1 for x, y in zip(pa, pb) if x == "0" and y == "1")
-        low, high = paired_difference_interval(only_a, only_b, len(pa))
+        t = tests[0]
+        low, high = paired_difference_interval(t.only_a, t.only_b, t.n)
         return Comparison(
-            100 * (only_a - only_b) / len(pa),
+            t.diff,
             100 * low,
             100 * high,
-            mcnemar_exact(only_a, only_b),
-            f"exact McNemar p = {mcnemar_exact(only_a, only_b):.2g}; right only under the first: {only_a} images, only "
-            f"under the second: {only_b}",
+            t.p,
+            f"exact McNemar p = {t.p:.2g}; right only under the first: {t.only_a} images, only under the second: "
+            f"{t.only_b}",
+            tests,
         )
     seeds_a = {e.seed: 100 * e.metrics["accuracy"] for e in a.entries}
     seeds_b = {e.seed: 100 * e.metrics["accuracy"] for e in b.entries}
@@ -77,8 +159,15 @@ def compare(a: Aggregate, b: Aggregate) -> Comparison | None:
     low, high = t_interval(diffs)
     low, high = max(low, -100.0), min(high, 100.0)  # what a difference of accuracies can be
     p = paired_t_p(diffs)
+    tests = seed_tests(a, b)
     return Comparison(
-        sum(diffs) / len(diffs), low, high, p, f"paired over {len(diffs)} training seeds, t-test p = {p:.2g}"
+        sum(diffs) / len(diffs),
+        low,
+        high,
+        p,
+        f"paired over {len(diffs)} training seeds, t-test p = {p:.2g}{_per_seed(tests)}",
+        tests,
+        tuple(diffs),
     )
 
 
@@ -97,6 +186,21 @@ def _evidence(a: Aggregate, b: Aggregate, names: tuple[str, str], c: Comparison)
     )
 
 
+def _rules_out(c: Comparison, gap: float) -> str:
+    """What the paired data say about an advantage of at least ``gap`` points (and of 1 point) that was not shown."""
+    parts = []
+    for g in dict.fromkeys((gap, 1.0)):
+        if g <= 0 or c.diff >= g:
+            continue
+        p = c.at_least_p(g)
+        points = "point" if g == 1 else "points"
+        parts.append(
+            f"{'rules out' if p < 0.05 else 'does not rule out'} an advantage of >= {g:g} {points} "
+            f"(one-sided p = {p_text(p)})"
+        )
+    return f"; the data {' and '.join(parts)}" if parts else ""
+
+
 def difference_claim(
     text: str, a: Aggregate | None, b: Aggregate | None, min_gap: float, names: tuple[str, str], models=()
 ) -> Claim:
@@ -110,7 +214,31 @@ def difference_claim(
             models,
         )
     ok = c.diff >= min_gap and significant(c)
-    return Claim(text, Verdict.REPRODUCED if ok else Verdict.NOT_REPRODUCED, _evidence(a, b, names, c), models)
+    every = c.every_seed()
+    seeds = f"; every seed significantly {every} by its own exact test" if every else ""
+    evidence = _evidence(a, b, names, c) + seeds + ("" if ok else _rules_out(c, min_gap))  # fmt: skip
+    return Claim(text, Verdict.REPRODUCED if ok else Verdict.NOT_REPRODUCED, evidence, models, c, min_gap)
+
+
+def holm_family(family: list[Claim]) -> list[Claim]:
+    """The claims of one family (the same claim for each DCNet) judged with Holm-adjusted p-values: a claim is
+    reproduced only where its gap is reached and its adjusted test rejects equality at 5%."""
+    measured = [i for i, c in enumerate(family) if c.comparison is not None and c.verdict != Verdict.NOT_APPLICABLE]
+    if len(measured) < 2:
+        return family
+    adjusted = holm([family[i].comparison.p for i in measured])  # type: ignore[union-attr]
+    out = list(family)
+    for i, p in zip(measured, adjusted):
+        c = family[i]
+        comparison = c.comparison
+        assert comparison is not None
+        ok = comparison.diff >= c.gap and comparison.diff > 0 and p < 0.05
+        out[i] = replace(
+            c,
+            verdict=Verdict.REPRODUCED if ok else Verdict.NOT_REPRODUCED,
+            evidence=f"{c.evidence}; Holm-adjusted over the {len(measured)} models: p = {p_text(p)}",
+        )
+    return out
 
 
 def _close_claim(
@@ -135,34 +263,66 @@ def _close_claim(
     return Claim(text, verdict, _evidence(a, b, names, c))
 
 
-def claims(cell: CellLookup) -> list[Claim]:
-    out: list[Claim] = []
-    base = lambda tr, th, at: cell("baseline", tr, th, at)  # noqa: E731
-    for m in ("sphereconv", "ballconv", "tanhconv"):
-        d = display(m)
-        fgsm = difference_claim(
-            f"Naturally trained {d} resists white-box FGSM far better than the baseline (>= 10 points)",
-            cell(m, "natural", Threat.WHITE_BOX, "fgsm"),
-            base("natural", Threat.WHITE_BOX, "fgsm"),
-            10,
-            (d, "Baseline"),
-            ((m, "natural"),),
+#: (model, training, threat, attack): one side of a claim
+Side = tuple[str, str, Threat, str]
+
+
+def _paper_side(paper: pd.DataFrame, side: Side) -> float | None:
+    model, training, threat, attack = side
+    table = 7 if threat == Threat.WHITE_BOX else 8
+    return paper_value(paper, table, PAPER_TRAINING.get(training, training), attack, model)
+
+
+def claims(cell: CellLookup, paper: pd.DataFrame | None = None) -> list[Claim]:
+    """The paper's claims, each judged from our cells; claims about several DCNets are a family (Holm). With
+    ``paper``, a claim its own cells do not show is marked so (not applicable) rather than credited to it. The claims
+    about adversarially trained models are judged under BIM (the paper's attack) and under the worst case over every
+    white-box attack we ran (attack ``worst-case``)."""
+
+    def claim(text: str, a: Side, b: Side, gap: float, names: tuple[str, str], models=()) -> Claim:
+        judged = difference_claim(text, cell(*a), cell(*b), gap, names, models)
+        if paper is None or a[3] == WORST_CASE:
+            return judged
+        pa, pb = _paper_side(paper, a), _paper_side(paper, b)
+        if pa is None or pb is None or pa - pb >= gap:
+            return judged
+        return replace(
+            judged,
+            verdict=Verdict.NOT_APPLICABLE,
+            evidence=f"not a claim of the paper: its own cells give {pa:.2f}% against {pb:.2f}% ({pa - pb:+.2f} "
+            f"points); ours: {judged.evidence or judged.verdict}",
         )
+
+    out: list[Claim] = []
+    natural = holm_family(
+        [
+            claim(
+                f"Naturally trained {display(m)} resists white-box FGSM far better than the baseline (>= 10 points)",
+                (m, "natural", Threat.WHITE_BOX, "fgsm"),
+                ("baseline", "natural", Threat.WHITE_BOX, "fgsm"),
+                10,
+                (display(m), "Baseline"),
+                ((m, "natural"),),
+            )
+            for m in DCNETS
+        ]
+    )
+    for m, fgsm in zip(DCNETS, natural):
         out.append(fgsm)
         out.append(
             _close_claim(
-                f"Under white-box BIM the natural {d}'s advantage disappears (within 5 points)",
+                f"Under white-box BIM the natural {display(m)}'s advantage disappears (within 5 points)",
                 cell(m, "natural", Threat.WHITE_BOX, "bim"),
-                base("natural", Threat.WHITE_BOX, "bim"),
+                cell("baseline", "natural", Threat.WHITE_BOX, "bim"),
                 5,
-                (d, "Baseline"),
+                (display(m), "Baseline"),
                 fgsm,
             )
         )
-    helps = difference_claim(
+    helps = claim(
         "FGSM adversarial training helps the baseline against white-box FGSM (>= 10 points)",
-        base("fgsm", Threat.WHITE_BOX, "fgsm"),
-        base("natural", Threat.WHITE_BOX, "fgsm"),
+        ("baseline", "fgsm", Threat.WHITE_BOX, "fgsm"),
+        ("baseline", "natural", Threat.WHITE_BOX, "fgsm"),
         10,
         ("adversarial", "natural"),
         (("baseline", "fgsm"),),
@@ -171,62 +331,55 @@ def claims(cell: CellLookup) -> list[Claim]:
     out.append(
         _close_claim(
             "... but not against white-box BIM (within 5 points)",
-            base("fgsm", Threat.WHITE_BOX, "bim"),
-            base("natural", Threat.WHITE_BOX, "bim"),
+            cell("baseline", "fgsm", Threat.WHITE_BOX, "bim"),
+            cell("baseline", "natural", Threat.WHITE_BOX, "bim"),
             5,
             ("adversarial", "natural"),
             helps,
         )
     )
-    for m in ("sphereconv", "ballconv", "tanhconv"):
-        d = display(m)
-        out.append(
-            difference_claim(
-                f"Adversarially trained {d} resists white-box BIM better than the adversarially trained baseline (>= 5 "
-                "points)",
-                cell(m, "fgsm", Threat.WHITE_BOX, "bim"),
-                base("fgsm", Threat.WHITE_BOX, "bim"),
-                5,
-                (d, "Baseline"),
-                ((m, "fgsm"),),
-            )
+    for attack, words in (("bim", "white-box BIM"), (WORST_CASE, "the worst case over our white-box attacks")):
+        out += holm_family(
+            [
+                claim(
+                    f"Adversarially trained {display(m)} resists {words} better than the adversarially trained "
+                    "baseline (>= 5 points)",
+                    (m, "fgsm", Threat.WHITE_BOX, attack),
+                    ("baseline", "fgsm", Threat.WHITE_BOX, attack),
+                    5,
+                    (display(m), "Baseline"),
+                    ((m, "fgsm"),),
+                )
+                for m in DCNETS
+            ]
         )
-    for m in PAPER_COLUMNS:
-        d = display(m)
-        out.append(
-            difference_claim(
-                f"For natural {d}, black-box (transfer) FGSM is weaker than white-box FGSM (>= 5 points)",
-                cell(m, "natural", Threat.BLACK_BOX, "fgsm"),
-                cell(m, "natural", Threat.WHITE_BOX, "fgsm"),
+    out += holm_family(
+        [
+            claim(
+                f"For natural {display(m)}, black-box (transfer) FGSM is weaker than white-box FGSM (>= 5 points)",
+                (m, "natural", Threat.BLACK_BOX, "fgsm"),
+                (m, "natural", Threat.WHITE_BOX, "fgsm"),
                 5,
                 (Threat.BLACK_BOX, Threat.WHITE_BOX),
             )
-        )
+            for m in PAPER_COLUMNS
+        ]
+    )
     return out
 
 
 def masking_notes(cell: CellLookup, models: list[str]) -> list[str]:
     """Where a white-box FGSM advantage over the baseline vanishes under BIM: the classic sign of gradient masking."""
-    notes = []
-    for training in ("natural", "fgsm"):
-        bf, bb = (
-            cell("baseline", training, Threat.WHITE_BOX, "fgsm"),
-            cell("baseline", training, Threat.WHITE_BOX, "bim"),
-        )
-        for m in models:
-            if m == "baseline":
-                continue
-            f, b = cell(m, training, Threat.WHITE_BOX, "fgsm"), cell(m, training, Threat.WHITE_BOX, "bim")
-            if bf is None or bb is None or f is None or b is None:
-                continue
-            fgsm_gain, bim_gain = f.mean - bf.mean, b.mean - bb.mean
-            if fgsm_gain >= 10 and bim_gain < fgsm_gain / 2:
-                notes.append(
-                    f"{display(m)} ({training}): +{fgsm_gain:.1f} points over the baseline under white-box FGSM but "
-                    f"{bim_gain:+.1f} under BIM. An advantage that an iterative attack removes suggests gradient "
-                    "masking, not robustness."
-                )
-    return notes
+
+    def value(model: str, training: str, table: int, attack: str) -> float | None:
+        c = cell(model, training, Threat.WHITE_BOX, attack)
+        return None if c is None else c.mean
+
+    return [
+        f"{display(m)} ({training}): +{gain:.1f} points over the baseline under white-box FGSM but {kept:+.1f} under "
+        "BIM. An advantage that an iterative attack removes suggests gradient masking, not robustness."
+        for m, training, gain, kept in masking_gains(value, models)
+    ]
 
 
 def surviving_claims(cl: list[Claim], diags: dict[tuple[str, str, int], list]) -> list[str]:

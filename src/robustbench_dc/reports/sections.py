@@ -33,7 +33,7 @@ from robustbench_dc.reports.render import (
     status_mark,
 )
 from robustbench_dc.reports.tables import threat_model
-from robustbench_dc.results.query import Aggregate, AmbiguousResults, Entry, Results, aggregate
+from robustbench_dc.results.query import Aggregate, AmbiguousResults, Entry, Results, aggregate, attack_id
 
 if TYPE_CHECKING:
     from robustbench_dc.study import Study
@@ -168,6 +168,51 @@ def lipschitz_section(
     return blocks
 
 
+#: points: seeds whose accuracies span more than this are shown one by one beside their mean (protocol, section 4)
+SEED_SPREAD = 10.0
+
+
+def collapsed(info: ModelInfo) -> bool:
+    """Whether the model's card records catastrophic overfitting by today's rule (its per-epoch check)."""
+    check = info.robustness_check
+    if not check or not check.get("pgd10"):
+        return False
+    return catastrophic_overfitting(check["epoch"], check["fgsm"], check["pgd10"]) is not None
+
+
+def cell_text(a: Aggregate | None) -> str:
+    """A table cell: its aggregate, and, where its seeds span more than ``SEED_SPREAD`` points or a seed's model
+    overfitted catastrophically, every seed's value beside it (the mean describes no network then) and how many
+    seeds collapsed."""
+    if a is None:
+        return "-"
+    if a.seeds < 2:
+        return a.text()
+    values = [(e.seed, 100 * float(e.metrics["accuracy"]), collapsed(e.model)) for e in a.entries]
+    marked = sum(c for _, _, c in values)
+    if max(v for _, v, _ in values) - min(v for _, v, _ in values) <= SEED_SPREAD and not marked:
+        return a.text()
+    each = ", ".join(f"seed {s}: {v:.2f}{' (collapsed)' if c else ''}" for s, v, c in values)
+    count = f"; {marked} of {len(values)} seeds collapsed" if marked else ""
+    return f"{a.text()}; {each}{count}"
+
+
+def _leaking(c) -> list:
+    """The seeds whose exact test finds the true-label FGSM significantly weaker (label leaking)."""
+    return [t for t in c.seeds if t.diff > 0 and t.p < 0.05] if c is not None else []
+
+
+def _leaks(c) -> bool:
+    return c is not None and (c.low > 0 if len(c.seeds) < 2 else bool(_leaking(c)))
+
+
+def _leaking_seeds(c) -> str:
+    if c is None or len(c.seeds) < 2:
+        return ""
+    found = _leaking(c)
+    return f", seed{'s' if len(found) > 1 else ''} {', '.join(str(t.seed) for t in found)} of {len(c.seeds)}"
+
+
 def label_leaking_blocks(
     cell: Callable[..., Aggregate | None], models: list[tuple[str, str]], eps: float
 ) -> list[Block]:
@@ -190,20 +235,21 @@ def label_leaking_blocks(
             [
                 display(name),
                 training,
-                true.text(),
-                pred.text(),
+                cell_text(true),
+                cell_text(pred),
                 "-" if c is None else f"{c.diff:+.1f} [{c.low:+.1f}, {c.high:+.1f}]",
                 "-" if c is None else c.detail,
             ]
         )
     if not rows:
         return [Paragraph("No FGSM cells with predicted labels (attack fgsm-pred) in the store.")]
-    leaking = [f"{r[0]} ({r[1]})" for r, c in zip(rows, comparisons) if c is not None and c.low > 0]
+    leaking = [f"{r[0]} ({r[1]}{_leaking_seeds(c)})" for r, c in zip(rows, comparisons) if _leaks(c)]
     verdict = (
-        f"Label leaking (more accurate under the true-label attack, significantly): {', '.join(leaking)}."
+        f"Label leaking (more accurate under the true-label attack, significantly, judged seed by seed): "
+        f"{', '.join(leaking)}."
         if leaking
-        else "No model is significantly more accurate under the true-label attack than under the predicted-label one: "
-        "no sign of label leaking."
+        else "No model, and no training seed of one, is significantly more accurate under the true-label attack than "
+        "under the predicted-label one: no sign of label leaking."
     )
     return [
         Paragraph(
@@ -224,6 +270,67 @@ def label_leaking_blocks(
             rows,
         ),
         Paragraph(verdict),
+    ]
+
+
+def worst_case_blocks(results: Results, models: list[tuple[str, str]], eps: float, show=display) -> list[Block]:
+    """Per model and training seed with diagnostics, the per-image worst case over every white-box attack run on the
+    diagnostics subset at ``eps`` (AutoAttack included where it ran), beside BIM and AutoAttack alone."""
+    diag = results.where(role=Role.DIAGNOSTICS, kind=CellKind.ACCURACY, threat=Threat.WHITE_BOX, eps=eps)
+    rows = []
+    for name, training in models:
+        mine = diag.where(model=name, training=training)
+        for seed in sorted({e.seed for e in mine.entries}, key=lambda s: -1 if s is None else s):
+            one = mine.where(seeds=[seed]) if seed is not None else mine
+            if len({e.key.attack for e in one.entries}) < 2:  # a worst case over one attack is that attack
+                continue
+            worst = one.worst_case(None, None, eps, role=Role.DIAGNOSTICS, what=f"{name} {training} seed {seed}")
+            if worst is None:
+                continue
+            alone = {}
+            for attack in ("bim", "autoattack"):
+                try:
+                    alone[attack] = one.accuracy(None, None, attack, eps, role=Role.DIAGNOSTICS)
+                except AmbiguousResults:
+                    alone[attack] = None
+            bim = alone["bim"]
+            rows.append(
+                [
+                    show(name),
+                    training,
+                    "-" if seed is None else seed,
+                    len({attack_id(e) for e in one.entries}),
+                    worst.n,
+                    cell_text(bim),
+                    cell_text(alone["autoattack"]),
+                    worst.text(),
+                    "-" if bim is None else f"{worst.mean - bim.mean:+.1f}",
+                ]
+            )
+    if not rows:
+        return []
+    return [
+        Section("Worst case over every white-box attack (diagnostics subset)"),
+        Paragraph(
+            f"At {eps_label(eps)}, on the diagnostics' images: an image counts as right only if every white-box attack "
+            "run on it left it right (FGSM, BIM, the PGD variants, APGD with both losses, smoothed-gradient PGD, BPDA "
+            "where it applies, and the official AutoAttack where it ran). A robustness figure rests on this worst "
+            "case, not on one attack (protocol, section 4)."
+        ),
+        Table(
+            [
+                "model",
+                "training",
+                "seed",
+                "attacks",
+                "images",
+                "BIM %",
+                "AutoAttack %",
+                "worst case % [95% CI]",
+                "worst case - BIM, points",
+            ],
+            rows,
+        ),
     ]
 
 
@@ -444,7 +551,7 @@ def all_cells_blocks(results: Results) -> list[Block]:
                 source,
                 k.subset.n,
                 agg.seeds,
-                agg.text(),
+                cell_text(agg),
                 k.eps,
             )
         )

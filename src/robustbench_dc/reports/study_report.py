@@ -23,6 +23,7 @@ from robustbench_dc.reports.sections import (
     CLAIM_RULE,
     PROTOCOL_DOC,
     ModelDiagnostics,
+    cell_text,
     diagnostics_section,
     execution_blocks,
     label_leaking_blocks,
@@ -88,7 +89,7 @@ def measured_targets(study: Study, results: Results) -> tuple[list[_Measured], l
 
 
 def _text(a: Aggregate | None) -> str:
-    return "-" if a is None else a.text()
+    return cell_text(a)
 
 
 def _wide_table(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Collection, Iterable
 
@@ -95,6 +95,15 @@ def aggregate(entries: list[Entry]) -> Aggregate | None:
     low, high = t_interval(accs)  # clipped to what an accuracy can be: two seeds' t-interval is 12.7 sd wide
     low, high = max(low, 0.0), min(high, 100.0)
     return Aggregate(statistics.fmean(accs), statistics.stdev(accs), low, high, len(accs), n, tuple(entries))
+
+
+#: the attack name of a worst case over several attacks (``Results.worst_case``); never a stored cell's
+WORST_CASE = "worst-case"
+
+
+def attack_id(e: Entry) -> str:
+    """An attack with its parameters: PGD-20 and PGD-40 are two attacks of one name."""
+    return f"{e.key.attack} {e.key.params}"
 
 
 class AmbiguousResults(UserError):
@@ -245,6 +254,50 @@ class Results:
         )
         what = what or f"{model} {training}"
         return sel.single(f"{what} {threat} {attack}" + ("" if eps is None else f" at eps {eps_label(eps)}"))
+
+    def worst_case(
+        self,
+        model: str | None,
+        training: str | None,
+        eps: float,
+        *,
+        role: Role = Role.TABLE,
+        what: str = "",
+        **filters: Any,
+    ) -> Aggregate | None:
+        """Per image, the worst case over every white-box attack run on ``model`` at ``eps`` (an image counts as right
+        only if every attack left it right), aggregated over training seeds like ``accuracy``. Each seed's worst case
+        is over the attacks every seed ran (named in the result's ``attacks``), so that seeds differ in nothing else.
+        None where a seed's cells lack per-image outcomes or were not all made on one set of images."""
+        sel = self.where(
+            model=model,
+            training=training,
+            role=role,
+            kind=CellKind.ACCURACY,
+            threat=Threat.WHITE_BOX,
+            eps=eps,
+            **filters,
+        )
+        by_function: dict[str, list[Entry]] = {}
+        for e in sel.entries:
+            by_function.setdefault(e.key.function, []).append(e)
+        if not by_function:
+            return None
+        attack_sets = [{attack_id(e) for e in entries} for entries in by_function.values()]
+        shared = set.intersection(*attack_sets)
+        worst = []
+        for entries in by_function.values():
+            used = [e for e in entries if attack_id(e) in shared]
+            outcomes = [e.metrics.get("per_example", "") for e in used]
+            images = {(e.key.data, e.key.subset) for e in used}
+            if len(images) > 1 or not all(outcomes) or len({len(o) for o in outcomes}) > 1:
+                return None
+            right = "".join("1" if all(o[i] == "1" for o in outcomes) else "0" for i in range(len(outcomes[0])))
+            n = len(right)
+            key = replace(used[0].key, attack=WORST_CASE, params=canonical_json(sorted(shared)), backend="")
+            metrics = {"accuracy": right.count("1") / n, "correct": right.count("1"), "n": n, "per_example": right}
+            worst.append(Entry(replace(used[0].cell, key=key, metrics=metrics), used[0].model, None))
+        return Results(worst).single(what or f"{model} {training} worst case at eps {eps_label(eps)}")
 
     def models(self) -> list[tuple[str, str]]:
         """(name, training) of every model with cells here, zoo names as such, others by label."""
