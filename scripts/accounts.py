@@ -15,6 +15,7 @@ import argparse
 import json
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -84,6 +85,11 @@ class Report:
         lines = [ln for ln, raw in zip(lines, section.splitlines()) if raw.startswith("|")]
         return lines[0], lines[2:]
 
+    def paragraphs(self, heading: str) -> list[str]:
+        """The text paragraphs (neither tables nor lists) of the section whose heading starts so."""
+        section = re.split(rf"^## {re.escape(heading)}.*$", self.text, maxsplit=1, flags=re.M)[1].split("\n## ", 1)[0]
+        return [b.strip() for b in section.split("\n\n") if b.strip() and not b.lstrip().startswith(("|", "-"))]
+
     def table_rows(self, heading: str) -> list[list[str]]:
         """The body rows of the first Markdown table under ``## heading``."""
         return self.table(heading)[1]
@@ -146,10 +152,8 @@ class Report:
             + f", {verdicts.count('N/A')} do not apply, over {len(rows)} models"
         )
 
-    def claims(
-        self, heading: str = "The paper's claims, judged from our numbers"
-    ) -> dict[str, tuple[str, float, float]]:
-        """Each claim's (verdict, difference in points, p), by its text, from the claims table."""
+    def claims(self, heading: str = "The paper's claims, judged from our numbers") -> dict[str, "Judged"]:
+        """Each claim's verdict and paired test, by its text, from the claims table."""
         out = {}
         for claim, verdict, numbers in self.table_rows(heading):
             m = re.search(
@@ -157,12 +161,23 @@ class Report:
                 r"t-test) p = ([0-9.e+-]+)",
                 numbers,
             )
-            if m is not None:  # else not applicable: its premise is not shown
-                out[claim] = (verdict, float(m.group(1)), float(m.group(2)))
+            if m is None:  # not applicable: its premise is not shown
+                continue
+            holm = re.search(r"Holm-adjusted over the \d+ models: p = ([0-9.e+-]+)", numbers)
+            every = re.search(r"every seed significantly (better|worse) by its own exact test", numbers)
+            rules = re.search(r"the data ((?:do not )?rule out .*?)(?:; Holm|$)", numbers)
+            out[claim] = Judged(
+                verdict,
+                float(m.group(1)),
+                float(m.group(2)),
+                None if holm is None else float(holm.group(1)),
+                "" if every is None else every.group(1),
+                "" if rules is None else rules.group(1),
+            )
         return out
 
-    def claim(self, text: str) -> tuple[str, float, float]:
-        """(verdict, difference in points, p) of the claim whose text is ``text``, from the claims table."""
+    def claim(self, text: str) -> "Judged":
+        """The claim whose text is ``text``, from the claims table."""
         found = self.claims().get(text)
         if found is None:
             raise SystemExit(f"{self.dir.name}: no claim {text!r} with numbers in REPORT.md")
@@ -198,11 +213,56 @@ def span(values: list[float], digits: int = 1) -> str:
     return f"{lo:.{digits}f}%" if f"{lo:.{digits}f}" == f"{hi:.{digits}f}" else f"{lo:.{digits}f}-{hi:.{digits}f}%"
 
 
-def judged(diff: float, p: float) -> str:
-    """The words for a paired difference, by the exact test's verdict (claims.significant)."""
-    if p < 0.05:
-        return f"significantly {'better' if diff > 0 else 'worse'} ({diff:+.1f} points, p {p:.2g})"
-    return f"not significantly different ({diff:+.1f} points, p {p:.2g})"
+@dataclass(frozen=True)
+class Judged:
+    """A claim as REPORT.md judged it: verdict, paired difference (points), the test's p, the Holm-adjusted p within
+    its family (None: a report made before families), whether every seed's exact test agrees, what the data rule
+    out."""
+
+    verdict: str
+    diff: float
+    p: float
+    holm: float | None = None
+    every_seed: str = ""
+    rules_out: str = ""
+
+
+def judged(c: Judged) -> str:
+    """The words for a paired difference, by the rule the report applies (claims.significant, Holm within a family),
+    and never against what every seed's own exact test says."""
+    tests = f"p {c.p:.2g}" + ("" if c.holm is None else f", Holm {c.holm:.2g}")
+    if c.every_seed:
+        return f"{c.every_seed} in every training seed by its own exact test ({c.diff:+.1f} points; over seeds {tests})"
+    if (c.p if c.holm is None else c.holm) < 0.05:
+        return f"significantly {'better' if c.diff > 0 else 'worse'} ({c.diff:+.1f} points, {tests})"
+    return f"not significantly different ({c.diff:+.1f} points, {tests})"
+
+
+def _ruled_out(claims: dict[str, Judged]) -> str:
+    """What the paired data rule out where a claim was not reproduced, model by model (the one-sided tests)."""
+    said = [f"{display(m)}: the data {c.rules_out}" for m, c in claims.items() if c.rules_out]
+    return (" " + "; ".join(said) + ".") if said else ""
+
+
+def _leaking_line(r: Report) -> str:
+    """Label leaking as the report judged it: seed by seed where it lists the seeds, else on the paired test."""
+    verdict = next((p for p in r.paragraphs("Label leaking") if p.startswith(("Label leaking", "No model"))), "")
+    found = re.search(r"judged seed by seed\): (.*)\.$", verdict)
+    if found:
+        return f"- Label leaking (true-label against predicted-label FGSM, each seed's exact test): {found.group(1)}."
+    leaking = r.table_rows("Label leaking")
+    leaks = [row for row in leaking if float(row[4].split()[0]) > 0]
+    return (
+        f"- Label leaking: {len(leaking) - len(leaks)} of {len(leaking)} models are no more accurate under FGSM "
+        "crafted with the true labels than with their own "
+        + (
+            "predictions, so our FGSM training shows no label leaking at this size."
+            if not leaks
+            else "predictions; more accurate under the true labels: "
+            + "; ".join(f"{row[0]} ({row[1]}) by {row[4].split()[0]} points" for row in leaks)
+            + "."
+        )
+    )
 
 
 def paper_account(name: str) -> str:
@@ -227,7 +287,7 @@ def paper_account(name: str) -> str:
         paper_value(paper, 7, "natural", "fgsm", m) - paper_value(paper, 7, "natural", "fgsm", "baseline")
         for m in DCNETS
     ]
-    reproduced = [m for m, (verdict, _, _) in gains.items() if verdict == "reproduced"]
+    reproduced = [m for m, c in gains.items() if c.verdict == "reproduced"]
     headline = (
         "**not reproduced**" if not reproduced else f"reproduced for {', '.join(display(m) for m in reproduced)} only"
     )
@@ -242,8 +302,9 @@ def paper_account(name: str) -> str:
         f"{span(paper_clean['fgsm'], 2)}); our networks are cnn9 at width {width:g}, trained for {epochs}.",
         f"- At the protocol's eps {at} every natural model falls to {span(white['fgsm'])} under white-box FGSM and to "
         f"{span(white['bim'])} under BIM. Against the naturally trained baseline under FGSM the DCNets are "
-        + "; ".join(f"{display(m)} {judged(d, p)}" for m, (_, d, p) in gains.items())
-        + f" (the paper: {min(paper_gaps):.0f}-{max(paper_gaps):.0f} points): the headline claim is {headline}.",
+        + "; ".join(f"{display(m)} {judged(c)}" for m, c in gains.items())
+        + f" (the paper: {min(paper_gaps):.0f}-{max(paper_gaps):.0f} points): the headline claim is {headline}."
+        + _ruled_out(gains),
     ]
     for attack in ("fgsm", "bim"):
         e, is_match = r.matched_eps(attack)
@@ -266,7 +327,7 @@ def paper_account(name: str) -> str:
         r.accuracy("baseline", "fgsm", "white-box", "bim", eps),
         r.accuracy("baseline", "natural", "white-box", "bim", eps),
     )
-    bim_verdict = r.claim("... but not against white-box BIM (within 5 points)")[0]
+    bim_verdict = r.claim("... but not against white-box BIM (within 5 points)").verdict
     lines.append(
         f"- FGSM adversarial training helps the baseline against FGSM ({helps_fgsm[0]:.1f}% against "
         f"{helps_fgsm[1]:.1f}% at {at}) and, {'unlike' if bim_verdict == 'not reproduced' else 'as'} in the paper, "
@@ -281,26 +342,39 @@ def paper_account(name: str) -> str:
     }
     lines.append(
         "- Adversarially trained, under white-box BIM against the adversarially trained baseline: "
-        + "; ".join(f"{display(m)} {judged(d, p)}" for m, (_, d, p) in adv.items())
+        + "; ".join(f"{display(m)} {judged(c)}" for m, c in adv.items())
         + (
             ". One training seed: more seeds would give the paired interval over seeds."
             if len(seeds) == 1
             else f" (paired over {len(seeds)} training seeds)."
         )
     )
-    leaking = r.table_rows("Label leaking")
-    leaks = [row for row in leaking if float(row[4].split()[0]) > 0]
-    lines.append(
-        f"- Label leaking: {len(leaking) - len(leaks)} of {len(leaking)} models are no more accurate under FGSM "
-        "crafted with the true labels than with their own "
-        + (
-            "predictions, so our FGSM training shows no label leaking at this size."
-            if not leaks
-            else "predictions; more accurate under the true labels: "
-            + "; ".join(f"{row[0]} ({row[1]}) by {row[4].split()[0]} points" for row in leaks)
+    worst = {
+        m: r.claims().get(
+            f"Adversarially trained {display(m)} resists the worst case over our white-box attacks better than the "
+            "adversarially trained baseline (>= 5 points)"
+        )
+        for m in DCNETS
+    }
+    if all(c is not None for c in worst.values()):
+        lines.append(
+            "- Adversarially trained, under the per-image worst case over the table's white-box attacks (FGSM, FGSM "
+            "with predicted labels, BIM) against the adversarially trained baseline: "
+            + "; ".join(f"{display(m)} {judged(c)}" for m, c in worst.items() if c is not None)
             + "."
         )
-    )
+    heading = "Worst case over every white-box attack (diagnostics subset)"
+    if f"## {heading}" in r.text:
+        rows = [row for row in r.table_rows(heading) if row[1] == "fgsm"]
+        lines.append(
+            f"- FGSM-trained, per-image worst case over every white-box attack run on the diagnostics' images "
+            f"({rows[0][4]} images; BIM in brackets): "
+            + "; ".join(
+                f"{row[0]} (seed {row[2]}) {row[7].split()[0]}% ({row[5].split()[0]}%, {row[8]} points)" for row in rows
+            )
+            + "."
+        )
+    lines.append(_leaking_line(r))
     if "## Catastrophic overfitting during training" in r.text:
         checked = r.table_rows("Catastrophic overfitting during training")
         collapsed = [f"{row[0]} from epoch {row[5].split()[-1]}" for row in checked if row[5] != "none seen"]
@@ -404,7 +478,7 @@ def strength_account(smaller: str, stronger: str) -> str:
             f"{display(m)} in {name}"
             for name, r in zip(names, reports)
             for m in DCNETS
-            if r.has(m, training) and r.claim(claim.format(display(m)))[0] == "reproduced"
+            if r.has(m, training) and r.claim(claim.format(display(m))).verdict == "reproduced"
         ]
 
         def value(r: Report, m: str, attack_: str, training_: str = training) -> str:
@@ -417,8 +491,7 @@ def strength_account(smaller: str, stronger: str) -> str:
         def headline(r: Report, m: str, claim_: str = claim, training_: str = training) -> str:
             if m == "baseline" or not r.has(m, training_):
                 return ""
-            _, diff, p = r.claim(claim_.format(display(m)))
-            return judged(diff, p)
+            return judged(r.claim(claim_.format(display(m))))
 
         difference = f"{attack.upper()} minus baseline"
         columns = ("clean %", f"FGSM @ {at} %", f"BIM @ {at} %", difference)
@@ -485,8 +558,8 @@ def study_account(name: str) -> str:
             )
             + "."
         )
-    for text, (verdict, diff, p) in r.claims("Claims").items():
-        lines.append(f'- Claim "{text}": {verdict} ({diff:+.1f} points, exact p {p:.2g}).')
+    for text, c in r.claims("Claims").items():
+        lines.append(f'- Claim "{text}": {c.verdict} ({c.diff:+.1f} points, exact p {c.p:.2g}).')
     if bpda_gaps:
         lines.append(
             f"- BPDA-PGD (surrogate gradients: hard decisions through their soft relaxation, decoupled operators "

@@ -195,7 +195,7 @@ def _rules_out(c: Comparison, gap: float) -> str:
         p = c.at_least_p(g)
         points = "point" if g == 1 else "points"
         parts.append(
-            f"{'rules out' if p < 0.05 else 'does not rule out'} an advantage of >= {g:g} {points} "
+            f"{'rule out' if p < 0.05 else 'do not rule out'} an advantage of >= {g:g} {points} "
             f"(one-sided p = {p_text(p)})"
         )
     return f"; the data {' and '.join(parts)}" if parts else ""
