@@ -7,7 +7,7 @@ import pytest
 from robustbench_dc.model_info import ModelInfo, ModelKind
 from robustbench_dc.names import CellKind, Role, Threat, Verdict
 from robustbench_dc.paper import paper_tables
-from robustbench_dc.reports.claims import claims, compare, holm_family, difference_claim
+from robustbench_dc.reports.claims import claims, compare, difference_claim, holm_family
 from robustbench_dc.reports.paper_cells import paper_signatures
 from robustbench_dc.reports.sections import cell_text
 from robustbench_dc.results.cells import CellKey, Subset
