@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import robustbench_dc
-from robustbench_dc.attacks import BIM, FGSM, PGD, get_attack, run_attack
+from robustbench_dc.attacks import BIM, FGSM, PGD, attacks_named, get_attack, run_attack
 from robustbench_dc.data import load_dataset
 from robustbench_dc.errors import UserError
 from robustbench_dc.evaluation import EvalSpec, evaluate
@@ -164,9 +164,10 @@ def test_an_eval_spec_is_what_the_keywords_give_and_what_a_study_job_holds(digit
             EvalSpec.of(spec, **bad)
     job_fields = {f.name for f in dataclasses.fields(EvalJob)}
     assert "spec" in job_fields and not job_fields & ({f.name for f in dataclasses.fields(EvalSpec)} - {"spec"})
-    job = pipeline_jobs(load_study("smoke"))[0]
+    smoke = load_study("smoke")
+    job = pipeline_jobs(smoke)[0]
     assert isinstance(job.spec, EvalSpec) and job.spec.attacks == tuple(
-        get_attack(a) for a in load_study("smoke").attacks
+        attacks_named(smoke.attacks, outcome=smoke.attack_outcome)
     )
 
 

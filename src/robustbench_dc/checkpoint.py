@@ -252,6 +252,8 @@ def resolve_checkpoint(
     found = find_checkpoints(
         ws, dataset=dataset, model=str(name_or_path), training=training, arch=arch, width=width, seed=seed
     )
+    if not found:  # the user's store first, then the networks the project ships
+        found = _shipped(dataset=dataset, model=str(name_or_path), training=training, arch=arch, width=width, seed=seed)
     if not found:
         regime = training.split("-eps")[0]
         hint = f"train it: dc-robust train --model {name_or_path} --dataset {dataset} --training {regime} --seed {seed}"
@@ -267,6 +269,19 @@ def resolve_checkpoint(
             "named with a +hash are other training settings of the same name: their card.json says which)"
         )
     return found[0]
+
+
+def _shipped(**fields: Any) -> list[Path]:
+    """The first shipped folder's checkpoints that match (``zoo.shipped_roots``); where a study ships a table model and,
+    beside it, a source of other settings under the same name (``...-seed1+hash``), the table model."""
+    from robustbench_dc.zoo import shipped_roots
+
+    for root in shipped_roots():
+        found = find_checkpoints(root, **fields)
+        plain = [p for p in found if "+" not in p.name]
+        if found:
+            return plain if len(plain) == 1 else found
+    return []
 
 
 def _is_model_name(name: str) -> bool:

@@ -636,8 +636,12 @@ def _infer_dataset(args: argparse.Namespace, what: str) -> None:
 
     if getattr(args, "checkpoint", None):
         raise UserError("--checkpoint needs --dataset (the test data to evaluate it on)")
+    from robustbench_dc.zoo import shipped_roots
+
     ws = workspace_dir(args.workspace)
     found = sorted(d.name for d in models_dir(ws).iterdir() if d.is_dir()) if models_dir(ws).is_dir() else []
+    if not found and what == "models":  # an empty store: the datasets of the shipped networks
+        found = sorted({d.name for r in shipped_roots() for d in models_dir(r).iterdir() if d.is_dir()})
     if len(found) != 1:
         raise UserError(f"give --dataset: the store {ws} holds {what} of {', '.join(found) if found else 'no dataset'}")
     args.dataset = found[0]
@@ -678,6 +682,10 @@ def _target(args: argparse.Namespace):
         width=args.width,
         workspace=args.workspace,
     )
+    from robustbench_dc.zoo import is_shipped
+
+    if is_shipped(path):
+        print(f"model: the shipped network {path} (read-only; results go to your store)", file=sys.stderr)
     return from_checkpoint(path)
 
 

@@ -20,6 +20,19 @@ def protocol_source_training(train_config: dict) -> TrainConfig:
     return TrainConfig(**protocol_source_config(train_config))
 
 
+def _shipped_source(config: TrainConfig, target: EvalModel) -> Path | None:
+    """The protocol source where the user's store lacks it but it ships: in the folder whose ``models/`` holds the
+    target (a shipped report's own sources), else in any shipped folder."""
+    from robustbench_dc.zoo import shipped_roots, store_root
+
+    own = store_root(Path(target.info.checkpoint_dir)) if target.info.checkpoint_dir else None
+    for root in ([own] if own is not None else []) + shipped_roots():
+        directory = checkpoint_dir(config, root)
+        if (directory / "card.json").is_file():
+            return directory
+    return None
+
+
 def resolve_source(
     source: str | Path | EvalModel | None,
     target: EvalModel,
@@ -51,6 +64,13 @@ def resolve_source(
                 "NAME|PATH (a zoo model or checkpoint), or --source none"
             )
         config = protocol_source_training(dict(target.info.train_config or {}))
+        shipped = None if (checkpoint_dir(config, ws) / "card.json").exists() else _shipped_source(config, target)
+        if shipped is not None:
+            say(
+                f"black-box source: {config.model} {config.training_label} seed {config.seed} ({PROTOCOL_SOURCE}), "
+                f"shipped beside the target: {shipped}"
+            )
+            return from_checkpoint(shipped)
         directory = checkpoint_dir(config, ws)
         if (directory / "card.json").exists():
             say(

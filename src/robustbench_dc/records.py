@@ -18,6 +18,7 @@ from robustbench_dc.files import atomic_write_bytes
 from robustbench_dc.model_info import ModelInfo
 from robustbench_dc.names import Norm, Threat, eps_label
 from robustbench_dc.targets import EvalModel
+from robustbench_dc.zoo import is_shipped
 
 if TYPE_CHECKING:
     from robustbench_dc.diagnostics.checks import Diagnostic
@@ -241,6 +242,12 @@ def record_evaluation(
                 f"autoattack); our own records are in the {OWN_RECORDS}/ folder there"
             )
     if target.is_zoo and records and target.info.checkpoint_dir:
+        if is_shipped(Path(target.info.checkpoint_dir)):
+            notes.append(
+                f"note: {target.info.checkpoint_dir} is a shipped (or git-tracked) checkpoint: its card was left as it "
+                "is; the evaluation is in your result store (dc-robust report reads it there)"
+            )
+            return notes
         why_not = write_into_card(Path(target.info.checkpoint_dir), records, result.data_sha256)
         if why_not:
             notes.append(
