@@ -57,3 +57,24 @@ def test_an_attack_whose_loss_needs_more_classes_is_refused_with_the_fix(name):
     model, x, y = _tiny(ATTACKS[name].min_classes - 1)
     with pytest.raises(UserError, match=f"{name} needs a model with at least .* classes.*use pgd"):
         run_attack(get_attack(name), model, x, y, 8 / 255)
+
+
+def test_a_channels_last_dcnet_hands_attacks_a_contiguous_input_gradient():
+    """The official AutoAttack's APGD-T calls ``.view`` on the input gradient (its zero-gradient check); a
+    channels-last network's backward returned a channels-last gradient, and it stopped with a RuntimeError."""
+    pytest.importorskip("pyautoattack")
+    from pyautoattack import AutoAttack
+    from pyautoattack.checks import check_zero_gradients
+
+    torch.manual_seed(0)
+    model = create_model("tanhconv", width=0.25).eval().to(memory_format=torch.channels_last)
+    x = torch.rand(4, 3, 32, 32, requires_grad=True)
+    (grad,) = torch.autograd.grad(model(x).logsumexp(1).sum(), x)  # as attacks take it (not .grad, which copies)
+    assert grad.is_contiguous()
+    check_zero_gradients(grad)
+    aa = AutoAttack(model, norm="Linf", eps=8 / 255, version="standard", seed=0, device="cpu")
+    aa.attacks_to_run = ["apgd-t"]  # the part that failed, with its default options but for its length
+    aa.apgd_targeted.n_iter, aa.apgd_targeted.n_target_classes = 2, 1
+    x = x.detach()
+    adv, _ = aa.run_standard_evaluation(x, model(x).argmax(1), batch_size=4)
+    assert adv.shape == x.shape

@@ -119,6 +119,20 @@ class MarginHead(nn.Module):
         raise NotImplementedError
 
 
+class _ContiguousGradient(torch.autograd.Function):
+    """The identity, whose backward hands an NCHW input a contiguous gradient: a channels-last network's first
+    convolution returns a channels-last one, and attack code that calls ``.view`` on the input gradient (the official
+    AutoAttack's zero-gradient check in APGD-T) fails on it."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:  # noqa: ANN001
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:  # noqa: ANN001, ANN206
+        return grad.contiguous()
+
+
 class Network(nn.Sequential):
     """A zoo model: normalisation, features, head; ``spec`` describes it for checkpoints."""
 
@@ -135,6 +149,8 @@ class Network(nn.Sequential):
             raise ConfigError(
                 f"model {s.name!r} expects images of shape (N, {s.in_channels}, H, W) in [0, 1], got {tuple(x.shape)}"
             )
+        if x.requires_grad and x.is_contiguous():  # an attack's NCHW input (training feeds channels-last batches)
+            x = _ContiguousGradient.apply(x)
         return super().forward(x)
 
     def training_loss(
