@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from robustbench_dc.errors import CheckpointError, UserError
-from robustbench_dc.files import atomic_write, atomic_write_bytes, environment, sha256_file
+from robustbench_dc.files import atomic_write, atomic_write_bytes, environment, regular_file, sha256_file
 from robustbench_dc.models import ModelSpec, Network, build_model
 from robustbench_dc.models.registry import parse_model_name
 from robustbench_dc.workspace import CARD_FILE, models_dir, workspace_dir
@@ -130,10 +130,11 @@ def save_checkpoint(model: Network, directory: Path, card: Card) -> Path:
 def read_card(path: Path) -> Card:
     """The card of a checkpoint directory (or of ``card.json`` itself), validated."""
     card_path = path / CARD_FILE if path.is_dir() else path
-    if not card_path.is_file():
+    if not card_path.exists():
         raise CheckpointError(
             f"{card_path}: no checkpoint card here; a checkpoint directory holds {CARD_FILE} and {WEIGHTS_FILE}"
         )
+    regular_file(card_path, "checkpoint card")
     try:
         data = json.loads(card_path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -247,6 +248,14 @@ def resolve_checkpoint(
         return path
     ws = workspace_dir(workspace)
     parse_model_name(str(name_or_path))  # an unknown name fails here, listing the valid ones
+    from robustbench_dc.names import Regime
+    from robustbench_dc.names import regime as regime_of
+
+    if regime_of(training).split("-eps")[0] not in tuple(Regime):
+        raise UserError(
+            f"unknown training {training!r}; valid: {', '.join(Regime)} ('adversarial', the tables' word, is fgsm), "
+            "optionally with the eps a store label carries (fgsm-eps4)"
+        )
     if dataset is None:
         raise UserError(f"{name_or_path!r} is not a file; to look it up in the model store, give the dataset too")
     found = find_checkpoints(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -41,6 +42,31 @@ def parse_positive(text: str) -> float:
     return value
 
 
+#: the widths a zoo model can be built at: below, its narrowest layers round to one channel; above, no machine holds it
+WIDTHS = (1 / 64, 16.0)
+
+
+def parse_width(text: str) -> float:
+    """A width multiplier within ``WIDTHS``."""
+    value = parse_positive(text)
+    if not WIDTHS[0] <= value <= WIDTHS[1]:
+        raise argparse.ArgumentTypeError(
+            f"--width must be in [{WIDTHS[0]:g}, {WIDTHS[1]:g}] (1 is the architecture's own width), got {text!r}"
+        )
+    return value
+
+
+def parse_seed(text: str) -> int:
+    """A seed in [0, 2**32), what every generator we seed takes."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer seed, got {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"seeds are integers in [0, 2**32), got {text!r}")
+    return value
+
+
 def parse_eps_list(text: str) -> list[float]:
     values = [parse_fraction(t) for t in text.split(",") if t.strip()]
     if not values:
@@ -60,9 +86,19 @@ def parse_l2_eps_list(text: str) -> list[float]:
 
 def parse_float_list(text: str) -> tuple[float, ...]:
     try:
-        return tuple(float(t) for t in text.split(",") if t.strip())
+        values = tuple(float(t) for t in text.split(",") if t.strip())
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from exc
+    if not values or not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated finite numbers, got {text!r}")
+    return values
+
+
+def parse_std(text: str) -> tuple[float, ...]:
+    values = parse_float_list(text)
+    if any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"a per-channel std is a number > 0, got {text!r}")
+    return values
 
 
 def parse_n(text: str) -> int | None:
@@ -137,7 +173,7 @@ def _add_train(sub) -> None:
         metavar="KEY=VALUE",
         help="an architecture option, repeatable, e.g. target_rate=0.5 for convnet-aig (see dc-robust models --zoo)",
     )
-    p.add_argument("--width", type=parse_positive, default=1.0, help="channel-width multiplier (default: 1.0)")
+    p.add_argument("--width", type=parse_width, default=1.0, help="channel-width multiplier (default: 1.0)")
     p.add_argument(
         "--dataset", required=True, choices=[d for d in DATASETS if d != "synthetic"], help="the training data"
     )
@@ -194,7 +230,7 @@ def _add_train(sub) -> None:
         help="after each epoch, FGSM and PGD-10 accuracy on N fixed training images, in the card (catastrophic "
         "overfitting; default 0: off)",
     )
-    p.add_argument("--seed", type=int, default=0, help="training seed (weights, data order, augmentation)")
+    p.add_argument("--seed", type=parse_seed, default=0, help="training seed (weights, data order, augmentation)")
     p.add_argument("--train-subset", type=int, default=None, help="train on this many images (a fixed seeded subset)")
     p.add_argument("--weight-projection", action="store_true", help="renormalise decoupled kernels after every step")
     p.add_argument(
@@ -257,7 +293,7 @@ def _model_options(p: argparse.ArgumentParser) -> None:
         type=parse_float_list,
         help="per-channel mean the model expects inputs normalised with, e.g. 0.49,0.48,0.45",
     )
-    p.add_argument("--std", type=parse_float_list, help="per-channel std, with --mean")
+    p.add_argument("--std", type=parse_std, help="per-channel std, with --mean")
     p.add_argument("--num-classes", type=int, help="checked against the dataset")
     p.add_argument("--input-size", type=int, help="checked against the dataset")
     p.add_argument(
@@ -276,7 +312,7 @@ def _model_options(p: argparse.ArgumentParser) -> None:
         help="training label in the store: natural, fgsm ('adversarial', the tables' word), kurakin, pgd, fgsm-rs "
         "(default natural)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the model to look up")
+    p.add_argument("--seed", type=parse_seed, default=0, help="seed of the model to look up")
     p.add_argument(
         "--arch",
         default=None,
@@ -285,7 +321,7 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--width",
-        type=parse_positive,
+        type=parse_width,
         default=None,
         help="width of the model to look up, or to build for a state dict (default: any; 1 to build)",
     )
@@ -313,7 +349,9 @@ def _add_eval(sub) -> None:
         help="comma-separated epsilons of the L2 attacks (fgm, pgd-l2), e.g. 0.25,0.5",
     )
     p.add_argument("--n", type=parse_n, default=1000, help="number of test images (a fixed seeded subset), or 'all'")
-    p.add_argument("--subset-seed", type=int, default=0, help="seed of the test subset and of randomised attacks")
+    p.add_argument(
+        "--subset-seed", type=parse_seed, default=0, help="seed of the test subset and of randomised attacks"
+    )
     p.add_argument(
         "--backend", default="torchattacks", choices=list(BACKENDS), help="library that carries out the attacks"
     )
@@ -1011,12 +1049,20 @@ COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], 
 
 
 def _threads(text: str) -> int | str:
+    """'auto' or an integer from 1 to the CPUs this process may use (more would only wait on each other)."""
     if text == "auto":
         return text
     try:
-        return int(text)
+        value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"--threads takes an integer or 'auto', got {text!r}") from None
+    from robustbench_dc.devices import usable_cpus
+
+    if not 1 <= value <= usable_cpus():
+        raise argparse.ArgumentTypeError(
+            f"--threads must be from 1 to the {usable_cpus()} CPUs this process may use, or 'auto'; got {text!r}"
+        )
+    return value
 
 
 def _set_threads(threads: int | str | None, *, runs_models: bool) -> None:

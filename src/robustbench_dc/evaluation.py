@@ -493,6 +493,10 @@ class EvalSpec:
     def __post_init__(self) -> None:
         attacks = (self.attacks,) if isinstance(self.attacks, (str, Attack)) else self.attacks
         object.__setattr__(self, "attacks", tuple(a if isinstance(a, Attack) else get_attack(a) for a in attacks))
+        if self.n == "all":  # as the command line says it
+            object.__setattr__(self, "n", None)
+        if self.n is not None and (isinstance(self.n, bool) or not isinstance(self.n, int) or self.n < 1):
+            raise UserError(f"n must be a number of test images >= 1, or 'all' (None), got {self.n!r}")
         object.__setattr__(self, "eps", tuple(_eps_values(self.eps)))
         object.__setattr__(self, "eps_l2", tuple(_eps_values(self.eps_l2 or ())))
         bad = [e for e in self.eps if not 0 <= e <= 1]

@@ -22,7 +22,7 @@ from torch import nn
 from robustbench_dc.checkpoint import CARD_FILE, load_state_dict_checked
 from robustbench_dc.data import DatasetInfo
 from robustbench_dc.errors import CheckpointError, UserError
-from robustbench_dc.files import sha256_file
+from robustbench_dc.files import regular_file, sha256_file
 from robustbench_dc.models import create_model
 from robustbench_dc.models.layers import with_normalization
 from robustbench_dc.targets import EvalModel, from_checkpoint, from_module
@@ -304,6 +304,7 @@ def load_external(
         raise CheckpointError(f"{path}: no such file")
     if path.is_dir() or path.name == CARD_FILE:
         return from_checkpoint(path)
+    regular_file(path, "checkpoint")
     _check_dataset_fit(info, num_classes, input_size)
     digest = sha256_file(path)
     request = BuildRequest(info, arch=arch, model_name=model_name, width=width, factory=factory, trust=trust)

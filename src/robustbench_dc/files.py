@@ -103,7 +103,30 @@ def _umask() -> int:
     return mask
 
 
+#: the largest file the suite reads as a checkpoint, card, study or image archive (a CIFAR-10 batch is 31 MB)
+MAX_FILE_BYTES = 8 << 30
+
+
+def regular_file(path: Path, what: str = "file") -> Path:
+    """``path`` if it is a regular file of a readable size; a device, a pipe or a socket (``/dev/zero``, a FIFO) would
+    be read without end or block forever, so it is refused with a one-line error before any read."""
+    import stat
+
+    from robustbench_dc.errors import UserError
+
+    try:
+        info = Path(path).stat()
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read this {what} ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise UserError(f"{path}: not a regular file (a device, pipe or socket?); give the {what} itself")
+    if info.st_size > MAX_FILE_BYTES:
+        raise UserError(f"{path}: {info.st_size / 2**30:.1f} GiB is larger than any {what} this suite reads")
+    return Path(path)
+
+
 def sha256_file(path: Path) -> str:
+    regular_file(path)
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

@@ -261,6 +261,8 @@ def load_study(path_or_name: str | Path, *, trust_code: bool = False) -> Study:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{where}: not valid TOML: {exc}") from exc
+    except RecursionError:
+        raise UserError(f"{where}: nested too deeply to be a study file (arrays or tables within thousands of others)")
     return replace(parse_study(raw, where), trust_code=trust_code)
 
 
@@ -485,6 +487,8 @@ def _seeds(raw: dict[str, Any], key: str, where: str) -> tuple[int, ...]:
     seeds = tuple(_expect(s, "int", f"{where} {key}") for s in _expect(raw.get(key, [0]), "list", f"{where} {key}"))
     if any(not 0 <= s < 2**32 for s in seeds):
         raise UserError(f"{where}: {key} must be integers in [0, 2**32), got {list(seeds)}")
+    if len(set(seeds)) != len(seeds):
+        raise UserError(f"{where}: {key} names a training seed twice ({list(seeds)}); each seed is one model")
     return seeds
 
 
@@ -593,14 +597,14 @@ def parse_seeds(text: str) -> tuple[int, ...]:
         seeds = tuple(int(s) for s in text.split(",") if s.strip())
     except ValueError as exc:
         raise UserError(f"--seeds takes comma-separated integers, e.g. 0,1,2; got {text!r}") from exc
-    if not seeds or any(not 0 <= s < 2**32 for s in seeds):
-        raise UserError(f"--seeds needs at least one training seed, each in [0, 2**32); got {text!r}")
+    if not seeds or any(not 0 <= s < 2**32 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise UserError(f"--seeds needs at least one training seed, each in [0, 2**32) and each once; got {text!r}")
     return seeds
 
 
 def with_options(study: Study, *, seeds: str | None = None, compile: bool = False) -> Study:
     """The study with the command line's overrides: other training seeds (``"0,1"``), training through torch.compile."""
-    if seeds:
+    if seeds is not None:  # an empty --seeds is a mistake, not "every seed"
         study = replace(study, seeds=parse_seeds(seeds), declared_seeds=study.declared_seeds or study.seeds)
     if compile:
         study = replace(

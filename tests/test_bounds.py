@@ -1,0 +1,72 @@
+"""What users and files can ask for is bounded before any work, and what cannot be read in bounded time is refused:
+each case one line that names the cause and the fix (exit 2), never a traceback, a hang or a silent acceptance."""
+
+import os
+
+import pytest
+
+from robustbench_dc.checkpoint import read_card, resolve_checkpoint
+from robustbench_dc.cli import build_parser
+from robustbench_dc.data import dataset_info
+from robustbench_dc.errors import UserError
+from robustbench_dc.evaluation import EvalSpec
+from robustbench_dc.external import load_external
+from robustbench_dc.study import load_study, parse_study, with_options
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--threads", "100000"], "--threads must be from 1 to the"),
+        (["--seed", str(2**64)], "seeds are integers in"),
+        (["--subset-seed", str(2**70)], "seeds are integers in"),
+        (["--width", "1e-9"], "--width must be in"),
+        (["--width", "1e9"], "--width must be in"),
+        (["--std", "inf"], "finite numbers"),
+        (["--std", "0,1,1"], "std is a number > 0"),
+    ],
+)
+def test_absurd_command_line_values_are_refused_before_any_work(args, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["eval", "--model", "baseline", "--dataset", "digits", *args])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_special_file_is_refused_not_read_forever(tmp_path):
+    fifo = tmp_path / "model.pt"
+    os.mkfifo(fifo)
+    for path in (fifo, "/dev/zero"):
+        with pytest.raises(UserError, match="not a regular file"):
+            load_external(path, dataset_info("digits"), arch="cnn9")
+    card = tmp_path / "ckpt"
+    card.mkdir()
+    os.mkfifo(card / "card.json")
+    with pytest.raises(UserError, match="not a regular file"):
+        read_card(card)
+
+
+def test_an_unknown_training_names_the_valid_ones(tmp_path):
+    with pytest.raises(UserError, match="unknown training 'bogus'; valid: natural, fgsm"):
+        resolve_checkpoint("baseline", dataset="digits", training="bogus", workspace=tmp_path)
+
+
+def test_seeds_are_each_one_model_and_an_empty_list_is_a_mistake(tmp_path):
+    raw = {"name": "s", "dataset": "digits", "models": [{"label": "baseline"}], "seeds": [0, 0]}
+    with pytest.raises(UserError, match="names a training seed twice"):
+        parse_study(raw)
+    with pytest.raises(UserError, match="at least one training seed"):  # was ignored: every seed ran
+        with_options(load_study("smoke"), seeds="")
+
+
+def test_a_study_nested_beyond_reason_is_one_line(tmp_path):
+    path = tmp_path / "deep.toml"
+    path.write_text('name = "deep"\nx = ' + "[" * 3000 + "]" * 3000 + "\n")
+    with pytest.raises(UserError, match="nested too deeply"):
+        load_study(path)
+
+
+def test_n_all_from_python_means_every_image():
+    assert EvalSpec(n="all").n is None
+    for bad in (0, -3, "some", 2.5):
+        with pytest.raises(UserError, match="n must be a number of test images"):
+            EvalSpec(n=bad)
