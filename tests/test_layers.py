@@ -27,6 +27,7 @@ LAYERS = [
             "progress",
             "figures",
             "paper",
+            "zoo",
         ],
     ),
     ("results", ["results", "diagnostics.checks"]),
