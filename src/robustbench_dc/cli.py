@@ -985,6 +985,26 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shipped_networks() -> None:
+    """The trained networks the project ships, by report: what ``eval --model NAME`` finds where your store has none."""
+    from robustbench_dc.reports.leaderboard import leaderboard
+    from robustbench_dc.reports.render import render_text
+    from robustbench_dc.workspace import models_dir, results_path
+    from robustbench_dc.zoo import shipped_roots
+
+    for root in shipped_roots():
+        if not results_path(root).is_file():
+            continue
+        for dataset in sorted(d.name for d in models_dir(root).iterdir() if d.is_dir()):
+            board = leaderboard([(root.name, root)], dataset)
+            keep = [board.headers.index(h) for h in board.headers[1:9]]
+            print(
+                f"\nshipped networks of {root} ({dataset}; eval --model NAME --dataset {dataset} [--training T] "
+                "[--seed N] finds them):"
+            )
+            print(render_text([board.headers[i] for i in keep], [[r[i] for i in keep] for r in board.rows]))
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
@@ -1001,6 +1021,7 @@ def cmd_models(args: argparse.Namespace) -> int:
                 headers=["architecture", "options (--arch-option KEY=VALUE), defaults"],
             )
         )
+        _shipped_networks()
         return 0
     from robustbench_dc.checkpoint import find_checkpoints, read_card
     from robustbench_dc.models.registry import arch_label
@@ -1036,6 +1057,34 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_leaderboard(sub) -> None:
+    from robustbench_dc.names import DATASETS
+
+    p = sub.add_parser(
+        "leaderboard", help="every evaluated model side by side: clean, worst case, AutoAttack, each table attack"
+    )
+    p.add_argument("--workspace", help="the store to read (default: $DC_ROBUST_WORKSPACE, else the user data folder)")
+    p.add_argument("--zoo", action="store_true", help="the shipped networks' reports instead of your store")
+    p.add_argument("--dataset", default="cifar10", choices=DATASETS, help="whose models")
+    p.add_argument("--eps", type=parse_eps, default=8 / 255, help="the worst case's and AutoAttack's eps")
+    p.add_argument("--format", default="markdown", choices=["markdown", "html"], help="html: a sortable page")
+    p.add_argument("--out", help="folder for LEADERBOARD.md or leaderboard.html (default: print the table only)")
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from robustbench_dc.reports.leaderboard import leaderboard, write_leaderboard
+    from robustbench_dc.reports.render import render_text
+    from robustbench_dc.workspace import workspace_dir
+    from robustbench_dc.zoo import shipped_roots
+
+    sources = [(r.name, r) for r in shipped_roots()] if args.zoo else [("store", workspace_dir(args.workspace))]
+    board = leaderboard(sources, args.dataset, args.eps)
+    print(render_text(board.headers, board.rows))
+    if args.out:
+        print(f"leaderboard: {write_leaderboard(board, args.dataset, Path(args.out), args.format)}")
+    return 0
+
+
 COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], int]]] = {
     "train": (_add_train, cmd_train),
     "models": (_add_models, cmd_models),
@@ -1045,6 +1094,7 @@ COMMANDS: dict[str, tuple[Callable[[Any], None], Callable[[argparse.Namespace], 
     "reproduce": (_add_reproduce, cmd_reproduce),
     "study": (_add_study, cmd_study),
     "merge": (_add_merge, cmd_merge),
+    "leaderboard": (_add_leaderboard, cmd_leaderboard),
 }
 
 

@@ -145,9 +145,20 @@ def _td(value: Any) -> str:
     return f"<td class='{' '.join(classes)}'>{html.escape(text)}</td>" if classes else f"<td>{html.escape(text)}</td>"
 
 
-def render_html(blocks: Sequence[Block], out: Path) -> str:
+#: sorts a table by the column whose header is clicked (numbers by value, text alphabetically; again: reversed)
+_SORTABLE = (
+    "document.querySelectorAll('table').forEach(t=>t.querySelectorAll('th').forEach((th,i)=>{"
+    "th.style.cursor='pointer';th.title='click to sort';th.addEventListener('click',()=>{"
+    "const b=t.tBodies[0],rows=[...b.rows],up=th.dataset.up!=='1';th.dataset.up=up?'1':'0';"
+    "const v=r=>{const s=r.cells[i].textContent.trim(),x=parseFloat(s);return isNaN(x)?s:x};"
+    "rows.sort((a,c)=>{const x=v(a),y=v(c),o=typeof x==='number'&&typeof y==='number'?x-y:String(x)"
+    ".localeCompare(String(y));return up?o:-o});rows.forEach(r=>b.appendChild(r));});}));"
+)
+
+
+def render_html(blocks: Sequence[Block], out: Path, *, sortable: bool = False) -> str:
     """One self-contained page: a table of contents from the sections, numbers right-aligned, statuses and verdicts
-    coloured."""
+    coloured; ``sortable``: every table sorts by the column whose header is clicked."""
     body: list[str] = []
     toc: list[str] = []
     seen: dict[str, int] = {}
@@ -187,7 +198,8 @@ def render_html(blocks: Sequence[Block], out: Path) -> str:
         "pre{background:#f6f6f6;padding:.5em}"
     )
     head = f"<meta charset='utf-8'><title>robustbench-dc report</title><style>{style}</style>"
-    return f"<!doctype html><html><head>{head}</head><body>{page}</body></html>\n"
+    script = f"<script>{_SORTABLE}</script>" if sortable else ""
+    return f"<!doctype html><html><head>{head}</head><body>{page}{script}</body></html>\n"
 
 
 def write_report(blocks: Sequence[Block], out: Path, fmt: str) -> Path:
