@@ -99,7 +99,11 @@ class MaxPool2d(nn.MaxPool2d):
         )
 
 
-def conv_bn_relu(conv: ConvFactory, cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+def conv_bn_relu(conv: ConvFactory, cin: int, cout: int, stride: int = 1, batchnorm: bool = True) -> nn.Sequential:
+    """A 3x3 convolution, BatchNorm and ReLU; without BatchNorm the convolution has a bias (the authors' ``*_wo_bn``
+    networks, where a bounded magnitude function stands in for the normalisation)."""
+    if not batchnorm:
+        return nn.Sequential(conv(cin, cout, 3, stride=stride, padding=1, bias=True), nn.ReLU(inplace=True))
     return nn.Sequential(
         conv(cin, cout, 3, stride=stride, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
     )
