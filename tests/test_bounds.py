@@ -70,3 +70,13 @@ def test_n_all_from_python_means_every_image():
     for bad in (0, -3, "some", 2.5):
         with pytest.raises(UserError, match="n must be a number of test images"):
             EvalSpec(n=bad)
+
+
+def test_a_misspelled_name_gets_the_closest_valid_ones():
+    from robustbench_dc.attacks import get_attack
+    from robustbench_dc.models import create_model
+
+    with pytest.raises(UserError, match=r"unknown model 'tanhcnv'; did you mean 'tanhconv'"):
+        create_model("tanhcnv")
+    with pytest.raises(UserError, match=r"unknown attack 'zzz'; valid: fgsm"):
+        get_attack("zzz")

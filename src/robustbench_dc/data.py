@@ -21,7 +21,7 @@ from torch import Tensor
 from robustbench_dc.errors import DataNotFoundError, UserError
 from robustbench_dc.files import atomic_write
 from robustbench_dc.models.registry import CIFAR_MEAN, CIFAR_STD
-from robustbench_dc.names import DATASETS
+from robustbench_dc.names import DATASETS, unknown
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def subset_indices(size: int, n: int | None, seed: int) -> Tensor:
 
 def dataset_info(name: str) -> DatasetInfo:
     if name not in INFOS:
-        raise UserError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
+        raise UserError(unknown("dataset", name, DATASETS))
     return INFOS[name]
 
 

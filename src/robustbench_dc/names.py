@@ -5,6 +5,7 @@ these at import.
 """
 
 from enum import StrEnum
+from typing import Iterable
 
 DATASETS = ("cifar10", "fashion-mnist", "mnist", "digits", "synthetic")
 ARCHITECTURES = ("cnn9", "resnet32", "resnet110", "convnet-aig", "drconv", "ir-se")
@@ -115,6 +116,16 @@ PRESETS = (
     "paper-cpu",
 )  # the shipped studies with report = "paper"; `reproduce --preset` runs them
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def unknown(what: str, name: object, valid: Iterable[str]) -> str:
+    """The message for a name that is not one of ``valid``: the closest valid names first ("did you mean"), then all."""
+    import difflib
+
+    choices = [str(v) for v in valid]
+    close = difflib.get_close_matches(str(name), choices, n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ";"
+    return f"unknown {what} {name!r}{hint} valid: {', '.join(choices)}"
 
 
 def eps_label(eps: float, attack: str | None = None) -> str:

@@ -14,7 +14,7 @@ from robustbench_dc.study import Study, load_study, with_options
 
 def get_preset(name: str) -> Study:
     if name not in names.PRESETS:
-        raise UserError(f"unknown preset {name!r}; valid: {', '.join(names.PRESETS)}")
+        raise UserError(names.unknown("preset", name, names.PRESETS))
     return load_study(name)
 
 

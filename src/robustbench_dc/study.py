@@ -435,7 +435,7 @@ def parse_study(raw: dict[str, Any], where: str = "study") -> Study:
             f"{raw['name']!r}"
         )
     if raw["dataset"] not in names.DATASETS:
-        raise UserError(f"{where}: unknown dataset {raw['dataset']!r}; valid: {', '.join(names.DATASETS)}")
+        raise UserError(f"{where}: " + names.unknown("dataset", raw["dataset"], names.DATASETS))
     training, regime_training = _training(raw.get("training", {}), where)
     models = _models(raw["models"], where)
     claims = _claims(raw.get("claims", []), [m.label for m in models], where)
@@ -532,7 +532,7 @@ def _validate_settings(study: Study, where: str) -> None:
 def _validate_models(study: Study, where: str) -> None:
     for regime in study.regimes + tuple(r for m in study.models for r in m.regimes or ()):
         if regime not in tuple(names.Regime):
-            raise UserError(f"{where}: unknown training regime {regime!r}; valid: {', '.join(names.Regime)}")
+            raise UserError(f"{where}: " + names.unknown("training regime", regime, names.Regime))
     unused = sorted(set(study.regime_training) - {r for m in study.models if m.trained for r in study.regimes_of(m)})
     if unused:
         raise UserError(f"{where}: [training.{unused[0]}] sets a regime that none of the study's models is trained in")

@@ -39,7 +39,7 @@ from robustbench_dc.inference import predict
 from robustbench_dc.models import ARCHITECTURES, ModelSpec, Network, create_model
 from robustbench_dc.models.gates import execution_rates
 from robustbench_dc.models.registry import arch_label
-from robustbench_dc.names import INITS, PRECISIONS, SCHEDULES, Regime
+from robustbench_dc.names import INITS, PRECISIONS, SCHEDULES, Regime, unknown
 from robustbench_dc.names import RECIPES as RECIPE_NAMES
 from robustbench_dc.ops import DecoupledConv2d, DecoupledLinear, project_weights
 from robustbench_dc.perturb import ascend_linf, cross_entropy_objective
@@ -100,7 +100,7 @@ class TrainConfig:
         try:  # a card's regime reads back as a string: its member, typed (and equal to that string)
             object.__setattr__(self, "training", Regime(self.training))
         except ValueError:
-            raise UserError(f"unknown training regime {self.training!r}; valid: {', '.join(Regime)}") from None
+            raise UserError(unknown("training regime", self.training, Regime)) from None
         for name, what, valid in (
             ("schedule", "schedule", SCHEDULES),
             ("precision", "precision", PRECISIONS),
@@ -188,7 +188,7 @@ assert tuple(RECIPES) == RECIPE_NAMES
 def recipe_config(recipe: str = "standard", **settings: Any) -> TrainConfig:
     """The TrainConfig of a named recipe (``RECIPES``) with ``settings`` overriding its values."""
     if recipe not in RECIPES:
-        raise UserError(f"unknown recipe {recipe!r}; valid: {', '.join(RECIPES)}")
+        raise UserError(unknown("recipe", recipe, RECIPES))
     return TrainConfig(**{**RECIPES[recipe], **settings})
 
 

@@ -16,6 +16,7 @@ from robustbench_dc.names import (
     Outcome,
     Threat,
     eps_label,  # noqa: F401  (re-exported: its home is names, torch-free)
+    unknown,
 )
 
 
@@ -296,7 +297,7 @@ if tuple(a for a, cls in ATTACKS.items() if cls.norm == Norm.L2) != names.L2_ATT
 
 def get_attack(name: str, **params: Any) -> Attack:
     if name not in ATTACKS:
-        raise UserError(f"unknown attack {name!r}; valid: {', '.join(ATTACKS)}")
+        raise UserError(unknown("attack", name, ATTACKS))
     try:
         return ATTACKS[name](**params)
     except TypeError as exc:

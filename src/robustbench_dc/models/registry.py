@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from torch import nn
 
 from robustbench_dc.errors import ConfigError
+from robustbench_dc.names import unknown
 from robustbench_dc.ops.functional import ANGULARS
 from robustbench_dc.ops.modules import OperatorConfig
 
@@ -114,7 +115,7 @@ class ArchRegistry:
 
     def get(self, name: str) -> ArchBuilder:
         if name not in self._builders:
-            raise ConfigError(f"unknown architecture {name!r}; valid: {', '.join(sorted(self._builders))}")
+            raise ConfigError(unknown("architecture", name, sorted(self._builders)))
         return self._builders[name]
 
     def names(self) -> list[str]:
@@ -133,7 +134,7 @@ def parse_model_name(name: str) -> tuple[str, str | None, str]:
     """``'tanhconv-sqcos'`` -> ``('tanhconv', 'tanh', 'sqcos')``; the angular suffix defaults to cos."""
     base, _, angular = name.partition("-")
     if base not in OPERATORS:
-        raise ConfigError(f"unknown model {name!r}; valid: {', '.join(list_models())}")
+        raise ConfigError(unknown("model", name, list_models()))
     if base == "baseline" and angular:
         raise ConfigError(f"unknown model {name!r}: the baseline has no angular function; use 'baseline'")
     angular = angular or "cos"
