@@ -1,5 +1,8 @@
+import hashlib
+
 """The store and the query layer, built from cells directly (no training, no torch models)."""
 
+import json
 import logging
 import sqlite3
 from dataclasses import replace
@@ -457,8 +460,10 @@ def _workspace_with_seed(ws, seed: int, accuracy: float) -> None:
     """A workspace as one invocation of a study leaves it: one seed's model (card and weights) and its cells."""
     run = ws / "models" / "digits" / "tanhconv" / "natural" / f"cnn9-w0.25-seed{seed}"
     run.mkdir(parents=True)
-    (run / "model.safetensors").write_bytes(b"weights of seed %d" % seed)
-    (run / "card.json").write_text('{"weights": {"sha256": "%s"}}' % (str(seed) * 64))
+    weights = b"weights of seed %d" % seed
+    (run / "model.safetensors").write_bytes(weights)
+    sha = hashlib.sha256(weights).hexdigest()
+    (run / "card.json").write_text('{"weights": {"file": "model.safetensors", "sha256": "%s"}}' % sha)
     with ResultStore(ws) as s:
         fid = f"fn-seed{seed}"
         s.put_function(fid, zoo_info({**BASE, "seed": seed}))
@@ -545,3 +550,52 @@ def test_merge_cli_and_bad_sources(tmp_path):
     assert r.returncode == 0 and "result cells: 2 added" in r.stdout and "checkpoints: 1 added" in r.stdout
     r = run_cli("merge", str(tmp_path / "nothing"), "--workspace", str(tmp_path / "m"))
     assert r.returncode == 2 and "not a workspace" in r.stderr
+
+
+def test_a_merge_verifies_what_it_copies_and_refuses_what_fails(tmp_path):
+    """A source whose cells' metrics are not JSON, whose cell identity was tampered with, whose function description
+    is not JSON, or whose checkpoint has a flipped byte merged with exit 0 and broke the destination's next report."""
+    from robustbench_dc.results.merge import merge_workspaces
+
+    source, merged = tmp_path / "source", tmp_path / "merged"
+    _workspace_with_seed(source, 0, 0.30)
+    _workspace_with_seed(source, 1, 0.50)
+    weights = source / "models/digits/tanhconv/natural/cnn9-w0.25-seed1/model.safetensors"
+    weights.write_bytes(b"Weights of seed 1")  # one flipped byte
+    conn = sqlite3.connect(source / "results.sqlite")
+    (k0,), (k1,) = conn.execute("SELECT key FROM cells WHERE function = 'fn-seed0' ORDER BY key").fetchall()
+    conn.execute("UPDATE cells SET metrics = 'not json' WHERE key = ?", (k0,))
+    identity = json.loads(conn.execute("SELECT identity FROM cells WHERE key = ?", (k1,)).fetchone()[0])
+    conn.execute("UPDATE cells SET identity = ? WHERE key = ?", (json.dumps({**identity, "eps": 0.5}), k1))
+    conn.execute("INSERT INTO functions VALUES ('fn-broken', '{not json')")
+    conn.commit()
+    conn.close()
+    summary = merge_workspaces(merged, [source])
+    refused = " ".join(summary.refused)
+    assert len(summary.refused) == 4 and "sha256 is not the one its card records" in refused
+    assert "identity, metrics or provenance do not check" in refused and "fn-broken" in refused
+    assert (summary.cells_added, summary.checkpoints_added) == (2, 1)
+    assert not list((merged / "models").rglob(".*.merging"))
+    cell = Results.load(merged, "digits").accuracy("tanhconv", "natural", "fgsm", 8 / 255)  # reportable
+    assert cell.seeds == 1 and cell.mean == pytest.approx(50.0)
+
+
+def test_a_merge_on_a_full_disk_leaves_no_partial_copy_and_says_why(tmp_path, monkeypatch):
+    import errno
+    import shutil
+
+    from robustbench_dc.errors import UserError
+    from robustbench_dc.results import merge
+
+    source, merged = tmp_path / "source", tmp_path / "merged"
+    _workspace_with_seed(source, 0, 0.30)
+
+    def full(src, dst, **kw):
+        shutil.os.makedirs(dst)
+        (dst / "model.safetensors").write_bytes(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(merge.shutil, "copytree", full)
+    with pytest.raises(UserError, match="No space left on device.*free space and merge again"):
+        merge.merge_workspaces(merged, [source])
+    assert not [p for p in merged.rglob("*") if p.name.endswith(".merging")]

@@ -36,6 +36,7 @@ class MergeSummary:
     checkpoints_same: int = 0
     checkpoint_conflicts: list[str] = field(default_factory=list)  # run directories holding other weights on each side
     target_conflicts: list[str] = field(default_factory=list)  # a study's model that is another function on each side
+    refused: list[str] = field(default_factory=list)  # what failed its check, and why: not copied
 
     def lines(self) -> list[str]:
         out = [
@@ -50,6 +51,8 @@ class MergeSummary:
             )
         for run in self.checkpoint_conflicts:
             out.append(f"{run}: the two workspaces hold different weights under this name; the destination's were kept")
+        for why in self.refused:
+            out.append(f"refused, not copied: {why}")
         for target in self.target_conflicts:
             out.append(
                 f"{target}: another model on each side (was the study file changed between them?); the destination's "
@@ -91,14 +94,43 @@ def _merge_checkpoints(destination: Path, source: Path, summary: MergeSummary) -
             if not same:
                 summary.checkpoint_conflicts.append(str(run))
             continue
+        why = _unsound_weights(card, incoming)
+        if why:
+            summary.refused.append(f"{card.parent}: {why}")
+            continue
         partial = target.with_name(f".{target.name}.merging")
         shutil.rmtree(partial, ignore_errors=True)
-        shutil.copytree(card.parent, partial, ignore=shutil.ignore_patterns("resume.pt", RUN_FILE, ".write-check.*"))
-        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(
+                card.parent, partial, ignore=shutil.ignore_patterns("resume.pt", RUN_FILE, ".write-check.*")
+            )
+        except OSError as exc:  # a full or read-only disk: no partial copy stays behind
+            shutil.rmtree(partial, ignore_errors=True)
+            raise UserError(
+                f"cannot copy {card.parent} into {destination} ({exc.strerror or exc}); the runs merged before it are "
+                f"complete ({summary.checkpoints_added}), nothing else was written: free space and merge again"
+            ) from None
         if target.exists():  # an unfinished run (resume state only): the finished checkpoint replaces it
             shutil.rmtree(target)
         partial.rename(target)
         summary.checkpoints_added += 1
+
+
+def _unsound_weights(card: Path, data: dict[str, Any]) -> str:
+    """Why a checkpoint must not be copied (its weights missing, outside its folder or not those its card names), or
+    ''."""
+    from robustbench_dc.files import sha256_file
+
+    try:
+        weights = card.parent / str(data["weights"]["file"])
+    except (KeyError, TypeError):
+        return "its card names no weights file"
+    if weights.resolve().parent != card.parent.resolve() or not weights.is_file():
+        return f"its weights file {weights.name!r} is missing or outside its folder"
+    if sha256_file(weights) != _weights_sha(card, data):
+        return "its weights' sha256 is not the one its card records (corrupt, truncated or replaced)"
+    return ""
 
 
 def _card(card: Path) -> dict[str, Any]:
@@ -136,6 +168,7 @@ def _merge_cells(destination: Path, source: Path, summary: MergeSummary) -> None
         conn.close()
     except sqlite3.DatabaseError as exc:
         raise UserError(f"{results_path(source)}: cannot read its result cells ({exc})") from exc
+    rows, functions, targets = _sound(rows, functions, targets, summary, results_path(source))
     with ResultStore(destination) as store:
         known = store.functions()
         for function, info in functions:
@@ -163,3 +196,41 @@ def _merge_cells(destination: Path, source: Path, summary: MergeSummary) -> None
     summary.cells_added += added
     summary.cells_same += same
     summary.cell_conflicts += conflicts
+
+
+def _sound(rows: list, functions: list, targets: list, summary: MergeSummary, where: Path) -> tuple[list, list, list]:
+    """The rows that pass their checks: a cell's identity parses as a key whose hash is the row's key, its metrics and
+    provenance are JSON objects; a function's description and a study target's spec parse. What fails is named in
+    ``summary.refused`` and left out, so a corrupted source cannot break the destination's next report."""
+    from robustbench_dc.results.cells import CellKey
+
+    def objects(*texts: str) -> bool:
+        try:
+            return all(isinstance(json.loads(t), dict) for t in texts)
+        except (TypeError, ValueError):
+            return False
+
+    good_rows = []
+    for row in rows:
+        key, function, _, identity, metrics, provenance = row[:6]
+        try:
+            parsed = CellKey.from_dict(json.loads(identity))
+            ok = parsed.store_key() == key and parsed.function == function and objects(metrics, provenance)
+        except (TypeError, ValueError, KeyError, AttributeError):
+            ok = False
+        if ok:
+            good_rows.append(row)
+        else:
+            summary.refused.append(f"{where}: cell {str(key)[:16]}: its identity, metrics or provenance do not check")
+    good_functions = []
+    for function, info in functions:
+        try:
+            ModelInfo.from_dict(json.loads(info))
+            good_functions.append((function, info))
+        except (TypeError, ValueError, KeyError, AttributeError):
+            summary.refused.append(f"{where}: the description of function {str(function)[:16]} does not parse")
+    good_targets = [t for t in targets if objects(t[5]) or t[5] == ""]
+    summary.refused += [
+        f"{where}: study target {t[0]} {t[1]}: its spec does not parse" for t in targets if t not in good_targets
+    ]
+    return good_rows, good_functions, good_targets
