@@ -4,6 +4,7 @@ each case one line that names the cause and the fix (exit 2), never a traceback,
 import os
 
 import pytest
+import torch
 
 from robustbench_dc.checkpoint import read_card, resolve_checkpoint
 from robustbench_dc.cli import build_parser
@@ -80,3 +81,50 @@ def test_a_misspelled_name_gets_the_closest_valid_ones():
         create_model("tanhcnv")
     with pytest.raises(UserError, match=r"unknown attack 'zzz'; valid: fgsm"):
         get_attack("zzz")
+
+
+class _Sly(torch.nn.Module):
+    """Keeps state in a plain attribute (no parameter, no buffer) that batches larger than 64 change."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin, self.flip = torch.nn.Linear(64, 10), False
+
+    def forward(self, x):
+        self.flip = self.flip or x.shape[0] > 64
+        out = self.lin(x.flatten(1))
+        return -out if self.flip else out
+
+
+class _NaNBeyondTheFirstRows(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(64, 10)
+
+    def forward(self, x):
+        out = self.lin(x.flatten(1)).clone()
+        out[5:] = float("nan")
+        return out
+
+
+def _digits_like(n=200):
+    torch.manual_seed(0)
+    return torch.randint(0, 256, (n, 1, 8, 8)).float() / 255, torch.randint(0, 10, (n,))
+
+
+def test_a_model_whose_state_hides_outside_its_parameters_gets_no_numbers(tmp_path):
+    """It passed the weights-unchanged check and scored PGD 97% where the true model has 0%."""
+    from robustbench_dc.evaluation import evaluate
+
+    x, y = _digits_like()
+    with pytest.raises(UserError, match="outputs on a fixed batch of test images changed while it was evaluated"):
+        evaluate(_Sly(), x=x, y=y, n=None, attacks=["pgd"], lipschitz=False, workspace=tmp_path)
+
+
+def test_nan_outputs_beyond_the_first_images_are_called_nan(tmp_path):
+    """The message spoke of two passes differing (randomised at test time), not of NaN."""
+    from robustbench_dc.evaluation import evaluate
+
+    x, y = _digits_like()
+    with pytest.raises(UserError, match="NaN or inf on 59 of the first 64 test images"):
+        evaluate(_NaNBeyondTheFirstRows(), x=x, y=y, n=None, attacks=["fgsm"], lipschitz=False, workspace=tmp_path)

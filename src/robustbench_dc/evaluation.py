@@ -81,6 +81,8 @@ class _Context:
     weights: list[Tensor] | None = (
         None  # the target's state when its identity was taken: every computed cell must leave it so
     )
+    #: the target behind its contract, fixed images and its outputs on them, taken with its identity
+    probe: tuple[nn.Module, Tensor, Tensor] | None = None
 
     def key(self, subset: Subset, **fields: Any) -> CellKey:
         return CellKey(
@@ -134,6 +136,15 @@ class _Context:
                         "forward pass?); a number computed so belongs to no fixed function. Make its forward pass "
                         "leave its state alone"
                     )
+            if self.probe is not None and not torch.allclose(
+                probe_outputs(self.probe[0], self.probe[1]), self.probe[2], rtol=1e-4, atol=1e-6
+            ):
+                raise UserError(
+                    f"{self.target.label}: the model's outputs on a fixed batch of test images changed while it was "
+                    "evaluated: it keeps state outside its parameters and buffers (a plain attribute its forward pass "
+                    "changes?); a number computed so belongs to no fixed function. Make its forward pass leave its "
+                    "state alone"
+                )
             return out
 
         return checked
@@ -396,19 +407,32 @@ def _state(module: nn.Module) -> list[Tensor]:
     return [t.detach().clone() for t in module.state_dict().values() if isinstance(t, Tensor)]
 
 
-def check_deterministic(module: nn.Module, images: Tensor) -> None:
-    """Refuse a model whose outputs differ between two passes over the same images (noise or dropout at test time):
-    a stored cell would hold one draw of a random function under a fixed identity."""
-    x = images[:64].to(module_device(module))
+def probe_outputs(module: nn.Module, images: Tensor) -> Tensor:
+    """The module's outputs on ``images`` in eval mode and fp32, on its device (returned on the CPU)."""
     module.eval()
     with torch.no_grad(), full_precision():
-        first, second = module(x.clone()), module(x.clone())
+        return module(images.to(module_device(module), copy=True)).float().cpu()
+
+
+def check_deterministic(module: nn.Module, images: Tensor) -> Tensor:
+    """Refuse a model whose outputs differ between two passes over the same images (noise or dropout at test time):
+    a stored cell would hold one draw of a random function under a fixed identity; or that are not finite. Returns
+    the outputs: the fingerprint every computed cell must leave as it was."""
+    x = images[:64]
+    first, second = probe_outputs(module, x), probe_outputs(module, x)
+    bad = int((~torch.isfinite(first)).flatten(1).any(1).sum())
+    if bad:
+        raise UserError(
+            f"the model's outputs are NaN or inf on {bad} of the first {x.shape[0]} test images; no accuracy of it "
+            "means anything. Check the model (a division by a norm that can be zero? weights that hold NaN?)"
+        )
     if not torch.allclose(first, second, rtol=1e-4, atol=1e-6):
         raise UserError(
             "the model's outputs differ between two passes over the same images (randomised at test time: noise, "
             "dropout, sampling?); its accuracy is a random variable this suite does not store as one function. "
             "Evaluate a deterministic version (eval mode, no test-time randomness)"
         )
+    return first
 
 
 def as_target(model: nn.Module | EvalModel, *, label: str | None = None, mean=None, std=None) -> EvalModel:
@@ -653,8 +677,9 @@ def evaluate(
         outputs = check_model_fits(target.module, test, exact_classes=own is None)
         if own is not None:  # the caller's data: as many classes as the model has outputs
             test = replace(test, info=replace(test.info, num_classes=outputs))
-        check_deterministic(target.module, test.float_images(slice(0, 64)))
         module = ModelContract(target.module, outputs, foreign=not target.is_zoo)
+        probe = test.float_images(slice(0, 64))
+        fingerprint = check_deterministic(module, probe)
         weights = _state(target.module)
         indices = subset_indices(len(test), spec.n, spec.subset_seed)
         sub = test.select(indices)
@@ -676,6 +701,7 @@ def evaluate(
                 provenance,
                 spec.cells(transfer=src is not None),
                 weights=weights,
+                probe=(module, probe, fingerprint),
             )
             store.put_function(target.function_id, target.info.with_data_source(test.source))
             _accuracy_cells(ctx, module, spec, subset, images, labels, src)
