@@ -128,3 +128,19 @@ def test_nan_outputs_beyond_the_first_images_are_called_nan(tmp_path):
     x, y = _digits_like()
     with pytest.raises(UserError, match="NaN or inf on 59 of the first 64 test images"):
         evaluate(_NaNBeyondTheFirstRows(), x=x, y=y, n=None, attacks=["fgsm"], lipschitz=False, workspace=tmp_path)
+
+
+def test_any_float_images_in_0_1_are_evaluated_as_given(tmp_path):
+    """RobustBench, torchattacks and Foolbox take any float in [0, 1] (resized images); we refused non-k/255 ones."""
+    from robustbench_dc.evaluation import evaluate, tensor_dataset
+    from robustbench_dc.models import create_model
+
+    torch.manual_seed(0)
+    x, y = torch.rand(40, 1, 8, 8), torch.randint(0, 10, (40,))
+    data = tensor_dataset(x, y)
+    assert data.images.dtype == torch.float32 and torch.equal(data.float_images(), x)  # never quantised
+    eight_bit = tensor_dataset((x * 255).round() / 255, y)
+    assert eight_bit.images.dtype == torch.uint8 and data.content_sha256() != eight_bit.content_sha256()
+    model = create_model("baseline", width=0.125, in_channels=1, input_size=8, num_classes=10)
+    result = evaluate(model, x=x, y=y, n=None, attacks=["fgsm"], lipschitz=False, workspace=tmp_path)
+    assert set(result.accuracy["n"]) == {40}

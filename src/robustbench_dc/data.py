@@ -60,7 +60,8 @@ INFOS = {
 
 @dataclass(frozen=True)
 class ImageDataset:
-    """Images as uint8 ``(N, C, H, W)``, labels as int64 ``(N,)``; ``source`` says exactly what was read."""
+    """Images as uint8 ``(N, C, H, W)`` (or float32 in [0, 1]: a caller's images that are not 8-bit), labels as int64
+    ``(N,)``; ``source`` says exactly what was read."""
 
     info: DatasetInfo
     split: str
@@ -78,9 +79,9 @@ class ImageDataset:
         return int(self.labels.shape[0])
 
     def float_images(self, index: Tensor | slice | None = None) -> Tensor:
-        """Pixels in [0, 1] as float32."""
+        """Pixels in [0, 1] as float32 (a caller's float images, which are not 8-bit, as they were given)."""
         images = self.images if index is None else self.images[index]
-        return images.float().div_(255)
+        return images.float().clone() if images.is_floating_point() else images.float().div_(255)
 
     def subset(self, n: int | None, seed: int) -> "ImageDataset":
         """A fixed, seeded subset of ``n`` examples (all when ``n`` is None or at least the size)."""
@@ -95,7 +96,8 @@ class ImageDataset:
 
     def content_sha256(self) -> str:
         """sha256 of the exact pixels and labels: what identifies the data in every result cell."""
-        h = hashlib.sha256(f"{self.info.name}:{tuple(self.images.shape)}:{tuple(self.labels.shape)}".encode())
+        kind = f":{self.images.dtype}" if self.images.is_floating_point() else ""  # 8-bit data: as it always was
+        h = hashlib.sha256(f"{self.info.name}:{tuple(self.images.shape)}:{tuple(self.labels.shape)}{kind}".encode())
         h.update(self.images.cpu().contiguous().numpy().tobytes())
         h.update(self.labels.cpu().contiguous().numpy().tobytes())
         return h.hexdigest()

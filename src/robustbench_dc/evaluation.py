@@ -460,8 +460,9 @@ def _from_loader(loader: Iterable[Any]) -> tuple[Tensor, Tensor]:
 
 
 def tensor_dataset(x: Tensor | None, y: Tensor | None) -> ImageDataset:
-    """The caller's own test images as a dataset: ``x`` of shape (N, C, H, W), uint8 or float 8-bit pixels in
-    [0, 1] (k/255 values, as image loaders give), ``y`` of N class indices. Identified by its content."""
+    """The caller's own test images as a dataset: ``x`` of shape (N, C, H, W), uint8, or floats in [0, 1] (8-bit
+    values k/255, as image loaders give, are held as uint8; any other float, a resized image say, as float32, never
+    quantised), ``y`` of N class indices. Identified by its content."""
     if not isinstance(x, Tensor) or not isinstance(y, Tensor):
         raise UserError("x and y must be tensors: images (N, C, H, W) and labels (N,)")
     if x.ndim != 4 or y.ndim != 1 or y.shape[0] != x.shape[0] or x.shape[0] == 0:
@@ -479,11 +480,8 @@ def tensor_dataset(x: Tensor | None, y: Tensor | None) -> ImageDataset:
                 "images and give the model's normalisation as mean=/std=; divide 0-255 images by 255"
             )
         scaled = x * 255
-        if not torch.allclose(scaled, scaled.round(), atol=1e-3):
-            raise UserError(
-                "x must hold 8-bit images (pixel values k/255), as image files decode to; quantise them first"
-            )
-        x = scaled.round().to(torch.uint8)
+        if torch.allclose(scaled, scaled.round(), atol=1e-3):  # 8-bit images: held, and identified, as such
+            x = scaled.round().to(torch.uint8)
     num_classes = max(int(y.max()) + 1, 2)
     c, h, w = (int(d) for d in x.shape[1:])
     info = DatasetInfo("custom", num_classes, c, h, (0.5,) * c, (0.5,) * c, False, input_width=0 if w == h else w)
