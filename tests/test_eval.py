@@ -122,9 +122,14 @@ def test_evaluate_stores_cells_and_reuses_them(digits_models, tmp_path):
         source=from_checkpoint(digits_models[("baseline", "natural", 1)]),
     )
     first = evaluate(target, **kw)
-    assert not first.accuracy["cached"].any() and not first.lipschitz["cached"].any()
+    assert not first.accuracy["cached"].any() and not any(f["cached"].any() for f in first.lipschitz.values())
     assert set(first.accuracy["threat"]) == {"none", "white-box", "black-box"}
-    assert list(first.lipschitz["estimate"]) == ["local", "gradient-norm", "global"]
+    assert list(first.lipschitz) == ["local", "gradient-norm", "global"]
+    # one frame per kind: no column of another kind's, counts as integers
+    local, gradient, bound = (first.lipschitz[k] for k in ("local", "gradient-norm", "global"))
+    assert "log10_l2" not in local and "steps" not in gradient and "zero_fraction" not in local
+    assert local["n"].dtype == "int64" and local["steps"].dtype == "int64" and gradient["n"].dtype == "int64"
+    assert not any(frame.isna().any().any() for frame in first.lipschitz.values())
     assert first.accuracy["n"].dtype == "int64" and first.accuracy["correct"].dtype == "int64"  # tidy: counts
     again = evaluate(target, **kw)
     assert again.cached
@@ -654,7 +659,7 @@ def test_the_callers_own_images_need_not_be_square(tmp_path):
     y = torch.randint(0, 10, (20,))
     result = evaluate(model, x=x, y=y, attacks=["fgsm"], eps=8 / 255, n=None, workspace=tmp_path, lipschitz_n=8)
     assert list(result.accuracy["n"]) == [20, 20] and result.accuracy_of("fgsm", 8 / 255) <= result.accuracy_of()
-    bound = result.lipschitz.set_index("estimate").loc["global"]
+    bound = result.lipschitz["global"].iloc[0]
     assert bool(bound["supported"]) and math.isfinite(bound["log10_l2"])
 
 

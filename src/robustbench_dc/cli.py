@@ -824,7 +824,7 @@ def cmd_eval(args: argparse.Namespace, *, lipschitz_only: bool = False) -> int:
     else:
         from robustbench_dc.reports.tables import eval_tables
 
-        print(eval_tables(result.accuracy, result.lipschitz, target.label))
+        print(eval_tables(result.accuracy, result.lipschitz_rows, target.label))
         if diagnostics:
             from tabulate import tabulate
 

@@ -232,15 +232,22 @@ def result_row(cell: StoredCell, label: str, source_label: str = "") -> dict[str
     }
 
 
+def _counts_as_integers(frame: pd.DataFrame) -> pd.DataFrame:
+    """A kind's frame with its counts (images, steps, n) as integers."""
+    counts = {c: "int64" for c in ("images", "steps", "n") if c in frame and frame[c].notna().all()}
+    return frame.astype(counts)
+
+
 @dataclass(frozen=True)
 class Evaluation:
     """What ``evaluate`` measured, one tidy frame per kind of result (the way RobustBench returns clean and robust
     accuracy apart): ``accuracy`` holds a row per accuracy cell (clean, white-box, black-box) with integer counts,
-    ``lipschitz`` a row per Lipschitz estimate. Both are on the test images at ``test_indices`` of the
+    ``lipschitz`` a frame per kind of Lipschitz estimate (``local``, ``gradient-norm``, ``global``), each with its own
+    columns and integer counts. All are on the test images at ``test_indices`` of the
     ``dataset`` split whose content hash is ``data_sha256`` (what each row's ``per_example`` string refers to)."""
 
     accuracy: pd.DataFrame
-    lipschitz: pd.DataFrame
+    lipschitz: dict[str, pd.DataFrame]  # one frame per kind of estimate ("local", "gradient-norm", "global")
     dataset: str
     data_sha256: str
     test_indices: tuple[int, ...]
@@ -254,12 +261,24 @@ class Evaluation:
         accuracy = frame([r for r in rows if "threat" in r], ACCURACY_COLUMNS)
         if len(accuracy):
             accuracy = accuracy.astype({"n": "int64", "correct": "int64"})
-        return cls(accuracy, frame([r for r in rows if "estimate" in r], LIPSCHITZ_COLUMNS), **fields)
+        lipschitz: dict[str, pd.DataFrame] = {}
+        for r in rows:
+            if "estimate" in r:
+                lipschitz.setdefault(r["estimate"], []).append(r)  # type: ignore[arg-type]
+        kinds = {k: _counts_as_integers(pd.DataFrame(v)) for k, v in lipschitz.items()}  # type: ignore[arg-type]
+        return cls(accuracy, kinds, **fields)
+
+    @property
+    def lipschitz_rows(self) -> pd.DataFrame:
+        """Every estimate in one frame (a column per field of any kind; empty where a kind has none of it): for
+        printing and the JSON document, whose shape it keeps."""
+        frames = [f for f in self.lipschitz.values() if len(f)]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(LIPSCHITZ_COLUMNS))
 
     @property
     def cached(self) -> bool:
         """Whether every result was read from the store (nothing computed by this call)."""
-        return bool(self.accuracy["cached"].all() and self.lipschitz["cached"].all())
+        return bool(self.accuracy["cached"].all() and all(f["cached"].all() for f in self.lipschitz.values()))
 
     def accuracy_of(self, attack: str = "none", eps: float | None = None, *, threat: str | None = None) -> float:
         """One accuracy: the clean one by default, else ``attack`` at ``eps`` (and ``threat``, where both ran)."""

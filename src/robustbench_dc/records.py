@@ -216,7 +216,7 @@ def eval_document(target: EvalModel, result: Evaluation, diagnostics: Sequence[D
             **{k: described[k] for k in DOCUMENT_MODEL_KEYS if k in described},
         },
         "accuracy": rows(result.accuracy),
-        "lipschitz": rows(result.lipschitz),
+        "lipschitz": rows(result.lipschitz_rows),
         "diagnostics": [asdict(d) for d in diagnostics],
     }
 
