@@ -105,6 +105,55 @@ def test_no_module_imports_a_higher_layer():
     assert not wrong, "\n".join(wrong)
 
 
+#: what a report module may import (at module level or inside a function): the core, the results layer and the
+#: diagnostics' judgements, other report modules, and the study's types (never the code that trains or evaluates)
+REPORT_MAY_IMPORT = ("core", "results", "reports")
+STUDY_TYPES = {"Study", "StudyModel", "ClaimSpec"}
+
+
+def _imported_names(path: Path) -> list[tuple[int, str, str]]:
+    """(line, module, name) of every ``from robustbench_dc... import name``, nested ones included."""
+    return [
+        (node.lineno, node.module, a.name)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("robustbench_dc")
+        for a in node.names
+    ]
+
+
+def test_reports_import_only_the_core_the_results_and_the_study_types():
+    """A report module that imported the executors, or loaded a checkpoint, inside a function passed the one-way
+    stack test (reports sit above them); reading a store and writing a report must need neither."""
+    allowed = {i for i, (name, _) in enumerate(LAYERS) if name in REPORT_MAY_IMPORT}
+    wrong = []
+    for path in sorted((SRC / "reports").rglob("*.py")):
+        for line, module, name in _imported_names(path):
+            target = f"{module}.{name}" if module == "robustbench_dc" else module
+            if module == "robustbench_dc.study" and name in STUDY_TYPES:
+                continue
+            if layer(target) not in allowed:
+                wrong.append(f"{path.relative_to(SRC.parent)}:{line} imports {name} from {module}")
+        plain = [
+            (node.lineno, a.name)
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+            if isinstance(node, ast.Import)
+            for a in node.names
+            if a.name.startswith("robustbench_dc")
+        ]
+        wrong += [f"{path.relative_to(SRC.parent)}:{ln} imports {m}" for ln, m in plain if layer(m) not in allowed]
+    assert not wrong, "\n".join(sorted(set(wrong)))
+
+
+def test_the_report_test_has_teeth(tmp_path, monkeypatch):
+    """The allow-list above fails on a report module that imports the executors inside a function."""
+    fake = tmp_path / "robustbench_dc" / "reports"
+    fake.mkdir(parents=True)
+    (fake / "sneaky.py").write_text("def f():\n    from robustbench_dc.executors import LocalExecutor\n")
+    monkeypatch.setattr(sys.modules[__name__], "SRC", tmp_path / "robustbench_dc")
+    with pytest.raises(AssertionError, match="sneaky.py:2 imports LocalExecutor from robustbench_dc.executors"):
+        test_reports_import_only_the_core_the_results_and_the_study_types()
+
+
 @pytest.mark.parametrize("module", TORCH_FREE)
 def test_torch_free_modules_import_no_torch(module):
     code = f"import sys, {module}; print('torch' in sys.modules)"
