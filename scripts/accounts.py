@@ -90,6 +90,13 @@ class Report:
         section = re.split(rf"^## {re.escape(heading)}.*$", self.text, maxsplit=1, flags=re.M)[1].split("\n## ", 1)[0]
         return [b.strip() for b in section.split("\n\n") if b.strip() and not b.lstrip().startswith(("|", "-"))]
 
+    def bullets(self, heading: str) -> list[str]:
+        """The list items of the section whose heading is ``heading`` (empty where there is no such section)."""
+        if f"## {heading}" not in self.text:
+            return []
+        section = re.split(rf"^## {re.escape(heading)}.*$", self.text, maxsplit=1, flags=re.M)[1].split("\n## ", 1)[0]
+        return [ln[2:].strip() for ln in section.splitlines() if ln.startswith("- ")]
+
     def table_rows(self, heading: str) -> list[list[str]]:
         """The body rows of the first Markdown table under ``## heading``."""
         return self.table(heading)[1]
@@ -375,6 +382,19 @@ def paper_account(name: str) -> str:
             + "."
         )
     lines.append(_leaking_line(r))
+    signatures = r.bullets("The paper's own cells, read by our rules")
+    if signatures:
+        kinds = {s.split(":")[0]: sum(1 for t in signatures if t.startswith(s.split(":")[0])) for s in signatures}
+        lines.append(
+            "- The paper's own Tables 7 and 8, read by the rules our diagnostics apply to ours (the report's section "
+            "of that name lists each with its numbers): "
+            + "; ".join(
+                f"{what if what[:2].isupper() else what[0].lower() + what[1:]} ({n} cell{'s' if n > 1 else ''})"
+                for what, n in kinds.items()
+            )
+            + ". These are the signatures of gradient masking and of catastrophic overfitting; the paper states "
+            "neither its eps nor its attack steps, so they are reasons to read its numbers with care, not proofs."
+        )
     if "## Catastrophic overfitting during training" in r.text:
         checked = r.table_rows("Catastrophic overfitting during training")
         collapsed = [f"{row[0]} from epoch {row[5].split()[-1]}" for row in checked if row[5] != "none seen"]

@@ -389,17 +389,6 @@ def build_report(
     blocks.append(
         Table(["claim", "verdict", "our numbers"], [[c.text, verdict_mark(c.verdict), c.evidence] for c in cl])
     )
-    blocks.append(Section("The paper's own cells, read by our rules"))
-    blocks.append(
-        Paragraph(
-            f"The rules our diagnostics apply to our cells ({PROTOCOL_DOC}, section 8), applied to the paper's "
-            "Tables 7 and 8: white-box no stronger than black-box and a single-step advantage that BIM removes are "
-            "signatures of gradient masking (Carlini et al. 2019; Athalye et al. 2018); an FGSM-trained model that "
-            "FGSM barely touches and BIM breaks is the pattern of catastrophic overfitting (Wong et al. 2020) or label "
-            "leaking (Kurakin et al. 2017). The paper's tables carry:"
-        )
-    )
-    blocks.append(Bullets(paper_signatures(paper) or ["none of these signatures."]))
     rows = [
         (f"{display(m)} - Baseline, {PAPER_TRAINING[tr]}, {at.upper()}", d.diff, d.low, d.high)
         for tr in PAPER_TRAINING
@@ -427,6 +416,17 @@ def build_report(
             or ["No model shows a white-box FGSM advantage of 10 points or more that BIM halves."]
         )
     )
+    blocks.append(Section("The paper's own cells, read by our rules"))
+    blocks.append(
+        Paragraph(
+            f"The rules our diagnostics apply to our cells ({PROTOCOL_DOC}, section 8), applied to the paper's "
+            "Tables 7 and 8: white-box no stronger than black-box and a single-step advantage that BIM removes are "
+            "signatures of gradient masking (Carlini et al. 2019; Athalye et al. 2018); an FGSM-trained model that "
+            "FGSM barely touches and BIM breaks is the pattern of catastrophic overfitting (Wong et al. 2020) or label "
+            "leaking (Kurakin et al. 2017). The paper's tables carry:"
+        )
+    )
+    blocks.append(Bullets(paper_signatures(paper) or ["none of these signatures."]))
     blocks.append(Section("Label leaking"))
     blocks += label_leaking_blocks(cell, cell.results.models(), eps)
     blocks += robustness_check_blocks(list({e.model.title: e.model for e in results.entries}.items()))
