@@ -78,3 +78,19 @@ def run_cli(*args: str, cwd=None, env=None, timeout=600):
         env={**os.environ, **(env or {})},
         timeout=timeout,
     )
+
+
+def browser_dom(page) -> str:
+    """The DOM a headless Chromium builds from the HTML file ``page`` (scripts run); skips where there is none."""
+    import shutil
+    import subprocess
+
+    browser = next((b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
+    if browser is None:
+        pytest.skip("no headless browser here (Debian: apt-get install chromium); the HTML is still checked as text")
+    return subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", page.resolve().as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout

@@ -3,13 +3,12 @@ seeds apart; Markdown and a sortable HTML page, sorted by a real browser."""
 
 import html
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from robustbench_dc.reports.leaderboard import leaderboard, write_leaderboard
+from tests.conftest import browser_dom
 
 PAPER_CPU = Path(__file__).parent.parent / "reports" / "paper-cpu"
 
@@ -39,21 +38,13 @@ def test_the_markdown_and_the_html_page_hold_the_board(board, tmp_path):
 
 
 def test_the_html_page_sorts_in_a_headless_browser(board, tmp_path):
-    browser = next((b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
-    if browser is None:
-        pytest.skip("no headless browser here (Debian: apt-get install chromium)")
     page = write_leaderboard(board, "cifar10", tmp_path, "html")
     clean = board.headers.index("clean %")
     clicked = tmp_path / "clicked.html"  # the page as a user leaves it after one click on "clean %"
     clicked.write_text(
         page.read_text().replace("</body>", f"<script>document.querySelectorAll('th')[{clean}].click()</script></body>")
     )
-    dom = subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", clicked.resolve().as_uri()],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    ).stdout
+    dom = browser_dom(clicked)
     rows = re.findall(r"<tr>(.*?)</tr>", dom[dom.index("<tbody>") :])
     assert len(rows) == 24
     values = [float(html.unescape(re.findall(r"<td[^>]*>(.*?)</td>", r)[clean]).split()[0]) for r in rows]

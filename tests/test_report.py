@@ -162,21 +162,10 @@ def test_attacks_without_a_paper_row_still_reach_the_report(small_store, digits_
 
 def test_html_report_renders_in_a_headless_browser(small_store, tmp_path):
     """The HTML page as a real browser builds it: contents, tables, coloured statuses, no raw NaN or dict text."""
-    import shutil
-    import subprocess
+    from tests.conftest import browser_dom
 
-    browser = next((b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
-    if browser is None:
-        pytest.skip(
-            "no headless browser here (Debian: apt-get install chromium); the HTML is still checked as text above"
-        )
     path = build_report(workspace=small_store, dataset="digits", out_dir=tmp_path, eps=32 / 255, fmt="html")
-    dom = subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom", path.resolve().as_uri()],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    ).stdout
+    dom = browser_dom(path)
     assert '<nav id="toc">' in dom and dom.count("<table>") >= 5 and 'href="#provenance"' in dom
     assert 'class="num"' in dom and ('class="good"' in dom or 'class="bad"' in dom)
     text = html.unescape(re.sub(r"<[^>]+>", " ", dom[dom.index("<body>") :]))
