@@ -56,7 +56,7 @@ def through_evaluate(target, dataset, data_dir, n, eps, workspace, outcome):
         workspace=workspace,
         data_dir=data_dir,
         recompute=True,
-    )
+    ).accuracy
     return int(rows.loc[rows["attack"] == "bim", "correct"].iloc[0])
 
 
