@@ -27,7 +27,7 @@ def test_cli_rejects_infinite_width_with_a_message(tmp_path):
 def test_unwritable_workspace_is_found_before_training(tmp_path):
     blocker = tmp_path / "ws"
     blocker.write_text("a file, not a directory")
-    with pytest.raises(UserError, match="choose a writable --workspace"):
+    with pytest.raises(UserError, match="is a file, not a folder; give --workspace a folder"):
         train(TrainConfig(model="baseline", dataset="synthetic", width=0.125, epochs=1), workspace=blocker)
 
 

@@ -144,3 +144,14 @@ def test_any_float_images_in_0_1_are_evaluated_as_given(tmp_path):
     model = create_model("baseline", width=0.125, in_channels=1, input_size=8, num_classes=10)
     result = evaluate(model, x=x, y=y, n=None, attacks=["fgsm"], lipschitz=False, workspace=tmp_path)
     assert set(result.accuracy["n"]) == {40}
+
+
+def test_a_workspace_that_is_a_file_and_a_source_path_that_is_missing_say_so(tmp_path):
+    from robustbench_dc.workspace import workspace_dir
+
+    blocker = tmp_path / "ws"
+    blocker.write_text("a file")
+    with pytest.raises(UserError, match="is a file, not a folder"):
+        workspace_dir(blocker)
+    with pytest.raises(UserError, match="no such checkpoint"):  # was: unknown model '/nonexistent/path'
+        resolve_checkpoint("/nonexistent/path", dataset="digits", workspace=tmp_path / "empty")

@@ -18,6 +18,8 @@ from typing import Any
 
 from platformdirs import user_data_dir
 
+from robustbench_dc.errors import UserError
+
 RESULTS_FILE = "results.sqlite"
 CARD_FILE = "card.json"  # a finished run's card (robustbench_dc.checkpoint)
 RUN_FILE = "run.json"  # an unfinished run's training configuration, until its card is written
@@ -31,8 +33,12 @@ def default_workspace() -> Path:
 
 
 def workspace_dir(workspace: str | os.PathLike | None = None) -> Path:
-    """``workspace``, else ``$DC_ROBUST_WORKSPACE``, else the user's data folder (``default_workspace``)."""
-    return Path(workspace or os.environ.get(WORKSPACE_ENV) or default_workspace())
+    """``workspace``, else ``$DC_ROBUST_WORKSPACE``, else the user's data folder (``default_workspace``); a path that
+    exists and is not a folder is refused here, before anything looks inside it."""
+    path = Path(workspace or os.environ.get(WORKSPACE_ENV) or default_workspace())
+    if path.exists() and not path.is_dir():
+        raise UserError(f"workspace {path} is a file, not a folder; give --workspace a folder (it is made if missing)")
+    return path
 
 
 def models_dir(workspace: Path) -> Path:
