@@ -249,8 +249,8 @@ def resolve_checkpoint(
     ws = workspace_dir(workspace)
     if not bare_name and ("/" in str(name_or_path) or os.sep in str(name_or_path) or not isinstance(name_or_path, str)):
         raise CheckpointError(
-            f"{path}: no such checkpoint (a folder holding {CARD_FILE}, that card, or a model file); for a model of the "
-            "store give its name (tanhconv)"
+            f"{path}: no such checkpoint (a folder holding {CARD_FILE}, that card, or a model file); for a model of "
+            "the store give its name (tanhconv)"
         )
     parse_model_name(str(name_or_path))  # an unknown name fails here, listing the valid ones
     from robustbench_dc.names import Regime
