@@ -155,3 +155,26 @@ def test_a_workspace_that_is_a_file_and_a_source_path_that_is_missing_say_so(tmp
         workspace_dir(blocker)
     with pytest.raises(UserError, match="no such checkpoint"):  # was: unknown model '/nonexistent/path'
         resolve_checkpoint("/nonexistent/path", dataset="digits", workspace=tmp_path / "empty")
+
+
+def test_a_card_whose_numbers_are_not_numbers_is_one_line(digits_models, tmp_path):
+    import json
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(digits_models[("baseline", "natural", 0)], run)
+    card = json.loads((run / "card.json").read_text())
+    (run / "card.json").write_text(json.dumps({**card, "clean_test_accuracy": "abc"}))
+    with pytest.raises(UserError, match="'clean_test_accuracy' is 'abc', not a number"):
+        read_card(run)
+
+
+def test_a_resume_file_with_other_keys_is_one_line(tmp_path):
+    from robustbench_dc.train import TrainConfig, train
+
+    config = TrainConfig(model="baseline", dataset="synthetic", width=0.125, epochs=2)
+    first = train(config, workspace=tmp_path)
+    (first / "card.json").unlink()  # unfinished again: the resume state decides
+    torch.save({"something": torch.zeros(1)}, first / "resume.pt")
+    with pytest.raises(UserError, match="not a resume state of this suite"):
+        train(config, workspace=tmp_path)

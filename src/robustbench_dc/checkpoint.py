@@ -91,6 +91,14 @@ class Card:
             raise CheckpointError(
                 f"{where}: the card's 'weights' entry needs 'file' and 'sha256'; retrain or restore the file"
             )
+        for key, kinds in (("clean_test_accuracy", (int, float)), ("seed", (int,)), ("epochs", (int,))):
+            if isinstance(data[key], bool) or not isinstance(data[key], kinds):
+                raise CheckpointError(
+                    f"{where}: the card's {key!r} is {data[key]!r}, not a number; retrain or restore it"
+                )
+        for key in ("model", "training", "train_config"):
+            if not isinstance(data[key], dict):
+                raise CheckpointError(f"{where}: the card's {key!r} is not a table; retrain or restore the file")
         known = {f.name for f in fields(cls)} - {"extra"}
         values = {k: v for k, v in data.items() if k in known and v is not None}
         values["weights"] = WeightsFile(str(weights["file"]), str(weights["sha256"]))

@@ -698,6 +698,11 @@ def _resume(
         raise UserError(
             f"{path}: unreadable resume state ({type(exc).__name__}); delete it to start this run over"
         ) from exc
+    keys = {"config", "epoch", "model", "optimizer", "scheduler", "history", "wall_time_s"}
+    if not isinstance(state, dict) or not keys <= set(state):
+        raise UserError(
+            f"{path}: not a resume state of this suite (a torch file with other keys); delete it to start over"
+        )
     if state["config"] != json.dumps(wanted, sort_keys=True):
         raise UserError(f"{path} belongs to a run with other settings; delete it to start over")
     here = json.dumps(mode.to_dict(), sort_keys=True)
