@@ -40,6 +40,7 @@ A study file (every key but ``name``, ``dataset`` and ``models`` has a default):
     label = "convnet-aig"
     arch = "convnet-aig"
     options = { target_rate = 0.6 }         # architecture options; ``operator = {...}`` for operator options
+    lr = 0.05                               # width and lr: this model's own, over [training]
 
     [[models]]
     label = "theirs"
@@ -102,6 +103,7 @@ class StudyModel:
     model: str = "baseline"
     arch: str = "cnn9"
     width: float | None = None  # None: the study's [training] width
+    lr: float | None = None  # None: the study's [training] learning rate (a network without BatchNorm needs a lower one)
     options: dict[str, Any] = field(default_factory=dict)
     operator: dict[str, Any] = field(default_factory=dict)
     regimes: tuple[str, ...] | None = None  # None: the study's regimes
@@ -215,6 +217,7 @@ class Study:
             **self.training,
             **self.regime_training.get(regime, {}),
             **({"width": m.width} if m.width is not None else {}),
+            **({"lr": m.lr} if m.lr is not None else {}),
         }
         return recipe_config(
             settings.pop("recipe", "standard"),
@@ -323,6 +326,7 @@ _MODEL_KINDS = {
     "model": "str",
     "arch": "str",
     "width": "number",
+    "lr": "number",
     "options": "table",
     "operator": "table",
     "regimes": "list",
