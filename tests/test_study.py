@@ -417,3 +417,18 @@ def test_a_study_is_not_continued_in_another_precision(tmp_path, monkeypatch):
         run_study(study, workspace=tmp_path, device="cpu", data_dir=tmp_path)
     monkeypatch.setattr(devices, "bf16_native", lambda device: True)
     check_one_precision(study, trainings(study), tmp_path, "cpu")
+
+
+def test_a_study_model_may_have_its_own_learning_rate():
+    """A network without BatchNorm stays at chance at the fast recipe's 0.4 (the paper-gap study's arm): its own lr."""
+    from robustbench_dc.study import parse_study
+
+    raw = {
+        "name": "s",
+        "dataset": "digits",
+        "training": {"recipe": "fast"},
+        "models": [{"label": "bn"}, {"label": "nobn", "options": {"batchnorm": False}, "lr": 0.05}],
+    }
+    study = parse_study(raw)
+    assert study.train_config(study.model("nobn"), "natural", 0).lr == 0.05
+    assert study.train_config(study.model("bn"), "natural", 0).lr == 0.4

@@ -103,7 +103,9 @@ class StudyModel:
     model: str = "baseline"
     arch: str = "cnn9"
     width: float | None = None  # None: the study's [training] width
-    lr: float | None = None  # None: the study's [training] learning rate (a network without BatchNorm needs a lower one)
+    lr: float | None = (
+        None  # None: the study's [training] learning rate (a network without BatchNorm needs a lower one)
+    )
     options: dict[str, Any] = field(default_factory=dict)
     operator: dict[str, Any] = field(default_factory=dict)
     regimes: tuple[str, ...] | None = None  # None: the study's regimes
