@@ -78,3 +78,28 @@ def test_a_channels_last_dcnet_hands_attacks_a_contiguous_input_gradient():
     x = x.detach()
     adv, _ = aa.run_standard_evaluation(x, model(x).argmax(1), batch_size=4)
     assert adv.shape == x.shape
+
+
+def test_an_interrupted_autoattack_resumes_from_its_finished_batches(tiny, tmp_path):
+    """AutoAttack takes minutes a batch on a CPU; an interrupt lost the whole cell. Each batch is now seeded on its own
+    and kept as it finishes: a resumed run does only the rest, and ends where an uninterrupted one does."""
+    pytest.importorskip("pyautoattack")
+    from robustbench_dc.attacks import AutoAttack
+
+    model, x, y = tiny
+    whole = run_attack(AutoAttack(), model, x, y, 0.5, batch_size=2, seed=5, partial=tmp_path / "whole")
+    seen = []
+
+    def stop_after_two(n):
+        seen.append(n)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_attack(
+            AutoAttack(), model, x, y, 0.5, batch_size=2, seed=5, partial=tmp_path / "cut", on_batch=stop_after_two
+        )
+    assert len(list((tmp_path / "cut").glob("batch-*.safetensors"))) == 2
+    resumed = run_attack(AutoAttack(), model, x, y, 0.5, batch_size=2, seed=5, partial=tmp_path / "cut")
+    assert torch.equal(resumed, whole)
+    assert AutoAttack().params(0.5) == {"version": "standard", "seeding": "per batch"}

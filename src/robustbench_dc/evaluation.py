@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import shutil
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from functools import lru_cache
@@ -120,6 +121,7 @@ class _Context:
         stored = self.store.cell(
             key, self._unchanged(compute), provenance=self.provenance, recompute=self.recompute, on_compute=announce
         )
+        shutil.rmtree(self.partial_dir(key), ignore_errors=True)  # the cell holds it now
         self.rows.append(result_row(stored, self.target.label, source.title if source else ""))
         return stored
 
@@ -149,8 +151,19 @@ class _Context:
 
         return checked
 
+    def partial_dir(self, key: CellKey) -> Path:
+        """Where a resumable attack keeps the finished batches of ``key``'s cell until the cell is stored."""
+        return self.workspace / "partial" / key.store_key()[:32]
+
     def attacked(
-        self, attack: Attack, model: EvalModel, images: Tensor, labels: Tensor, eps: float, seed: int
+        self,
+        attack: Attack,
+        model: EvalModel,
+        images: Tensor,
+        labels: Tensor,
+        eps: float,
+        seed: int,
+        partial: Path | None = None,
     ) -> Tensor:
         """``run_attack`` on ``model`` with this evaluation's backend and batch size, reporting its batches to the
         progress. A model from outside the zoo that raises while attacked is the input's problem (one line, exit
@@ -167,6 +180,7 @@ class _Context:
                 batch_size=self.batch_size,
                 on_batch=counter(self.progress, images.shape[0], "images"),
                 on_detail=self.progress.detail,
+                partial=partial,
             )
         except UserError:
             raise
@@ -608,9 +622,9 @@ def _accuracy_cells(
     """The clean cell, each attack's cell at each of its eps, and (with a source) each transfer cell."""
     seed, batch = subset.seed, ctx.batch_size
 
-    def white_box(a: Attack, e: float) -> Callable[[], dict[str, Any]]:
+    def white_box(a: Attack, e: float, k: CellKey) -> Callable[[], dict[str, Any]]:
         return lambda: accuracy_metrics(
-            predict(module, ctx.attacked(a, ctx.target, images, labels, e, seed), batch), labels
+            predict(module, ctx.attacked(a, ctx.target, images, labels, e, seed, ctx.partial_dir(k)), batch), labels
         )
 
     def transferred(src: EvalModel, a: Attack, e: float, k: CellKey) -> Callable[[], dict[str, Any]]:
@@ -625,7 +639,8 @@ def _accuracy_cells(
     for attack in spec.attacks:
         threat = Threat.WHITE_BOX if attack.access == Threat.WHITE_BOX else Threat.BLACK_BOX
         for e in spec.eps_of(attack):
-            ctx.cell(ctx.attack_key(subset, attack, e, threat), white_box(attack, e))
+            key = ctx.attack_key(subset, attack, e, threat)
+            ctx.cell(key, white_box(attack, e, key))
     if src is None:
         return
     ctx.store.put_function(src.function_id, src.info)

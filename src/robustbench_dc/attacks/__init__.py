@@ -6,9 +6,11 @@
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import Callable
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from robustbench_dc import names
@@ -35,6 +37,7 @@ from robustbench_dc.attacks.specs import (
 )
 from robustbench_dc.devices import full_precision, module_device
 from robustbench_dc.errors import UserError
+from robustbench_dc.files import atomic_write
 from robustbench_dc.inference import predict
 from robustbench_dc.names import Norm
 
@@ -99,6 +102,27 @@ def _check_classes(attack: Attack, model: nn.Module, x: Tensor) -> None:
             )
 
 
+def _resumed(attack: Attack, partial: Path | None, index: int, seed: int, n: int) -> tuple[Path | None, Tensor | None]:
+    """For a resumable attack given a folder: batch ``index``'s file, with the generator seeded for this batch alone
+    (its draws whatever ran before it), and its ``n`` images where a run before finished it (a damaged file is
+    recomputed, never trusted); else (None, None)."""
+    if partial is None or not attack.resumable:
+        return None, None
+    torch.manual_seed(seed + 1_000_003 * (index + 1))
+    kept = partial / f"batch-{index}.safetensors"
+    try:
+        images = load_file(str(kept))["images"] if kept.is_file() else None
+    except Exception:  # noqa: BLE001  (a torn or foreign file)
+        images = None
+    return kept, images if images is not None and images.shape[0] == n else None
+
+
+def _keep(kept: Path | None, images: Tensor) -> None:
+    if kept is not None:
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(kept, lambda tmp: save_file({"images": images.contiguous()}, str(tmp)))
+
+
 def run_attack(
     attack: Attack,
     model: nn.Module,
@@ -111,13 +135,16 @@ def run_attack(
     batch_size: int = DEFAULT_ATTACK_BATCH_SIZE,
     on_batch: Callable[[int], None] | None = None,
     on_detail: Callable[[str], None] | None = None,
+    partial: Path | None = None,
 ) -> Tensor:
     """Adversarial versions of ``images`` (float in [0, 1], returned on the CPU); the model is attacked in eval
     mode on its own device, in fp32, and its mode restored.
 
     ``eps == 0`` returns the images unchanged. Randomness (PGD starts, Square) is seeded by ``seed`` and
     leaves the global generators as they were. ``on_batch`` hears each finished batch's size, ``on_detail`` what
-    a batch is doing where an attack has parts (AutoAttack's component attacks).
+    a batch is doing where an attack has parts (AutoAttack's component attacks). ``partial``: a folder where a
+    ``resumable`` attack keeps each finished batch (each batch seeded from ``seed`` and its index), so that a run
+    interrupted after some batches does only the others.
     """
     if not (0 <= eps <= 1 if attack.norm == Norm.LINF else 0 <= eps < float("inf")):
         raise UserError(
@@ -146,7 +173,13 @@ def run_attack(
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), full_precision():
             _check_classes(attack, model, images[:1].to(device))
             torch.manual_seed(seed)
-            for i in range(0, images.shape[0], batch_size):
+            for index, i in enumerate(range(0, images.shape[0], batch_size)):
+                kept, done = _resumed(attack, partial, index, seed, min(batch_size, images.shape[0] - i))
+                if done is not None:
+                    out.append(done)
+                    if on_batch is not None:
+                        on_batch(done.shape[0])
+                    continue
                 x, y = images[i : i + batch_size].to(device, copy=True), labels[i : i + batch_size].to(device)
                 if attack.predicted_labels:
                     y = predict(model, x).to(device)
@@ -167,6 +200,7 @@ def run_attack(
                     again = craft(attack, attacked, x[still_right], y[still_right], eps, on_detail)
                     adv[still_right] = again
                 out.append(adv.cpu())
+                _keep(kept, out[-1])
                 if on_batch is not None:
                     on_batch(x.shape[0])
         return torch.cat(out)

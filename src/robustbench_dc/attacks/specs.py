@@ -37,6 +37,8 @@ class Attack:
     library: ClassVar[str | None] = None
     #: the fewest classes the attack's loss is defined for (the DLR loss reads the third or fourth largest logit)
     min_classes: ClassVar[int] = 2
+    #: each batch seeded on its own and kept on disk as it finishes, so an interrupted cell resumes (slow attacks)
+    resumable: ClassVar[bool] = False
 
     def params(self, eps: float) -> dict[str, Any]:
         """The attack's parameters at ``eps`` (what is stored and printed)."""
@@ -214,11 +216,15 @@ class AutoAttack(Attack):
     randomized: ClassVar[bool] = True
     library: ClassVar[str | None] = "pyautoattack"
     min_classes: ClassVar[int] = 4  # APGD-T's targeted DLR loss
+    resumable: ClassVar[bool] = True
     version: str = "standard"
 
     def __post_init__(self) -> None:
         if self.version not in ("standard", "plus", "rand"):
             raise UserError(f"AutoAttack version must be standard, plus or rand, got {self.version!r}")
+
+    def params(self, eps: float) -> dict[str, Any]:
+        return {"version": self.version, "seeding": "per batch"}  # a resumed cell draws what a whole one does
 
 
 @dataclass(frozen=True)
