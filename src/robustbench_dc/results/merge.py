@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,23 +99,40 @@ def _merge_checkpoints(destination: Path, source: Path, summary: MergeSummary) -
         if why:
             summary.refused.append(f"{card.parent}: {why}")
             continue
-        partial = target.with_name(f".{target.name}.merging")
-        shutil.rmtree(partial, ignore_errors=True)
+        partial = None
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
+            # a folder of this merge's own: two merges into one store never share (or delete) each other's copy
+            partial = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".merging", dir=target.parent))
             shutil.copytree(
-                card.parent, partial, ignore=shutil.ignore_patterns("resume.pt", RUN_FILE, ".write-check.*")
+                card.parent,
+                partial,
+                ignore=shutil.ignore_patterns("resume.pt", RUN_FILE, ".write-check.*"),
+                dirs_exist_ok=True,
             )
         except OSError as exc:  # a full or read-only disk: no partial copy stays behind
-            shutil.rmtree(partial, ignore_errors=True)
+            if partial is not None:
+                shutil.rmtree(partial, ignore_errors=True)
             raise UserError(
                 f"cannot copy {card.parent} into {destination} ({exc.strerror or exc}); the runs merged before it are "
                 f"complete ({summary.checkpoints_added}), nothing else was written: free space and merge again"
             ) from None
-        if target.exists():  # an unfinished run (resume state only): the finished checkpoint replaces it
-            shutil.rmtree(target)
+        summary.checkpoints_added += _put_in_place(partial, target)
+
+
+def _put_in_place(partial: Path, target: Path) -> int:
+    """Rename the finished copy into place (an unfinished run there, resume state only, is replaced); 0 where another
+    merge put the same run there first (its copy stays, ours goes)."""
+    if target.exists() and not (target / CARD_FILE).is_file():
+        shutil.rmtree(target, ignore_errors=True)
+    try:
         partial.rename(target)
-        summary.checkpoints_added += 1
+    except OSError:
+        shutil.rmtree(partial, ignore_errors=True)
+        if (target / CARD_FILE).is_file():
+            return 0
+        raise
+    return 1
 
 
 def _unsound_weights(card: Path, data: dict[str, Any]) -> str:
