@@ -586,7 +586,7 @@ def study_account(name: str) -> str:
             f"through an ordinary convolution) is within {max(bpda_gaps):.1f} points of PGD for every model, training "
             "and eps of the tables."
         )
-    if "## Gradient-masking diagnostics" in r.text:
+    if "## Gradient-masking diagnostics" in r.text and (r.cells["role"] == "diagnostics").any():
         diagnosed = int(r.one("subset_n", role="diagnostics"))
         lines.append(
             f"- Gradient-masking diagnostics (on {diagnosed:,} images): {r.diagnostics_summary(1)}. These checks find "
@@ -600,6 +600,7 @@ SECTIONS = {
     "smoke-digits": lambda: paper_account("smoke-digits"),
     "seeds-smoke-digits": lambda: study_account("seeds-smoke-digits"),
     "aig-cifar10": lambda: study_account("aig-cifar10"),
+    "paper-gap": lambda: study_account("paper-gap"),
     "paper-cpu": lambda: "\n\n".join(
         part
         for part in (
