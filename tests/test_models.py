@@ -57,7 +57,10 @@ def test_operator_options_reach_layers():
 @pytest.mark.parametrize(
     "kwargs,match",
     [
-        (dict(name="cubeconv"), "unknown model 'cubeconv'; valid: baseline, sphereconv"),
+        (
+            dict(name="cubeconv"),
+            r"unknown model 'cubeconv'; did you mean 'segconv' or 'ballconv'\? valid: baseline, sphereconv",
+        ),
         (dict(name="tanhconv-tan"), "unknown angular function 'tan'.*valid suffixes: cos, linear"),
         (
             dict(name="tanhconv", arch="vgg"),
