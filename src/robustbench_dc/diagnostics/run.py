@@ -71,9 +71,19 @@ def surrogate_attacks(
     decoupled: bool, straight_through: tuple[str, ...] = (), outcome: Outcome = Outcome.ANY_ITERATE
 ) -> list:
     """PGD-20 with smoothed gradients, and BPDA where there is a decoupled layer, hard decision or declared part."""
-    pgd20 = dict(relative_step=RELATIVE_STEP, outcome=outcome, **PGD_VARIANTS["pgd20"])
-    smoothed = [SmoothedPGD(**pgd20)]
-    bpda = [BPDA(straight_through=tuple(straight_through), **pgd20)]
+    pgd20 = _pgd("pgd20", outcome)
+    smoothed = [
+        SmoothedPGD(relative_step=pgd20.relative_step, steps=pgd20.steps, restarts=pgd20.restarts, outcome=outcome)
+    ]
+    bpda = [
+        BPDA(
+            relative_step=pgd20.relative_step,
+            steps=pgd20.steps,
+            restarts=pgd20.restarts,
+            outcome=outcome,
+            straight_through=tuple(straight_through),
+        )
+    ]
     return smoothed + (bpda if decoupled or straight_through else [])
 
 
