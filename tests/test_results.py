@@ -614,3 +614,34 @@ def test_merges_at_once_into_one_store_all_finish(tmp_path):
         summaries = list(pool.map(lambda s: merge_workspaces(merged, [s]), sources * 2))
     assert sum(s.checkpoints_added for s in summaries) == 2 and sum(s.cells_added for s in summaries) == 4
     assert not [p for p in merged.rglob("*") if p.name.endswith(".merging")]
+
+
+@pytest.mark.parametrize(
+    "error, message",
+    [
+        ("attempt to write a readonly database", "the store itself is not damaged: keep it"),
+        ("database or disk is full", "free disk space"),
+        ("file is not a database", "if it is damaged, move it away"),
+    ],
+)
+def test_a_store_that_cannot_be_written_is_not_called_damaged(tmp_path, monkeypatch, error, message):
+    """On a full or read-only disk a healthy results.sqlite was told to be moved away (following it loses cells)."""
+    from robustbench_dc.errors import UserError
+
+    real = sqlite3.connect
+
+    def failing(*args, **kwargs):
+        conn = real(*args, **kwargs)
+
+        class Failing:
+            def execute(self, *a, **k):
+                raise (sqlite3.DatabaseError if "not a database" in error else sqlite3.OperationalError)(error)
+
+            def close(self):
+                conn.close()
+
+        return Failing()
+
+    monkeypatch.setattr(sqlite3, "connect", failing)
+    with pytest.raises(UserError, match=message):
+        ResultStore(tmp_path)

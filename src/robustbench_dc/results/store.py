@@ -93,6 +93,16 @@ class ResultStore:
             raise UserError(
                 f"{self.path}: cannot create the result store ({exc.strerror or exc}); choose a writable --workspace"
             ) from exc
+        except sqlite3.OperationalError as exc:
+            if not any(w in str(exc).lower() for w in ("disk", "readonly", "read-only", "locked", "unable to open")):
+                raise UserError(
+                    f"{self.path}: cannot open the result store ({exc}); if it is damaged, move it away to start a "
+                    "new one (its cells are then recomputed)"
+                ) from exc
+            raise UserError(  # a full or read-only disk, a lock: the file itself is sound
+                f"{self.path}: cannot write to the result store ({exc}); free disk space or make the workspace "
+                "writable, then run again (the store itself is not damaged: keep it)"
+            ) from exc
         except sqlite3.DatabaseError as exc:
             raise UserError(
                 f"{self.path}: cannot open the result store ({exc}); if it is damaged, move it away to start a new one "
