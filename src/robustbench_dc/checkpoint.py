@@ -21,7 +21,10 @@ from robustbench_dc.errors import CheckpointError, UserError
 from robustbench_dc.files import atomic_write, atomic_write_bytes, environment, regular_file, sha256_file
 from robustbench_dc.models import ModelSpec, Network, build_model
 from robustbench_dc.models.registry import parse_model_name
+from robustbench_dc.names import Regime
+from robustbench_dc.names import regime as regime_of
 from robustbench_dc.workspace import CARD_FILE, models_dir, workspace_dir
+from robustbench_dc.zoo import shipped_roots
 
 CARD_FORMAT = "robustbench-dc/checkpoint-v1"
 WEIGHTS_FILE = "model.safetensors"
@@ -261,9 +264,6 @@ def resolve_checkpoint(
             "the store give its name (tanhconv)"
         )
     parse_model_name(str(name_or_path))  # an unknown name fails here, listing the valid ones
-    from robustbench_dc.names import Regime
-    from robustbench_dc.names import regime as regime_of
-
     if regime_of(training).split("-eps")[0] not in tuple(Regime):
         raise UserError(
             f"unknown training {training!r}; valid: {', '.join(Regime)} ('adversarial', the tables' word, is fgsm), "
@@ -296,8 +296,6 @@ def resolve_checkpoint(
 def _shipped(**fields: Any) -> list[Path]:
     """The first shipped folder's checkpoints that match (``zoo.shipped_roots``); where a study ships a table model and,
     beside it, a source of other settings under the same name (``...-seed1+hash``), the table model."""
-    from robustbench_dc.zoo import shipped_roots
-
     for root in shipped_roots():
         found = find_checkpoints(root, **fields)
         plain = [p for p in found if "+" not in p.name]
